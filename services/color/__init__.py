@@ -1,0 +1,1 @@
+"""Colour histogram service: pictures with a similar palette, by L1 distance."""

@@ -1,0 +1,60 @@
+"""Wires the colour histogram to the service kit."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+
+from services.color.histogram import DIM, histogram
+from services.common.app import create_app
+from services.common.feature import VectorFeature
+from services.common.index import AnyIndex, new_flat_index
+from services.common.settings import ServiceSettings
+
+
+class ColorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_COLOR_", extra="ignore")
+    service_name: ClassVar[str] = "color"
+    default_port: ClassVar[int] = 33335
+
+    decode_size: int = Field(
+        256, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"
+    )
+
+
+class ColorFeature(VectorFeature):
+    store_route = "color_features"
+    search_route = "color"
+    settings: ColorSettings
+
+    def metadata(self) -> dict[str, Any]:
+        return {"feature": "color", "algorithm": "rgb-hist-8x8x8-sum1e7", "dim": DIM, "dtype": "float32"}
+
+    def info(self) -> dict[str, Any]:
+        return {"feature": "color", "distance": "l1", "dim": DIM}
+
+    def index_config(self) -> str:
+        return f"flat-l1-{DIM}"
+
+    def new_index(self) -> AnyIndex:
+        return new_flat_index(DIM, "l1")
+
+    def _histogram(self, data: bytes) -> np.ndarray:
+        return histogram(self.decode(data, "RGB", draft_size=self.settings.decode_size).image)
+
+    def extract(self, data: bytes) -> bytes:
+        return self._histogram(data).tobytes()
+
+    def vector_from_stored(self, stored: bytes) -> np.ndarray:
+        return np.frombuffer(stored, dtype=np.float32, count=DIM)
+
+    def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
+        return self._histogram(data)[None, :]
+
+
+def build_app(settings: ColorSettings | None = None) -> FastAPI:
+    return create_app(ColorFeature(settings or ColorSettings()))

@@ -1,0 +1,252 @@
+"""App factory: a feature object in, a FastAPI app with the standard routes out.
+
+Routes (SPEC section 3): calculate / delete / by-id search / by-image search, plus /health,
+/stats, /metrics (Prometheus) and Swagger at /docs. CPU work (decoding, feature extraction,
+searching, LMDB commits) runs in the thread pool, never on the event loop.
+"""
+
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, create_model
+from starlette.concurrency import run_in_threadpool
+
+from services.common.collection import Collection
+from services.common.feature import FeatureService
+from services.common.images import ImageError
+from services.common.metrics import ServiceMetrics
+from services.common.schemas import (
+    ERROR_RESPONSES,
+    AddResult,
+    DeleteResult,
+    ImageIdBody,
+    SearchParams,
+    SimilarImage,
+)
+from services.common.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    """Background thread: picks up writes of other processes and snapshots the index."""
+
+    def __init__(self, collection: Collection, sync_interval: float, snapshot_interval: float) -> None:
+        self.collection = collection
+        self.sync_interval = sync_interval
+        self.snapshot_interval = snapshot_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="index-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        last_snapshot = time.monotonic()
+        while not self._stop.wait(self.sync_interval):
+            try:
+                self.collection.sync()
+                if time.monotonic() - last_snapshot >= self.snapshot_interval:
+                    self.collection.snapshot()
+                    last_snapshot = time.monotonic()
+            except Exception:  # keep the thread alive; the next round retries
+                log.exception("index maintenance failed")
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
+    return data
+
+
+def create_app(service: FeatureService) -> FastAPI:
+    settings = service.settings
+    name = service.name
+    metrics = ServiceMetrics(name)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.load)
+        data_dir = settings.resolved_data_dir()
+        store = FeatureStore(data_dir, service.metadata())
+        collection = Collection(store, service, data_dir / "index.snapshot")
+        await run_in_threadpool(collection.open)
+        service.bind(collection)
+        maintenance = Maintenance(collection, settings.sync_interval_s, settings.snapshot_interval_s)
+        maintenance.start()
+        state.update(store=store, collection=collection, started=time.time())
+        app.state.collection = collection
+        log.info("%s ready: %d images, index from %s", name, store.count(), collection.state.loaded_from)
+        try:
+            yield
+        finally:
+            maintenance.stop()
+            await run_in_threadpool(collection.snapshot)
+            service.close()
+            store.close()
+
+    app = FastAPI(
+        title=f"ambience {name}",
+        description=f"The {name} feature service of ambience.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the offending input back; for a whole multipart body that would be the
+        # upload object itself, so keep only simple values.
+        errors = [
+            {k: v for k, v in err.items() if k != "ctx" and (k != "input" or isinstance(v, str | int | float))}
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(ImageError)
+    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")  # the route template keeps label cardinality bounded
+        metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
+        return response
+
+    def collection() -> Collection:
+        return state["collection"]
+
+    store_route, search_route = service.store_route, service.search_route
+    Params = service.QueryParams
+    id_field = (int, Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"))
+    SearchById = create_model(  # type: ignore[call-overload]
+        f"{search_route}_search_by_id", __base__=(SearchParams, Params), image_id=id_field
+    )
+    SearchForm = create_model(f"{search_route}_search_form", __base__=(SearchParams, Params))
+    result_model = list[service.ResultModel or SimilarImage]  # type: ignore[misc]
+
+    def split(body: BaseModel) -> tuple[SearchParams, BaseModel]:
+        data = body.model_dump()
+        search = SearchParams(k=data.get("k"), distance_threshold=data.get("distance_threshold"))
+        return search, Params.model_validate({k: v for k, v in data.items() if k in Params.model_fields})
+
+    @app.post(f"/calculate_{store_route}", response_model=AddResult, responses=ERROR_RESPONSES)
+    async def calculate(
+        image: Annotated[UploadFile, File(description="The image file")],
+        image_id: Annotated[int, Form(ge=0, lt=service.max_image_id)],
+    ) -> dict[str, int]:
+        """Compute and store the feature of an image under a new id."""
+        data = await read_upload(image, settings.max_upload_bytes)
+        if await run_in_threadpool(collection().store.__contains__, image_id):
+            raise HTTPException(409, f"image_id {image_id} already exists")
+        started = time.perf_counter()
+        value = await run_in_threadpool(service.extract, data)
+        metrics.extract_seconds.observe(time.perf_counter() - started)
+        if not await run_in_threadpool(collection().add, image_id, value):
+            raise HTTPException(409, f"image_id {image_id} already exists")
+        metrics.items.set(collection().count())
+        return {"image_id": image_id}
+
+    @app.post(f"/delete_{store_route}", response_model=DeleteResult, responses=ERROR_RESPONSES)
+    async def delete(body: ImageIdBody) -> dict[str, Any]:
+        """Delete an image's feature. ``deleted`` is false when the id was not stored."""
+        deleted = await run_in_threadpool(collection().delete, body.image_id)
+        metrics.items.set(collection().count())
+        return {"image_id": body.image_id, "deleted": deleted}
+
+    @app.post(
+        f"/{search_route}_get_similar_images_by_id", response_model=result_model, responses=ERROR_RESPONSES
+    )
+    async def search_by_id(body: SearchById) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+        """Images similar to a stored one (the image itself comes first)."""
+        search, params = split(body)
+        image_id = body.image_id  # type: ignore[attr-defined]
+        stored = await run_in_threadpool(collection().store.get, image_id)
+        if stored is None:
+            raise HTTPException(404, f"image_id {image_id} not found")
+        return await run_in_threadpool(service.search_by_stored, image_id, stored, search, params)
+
+    @app.post(
+        f"/{search_route}_get_similar_images_by_image_buffer",
+        response_model=result_model,
+        responses=ERROR_RESPONSES,
+    )
+    async def search_by_image(
+        image: Annotated[UploadFile, File(description="The query image")],
+        form: Annotated[SearchForm, Form()],  # type: ignore[valid-type]
+    ) -> list[dict[str, Any]]:
+        """Images similar to an uploaded one."""
+        search, params = split(form)
+        data = await read_upload(image, settings.max_upload_bytes)
+        return await run_in_threadpool(service.search_by_image, data, search, params)
+
+    add_info_routes(app, service, lambda: state, metrics)
+    return app
+
+
+def add_info_routes(
+    app: FastAPI, service: FeatureService, state: Callable[[], dict[str, Any]], metrics: ServiceMetrics
+) -> None:
+    """/health, /stats and /metrics (shared with services that have no store)."""
+
+    def describe() -> dict[str, Any]:
+        current = state()
+        out: dict[str, Any] = {"service": service.name, **service.info()}
+        collection: Collection | None = current.get("collection")
+        if collection is not None:
+            out["count"] = collection.count()
+        return out
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness and readiness: 200 once the service has loaded its data and models."""
+        return {"status": "ok", **describe()}
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """Collection size, index type and provenance, model and weights source."""
+        out = describe()
+        current = state()
+        collection: Collection | None = current.get("collection")
+        if collection is not None:
+            st = collection.state
+            out["index"] = {
+                "type": collection.index.type_name(),
+                "entries": collection.index.count(),
+                "generation": st.generation,
+                "loaded_from": st.loaded_from,
+                "replayed": st.replayed,
+                "snapshot_generation": st.snapshot_generation,
+            }
+            out["store"] = {
+                "generation": collection.store.generation,
+                "disk_bytes": collection.store.disk_bytes(),
+                "metadata": collection.store.metadata,
+            }
+            out["uptime_s"] = round(time.time() - current["started"], 1)
+        return out
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics."""
+        collection: Collection | None = state().get("collection")
+        if collection is not None:
+            metrics.items.set(collection.count())
+        return Response(metrics.render(), media_type=metrics.content_type)

@@ -1,0 +1,208 @@
+"""A collection ties the durable store to its in-memory index.
+
+The index is a materialised view of the store: every change goes to the store first (one durable
+LMDB transaction that also appends to the store's change log), and the index is then brought up
+to date by replaying the log from the generation it last saw. The same replay picks up records
+written by other processes (``ambience import``) and finishes a snapshot that is a little behind.
+
+Snapshots are single files (header + serialised FAISS index) written atomically and tagged with
+the store's uuid and generation. At start-up a snapshot of this store is loaded and the log
+replayed from its generation; a snapshot of another store, an unreadable one, one built with a
+different index configuration, or one older than the retained log is discarded and the index is
+rebuilt from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from services.common.index import AnyIndex, VectorIndex, is_binary, write_atomic
+from services.common.store import OP_ADD, FeatureStore
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"AMBIDX1\n"
+_LEN = struct.Struct(">I")
+
+
+class IndexLayout(Protocol):
+    """How a feature's stored bytes become index rows. Implemented by each feature."""
+
+    #: Changes when stored rows would map to different index rows (e.g. a new whitening).
+    def index_config(self) -> str: ...
+
+    def new_index(self) -> AnyIndex: ...
+
+    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 FAISS ids, vectors) for a batch of (image_id, stored bytes)."""
+        ...
+
+    def id_range(self, image_id: int) -> tuple[int, int]:
+        """[lo, hi) of the FAISS ids that belong to ``image_id``."""
+        ...
+
+
+@dataclass
+class IndexState:
+    generation: int = 0
+    loaded_from: str = "empty"  # snapshot | rebuild | empty
+    replayed: int = 0  # log entries applied since start-up
+    snapshot_generation: int = -1
+    last_snapshot_at: float = 0.0
+
+
+class Collection:
+    def __init__(self, store: FeatureStore, layout: IndexLayout, snapshot_path: Path) -> None:
+        self.store = store
+        self.layout = layout
+        self.snapshot_path = snapshot_path
+        self.index = VectorIndex(layout.new_index)
+        self.state = IndexState()
+        self._sync_lock = threading.RLock()
+
+    # -- start-up -----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        with self._sync_lock:
+            if self._load_snapshot():
+                self.sync()
+            else:
+                self.rebuild()
+
+    def _load_snapshot(self) -> bool:
+        path = self.snapshot_path
+        if not path.exists():
+            return False
+        try:
+            data = path.read_bytes()
+            if not data.startswith(_MAGIC):
+                raise ValueError("bad magic")
+            (hlen,) = _LEN.unpack_from(data, len(_MAGIC))
+            start = len(_MAGIC) + _LEN.size
+            header = json.loads(data[start : start + hlen])
+            if header["store_uuid"] != self.store.uuid:
+                raise ValueError("snapshot belongs to another store")
+            if header["index_config"] != self.layout.index_config():
+                raise ValueError("index configuration changed")
+            generation = int(header["generation"])
+            if self.store.changes_since(generation) is None:
+                raise ValueError(f"generation {generation} is not covered by the store's log")
+            index = VectorIndex.deserialize(data[start + hlen :], binary=bool(header["binary"]))
+        except Exception as exc:
+            log.warning("discarding index snapshot %s (%s); rebuilding from the store", path, exc)
+            return False
+        self.index.replace(index)
+        self.state = IndexState(
+            generation=generation,
+            loaded_from="snapshot",
+            snapshot_generation=generation,
+            last_snapshot_at=time.monotonic(),
+        )
+        log.info("loaded index snapshot at generation %d (%d entries)", generation, self.index.count())
+        return True
+
+    def rebuild(self) -> None:
+        """Rebuild the index from every stored record (start-up fallback, re-training)."""
+        with self._sync_lock:
+            total = self.store.count()
+            started = time.monotonic()
+            log.info("rebuilding %s index from %d stored records", self.store.path.name, total)
+            fresh = VectorIndex(self.layout.new_index)
+            generation, batches = self.store.snapshot_items()
+            done, next_report = 0, time.monotonic() + 5
+            for batch in batches:
+                fresh.add(*self.layout.index_rows(batch))
+                done += len(batch)
+                if time.monotonic() >= next_report:
+                    log.info("rebuild: %d/%d records (%.0f%%)", done, total, 100 * done / max(total, 1))
+                    next_report = time.monotonic() + 5
+            self.index.adopt(fresh)
+            self.state = IndexState(generation=generation, loaded_from="rebuild")
+            log.info("rebuilt index: %d records in %.1fs", done, time.monotonic() - started)
+            self.sync()
+
+    # -- changes --------------------------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Apply store changes newer than the index. Returns how many log entries were applied."""
+        with self._sync_lock:
+            result = self.store.changes_since(self.state.generation)
+            if result is None:
+                self.rebuild()
+                return 0
+            current, changes = result
+            pending_adds: list[int] = []
+            for _, op, image_id in changes:
+                if op == OP_ADD:
+                    pending_adds.append(image_id)
+                    continue
+                self._flush_adds(pending_adds)
+                self.index.remove_range(*self.layout.id_range(image_id))
+            self._flush_adds(pending_adds)
+            self.state.generation = current
+            self.state.replayed += len(changes)
+            return len(changes)
+
+    def _flush_adds(self, image_ids: list[int]) -> None:
+        if not image_ids:
+            return
+        items = []
+        for image_id in image_ids:
+            value = self.store.get(image_id)
+            # None: deleted again later in the log, and that delete entry follows. An id can
+            # only be re-added after a delete entry, so an add never duplicates an index entry.
+            if value is not None:
+                items.append((image_id, value))
+        if items:
+            self.index.add(*self.layout.index_rows(items))
+        image_ids.clear()
+
+    def add(self, image_id: int, value: bytes) -> bool:
+        """Durably store a new record and index it. False when the id already exists."""
+        added = self.store.add(image_id, value)
+        if added:
+            self.sync()
+        return added
+
+    def delete(self, image_id: int) -> bool:
+        deleted = self.store.delete(image_id)
+        if deleted:
+            self.sync()
+        return deleted
+
+    def count(self) -> int:
+        return self.store.count()
+
+    # -- snapshots -------------------------------------------------------------------------------------
+
+    def snapshot(self, force: bool = False) -> bool:
+        """Write the index to disk if it changed since the last snapshot. Returns True if written."""
+        with self._sync_lock:
+            generation = self.state.generation
+            if not force and generation == self.state.snapshot_generation:
+                return False
+            body = self.index.serialize()
+            binary = self.index.with_index(is_binary)
+        header = json.dumps(
+            {
+                "store_uuid": self.store.uuid,
+                "generation": generation,
+                "binary": binary,
+                "index_config": self.layout.index_config(),
+                "ntotal": self.index.count(),
+            }
+        ).encode()
+        write_atomic(self.snapshot_path, _MAGIC + _LEN.pack(len(header)) + header + body)
+        self.state.snapshot_generation = generation
+        self.state.last_snapshot_at = time.monotonic()
+        self.store.trim_log(generation)
+        return True

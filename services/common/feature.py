@@ -1,0 +1,154 @@
+"""What a feature service plugs into the kit.
+
+A service subclasses :class:`FeatureService` (or :class:`VectorFeature` for the common case of
+one vector per image searched by nearest neighbours) and hands an instance to
+:func:`services.common.app.create_app`. The subclass holds the algorithm's wiring only; the
+algorithm itself lives in plain modules of the service package.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from services.common.collection import Collection
+from services.common.images import DecodedImage, DecodeLimits, Mode, decode_image
+from services.common.index import AnyIndex
+from services.common.schemas import NoParams, SearchParams
+from services.common.settings import ServiceSettings
+from services.common.store import ID_MAX
+
+Hit = dict[str, Any]
+
+
+class FeatureService(ABC):
+    #: Routes: /calculate_{store_route}, /delete_{store_route}, /{search_route}_get_similar_images_by_*
+    store_route: ClassVar[str]
+    search_route: ClassVar[str]
+    #: Extra query parameters (form fields / JSON keys) the service's searches accept.
+    QueryParams: ClassVar[type[BaseModel]] = NoParams
+    #: Exclusive upper bound of accepted image ids.
+    max_image_id: ClassVar[int] = ID_MAX
+    #: The schema of one search result (for the OpenAPI docs).
+    ResultModel: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.limits = DecodeLimits(
+            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side
+        )
+
+    @property
+    def name(self) -> str:
+        return self.settings.service_name
+
+    def decode(self, data: bytes, mode: Mode, draft_size: int | None = None) -> DecodedImage:
+        return decode_image(data, mode, limits=self.limits, draft_size=draft_size)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load models etc. Called once before the store opens (metadata may depend on it)."""
+
+    def bind(self, collection: Collection) -> None:
+        """Called once the collection is open (e.g. to restore trained state)."""
+        self.collection = collection
+
+    def close(self) -> None:
+        """Release resources at shutdown."""
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """Recorded in the store; a mismatch at start-up refuses to open the data."""
+
+    def info(self) -> dict[str, Any]:
+        """Extra /stats and /health fields (model, weights source)."""
+        return {}
+
+    # -- index layout (see services.common.collection.IndexLayout) ------------------------------
+
+    @abstractmethod
+    def index_config(self) -> str: ...
+
+    @abstractmethod
+    def new_index(self) -> AnyIndex: ...
+
+    @abstractmethod
+    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def id_range(self, image_id: int) -> tuple[int, int]:
+        return image_id, image_id + 1
+
+    # -- work -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def extract(self, data: bytes) -> bytes:
+        """Image file bytes -> the bytes stored for it. Raises ImageError on bad input."""
+
+    @abstractmethod
+    def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]: ...
+
+    @abstractmethod
+    def search_by_stored(
+        self, image_id: int, stored: bytes, search: SearchParams, params: BaseModel
+    ) -> list[Hit]: ...
+
+
+class VectorFeature(FeatureService):
+    """One vector per image, FAISS id = image_id; queries may carry several vectors (e.g. the
+    mirrored image) whose results are merged by best distance per image."""
+
+    #: Distances are reported as int (Hamming) or float.
+    integer_distances: ClassVar[bool] = False
+
+    @abstractmethod
+    def vector_from_stored(self, stored: bytes) -> np.ndarray:
+        """The index row (1-D) for stored bytes."""
+
+    @abstractmethod
+    def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
+        """Image file bytes -> query rows (2-D)."""
+
+    def stored_query_vectors(self, stored: bytes, params: BaseModel) -> np.ndarray:
+        """Query rows for a by-id search; by default the stored vector alone."""
+        return self.vector_from_stored(stored)[None, :]
+
+    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
+        return ids, np.stack([self.vector_from_stored(value) for _, value in items])
+
+    def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]:
+        return self.search_vectors(self.query_vectors(data, params), search)
+
+    def search_by_stored(
+        self, image_id: int, stored: bytes, search: SearchParams, params: BaseModel
+    ) -> list[Hit]:
+        return self.search_vectors(self.stored_query_vectors(stored, params), search)
+
+    def search_vectors(self, queries: np.ndarray, search: SearchParams) -> list[Hit]:
+        """Nearest images to any of ``queries`` (best distance per image), sorted best first."""
+        index = self.collection.index
+        best: dict[int, float] = {}
+        if search.k is not None:
+            distances, ids = index.search(queries, search.k)
+            pairs = zip(distances.ravel(), ids.ravel(), strict=True)
+        else:
+            assert search.distance_threshold is not None
+            results = index.range_search(queries, search.distance_threshold)
+            pairs = ((d, i) for r in results for d, i in zip(r.distances, r.ids, strict=True))
+        for distance, faiss_id in pairs:
+            if faiss_id < 0:  # FAISS pads missing neighbours with -1
+                continue
+            image_id = int(faiss_id)
+            if distance < best.get(image_id, np.inf):
+                best[image_id] = float(distance)
+        ranked = sorted(best.items(), key=lambda item: (item[1], item[0]))
+        if search.k is not None:
+            ranked = ranked[: search.k]
+        cast = int if self.integer_distances else float
+        return [{"image_id": image_id, "distance": cast(distance)} for image_id, distance in ranked]

@@ -1,0 +1,63 @@
+"""Run one service as a process: ``python -m services.<name>``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.common.errors import EXIT_STARTUP_FAILED, StartupError
+from services.common.settings import ServiceSettings
+from services.common.store import StoreMismatchError
+
+log = logging.getLogger("ambience")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAPI]) -> None:
+    """Serve ``build(settings)`` with uvicorn; exit 2 for missing weights, 3 for other refusals."""
+    configure_logging()
+    app = build(settings)
+    failure: list[BaseException] = []
+
+    # Remember why start-up failed, so the exit code can say it (uvicorn only logs it).
+    original = app.router.lifespan_context
+
+    def guarded(a: FastAPI):  # type: ignore[no-untyped-def]
+        ctx = original(a)
+
+        class Guard:
+            async def __aenter__(self) -> None:
+                try:
+                    return await ctx.__aenter__()
+                except BaseException as exc:
+                    failure.append(exc)
+                    raise
+
+            async def __aexit__(self, *exc: object) -> bool | None:
+                return await ctx.__aexit__(*exc)
+
+        return Guard()
+
+    app.router.lifespan_context = guarded
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.resolved_port(), log_level="info", timeout_graceful_shutdown=10
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        exc = failure[0] if failure else None
+        if isinstance(exc, StartupError):
+            log.error("%s: %s", settings.service_name, exc)
+            sys.exit(exc.exit_code)
+        if isinstance(exc, StoreMismatchError):
+            log.error("%s: %s", settings.service_name, exc)
+        sys.exit(EXIT_STARTUP_FAILED)

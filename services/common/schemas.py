@@ -1,0 +1,60 @@
+"""Request and response models of the standard feature-service routes (SPEC section 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.store import ID_MAX
+
+
+class NoParams(BaseModel):
+    """A service without query parameters of its own."""
+
+
+class SearchParams(BaseModel):
+    """Exactly one of ``k`` or ``distance_threshold``."""
+
+    k: int | None = Field(None, ge=1, description="How many nearest images to return")
+    distance_threshold: float | None = Field(
+        None, ge=0, description="Return every image with distance <= this (instead of k)"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchParams:
+        if (self.k is None) == (self.distance_threshold is None):
+            raise ValueError("give exactly one of k or distance_threshold")
+        return self
+
+
+class ImageIdBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_id: int = Field(ge=0, lt=ID_MAX, description="Image id, 0 <= id < 2^63")
+
+
+class AddResult(BaseModel):
+    image_id: int
+
+
+class DeleteResult(BaseModel):
+    image_id: int
+    deleted: bool
+
+
+class SimilarImage(BaseModel):
+    image_id: int
+    distance: float | int
+
+
+class ErrorBody(BaseModel):
+    detail: Any
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown image id"},
+    409: {"model": ErrorBody, "description": "Image id already stored"},
+    413: {"model": ErrorBody, "description": "Upload or image too large"},
+    415: {"model": ErrorBody, "description": "Unsupported image format"},
+    422: {"model": ErrorBody, "description": "Invalid image or parameters"},
+}

@@ -1,0 +1,83 @@
+"""Typed settings shared by every service.
+
+Each service subclasses :class:`ServiceSettings` with its own env prefix
+(``AMBIENCE_<SERVICE>_``). Values that all services share (where data and models
+live, whether random weights are allowed) come from :class:`CommonSettings`
+with the plain ``AMBIENCE_`` prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings shared by all services (env prefix ``AMBIENCE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Root folder; each service keeps data in a sub-folder")
+    models_dir: Path = Field(Path("models"), description="Where model weights are downloaded and looked up")
+    allow_random_weights: bool = Field(
+        False, description="Tests only: let model services run with random weights"
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every feature service has. Subclasses set ``service_name`` and the env prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: ClassVar[str] = "service"
+    default_port: ClassVar[int] = 0
+
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 inside containers")
+    port: int = Field(0, description="TCP port (0 = the service's default port)")
+    data_dir: Path | None = Field(None, description="Data folder (default: $AMBIENCE_DATA_DIR/<service>)")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest accepted upload")
+    max_pixels: int = Field(100_000_000, ge=1, description="Largest accepted image (width x height)")
+    min_side: int = Field(8, ge=1, description="Smallest accepted image side in pixels")
+    snapshot_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between index snapshots (only when something changed)"
+    )
+    sync_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between checks for records written by other processes"
+    )
+    search_threads: int = Field(
+        1, ge=1, description="FAISS threads per search; requests already run concurrently"
+    )
+
+    def resolved_port(self) -> int:
+        return self.port or self.default_port
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir
+        return CommonSettings().data_dir / self.service_name
+
+    @classmethod
+    def env_prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", ""))
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Rows for the README settings table: env var, default, description."""
+        rows = []
+        for name, field in cls.model_fields.items():
+            default = field.default
+            if name == "port" and not default:
+                default = cls.default_port
+            if name == "data_dir" and default is None:
+                default = f"$AMBIENCE_DATA_DIR/{cls.service_name}"
+            rows.append(
+                {
+                    "env": f"{cls.env_prefix()}{name.upper()}",
+                    "default": default,
+                    "description": field.description or "",
+                }
+            )
+        return rows

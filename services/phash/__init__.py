@@ -1,0 +1,1 @@
+"""576-bit DCT perceptual hash service: near-duplicate search by Hamming distance."""

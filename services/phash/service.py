@@ -1,0 +1,70 @@
+"""Wires the phash algorithm to the service kit."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.app import create_app
+from services.common.feature import VectorFeature
+from services.common.index import AnyIndex, new_binary_flat_index
+from services.common.settings import ServiceSettings
+from services.phash.hashing import HASH_BITS, HASH_BYTES, phash, phash_variants
+
+#: Hamming distance under which the gateway calls two images duplicates.
+DUPLICATE_THRESHOLD = 64
+
+
+class PhashSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_PHASH_", extra="ignore")
+    service_name: ClassVar[str] = "phash"
+    default_port: ClassVar[int] = 33336
+
+    decode_size: int = Field(
+        256, ge=96, description="JPEGs are decoded at reduced size with the short side >= this"
+    )
+    mirrored_query: bool = Field(True, description="Queries also match the mirrored image")
+
+
+class PhashParams(BaseModel):
+    rotations: bool = Field(False, description="Also match 90/180/270-degree rotations of the query")
+
+
+class PhashFeature(VectorFeature):
+    store_route = "phash_features"
+    search_route = "phash"
+    QueryParams = PhashParams
+    integer_distances = True
+    settings: PhashSettings
+
+    def metadata(self) -> dict[str, Any]:
+        return {"feature": "phash", "algorithm": "dct-96-24-median", "bits": HASH_BITS}
+
+    def info(self) -> dict[str, Any]:
+        return {"feature": "phash", "distance": "hamming", "bits": HASH_BITS}
+
+    def index_config(self) -> str:
+        return f"binary-flat-{HASH_BITS}"
+
+    def new_index(self) -> AnyIndex:
+        return new_binary_flat_index(HASH_BITS)
+
+    def extract(self, data: bytes) -> bytes:
+        gray = self.decode(data, "L", draft_size=self.settings.decode_size).image
+        return phash(gray).tobytes()
+
+    def vector_from_stored(self, stored: bytes) -> np.ndarray:
+        return np.frombuffer(stored, dtype=np.uint8, count=HASH_BYTES)
+
+    def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
+        assert isinstance(params, PhashParams)
+        gray = self.decode(data, "L", draft_size=self.settings.decode_size).image
+        return phash_variants(gray, mirror=self.settings.mirrored_query, rotations=params.rotations)
+
+
+def build_app(settings: PhashSettings | None = None) -> FastAPI:
+    return create_app(PhashFeature(settings or PhashSettings()))
