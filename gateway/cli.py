@@ -30,8 +30,11 @@ def serve(names: list[str], data_dir: Path | None) -> int:
         info = SERVICES[name]
         missing = missing_requirements(info)
         if missing:
-            print(f"[ambience] {name}: unavailable (missing Python modules: {', '.join(missing)}; "
-                  f"pip install -e '.[{name}]')", file=sys.stderr)
+            print(
+                f"[ambience] {name}: unavailable (missing Python modules: {', '.join(missing)}; "
+                f"pip install -e '.[{name}]')",
+                file=sys.stderr,
+            )
             continue
         procs[name] = subprocess.Popen([sys.executable, "-m", info.module], env=env)
         print(f"[ambience] {name}: starting on port {info.port} (pid {procs[name].pid})", file=sys.stderr)
@@ -49,16 +52,22 @@ def serve(names: list[str], data_dir: Path | None) -> int:
     signal.signal(signal.SIGTERM, stop)
     running = dict(procs)
     exit_code = 0
-    while running and not stopping:
+    while running:
         time.sleep(0.5)
+        if stopping:
+            break
         for name, proc in list(running.items()):
             code = proc.poll()
             if code is None:
                 continue
             del running[name]
-            if code == EXIT_WEIGHTS_MISSING:
-                print(f"[ambience] {name}: unavailable (model weights missing; see its log above)",
-                      file=sys.stderr)
+            if code in (0, -signal.SIGTERM, -signal.SIGINT):
+                print(f"[ambience] {name}: stopped", file=sys.stderr)
+            elif code == EXIT_WEIGHTS_MISSING:
+                print(
+                    f"[ambience] {name}: unavailable (model weights missing; see its log above)",
+                    file=sys.stderr,
+                )
             else:
                 print(f"[ambience] {name}: exited with code {code}", file=sys.stderr)
                 exit_code = 1
@@ -76,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run every service (or one) on this machine")
-    p_serve.add_argument("--service", action="append", choices=sorted(SERVICES),
-                         help="run only this service (repeatable)")
-    p_serve.add_argument("--data-dir", type=Path, default=None,
-                         help="data root (default: $AMBIENCE_DATA_DIR or ./data)")
+    p_serve.add_argument(
+        "--service", action="append", choices=sorted(SERVICES), help="run only this service (repeatable)"
+    )
+    p_serve.add_argument(
+        "--data-dir", type=Path, default=None, help="data root (default: $AMBIENCE_DATA_DIR or ./data)"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.service or list(SERVICES), args.data_dir)
