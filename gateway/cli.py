@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from services.common.errors import EXIT_WEIGHTS_MISSING
+from services.common.settings import CommonSettings, markdown_table
 from services.registry import SERVICES, ServiceInfo
 
 
@@ -81,6 +82,14 @@ def serve(names: list[str], data_dir: Path | None) -> int:
     return exit_code
 
 
+def settings_markdown() -> str:
+    """Every setting of every service, one table per service (the README's settings section)."""
+    parts = ["### Shared", "", markdown_table([CommonSettings])]
+    for info in SERVICES.values():
+        parts += ["", f"### {info.name}", "", markdown_table([info.settings_class()])]
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument(
         "--data-dir", type=Path, default=None, help="data root (default: $AMBIENCE_DATA_DIR or ./data)"
     )
+    sub.add_parser("settings", help="print every setting (env var, default, meaning) as markdown")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.service or list(SERVICES), args.data_dir)
+    if args.command == "settings":
+        print(settings_markdown())
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 
