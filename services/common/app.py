@@ -130,7 +130,18 @@ def create_app(service: FeatureService) -> FastAPI:
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        # Refuse oversized bodies before they are received and spooled (1 MiB for form overhead).
+        if declared.isdigit() and int(declared) > settings.max_upload_bytes + (1 << 20):
+            response: Response = JSONResponse(
+                {
+                    "detail": f"request body of {declared} bytes exceeds the upload limit of "
+                    f"{settings.max_upload_bytes} bytes"
+                },
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")  # the route template keeps label cardinality bounded
         metrics.observe(
             getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
