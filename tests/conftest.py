@@ -17,9 +17,9 @@ def photos() -> list:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+def pg_server() -> Iterator[TestServer]:
     """The session's PostgreSQL server (embedded unless AMBIENCE_TEST_PG_DSN is set)."""
-    yield from start_test_server(tmp_path_factory.mktemp("postgres"))
+    yield from start_test_server()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,16 +54,20 @@ class TestServer:
         return self.embedded
 
 
-def start_test_server(folder: Path) -> Iterator[TestServer]:
+def start_test_server() -> Iterator[TestServer]:
     external = os.environ.get("AMBIENCE_TEST_PG_DSN")
     if external:
         server = TestServer(external, None)
         yield server
         server.drop_databases()
         return
+    # Not under pytest's basetemp: pytest makes /tmp/pytest-of-<user> private (0700) at every session
+    # start, which locks out the server's own system user when it runs as root.
+    folder = Path(tempfile.mkdtemp(prefix="ambience-pg-"))
     embedded = EmbeddedPostgres(folder / "pgdata")
     admin = embedded.start()
     try:
         yield TestServer(admin, embedded)
     finally:
         embedded.release()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -181,7 +184,16 @@ def test_schema_is_created_when_a_server_that_was_down_comes_back(pg_server: Tes
     component.close()
 
 
-def test_embedded_default_lives_in_the_data_dir(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A folder outside pytest's private basetemp (see tests/pg.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="ambience-data-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_embedded_default_lives_in_the_data_dir(data_dir: Path) -> None:
+    tmp_path = data_dir
     settings = PostgresSettings(dsn=None, data_dir=tmp_path / "pg", database="ambience_test")
     component = PostgresComponent(settings, {"notes": STEPS}, "test")
     db = component.open()
