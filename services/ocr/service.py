@@ -48,7 +48,7 @@ class OcrSettings(ServiceSettings):
     trigram_threshold: float = Field(
         0.3, ge=0, le=1, description="pg_trgm word-similarity threshold for trigram candidates"
     )
-    candidates: int = Field(1000, ge=1, description="Most candidates taken from each index before scoring")
+    candidates: int = Field(200, ge=1, description="Most candidates taken from each index before scoring")
     min_score: float = Field(0.25, ge=0, description="Search results scoring below this are left out")
     max_k: int = Field(1000, ge=1, description="Largest k a search may ask for")
 

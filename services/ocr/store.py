@@ -71,9 +71,12 @@ MIGRATIONS: Sequence[Migration] = (
 )
 
 SEARCH_SQL = """
-WITH candidates AS (
+WITH query_words AS MATERIALIZED (  -- each query word's phonetic keys, computed once
+    SELECT w, ocr_phonetic_keys(ARRAY[w]) AS keys FROM unnest(%(words)s::text[]) AS w
+),
+candidates AS (
     (SELECT image_id FROM ocr_images
-     WHERE has_text AND norm_text %%> %(norm)s  -- the GIN index serves only this side
+     WHERE has_text AND norm_text %%> %(norm)s  -- the GIN index serves this side only
      ORDER BY word_similarity(%(norm)s, norm_text) DESC LIMIT %(limit)s)
     UNION
     (SELECT image_id FROM ocr_images
@@ -83,13 +86,12 @@ WITH candidates AS (
 scored AS (
     SELECT o.image_id, o.text,
         word_similarity(%(norm)s, o.norm_text) AS trigram,
-        (SELECT coalesce(avg((ocr_phonetic_keys(ARRAY[w]) && o.phonetic)::int), 0)
-         FROM unnest(%(words)s::text[]) AS w
-         WHERE ocr_phonetic_keys(ARRAY[w]) <> '{}') AS phonetic,
+        (SELECT coalesce(avg((q.keys && o.phonetic)::int), 0)
+         FROM query_words AS q WHERE q.keys <> '{}') AS phonetic,
         (SELECT coalesce(avg(best), 0) FROM (
-            SELECT max(1 - levenshtein(w, iw)::float8 / greatest(length(w), length(iw), 1)) AS best
-            FROM unnest(%(words)s::text[]) AS w CROSS JOIN unnest(o.words) AS iw
-            GROUP BY w) AS per_word) AS edit
+            SELECT max(1 - levenshtein(q.w, iw)::float8 / greatest(length(q.w), length(iw), 1)) AS best
+            FROM query_words AS q CROSS JOIN unnest(o.words) AS iw
+            GROUP BY q.w) AS per_word) AS edit
     FROM ocr_images AS o JOIN candidates USING (image_id)
 )
 SELECT image_id, text, trigram, phonetic, edit,
@@ -111,7 +113,7 @@ class Ranking:
     #: pg_trgm.word_similarity_threshold for trigram candidates.
     trigram_threshold: float = 0.3
     #: Most candidates taken from each index before scoring.
-    candidates: int = 1000
+    candidates: int = 200
     #: Results scoring below this are left out.
     min_score: float = 0.25
 

@@ -10,6 +10,7 @@ import pytest
 from services.common.postgres import Database
 from services.ocr.recognizer import TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, SEARCH_SQL, TextStore, row_values
+from tests.pg import TestServer
 
 BOX = [[0.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]]
 TEXTS = {
@@ -26,14 +27,25 @@ def lines(*texts: str) -> list[TextLine]:
     return [TextLine(t, BOX, 0.9) for t in texts]
 
 
-@pytest.fixture
-def store(pg_dsn: str) -> Iterator[TextStore]:
-    db = Database(pg_dsn, migrations={COMPONENT: MIGRATIONS})
+def filled(dsn: str) -> Iterator[TextStore]:
+    db = Database(dsn, migrations={COMPONENT: MIGRATIONS})
     store = TextStore(db)
     for image_id, texts in TEXTS.items():
         assert store.add(image_id, lines(*texts), "test-model")
     yield store
     db.close()
+
+
+@pytest.fixture(scope="module")
+def ranked(pg_server: TestServer) -> Iterator[TextStore]:
+    """Shared by the tests that only search."""
+    yield from filled(pg_server.new_database("ocr_ranked"))
+
+
+@pytest.fixture
+def store(pg_dsn: str) -> Iterator[TextStore]:
+    """A store of its own, for tests that change it."""
+    yield from filled(pg_dsn)
 
 
 def top(store: TextStore, query: str, k: int = 5) -> list[int]:
@@ -56,23 +68,23 @@ def top(store: TextStore, query: str, k: int = 5) -> list[int]:
         ("hotell belvue", 6),
     ],
 )
-def test_fuzzy_queries_rank_the_right_text_first(store: TextStore, query: str, expected: int) -> None:
-    assert top(store, query)[0] == expected
+def test_fuzzy_queries_rank_the_right_text_first(ranked: TextStore, query: str, expected: int) -> None:
+    assert top(ranked, query)[0] == expected
 
 
-def test_scores_are_ordered_and_explained(store: TextStore) -> None:
-    hits = store.search("caffe", 10, explain=True)
+def test_scores_are_ordered_and_explained(ranked: TextStore) -> None:
+    hits = ranked.search("caffe", 10, explain=True)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert hits[0]["text"] == "Cafe Roma\nopen daily"
     best = hits[0]["parts"]
     assert best["phonetic"] == 1.0 and 0 < best["trigram"] < 1 and 0 < best["edit"] < 1
-    assert store.search("cafe roma", 1, explain=True)[0]["score"] == 1.0
-    assert len(store.search("caffe", 1)) == 1
+    assert ranked.search("cafe roma", 1, explain=True)[0]["score"] == 1.0
+    assert len(ranked.search("caffe", 1)) == 1
 
 
-def test_unrelated_query_finds_nothing(store: TextStore) -> None:
-    assert store.search("xylophone quartz", 5) == []
-    assert store.search("!!!", 5) == []
+def test_unrelated_query_finds_nothing(ranked: TextStore) -> None:
+    assert ranked.search("xylophone quartz", 5) == []
+    assert ranked.search("!!!", 5) == []
 
 
 def test_image_without_text_is_stored_but_never_returned(store: TextStore) -> None:
@@ -94,8 +106,8 @@ def test_existing_id_is_not_overwritten_and_delete_removes(store: TextStore) -> 
     assert store.get(1) is None
 
 
-def test_lines_boxes_and_confidences_are_kept(store: TextStore) -> None:
-    stored = store.get(1)
+def test_lines_boxes_and_confidences_are_kept(ranked: TextStore) -> None:
+    stored = ranked.get(1)
     assert stored is not None
     assert stored.lines == [
         {"text": "Cafe Roma", "box": BOX, "confidence": 0.9},
