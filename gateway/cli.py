@@ -84,7 +84,9 @@ def serve(names: list[str], data_dir: Path | None) -> int:
 
 def settings_markdown() -> str:
     """Every setting of every service, one table per service (the README's settings section)."""
-    parts = ["### Shared", "", markdown_table([CommonSettings])]
+    from services.common.postgres import PostgresSettings
+
+    parts = ["### Shared", "", markdown_table([CommonSettings, PostgresSettings])]
     for info in SERVICES.values():
         parts += ["", f"### {info.name}", "", markdown_table([info.settings_class()])]
     return "\n".join(parts)
