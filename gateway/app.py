@@ -409,7 +409,11 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             else:
                 failed[upstream.name] = f"{reply.outcome}: {reply.detail or 'unexpected reply'}"
         out["unified_res"] = reciprocal_rank_fusion(
-            rankings, settings.fusion_weights, settings.fusion_constant, settings.fused_length
+            rankings,
+            settings.fusion_weights,
+            settings.fusion_constant,
+            settings.fused_length,
+            settings.fusion_max_distance,
         )
         out["failed"] = failed
         return out

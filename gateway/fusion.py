@@ -5,6 +5,11 @@ Weighted reciprocal-rank fusion: an image's score is the sum over the services t
 the services' distances live on unrelated scales (Hamming bits, L1 of histograms, cosine, inlier
 counts). An image found by one service only still gets that service's share (single-source hits are
 kept). A small constant lets a service's first place outweigh several middling places elsewhere.
+
+A service's k nearest images always exist, however far they are: a 576-bit phash of a crop is ~270
+bits from everything, its "first place" is noise. ``max_distance`` gates such services: only hits
+within a service's match distance take part in the fusion (they still appear in the service's own
+list of the reply).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def reciprocal_rank_fusion(
     weights: Mapping[str, float],
     constant: float,
     length: int,
+    max_distance: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Fuse per-service rankings (best first) into ``[{"image_id", "score"}]``, best first.
 
@@ -46,7 +52,11 @@ def reciprocal_rank_fusion(
         weight = float(weights.get(service, 1.0))
         if weight <= 0:
             continue
-        for rank, hit in enumerate(clean_hits(hits, len(hits)), start=1):
+        limit = (max_distance or {}).get(service)
+        kept = clean_hits(hits, len(hits))
+        if limit is not None:
+            kept = [h for h in kept if isinstance(h.get("distance"), int | float) and h["distance"] <= limit]
+        for rank, hit in enumerate(kept, start=1):
             image_id = int(hit["image_id"])
             scores[image_id] = scores.get(image_id, 0.0) + weight / (constant + rank)
             best_rank[image_id] = min(best_rank.get(image_id, rank), rank)

@@ -146,6 +146,11 @@ class GatewaySettings(BaseSettings):
         ge=0,
         description="Reciprocal-rank fusion constant c in w / (c + rank); small c favours top ranks",
     )
+    fusion_max_distance: dict[str, float] = Field(
+        default_factory=lambda: {"phash": 128},
+        description="Per service, JSON: only hits within this distance take part in the fusion "
+        "(phash: unrelated photos are 150-290 bits apart)",
+    )
     fused_length: int = Field(20, ge=1, description="Length of unified_res")
     duplicate_distance: float = Field(64, ge=0, description="phash Hamming distance that makes a duplicate")
     duplicate_local_min_inliers: int = Field(
