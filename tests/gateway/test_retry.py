@@ -115,28 +115,3 @@ def test_a_service_down_during_adds_gets_everything_once_back(stack: Stack) -> N
         stack.url + "/reverse_search", files={"image": ("document", encode(synthetic_image(6, (200, 150))))}
     ).json()
     assert reply["color_res"][0]["image_id"] == 6 and reply["unified_res"][0]["image_id"] == 6
-
-
-def test_bad_input_is_refused_and_leaves_nothing_behind(stack: Stack) -> None:
-    reply = httpx.post(
-        stack.url + "/calculate_all_image_features",
-        files={"image": ("document", b"not an image at all")},
-        data={"image_id": "77"},
-    )
-    assert reply.status_code == 422
-    assert "no service accepted the image" in reply.json()["detail"]["message"]
-    assert stack.catalog([77]) == {} and stats(stack)["spool_files"] == 0
-    assert add(stack.url, 77)["phash"]["status"] == "ok"  # the id is still free
-    again = httpx.post(
-        stack.url + "/calculate_all_image_features",
-        files={"image": ("document", encode(synthetic_image(1)))},
-        data={"image_id": "77"},
-    )
-    assert again.status_code == 409
-    for bad in ("-1", "abc", str(2**63)):
-        reply = httpx.post(
-            stack.url + "/calculate_all_image_features",
-            files={"image": ("document", encode(synthetic_image(1)))},
-            data={"image_id": bad},
-        )
-        assert reply.status_code == 422, bad
