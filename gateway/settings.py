@@ -101,7 +101,7 @@ class GatewaySettings(BaseSettings):
     api_key: str | None = Field(
         None,
         validation_alias=AliasChoices("AMBIENCE_API_KEY", "api_key"),
-        description="`AMBIENCE_API_KEY`: when set, every route but /health needs it "
+        description="When set, every route but /health needs it "
         "(`Authorization: Bearer KEY` or `X-API-Key: KEY`)",
     )
     cors_origins: list[str] = Field(
