@@ -68,8 +68,11 @@ def rank_of(ids: list[int], wanted: set[int]) -> int | None:
 def index_originals(client: httpx.Client, gateway: str, photos: list[Path]) -> None:
     def add(item: tuple[int, Path]) -> None:
         image_id, path = item
-        r = client.post(f"{gateway}/calculate_all_image_features",
-                        files={"image": (path.name, path.read_bytes())}, data={"image_id": str(image_id)})
+        r = client.post(
+            f"{gateway}/calculate_all_image_features",
+            files={"image": (path.name, path.read_bytes())},
+            data={"image_id": str(image_id)},
+        )
         r.raise_for_status()
 
     with ThreadPoolExecutor(4) as pool:
@@ -100,15 +103,20 @@ def evaluate(
     with httpx.Client(timeout=300, headers=headers) as client:
         started = time.perf_counter()
         index_originals(client, gateway, photos)
-        progress(f"indexed {len(photos)} originals through the gateway in {time.perf_counter() - started:.1f}s")
+        progress(
+            f"indexed {len(photos)} originals through the gateway in {time.perf_counter() - started:.1f}s"
+        )
         for t_name, transform in transforms.items():
             t0 = time.perf_counter()
             for image_id, img in enumerate(originals):
                 query = transform(img)
                 data = encode_query(query)
                 q0 = time.perf_counter()
-                r = client.post(f"{gateway}/reverse_search", files={"image": ("q.jpg", data)},
-                                data={"find_duplicate": "0"})
+                r = client.post(
+                    f"{gateway}/reverse_search",
+                    files={"image": ("q.jpg", data)},
+                    data={"find_duplicate": "0"},
+                )
                 ranks.seconds.setdefault("gateway /reverse_search", []).append(time.perf_counter() - q0)
                 r.raise_for_status()
                 reply = r.json()
@@ -127,8 +135,10 @@ def evaluate(
                     r0 = time.perf_counter()
                     ranks.add(name, t_name, rank_of(ref.search(decoded, 10), same[image_id]))
                     ranks.seconds.setdefault(name, []).append(time.perf_counter() - r0)
-            progress(f"{t_name}: {len(originals)} queries in {time.perf_counter() - t0:.1f}s, "
-                     f"unified recall@1 {ranks.recall('unified_res', t_name, 1):.2f}")
+            progress(
+                f"{t_name}: {len(originals)} queries in {time.perf_counter() - t0:.1f}s, "
+                f"unified recall@1 {ranks.recall('unified_res', t_name, 1):.2f}"
+            )
     return ranks
 
 

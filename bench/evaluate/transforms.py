@@ -39,7 +39,9 @@ def _banner(img: Image.Image) -> Image.Image:
     band = max(h // 8, 12)
     draw.rectangle((0, h - band, w, h), fill=(0, 0, 0))
     font = ImageFont.load_default(size=max(band * 2 // 3, 10))
-    draw.text((band // 2, h - band + band // 6), "Shared via ambience - do not repost", fill="white", font=font)
+    draw.text(
+        (band // 2, h - band + band // 6), "Shared via ambience - do not repost", fill="white", font=font
+    )
     return out
 
 
@@ -68,7 +70,9 @@ TRANSFORMS: dict[str, Transform] = {
     "crop_50": lambda im: _center_crop(im, 0.5),
     "crop_25": lambda im: _center_crop(im, 0.25),
     "crop_50_downscale": lambda im: _thumbnail(_center_crop(im, 0.5), 400),
-    "brightness_contrast": lambda im: ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(1.3)).enhance(0.8),
+    "brightness_contrast": lambda im: ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(1.3)).enhance(
+        0.8
+    ),
     "border": _border,
     "text_banner": _banner,
     "screenshot": _screenshot,

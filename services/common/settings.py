@@ -88,7 +88,7 @@ def markdown_table(classes: list[type[BaseSettings]]) -> str:
     lines = ["| env var | default | meaning |", "|---|---|---|"]
     seen: set[str] = set()
     for cls in classes:
-        rows = cls.describe() if issubclass(cls, ServiceSettings) else _plain_rows(cls)
+        rows = cls.describe() if hasattr(cls, "describe") else _plain_rows(cls)
         for row in rows:
             if row["env"] in seen:
                 continue
