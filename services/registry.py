@@ -17,6 +17,9 @@ class ServiceInfo:
     port: int
     #: Python modules the service needs (from its pyproject extra); missing ones mark it unavailable.
     requires: tuple[str, ...] = ()
+    #: "module:function" listing the weights files the service needs (services.common.models.WeightsFile),
+    #: for ``ambience models fetch``; empty for services without model weights.
+    weights: str = ""
 
 
 SERVICES: dict[str, ServiceInfo] = {
@@ -24,5 +27,19 @@ SERVICES: dict[str, ServiceInfo] = {
     for info in (
         ServiceInfo("phash", "services.phash", 33336, ("numba",)),
         ServiceInfo("color", "services.color", 33335, ("cv2",)),
+        ServiceInfo(
+            "global_features",
+            "services.global_features",
+            33334,
+            ("torch", "timm"),
+            weights="services.global_features.service:weights_files",
+        ),
+        ServiceInfo(
+            "image_text",
+            "services.image_text",
+            33338,
+            ("torch", "open_clip"),
+            weights="services.image_text.service:weights_files",
+        ),
     )
 }
