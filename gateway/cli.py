@@ -72,6 +72,45 @@ def serve(names: list[str], data_dir: Path | None) -> int:
     return exit_code
 
 
+def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from gateway.models_command import model_services
+
+    p_models = sub.add_parser("models", help="download model weights ahead of time, or list them")
+    models_sub = p_models.add_subparsers(dest="models_command", required=True)
+    p_fetch = models_sub.add_parser(
+        "fetch",
+        help="download every weights/label file the model services need into $AMBIENCE_MODELS_DIR "
+        "(resumes interrupted downloads, verifies digests, skips files already there)",
+    )
+    p_fetch.add_argument(
+        "service",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"services to fetch for (default: all of {', '.join(model_services())})",
+    )
+    p_fetch.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    p_list = models_sub.add_parser(
+        "list", help="show each file the model services need and whether it is present (exit 1 if not)"
+    )
+    p_list.add_argument("service", nargs="*", metavar="SERVICE", help="services to list (default: all)")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from gateway import models_command
+
+    unknown = sorted(set(args.service) - set(models_command.model_services()))
+    if unknown:
+        print(
+            f"ambience models: {', '.join(unknown)}: not a model service (model services: "
+            f"{', '.join(models_command.model_services())})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.models_command == "fetch":
+        return models_command.fetch(args.service, timeout=args.timeout)
+    return models_command.list_files(args.service)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="run only this service (repeatable)")
     p_serve.add_argument("--data-dir", type=Path, default=None,
                          help="data root (default: $AMBIENCE_DATA_DIR or ./data)")
+    add_models_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.service or list(SERVICES), args.data_dir)
+    if args.command == "models":
+        return run_models(args)
     parser.error(f"unknown command {args.command}")
     return 2
 
