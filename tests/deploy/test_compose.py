@@ -191,6 +191,39 @@ def test_pytorch_only_in_model_images(compose: dict[str, Any]) -> None:
         assert svc["image"].endswith("-gpu")
 
 
+def extras_closure(extras: dict[str, list[str]], names: list[str]) -> set[str]:
+    """Requirement names of these pyproject extras, following ``ambience[...]`` references."""
+    out: set[str] = set()
+    for name in names:
+        for req in extras.get(name, []):
+            m = re.match(r"ambience\[([^\]]+)\]", req)
+            if m:
+                out |= extras_closure(extras, m.group(1).split(","))
+            else:
+                out.add(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower())
+    return out
+
+
+def test_image_extras_exist_and_keep_pytorch_out_of_light_images(compose: dict[str, Any]) -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name, svc in app_services(compose).items():
+        wanted = svc["build"]["args"]["EXTRAS"].split(",")
+        code_here = (REPO / "services" / name).is_dir() or name == "gateway"
+        # an extra named in compose but missing from pyproject would leave the image without its
+        # dependencies (pip only warns; the Dockerfile turns that warning into a build failure)
+        for extra in wanted:
+            written = (REPO / "services/common/postgres.py").exists() if extra == "postgres" else code_here
+            if written:
+                assert extra in extras, f"{name}: extra {extra!r} is not in pyproject.toml"
+        deps = extras_closure(extras, wanted)
+        if name in MODEL_SERVICES:
+            assert not code_here or "torch" in deps, f"{name}: its extra does not bring torch"
+        else:
+            assert not deps & {"torch", "torchvision", "timm", "open-clip-torch", "kornia"}, name
+
+
 def test_models_job_runs_before_model_services(compose: dict[str, Any]) -> None:
     models = compose["services"]["models"]
     assert models["command"] == ["ambience", "models", "fetch"]
