@@ -1,0 +1,69 @@
+"""The per-service benchmark scripts, found and run generically.
+
+Convention for a script ``bench/<name>.py``: runnable as ``python -m bench.<name>``, it takes
+``--small`` (a run of well under a minute, for the smoke test) and prints its results as markdown on
+stdout (progress goes to stderr). Photos come from ``AMBIENCE_TEST_PHOTOS`` /
+``AMBIENCE_TEST_PHOTOS_FULL``. The first line of its docstring is its section heading.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1]
+REPO = BENCH.parent
+NOT_BENCHES = {"__init__", "timing"}
+
+
+@dataclass
+class BenchRun:
+    module: str
+    title: str
+    markdown: str
+    seconds: float
+    ok: bool
+
+
+def discover() -> dict[str, str]:
+    """bench module name -> title, for every script following the convention."""
+    found = {}
+    for path in sorted(BENCH.glob("*.py")):
+        if path.stem in NOT_BENCHES or path.stem.startswith("_"):
+            continue
+        source = path.read_text()
+        if "--small" not in source or "__main__" not in source:
+            continue
+        doc = ast.get_docstring(ast.parse(source)) or path.stem
+        found[path.stem] = doc.strip().splitlines()[0].rstrip(".")
+    return found
+
+
+def run(module: str, title: str, small: bool, photos: Path, photos_full: Path, timeout: float) -> BenchRun:
+    env = {
+        **os.environ,
+        "AMBIENCE_TEST_PHOTOS": str(photos),
+        "AMBIENCE_TEST_PHOTOS_FULL": str(photos_full),
+    }
+    env.pop("AMBIENCE_PG_DSN", None)  # each script starts its own embedded server
+    cmd = [sys.executable, "-m", f"bench.{module}", *(["--small"] if small else [])]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        ok = done.returncode == 0
+        out = done.stdout.strip()
+        if not ok:
+            out = (
+                f"**Not measured in this run**: `{' '.join(cmd[1:])}` exited with {done.returncode}:\n\n"
+                f"```\n{done.stderr.strip()[-1500:]}\n```"
+            )
+    except subprocess.TimeoutExpired:
+        ok, out = False, f"**Not measured in this run**: `{' '.join(cmd[1:])}` ran over {timeout:.0f} s."
+    seconds = time.perf_counter() - started
+    command = f"`python -m bench.{module}{' --small' if small else ''}`"
+    return BenchRun(module, title, f"Command: {command} ({seconds:.0f} s).\n\n{out}", seconds, ok)
