@@ -9,6 +9,7 @@
    2 vectors) and 100k colour histograms (FAISS flat L1), against numpy brute force in the same run.
 
 Usage: python -m bench.bench_phash_color [--photos DIR] [--photos-full DIR] [--hashes N] [--hists N]
+       [--small]   (20k hashes, 10k histograms, 5 queries: the smoke test's size)
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from services.common.images import decode_image
 from services.common.index import VectorIndex, new_binary_flat_index, new_flat_index
 from services.phash.hashing import HASH_BITS, HASH_BYTES, hamming
 from services.phash.service import PhashFeature, PhashSettings
-
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
+from tests.helpers import PHOTOS, PHOTOS_FULL
 
 
 def files(folder: Path) -> list[Path]:
@@ -173,12 +172,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--photos", type=Path, default=SHARED / "photos")
-    parser.add_argument("--photos-full", type=Path, default=SHARED / "photos-full")
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--photos-full", type=Path, default=PHOTOS_FULL)
     parser.add_argument("--hashes", type=int, default=1_000_000)
     parser.add_argument("--hists", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--small", action="store_true", help="20k hashes, 10k histograms, 5 queries")
     args = parser.parse_args()
+    if args.small:
+        args.hashes, args.hists, args.repeats = 20_000, 10_000, 5
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # as the services run (SEARCH_THREADS=1)
     print(f"Machine: {machine()}")
     for folder in (args.photos_full, args.photos):
         if folder.is_dir():

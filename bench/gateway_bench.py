@@ -7,7 +7,9 @@
 
 Runs phash and color as processes, the gateway as a process and an embedded PostgreSQL.
 
-    python -m bench.gateway_bench [--photos DIR] [--queries 40] [--concurrency 4]
+    python -m bench.gateway_bench [--photos DIR] [--queries 40] [--concurrency 4] [--small]
+
+``--small``: 12 photos, 5 queries (the smoke test's size).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import httpx
 
 from bench.timing import machine
 from services.common.postgres import EmbeddedPostgres, ensure_database
-from tests.helpers import REPO, ServiceProcess, photo_paths
+from tests.helpers import PHOTOS, REPO, ServiceProcess, photo_paths
 
 SERVICES = {"phash": ("services.phash", "AMBIENCE_PHASH_"), "color": ("services.color", "AMBIENCE_COLOR_")}
 STORE = {"phash": "phash_features", "color": "color_features"}
@@ -70,16 +72,25 @@ def direct_adds(services: dict[str, ServiceProcess], paths: list[Path], concurre
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--photos", type=Path, default=REPO.parent.parent / "shared" / "photos")
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--small", action="store_true", help="12 photos, 5 queries")
     args = parser.parse_args()
-    paths = photo_paths(args.photos)
+    paths = photo_paths(args.photos, limit=12 if args.small else None)
+    if args.small:
+        args.queries = 5
     if not paths:
         sys.exit(f"no photos in {args.photos}")
-    print(machine())
+    print(f"Machine: {machine()}\n")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        folder = args.photos
+        if args.small:  # `ambience index` walks a folder: give it one holding just these photos
+            folder = tmp / "photos"
+            folder.mkdir()
+            for path in paths:
+                (folder / path.name).symlink_to(path.resolve())
         pg = EmbeddedPostgres(tmp / "pgdata")
         admin = pg.start()
         try:
@@ -98,7 +109,7 @@ def main() -> None:
                     "-m",
                     "gateway.cli",
                     "index",
-                    str(args.photos),
+                    str(folder),
                     "--gateway",
                     gateway.url,
                     "--mapping",
@@ -112,10 +123,10 @@ def main() -> None:
                 check=True,
             )
             cli_s = time.perf_counter() - t
-            print(done.stdout.strip())
+            print(f"- `ambience index`: {done.stdout.strip()}")
             n = len(paths)
             print(
-                f"add throughput ({n} photos, {len(SERVICES)} services, concurrency {args.concurrency}): "
+                f"- add throughput ({n} photos, {len(SERVICES)} services, concurrency {args.concurrency}): "
                 f"direct {n / direct_s:.1f} img/s, `ambience index` via gateway {n / cli_s:.1f} img/s "
                 f"(ratio {direct_s / cli_s:.2f}; CLI time includes its Python start-up)"
             )
@@ -147,7 +158,7 @@ def main() -> None:
                     overheads.append(total - max(times))
             ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
             print(
-                f"/reverse_search ({len(queries)} photo queries): gateway total p50 {ms(totals):.1f} ms, "
+                f"- /reverse_search ({len(queries)} photo queries): gateway total p50 {ms(totals):.1f} ms, "
                 f"slowest direct service p50 {ms(slowest):.1f} ms, overhead p50 {ms(overheads):.1f} ms "
                 f"(p90 {sorted(overheads)[int(0.9 * len(overheads))] * 1000:.1f} ms)"
             )

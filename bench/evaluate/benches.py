@@ -40,7 +40,7 @@ def discover() -> dict[str, str]:
         if "--small" not in source or "__main__" not in source:
             continue
         doc = ast.get_docstring(ast.parse(source)) or path.stem
-        found[path.stem] = doc.strip().splitlines()[0].rstrip(".")
+        found[path.stem] = doc.strip().splitlines()[0].split(": ")[0].rstrip(".")
     return found
 
 
