@@ -231,6 +231,12 @@ def run(
     results = []
     for service in services:
         if service not in FEATURES:
+            results.append(
+                ServiceScale(
+                    service,
+                    error="not a one-vector-per-image index; see its own benchmark script for its costs",
+                )
+            )
             continue
         try:
             results.append(measure(service, env, photos, sizes, repeats, max_bytes, progress))

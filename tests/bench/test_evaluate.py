@@ -1,0 +1,74 @@
+"""The evaluation command end to end in small mode (real stack, real photos), into a temp report."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.evaluate import benches, report
+from tests.helpers import PHOTOS, PHOTOS_FULL, REPO
+
+
+def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: Path) -> None:
+    doc = tmp_path / "b.md"
+    doc.write_text(
+        "# Benchmarks\n\n## kept\n\nHand-written prose.\n\n"
+        + report.block("a", "old figure 1.0")
+        + "\n\nMore prose.\n\n"
+        + report.block("untouched", "figure of another run")
+        + "\n"
+    )
+    report.write(doc, [("a", "## a", "new figure 2.0"), ("b", "## b section", "first figure")], "HEADER")
+    text = doc.read_text()
+    assert "Hand-written prose." in text and "More prose." in text
+    assert "new figure 2.0" in text and "old figure 1.0" not in text
+    assert "figure of another run" in text
+    assert text.index("HEADER") < text.index("## kept")  # header right under the title
+    assert text.index("## b section") < text.index("first figure")  # new block appended with heading
+    report.write(doc, [("a", "## a", "third")], "HEADER 2")
+    assert doc.read_text().count("begin generated: a -->") == 1
+
+
+def test_small_run_writes_report_with_every_section(photos: list[Path], tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.evaluate", "--small", "--doc", str(doc)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = doc.read_text()
+    assert re.search(r"Machine: .+, \d+ cores", text) and "faiss-cpu" in text
+    for key in ("header", "evaluate.retrieval", "evaluate.fusion", "evaluate.scale"):
+        assert f"<!-- begin generated: {key} -->" in text, key
+    for module in benches.discover():
+        assert f"<!-- begin generated: bench.{module} -->" in text, module
+    # Plausible recall: the fused ranking finds every mirrored and JPEG-compressed copy among 8.
+    retrieval = text.split("begin generated: evaluate.retrieval")[1].split("end generated")[0]
+    header = next(line for line in retrieval.splitlines() if line.startswith("| transform"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    for transform in ("mirror", "jpeg_q20"):
+        row = next(line for line in retrieval.splitlines() if line.startswith(f"| {transform} "))
+        cells = dict(zip(columns, [c.strip() for c in row.strip("|").split("|")], strict=True))
+        assert cells["unified_res"] == "1.00 / 1.00", (transform, cells)
+        assert cells["phash"] == "1.00 / 1.00", (transform, cells)
+        if importlib.util.find_spec("pdqhash"):
+            assert cells["PDQ (256 bits)"].endswith("/ 1.00"), (transform, cells)
+    # Scale rows: positive latencies, exact indexes agree with brute force.
+    scale = text.split("begin generated: evaluate.scale")[1].split("end generated")[0]
+    rows = [line for line in scale.splitlines() if line.startswith("| phash |")]
+    assert len(rows) == 2
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[4]) > 0 and float(cells[5]) > 0
+        assert cells[7] == "1.00"
+    for png in ("recall_per_transform.png", "latency_vs_size.png"):
+        assert (tmp_path / "img" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
