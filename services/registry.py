@@ -17,6 +17,11 @@ class ServiceInfo:
     port: int
     #: Python modules the service needs (from its pyproject extra); missing ones mark it unavailable.
     requires: tuple[str, ...] = ()
+    #: "module:Class" of the service's FeatureService subclass and of its settings, for tools that
+    #: compute features without HTTP (``ambience import``). Empty (the usual case): the one
+    #: FeatureService / ServiceSettings subclass defined in ``<module>.service``.
+    feature: str = ""
+    settings: str = ""
 
 
 SERVICES: dict[str, ServiceInfo] = {
