@@ -249,11 +249,16 @@ class IdMapping:
         return assigned, failures
 
     def _append(self, rows: list[tuple[int, str]]) -> None:
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        size = self.path.stat().st_size if self.path.exists() else 0
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        if fresh:
+        if size == 0:
             writer.writerow(["image_id", "path"])
+        else:
+            with self.path.open("rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a row cut short by a crash: end it, it is skipped on load
+                    buf.write("\n")
         writer.writerows(rows)
         with self.path.open("a", newline="", encoding="utf-8") as f:
             f.write(buf.getvalue())
@@ -387,7 +392,7 @@ def run_import(
     jobs: int = 1,
     chunk_size: int = 16,
     progress: bool = True,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
 ) -> ImportReport:
     """Import every image file under ``folder`` into the store of ``feature``'s service.
 
@@ -411,7 +416,7 @@ def run_import(
         feature.load()
         store = FeatureStore(data_dir, feature.metadata())
         try:
-            run = _Run(store, feature, report, jobs, chunk_size, progress, out)
+            run = _Run(store, feature, report, jobs, chunk_size, progress, out or sys.stderr)
             run.execute(folder, ids_from_names, start_id)
         finally:
             store.close()

@@ -234,12 +234,6 @@ class FeatureStore:
         with self._read_txn() as txn:
             return [decode_id(k) for k in txn.cursor(db=self._features).iternext(keys=True, values=False)]
 
-    def max_id(self) -> int | None:
-        """The largest stored image id, None when the store is empty."""
-        with self._read_txn() as txn:
-            cursor = txn.cursor(db=self._features)
-            return decode_id(cursor.key()) if cursor.last() else None
-
     def changes_since(self, generation: int) -> tuple[int, list[tuple[int, bytes, int]]] | None:
         """(current generation, [(generation, op, image_id), ...]) after ``generation``.
 
