@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=16,
         metavar="N",
-        help="files per worker task and per store commit (default 16)",
+        help="files per worker task and per store commit, at most (default 16)",
     )
     p_import.add_argument(
         "--data-dir",

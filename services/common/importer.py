@@ -479,9 +479,11 @@ class _Run:
         )
         pending: list[tuple[int, str, Any]] = []  # prepared inputs waiting for a model batch
         batch_size = feature.import_batch_size
+        # Small folders of big photos: smaller chunks, so every worker gets several tasks.
+        chunk_size = max(1, min(self.chunk_size, len(todo) // (4 * self.jobs)))
         tasks = (
             delayed(_process_chunk)(feature_cls, settings, batched, chunk)
-            for chunk in _chunks(todo, self.chunk_size)
+            for chunk in _chunks(todo, chunk_size)
         )
         try:
             with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as parallel:
