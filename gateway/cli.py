@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from services.common.errors import EXIT_WEIGHTS_MISSING
+from services.common.settings import CommonSettings, markdown_table
 from services.registry import SERVICES, ServiceInfo
 
 
@@ -30,8 +31,11 @@ def serve(names: list[str], data_dir: Path | None) -> int:
         info = SERVICES[name]
         missing = missing_requirements(info)
         if missing:
-            print(f"[ambience] {name}: unavailable (missing Python modules: {', '.join(missing)}; "
-                  f"pip install -e '.[{name}]')", file=sys.stderr)
+            print(
+                f"[ambience] {name}: unavailable (missing Python modules: {', '.join(missing)}; "
+                f"pip install -e '.[{name}]')",
+                file=sys.stderr,
+            )
             continue
         procs[name] = subprocess.Popen([sys.executable, "-m", info.module], env=env)
         print(f"[ambience] {name}: starting on port {info.port} (pid {procs[name].pid})", file=sys.stderr)
@@ -49,16 +53,22 @@ def serve(names: list[str], data_dir: Path | None) -> int:
     signal.signal(signal.SIGTERM, stop)
     running = dict(procs)
     exit_code = 0
-    while running and not stopping:
+    while running:
         time.sleep(0.5)
+        if stopping:
+            break
         for name, proc in list(running.items()):
             code = proc.poll()
             if code is None:
                 continue
             del running[name]
-            if code == EXIT_WEIGHTS_MISSING:
-                print(f"[ambience] {name}: unavailable (model weights missing; see its log above)",
-                      file=sys.stderr)
+            if code in (0, -signal.SIGTERM, -signal.SIGINT):
+                print(f"[ambience] {name}: stopped", file=sys.stderr)
+            elif code == EXIT_WEIGHTS_MISSING:
+                print(
+                    f"[ambience] {name}: unavailable (model weights missing; see its log above)",
+                    file=sys.stderr,
+                )
             else:
                 print(f"[ambience] {name}: exited with code {code}", file=sys.stderr)
                 exit_code = 1
@@ -102,14 +112,25 @@ def import_folder(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def settings_markdown() -> str:
+    """Every setting of every service, one table per service (the README's settings section)."""
+    parts = ["### Shared", "", markdown_table([CommonSettings])]
+    for info in SERVICES.values():
+        parts += ["", f"### {info.name}", "", markdown_table([info.settings_class()])]
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run every service (or one) on this machine")
-    p_serve.add_argument("--service", action="append", choices=sorted(SERVICES),
-                         help="run only this service (repeatable)")
-    p_serve.add_argument("--data-dir", type=Path, default=None,
-                         help="data root (default: $AMBIENCE_DATA_DIR or ./data)")
+    p_serve.add_argument(
+        "--service", action="append", choices=sorted(SERVICES), help="run only this service (repeatable)"
+    )
+    p_serve.add_argument(
+        "--data-dir", type=Path, default=None, help="data root (default: $AMBIENCE_DATA_DIR or ./data)"
+    )
+    sub.add_parser("settings", help="print every setting (env var, default, meaning) as markdown")
     p_import = sub.add_parser(
         "import", help="compute a service's features for a folder of images, straight into its store"
     )
@@ -152,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.service or list(SERVICES), args.data_dir)
+    if args.command == "settings":
+        print(settings_markdown())
+        return 0
     if args.command == "import":
         return import_folder(args)
     parser.error(f"unknown command {args.command}")

@@ -5,7 +5,6 @@ Routes (SPEC section 3): calculate / delete / by-id search / by-image search, pl
 searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
-
 import logging
 import threading
 import time
@@ -13,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import faiss
 from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -80,6 +80,7 @@ def create_app(service: FeatureService) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        faiss.omp_set_num_threads(settings.search_threads)
         await run_in_threadpool(service.load)
         data_dir = settings.resolved_data_dir()
         store = FeatureStore(data_dir, service.metadata())
@@ -113,7 +114,11 @@ def create_app(service: FeatureService) -> FastAPI:
         # FastAPI echoes the offending input back; for a whole multipart body that would be the
         # upload object itself, so keep only simple values.
         errors = [
-            {k: v for k, v in err.items() if k != "ctx" and (k != "input" or isinstance(v, str | int | float))}
+            {
+                k: v
+                for k, v in err.items()
+                if k != "ctx" and (k != "input" or isinstance(v, str | int | float))
+            }
             for err in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
@@ -127,7 +132,9 @@ def create_app(service: FeatureService) -> FastAPI:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")  # the route template keeps label cardinality bounded
-        metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
+        metrics.observe(
+            getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
+        )
         return response
 
     def collection() -> Collection:
@@ -135,7 +142,10 @@ def create_app(service: FeatureService) -> FastAPI:
 
     store_route, search_route = service.store_route, service.search_route
     Params = service.QueryParams
-    id_field = (int, Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"))
+    id_field = (
+        int,
+        Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"),
+    )
     SearchById = create_model(  # type: ignore[call-overload]
         f"{search_route}_search_by_id", __base__=(SearchParams, Params), image_id=id_field
     )

@@ -120,27 +120,28 @@ def _load_attr(spec: str) -> Any:
 def service_classes(name: str) -> tuple[type[FeatureService], type[ServiceSettings]]:
     """The FeatureService subclass and settings class of a registered service.
 
-    From the registry's ``feature``/``settings`` fields, or else the one concrete subclass of
-    each defined in ``<service module>.service``.
+    Settings: the registry's ``settings``. Feature: the registry's ``feature``, or else the one
+    concrete FeatureService subclass defined in ``<service module>.service``.
     """
     from services.registry import SERVICES
 
     info = SERVICES.get(name)
     if info is None:
         raise ImportRefused(f"unknown service {name!r}; known: {', '.join(sorted(SERVICES))}")
-    feature_cls = _load_attr(info.feature) if info.feature else None
-    settings_cls = _load_attr(info.settings) if info.settings else None
-    if feature_cls is None or settings_cls is None:
+    settings_cls = info.settings_class() if info.settings else None
+    if info.feature:
+        feature_cls = _load_attr(info.feature)
+    else:
         module = importlib.import_module(f"{info.module}.service")
-        defined = [
-            obj for obj in vars(module).values() if inspect.isclass(obj) and obj.__module__ == module.__name__
+        found = [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj)
+            and obj.__module__ == module.__name__
+            and issubclass(obj, FeatureService)
+            and not inspect.isabstract(obj)
         ]
-        features = [c for c in defined if issubclass(c, FeatureService) and not inspect.isabstract(c)]
-        settings = [c for c in defined if issubclass(c, ServiceSettings)]
-        if feature_cls is None and len(features) == 1:
-            feature_cls = features[0]
-        if settings_cls is None and len(settings) == 1:
-            settings_cls = settings[0]
+        feature_cls = found[0] if len(found) == 1 else None
     if feature_cls is None or settings_cls is None:
         raise ImportRefused(
             f"service {name!r} has no feature class to import with (it stores no per-image features, "
