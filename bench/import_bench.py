@@ -6,7 +6,7 @@ not counted). The import is timed as a user runs it: the whole ``ambience import
 interpreter and worker start-up included; the rate the command reports itself (from its start to
 its end, without the Python start-up) is printed too.
 
-    python bench/import_bench.py [--folder ../shared/photos-full] [--copies 4] [--repeats 2]
+    python -m bench.import_bench [--folder ../shared/photos-full] [--copies 4] [--repeats 2]
 
 The folder's photos are linked ``--copies`` times under different names (each copy is decoded
 and hashed again), so the run is long enough to time.
@@ -26,10 +26,8 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.helpers import PHOTOS_FULL, ServiceProcess, photo_paths  # noqa: E402
+from bench.timing import machine
+from tests.helpers import PHOTOS_FULL, REPO, ServiceProcess, photo_paths
 
 
 def link_copies(photos: list[Path], copies: int, folder: Path) -> list[Path]:
@@ -119,7 +117,7 @@ def main() -> None:
         size_mb = sum(p.stat().st_size for p in photos) * args.copies / 1e6
         print(
             f"{len(files)} files ({len(photos)} photos x {args.copies}, {size_mb:.0f} MB), "
-            f"{os.cpu_count()} CPUs, best of {args.repeats}"
+            f"best of {args.repeats}; {machine()}, load average {os.getloadavg()[0]:.1f}"
         )
         rows: dict[str, float] = {}
         reported: dict[str, float] = {}

@@ -102,7 +102,7 @@ class ImportReport:
         )
         if self.failures:
             lines.append("failed files:")
-            for failure in self.failures[:show]:
+            for failure in sorted(self.failures, key=lambda f: f.path)[:show]:
                 lines.append(f"  {failure.path}: [{failure.reason}] {failure.detail}")
             if len(self.failures) > show:
                 lines.append(f"  ... and {len(self.failures) - show} more")
@@ -186,14 +186,12 @@ def ids_from_filenames(paths: list[Path], max_image_id: int) -> tuple[list[tuple
     for path in paths:
         key = file_key(path)
         stem = path.stem
-        if not stem.isdigit() or not 0 <= int(stem) < max_image_id:
+        if not stem.isdigit():
+            failures.append(Failure(key, None, "bad file name", f"{path.name!r} is not <image id>.<ext>"))
+            continue
+        if int(stem) >= max_image_id:
             failures.append(
-                Failure(
-                    key,
-                    None,
-                    "bad file name",
-                    f"{path.name!r} is not <image id>.<ext> (0 <= id < {max_image_id})",
-                )
+                Failure(key, None, "bad file name", f"{stem} is not an image id (< {max_image_id})")
             )
             continue
         image_id = int(stem)
