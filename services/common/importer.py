@@ -161,9 +161,16 @@ def build_feature(name: str, data_dir: Path | None = None) -> FeatureService:
 
 
 def scan_folder(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, hidden entries skipped), in a stable order."""
+    """Image files under ``folder`` (recursively, following symlinks, hidden entries skipped),
+    in a stable order."""
     found = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: symlink loops end
     for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(
             Path(root) / f

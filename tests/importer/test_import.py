@@ -36,6 +36,7 @@ from services.common.importer import (
     build_feature,
     ids_from_filenames,
     run_import,
+    scan_folder,
     service_classes,
 )
 from services.common.store import FeatureStore
@@ -526,3 +527,12 @@ def test_batched_extract_hook_gives_the_same_bytes(
     for image_id in (1, 6, 1000, 1011):
         name = f"{image_id}.jpg"
         assert stored[image_id] == plain.extract((folder / name).read_bytes())
+
+
+def test_scan_follows_symlinks_but_not_loops(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for name in ("a/1.jpg", "2.PNG", ".hidden/3.jpg", "notes.txt", ".4.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan_folder(tmp_path)] == ["2.PNG", "a/1.jpg"]
