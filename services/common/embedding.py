@@ -1,0 +1,164 @@
+"""Feature services whose feature is one L2-normalised model embedding per image.
+
+:class:`EmbeddingFeature` wires an :class:`~services.common.models.ImageEmbeddingSession` to the
+kit: images are decoded and preprocessed on the request thread, the forward pass goes through a
+:class:`~services.common.models.MicroBatcher`; the store holds the raw embedding (float32) and
+:meth:`EmbeddingFeature.to_index_space` maps raw rows to index rows (identity here, PCA whitening in
+global_features), so any re-mapping is always applied to raw vectors, never twice. Searches accept
+alpha query expansion (``aqe_n``, ``aqe_alpha``), computed for all query rows at once.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image, ImageOps
+from pydantic import BaseModel, Field
+
+from services.common.feature import Hit, VectorFeature
+from services.common.models import (
+    ImageEmbeddingSession,
+    MicroBatcher,
+    ModelServiceSettings,
+    configure_torch,
+    describe_session,
+    metadata_for,
+)
+from services.common.schemas import SearchParams
+from services.common.vectors import alpha_query_expansion
+
+
+class EmbeddingSettings(ModelServiceSettings):
+    decode_size: int = Field(
+        448, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"
+    )
+    mirrored_query: bool = Field(
+        False, description="Queries also search with the mirrored image (best distance per image kept)"
+    )
+
+
+class AQEParams(BaseModel):
+    aqe_n: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="alpha query expansion: how many top results are "
+        "folded into the query before searching again (0 = off)",
+    )
+    aqe_alpha: float = Field(
+        3.0,
+        ge=0,
+        le=100,
+        description="alpha query expansion: a neighbour's weight "
+        "is its cosine similarity to the query raised to this power",
+    )
+
+
+class EmbeddingFeature(VectorFeature):
+    QueryParams: ClassVar[type[BaseModel]] = AQEParams
+    settings: EmbeddingSettings
+    session: ImageEmbeddingSession
+    batcher: MicroBatcher[Any, np.ndarray]
+
+    # -- model ------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_session(self) -> ImageEmbeddingSession:
+        """Build the model (weights resolved via services.common.models.resolve_weights)."""
+
+    def load(self) -> None:
+        configure_torch(self.settings)
+        self.session = self.load_session()
+        self.batcher = MicroBatcher(
+            self._embed_batch,
+            self.settings.max_batch,
+            self.settings.batch_wait_ms / 1000,
+            name=f"{self.name}-batcher",
+        )
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _embed_batch(self, pixels: list[Any]) -> list[np.ndarray]:
+        import torch
+
+        return list(self.session.embed_images(torch.stack(pixels)))
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Raw embeddings (n, dim); preprocessing here, forward passes shared with concurrent callers."""
+        return np.stack(self.batcher.submit_many([self.session.preprocess(img) for img in images]))
+
+    def decode_rgb(self, data: bytes) -> Image.Image:
+        return self.decode(data, "RGB", draft_size=self.settings.decode_size).image
+
+    # -- identity ---------------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        return {"feature": self.name, **metadata_for(self.session), "dtype": "float32"}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "feature": self.name,
+            "distance": "squared_l2",
+            **describe_session(self.session, self.batcher),
+        }
+
+    # -- vectors ----------------------------------------------------------------------------------------
+
+    def to_index_space(self, raw: np.ndarray) -> np.ndarray:
+        """Raw embeddings (n, dim) -> index rows. Subclasses re-map (whitening); raw input only."""
+        return np.ascontiguousarray(raw, dtype=np.float32)
+
+    def raw_from_stored(self, stored: bytes) -> np.ndarray:
+        return np.frombuffer(stored, dtype=np.float32, count=self.session.dim)
+
+    def vector_from_stored(self, stored: bytes) -> np.ndarray:
+        return self.to_index_space(self.raw_from_stored(stored)[None, :])[0]
+
+    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
+        return ids, self.to_index_space(np.stack([self.raw_from_stored(value) for _, value in items]))
+
+    def extract(self, data: bytes) -> bytes:
+        return self.embed_images([self.decode_rgb(data)])[0].astype(np.float32).tobytes()
+
+    def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
+        image = self.decode_rgb(data)
+        views = [image, ImageOps.mirror(image)] if self.settings.mirrored_query else [image]
+        return self.to_index_space(self.embed_images(views))
+
+    # -- search -----------------------------------------------------------------------------------------
+
+    def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]:
+        return self.search_vectors(self.expand(self.query_vectors(data, params), params), search)
+
+    def search_by_stored(
+        self, image_id: int, stored: bytes, search: SearchParams, params: BaseModel
+    ) -> list[Hit]:
+        queries = self.stored_query_vectors(stored, params)
+        return self.search_vectors(self.expand(queries, params), search)
+
+    def expand(self, queries: np.ndarray, params: BaseModel) -> np.ndarray:
+        """alpha query expansion of every query row with its ``aqe_n`` nearest stored images."""
+        assert isinstance(params, AQEParams)
+        if params.aqe_n == 0 or self.collection.index.count() == 0:
+            return queries
+        _, ids = self.collection.index.search(queries, params.aqe_n)
+        neighbours = self.index_vectors(ids)
+        return alpha_query_expansion(queries, neighbours, ids >= 0, params.aqe_alpha)
+
+    def index_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Exact index-space vectors of image ids (any shape; -1 and vanished ids give zero rows),
+        read from the store so compressed indexes do not blur the expansion."""
+        unique = [int(i) for i in np.unique(ids) if i >= 0]
+        dim = self.collection.index.dim
+        rows: dict[int, np.ndarray] = {}
+        found = [(i, v) for i in unique if (v := self.collection.store.get(i)) is not None]
+        if found:
+            _, vectors = self.index_rows(found)
+            rows = {i: vectors[n] for n, (i, _) in enumerate(found)}
+        zero = np.zeros(dim, np.float32)
+        flat = np.stack([rows.get(int(i), zero) for i in ids.ravel()]) if ids.size else np.zeros((0, dim))
+        return flat.reshape(*ids.shape, dim).astype(np.float32)

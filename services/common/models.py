@@ -1,0 +1,558 @@
+"""Model loading shared by every model service (SPEC section 4).
+
+What a model service gets from here:
+
+- :class:`ModelServiceSettings`: ``model`` (architecture), ``weights`` (``""`` = the model's
+  default hub tag, a hub tag, a local checkpoint path, or ``random``), ``device``, batching knobs.
+- :func:`resolve_weights`: settings -> :class:`ResolvedWeights` (a checkpoint file on disk plus its
+  sha256 digest, or random weights). Hub weights are downloaded into ``AMBIENCE_MODELS_DIR`` when the
+  machine is online; when they cannot be had the service refuses to start with
+  :class:`~services.common.errors.WeightsMissingError` (exit code 2) naming the missing file and the
+  fix. Random weights need ``AMBIENCE_ALLOW_RANDOM_WEIGHTS=1`` (tests only) and are seeded, so a
+  restarted test service computes the same vectors.
+- :class:`WeightsFile` and :func:`required_weights`: what each registered service needs on disk
+  (name, hub repo / URL, target path, optional sha256) so ``ambience models fetch`` can iterate them;
+  :func:`fetch_weights` downloads one.
+- :func:`timm_weights_file` / :func:`open_clip_weights_file`: where a timm or open_clip hub tag
+  lives and where it is stored locally; :func:`load_timm_model` / :func:`load_open_clip_model` build
+  the architecture and load the weights strictly.
+- :class:`ImageEmbeddingSession` / :class:`TextEmbeddingSession`: the protocol a model backend
+  implements (preprocess on the caller's thread, embed a batch), and :class:`MicroBatcher`, which
+  runs one forward pass for all requests that are waiting at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import Field
+
+from services.common.errors import StartupError, WeightsMissingError
+from services.common.fetch import download
+from services.common.settings import CommonSettings, ServiceSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+RANDOM = "random"
+#: Random weights are drawn from this seed, so every process builds the same "random" model.
+RANDOM_SEED = 0
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".npz", ".tar")
+
+
+class ModelServiceSettings(ServiceSettings):
+    """Settings every model service has (subclasses override the defaults and the env prefix)."""
+
+    model: str = Field("", description="Model architecture name (timm / open_clip name)")
+    weights: str = Field(
+        "",
+        description="'' = the model's default pretrained tag, a hub tag, a local checkpoint file, "
+        "or 'random' (tests only, needs AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
+    )
+    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    max_batch: int = Field(32, ge=1, description="Most images one forward pass takes (micro-batching)")
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a forward pass waits for more requests to join its batch (0: only those "
+        "already waiting are batched, no added latency)",
+    )
+    torch_threads: int = Field(0, ge=0, description="CPU threads for torch (0 = torch's default)")
+
+    def weights_env_var(self) -> str:
+        return f"{self.env_prefix()}WEIGHTS"
+
+
+# -- weight files -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One file a service needs on disk, and where to get it."""
+
+    service: str
+    description: str
+    target: Path
+    hf_repo: str = ""
+    #: Tried in order (e.g. a safetensors file first, then the pickled one).
+    hf_filenames: tuple[str, ...] = ()
+    url: str = ""
+    sha256: str = ""
+    #: The setting that points the service at a local file instead.
+    env_var: str = ""
+
+    def sources(self) -> list[str]:
+        out = [f"https://huggingface.co/{self.hf_repo}/resolve/main/{name}" for name in self.hf_filenames]
+        return [*out, self.url] if self.url else out
+
+    def fix(self) -> str:
+        fixes = [
+            f"`ambience models fetch {self.service}` (on a machine with internet access, then copy "
+            f"{self.target} here)"
+        ]
+        if self.env_var:
+            fixes.append(f"set {self.env_var}=/path/to/checkpoint to use a local file")
+        return "; or ".join(fixes)
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, cached in ``<file>.sha256`` keyed by size and mtime (checkpoints are big)."""
+    stat = path.stat()
+    key = f"{stat.st_size}:{stat.st_mtime_ns}"
+    cache = path.with_name(path.name + ".sha256")
+    try:
+        cached_key, digest = cache.read_text().split()
+        if cached_key == key:
+            return digest
+    except (OSError, ValueError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with contextlib.suppress(OSError):  # a read-only models dir is fine; we hash again next time
+        cache.write_text(f"{key} {digest}\n")
+    return digest
+
+
+def _download(url: str, dest: Path, timeout: float, sha256: str = "") -> None:
+    # Resumable, verified, progress bar: services/common/fetch.py.
+    download(url, dest, sha256=sha256, timeout=timeout, description=f"{dest.parent.name}/{dest.name}")
+
+
+def fetch_weights(wf: WeightsFile, timeout: float = 30.0) -> Path:
+    """Make sure ``wf.target`` exists (download it if not) and matches its sha256. Returns the path."""
+    if not wf.target.exists():
+        wf.target.parent.mkdir(parents=True, exist_ok=True)
+        errors = []
+        for url in wf.sources():
+            try:
+                log.info("%s: downloading %s -> %s", wf.service, url, wf.target)
+                _download(url, wf.target, timeout, wf.sha256)
+                break
+            except Exception as exc:  # try the next source; report all of them if none works
+                errors.append(f"{url}: {exc}")
+        else:
+            raise WeightsMissingError(
+                f"{wf.service}: weights file {wf.target} ({wf.description}) is missing and could not be "
+                f"downloaded ({'; '.join(errors) or 'no download source known'}). Fix: {wf.fix()}"
+            )
+    if wf.sha256 and sha256_file(wf.target) != wf.sha256:
+        raise WeightsMissingError(
+            f"{wf.service}: {wf.target} does not have the expected sha256 {wf.sha256}; delete it and "
+            f"run `ambience models fetch {wf.service}` again"
+        )
+    return wf.target
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def timm_weights_file(service: str, model: str, tag: str, models_dir: Path, env_var: str = "") -> WeightsFile:
+    """The hub file of timm model ``model`` with pretrained ``tag`` ('' = the model's default)."""
+    import timm.models
+
+    name = f"{model.split('.')[0]}.{tag}" if tag else model
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise StartupError(
+            f"{service}: timm knows no pretrained weights {name!r} (model {model!r}, tag {tag!r})"
+        )
+    hf_repo = cfg.hf_hub_id or ""
+    url = cfg.url or ""
+    filename = "model.safetensors" if hf_repo else (url.rsplit("/", 1)[-1] or "model.pth")
+    return WeightsFile(
+        service=service,
+        description=f"timm {cfg.architecture}.{cfg.tag}",
+        target=models_dir / service / _safe_name(f"{cfg.architecture}.{cfg.tag}") / filename,
+        hf_repo=hf_repo,
+        hf_filenames=("model.safetensors", "pytorch_model.bin") if hf_repo else (),
+        url=url,
+        env_var=env_var,
+    )
+
+
+def open_clip_weights_file(
+    service: str, model: str, tag: str, models_dir: Path, env_var: str = ""
+) -> WeightsFile:
+    """The hub file of open_clip ``model`` with pretrained ``tag`` (e.g. ViT-B-16 / openai)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    if not cfg:
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
+        raise StartupError(
+            f"{service}: open_clip has no pretrained tag {tag!r} for {model!r} (known: {known})"
+        )
+    # 'org/repo/file.bin', or 'org/repo/' for the repo with open_clip's default file names
+    hf_repo, hf_file = os.path.split(cfg.get("hf_hub", ""))
+    filenames = (hf_file,) if hf_file else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    url = cfg.get("url", "")
+    local = filenames[0] if hf_repo else (url.rsplit("/", 1)[-1] or "open_clip.bin")
+    return WeightsFile(
+        service=service,
+        description=f"open_clip {model} / {tag}",
+        target=models_dir / service / _safe_name(f"{model}.{tag}") / local,
+        hf_repo=hf_repo,
+        hf_filenames=filenames if hf_repo else (),
+        url=url,
+        env_var=env_var,
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where a model's weights come from."""
+
+    kind: str  # "hub" | "file" | "random"
+    path: Path | None
+    digest: str  # sha256 of the checkpoint, or "random-seed0"
+    source: str  # the hub tag or file path, for /stats
+
+    @property
+    def random(self) -> bool:
+        return self.kind == RANDOM
+
+    def info(self) -> dict[str, Any]:
+        """The /health and /stats fields (``"weights": "random"`` for random weights)."""
+        out: dict[str, Any] = {"weights": RANDOM if self.random else self.kind}
+        if not self.random:
+            out["weights_source"] = self.source
+            out["weights_sha256"] = self.digest
+        return out
+
+
+def looks_like_path(value: str) -> bool:
+    return os.sep in value or "/" in value or value.endswith(_CHECKPOINT_SUFFIXES) or value.startswith("~")
+
+
+def resolve_weights(
+    settings: ModelServiceSettings, hub_file: Callable[[str], WeightsFile], default_tag: str = ""
+) -> ResolvedWeights:
+    """Decide which checkpoint to load for ``settings.weights``; download hub weights if needed.
+
+    ``hub_file(tag)`` names the file of a hub tag (see :func:`timm_weights_file`).
+    Raises WeightsMissingError (exit 2) when no weights can be had, StartupError for bad settings.
+    """
+    service, env_var, value = settings.service_name, settings.weights_env_var(), settings.weights.strip()
+    common = CommonSettings()
+    if value == RANDOM:
+        if not common.allow_random_weights:
+            raise StartupError(
+                f"{service}: {env_var}=random is for tests only; "
+                "it also needs AMBIENCE_ALLOW_RANDOM_WEIGHTS=1"
+            )
+        log.warning("%s: using RANDOM weights (tests only): results are meaningless", service)
+        return ResolvedWeights(RANDOM, None, f"random-seed{RANDOM_SEED}", RANDOM)
+    if looks_like_path(value):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise WeightsMissingError(
+                f"{service}: weights file {path} (set by {env_var}) does not exist. Fix: point {env_var} at "
+                f"an existing checkpoint, or unset it to use the default pretrained weights "
+                f"(`ambience models fetch {service}`)"
+            )
+        return ResolvedWeights("file", path, sha256_file(path), str(path))
+    wf = hub_file(value or default_tag)
+    if not wf.target.exists() and not common.download_models:
+        raise WeightsMissingError(
+            f"{service}: weights file {wf.target} ({wf.description}) is missing and downloads are off "
+            f"(AMBIENCE_DOWNLOAD_MODELS=0). Fix: {wf.fix()}"
+        )
+    path = fetch_weights(wf)
+    return ResolvedWeights("hub", path, sha256_file(path), wf.description)
+
+
+def required_weights(service: str, settings: ServiceSettings | None = None) -> list[WeightsFile]:
+    """Every weights file registered service ``service`` needs with its current settings (env).
+
+    Services declare a ``weights`` function in services.registry (``"module:function"`` taking the
+    service's settings, or None for the defaults from the environment). Services that load a local
+    file or random weights need nothing fetched and return an empty list.
+    """
+    from services.registry import SERVICES
+
+    info = SERVICES[service]
+    if not info.weights:
+        return []
+    module, _, func = info.weights.partition(":")
+    return list(getattr(importlib.import_module(module), func)(settings))
+
+
+# -- loading --------------------------------------------------------------------------------------------
+
+
+def select_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StartupError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def configure_torch(settings: ModelServiceSettings) -> None:
+    import torch
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+
+def load_timm_model(model: str, weights: ResolvedWeights) -> torch.nn.Module:
+    """A timm model whose forward returns pooled features (classifier removed), in eval mode.
+
+    Checkpoint formats accepted (via timm.models.load_checkpoint, strict): a plain state dict
+    (.pth/.bin, timm's GitHub releases and HF ``pytorch_model.bin``), ``model.safetensors`` (HF), and
+    training checkpoints holding ``state_dict`` / ``state_dict_ema`` / ``model``, with or without
+    ``module.`` prefixes. The state dict must match the architecture exactly, head included.
+    """
+    import timm
+    import timm.models
+    import torch
+
+    try:
+        if weights.random:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                net = timm.create_model(model, pretrained=False, num_classes=0)
+        else:
+            net = timm.create_model(model, pretrained=False)
+    except RuntimeError as exc:  # timm: "Unknown model (...)"
+        raise StartupError(f"timm cannot build model {model!r}: {exc}") from exc
+    if weights.path is not None:
+        try:
+            timm.models.load_checkpoint(net, str(weights.path), strict=True)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise StartupError(f"checkpoint {weights.path} does not fit timm model {model!r}: {exc}") from exc
+        net.reset_classifier(0)
+    return net.eval()
+
+
+def load_open_clip_model(
+    model: str,
+    weights: ResolvedWeights,
+    quick_gelu: bool = False,
+    preprocess_cfg: dict[str, Any] | None = None,
+) -> torch.nn.Module:
+    """An open_clip model (image and text towers) in eval mode.
+
+    Checkpoint formats accepted (strict): open_clip state dicts (.bin/.pt pickles and .safetensors, as
+    published on the HF hub), checkpoints holding ``state_dict`` (open_clip training output) with or
+    without ``module.`` prefixes, and OpenAI's original CLIP layout (same key names).
+    """
+    import open_clip
+    import torch
+
+    kwargs: dict[str, Any] = {"force_quick_gelu": quick_gelu, "force_preprocess_cfg": preprocess_cfg or {}}
+    try:
+        if weights.random:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                net = open_clip.create_model(model, pretrained=None, **kwargs)
+        else:
+            net = open_clip.create_model(model, pretrained=None, **kwargs)
+    except RuntimeError as exc:  # open_clip: "Model config for ... not found"
+        raise StartupError(f"open_clip cannot build model {model!r}: {exc}") from exc
+    if weights.path is not None:
+        try:
+            open_clip.load_checkpoint(net, str(weights.path), strict=True)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise StartupError(
+                f"checkpoint {weights.path} does not fit open_clip model {model!r}: {exc}"
+            ) from exc
+    return net.eval()
+
+
+# -- sessions -------------------------------------------------------------------------------------------
+
+
+class ImageEmbeddingSession(Protocol):
+    """A loaded image model. ``preprocess`` runs on the request's thread (in parallel);
+    ``embed_images`` runs one forward pass for a batch (the micro-batcher's worker calls it)."""
+
+    model_id: str
+    dim: int
+    weights: ResolvedWeights
+    device: torch.device
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """RGB image -> the model's input tensor (C, H, W) on the CPU."""
+        ...
+
+    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
+        """(N, C, H, W) -> (N, dim) float32, L2-normalised rows."""
+        ...
+
+
+class TextEmbeddingSession(Protocol):
+    """A loaded text model sharing the image model's embedding space (CLIP)."""
+
+    def tokenize(self, text: str) -> torch.Tensor:
+        """Text -> token ids (context_length,); longer texts are truncated to the context."""
+        ...
+
+    def embed_texts(self, tokens: torch.Tensor) -> np.ndarray:
+        """(N, context_length) -> (N, dim) float32, L2-normalised rows."""
+        ...
+
+
+# -- micro-batching ---------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+    largest: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        mean = self.items / self.batches if self.batches else 0.0
+        return {
+            "batches": self.batches,
+            "items": self.items,
+            "mean_batch": round(mean, 2),
+            "largest_batch": self.largest,
+        }
+
+
+@dataclass
+class _Job(Generic[T, R]):
+    item: T
+    future: Future[R] = field(default_factory=Future)
+
+
+class MicroBatcher(Generic[T, R]):
+    """Runs ``fn(items) -> results`` on one worker thread for every item submitted meanwhile.
+
+    Callers (request threads) block in :meth:`submit`. The worker takes every job waiting when it
+    becomes free, up to ``max_batch`` (and waits ``max_wait_s`` for more when fewer are there), so a
+    lone request runs at once and a burst of requests shares forward passes. Exceptions raised by
+    ``fn`` reach every caller of that batch.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        max_batch: int = 32,
+        max_wait_s: float = 0.0,
+        name: str = "batcher",
+    ) -> None:
+        self._fn = fn
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.stats = BatchStats()
+        self._queue: queue.Queue[_Job[T, R] | None] = queue.Queue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: T) -> R:
+        return self.submit_many([item])[0]
+
+    def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Queue several items (they may share batches with other callers); wait for all."""
+        if self._closed:
+            raise RuntimeError("the model is shut down")
+        jobs: list[_Job[T, R]] = [_Job(item) for item in items]
+        for job in jobs:
+            self._queue.put(job)
+        return [job.future.result() for job in jobs]
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _collect(self, first: _Job[T, R]) -> tuple[list[_Job[T, R]], bool]:
+        jobs, stop = [first], False
+        deadline = time.monotonic() + self.max_wait_s
+        while len(jobs) < self.max_batch:
+            try:
+                remaining = deadline - time.monotonic()
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stop = True
+                break
+            jobs.append(job)
+        return jobs, stop
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs, stop = self._collect(first)
+            try:
+                results = self._fn([job.item for job in jobs])
+                if len(results) != len(jobs):
+                    raise RuntimeError(
+                        f"batch function returned {len(results)} results for {len(jobs)} items"
+                    )
+            except BaseException as exc:  # hand the failure to the waiting callers
+                for job in jobs:
+                    job.future.set_exception(exc)
+                continue
+            self.stats.batches += 1
+            self.stats.items += len(jobs)
+            self.stats.largest = max(self.stats.largest, len(jobs))
+            for job, result in zip(jobs, results, strict=True):
+                job.future.set_result(result)
+        while True:  # fail whatever is still queued after close()
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.future.set_exception(RuntimeError("the model is shut down"))
+
+
+def describe_session(
+    session: ImageEmbeddingSession, batcher: MicroBatcher[Any, Any] | None
+) -> dict[str, Any]:
+    """The /health and /stats fields of a model service."""
+    out: dict[str, Any] = {
+        "model": session.model_id,
+        "dim": session.dim,
+        "device": str(session.device),
+        **session.weights.info(),
+    }
+    if batcher is not None:
+        out["batching"] = batcher.stats.as_dict()
+    return out
+
+
+def metadata_for(session: ImageEmbeddingSession) -> dict[str, Any]:
+    """Store metadata fields that tie stored vectors to the model that made them."""
+    return {"model": session.model_id, "weights_sha256": session.weights.digest, "dim": session.dim}
+
+
+def dumps_weights(files: list[WeightsFile]) -> str:
+    """Human/JSON listing of weights files (for ``ambience models list``)."""
+    return json.dumps([{**f.__dict__, "target": str(f.target)} for f in files], indent=2)

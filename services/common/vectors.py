@@ -1,0 +1,26 @@
+"""Vector arithmetic shared by embedding services (plain numpy, no FAISS, no HTTP)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, eps)).astype(np.float32)
+
+
+def alpha_query_expansion(
+    queries: np.ndarray, neighbours: np.ndarray, valid: np.ndarray, alpha: float
+) -> np.ndarray:
+    """alpha query expansion (Radenović et al., 2018), all queries at once.
+
+    ``queries`` (m, d) and ``neighbours`` (m, n, d) are L2-normalised; ``valid`` (m, n) masks padding.
+    New query = normalise(q + sum_i max(0, <q, x_i>) ** alpha * x_i): close neighbours pull the query
+    towards themselves, far ones barely count (alpha = 0 is plain average query expansion).
+    """
+    sims = np.einsum("md,mnd->mn", queries, neighbours)
+    weights = np.where(valid, np.clip(sims, 0.0, None) ** alpha, 0.0).astype(np.float32)
+    return l2_normalize(queries + np.einsum("mn,mnd->md", weights, neighbours))

@@ -1,0 +1,1 @@
+"""global_features: timm global image vectors with PCA whitening and alpha query expansion."""

@@ -1,0 +1,311 @@
+"""Wires timm global vectors, PCA whitening and the optional compressed index to the service kit.
+
+The store holds raw (model) vectors. What the index holds depends on the trained state (PCA
+whitening and, with ``index_factory``, a trained compressed FAISS layout), persisted next to the
+store and part of :meth:`GlobalFeature.index_config`, so snapshots built under another state are
+discarded. Training re-reads the raw vectors and rebuilds the whole index; whitening is only ever
+applied to raw vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import faiss
+import numpy as np
+from fastapi import Body, FastAPI, HTTPException
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from services.common.app import create_app
+from services.common.embedding import EmbeddingFeature, EmbeddingSettings
+from services.common.errors import StartupError
+from services.common.index import AnyIndex, new_flat_index, write_atomic
+from services.common.models import (
+    ImageEmbeddingSession,
+    ModelServiceSettings,
+    WeightsFile,
+    looks_like_path,
+    resolve_weights,
+    select_device,
+    timm_weights_file,
+)
+from services.common.settings import CommonSettings
+from services.global_features.whitening import PCAWhitening, train_pca_whitening
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "beit_base_patch16_224.in22k_ft_in22k"
+STATE_FILE = "trained_state.npz"
+
+
+class GlobalFeaturesSettings(EmbeddingSettings):
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_GLOBAL_FEATURES_", extra="ignore")
+    service_name: ClassVar[str] = "global_features"
+    default_port: ClassVar[int] = 33334
+
+    model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
+    mirrored_query: bool = Field(
+        True, description="Queries also search with the mirrored image (finds mirrored copies)"
+    )
+    index_factory: str = Field(
+        "",
+        description="'' = exact flat index; else a FAISS factory string (e.g. 'IVF1024,PQ64') for a "
+        "compressed index, trained by POST /train_global_features_pca (flat until then)",
+    )
+    nprobe: int = Field(16, ge=1, description="IVF lists visited per search (compressed index only)")
+    pca_dim: int = Field(0, ge=0, description="Whitened dimension (0 = every direction the data spans)")
+    pca_power: float = Field(
+        0.5, ge=0, le=1, description="Whitening strength: eigenvalue ** -power (0.5 full, 0 plain PCA)"
+    )
+    pca_min_images: int = Field(16, ge=2, description="Fewest stored images training accepts")
+    pca_max_train: int = Field(
+        200_000, ge=2, description="Training uses a random sample of at most this many"
+    )
+
+
+class TrainBody(BaseModel):
+    whitening: bool = Field(True, description="Learn PCA whitening (false: index raw vectors)")
+    dim: int | None = Field(None, ge=1, description="Whitened dimension (default: setting pca_dim)")
+    power: float | None = Field(None, ge=0, le=1, description="Whitening power (default: setting pca_power)")
+
+
+class TrainingError(Exception):
+    """Training cannot run on this collection (too few images, index factory needs more)."""
+
+
+@dataclass(frozen=True)
+class TrainedState:
+    """What training produced: whitening and a trained, empty compressed index (or neither)."""
+
+    whitening: PCAWhitening | None = None
+    template: bytes | None = None  # serialised FAISS index, trained and empty
+    factory: str = ""
+
+    def digest(self) -> str:
+        h = hashlib.sha256((self.whitening.digest() if self.whitening else "raw").encode())
+        h.update(self.template or b"flat")
+        return h.hexdigest()[:16]
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        arrays: dict[str, Any] = {"factory": np.array(self.factory)}
+        if self.whitening is not None:
+            arrays["whitening"] = np.frombuffer(self.whitening.to_bytes(), np.uint8)
+        if self.template is not None:
+            arrays["template"] = np.frombuffer(self.template, np.uint8)
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainedState:
+        with np.load(io.BytesIO(data)) as z:
+            whitening = PCAWhitening.from_bytes(z["whitening"].tobytes()) if "whitening" in z else None
+            template = z["template"].tobytes() if "template" in z else None
+            return cls(whitening, template, str(z["factory"]))
+
+
+def make_compressed_index(dim: int, factory: str) -> AnyIndex:
+    """An empty FAISS index from a factory string, able to take arbitrary ids and range removals."""
+    if any(kind in factory.upper() for kind in ("HNSW", "NSG")):
+        raise StartupError(
+            f"index_factory {factory!r}: graph indexes cannot remove vectors; use IVF/PQ layouts"
+        )
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
+    except RuntimeError as exc:
+        raise StartupError(f"index_factory {factory!r} is not a valid FAISS factory string: {exc}") from exc
+    return index if faiss.try_extract_index_ivf(index) is not None else faiss.IndexIDMap2(index)
+
+
+def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsFile]:
+    """Weights global_features needs with these settings (for ``ambience models fetch``)."""
+    s = settings or GlobalFeaturesSettings()
+    if s.weights in ("random",) or looks_like_path(s.weights):
+        return []
+    return [
+        timm_weights_file(
+            s.service_name, s.model, s.weights, CommonSettings().models_dir, s.weights_env_var()
+        )
+    ]
+
+
+class GlobalFeature(EmbeddingFeature):
+    store_route = "global_features"
+    search_route = "global_features"
+    settings: GlobalFeaturesSettings
+
+    def __init__(self, settings: GlobalFeaturesSettings) -> None:
+        super().__init__(settings)
+        self._train_lock = threading.Lock()
+        self._index_state = TrainedState()  # what index rows are built with
+        self._query_state = TrainedState()  # what queries are mapped with (switched after a rebuild)
+        self._template: AnyIndex | None = None
+
+    @property
+    def state_path(self) -> Path:
+        return self.settings.resolved_data_dir() / STATE_FILE
+
+    def load_session(self) -> ImageEmbeddingSession:
+        from services.global_features.model import TimmSession
+
+        s = self.settings
+        models_dir = CommonSettings().models_dir
+        weights = resolve_weights(
+            s, lambda tag: timm_weights_file(s.service_name, s.model, tag, models_dir, s.weights_env_var())
+        )
+        return TimmSession(s.model, weights, select_device(s.device))
+
+    def load(self) -> None:
+        super().load()
+        if self.settings.index_factory:  # refuse a bad factory string at start-up, not at training
+            make_compressed_index(self.session.dim, self.settings.index_factory)
+        if self.state_path.exists():
+            state = TrainedState.from_bytes(self.state_path.read_bytes())
+            if state.whitening is not None and state.whitening.in_dim != self.session.dim:
+                raise StartupError(
+                    f"{self.state_path} was trained for {state.whitening.in_dim}-d vectors, "
+                    f"the model gives {self.session.dim}-d; delete it and train again"
+                )
+            if state.factory != self.settings.index_factory:  # the compressed layout must be re-trained
+                log.warning(
+                    "index_factory changed from %r to %r: using a flat index until trained again",
+                    state.factory,
+                    self.settings.index_factory,
+                )
+                state = TrainedState(state.whitening, None, self.settings.index_factory)
+            self._set_state(state)
+            self._query_state = state
+
+    def _set_state(self, state: TrainedState) -> None:
+        self._template = (
+            faiss.deserialize_index(np.frombuffer(state.template, np.uint8))
+            if state.template is not None
+            else None
+        )
+        self._index_state = state
+
+    # -- index layout -----------------------------------------------------------------------------------
+
+    def out_dim(self) -> int:
+        w = self._index_state.whitening
+        return w.out_dim if w is not None else self.session.dim
+
+    def index_config(self) -> str:
+        kind = self._index_state.factory if self._template is not None else "flat"
+        return f"{kind}-l2-{self.out_dim()}-nprobe{self.settings.nprobe}-state{self._index_state.digest()}"
+
+    def new_index(self) -> AnyIndex:
+        if self._template is None:
+            return new_flat_index(self.out_dim(), "l2")
+        index = faiss.clone_index(self._template)
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.nprobe = self.settings.nprobe
+        return index
+
+    @staticmethod
+    def _apply(state: TrainedState, raw: np.ndarray) -> np.ndarray:
+        if state.whitening is None:
+            return np.ascontiguousarray(raw, dtype=np.float32)
+        return state.whitening.apply(raw)
+
+    def to_index_space(self, raw: np.ndarray) -> np.ndarray:
+        return self._apply(self._query_state, raw)
+
+    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
+        raw = np.stack([self.raw_from_stored(value) for _, value in items])
+        return ids, self._apply(self._index_state, raw)
+
+    def info(self) -> dict[str, Any]:
+        w = self._query_state.whitening
+        return {
+            **super().info(),
+            "whitening": None
+            if w is None
+            else {"dim": w.out_dim, "power": w.power, "trained_on": w.trained_on},
+            "index_factory": self._query_state.factory if self._template is not None else "flat",
+        }
+
+    # -- training -----------------------------------------------------------------------------------------
+
+    def raw_vectors(self, limit: int) -> np.ndarray:
+        _, batches = self.collection.store.snapshot_items()
+        rows = [self.raw_from_stored(value) for batch in batches for _, value in batch]
+        raw = np.stack(rows) if rows else np.zeros((0, self.session.dim), np.float32)
+        if len(raw) > limit:
+            raw = raw[np.random.default_rng(0).choice(len(raw), limit, replace=False)]
+        return raw
+
+    def train(
+        self, whitening: bool = True, dim: int | None = None, power: float | None = None
+    ) -> dict[str, Any]:
+        """Learn whitening (and the compressed layout) from the stored vectors; rebuild the index."""
+        s = self.settings
+        with self._train_lock:
+            started = time.monotonic()
+            raw = self.raw_vectors(s.pca_max_train)
+            if len(raw) < s.pca_min_images:
+                raise TrainingError(
+                    f"training needs at least {s.pca_min_images} stored images, the collection has {len(raw)}"
+                )
+            pca = None
+            if whitening:
+                pca = train_pca_whitening(
+                    raw, s.pca_dim if dim is None else dim, s.pca_power if power is None else power
+                )
+            template = None
+            if s.index_factory:
+                vectors = pca.apply(raw) if pca is not None else raw
+                index = make_compressed_index(vectors.shape[1], s.index_factory)
+                try:
+                    index.train(vectors)
+                except RuntimeError as exc:
+                    raise TrainingError(
+                        f"index_factory {s.index_factory!r} cannot be trained on "
+                        f"{len(vectors)} vectors: {exc}"
+                    ) from exc
+                template = faiss.serialize_index(index).tobytes()
+            state = TrainedState(pca, template, s.index_factory)
+            write_atomic(self.state_path, state.to_bytes())
+            # Rows are re-derived from raw vectors with the new state; queries switch once the new
+            # index is in place. Applying whitening to raw vectors only is what rules out stacking.
+            self._set_state(state)
+            self.collection.rebuild()
+            self._query_state = state
+            self.collection.snapshot(force=True)
+            seconds = time.monotonic() - started
+            log.info("trained on %d vectors in %.1fs: %s", len(raw), seconds, self.index_config())
+            return {
+                "trained_on": len(raw),
+                "whitening": pca is not None,
+                "dim": self.out_dim(),
+                "index": self.collection.index.type_name(),
+                "indexed": self.collection.index.count(),
+                "seconds": round(seconds, 3),
+            }
+
+
+def build_app(settings: GlobalFeaturesSettings | None = None) -> FastAPI:
+    feature = GlobalFeature(settings or GlobalFeaturesSettings())
+    app = create_app(feature)
+
+    @app.post("/train_global_features_pca")
+    async def train_pca(body: Annotated[TrainBody | None, Body()] = None) -> dict[str, Any]:
+        """Learn PCA whitening (and the compressed index, if configured) from the stored vectors,
+        then rebuild the index. Searches keep working meanwhile."""
+        body = body or TrainBody()
+        try:
+            return await run_in_threadpool(feature.train, body.whitening, body.dim, body.power)
+        except TrainingError as exc:
+            raise HTTPException(409, str(exc)) from exc
+
+    return app

@@ -1,0 +1,239 @@
+"""The shared model-loading layer: weight resolution, refusals, checkpoint formats, micro-batching."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError, WeightsMissingError
+from services.common.models import (
+    MicroBatcher,
+    ResolvedWeights,
+    load_open_clip_model,
+    load_timm_model,
+    required_weights,
+    resolve_weights,
+    sha256_file,
+    timm_weights_file,
+)
+from services.global_features.service import GlobalFeaturesSettings
+from tests.helpers import REPO
+
+TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
+
+
+@pytest.fixture
+def offline_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    models = tmp_path / "models"
+    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(models))
+    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
+    monkeypatch.delenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", raising=False)
+    return models
+
+
+def hub_file(settings: GlobalFeaturesSettings, models: Path):  # type: ignore[no-untyped-def]
+    return lambda tag: timm_weights_file(
+        settings.service_name, settings.model, tag, models, settings.weights_env_var()
+    )
+
+
+# -- resolving weights -----------------------------------------------------------------------------------
+
+
+def test_random_weights_need_the_test_switch(offline_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = GlobalFeaturesSettings(weights="random")
+    with pytest.raises(StartupError, match="AMBIENCE_ALLOW_RANDOM_WEIGHTS=1") as info:
+        resolve_weights(settings, hub_file(settings, offline_models))
+    assert not isinstance(info.value, WeightsMissingError)
+    monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
+    weights = resolve_weights(settings, hub_file(settings, offline_models))
+    assert weights.random and weights.info() == {"weights": "random"}
+
+
+def test_missing_hub_weights_name_the_file_and_the_fix(offline_models: Path) -> None:
+    settings = GlobalFeaturesSettings()
+    with pytest.raises(WeightsMissingError) as info:
+        resolve_weights(settings, hub_file(settings, offline_models))
+    message = str(info.value)
+    target = offline_models / "global_features" / "beit_base_patch16_224.in22k_ft_in22k" / "model.safetensors"
+    assert str(target) in message
+    assert "ambience models fetch global_features" in message
+    assert "AMBIENCE_GLOBAL_FEATURES_WEIGHTS" in message
+    assert info.value.exit_code == EXIT_WEIGHTS_MISSING
+
+
+def test_missing_local_file_names_the_file_and_the_variable(offline_models: Path, tmp_path: Path) -> None:
+    settings = GlobalFeaturesSettings(weights=str(tmp_path / "nope.pth"))
+    with pytest.raises(WeightsMissingError, match=r"nope\.pth.*AMBIENCE_GLOBAL_FEATURES_WEIGHTS"):
+        resolve_weights(settings, hub_file(settings, offline_models))
+
+
+def test_hub_weights_already_on_disk_are_used_with_their_digest(offline_models: Path) -> None:
+    settings = GlobalFeaturesSettings(model="test_vit.r160_in1k")
+    wf = hub_file(settings, offline_models)("")
+    assert wf.hf_repo == "timm/test_vit.r160_in1k"
+    wf.target.parent.mkdir(parents=True)
+    wf.target.write_bytes(b"pretend checkpoint")
+    weights = resolve_weights(settings, hub_file(settings, offline_models))
+    assert weights.kind == "hub" and weights.path == wf.target
+    assert weights.digest == sha256_file(wf.target) and len(weights.digest) == 64
+
+
+def test_registry_lists_the_weights_each_service_needs(offline_models: Path) -> None:
+    (wf,) = required_weights("global_features")
+    assert wf.hf_repo == "timm/beit_base_patch16_224.in22k_ft_in22k"
+    assert wf.target.is_relative_to(offline_models)
+    assert "ambience models fetch global_features" in wf.fix()
+    (clip,) = required_weights("image_text")
+    assert clip.hf_repo == "timm/vit_base_patch16_clip_224.openai" and clip.url.endswith("ViT-B-16.pt")
+    assert required_weights("phash") == []
+
+
+def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, tmp_path: Path) -> None:
+    env = {
+        "AMBIENCE_GLOBAL_FEATURES_DATA_DIR": str(tmp_path / "data"),
+        "AMBIENCE_GLOBAL_FEATURES_PORT": "0",
+        "AMBIENCE_MODELS_DIR": str(offline_models),
+        "AMBIENCE_DOWNLOAD_MODELS": "0",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.global_features"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
+    assert "model.safetensors" in proc.stderr and "ambience models fetch global_features" in proc.stderr
+
+
+# -- checkpoint formats (built from the architecture itself, loaded strictly) -------------------------------
+
+
+def checkpoint_variants(state: dict[str, torch.Tensor], folder: Path) -> dict[str, Path]:
+    """The layouts published checkpoints come in."""
+    paths = {
+        "plain state dict (.pth / pytorch_model.bin)": folder / "plain.pth",
+        "safetensors (HF model.safetensors)": folder / "model.safetensors",
+        "training checkpoint {'state_dict': module.*}": folder / "train.pt",
+    }
+    torch.save(state, paths["plain state dict (.pth / pytorch_model.bin)"])
+    save_file({k: v.contiguous() for k, v in state.items()}, paths["safetensors (HF model.safetensors)"])
+    torch.save(
+        {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}},
+        paths["training checkpoint {'state_dict': module.*}"],
+    )
+    return paths
+
+
+def test_timm_loader_accepts_published_checkpoint_formats(tmp_path: Path) -> None:
+    import timm
+
+    torch.manual_seed(1)
+    reference = timm.create_model("test_vit", pretrained=False).eval()  # head included, as published
+    x = torch.randn(2, 3, 160, 160)
+    with torch.inference_mode():
+        expected = reference.forward_head(reference.forward_features(x), pre_logits=True)
+    for label, path in checkpoint_variants(reference.state_dict(), tmp_path).items():
+        weights = ResolvedWeights("file", path, sha256_file(path), str(path))
+        net = load_timm_model("test_vit", weights)
+        with torch.inference_mode():
+            assert torch.allclose(net(x), expected, atol=1e-5), label
+    # A checkpoint of another architecture is refused, not half-loaded.
+    other = tmp_path / "other.pth"
+    torch.save(timm.create_model("test_efficientnet", pretrained=False).state_dict(), other)
+    with pytest.raises(StartupError, match="does not fit"):
+        load_timm_model("test_vit", ResolvedWeights("file", other, "x", str(other)))
+
+
+def test_open_clip_loader_accepts_published_checkpoint_formats(tmp_path: Path) -> None:
+    import open_clip
+
+    open_clip.add_model_config(TINY_CLIP)
+    torch.manual_seed(2)
+    reference = open_clip.create_model("tiny-clip").eval()
+    image, text = torch.randn(2, 3, 64, 64), open_clip.get_tokenizer("tiny-clip")(["a dog", "a cat"])
+    with torch.inference_mode():
+        expected_image, expected_text = reference.encode_image(image), reference.encode_text(text)
+    for label, path in checkpoint_variants(reference.state_dict(), tmp_path).items():
+        net = load_open_clip_model("tiny-clip", ResolvedWeights("file", path, "x", str(path)))
+        with torch.inference_mode():
+            assert torch.allclose(net.encode_image(image), expected_image, atol=1e-5), label
+            assert torch.allclose(net.encode_text(text), expected_text, atol=1e-5), label
+    broken = tmp_path / "broken.pth"
+    state = reference.state_dict()
+    state.pop("text_projection")
+    torch.save(state, broken)
+    with pytest.raises(StartupError, match="does not fit"):
+        load_open_clip_model("tiny-clip", ResolvedWeights("file", broken, "x", str(broken)))
+
+
+def test_random_weights_are_the_same_in_every_process() -> None:
+    weights = ResolvedWeights("random", None, "random-seed0", "random")
+    a, b = load_timm_model("test_vit", weights), load_timm_model("test_vit", weights)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+# -- micro-batching ------------------------------------------------------------------------------------------
+
+
+def test_micro_batcher_batches_waiting_requests_and_keeps_order() -> None:
+    calls: list[int] = []
+
+    def slow_square(items: list[int]) -> list[int]:
+        calls.append(len(items))
+        time.sleep(0.05)
+        return [i * i for i in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(slow_square, max_batch=8)
+    results: dict[int, int] = {}
+
+    def worker(i: int) -> None:
+        results[i] = batcher.submit(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: i * i for i in range(20)}
+    assert max(calls) > 1 and max(calls) <= 8 and sum(calls) == 20
+    assert batcher.stats.batches == len(calls) < 20
+    assert batcher.submit_many([3, 4]) == [9, 16]
+    batcher.close()
+    with pytest.raises(RuntimeError, match="shut down"):
+        batcher.submit(1)
+
+
+def test_micro_batcher_hands_failures_to_the_callers_and_survives() -> None:
+    def fn(items: list[int]) -> list[float]:
+        if 0 in items:
+            raise ZeroDivisionError("zero")
+        return [1 / i for i in items]
+
+    batcher: MicroBatcher[int, float] = MicroBatcher(fn)
+    with pytest.raises(ZeroDivisionError):
+        batcher.submit(0)
+    assert batcher.submit(4) == 0.25
+    batcher.close()
+
+
+def test_sha256_is_cached_and_invalidated(tmp_path: Path) -> None:
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"a" * 1000)
+    first = sha256_file(path)
+    assert path.with_name("w.bin.sha256").exists() and sha256_file(path) == first
+    path.write_bytes(b"b" * 1001)
+    assert sha256_file(path) != first
+    assert np.frombuffer(bytes.fromhex(first), np.uint8).size == 32
