@@ -536,3 +536,32 @@ def test_scan_follows_symlinks_but_not_loops(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "a" / "loop").symlink_to(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in scan_folder(tmp_path)] == ["2.PNG", "a/1.jpg"]
+
+
+def test_model_service_import_decodes_in_workers_and_batches_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """global_features (tiny timm model, random weights): the EmbeddingFeature hooks."""
+    pytest.importorskip("timm")
+    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+
+    monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
+    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(tmp_path / "models"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"{i + 1}.jpg").write_bytes(encode(synthetic_image(300 + i, (200, 150))))
+    (folder / "11.jpg").write_bytes(b"not an image")
+    settings = GlobalFeaturesSettings(
+        data_dir=tmp_path / "global_features", model="test_vit.r160_in1k", weights="random", device="cpu"
+    )
+    feature = service_classes("global_features")[0](settings)
+    assert isinstance(feature, GlobalFeature) and feature.batched_extract
+    report = run_import(feature, folder, ids_from_names=True, jobs=2, chunk_size=2, progress=False)
+    assert report.added == 10
+    assert [(Path(f.path).name, f.reason) for f in report.failures] == [("11.jpg", "bad image")]
+    stored = stored_items(tmp_path / "global_features", feature)
+    for image_id in (1, 5, 10):
+        one_by_one = np.frombuffer(feature.extract((folder / f"{image_id}.jpg").read_bytes()), np.float32)
+        np.testing.assert_allclose(np.frombuffer(stored[image_id], np.float32), one_by_one, atol=1e-4)
+    feature.close()
