@@ -144,8 +144,9 @@ def service_classes(name: str) -> tuple[type[FeatureService], type[ServiceSettin
         feature_cls = found[0] if len(found) == 1 else None
     if feature_cls is None or settings_cls is None:
         raise ImportRefused(
-            f"service {name!r} has no feature class to import with (it stores no per-image features, "
-            "or services/registry.py must name its feature= and settings= classes)"
+            f"service {name!r} keeps no FeatureStore (no FeatureService subclass in "
+            f"{info.module}.service), so ambience import cannot fill it; if it has one under "
+            "another name, name it in services/registry.py (feature=)"
         )
     return feature_cls, settings_cls
 
