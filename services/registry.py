@@ -20,6 +20,10 @@ class ServiceInfo:
     settings: str = ""
     #: Python modules the service needs (from its pyproject extra); missing ones mark it unavailable.
     requires: tuple[str, ...] = ()
+    #: "module:Class" of the service's FeatureService subclass, for tools that compute features
+    #: without HTTP (``ambience import``). Empty (the usual case): the one concrete FeatureService
+    #: subclass defined in ``<module>.service``.
+    feature: str = ""
     #: "module:function" listing the weights files the service needs (services.common.models.WeightsFile),
     #: for ``ambience models fetch``; empty for services without model weights.
     weights: str = ""

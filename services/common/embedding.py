@@ -93,6 +93,16 @@ class EmbeddingFeature(VectorFeature):
     def decode_rgb(self, data: bytes) -> Image.Image:
         return self.decode(data, "RGB", draft_size=self.settings.decode_size).image
 
+    # -- bulk import (services.common.importer): workers decode, this process runs the model -----
+
+    batched_extract: ClassVar[bool] = True
+
+    def prepare(self, data: bytes) -> Image.Image:
+        return self.decode_rgb(data)
+
+    def extract_batch(self, prepared: list[Image.Image]) -> list[bytes]:
+        return [row.astype(np.float32).tobytes() for row in self.embed_images(prepared)]
+
     # -- identity ---------------------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:

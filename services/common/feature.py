@@ -34,6 +34,13 @@ class FeatureService(ABC):
     max_image_id: ClassVar[int] = ID_MAX
     #: The schema of one search result (for the OpenAPI docs).
     ResultModel: ClassVar[type[BaseModel] | None] = None
+    #: Bulk import (``ambience import``, services.common.importer). False: worker processes run
+    #: ``extract`` on file bytes (cheap features). True: workers only run ``prepare`` (decoding and
+    #: preprocessing) and the importing process runs ``extract_batch`` on batches of prepared
+    #: inputs with its one loaded model (model services).
+    batched_extract: ClassVar[bool] = False
+    #: How many prepared inputs one ``extract_batch`` call gets during a bulk import.
+    import_batch_size: ClassVar[int] = 32
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
@@ -89,6 +96,24 @@ class FeatureService(ABC):
     @abstractmethod
     def extract(self, data: bytes) -> bytes:
         """Image file bytes -> the bytes stored for it. Raises ImageError on bad input."""
+
+    def prepare(self, data: bytes) -> Any:
+        """Bulk import of a ``batched_extract`` service: image file bytes -> model input.
+
+        Runs in worker processes on a feature object built from the settings *without* ``load()``,
+        so keep it to decoding and preprocessing the settings determine; the result must pickle
+        (a numpy array, a tensor). Raises ImageError on bad input, like ``extract``.
+        """
+        return data
+
+    def extract_batch(self, prepared: list[Any]) -> list[bytes]:
+        """Bulk import: the stored bytes for each ``prepare`` result, in order.
+
+        Must give what ``extract`` gives for the same file (up to float tolerance of batched
+        inference). The default calls ``extract`` one by one, which is right when ``prepare`` is
+        the identity.
+        """
+        return [self.extract(item) for item in prepared]
 
     @abstractmethod
     def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]: ...

@@ -1,0 +1,550 @@
+"""Bulk import: compute one service's features for a whole folder, straight into its store.
+
+``ambience import SERVICE DIR`` is for a gallery that already holds many photos: it walks the
+folder, spreads decoding and feature extraction over worker processes (joblib) and writes the
+results through the same :class:`FeatureStore` code the service uses, so the store's metadata
+check applies and the records land in the store's change log.
+
+Safety with a running service: the import may run while the service serves. LMDB serialises the
+two writers, and the service's maintenance thread replays the change log every
+``sync_interval_s``, so imported ids become searchable without a restart. Two imports into the
+same data dir at once are refused (a lock file), because both would hand out the same new ids.
+
+Work split: cheap features (``batched_extract = False``) run ``extract`` in the workers, which
+return the stored bytes. Model services (``batched_extract = True``) run only ``prepare``
+(decoding, preprocessing) in the workers; the importing process runs ``extract_batch`` on
+batches with its one loaded model.
+
+Ids: parsed from file names (``123.jpg``) or handed out sequentially; sequential ids are
+recorded in ``<data_dir>/import_ids.csv`` before any record is written, so a re-run gives the
+same file the same id. Resumable: ids already in the store are skipped before any decoding.
+Files that fail (unreadable, too large, not a usable image) are reported in the summary and in
+``<data_dir>/import_failures.csv`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import importlib
+import inspect
+import io
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from services.common.feature import FeatureService
+from services.common.images import ImageError
+from services.common.settings import ServiceSettings
+from services.common.store import FeatureStore
+
+#: File name suffixes the import looks at (everything the decode path accepts).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+IDS_CSV = "import_ids.csv"
+FAILURES_CSV = "import_failures.csv"
+LOCK_FILE = "import.lock"
+
+#: ImageError status -> the reason shown in the report.
+_REASONS = {413: "too large", 415: "unsupported format"}
+
+
+class ImportRefused(RuntimeError):
+    """The import cannot run at all (unknown service, data dir busy): a message for the user."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    image_id: int | None
+    reason: str  # unreadable | too large | unsupported format | bad image | bad file name | ...
+    detail: str
+
+
+@dataclass
+class ImportReport:
+    service: str
+    folder: Path
+    data_dir: Path
+    jobs: int
+    files: int = 0
+    added: int = 0
+    already_stored: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    failures_csv: Path | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.added / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self, show: int = 20) -> str:
+        lines = [
+            f"ambience import {self.service}: {self.files} image files in {self.folder}",
+            f"  added           {self.added:>8}",
+            f"  already stored  {self.already_stored:>8}",
+            f"  failed          {len(self.failures):>8}",
+        ]
+        if self.failures:
+            kinds = Counter(f.reason for f in self.failures)
+            lines.append("    " + ", ".join(f"{reason}: {n}" for reason, n in sorted(kinds.items())))
+            lines.append(f"    every failure is listed in {self.failures_csv}")
+        lines.append(
+            f"  {self.seconds:.1f} s, {self.images_per_s:.1f} images/s with {self.jobs} job(s); "
+            f"store: {self.data_dir}"
+        )
+        if self.failures:
+            lines.append("failed files:")
+            for failure in sorted(self.failures, key=lambda f: f.path)[:show]:
+                lines.append(f"  {failure.path}: [{failure.reason}] {failure.detail}")
+            if len(self.failures) > show:
+                lines.append(f"  ... and {len(self.failures) - show} more")
+        return "\n".join(lines)
+
+
+# -- the service's classes ----------------------------------------------------------------------
+
+
+def _load_attr(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def service_classes(name: str) -> tuple[type[FeatureService], type[ServiceSettings]]:
+    """The FeatureService subclass and settings class of a registered service.
+
+    Settings: the registry's ``settings``. Feature: the registry's ``feature``, or else the one
+    concrete FeatureService subclass defined in ``<service module>.service``.
+    """
+    from services.registry import SERVICES
+
+    info = SERVICES.get(name)
+    if info is None:
+        raise ImportRefused(f"unknown service {name!r}; known: {', '.join(sorted(SERVICES))}")
+    settings_cls = info.settings_class() if info.settings else None
+    if info.feature:
+        feature_cls = _load_attr(info.feature)
+    else:
+        module = importlib.import_module(f"{info.module}.service")
+        found = [
+            obj
+            for obj in vars(module).values()
+            if inspect.isclass(obj)
+            and obj.__module__ == module.__name__
+            and issubclass(obj, FeatureService)
+            and not inspect.isabstract(obj)
+        ]
+        feature_cls = found[0] if len(found) == 1 else None
+    if feature_cls is None or settings_cls is None:
+        raise ImportRefused(
+            f"service {name!r} keeps no FeatureStore (no FeatureService subclass in "
+            f"{info.module}.service), so ambience import cannot fill it; if it has one under "
+            "another name, name it in services/registry.py (feature=)"
+        )
+    return feature_cls, settings_cls
+
+
+def build_feature(name: str, data_dir: Path | None = None) -> FeatureService:
+    """The service's feature object with settings from the environment (``data_dir`` overrides)."""
+    feature_cls, settings_cls = service_classes(name)
+    settings = settings_cls(data_dir=data_dir) if data_dir is not None else settings_cls()
+    return feature_cls(settings)
+
+
+# -- files and ids ---------------------------------------------------------------------------------
+
+
+def scan_folder(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, following symlinks, hidden entries skipped),
+    in a stable order."""
+    found = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: symlink loops end
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(
+            Path(root) / f
+            for f in files
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+        )
+    return sorted(found)
+
+
+def file_key(path: Path) -> str:
+    """How a file is named in the id mapping: its absolute path, symlinks kept as they are."""
+    return os.path.abspath(path)
+
+
+def ids_from_filenames(paths: list[Path], max_image_id: int) -> tuple[list[tuple[int, str]], list[Failure]]:
+    """``123.jpg`` -> 123. Names that are not an id, and a second file for one id, are failures."""
+    assigned: list[tuple[int, str]] = []
+    failures: list[Failure] = []
+    owner: dict[int, str] = {}
+    for path in paths:
+        key = file_key(path)
+        stem = path.stem
+        if not stem.isdigit():
+            failures.append(Failure(key, None, "bad file name", f"{path.name!r} is not <image id>.<ext>"))
+            continue
+        if int(stem) >= max_image_id:
+            failures.append(
+                Failure(key, None, "bad file name", f"{stem} is not an image id (< {max_image_id})")
+            )
+            continue
+        image_id = int(stem)
+        if image_id in owner:
+            failures.append(
+                Failure(key, image_id, "duplicate id", f"image_id {image_id} is also {owner[image_id]}")
+            )
+            continue
+        owner[image_id] = key
+        assigned.append((image_id, key))
+    return assigned, failures
+
+
+class IdMapping:
+    """``image_id,path`` rows in a CSV next to the data: which file got which sequential id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.by_path: dict[str, int] = {}
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as f:
+                for row in csv.reader(f):
+                    # The header, and a last row cut short by a crash, are skipped.
+                    if len(row) == 2 and row[0].isdigit():
+                        self.by_path.setdefault(row[1], int(row[0]))
+
+    def assign(
+        self, keys: list[str], used: set[int], start_id: int | None, max_image_id: int
+    ) -> tuple[list[tuple[int, str]], list[Failure]]:
+        """Ids for ``keys``: the recorded one, else the next id >= start not used by anything.
+
+        New rows are appended (and fsynced) before returning, so they hold before any write.
+        """
+        taken = used | set(self.by_path.values())
+        next_id = start_id if start_id is not None else max(taken, default=0) + 1
+        assigned: list[tuple[int, str]] = []
+        failures: list[Failure] = []
+        new_rows: list[tuple[int, str]] = []
+        for key in keys:
+            image_id = self.by_path.get(key)
+            if image_id is None:
+                while next_id in taken:
+                    next_id += 1
+                if next_id >= max_image_id:
+                    failures.append(Failure(key, None, "no id left", f"ids must be < {max_image_id}"))
+                    continue
+                image_id = next_id
+                taken.add(image_id)
+                self.by_path[key] = image_id
+                new_rows.append((image_id, key))
+            assigned.append((image_id, key))
+        if new_rows:
+            self._append(new_rows)
+        return assigned, failures
+
+    def _append(self, rows: list[tuple[int, str]]) -> None:
+        size = self.path.stat().st_size if self.path.exists() else 0
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        if size == 0:
+            writer.writerow(["image_id", "path"])
+        else:
+            with self.path.open("rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a row cut short by a crash: end it, it is skipped on load
+                    buf.write("\n")
+        writer.writerows(rows)
+        with self.path.open("a", newline="", encoding="utf-8") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# -- the work done in worker processes --------------------------------------------------------------
+
+_WORKER_FEATURES: dict[str, FeatureService] = {}
+
+
+def _feature_key(feature_cls: type[FeatureService], settings: ServiceSettings) -> str:
+    return f"{feature_cls.__module__}.{feature_cls.__qualname__}:{settings.model_dump_json()}"
+
+
+def _worker_feature(
+    feature_cls: type[FeatureService], settings: ServiceSettings, batched: bool
+) -> FeatureService:
+    """One feature object per worker process. Batched (model) services are not loaded there:
+    workers only run ``prepare``."""
+    key = _feature_key(feature_cls, settings)
+    feature = _WORKER_FEATURES.get(key)
+    if feature is None:
+        feature = feature_cls(settings)
+        if not batched:
+            feature.load()
+        _WORKER_FEATURES[key] = feature
+    return feature
+
+
+#: One processed file: (image_id, path, stored bytes or prepared input, (reason, detail) or None).
+Outcome = tuple[int, str, Any, tuple[str, str] | None]
+
+
+def _process_chunk(
+    feature_cls: type[FeatureService], settings: ServiceSettings, batched: bool, chunk: list[tuple[int, str]]
+) -> list[Outcome]:
+    feature = _worker_feature(feature_cls, settings, batched)
+    limit = settings.max_upload_bytes
+    out: list[Outcome] = []
+    for image_id, path in chunk:
+        try:
+            size = os.stat(path).st_size
+            if size > limit:
+                out.append(
+                    (
+                        image_id,
+                        path,
+                        None,
+                        ("too large", f"file is {size} bytes, more than the limit of {limit}"),
+                    )
+                )
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            out.append((image_id, path, None, ("unreadable", f"{exc.strerror or exc}")))
+            continue
+        try:
+            value = feature.prepare(data) if batched else feature.extract(data)
+        except ImageError as exc:  # exceptions stay here: ImageError does not survive pickling
+            out.append((image_id, path, None, (_REASONS.get(exc.status, "bad image"), exc.message)))
+            continue
+        except Exception as exc:  # a bug on one odd file must not end a long import
+            out.append((image_id, path, None, ("error", f"{type(exc).__name__}: {exc}")))
+            continue
+        out.append((image_id, path, value, None))
+    return out
+
+
+def _chunks(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- the import -------------------------------------------------------------------------------------
+
+
+class _FailureLog:
+    """Failures go to the CSV as they happen, so a killed run still leaves its list."""
+
+    def __init__(self, path: Path, report: ImportReport) -> None:
+        self.report = report
+        self._file: TextIO = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._writer.writerow(["path", "image_id", "reason", "detail"])
+
+    def add(self, failures: Iterable[Failure]) -> None:
+        for failure in failures:
+            self.report.failures.append(failure)
+            self._writer.writerow(
+                [
+                    failure.path,
+                    "" if failure.image_id is None else failure.image_id,
+                    failure.reason,
+                    failure.detail,
+                ]
+            )
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _ImportLock:
+    """Exclusive per data dir: two imports would hand out the same sequential ids."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self._file = self.path.open("a")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise ImportRefused(
+                f"another ambience import is writing to {data_dir}; wait for it to finish"
+            ) from None
+
+    def release(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def run_import(
+    feature: FeatureService,
+    folder: Path,
+    *,
+    ids_from_names: bool = False,
+    start_id: int | None = None,
+    jobs: int = 1,
+    chunk_size: int = 16,
+    progress: bool = True,
+    out: TextIO | None = None,
+) -> ImportReport:
+    """Import every image file under ``folder`` into the store of ``feature``'s service.
+
+    ``feature`` is built but not loaded; it is loaded here once (its metadata may depend on the
+    model). Raises ImportRefused for a folder or data dir it cannot use, StoreMismatchError when
+    the data was built with another configuration.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImportRefused(f"{folder} is not a folder")
+    if ids_from_names and start_id is not None:
+        raise ImportRefused("--ids-from-filenames and --start-id exclude each other")
+    if jobs < 1 or chunk_size < 1:
+        raise ImportRefused("--jobs and --chunk-size must be at least 1")
+    data_dir = feature.settings.resolved_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    report = ImportReport(feature.name, folder, data_dir, jobs)
+    started = time.monotonic()
+    lock = _ImportLock(data_dir)
+    try:
+        feature.load()
+        store = FeatureStore(data_dir, feature.metadata())
+        try:
+            run = _Run(store, feature, report, jobs, chunk_size, progress, out or sys.stderr)
+            run.execute(folder, ids_from_names, start_id)
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@dataclass
+class _Run:
+    store: FeatureStore
+    feature: FeatureService
+    report: ImportReport
+    jobs: int
+    chunk_size: int
+    progress: bool
+    out: TextIO
+
+    def execute(self, folder: Path, ids_from_names: bool, start_id: int | None) -> None:
+        report, feature = self.report, self.feature
+        paths = scan_folder(folder)
+        report.files = len(paths)
+        report.failures_csv = report.data_dir / FAILURES_CSV
+        self.failures = _FailureLog(report.failures_csv, report)
+        try:
+            stored = set(self.store.ids())
+            if ids_from_names:
+                assigned, bad = ids_from_filenames(paths, feature.max_image_id)
+            else:
+                mapping = IdMapping(report.data_dir / IDS_CSV)
+                keys = [file_key(p) for p in paths]
+                assigned, bad = mapping.assign(keys, stored, start_id, feature.max_image_id)
+            self.failures.add(bad)
+            todo = [(image_id, path) for image_id, path in assigned if image_id not in stored]
+            report.already_stored = len(assigned) - len(todo)
+            print(
+                f"ambience import {feature.name}: {len(paths)} image files, {report.already_stored} "
+                f"already stored, {len(todo)} to do, {self.jobs} job(s) -> {report.data_dir}",
+                file=self.out,
+            )
+            if todo:
+                self.extract_and_store(todo)
+        finally:
+            self.failures.close()
+
+    def extract_and_store(self, todo: list[tuple[int, str]]) -> None:
+        feature = self.feature
+        feature_cls, settings, batched = type(feature), feature.settings, feature.batched_extract
+        # With one job joblib runs the chunks in this process: reuse the loaded feature object.
+        _WORKER_FEATURES[_feature_key(feature_cls, settings)] = feature
+        bar = tqdm(
+            total=len(todo),
+            desc=f"import {feature.name}",
+            unit="img",
+            file=self.out,
+            disable=not self.progress,
+            mininterval=0.5,
+            dynamic_ncols=True,
+        )
+        pending: list[tuple[int, str, Any]] = []  # prepared inputs waiting for a model batch
+        batch_size = feature.import_batch_size
+        # Small folders of big photos: smaller chunks, so every worker gets several tasks.
+        chunk_size = max(1, min(self.chunk_size, len(todo) // (4 * self.jobs)))
+        tasks = (
+            delayed(_process_chunk)(feature_cls, settings, batched, chunk)
+            for chunk in _chunks(todo, chunk_size)
+        )
+        try:
+            with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as parallel:
+                for outcomes in parallel(tasks):
+                    self.failures.add(
+                        Failure(path, image_id, err[0], err[1])
+                        for image_id, path, _, err in outcomes
+                        if err is not None
+                    )
+                    ok = [(image_id, path, value) for image_id, path, value, err in outcomes if err is None]
+                    if batched:
+                        pending.extend(ok)
+                        while len(pending) >= batch_size:
+                            self.run_batch(pending[:batch_size])
+                            del pending[:batch_size]
+                    else:
+                        self.write(ok)
+                    bar.update(len(outcomes))
+                    bar.set_postfix(failed=len(self.report.failures), refresh=False)
+            if pending:
+                self.run_batch(pending)
+        finally:
+            bar.close()
+
+    def write(self, items: list[tuple[int, str, bytes]]) -> None:
+        """One durable store transaction for a chunk of results."""
+        if not items:
+            return
+        added = self.store.add_many([(image_id, value) for image_id, _, value in items])
+        self.report.added += sum(added)
+        self.failures.add(
+            Failure(
+                path, image_id, "id exists", f"image_id {image_id} was stored by another writer meanwhile"
+            )
+            for (image_id, path, _), ok in zip(items, added, strict=True)
+            if not ok
+        )
+
+    def run_batch(self, batch: list[tuple[int, str, Any]]) -> None:
+        """The model on a batch of prepared inputs; on an error, item by item to find the culprit."""
+        try:
+            values = self.feature.extract_batch([prepared for _, _, prepared in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                for item in batch:
+                    self.run_batch([item])
+                return
+            image_id, path, _ = batch[0]
+            if isinstance(exc, ImageError):
+                failure = Failure(path, image_id, _REASONS.get(exc.status, "bad image"), exc.message)
+            else:
+                failure = Failure(path, image_id, "error", f"{type(exc).__name__}: {exc}")
+            self.failures.add([failure])
+            return
+        self.write(
+            [(image_id, path, value) for (image_id, path, _), value in zip(batch, values, strict=True)]
+        )
