@@ -45,7 +45,7 @@ class Point:
     search_ms: dict[str, float]
     brute_ms: dict[str, float]
     agreement: float  # share of FAISS top-10 ids also in the brute-force top-10
-    rss_bytes_per_item: float
+    index_bytes_per_item: float  # serialized index size / items (the snapshot, ~ its memory)
 
 
 @dataclass
@@ -58,11 +58,6 @@ class ServiceScale:
     points: list[Point] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     error: str = ""
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
 
 
 def make_feature(service: str, env: dict[str, str]) -> VectorFeature:
@@ -172,15 +167,14 @@ def measure(
             rows = np.empty((n, real.shape[1]), dtype=real.dtype)
             for lo in range(0, n, CHUNK):
                 rows[lo : lo + CHUNK] = make_rows(min(CHUNK, n - lo))
-            rss0 = rss_bytes()
             t0 = time.perf_counter()
             for lo in range(0, n, CHUNK):
                 index.add(np.arange(lo, min(lo + CHUNK, n), dtype=np.int64), rows[lo : lo + CHUNK])
             add_s = time.perf_counter() - t0
-            rss_per_item = (rss_bytes() - rss0) / n
+            index_per_item = len(index.serialize()) / n
             search_ms, brute_ms, agreement = _timings(feature, index, rows, queries, repeats)
             out.points.append(
-                Point(n, n / add_s, {"k=10": search_ms}, {"k=10": brute_ms}, agreement, rss_per_item)
+                Point(n, n / add_s, {"k=10": search_ms}, {"k=10": brute_ms}, agreement, index_per_item)
             )
             progress(
                 f"scale {service} {n:,}: add {n / add_s:,.0f}/s, k=10 p50 {search_ms:.2f} ms, "
@@ -258,7 +252,7 @@ def growth_exponent(points: list[Point]) -> float:
 def markdown(results: list[ServiceScale]) -> str:
     lines = [
         "| service | index | items | add rows/s | search k=10 p50 ms | brute force p50 ms | speed-up "
-        "| top-10 agreement with brute force | RSS bytes/item (index) | stored bytes/item |",
+        "| top-10 agreement with brute force | index bytes/item | stored bytes/item |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
@@ -271,7 +265,7 @@ def markdown(results: list[ServiceScale]) -> str:
                 f"| {r.service} | {r.index_type} | {p.items:,} | {p.add_per_s:,.0f} | "
                 f"{p.search_ms['k=10']:.2f} | {p.brute_ms['k=10']:.1f} | "
                 f"{p.brute_ms['k=10'] / p.search_ms['k=10']:.1f}x | {p.agreement:.2f} | "
-                f"{p.rss_bytes_per_item:,.0f} | {r.stored_bytes:,} |"
+                f"{p.index_bytes_per_item:,.0f} | {r.stored_bytes:,} |"
             )
         notes += [f"- {r.service}: {s}" for s in r.skipped]
     growth = [
