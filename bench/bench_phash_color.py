@@ -9,7 +9,7 @@
    2 vectors) and 100k colour histograms (FAISS flat L1), against numpy brute force in the same run.
 
 Usage: python -m bench.bench_phash_color [--photos DIR] [--photos-full DIR] [--hashes N] [--hists N]
-       [--small]   (20k hashes, 10k histograms, 5 queries: the smoke test's size)
+       [--small]   (4 files per folder, 20k hashes, 10k histograms, 5 queries: the smoke test's size)
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from services.phash.hashing import HASH_BITS, HASH_BYTES, hamming
 from services.phash.service import PhashFeature, PhashSettings
 from tests.helpers import PHOTOS, PHOTOS_FULL
 
+LIMIT: int | None = None  # --small: the first few files of each folder
+
 
 def files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:LIMIT]
 
 
 def hashing_throughput(folder: Path) -> None:
@@ -180,7 +182,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="20k hashes, 10k histograms, 5 queries")
     args = parser.parse_args()
     if args.small:
-        args.hashes, args.hists, args.repeats = 20_000, 10_000, 5
+        global LIMIT
+        args.hashes, args.hists, args.repeats, LIMIT = 20_000, 10_000, 5, 4
     import faiss
 
     faiss.omp_set_num_threads(1)  # as the services run (SEARCH_THREADS=1)
