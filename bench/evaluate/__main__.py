@@ -226,6 +226,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             log(f"bench {module}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.0f}s")
             blocks.append((f"bench.{module}", f"## {result.title}", result.markdown))
+        skipped = benches.not_following()
+        blocks.append(
+            (
+                "bench.not_run",
+                "## Benchmark scripts this command does not run",
+                "Scripts under `bench/` without a `--small` flag (the convention in "
+                "`bench/evaluate/benches.py`); figures in their sections above were not produced by "
+                "this command: " + (", ".join(f"`bench/{m}.py`" for m in skipped) or "none") + ".",
+            )
+        )
 
     report.write(args.doc, blocks, report.header(command, time.perf_counter() - started))
     log(f"wrote {args.doc} in {(time.perf_counter() - started) / 60:.1f} min")

@@ -30,6 +30,15 @@ class BenchRun:
     ok: bool
 
 
+def not_following() -> list[str]:
+    """bench scripts that do not follow the convention (no ``--small``): this command skips them."""
+    return sorted(
+        p.stem
+        for p in BENCH.glob("*.py")
+        if p.stem not in NOT_BENCHES and not p.stem.startswith("_") and p.stem not in discover()
+    )
+
+
 def discover() -> dict[str, str]:
     """bench module name -> title, for every script following the convention."""
     found = {}
