@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +34,15 @@ from services.common.schemas import (
 from services.common.store import FeatureStore
 
 log = logging.getLogger(__name__)
+
+
+class Describable(Protocol):
+    """What /health and /stats need of a service (a FeatureService, or a service without a store)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def info(self) -> dict[str, Any]: ...
 
 
 class Maintenance:
@@ -108,27 +117,7 @@ def create_app(service: FeatureService) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI echoes the offending input back; for a whole multipart body that would be the
-        # upload object itself, so keep only simple values.
-        errors = [
-            {k: v for k, v in err.items() if k != "ctx" and (k != "input" or isinstance(v, str | int | float))}
-            for err in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(ImageError)
-    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")  # the route template keeps label cardinality bounded
-        metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
-        return response
+    install_error_handlers(app, metrics)
 
     def collection() -> Collection:
         return state["collection"]
@@ -201,8 +190,40 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
+def install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
+    """4xx answers for bad requests and images, and request metrics (shared by every service app)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the offending input back; for a whole multipart body that would be the
+        # upload object itself, so keep only simple values.
+        errors = [
+            {
+                k: v
+                for k, v in err.items()
+                if k != "ctx" and (k != "input" or isinstance(v, str | int | float))
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(ImageError)
+    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")  # the route template keeps label cardinality bounded
+        metrics.observe(
+            getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
+        )
+        return response
+
+
 def add_info_routes(
-    app: FastAPI, service: FeatureService, state: Callable[[], dict[str, Any]], metrics: ServiceMetrics
+    app: FastAPI, service: Describable, state: Callable[[], dict[str, Any]], metrics: ServiceMetrics
 ) -> None:
     """/health, /stats and /metrics (shared with services that have no store)."""
 
