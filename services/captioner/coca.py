@@ -136,7 +136,8 @@ def beam_search(
         if not hyps.done:  # the length limit: open beams compete as they stand
             for i in range(width):
                 hyps.add(tokens[b * width + i].tolist(), float(scores[b * width + i]), tokens.shape[1])
-        out.append(max(hyps.kept).tokens)
+        # Among equal scores the latest kept wins, as in transformers (stable sort, then pop()).
+        out.append(max(reversed(hyps.kept)).tokens)
     return out
 
 
