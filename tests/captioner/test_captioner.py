@@ -208,15 +208,12 @@ def test_caption_over_http_with_random_weights(server: ServiceProcess) -> None:
     caption = r.json()
     assert isinstance(caption, str) and caption == caption.strip() and caption
     assert "<start_of_text>" not in caption and "<end_of_text>" not in caption
-    # The same seeded random model in this process writes the same caption.
-    local = CocaCaptioner("tiny-coca", RANDOM, CPU, max_length=MAX_LENGTH)
-    from services.common.images import decode_image
-
-    expected = local.caption(local.preprocess(decode_image(data).image)[None])[0]
-    assert caption == expected
     # Every word is made of the tokenizer's vocabulary: encoding it and decoding gives it back.
+    # (Random logits are close to tied, so the exact words depend on float rounding: the
+    # checkpoint tests below pin the words down.)
+    tokenizer = open_clip.get_tokenizer("tiny-coca")
     for word in caption.split():
-        assert local.tokenizer.decode(local.tokenizer.encode(word)).strip() == word
+        assert tokenizer.decode(tokenizer.encode(word)).strip() == word
 
 
 def test_caption_from_a_checkpoint_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
