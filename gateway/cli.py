@@ -72,6 +72,27 @@ def serve(names: list[str], data_dir: Path | None) -> int:
     return exit_code
 
 
+#: Services whose index is trained on the stored vectors: route, and CLI options -> JSON body.
+TRAIN_ROUTES = {"global_features": "/train_global_features_pca"}
+
+
+def train(service: str, url: str | None, body: dict[str, object]) -> int:
+    """Ask a running service to train on its stored vectors (it rebuilds its index meanwhile)."""
+    import json
+
+    import httpx
+
+    base = url or f"http://127.0.0.1:{SERVICES[service].port}"
+    print(f"[ambience] training {service} at {base} ...", file=sys.stderr)
+    try:
+        r = httpx.post(base + TRAIN_ROUTES[service], json=body, timeout=None)
+    except httpx.HTTPError as exc:
+        print(f"[ambience] {service} at {base} is not reachable: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(r.json(), indent=2))
+    return 0 if r.status_code == 200 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,9 +101,22 @@ def main(argv: list[str] | None = None) -> int:
                          help="run only this service (repeatable)")
     p_serve.add_argument("--data-dir", type=Path, default=None,
                          help="data root (default: $AMBIENCE_DATA_DIR or ./data)")
+    p_train = sub.add_parser(
+        "train",
+        help="train a running service's index on its stored vectors "
+        "(global_features: PCA whitening, and the compressed index if configured)",
+    )
+    p_train.add_argument("service", choices=sorted(TRAIN_ROUTES))
+    p_train.add_argument("--url", default=None, help="service URL (default: 127.0.0.1 on its port)")
+    p_train.add_argument("--dim", type=int, default=None, help="whitened dimension")
+    p_train.add_argument("--power", type=float, default=None, help="whitening power (0.5 full)")
+    p_train.add_argument("--no-whitening", action="store_true", help="index raw vectors")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.service or list(SERVICES), args.data_dir)
+    if args.command == "train":
+        body = {"whitening": not args.no_whitening, "dim": args.dim, "power": args.power}
+        return train(args.service, args.url, {k: v for k, v in body.items() if v is not None})
     parser.error(f"unknown command {args.command}")
     return 2
 
