@@ -331,6 +331,16 @@ def configure_torch(settings: ModelServiceSettings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``constants.pkl`` (pickled state dicts are not)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.endswith("/constants.pkl") for name in zf.namelist())
+
+
 def load_timm_model(model: str, weights: ResolvedWeights) -> torch.nn.Module:
     """A timm model whose forward returns pooled features (classifier removed), in eval mode.
 
@@ -371,7 +381,7 @@ def load_open_clip_model(
 
     Checkpoint formats accepted (strict): open_clip state dicts (.bin/.pt pickles and .safetensors, as
     published on the HF hub), checkpoints holding ``state_dict`` (open_clip training output) with or
-    without ``module.`` prefixes, and OpenAI's original CLIP layout (same key names).
+    without ``module.`` prefixes, and OpenAI's TorchScript archives (the ``openai`` URL downloads).
     """
     import open_clip
     import torch
@@ -388,7 +398,15 @@ def load_open_clip_model(
         raise StartupError(f"open_clip cannot build model {model!r}: {exc}") from exc
     if weights.path is not None:
         try:
-            open_clip.load_checkpoint(net, str(weights.path), strict=True)
+            if is_torchscript_archive(weights.path):  # OpenAI's original release (e.g. ViT-B-16.pt)
+                state = torch.jit.load(str(weights.path), map_location="cpu").state_dict()
+                # Drop what the archive holds besides the weights: OpenAI's int attributes and
+                # buffers the model builds itself (attention masks), never parameters.
+                rebuilt = {name for name, _ in net.named_buffers()} - set(net.state_dict())
+                extra = {"input_resolution", "context_length", "vocab_size", *rebuilt}
+                net.load_state_dict({k: v for k, v in state.items() if k not in extra}, strict=True)
+            else:
+                open_clip.load_checkpoint(net, str(weights.path), strict=True)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise StartupError(
                 f"checkpoint {weights.path} does not fit open_clip model {model!r}: {exc}"

@@ -165,7 +165,11 @@ def test_open_clip_loader_accepts_published_checkpoint_formats(tmp_path: Path) -
     image, text = torch.randn(2, 3, 64, 64), open_clip.get_tokenizer("tiny-clip")(["a dog", "a cat"])
     with torch.inference_mode():
         expected_image, expected_text = reference.encode_image(image), reference.encode_text(text)
-    for label, path in checkpoint_variants(reference.state_dict(), tmp_path).items():
+    variants = checkpoint_variants(reference.state_dict(), tmp_path)
+    # OpenAI's releases are TorchScript archives of the same module layout.
+    variants["TorchScript archive (OpenAI ViT-B-16.pt)"] = tmp_path / "openai-jit.pt"
+    torch.jit.trace(reference, (image, text), check_trace=False).save(str(tmp_path / "openai-jit.pt"))
+    for label, path in variants.items():
         net = load_open_clip_model("tiny-clip", ResolvedWeights("file", path, "x", str(path)))
         with torch.inference_mode():
             assert torch.allclose(net.encode_image(image), expected_image, atol=1e-5), label
