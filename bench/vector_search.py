@@ -32,14 +32,19 @@ def clustered(
     out = np.empty((n, dim), np.float32)
     for lo in range(0, n, 100_000):
         hi = min(n, lo + 100_000)
-        x = centres[rng.integers(0, len(centres), hi - lo)] + spread * rng.standard_normal(
+        x = centres[rng.integers(0, len(centres), hi - lo)] + (spread / np.sqrt(dim)) * rng.standard_normal(
             (hi - lo, dim), dtype=np.float32
         )
         out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
+SEARCH_THREADS = 1
+BUILD_THREADS = 2
+
+
 def latency_ms(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[float, np.ndarray]:
+    faiss.omp_set_num_threads(SEARCH_THREADS)
     ids = []
     times = []
     for q in queries:
@@ -47,6 +52,7 @@ def latency_ms(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[fl
         _, found = index.search(q[None], k)
         times.append(1000 * (time.perf_counter() - started))
         ids.append(found[0])
+    faiss.omp_set_num_threads(BUILD_THREADS)
     return statistics.median(times), np.stack(ids)
 
 
@@ -57,7 +63,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--factories", nargs="+", default=["IVF1024,SQ8", "IVF1024,PQ64"])
     parser.add_argument("--nprobe", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="FAISS threads (the services' SEARCH_THREADS)")
     args = parser.parse_args()
+    global SEARCH_THREADS
+    SEARCH_THREADS = args.threads
+    faiss.omp_set_num_threads(BUILD_THREADS)
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((20_000, args.dim), dtype=np.float32) / np.sqrt(args.dim)
     centres *= 1.0 / np.linalg.norm(centres, axis=1, keepdims=True)
@@ -82,7 +92,7 @@ def main() -> None:
         for factory in args.factories:
             started = time.perf_counter()
             template = make_compressed_index(args.dim, factory)
-            template.train(data[rng.choice(n, min(n, 60_000), replace=False)])
+            template.train(data[rng.choice(n, min(n, 40_000), replace=False)])
             ivf = faiss.try_extract_index_ivf(template)
             if ivf is not None:
                 ivf.nprobe = args.nprobe

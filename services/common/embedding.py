@@ -69,6 +69,11 @@ class EmbeddingFeature(VectorFeature):
         """Build the model (weights resolved via services.common.models.resolve_weights)."""
 
     def load(self) -> None:
+        import faiss
+
+        # One FAISS thread per search (SEARCH_THREADS): requests already run concurrently, and
+        # OpenMP teams competing with torch for the same cores slow every search down.
+        faiss.omp_set_num_threads(self.settings.search_threads)
         configure_torch(self.settings)
         self.session = self.load_session()
         self.batcher = MicroBatcher(
