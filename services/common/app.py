@@ -5,14 +5,14 @@ Routes (SPEC section 3): calculate / delete / by-id search / by-image search, pl
 searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
-
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
+import faiss
 from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -80,6 +80,7 @@ def create_app(service: FeatureService) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        faiss.omp_set_num_threads(settings.search_threads)
         await run_in_threadpool(service.load)
         data_dir = settings.resolved_data_dir()
         store = FeatureStore(data_dir, service.metadata())
@@ -108,34 +109,17 @@ def create_app(service: FeatureService) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI echoes the offending input back; for a whole multipart body that would be the
-        # upload object itself, so keep only simple values.
-        errors = [
-            {k: v for k, v in err.items() if k != "ctx" and (k != "input" or isinstance(v, str | int | float))}
-            for err in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(ImageError)
-    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")  # the route template keeps label cardinality bounded
-        metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
-        return response
+    add_common_handlers(app, metrics, max_upload_bytes=settings.max_upload_bytes)
 
     def collection() -> Collection:
         return state["collection"]
 
     store_route, search_route = service.store_route, service.search_route
     Params = service.QueryParams
-    id_field = (int, Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"))
+    id_field = (
+        int,
+        Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"),
+    )
     SearchById = create_model(  # type: ignore[call-overload]
         f"{search_route}_search_by_id", __base__=(SearchParams, Params), image_id=id_field
     )
@@ -201,8 +185,65 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
+def add_common_handlers(app: FastAPI, metrics: ServiceMetrics, max_upload_bytes: int | None = None) -> None:
+    """Clear 4xx bodies for invalid requests and images, per-route Prometheus metrics and (with
+    ``max_upload_bytes``) refusal of oversized bodies (shared with services that build their own routes)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the offending input back; for a whole multipart body that would be the
+        # upload object itself, so keep only simple values.
+        errors = [
+            {
+                k: v
+                for k, v in err.items()
+                if k != "ctx" and (k != "input" or isinstance(v, str | int | float))
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(ImageError)
+    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        declared = request.headers.get("content-length", "")
+        # Refuse oversized bodies before they are received and spooled (1 MiB for form overhead).
+        if (
+            max_upload_bytes is not None
+            and declared.isdigit()
+            and int(declared) > max_upload_bytes + (1 << 20)
+        ):
+            response: Response = JSONResponse(
+                {
+                    "detail": f"request body of {declared} bytes exceeds the upload limit of "
+                    f"{max_upload_bytes} bytes"
+                },
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")  # the route template keeps label cardinality bounded
+        metrics.observe(
+            getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
+        )
+        return response
+
+
+class Describable(Protocol):
+    """What /health and /stats need from a service (a FeatureService or a service of its own)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
 def add_info_routes(
-    app: FastAPI, service: FeatureService, state: Callable[[], dict[str, Any]], metrics: ServiceMetrics
+    app: FastAPI, service: Describable, state: Callable[[], dict[str, Any]], metrics: ServiceMetrics
 ) -> None:
     """/health, /stats and /metrics (shared with services that have no store)."""
 

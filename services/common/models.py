@@ -32,7 +32,6 @@ import os
 import queue
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from pydantic import Field
 
 from services.common.errors import StartupError, WeightsMissingError
+from services.common.fetch import download
 from services.common.settings import CommonSettings, ServiceSettings
 
 if TYPE_CHECKING:
@@ -133,21 +133,9 @@ def sha256_file(path: Path) -> str:
     return digest
 
 
-def _download(url: str, dest: Path, timeout: float) -> None:
-    tmp = dest.with_name(dest.name + ".part")
-    req = urllib.request.Request(url, headers={"User-Agent": "ambience"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, "wb") as out:
-        total = int(resp.headers.get("Content-Length") or 0)
-        done, next_log = 0, time.monotonic() + 5
-        for chunk in iter(lambda: resp.read(1 << 20), b""):
-            out.write(chunk)
-            done += len(chunk)
-            if time.monotonic() >= next_log:
-                log.info("downloading %s: %.0f/%.0f MB", dest.name, done / 1e6, total / 1e6)
-                next_log = time.monotonic() + 5
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, dest)
+def _download(url: str, dest: Path, timeout: float, sha256: str = "") -> None:
+    # Resumable, verified, progress bar: services/common/fetch.py.
+    download(url, dest, sha256=sha256, timeout=timeout, description=f"{dest.parent.name}/{dest.name}")
 
 
 def fetch_weights(wf: WeightsFile, timeout: float = 30.0) -> Path:
@@ -158,7 +146,7 @@ def fetch_weights(wf: WeightsFile, timeout: float = 30.0) -> Path:
         for url in wf.sources():
             try:
                 log.info("%s: downloading %s -> %s", wf.service, url, wf.target)
-                _download(url, wf.target, timeout)
+                _download(url, wf.target, timeout, wf.sha256)
                 break
             except Exception as exc:  # try the next source; report all of them if none works
                 errors.append(f"{url}: {exc}")
