@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ["AMBIENCE_ALLOW_RANDOM_WEIGHTS"] = "1"
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from services.common.embedding import EmbeddingFeature  # noqa: E402
@@ -61,14 +62,14 @@ def throughput(
 def forward_only(feature: EmbeddingFeature, images: list[bytes], batch: int) -> tuple[float, float]:
     """(images/s, images/s) of the forward pass alone at batch 1 and at ``batch`` (no decoding)."""
     pixels = [feature.session.preprocess(feature.decode_rgb(data)) for data in images]
-    feature.session.embed_images(torch.stack(pixels[:1]))  # warm-up
+    feature.session.embed_images(np.stack(pixels[:1]))  # warm-up
     started = time.perf_counter()
     for p in pixels:
         feature.session.embed_images(p[None])
     single = len(pixels) / (time.perf_counter() - started)
     started = time.perf_counter()
     for lo in range(0, len(pixels), batch):
-        feature.session.embed_images(torch.stack(pixels[lo : lo + batch]))
+        feature.session.embed_images(np.stack(pixels[lo : lo + batch]))
     return single, len(pixels) / (time.perf_counter() - started)
 
 

@@ -72,7 +72,7 @@ def main() -> None:
     centres = rng.standard_normal((20_000, args.dim), dtype=np.float32) / np.sqrt(args.dim)
     centres *= 1.0 / np.linalg.norm(centres, axis=1, keepdims=True)
     print(
-        f"FAISS {faiss.__version__}, {faiss.omp_get_max_threads()} threads, dim {args.dim}, "
+        f"FAISS {faiss.__version__}, {SEARCH_THREADS} search thread(s), dim {args.dim}, "
         f"k=10, {args.queries} single queries, nprobe {args.nprobe}\n"
     )
     print("| vectors | index | memory | build (s) | median latency (ms) | speed-up vs flat | recall@10 |")

@@ -86,10 +86,8 @@ class EmbeddingFeature(VectorFeature):
     def close(self) -> None:
         self.batcher.close()
 
-    def _embed_batch(self, pixels: list[Any]) -> list[np.ndarray]:
-        import torch
-
-        return list(self.session.embed_images(torch.stack(pixels)))
+    def _embed_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.embed_images(np.stack(pixels)))
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """Raw embeddings (n, dim); preprocessing here, forward passes shared with concurrent callers."""

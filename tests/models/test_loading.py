@@ -241,3 +241,28 @@ def test_sha256_is_cached_and_invalidated(tmp_path: Path) -> None:
     path.write_bytes(b"b" * 1001)
     assert sha256_file(path) != first
     assert np.frombuffer(bytes.fromhex(first), np.uint8).size == 32
+
+
+def test_pixel_pipeline_matches_the_model_transform() -> None:
+    """Split preprocessing (PIL steps on request threads, normalisation batched) = the original."""
+    import open_clip
+    import timm
+    import timm.data
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from services.common.models import PixelPipeline
+    from tests.helpers import synthetic_image
+
+    open_clip.add_model_config(TINY_CLIP)
+    clip = open_clip.create_model("tiny-clip")
+    transforms = [
+        timm.data.create_transform(**timm.data.resolve_data_config({}, model=timm.create_model("test_vit"))),
+        image_transform_v2(PreprocessCfg(**clip.visual.preprocess_cfg), is_train=False),
+    ]
+    images = [synthetic_image(1, (320, 240)), synthetic_image(2, (200, 300))]
+    for transform in transforms:
+        pipeline = PixelPipeline(transform)
+        batch = np.stack([pipeline.pixels(img) for img in images])
+        assert batch.dtype == np.uint8
+        expected = torch.stack([transform(img) for img in images])
+        assert torch.allclose(pipeline.to_tensor(batch, torch.device("cpu")), expected, atol=1e-5)
