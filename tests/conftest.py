@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.helpers import PHOTOS, photo_paths
+from tests.pg import TestServer, start_test_server
 
 
 @pytest.fixture(scope="session")
@@ -11,3 +14,15 @@ def photos() -> list:
     if not paths:
         pytest.skip(f"real photographs not found at {PHOTOS}")
     return paths
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[TestServer]:
+    """The session's PostgreSQL server (embedded unless AMBIENCE_TEST_PG_DSN is set)."""
+    yield from start_test_server()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: TestServer, request: pytest.FixtureRequest) -> str:
+    """A new, empty database for this test."""
+    return pg_server.new_database(request.node.name.split("[")[0][-30:].lower())

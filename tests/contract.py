@@ -28,12 +28,16 @@ class StandardRoutesContract:
     # -- helpers --------------------------------------------------------------------------------
 
     def add(self, client: Any, image_id: Any, data: bytes, name: str = "photo.jpg") -> Any:
-        return client.post(f"/calculate_{self.store_route}", files={"image": (name, data)},
-                           data={"image_id": str(image_id)})
+        return client.post(
+            f"/calculate_{self.store_route}", files={"image": (name, data)}, data={"image_id": str(image_id)}
+        )
 
     def by_image(self, client: Any, data: bytes, **form: Any) -> Any:
-        return client.post(f"/{self.search_route}_get_similar_images_by_image_buffer",
-                           files={"image": ("q.jpg", data)}, data={k: str(v) for k, v in form.items()})
+        return client.post(
+            f"/{self.search_route}_get_similar_images_by_image_buffer",
+            files={"image": ("q.jpg", data)},
+            data={k: str(v) for k, v in form.items()},
+        )
 
     def by_id(self, client: Any, **body: Any) -> Any:
         return client.post(f"/{self.search_route}_get_similar_images_by_id", json=body)
@@ -52,7 +56,9 @@ class StandardRoutesContract:
         hits = self.by_id(client, image_id=1001, k=5).json()
         assert hits[0]["image_id"] == 1001
         assert client.post(f"/delete_{self.store_route}", json={"image_id": 1001}).json() == {
-            "image_id": 1001, "deleted": True}
+            "image_id": 1001,
+            "deleted": True,
+        }
         assert self.by_id(client, image_id=1001, k=5).status_code == 404
         assert client.post(f"/delete_{self.store_route}", json={"image_id": 1001}).json()["deleted"] is False
         assert all(h["image_id"] != 1001 for h in self.by_image(client, data, k=5).json())
@@ -91,8 +97,13 @@ class StandardRoutesContract:
 
     @pytest.mark.parametrize(
         ("image_id", "why"),
-        [(None, "missing"), (-1, "negative"), ("abc", "not an integer"), ("1.5", "not an integer"),
-         (2**64, "too large")],
+        [
+            (None, "missing"),
+            (-1, "negative"),
+            ("abc", "not an integer"),
+            ("1.5", "not an integer"),
+            (2**64, "too large"),
+        ],
     )
     def test_bad_image_ids_are_422(self, client: Any, image_id: Any, why: str) -> None:
         data = encode(self.image(4))
@@ -127,8 +138,17 @@ class StandardRoutesContract:
         rgba = base.copy()
         rgba.putalpha(255)
         assert self.add(client, 1499, encode(self.image(9))).status_code == 200  # an unrelated picture
-        for i, data in enumerate([cmyk, png16, gif, encode(rgba, "PNG"), encode(base, "WEBP"),
-                                  encode(base, "BMP"), encode(base, "TIFF")]):
+        for i, data in enumerate(
+            [
+                cmyk,
+                png16,
+                gif,
+                encode(rgba, "PNG"),
+                encode(base, "WEBP"),
+                encode(base, "BMP"),
+                encode(base, "TIFF"),
+            ]
+        ):
             r = self.add(client, 1400 + i, data)
             assert r.status_code == 200, (i, r.text)
         # The CMYK copy and the animated GIF's first frame rank above the unrelated picture.

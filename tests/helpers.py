@@ -62,8 +62,7 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (len(data).to_bytes(4, "big") + kind + data
-                + zlib.crc32(kind + data).to_bytes(4, "big"))
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
     rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)  # a few rows; the rest is never read
@@ -94,12 +93,15 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60) -> ServiceProcess:
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=REPO,
-                                     stdout=logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.log.read_text()}")
+                raise RuntimeError(
+                    f"{self.module} exited with {self.proc.returncode}:\n{self.log.read_text()}"
+                )
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self

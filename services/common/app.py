@@ -5,7 +5,6 @@ Routes (SPEC section 3): calculate / delete / by-id search / by-image search, pl
 searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
-
 import logging
 import threading
 import time
@@ -13,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
 
+import faiss
 from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,15 +34,6 @@ from services.common.schemas import (
 from services.common.store import FeatureStore
 
 log = logging.getLogger(__name__)
-
-
-class Describable(Protocol):
-    """What /health and /stats need of a service (a FeatureService, or a service without a store)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def info(self) -> dict[str, Any]: ...
 
 
 class Maintenance:
@@ -89,6 +80,7 @@ def create_app(service: FeatureService) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        faiss.omp_set_num_threads(settings.search_threads)
         await run_in_threadpool(service.load)
         data_dir = settings.resolved_data_dir()
         store = FeatureStore(data_dir, service.metadata())
@@ -117,14 +109,17 @@ def create_app(service: FeatureService) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics
 
-    install_error_handlers(app, metrics)
+    add_common_handlers(app, metrics, max_upload_bytes=settings.max_upload_bytes)
 
     def collection() -> Collection:
         return state["collection"]
 
     store_route, search_route = service.store_route, service.search_route
     Params = service.QueryParams
-    id_field = (int, Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"))
+    id_field = (
+        int,
+        Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"),
+    )
     SearchById = create_model(  # type: ignore[call-overload]
         f"{search_route}_search_by_id", __base__=(SearchParams, Params), image_id=id_field
     )
@@ -190,8 +185,9 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
-def install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
-    """4xx answers for bad requests and images, and request metrics (shared by every service app)."""
+def add_common_handlers(app: FastAPI, metrics: ServiceMetrics, max_upload_bytes: int | None = None) -> None:
+    """Clear 4xx bodies for invalid requests and images, per-route Prometheus metrics and (with
+    ``max_upload_bytes``) refusal of oversized bodies (shared with services that build their own routes)."""
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -214,12 +210,36 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        # Refuse oversized bodies before they are received and spooled (1 MiB for form overhead).
+        if (
+            max_upload_bytes is not None
+            and declared.isdigit()
+            and int(declared) > max_upload_bytes + (1 << 20)
+        ):
+            response: Response = JSONResponse(
+                {
+                    "detail": f"request body of {declared} bytes exceeds the upload limit of "
+                    f"{max_upload_bytes} bytes"
+                },
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")  # the route template keeps label cardinality bounded
         metrics.observe(
             getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
         )
         return response
+
+
+class Describable(Protocol):
+    """What /health and /stats need from a service (a FeatureService or a service of its own)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def info(self) -> dict[str, Any]: ...
 
 
 def add_info_routes(

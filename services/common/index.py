@@ -122,7 +122,10 @@ class VectorIndex:
             else:
                 radius = float(np.nextafter(np.float32(max_distance), np.float32(np.inf)))
             lims, distances, ids = self._index.range_search(queries, radius)
-        return [RangeResult(distances[lims[i] : lims[i + 1]], ids[lims[i] : lims[i + 1]]) for i in range(len(queries))]
+        return [
+            RangeResult(distances[lims[i] : lims[i + 1]], ids[lims[i] : lims[i + 1]])
+            for i in range(len(queries))
+        ]
 
     def reconstruct(self, index_id: int) -> np.ndarray:
         with self._lock.read():

@@ -84,3 +84,27 @@ class ServiceSettings(BaseSettings):
                 }
             )
         return rows
+
+
+def markdown_table(classes: list[type[BaseSettings]]) -> str:
+    """The settings of ``classes`` as one markdown table (env var, default, meaning)."""
+    lines = ["| env var | default | meaning |", "|---|---|---|"]
+    seen: set[str] = set()
+    for cls in classes:
+        rows = cls.describe() if hasattr(cls, "describe") else _plain_rows(cls)
+        for row in rows:
+            if row["env"] in seen:
+                continue
+            seen.add(row["env"])
+            default = row["default"]
+            shown = "" if default is None else f"`{default}`"
+            lines.append(f"| `{row['env']}` | {shown} | {row['description']} |")
+    return "\n".join(lines)
+
+
+def _plain_rows(cls: type[BaseSettings]) -> list[dict[str, Any]]:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    return [
+        {"env": f"{prefix}{name.upper()}", "default": field.default, "description": field.description or ""}
+        for name, field in cls.model_fields.items()
+    ]

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from services.common.app import add_info_routes, install_error_handlers, read_upload
+from services.common.app import add_common_handlers, add_info_routes, read_upload
 from services.common.images import DecodedImage, DecodeLimits, Mode, decode_image
 from services.common.metrics import ServiceMetrics
 from services.common.schemas import ERROR_RESPONSES
@@ -69,7 +69,7 @@ def create_stateless_app(service: StatelessService, description: str) -> FastAPI
     )
     app.state.service = service
     app.state.metrics = metrics
-    install_error_handlers(app, metrics)
+    add_common_handlers(app, metrics, max_upload_bytes=service.settings.max_upload_bytes)
     add_info_routes(app, service, lambda: state, metrics)
     return app
 

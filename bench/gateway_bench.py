@@ -1,0 +1,160 @@
+"""Gateway benchmarks against references measured in the same run.
+
+1. /reverse_search overhead: for each query, the gateway's total time minus the slowest of the same
+   service calls made directly (concurrently, as the gateway makes them).
+2. Fan-out add throughput: `ambience index` through the gateway (catalog + spool + fan-out) versus a
+   client sending the same images straight to every service with the same concurrency.
+
+Runs phash and color as processes, the gateway as a process and an embedded PostgreSQL.
+
+    python -m bench.gateway_bench [--photos DIR] [--queries 40] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from bench.timing import machine
+from services.common.postgres import EmbeddedPostgres, ensure_database
+from tests.helpers import REPO, ServiceProcess, photo_paths
+
+SERVICES = {"phash": ("services.phash", "AMBIENCE_PHASH_"), "color": ("services.color", "AMBIENCE_COLOR_")}
+STORE = {"phash": "phash_features", "color": "color_features"}
+
+
+def start(tmp: Path, dsn: str, name: str) -> tuple[dict[str, ServiceProcess], ServiceProcess]:
+    (tmp / name).mkdir(parents=True, exist_ok=True)
+    services = {n: ServiceProcess(m, p, tmp / name / n).start() for n, (m, p) in SERVICES.items()}
+    env = {
+        "AMBIENCE_PG_DSN": dsn,
+        "AMBIENCE_GATEWAY_SERVICES": json.dumps(list(SERVICES)),
+        "AMBIENCE_GATEWAY_SERVICE_URLS": json.dumps({n: s.url for n, s in services.items()}),
+    }
+    gateway = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp / name / "gateway", extra_env=env).start()
+    return services, gateway
+
+
+def stop(services: dict[str, ServiceProcess], gateway: ServiceProcess) -> None:
+    gateway.stop()
+    for s in services.values():
+        s.stop()
+
+
+def direct_adds(services: dict[str, ServiceProcess], paths: list[Path], concurrency: int) -> None:
+    with httpx.Client(timeout=120) as client:
+
+        def add(item: tuple[int, Path]) -> None:
+            image_id, path = item
+            data = path.read_bytes()
+            for name, svc in services.items():
+                r = client.post(
+                    f"{svc.url}/calculate_{STORE[name]}",
+                    files={"image": ("document", data)},
+                    data={"image_id": str(image_id)},
+                )
+                r.raise_for_status()
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(add, enumerate(paths)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=Path, default=REPO.parent.parent / "shared" / "photos")
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    paths = photo_paths(args.photos)
+    if not paths:
+        sys.exit(f"no photos in {args.photos}")
+    print(machine())
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        pg = EmbeddedPostgres(tmp / "pgdata")
+        admin = pg.start()
+        try:
+            # -- add throughput: reference (straight to the services), then the CLI via the gateway
+            services, gateway = start(tmp, ensure_database(admin, "ref"), "ref")
+            t = time.perf_counter()
+            direct_adds(services, paths, args.concurrency)
+            direct_s = time.perf_counter() - t
+            stop(services, gateway)
+
+            services, gateway = start(tmp, ensure_database(admin, "gw"), "gw")
+            t = time.perf_counter()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "index",
+                    str(args.photos),
+                    "--gateway",
+                    gateway.url,
+                    "--mapping",
+                    str(tmp / "ids.csv"),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            cli_s = time.perf_counter() - t
+            print(done.stdout.strip())
+            n = len(paths)
+            print(
+                f"add throughput ({n} photos, {len(SERVICES)} services, concurrency {args.concurrency}): "
+                f"direct {n / direct_s:.1f} img/s, `ambience index` via gateway {n / cli_s:.1f} img/s "
+                f"(ratio {direct_s / cli_s:.2f}; CLI time includes its Python start-up)"
+            )
+
+            # -- reverse search overhead
+            queries = [p.read_bytes() for p in paths[: args.queries]]
+            overheads, totals, slowest = [], [], []
+            with httpx.Client(timeout=60) as client, ThreadPoolExecutor(len(SERVICES)) as pool:
+
+                def direct(item: tuple[str, bytes]) -> float:
+                    name, data = item
+                    t0 = time.perf_counter()
+                    r = client.post(
+                        f"{services[name].url}/{name}_get_similar_images_by_image_buffer",
+                        files={"image": ("document", data)},
+                        data={"k": "20"},
+                    )
+                    r.raise_for_status()
+                    return time.perf_counter() - t0
+
+                for data in queries:
+                    times = list(pool.map(direct, [(n, data) for n in SERVICES]))
+                    t0 = time.perf_counter()
+                    r = client.post(gateway.url + "/reverse_search", files={"image": ("document", data)})
+                    total = time.perf_counter() - t0
+                    r.raise_for_status()
+                    totals.append(total)
+                    slowest.append(max(times))
+                    overheads.append(total - max(times))
+            ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
+            print(
+                f"/reverse_search ({len(queries)} photo queries): gateway total p50 {ms(totals):.1f} ms, "
+                f"slowest direct service p50 {ms(slowest):.1f} ms, overhead p50 {ms(overheads):.1f} ms "
+                f"(p90 {sorted(overheads)[int(0.9 * len(overheads))] * 1000:.1f} ms)"
+            )
+            stop(services, gateway)
+        finally:
+            pg.release()
+
+
+if __name__ == "__main__":
+    main()

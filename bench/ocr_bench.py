@@ -1,0 +1,212 @@
+"""OCR benchmark: seconds of OCR per image, and text-search latency at 100k stored images with and
+without the GIN indexes (the exhaustive scan is the reference, measured in the same run).
+
+    python bench/ocr_bench.py [--rows 100000] [--images 8] [--repeats 20]
+
+Uses the embedded PostgreSQL server in a temporary folder unless AMBIENCE_PG_DSN is set (then a
+database named ambience_ocr_bench is created there). Synthetic rows are inserted directly (no OCR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.images import decode_image
+from services.common.postgres import (
+    Database,
+    EmbeddedPostgres,
+    PostgresSettings,
+    ensure_database,
+    with_database,
+)
+from services.ocr.recognizer import Recognizer, TextLine
+from services.ocr.store import COMPONENT, MIGRATIONS, TextStore, row_values
+from tests.helpers import PHOTOS, encode, photo_paths
+from tests.ocr.signs import FONT_NAMES, Sign, render
+
+# Pseudo-words from consonant-vowel(-consonant) syllables: a large, word-like vocabulary.
+SYLLABLES = [c + v + e for c in "bdfghklmnprstvz" for v in "aeiou" for e in ("", "", "n", "r", "s")]
+TARGETS = {
+    1: "CAFE ROMA\nopen daily",
+    2: "Bakery Schmidt",
+    3: "PHARMACY\nopen 24 hours",
+    4: "Hotel Bellevue",
+}
+QUERIES = [
+    ("exact", "cafe roma", 1),
+    ("misspelt", "caffe roma", 1),
+    ("phonetic", "kafe roma", 1),
+    ("partial", "bellev", 4),
+    ("misspelt", "bakrey shmidt", 2),
+    ("partial", "pharmac", 3),
+]
+
+
+def pseudo_word(rng: random.Random) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 3)))
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[tuple[object, ...]]:
+    rng = random.Random(seed)
+    box = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    rows = []
+    for i in range(n):
+        image_id = 1000 + i
+        if rng.random() < 0.3:  # most photos say nothing
+            rows.append(row_values(image_id, [], "synthetic"))
+            continue
+        lines = [
+            TextLine(" ".join(pseudo_word(rng) for _ in range(rng.randint(1, 5))), box, 0.9)
+            for _ in range(rng.randint(1, 4))
+        ]
+        rows.append(row_values(image_id, lines, "synthetic"))
+    for image_id, text in TARGETS.items():
+        rows.append(row_values(image_id, [TextLine(t, box, 0.9) for t in text.split("\n")], "synthetic"))
+    return rows
+
+
+def bench_ocr(n_images: int) -> dict[str, object]:
+    recognizer = Recognizer()
+    words = ["CAFE ROMA", "Bakery Schmidt", "PHARMACY", "Hotel Bellevue", "Pizzeria Napoli", "Coffee Shop"]
+    images = [
+        encode(
+            render(
+                Sign((words[i % len(words)],), FONT_NAMES[i % len(FONT_NAMES)], 30 + 3 * i, (-1) ** i * 3, i)
+            )[0]
+        )
+        for i in range(n_images)
+    ]
+    photos = [p.read_bytes() for p in photo_paths(PHOTOS)[:n_images]]
+    out: dict[str, object] = {"model": recognizer.model_id}
+    for label, batch in (("signs 560x400", images), ("photos <=1600px", photos)):
+        if not batch:
+            continue
+        recognizer.read(decode_image(batch[0]).image)  # warm-up
+        decode_s, ocr_s = [], []
+        for data in batch:
+            t0 = time.perf_counter()
+            img = decode_image(data).image
+            t1 = time.perf_counter()
+            recognizer.read(img)
+            t2 = time.perf_counter()
+            decode_s.append(t1 - t0)
+            ocr_s.append(t2 - t1)
+        out[label] = {
+            "images": len(batch),
+            "ocr_s_median": round(statistics.median(ocr_s), 3),
+            "ocr_s_mean": round(statistics.mean(ocr_s), 3),
+            "decode_s_median": round(statistics.median(decode_s), 4),
+        }
+        print(f"[ocr] {label}: {out[label]}", flush=True)
+    return out
+
+
+def time_queries(store: TextStore, repeats: int) -> dict[str, dict[str, object]]:
+    out = {}
+    for kind, query, expected in QUERIES:
+        store.search(query, 10)  # warm the cache
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            hits = store.search(query, 10)
+            times.append(time.perf_counter() - t0)
+        out[query] = {
+            "kind": kind,
+            "median_ms": round(1000 * statistics.median(times), 2),
+            "rank1_ok": bool(hits) and hits[0]["image_id"] == expected,
+        }
+    return out
+
+
+def bench_search(dsn: str, rows: int, repeats: int) -> dict[str, object]:
+    db = Database(dsn, migrations={COMPONENT: MIGRATIONS}, statement_timeout_s=600)
+    db.run(
+        lambda cur: (
+            cur.execute("DROP TABLE IF EXISTS ocr_images CASCADE; DELETE FROM ambience_migrations")
+            if _has_migrations(db)
+            else None
+        ),
+        schema=False,
+    )
+    db.ensure_schema()
+    store = TextStore(db)
+    data = synthetic_rows(rows)
+    t0 = time.perf_counter()
+    for start in range(0, len(data), 5000):
+        store.add_many(data[start : start + 5000])
+        print(f"[search] inserted {min(start + 5000, len(data))}/{len(data)}", flush=True)
+    insert_s = time.perf_counter() - t0
+    db.run(lambda cur: cur.execute("ANALYZE ocr_images"))
+    counts = store.counts()
+    indexed = time_queries(store, repeats)
+    store.drop_indexes()
+    db.run(lambda cur: cur.execute("ANALYZE ocr_images"))
+    scan = time_queries(store, max(3, repeats // 4))
+    store.create_indexes()
+    db.close()
+    table = {
+        q: {
+            "kind": indexed[q]["kind"],
+            "indexed_ms": indexed[q]["median_ms"],
+            "no_index_ms": scan[q]["median_ms"],
+            "speedup": round(float(scan[q]["median_ms"]) / float(indexed[q]["median_ms"]), 1),  # type: ignore[arg-type]
+            "rank1_ok": indexed[q]["rank1_ok"] and scan[q]["rank1_ok"],
+        }
+        for q in indexed
+    }
+    for q, row in table.items():
+        print(f"[search] {q!r}: {row}", flush=True)
+    return {"rows": counts, "insert_rows_per_s": round(len(data) / insert_s), "queries": table}
+
+
+def _has_migrations(db: Database) -> bool:
+    def q(cur: object) -> bool:
+        cur.execute("SELECT to_regclass('ambience_migrations') IS NOT NULL")  # type: ignore[attr-defined]
+        return bool(cur.fetchone()[0])  # type: ignore[attr-defined]
+
+    return db.run(q, schema=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/ocr_bench.json"))
+    args = parser.parse_args()
+
+    result: dict[str, object] = {"ocr": bench_ocr(args.images)}
+    settings = PostgresSettings()
+    folder = None
+    embedded = None
+    if settings.dsn:
+        dsn = ensure_database(settings.dsn, "ambience_ocr_bench")
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="ambience-bench-pg-"))
+        embedded = EmbeddedPostgres(folder / "pgdata")
+        dsn = with_database(embedded.start(), "postgres")
+        dsn = ensure_database(dsn, "ambience_ocr_bench")
+    try:
+        result["search"] = bench_search(dsn, args.rows, args.repeats)
+    finally:
+        if embedded is not None:
+            embedded.release()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""The gateway's catalog in PostgreSQL: per image and service, what is done and what is pending.
+
+An image is either being added (``op = 'add'``, the uploaded bytes kept in a spool file until every
+service has them) or being deleted (``op = 'delete'``, the row disappears once every service has
+dropped it). Each (image, service) part is ``pending`` (the retry worker sends it again after a
+backoff), ``done``, or ``rejected`` (the service refused the input with a 4xx: retrying cannot help).
+
+Every update of a part is conditional on the image's current operation, so a retry that finishes
+after the image was deleted cannot mark it added again; the gateway additionally serialises all
+work on one image id (see ``gateway.app``), so an add never reaches a service after its delete.
+
+Plain synchronous functions over :class:`services.common.postgres.Database`; the app calls them in
+worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.postgres import Cursor, Database, Migration
+
+COMPONENT = "gateway"
+
+MIGRATIONS = [
+    Migration(
+        1,
+        "catalog",
+        """
+        CREATE TABLE gateway_images (
+            image_id bigint PRIMARY KEY,
+            op text NOT NULL CHECK (op IN ('add', 'delete')),
+            spool text,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE gateway_parts (
+            image_id bigint NOT NULL REFERENCES gateway_images ON DELETE CASCADE,
+            service text NOT NULL,
+            status text NOT NULL CHECK (status IN ('pending', 'done', 'rejected')),
+            attempts integer NOT NULL DEFAULT 0,
+            next_try timestamptz NOT NULL DEFAULT now(),
+            last_error text,
+            PRIMARY KEY (image_id, service)
+        );
+        CREATE INDEX gateway_parts_due ON gateway_parts (next_try) WHERE status = 'pending';
+        """,
+    )
+]
+
+DONE, PENDING, REJECTED = "done", "pending", "rejected"
+
+
+class CatalogConflict(Exception):
+    """The image id is taken, or still being deleted (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class DuePart:
+    image_id: int
+    service: str
+    op: str
+    spool: str | None
+    attempts: int
+
+
+class Catalog:
+    def __init__(self, db: Database, backoff_s: float = 2.0, backoff_max_s: float = 300.0) -> None:
+        self.db = db
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+
+    # -- starting operations ------------------------------------------------------------------
+
+    def begin_add(self, image_id: int, services: Iterable[str], spool: str) -> None:
+        """Record that ``image_id`` is being added to ``services`` (all parts pending, first retry
+        after one backoff: the request itself tries them right away)."""
+        names = list(services)
+
+        def run(cur: Cursor) -> None:
+            cur.execute("SELECT op FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            row = cur.fetchone()
+            if row is not None:
+                if row[0] == "add":
+                    raise CatalogConflict(f"image_id {image_id} already exists")
+                cur.execute(
+                    "SELECT service FROM gateway_parts WHERE image_id = %s AND status = 'pending'",
+                    (image_id,),
+                )
+                waiting = sorted(r[0] for r in cur.fetchall())
+                if waiting:
+                    raise CatalogConflict(
+                        f"image_id {image_id} is still being deleted from {', '.join(waiting)}; retry later"
+                    )
+                cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
+            cur.execute(
+                "INSERT INTO gateway_images (image_id, op, spool) VALUES (%s, 'add', %s)", (image_id, spool)
+            )
+            cur.executemany(
+                "INSERT INTO gateway_parts (image_id, service, status, next_try)"
+                " VALUES (%s, %s, 'pending', now() + make_interval(secs => %s))",
+                [(image_id, name, self.backoff_s) for name in names],
+            )
+
+        self.db.run(run)
+
+    def begin_delete(self, image_id: int, services: Iterable[str]) -> str | None:
+        """Record that ``image_id`` is being deleted from ``services`` and from every service that has
+        a part of it; returns the spool file the image had (the caller removes it)."""
+        names = set(services)
+
+        def run(cur: Cursor) -> str | None:
+            cur.execute("SELECT spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            row = cur.fetchone()
+            spool = row[0] if row else None
+            cur.execute("SELECT service FROM gateway_parts WHERE image_id = %s", (image_id,))
+            names.update(r[0] for r in cur.fetchall())
+            cur.execute(
+                "INSERT INTO gateway_images (image_id, op, spool) VALUES (%s, 'delete', NULL)"
+                " ON CONFLICT (image_id) DO UPDATE SET op = 'delete', spool = NULL, updated_at = now()",
+                (image_id,),
+            )
+            cur.execute("DELETE FROM gateway_parts WHERE image_id = %s", (image_id,))
+            cur.executemany(
+                "INSERT INTO gateway_parts (image_id, service, status, next_try)"
+                " VALUES (%s, %s, 'pending', now() + make_interval(secs => %s))",
+                [(image_id, name, self.backoff_s) for name in sorted(names)],
+            )
+            return spool
+
+        return self.db.run(run)
+
+    def forget(self, image_id: int) -> None:
+        """Drop an add that every service rejected (bad input: nothing was stored anywhere)."""
+        self.db.run(
+            lambda cur: cur.execute(
+                "DELETE FROM gateway_images WHERE image_id = %s AND op = 'add'", (image_id,)
+            )
+        )
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def record(self, image_id: int, op: str, outcomes: dict[str, tuple[str, str | None]]) -> str | None:
+        """Record ``{service: (done|pending|rejected, error)}`` for the image's ``op`` (ignored when
+        the image has moved on to another operation). Returns the spool file to remove when the
+        image is now complete or gone."""
+
+        def run(cur: Cursor) -> str | None:
+            cur.execute("SELECT op, spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            row = cur.fetchone()
+            if row is None or row[0] != op:
+                return None
+            for service, (status, error) in outcomes.items():
+                if status == DONE and op == "delete":
+                    cur.execute(
+                        "DELETE FROM gateway_parts WHERE image_id = %s AND service = %s", (image_id, service)
+                    )
+                elif status == PENDING:
+                    cur.execute(
+                        "UPDATE gateway_parts SET attempts = attempts + 1, last_error = %s,"
+                        " next_try = now()"
+                        " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
+                        " WHERE image_id = %s AND service = %s",
+                        (error, self.backoff_s, self.backoff_max_s, image_id, service),
+                    )
+                else:
+                    cur.execute(
+                        "UPDATE gateway_parts SET status = %s, last_error = %s"
+                        " WHERE image_id = %s AND service = %s",
+                        (status, error, image_id, service),
+                    )
+            cur.execute(
+                "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status = 'pending'", (image_id,)
+            )
+            pending = cur.fetchone()[0]
+            if pending:
+                return None
+            if op == "delete":
+                cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
+                return None
+            cur.execute(
+                "UPDATE gateway_images SET spool = NULL, updated_at = now() WHERE image_id = %s", (image_id,)
+            )
+            return row[1]
+
+        return self.db.run(run)
+
+    # -- the retry worker ---------------------------------------------------------------------
+
+    def due(self, limit: int) -> list[DuePart]:
+        def run(cur: Cursor) -> list[DuePart]:
+            cur.execute(
+                "SELECT p.image_id, p.service, i.op, i.spool, p.attempts FROM gateway_parts p"
+                " JOIN gateway_images i USING (image_id)"
+                " WHERE p.status = 'pending' AND p.next_try <= now() ORDER BY p.next_try LIMIT %s",
+                (limit,),
+            )
+            return [DuePart(*row) for row in cur.fetchall()]
+
+        return self.db.run(run)
+
+    def part(self, image_id: int, service: str) -> tuple[str, str, str | None] | None:
+        """(op, status, spool) of one part now, or None when it no longer exists."""
+
+        def run(cur: Cursor) -> tuple[str, str, str | None] | None:
+            cur.execute(
+                "SELECT i.op, p.status, i.spool FROM gateway_parts p JOIN gateway_images i USING (image_id)"
+                " WHERE p.image_id = %s AND p.service = %s",
+                (image_id, service),
+            )
+            row = cur.fetchone()
+            return (row[0], row[1], row[2]) if row else None
+
+        return self.db.run(run)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Per image: state (complete, pending, deleting) and its parts; unknown ids are absent."""
+
+        def run(cur: Cursor) -> dict[int, dict[str, Any]]:
+            cur.execute(
+                "SELECT i.image_id, i.op, p.service, p.status, p.attempts, p.last_error"
+                " FROM gateway_images i LEFT JOIN gateway_parts p USING (image_id)"
+                " WHERE i.image_id = ANY(%s) ORDER BY i.image_id, p.service",
+                (image_ids,),
+            )
+            out: dict[int, dict[str, Any]] = {}
+            for image_id, op, service, status, attempts, error in cur.fetchall():
+                entry = out.setdefault(image_id, {"op": op, "parts": {}})
+                if service is not None:
+                    entry["parts"][service] = {"status": status, "attempts": attempts, "error": error}
+            for entry in out.values():
+                pending = any(p["status"] == PENDING for p in entry["parts"].values())
+                if entry["op"] == "delete":
+                    entry["state"] = "deleting"
+                else:
+                    entry["state"] = "pending" if pending else "complete"
+            return out
+
+        return self.db.run(run)
+
+    def counts(self) -> dict[str, Any]:
+        def run(cur: Cursor) -> dict[str, Any]:
+            cur.execute("SELECT op, count(*) FROM gateway_images GROUP BY op")
+            images = dict(cur.fetchall())
+            cur.execute(
+                "SELECT service, count(*) FROM gateway_parts WHERE status = 'pending' GROUP BY service"
+            )
+            pending = dict(cur.fetchall())
+            cur.execute("SELECT max(image_id) FROM gateway_images")
+            max_id = cur.fetchone()[0]
+            return {
+                "images": images.get("add", 0),
+                "deleting": images.get("delete", 0),
+                "pending_parts": pending,
+                "max_image_id": max_id,
+            }
+
+        return self.db.run(run)

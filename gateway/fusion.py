@@ -1,0 +1,64 @@
+"""Rank fusion for /reverse_search: pure functions, no I/O.
+
+Weighted reciprocal-rank fusion: an image's score is the sum over the services that returned it of
+``weight[service] / (constant + rank)`` with ranks from 1. Ranks, not distances, are fused because
+the services' distances live on unrelated scales (Hamming bits, L1 of histograms, cosine, inlier
+counts). An image found by one service only still gets that service's share (single-source hits are
+kept). A small constant lets a service's first place outweigh several middling places elsewhere.
+
+A service's k nearest images always exist, however far they are: a 576-bit phash of a crop is ~270
+bits from everything, its "first place" is noise. ``max_distance`` gates such services: only hits
+within a service's match distance take part in the fusion (they still appear in the service's own
+list of the reply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def clean_hits(hits: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """A service's reply as the gateway passes it on: valid ids only (no FAISS padding -1), each id
+    once (its best place), at most ``limit``."""
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for hit in hits:
+        image_id = hit.get("image_id")
+        if not isinstance(image_id, int) or isinstance(image_id, bool) or image_id < 0 or image_id in seen:
+            continue
+        seen.add(image_id)
+        out.append(dict(hit))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def reciprocal_rank_fusion(
+    rankings: Mapping[str, Sequence[Mapping[str, Any]]],
+    weights: Mapping[str, float],
+    constant: float,
+    length: int,
+    max_distance: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Fuse per-service rankings (best first) into ``[{"image_id", "score"}]``, best first.
+
+    Services without a weight count 1.0; a weight of 0 leaves a service out. Ties are broken by the
+    best single rank, then by id, so the order is deterministic.
+    """
+    scores: dict[int, float] = {}
+    best_rank: dict[int, int] = {}
+    for service, hits in rankings.items():
+        weight = float(weights.get(service, 1.0))
+        if weight <= 0:
+            continue
+        limit = (max_distance or {}).get(service)
+        kept = clean_hits(hits, len(hits))
+        if limit is not None:
+            kept = [h for h in kept if isinstance(h.get("distance"), int | float) and h["distance"] <= limit]
+        for rank, hit in enumerate(kept, start=1):
+            image_id = int(hit["image_id"])
+            scores[image_id] = scores.get(image_id, 0.0) + weight / (constant + rank)
+            best_rank[image_id] = min(best_rank.get(image_id, rank), rank)
+    order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
+    return [{"image_id": i, "score": round(scores[i], 6)} for i in order[:length]]

@@ -1,0 +1,113 @@
+"""``ambience models fetch [SERVICE...]`` and ``ambience models list``.
+
+The files come from the weights registry: each registered service names a function listing the
+:class:`~services.common.models.WeightsFile` objects it needs with its current settings
+(``AMBIENCE_<SERVICE>_MODEL`` / ``_WEIGHTS`` ...), hub tags already mapped to files. ``fetch`` runs
+each through :func:`~services.common.models.fetch_weights` (resumable, verified download; see
+services/common/fetch.py), so a service started afterwards finds exactly the file it looks for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.errors import StartupError
+from services.common.fetch import part_path
+from services.common.models import WeightsFile, fetch_weights, required_weights, sha256_file
+from services.registry import SERVICES
+
+
+@dataclass
+class Plan:
+    service: str
+    files: list[WeightsFile]
+    #: Why the files of this service cannot even be listed ('' when they can).
+    problem: str = ""
+
+
+def model_services() -> list[str]:
+    """Registered services that need weights files."""
+    return [name for name, info in SERVICES.items() if info.weights]
+
+
+def plan(names: list[str]) -> list[Plan]:
+    out = []
+    for name in names:
+        info = SERVICES[name]
+        missing = [mod for mod in info.requires if importlib.util.find_spec(mod) is None]
+        if missing:
+            out.append(Plan(name, [], f"missing Python modules {', '.join(missing)} (pip install its extra)"))
+            continue
+        try:
+            out.append(Plan(name, required_weights(name)))
+        except StartupError as exc:  # e.g. a hub tag the library does not know
+            out.append(Plan(name, [], str(exc)))
+    return out
+
+
+def _size(path: Path) -> str:
+    n = float(path.stat().st_size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def fetch(names: list[str], timeout: float = 30.0) -> int:
+    """Download what ``names`` (default: every model service) need; 0 when all files are in place."""
+    explicit = bool(names)
+    failures = 0
+    for p in plan(names or model_services()):
+        print(f"{p.service}:", flush=True)
+        if p.problem:
+            print(f"  skipped: {p.problem}", flush=True)
+            failures += explicit
+            continue
+        if not p.files:
+            print("  nothing to fetch (local file or random weights configured)", flush=True)
+        for wf in p.files:
+            present = wf.target.exists()
+            try:
+                path = fetch_weights(wf, timeout=timeout)
+            except StartupError as exc:
+                print(f"  FAILED {wf.description}: {exc}", file=sys.stderr, flush=True)
+                failures += 1
+                continue
+            digest = sha256_file(path)  # also leaves the digest cache the service reads at start-up
+            status = "present   " if present else "downloaded"
+            where = f"{path.resolve()} ({_size(path)}, sha256 {digest[:16]})"
+            print(f"  {status} {wf.description} -> {where}", flush=True)
+    if failures:
+        print(f"ambience models fetch: {failures} file(s) or service(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def list_files(names: list[str]) -> int:
+    """Show, per service, each file it needs and whether it is present; 0 when all are."""
+    missing = 0
+    for p in plan(names or model_services()):
+        print(f"{p.service}:")
+        if p.problem:
+            print(f"  unknown: {p.problem}")
+            continue
+        if not p.files:
+            print("  nothing needed (local file or random weights configured)")
+        for wf in p.files:
+            part = part_path(wf.target)
+            if wf.target.exists():
+                bad = wf.sha256 and sha256_file(wf.target) != wf.sha256
+                state = "CORRUPT " if bad else "present "
+                missing += bool(bad)
+                print(f"  {state} {wf.description} -> {wf.target} ({_size(wf.target)})")
+            elif part.exists():
+                missing += 1
+                print(f"  partial  {wf.description} -> {wf.target} ({_size(part)} so far; fetch resumes)")
+            else:
+                missing += 1
+                print(f"  missing  {wf.description} -> {wf.target}")
+    return 1 if missing else 0

@@ -1,0 +1,212 @@
+"""Gateway settings and the table of services it talks to.
+
+Every service the gateway knows is described by an :class:`Upstream`: its name, the routes it
+serves (SPEC section 3 names, so a gallery written for the upstream ambience gateway works
+unchanged), whether it stores per-image features (then ``/calculate_all_image_features`` fans out
+to it) and whether it answers ``/reverse_search``. Base URLs default to the port the service is
+registered with (``services/registry.py``, honouring its own ``AMBIENCE_<SERVICE>_PORT``) and are
+overridden with ``AMBIENCE_GATEWAY_SERVICE_URLS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import CommonSettings
+from services.registry import SERVICES
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One service behind the gateway."""
+
+    name: str
+    default_port: int
+    #: ``calculate_<store>`` / ``delete_<store>`` (None for services that store nothing).
+    store: str | None = None
+    #: ``<search>_get_similar_images_by_id`` / ``..._by_image_buffer`` (None: no image search).
+    search: str | None = None
+    #: Key of this service's list in the ``/reverse_search`` reply.
+    result_key: str | None = None
+    #: Further routes proxied as they are.
+    extra_routes: tuple[str, ...] = field(default=())
+
+    def routes(self) -> list[str]:
+        out = []
+        if self.store:
+            out += [f"/calculate_{self.store}", f"/delete_{self.store}"]
+        if self.search:
+            out += [
+                f"/{self.search}_get_similar_images_by_id",
+                f"/{self.search}_get_similar_images_by_image_buffer",
+            ]
+        return out + list(self.extra_routes)
+
+
+UPSTREAMS: dict[str, Upstream] = {
+    u.name: u
+    for u in (
+        Upstream("phash", 33336, "phash_features", "phash", "phash_res"),
+        Upstream("color", 33335, "color_features", "color", "color_res"),
+        Upstream("local_features", 33333, "local_features", "local_features", "local_features_res"),
+        Upstream("global_features", 33334, "global_features", "global_features", "global_features_res"),
+        Upstream(
+            "image_text",
+            33338,
+            "image_text_features",
+            "image_text_features",
+            "image_text_res",
+            ("/image_text_features_get_similar_images_by_text",),
+        ),
+        Upstream("ocr", 33339, "ocr_features", None, None, ("/get_image_text", "/ocr_search_by_text")),
+        Upstream("captioner", 33340, None, None, None, ("/get_image_caption",)),
+        Upstream("tagger", 33341, None, None, None, ("/get_image_tags",)),
+    )
+}
+
+FEATURE_SERVICES = [u.name for u in UPSTREAMS.values() if u.store]
+SEARCH_SERVICES = [u.name for u in UPSTREAMS.values() if u.search]
+
+
+def registered_port(name: str, fallback: int) -> int:
+    """The port a service listens on by default: its own settings' port when it is registered."""
+    info = SERVICES.get(name)
+    if info is None or not info.settings:
+        return info.port if info else fallback
+    with contextlib.suppress(Exception):  # a service whose extra is not installed
+        return int(info.settings_class()().resolved_port())
+    return info.port
+
+
+class GatewaySettings(BaseSettings):
+    """Settings of the gateway (env prefix ``AMBIENCE_GATEWAY_``; the API key is ``AMBIENCE_API_KEY``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_GATEWAY_", extra="ignore", populate_by_name=True)
+
+    service_name: ClassVar[str] = "gateway"
+    default_port: ClassVar[int] = 44444
+
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 inside containers")
+    port: int = Field(44444, description="TCP port of the gateway")
+    data_dir: Path | None = Field(
+        None,
+        description="Gateway data (spool of uploads being fanned out); default $AMBIENCE_DATA_DIR/gateway",
+    )
+    api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AMBIENCE_API_KEY", "api_key"),
+        description="When set, every route but /health needs it "
+        "(`Authorization: Bearer KEY` or `X-API-Key: KEY`)",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, JSON list (e.g. `["https://gallery"]`); none by default',
+    )
+    services: list[str] = Field(
+        default_factory=lambda: list(UPSTREAMS),
+        description="Services the gateway uses, JSON list (fan-outs skip the others)",
+    )
+    service_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Base URL per service, JSON (e.g. `{"phash": "http://10.0.0.5:33336"}`); '
+        "default http://127.0.0.1:<registered port>",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Default timeout of a call to a service")
+    service_timeouts_s: dict[str, float] = Field(
+        default_factory=lambda: {"local_features": 60.0, "ocr": 120.0, "captioner": 120.0},
+        description="Timeout per service in seconds, JSON (overrides the default)",
+    )
+    search_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout of each service's part of /reverse_search (a slow one is left out)"
+    )
+    search_timeouts_s: dict[str, float] = Field(
+        default_factory=lambda: {"local_features": 20.0},
+        description="/reverse_search timeout per service in seconds, JSON (overrides search_timeout_s)",
+    )
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest accepted upload")
+    result_k: int = Field(20, ge=1, description="Results asked from each service in /reverse_search")
+    fusion_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "phash": 1.0,
+            "local_features": 1.5,
+            "global_features": 1.0,
+            "image_text": 1.0,
+            "color": 0.5,
+        },
+        description="Weight of each service in the reciprocal-rank fusion, JSON",
+    )
+    fusion_constant: float = Field(
+        10.0,
+        ge=0,
+        description="Reciprocal-rank fusion constant c in w / (c + rank); small c favours top ranks",
+    )
+    fusion_max_distance: dict[str, float] = Field(
+        default_factory=lambda: {"phash": 128},
+        description="Per service, JSON: only hits within this distance take part in the fusion "
+        "(phash: unrelated photos are 150-290 bits apart)",
+    )
+    fused_length: int = Field(20, ge=1, description="Length of unified_res")
+    duplicate_distance: float = Field(64, ge=0, description="phash Hamming distance that makes a duplicate")
+    duplicate_local_min_inliers: int = Field(
+        0,
+        ge=0,
+        description="Also call a crop a duplicate when local_features verifies it with this many inliers "
+        "(0 = phash only)",
+    )
+    retry_interval_s: float = Field(
+        2.0, gt=0, description="How often the retry worker looks for pending parts"
+    )
+    retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles per failed attempt")
+    retry_backoff_max_s: float = Field(300.0, gt=0, description="Longest delay between retries")
+    retry_batch: int = Field(32, ge=1, description="Pending parts the worker takes per round")
+    runner_state_dir: Path | None = Field(
+        None,
+        description="Where `ambience serve` marks services unavailable (default $AMBIENCE_DATA_DIR/run)",
+    )
+    health_timeout_s: float = Field(2.0, gt=0, description="Timeout of each service's /health check")
+    max_connections: int = Field(100, ge=1, description="Pooled HTTP connections to the services")
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else CommonSettings().data_dir / "gateway"
+
+    def resolved_runner_state_dir(self) -> Path:
+        return self.runner_state_dir if self.runner_state_dir else CommonSettings().data_dir / "run"
+
+    def resolved_port(self) -> int:
+        return self.port
+
+    def enabled(self) -> list[Upstream]:
+        unknown = set(self.services) - set(UPSTREAMS)
+        if unknown:
+            raise ValueError(f"unknown services in AMBIENCE_GATEWAY_SERVICES: {sorted(unknown)}")
+        return [UPSTREAMS[name] for name in self.services]
+
+    def url(self, name: str) -> str:
+        if name in self.service_urls:
+            return self.service_urls[name].rstrip("/")
+        return f"http://127.0.0.1:{registered_port(name, UPSTREAMS[name].default_port)}"
+
+    def timeout(self, name: str) -> float:
+        return self.service_timeouts_s.get(name, self.timeout_s)
+
+    def search_timeout(self, name: str) -> float:
+        return self.search_timeouts_s.get(name, self.search_timeout_s)
+
+    @classmethod
+    def describe(cls) -> list[dict[str, object]]:
+        rows = []
+        for name, f in cls.model_fields.items():
+            env = "AMBIENCE_API_KEY" if name == "api_key" else f"AMBIENCE_GATEWAY_{name.upper()}"
+            default = f.default_factory() if f.default_factory else f.default  # type: ignore[call-arg]
+            if name == "data_dir":
+                default = "$AMBIENCE_DATA_DIR/gateway"
+            if name == "runner_state_dir":
+                default = "$AMBIENCE_DATA_DIR/run"
+            rows.append({"env": env, "default": default, "description": f.description or ""})
+        return rows

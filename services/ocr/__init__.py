@@ -1,0 +1,1 @@
+"""Text in images: OCR lines (rapidocr) stored in PostgreSQL, found again by fuzzy text search."""

@@ -1,0 +1,213 @@
+"""Wires OCR + the PostgreSQL text index to HTTP.
+
+Not a FeatureService (there are no vectors to index): a small app of its own built from the kit's
+pieces (settings, the safe decode path, error handlers, metrics, info routes, runner).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, ClassVar
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from services.common.app import add_common_handlers, add_info_routes, read_upload
+from services.common.images import DecodeLimits, decode_image
+from services.common.metrics import ServiceMetrics
+from services.common.postgres import (
+    DatabaseUnavailable,
+    PostgresComponent,
+    PostgresSettings,
+    add_unavailable_handler,
+)
+from services.common.schemas import ERROR_RESPONSES, AddResult, DeleteResult, ErrorBody, ImageIdBody
+from services.common.settings import ServiceSettings
+from services.common.store import ID_MAX
+from services.ocr.recognizer import Recognizer, TextLine
+from services.ocr.store import COMPONENT, MIGRATIONS, Ranking, TextStore
+from services.ocr.text import normalise
+
+
+class OcrSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_OCR_", extra="ignore")
+    service_name: ClassVar[str] = "ocr"
+    default_port: ClassVar[int] = 33339
+
+    max_side: int = Field(2000, ge=64, description="Longer image sides are scaled down to this before OCR")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Text lines recognised below this are dropped")
+    threads: int = Field(0, ge=0, description="onnxruntime threads per recognition (0 = all cores)")
+    weight_trigram: float = Field(0.5, ge=0, description="Search score weight of trigram word similarity")
+    weight_phonetic: float = Field(0.25, ge=0, description="Search score weight of Double Metaphone matches")
+    weight_edit: float = Field(0.25, ge=0, description="Search score weight of Levenshtein word similarity")
+    trigram_threshold: float = Field(
+        0.3, ge=0, le=1, description="pg_trgm word-similarity threshold for trigram candidates"
+    )
+    candidates: int = Field(200, ge=1, description="Most candidates taken from each index before scoring")
+    min_score: float = Field(0.25, ge=0, description="Search results scoring below this are left out")
+    max_k: int = Field(1000, ge=1, description="Largest k a search may ask for")
+
+    def ranking(self) -> Ranking:
+        return Ranking(
+            weight_trigram=self.weight_trigram,
+            weight_phonetic=self.weight_phonetic,
+            weight_edit=self.weight_edit,
+            trigram_threshold=self.trigram_threshold,
+            candidates=self.candidates,
+            min_score=self.min_score,
+        )
+
+
+class TextLineModel(BaseModel):
+    text: str
+    box: list[list[float]] = Field(description="Four corners [x, y] in image pixels, clockwise from top-left")
+    confidence: float
+
+
+class ImageText(BaseModel):
+    text: str = Field(description="The lines joined with newlines, top to bottom")
+    lines: list[TextLineModel]
+
+
+class TextQuery(BaseModel):
+    text: str = Field(min_length=1, max_length=1000, description="What the picture should say")
+    k: int = Field(10, ge=1, description="How many images to return at most")
+
+
+class TextHit(BaseModel):
+    image_id: int
+    score: float = Field(description="0..1, higher is better (see docs/ocr.md for the formula)")
+    text: str = Field(description="All the text recognised in the image")
+
+
+class OcrService:
+    """The OCR engine and the text store, with their lifecycle."""
+
+    def __init__(self, settings: OcrSettings, pg: PostgresSettings | None = None) -> None:
+        self.settings = settings
+        self.pg = PostgresComponent(pg or PostgresSettings(), {COMPONENT: MIGRATIONS}, "ambience-ocr")
+        self.limits = DecodeLimits(
+            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side
+        )
+        self.recognizer: Recognizer | None = None
+        self._store: TextStore | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.service_name
+
+    @property
+    def store(self) -> TextStore:
+        if self._store is None:
+            raise DatabaseUnavailable("PostgreSQL is not connected yet (the service is starting)")
+        return self._store
+
+    def load(self) -> None:
+        s = self.settings
+        self.recognizer = Recognizer(max_side=s.max_side, min_confidence=s.min_confidence, threads=s.threads)
+        self._store = TextStore(self.pg.open(), s.ranking())
+
+    def close(self) -> None:
+        self.pg.close()
+
+    def read(self, data: bytes) -> list[TextLine]:
+        assert self.recognizer is not None
+        return self.recognizer.read(decode_image(data, "RGB", limits=self.limits).image)
+
+    def info(self) -> dict[str, Any]:
+        """/health and /stats fields; raises DatabaseUnavailable (503) while PostgreSQL is down."""
+        out: dict[str, Any] = {
+            "feature": "ocr",
+            "model": self.recognizer.model_id if self.recognizer else None,
+            "weights": "packaged",
+            "postgres": self.pg.describe(),
+        }
+        out.update(self.store.counts())
+        return out
+
+
+def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None = None) -> FastAPI:
+    service = OcrService(settings or OcrSettings(), pg)
+    s = service.settings
+    metrics = ServiceMetrics(service.name)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.load)
+        state["started"] = time.time()
+        with contextlib.suppress(DatabaseUnavailable):  # /health says so meanwhile
+            metrics.items.set((await run_in_threadpool(service.store.counts))["count"])
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    app = FastAPI(
+        title="ambience ocr",
+        description="Text in images: OCR lines stored in PostgreSQL, fuzzy search by text.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    add_common_handlers(app, metrics)
+    add_unavailable_handler(app)
+    responses = {**ERROR_RESPONSES, 503: {"model": ErrorBody, "description": "PostgreSQL unavailable"}}
+
+    @app.post("/calculate_ocr_features", response_model=AddResult, responses=responses)
+    async def calculate(
+        image: Annotated[UploadFile, File(description="The image file")],
+        image_id: Annotated[int, Form(ge=0, lt=ID_MAX, description="0 <= image_id < 2^63")],
+    ) -> dict[str, int]:
+        """Recognise the text of an image and store it under a new id (an image without text is
+        stored as such and never returned by searches)."""
+        data = await read_upload(image, s.max_upload_bytes)
+        if await run_in_threadpool(service.store.contains, image_id):
+            raise HTTPException(409, f"image_id {image_id} already exists")
+        started = time.perf_counter()
+        lines = await run_in_threadpool(service.read, data)
+        metrics.extract_seconds.observe(time.perf_counter() - started)
+        assert service.recognizer is not None
+        if not await run_in_threadpool(service.store.add, image_id, lines, service.recognizer.model_id):
+            raise HTTPException(409, f"image_id {image_id} already exists")
+        metrics.items.inc()
+        return {"image_id": image_id}
+
+    @app.post("/delete_ocr_features", response_model=DeleteResult, responses=responses)
+    async def delete(body: ImageIdBody) -> dict[str, Any]:
+        """Delete an image's text. ``deleted`` is false when the id was not stored."""
+        deleted = await run_in_threadpool(service.store.delete, body.image_id)
+        if deleted:
+            metrics.items.dec()
+        return {"image_id": body.image_id, "deleted": deleted}
+
+    @app.post("/get_image_text", response_model=ImageText, responses=ERROR_RESPONSES)
+    async def get_image_text(
+        image: Annotated[UploadFile, File(description="The image file")],
+    ) -> dict[str, Any]:
+        """The text lines of an image, with boxes and confidences (nothing is stored)."""
+        data = await read_upload(image, s.max_upload_bytes)
+        started = time.perf_counter()
+        lines = await run_in_threadpool(service.read, data)
+        metrics.extract_seconds.observe(time.perf_counter() - started)
+        return {"text": "\n".join(line.text for line in lines), "lines": [line.as_dict() for line in lines]}
+
+    @app.post("/ocr_search_by_text", response_model=list[TextHit], responses=responses)
+    async def search(query: TextQuery) -> list[dict[str, Any]]:
+        """Stored images whose text matches, best first: trigram similarity, Double Metaphone
+        matches and Levenshtein distance combined (misspelt, phonetic and partial queries work)."""
+        if query.k > s.max_k:
+            raise HTTPException(422, f"k is {query.k}; at most {s.max_k} (AMBIENCE_OCR_MAX_K)")
+        if not normalise(query.text):
+            raise HTTPException(422, "text has no letters or digits to search for")
+        return await run_in_threadpool(service.store.search, query.text, query.k)
+
+    add_info_routes(app, service, lambda: state, metrics)
+
+    return app

@@ -1,0 +1,42 @@
+"""A model service for download tests: its weights files are listed in a JSON manifest
+(``AMBIENCE_TEST_WEIGHTS_MANIFEST``) that points at a local test server.
+
+It is registered like any real service (services.registry.SERVICES with a ``weights`` function), so
+``ambience models fetch`` / ``list`` are exercised through the same registry path real services use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from services.common.models import WeightsFile
+from services.registry import SERVICES, ServiceInfo
+
+NAME = "fixture_model"
+INFO = ServiceInfo(
+    name=NAME, module="tests.deploy.fixture_service", port=1, weights=f"{__name__}:weights_files"
+)
+
+
+def weights_files(_settings: object = None) -> list[WeightsFile]:
+    manifest = json.loads(Path(os.environ["AMBIENCE_TEST_WEIGHTS_MANIFEST"]).read_text())
+    return [
+        WeightsFile(
+            service=NAME,
+            description=entry["description"],
+            target=Path(entry["target"]),
+            url=entry["url"],
+            sha256=entry.get("sha256", ""),
+        )
+        for entry in manifest
+    ]
+
+
+if __name__ == "__main__":  # python -m tests.deploy.fixture_service models fetch ... (a killable CLI)
+    from gateway.cli import main
+
+    SERVICES[NAME] = INFO
+    sys.exit(main(sys.argv[1:]))

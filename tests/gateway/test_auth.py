@@ -1,0 +1,96 @@
+"""API key and CORS of the gateway (the ASGI app with a real catalog database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from services.common.postgres import PostgresSettings
+from tests.helpers import free_port
+
+KEY = "s3cret-key"
+
+
+def settings(tmp_path: Path, **kw: object) -> GatewaySettings:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    return GatewaySettings(
+        data_dir=tmp_path / "gateway",
+        services=["phash", "color"],
+        service_urls={"phash": down, "color": down},
+        runner_state_dir=tmp_path / "run",
+        **kw,
+    )
+
+
+def test_every_route_but_health_needs_the_key(tmp_path: Path, pg_dsn: str) -> None:
+    app = create_app(settings(tmp_path, api_key=KEY), PostgresSettings(dsn=pg_dsn))
+    routes = [(r.path, sorted(r.methods)[0]) for r in app.routes if isinstance(r, APIRoute)]
+    routes += [("/docs", "GET"), ("/openapi.json", "GET"), ("/redoc", "GET"), ("/nowhere", "GET")]
+    assert len(routes) > 30
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        for path, method in routes:
+            if path == "/health":
+                continue
+            for headers in (
+                {},
+                {"X-API-Key": "wrong"},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": KEY},
+            ):
+                reply = client.request(method, path, headers=headers)
+                assert reply.status_code == 401, (path, headers, reply.status_code)
+                assert "API key" in reply.json()["detail"]
+            for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):
+                reply = client.request(method, path, headers=headers)
+                assert reply.status_code != 401, (path, headers)
+        assert client.get("/metrics", headers={"X-API-Key": KEY}).status_code == 200
+        # With the key a proxied route reaches for its service, which is down: 503 naming it.
+        reply = client.post(
+            "/phash_get_similar_images_by_id", json={"image_id": 1, "k": 1}, headers={"X-API-Key": KEY}
+        )
+        assert reply.status_code == 503 and "phash" in reply.json()["detail"]
+
+
+def test_health_reports_down_and_unavailable_services(tmp_path: Path, pg_dsn: str) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "color.unavailable").write_text("model weights missing: see its log")
+    with TestClient(create_app(settings(tmp_path), PostgresSettings(dsn=pg_dsn))) as client:
+        health = client.get("/health").json()
+        assert health["services"]["phash"]["status"] == "down"
+        assert health["services"]["color"]["status"] == "unavailable"
+        assert "weights" in health["services"]["color"]["detail"]
+        assert health["catalog"]["status"] == "up"
+        # Normal search names the failed services and returns empty lists, duplicate mode refuses.
+        from tests.helpers import encode, synthetic_image
+
+        image = {"image": ("document", encode(synthetic_image(1)))}
+        reply = client.post("/reverse_search", files=image).json()
+        assert set(reply["failed"]) == {"phash", "color"} and reply["unified_res"] == []
+        assert client.post("/reverse_search", files=image, data={"find_duplicate": "1"}).status_code == 503
+        # An add while everything is down is kept for later.
+        reply = client.post("/calculate_all_image_features", files=image, data={"image_id": "5"})
+        assert reply.status_code == 200
+        assert {e["status"] for e in reply.json()} == {"unavailable"}
+        assert client.post("/catalog_status", json={"image_ids": [5]}).json()["5"]["state"] == "pending"
+
+
+def test_cors_is_off_by_default_and_follows_the_setting(tmp_path: Path, pg_dsn: str) -> None:
+    preflight = {"Origin": "https://gallery.example", "Access-Control-Request-Method": "POST"}
+    with TestClient(create_app(settings(tmp_path), PostgresSettings(dsn=pg_dsn))) as client:
+        reply = client.get("/health", headers={"Origin": "https://gallery.example"})
+        assert "access-control-allow-origin" not in reply.headers
+    app = create_app(
+        settings(tmp_path, api_key=KEY, cors_origins=["https://gallery.example"]),
+        PostgresSettings(dsn=pg_dsn),
+    )
+    with TestClient(app) as client:
+        reply = client.options("/reverse_search", headers=preflight)  # no key: browsers never send one here
+        assert reply.status_code == 200
+        assert reply.headers["access-control-allow-origin"] == "https://gallery.example"
+        reply = client.options("/reverse_search", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in reply.headers
