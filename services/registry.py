@@ -61,5 +61,19 @@ SERVICES: dict[str, ServiceInfo] = {
             ("torch", "open_clip"),
             weights="services.image_text.service:weights_files",
         ),
+        ServiceInfo(
+            "captioner",
+            "services.captioner",
+            33340,
+            ("torch", "open_clip"),
+            weights="services.captioner.service:weights_files",
+        ),
+        ServiceInfo(
+            "tagger",
+            "services.tagger",
+            33341,
+            ("torch", "torchvision"),
+            weights="services.tagger.service:weights_files",
+        ),
     )
 }

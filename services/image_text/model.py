@@ -31,16 +31,16 @@ class OpenClipSession:
         self.context_length = int(getattr(self.tokenizer, "context_length", 77))
         self.dim = int(self.embed_texts(self.tokenize("a photo")[None]).shape[1])
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image.convert("RGB"))
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.pipeline.pixels(image.convert("RGB"))
 
     def tokenize(self, text: str) -> torch.Tensor:
         # open_clip's tokenizers cut texts longer than the context and keep the end-of-text token.
         return self.tokenizer([text])[0]
 
     @torch.inference_mode()
-    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
-        out = self.net.encode_image(pixels.to(self.device), normalize=True)
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        out = self.net.encode_image(self.pipeline.to_tensor(pixels, self.device), normalize=True)
         return out.float().cpu().numpy()
 
     @torch.inference_mode()
