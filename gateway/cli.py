@@ -72,6 +72,24 @@ def serve(names: list[str], data_dir: Path | None) -> int:
     return exit_code
 
 
+def train_local_features_index(url: str, factory: str | None) -> int:
+    """Ask a running local_features service to train its compressed index (waits until done)."""
+    import httpx
+
+    body = {"factory": factory} if factory else None
+    print(f"[ambience] training the local_features index at {url}...", file=sys.stderr)
+    try:
+        r = httpx.post(f"{url.rstrip('/')}/train_local_features_index", json=body, timeout=None)
+    except httpx.HTTPError as exc:
+        print(f"[ambience] cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if r.status_code != 200:
+        print(f"[ambience] training failed ({r.status_code}): {r.text}", file=sys.stderr)
+        return 1
+    print(r.text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ambience", description="Self-hosted image retrieval suite")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
                          help="run only this service (repeatable)")
     p_serve.add_argument("--data-dir", type=Path, default=None,
                          help="data root (default: $AMBIENCE_DATA_DIR or ./data)")
+    p_train = sub.add_parser("train-local-features-index",
+                             help="train the local_features OPQ/IVF/PQ index from the stored descriptors")
+    p_train.add_argument("--url", default=f"http://127.0.0.1:{SERVICES['local_features'].port}",
+                         help="the local_features service")
+    p_train.add_argument("--factory", default=None, help="FAISS factory string (default: by collection size)")
     args = parser.parse_args(argv)
+    if args.command == "train-local-features-index":
+        return train_local_features_index(args.url, args.factory)
     if args.command == "serve":
         return serve(args.service or list(SERVICES), args.data_dir)
     parser.error(f"unknown command {args.command}")

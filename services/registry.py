@@ -24,5 +24,6 @@ SERVICES: dict[str, ServiceInfo] = {
     for info in (
         ServiceInfo("phash", "services.phash", 33336, ("numba",)),
         ServiceInfo("color", "services.color", 33335, ("cv2",)),
+        ServiceInfo("local_features", "services.local_features", 33333, ("cv2", "torch", "kornia")),
     )
 }
