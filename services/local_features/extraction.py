@@ -26,9 +26,10 @@ RECORD_VERSION = 1
 CODEC_SIFT_U8 = 1
 CODEC_ROW_INT8 = 2
 _HEADER = struct.Struct("<BBHHH")
-#: Ids are image_id << ID_SHIFT | keypoint index, so an image holds at most 2^ID_SHIFT keypoints.
+#: Ids are image_id << ID_SHIFT | keypoint index. One id short of 2^ID_SHIFT keypoints per image, so
+#: that the largest image id's exclusive id range ends at 2^63 - 1 (FAISS ids are int64).
 ID_SHIFT = 10
-MAX_KEYPOINTS = 1 << ID_SHIFT
+MAX_KEYPOINTS = (1 << ID_SHIFT) - 1
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class LocalFeaturesSettings(ServiceSettings):
     nprobe: int = Field(16, ge=1, description="IVF lists probed per query once trained")
     max_train_vectors: int = Field(200_000, ge=indexing.MIN_TRAIN_VECTORS, description="Training sample size")
     kmeans_iterations: int = Field(20, ge=1, description="k-means iterations when training the IVF")
+    opq_iterations: int = Field(10, ge=1, description="OPQ rotation iterations when training")
 
 
 #: Squared-L2 vote thresholds that keep true correspondences (measured on ../shared/photos crops).
@@ -244,7 +245,7 @@ class LocalFeatures(FeatureService):
         return np.concatenate(ids), np.concatenate(vectors)
 
     def id_range(self, image_id: int) -> tuple[int, int]:
-        return image_id << ID_SHIFT, (image_id + 1) << ID_SHIFT
+        return image_id << ID_SHIFT, min((image_id + 1) << ID_SHIFT, 2**63 - 1)
 
     # -- work --------------------------------------------------------------------------------------
 
@@ -338,7 +339,9 @@ class LocalFeatures(FeatureService):
                 (self.index_rows(batch)[1] for batch in batches), total, self.settings.max_train_vectors
             )
             self.training.update(phase="training", sample=len(sample))
-            trained = indexing.train_index(factory, sample, self.settings.kmeans_iterations)
+            trained = indexing.train_index(
+                factory, sample, self.settings.kmeans_iterations, self.settings.opq_iterations
+            )
             data = indexing.serialize(trained)
             self.training.update(phase="adding")
 
