@@ -38,7 +38,7 @@ class KeypointParams:
     max_keypoints: int = 200
     neighbour_radius: float = 50.0
     max_neighbours: int = 3
-    contrast_threshold: float = 0.02
+    contrast_threshold: float = 0.003
     candidates: int = 3000
 
 

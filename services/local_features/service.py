@@ -69,7 +69,9 @@ class LocalFeaturesSettings(ServiceSettings):
     max_neighbours: int = Field(
         3, ge=0, description="Skip a keypoint near a chosen one that has this many neighbours"
     )
-    contrast_threshold: float = Field(0.02, gt=0, description="SIFT DoG contrast threshold")
+    contrast_threshold: float = Field(
+        0.003, gt=0, description="SIFT DoG contrast threshold (low: smooth photos still get keypoints)"
+    )
     sift_candidates: int = Field(3000, ge=1, description="Strongest SIFT keypoints considered for selection")
     k_clusters: int = Field(5, ge=1, le=1024, description="Index neighbours looked up per query descriptor")
     matching_threshold: float = Field(
