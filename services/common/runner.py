@@ -52,7 +52,12 @@ def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAP
         app, host=settings.host, port=settings.resolved_port(), log_level="info", timeout_graceful_shutdown=10
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn >= 0.30 exits with its own code (3) when start-up fails; ours below says why.
+        if server.started:
+            raise
     if not server.started:
         exc = failure[0] if failure else None
         if isinstance(exc, StartupError):

@@ -36,6 +36,7 @@ from services.local_features.extraction import (
     decode_record,
     extract,
     mirror_gray,
+    query_features,
     record_count,
 )
 from services.local_features.matching import VerifyParams, best_candidates, verify, votes_from_hits
@@ -73,6 +74,9 @@ class LocalFeaturesSettings(ServiceSettings):
         0.003, gt=0, description="SIFT DoG contrast threshold (low: smooth photos still get keypoints)"
     )
     sift_candidates: int = Field(3000, ge=1, description="Strongest SIFT keypoints considered for selection")
+    query_octaves: int = Field(
+        2, ge=1, le=4, description="Query pyramid levels (1: as stored; 2: also the half-size query)"
+    )
     k_clusters: int = Field(5, ge=1, le=1024, description="Index neighbours looked up per query descriptor")
     matching_threshold: float = Field(
         0.0, ge=0, description="Squared-L2 distance under which a neighbour votes (0: per-descriptor default)"
@@ -258,15 +262,18 @@ class LocalFeatures(FeatureService):
         assert self.model is not None, "load() was not called"
         return extract(gray, self.keypoint_params, self.model)
 
+    def query_features(self, gray: np.ndarray) -> Features:
+        assert self.model is not None, "load() was not called"
+        return query_features(gray, self.keypoint_params, self.model, self.settings.query_octaves)
+
     def extract(self, data: bytes) -> bytes:
         return self.features_of(self._gray(data))[1]
 
     def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]:
         assert isinstance(params, LocalFeaturesParams)
         gray = self._gray(data)
-        queries = [self.features_of(gray)[0]]
-        if params.mirrored:
-            queries.append(self.features_of(mirror_gray(gray))[0])
+        variants = [gray, mirror_gray(gray)] if params.mirrored else [gray]
+        queries = [self.query_features(g) for g in variants]
         return self.rank(self.match(queries), search)
 
     def search_by_stored(
