@@ -146,7 +146,10 @@ def import_folder(args: argparse.Namespace) -> int:
 
 
 #: Services whose index is trained on the stored vectors: route, and CLI options -> JSON body.
-TRAIN_ROUTES = {"global_features": "/train_global_features_pca"}
+TRAIN_ROUTES = {
+    "global_features": "/train_global_features_pca",
+    "local_features": "/train_local_features_index",
+}
 
 
 def train(service: str, url: str | None, body: dict[str, object]) -> int:
@@ -162,7 +165,10 @@ def train(service: str, url: str | None, body: dict[str, object]) -> int:
     except httpx.HTTPError as exc:
         print(f"[ambience] {service} at {base} is not reachable: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(r.json(), indent=2))
+    try:
+        print(json.dumps(r.json(), indent=2))
+    except ValueError:
+        print(r.text)
     return 0 if r.status_code == 200 else 1
 
 
@@ -329,13 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     p_train = sub.add_parser(
         "train",
         help="train a running service's index on its stored vectors "
-        "(global_features: PCA whitening, and the compressed index if configured)",
+        "(global_features: PCA whitening, and the compressed index if configured; "
+        "local_features: the OPQ/IVF/PQ index)",
     )
     p_train.add_argument("service", choices=sorted(TRAIN_ROUTES))
     p_train.add_argument("--url", default=None, help="service URL (default: 127.0.0.1 on its port)")
     p_train.add_argument("--dim", type=int, default=None, help="whitened dimension")
     p_train.add_argument("--power", type=float, default=None, help="whitening power (0.5 full)")
     p_train.add_argument("--no-whitening", action="store_true", help="index raw vectors")
+    p_train.add_argument(
+        "--factory", default=None, help="local_features: FAISS factory string (default: by collection size)"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         with_gateway = not args.no_gateway and not args.service
@@ -345,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return run_models(args)
     if args.command == "train":
-        body = {"whitening": not args.no_whitening, "dim": args.dim, "power": args.power}
+        if args.service == "local_features":
+            body: dict[str, object] = {"factory": args.factory}  # None: sized to the collection
+        else:
+            body = {"whitening": not args.no_whitening, "dim": args.dim, "power": args.power}
         return train(args.service, args.url, {k: v for k, v in body.items() if v is not None})
     if args.command == "settings":
         print(settings_markdown())

@@ -77,5 +77,12 @@ SERVICES: dict[str, ServiceInfo] = {
             ("torch", "torchvision"),
             weights="services.tagger.service:weights_files",
         ),
+        ServiceInfo(
+            "local_features",
+            "services.local_features",
+            33333,
+            "services.local_features.service:LocalFeaturesSettings",
+            ("cv2", "torch", "kornia"),
+        ),
     )
 }
