@@ -145,6 +145,33 @@ def import_folder(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+#: Services whose index is trained on the stored vectors: route, and CLI options -> JSON body.
+TRAIN_ROUTES = {
+    "global_features": "/train_global_features_pca",
+    "local_features": "/train_local_features_index",
+}
+
+
+def train(service: str, url: str | None, body: dict[str, object]) -> int:
+    """Ask a running service to train on its stored vectors (it rebuilds its index meanwhile)."""
+    import json
+
+    import httpx
+
+    base = url or f"http://127.0.0.1:{SERVICES[service].port}"
+    print(f"[ambience] training {service} at {base} ...", file=sys.stderr)
+    try:
+        r = httpx.post(base + TRAIN_ROUTES[service], json=body, timeout=None)
+    except httpx.HTTPError as exc:
+        print(f"[ambience] {service} at {base} is not reachable: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(r.json(), indent=2))
+    except ValueError:
+        print(r.text)
+    return 0 if r.status_code == 200 else 1
+
+
 def settings_markdown() -> str:
     """Every setting of every service, one table per service (the README's settings section)."""
     from services.common.postgres import PostgresSettings
@@ -305,6 +332,20 @@ def main(argv: list[str] | None = None) -> int:
     p_import.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_client_commands(sub)
     add_models_parser(sub)
+    p_train = sub.add_parser(
+        "train",
+        help="train a running service's index on its stored vectors "
+        "(global_features: PCA whitening, and the compressed index if configured; "
+        "local_features: the OPQ/IVF/PQ index)",
+    )
+    p_train.add_argument("service", choices=sorted(TRAIN_ROUTES))
+    p_train.add_argument("--url", default=None, help="service URL (default: 127.0.0.1 on its port)")
+    p_train.add_argument("--dim", type=int, default=None, help="whitened dimension")
+    p_train.add_argument("--power", type=float, default=None, help="whitening power (0.5 full)")
+    p_train.add_argument("--no-whitening", action="store_true", help="index raw vectors")
+    p_train.add_argument(
+        "--factory", default=None, help="local_features: FAISS factory string (default: by collection size)"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         with_gateway = not args.no_gateway and not args.service
@@ -313,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_client_command(args)
     if args.command == "models":
         return run_models(args)
+    if args.command == "train":
+        if args.service == "local_features":
+            body: dict[str, object] = {"factory": args.factory}  # None: sized to the collection
+        else:
+            body = {"whitening": not args.no_whitening, "dim": args.dim, "power": args.power}
+        return train(args.service, args.url, {k: v for k, v in body.items() if v is not None})
     if args.command == "settings":
         print(settings_markdown())
         return 0

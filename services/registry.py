@@ -61,5 +61,28 @@ SERVICES: dict[str, ServiceInfo] = {
             ("torch", "open_clip"),
             weights="services.image_text.service:weights_files",
         ),
+        ServiceInfo(
+            "captioner",
+            "services.captioner",
+            33340,
+            "services.captioner.service:CaptionerSettings",
+            ("torch", "open_clip"),
+            weights="services.captioner.service:weights_files",
+        ),
+        ServiceInfo(
+            "tagger",
+            "services.tagger",
+            33341,
+            "services.tagger.service:TaggerSettings",
+            ("torch", "torchvision"),
+            weights="services.tagger.service:weights_files",
+        ),
+        ServiceInfo(
+            "local_features",
+            "services.local_features",
+            33333,
+            "services.local_features.service:LocalFeaturesSettings",
+            ("cv2", "torch", "kornia"),
+        ),
     )
 }

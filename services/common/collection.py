@@ -19,6 +19,7 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -130,6 +131,14 @@ class Collection:
             log.info("rebuilt index: %d records in %.1fs", done, time.monotonic() - started)
             self.sync()
 
+    def relayout(self, change: Callable[[], None]) -> None:
+        """Apply ``change`` to the layout (e.g. swap in a newly trained index structure) and
+        rebuild the index from the store, with no sync or snapshot in between. Searches keep
+        using the old index until the rebuilt one is swapped in; writes wait."""
+        with self._sync_lock:
+            change()
+            self.rebuild()
+
     # -- changes --------------------------------------------------------------------------------------
 
     def sync(self) -> int:
@@ -192,13 +201,16 @@ class Collection:
                 return False
             body = self.index.serialize()
             binary = self.index.with_index(is_binary)
+            # Read under the lock: a relayout() must not tag the old index with the new config.
+            index_config = self.layout.index_config()
+            ntotal = self.index.count()
         header = json.dumps(
             {
                 "store_uuid": self.store.uuid,
                 "generation": generation,
                 "binary": binary,
-                "index_config": self.layout.index_config(),
-                "ntotal": self.index.count(),
+                "index_config": index_config,
+                "ntotal": ntotal,
             }
         ).encode()
         write_atomic(self.snapshot_path, _MAGIC + _LEN.pack(len(header)) + header + body)

@@ -69,6 +69,11 @@ class EmbeddingFeature(VectorFeature):
         """Build the model (weights resolved via services.common.models.resolve_weights)."""
 
     def load(self) -> None:
+        import faiss
+
+        # One FAISS thread per search (SEARCH_THREADS): requests already run concurrently, and
+        # OpenMP teams competing with torch for the same cores slow every search down.
+        faiss.omp_set_num_threads(self.settings.search_threads)
         configure_torch(self.settings)
         self.session = self.load_session()
         self.batcher = MicroBatcher(
@@ -81,10 +86,8 @@ class EmbeddingFeature(VectorFeature):
     def close(self) -> None:
         self.batcher.close()
 
-    def _embed_batch(self, pixels: list[Any]) -> list[np.ndarray]:
-        import torch
-
-        return list(self.session.embed_images(torch.stack(pixels)))
+    def _embed_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.embed_images(np.stack(pixels)))
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         """Raw embeddings (n, dim); preprocessing here, forward passes shared with concurrent callers."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+import numpy as np
 from pydantic import Field
 
 from services.common.errors import StartupError, WeightsMissingError
@@ -45,7 +46,6 @@ from services.common.fetch import download
 from services.common.settings import CommonSettings, ServiceSettings
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
     from PIL import Image
 
@@ -319,6 +319,16 @@ def configure_torch(settings: ModelServiceSettings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``constants.pkl`` (pickled state dicts are not)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.endswith("/constants.pkl") for name in zf.namelist())
+
+
 def load_timm_model(model: str, weights: ResolvedWeights) -> torch.nn.Module:
     """A timm model whose forward returns pooled features (classifier removed), in eval mode.
 
@@ -359,7 +369,7 @@ def load_open_clip_model(
 
     Checkpoint formats accepted (strict): open_clip state dicts (.bin/.pt pickles and .safetensors, as
     published on the HF hub), checkpoints holding ``state_dict`` (open_clip training output) with or
-    without ``module.`` prefixes, and OpenAI's original CLIP layout (same key names).
+    without ``module.`` prefixes, and OpenAI's TorchScript archives (the ``openai`` URL downloads).
     """
     import open_clip
     import torch
@@ -376,7 +386,15 @@ def load_open_clip_model(
         raise StartupError(f"open_clip cannot build model {model!r}: {exc}") from exc
     if weights.path is not None:
         try:
-            open_clip.load_checkpoint(net, str(weights.path), strict=True)
+            if is_torchscript_archive(weights.path):  # OpenAI's original release (e.g. ViT-B-16.pt)
+                state = torch.jit.load(str(weights.path), map_location="cpu").state_dict()
+                # Drop what the archive holds besides the weights: OpenAI's int attributes and
+                # buffers the model builds itself (attention masks), never parameters.
+                rebuilt = {name for name, _ in net.named_buffers()} - set(net.state_dict())
+                extra = {"input_resolution", "context_length", "vocab_size", *rebuilt}
+                net.load_state_dict({k: v for k, v in state.items() if k not in extra}, strict=True)
+            else:
+                open_clip.load_checkpoint(net, str(weights.path), strict=True)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise StartupError(
                 f"checkpoint {weights.path} does not fit open_clip model {model!r}: {exc}"
@@ -388,7 +406,7 @@ def load_open_clip_model(
 
 
 class ImageEmbeddingSession(Protocol):
-    """A loaded image model. ``preprocess`` runs on the request's thread (in parallel);
+    """A loaded image model. ``preprocess`` runs on the request's thread (in parallel, no torch);
     ``embed_images`` runs one forward pass for a batch (the micro-batcher's worker calls it)."""
 
     model_id: str
@@ -396,13 +414,53 @@ class ImageEmbeddingSession(Protocol):
     weights: ResolvedWeights
     device: torch.device
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """RGB image -> the model's input tensor (C, H, W) on the CPU."""
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> the model's input pixels, (H, W, 3) uint8 (resized and cropped)."""
         ...
 
-    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) -> (N, dim) float32, L2-normalised rows."""
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, dim) float32, L2-normalised rows."""
         ...
+
+
+class PixelPipeline:
+    """A torchvision eval transform split in two. The PIL steps (resize, crop, mode) run on the
+    request threads and give uint8 pixels; ToTensor + Normalize run batched on the model's thread.
+
+    Only that one thread calls into torch, so request threads never start OpenMP teams of their own
+    that spin against the forward pass for the same cores, and uint8 pixels (4x smaller than float)
+    are what travels to the device.
+    """
+
+    def __init__(self, transform: Any) -> None:
+        import torch
+
+        steps = list(getattr(transform, "transforms", [transform]))
+        cut = next((i for i, step in enumerate(steps) if "ToTensor" in type(step).__name__), None)
+        if cut is None:
+            raise ValueError(f"preprocessing without a ToTensor step is not supported: {transform}")
+        self.pil_steps = steps[:cut]
+        rest = steps[cut + 1 :]
+        norm = rest.pop() if rest and type(rest[-1]).__name__ == "Normalize" else None
+        if rest:
+            raise ValueError(f"unsupported tensor steps after ToTensor: {rest}")
+        mean = norm.mean if norm is not None else (0.0, 0.0, 0.0)
+        std = norm.std if norm is not None else (1.0, 1.0, 1.0)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        import numpy as np
+
+        for step in self.pil_steps:
+            image = step(image)
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+    def to_tensor(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
+        return (x - self.mean.to(device)) / self.std.to(device)
 
 
 class TextEmbeddingSession(Protocol):

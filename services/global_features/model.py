@@ -10,7 +10,7 @@ import timm.data
 import torch
 from PIL import Image
 
-from services.common.models import ResolvedWeights, load_timm_model
+from services.common.models import PixelPipeline, ResolvedWeights, load_timm_model
 
 
 class TimmSession:
@@ -20,15 +20,16 @@ class TimmSession:
         self.device = device
         self.net = load_timm_model(model, weights).to(device)
         config = timm.data.resolve_data_config({}, model=self.net)
-        self.transform = timm.data.create_transform(**config, is_training=False)
+        self.pipeline = PixelPipeline(timm.data.create_transform(**config, is_training=False))
         self.input_size: tuple[int, int, int] = tuple(config["input_size"])  # type: ignore[assignment]
         # The pooled width is not always num_features (e.g. models with a pre-logits layer); ask the model.
-        self.dim = int(self.embed_images(torch.zeros(1, *self.input_size)).shape[1])
+        _, height, width = self.input_size
+        self.dim = int(self.embed_images(np.zeros((1, height, width, 3), np.uint8)).shape[1])
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image.convert("RGB"))
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.pipeline.pixels(image.convert("RGB"))
 
     @torch.inference_mode()
-    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
-        out = self.net(pixels.to(self.device)).float()
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        out = self.net(self.pipeline.to_tensor(pixels, self.device)).float()
         return torch.nn.functional.normalize(out.reshape(out.shape[0], -1), dim=1).cpu().numpy()

@@ -53,7 +53,9 @@ class GlobalFeaturesSettings(EmbeddingSettings):
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     mirrored_query: bool = Field(
-        True, description="Queries also search with the mirrored image (finds mirrored copies)"
+        False,
+        description="Queries also search with the mirrored image (pooled CNN/ViT vectors already find "
+        "mirrored copies; this doubles query cost)",
     )
     index_factory: str = Field(
         "",

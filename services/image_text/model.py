@@ -10,7 +10,7 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from services.common.models import ResolvedWeights, load_open_clip_model
+from services.common.models import PixelPipeline, ResolvedWeights, load_open_clip_model
 
 
 class OpenClipSession:
@@ -26,21 +26,23 @@ class OpenClipSession:
         self.weights = weights
         self.device = device
         self.net = load_open_clip_model(model, weights, quick_gelu, preprocess_cfg).to(device)
-        self.transform = image_transform_v2(PreprocessCfg(**self.net.visual.preprocess_cfg), is_train=False)
+        self.pipeline = PixelPipeline(
+            image_transform_v2(PreprocessCfg(**self.net.visual.preprocess_cfg), is_train=False)
+        )
         self.tokenizer = open_clip.get_tokenizer(model)
         self.context_length = int(getattr(self.tokenizer, "context_length", 77))
         self.dim = int(self.embed_texts(self.tokenize("a photo")[None]).shape[1])
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image.convert("RGB"))
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.pipeline.pixels(image.convert("RGB"))
 
     def tokenize(self, text: str) -> torch.Tensor:
         # open_clip's tokenizers cut texts longer than the context and keep the end-of-text token.
         return self.tokenizer([text])[0]
 
     @torch.inference_mode()
-    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
-        out = self.net.encode_image(pixels.to(self.device), normalize=True)
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        out = self.net.encode_image(self.pipeline.to_tensor(pixels, self.device), normalize=True)
         return out.float().cpu().numpy()
 
     @torch.inference_mode()

@@ -165,7 +165,11 @@ def test_open_clip_loader_accepts_published_checkpoint_formats(tmp_path: Path) -
     image, text = torch.randn(2, 3, 64, 64), open_clip.get_tokenizer("tiny-clip")(["a dog", "a cat"])
     with torch.inference_mode():
         expected_image, expected_text = reference.encode_image(image), reference.encode_text(text)
-    for label, path in checkpoint_variants(reference.state_dict(), tmp_path).items():
+    variants = checkpoint_variants(reference.state_dict(), tmp_path)
+    # OpenAI's releases are TorchScript archives of the same module layout.
+    variants["TorchScript archive (OpenAI ViT-B-16.pt)"] = tmp_path / "openai-jit.pt"
+    torch.jit.trace(reference, (image, text), check_trace=False).save(str(tmp_path / "openai-jit.pt"))
+    for label, path in variants.items():
         net = load_open_clip_model("tiny-clip", ResolvedWeights("file", path, "x", str(path)))
         with torch.inference_mode():
             assert torch.allclose(net.encode_image(image), expected_image, atol=1e-5), label
@@ -237,3 +241,28 @@ def test_sha256_is_cached_and_invalidated(tmp_path: Path) -> None:
     path.write_bytes(b"b" * 1001)
     assert sha256_file(path) != first
     assert np.frombuffer(bytes.fromhex(first), np.uint8).size == 32
+
+
+def test_pixel_pipeline_matches_the_model_transform() -> None:
+    """Split preprocessing (PIL steps on request threads, normalisation batched) = the original."""
+    import open_clip
+    import timm
+    import timm.data
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from services.common.models import PixelPipeline
+    from tests.helpers import synthetic_image
+
+    open_clip.add_model_config(TINY_CLIP)
+    clip = open_clip.create_model("tiny-clip")
+    transforms = [
+        timm.data.create_transform(**timm.data.resolve_data_config({}, model=timm.create_model("test_vit"))),
+        image_transform_v2(PreprocessCfg(**clip.visual.preprocess_cfg), is_train=False),
+    ]
+    images = [synthetic_image(1, (320, 240)), synthetic_image(2, (200, 300))]
+    for transform in transforms:
+        pipeline = PixelPipeline(transform)
+        batch = np.stack([pipeline.pixels(img) for img in images])
+        assert batch.dtype == np.uint8
+        expected = torch.stack([transform(img) for img in images])
+        assert torch.allclose(pipeline.to_tensor(batch, torch.device("cpu")), expected, atol=1e-5)

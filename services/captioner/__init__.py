@@ -1,0 +1,1 @@
+"""Captions for pictures: open_clip CoCa with beam search."""

@@ -1,0 +1,150 @@
+"""Wires the CoCa captioner to the kit: ``POST /get_image_caption`` -> a JSON string."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.errors import StartupError
+from services.common.models import (
+    RANDOM,
+    MicroBatcher,
+    ModelServiceSettings,
+    WeightsFile,
+    configure_torch,
+    looks_like_path,
+    open_clip_weights_file,
+    resolve_weights,
+    select_device,
+)
+from services.common.settings import CommonSettings
+from services.common.stateless import StatelessService, create_stateless_app, image_route
+
+log = logging.getLogger(__name__)
+
+
+class CaptionerSettings(ModelServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_CAPTIONER_", extra="ignore")
+    service_name: ClassVar[str] = "captioner"
+    default_port: ClassVar[int] = 33340
+
+    model: str = Field("coca_ViT-L-14", description="open_clip CoCa model (coca_ViT-L-14 or coca_ViT-B-32)")
+    weights: str = Field(
+        "mscoco_finetuned_laion2b_s13b_b90k",
+        description="open_clip pretrained tag, a local checkpoint file, or 'random' (tests only, needs "
+        "AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
+    )
+    beam_width: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Beams searched per image (2 = open_clip's default generate: 6 beams in 3 groups "
+        "without diversity penalty)",
+    )
+    min_length: int = Field(5, ge=2, description="Shortest caption in tokens, start token included")
+    max_length: int = Field(30, ge=3, le=77, description="Longest caption in tokens, start token included")
+    max_batch: int = Field(8, ge=1, description="Most images one beam search takes (micro-batching)")
+    decode_size: int = Field(
+        448, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"
+    )
+    model_config_path: str = Field(
+        "", description="Extra open_clip model config JSON (file or folder) registered before building"
+    )
+
+
+def register_model_configs(path: str) -> None:
+    if path:
+        import open_clip
+
+        if not Path(path).exists():
+            raise StartupError(f"captioner: model_config_path {path} does not exist")
+        open_clip.add_model_config(path)
+
+
+def _hub_file(settings: CaptionerSettings, tag: str) -> WeightsFile:
+    return open_clip_weights_file(
+        settings.service_name, settings.model, tag, CommonSettings().models_dir, settings.weights_env_var()
+    )
+
+
+def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsFile]:
+    """What ``ambience models fetch captioner`` downloads with these settings."""
+    s = settings if isinstance(settings, CaptionerSettings) else CaptionerSettings()
+    if s.weights == RANDOM or looks_like_path(s.weights):
+        return []
+    return [_hub_file(s, s.weights)]
+
+
+class CaptionerService(StatelessService):
+    settings: CaptionerSettings
+
+    def load(self) -> None:
+        import open_clip
+
+        from services.captioner.coca import CocaCaptioner
+
+        s = self.settings
+        configure_torch(s)
+        register_model_configs(s.model_config_path)
+        weights = resolve_weights(s, lambda tag: _hub_file(s, tag))
+        preprocess = None
+        if weights.kind == "hub":  # the tag's own normalisation and resize mode
+            cfg = open_clip.get_pretrained_cfg(s.model, s.weights)
+            preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+        self.captioner = CocaCaptioner(
+            s.model,
+            weights,
+            select_device(s.device),
+            preprocess,
+            beam_width=s.beam_width,
+            min_length=s.min_length,
+            max_length=s.max_length,
+        )
+        self.batcher: MicroBatcher[Any, str] = MicroBatcher(
+            self._caption_batch, s.max_batch, s.batch_wait_ms / 1000, name="captioner-batcher"
+        )
+        log.info("captioner ready: %s (%s) on %s", s.model, weights.source, self.captioner.device)
+
+    def close(self) -> None:
+        if hasattr(self, "batcher"):
+            self.batcher.close()
+
+    def _caption_batch(self, pixels: list[Any]) -> list[str]:
+        import torch
+
+        return self.captioner.caption(torch.stack(pixels))
+
+    def caption(self, data: bytes) -> str:
+        image = self.decode(data, "RGB", draft_size=self.settings.decode_size).image
+        return self.batcher.submit(self.captioner.preprocess(image))
+
+    def info(self) -> dict[str, Any]:
+        c = self.captioner
+        return {
+            "model": c.model_id,
+            "device": str(c.device),
+            **c.weights.info(),
+            "beam_width": c.beam_width,
+            "min_length": c.min_length,
+            "max_length": c.max_length,
+            "batching": self.batcher.stats.as_dict(),
+        }
+
+
+def build_app(settings: CaptionerSettings | None = None) -> FastAPI:
+    service = CaptionerService(settings or CaptionerSettings())
+    app = create_stateless_app(service, "Captions for pictures (open_clip CoCa, beam search).")
+    image_route(
+        app,
+        "/get_image_caption",
+        service.caption,
+        str,
+        "A one-sentence caption of the uploaded picture.",
+        service.settings.max_upload_bytes,
+    )
+    return app

@@ -1,0 +1,100 @@
+"""Candidate voting and geometric verification.
+
+Search = (1) every query descriptor's ``k_clusters`` nearest stored descriptors within a
+squared-L2 ``matching_threshold`` vote for their images; (2) only the ``max_candidates`` images
+with most votes are verified: SMNN matching (mutual nearest neighbours that also pass the
+second-nearest ratio test) and a MAGSAC++ homography; the score is the inlier count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from services.local_features.extraction import ID_SHIFT, Features
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    smnn_ratio: float = 0.9
+    reprojection_threshold: float = 6.0
+    max_iterations: int = 2000
+    confidence: float = 0.999
+    #: Homographies that shrink/stretch area by more than this factor are treated as degenerate.
+    max_area_change: float = 64.0
+
+
+def votes_from_hits(distances: np.ndarray, ids: np.ndarray, matching_threshold: float) -> dict[int, int]:
+    """Votes per image: how many query descriptors have a neighbour in it within the threshold."""
+    valid = (ids >= 0) & (distances <= matching_threshold)
+    rows = np.nonzero(valid)[0]
+    images = ids[valid] >> ID_SHIFT
+    if len(images) == 0:
+        return {}
+    pairs = np.unique(np.stack([rows.astype(np.int64), images]), axis=1)  # one vote per (query kp, image)
+    unique_images, counts = np.unique(pairs[1], return_counts=True)
+    return {int(i): int(c) for i, c in zip(unique_images, counts, strict=True)}
+
+
+def best_candidates(votes: dict[int, int], max_candidates: int) -> list[int]:
+    ranked = sorted(votes.items(), key=lambda item: (-item[1], item[0]))
+    return [image_id for image_id, _ in ranked[:max_candidates]]
+
+
+def smnn(query: np.ndarray, stored: np.ndarray, ratio: float) -> np.ndarray:
+    """(m, 2) index pairs (query row, stored row): mutual nearest neighbours whose distance is
+    below ``ratio`` times the distance to the second nearest (in both directions)."""
+    if len(query) < 2 or len(stored) < 2:
+        return np.zeros((0, 2), np.int64)
+    # Unit rows: squared L2 = 2 - 2 cos.
+    d2 = np.maximum(2.0 - 2.0 * (query @ stored.T), 0.0)
+    dist = np.sqrt(d2)
+    nn12 = dist.argmin(axis=1)
+    nn21 = dist.argmin(axis=0)
+    rows = np.arange(len(query))
+    mutual = nn21[nn12] == rows
+    part12 = np.partition(dist, 1, axis=1)[:, :2]
+    part21 = np.partition(dist, 1, axis=0)[:2, :]
+    ratio12 = part12[:, 0] / np.maximum(part12[:, 1], 1e-8)
+    ratio21 = part21[0, nn12] / np.maximum(part21[1, nn12], 1e-8)
+    keep = mutual & (np.maximum(ratio12, ratio21) <= ratio)
+    return np.stack([rows[keep], nn12[keep]], axis=1).astype(np.int64)
+
+
+def _degenerate(h: np.ndarray | None, max_area_change: float) -> bool:
+    if h is None or h.shape != (3, 3) or not np.isfinite(h).all() or abs(h[2, 2]) < 1e-12:
+        return True
+    h = h / h[2, 2]
+    det = float(np.linalg.det(h[:2, :2]))
+    # A homography of a real copy preserves orientation (det > 0; mirrored copies are searched
+    # as mirrored queries) and does not collapse the picture to a line or a point.
+    return not (1.0 / max_area_change <= det <= max_area_change)
+
+
+def verify(query: Features, stored: Features, params: VerifyParams) -> int:
+    """Inlier count of the MAGSAC++ homography between SMNN matches (0 when none holds)."""
+    pairs = smnn(query.descriptors, stored.descriptors, params.smnn_ratio)
+    if len(pairs) < 4:
+        return 0
+    src = query.xy[pairs[:, 0]].reshape(-1, 1, 2)
+    dst = stored.xy[pairs[:, 1]].reshape(-1, 1, 2)
+    try:
+        h, mask = cv2.findHomography(
+            src,
+            dst,
+            cv2.USAC_MAGSAC,
+            params.reprojection_threshold,
+            maxIters=params.max_iterations,
+            confidence=params.confidence,
+        )
+    except cv2.error:
+        return 0
+    if mask is None or _degenerate(h, params.max_area_change):
+        return 0
+    return int(mask.sum())
+
+
+def image_of(faiss_ids: np.ndarray) -> np.ndarray:
+    return faiss_ids >> ID_SHIFT

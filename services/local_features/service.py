@@ -1,0 +1,399 @@
+"""Wires local features (extraction, index training, voting + verification) to the service kit."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import faiss
+import numpy as np
+from fastapi import Body, FastAPI, HTTPException
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from services.common.app import create_app
+from services.common.errors import StartupError, WeightsMissingError
+from services.common.feature import FeatureService, Hit
+from services.common.index import AnyIndex, new_flat_index, write_atomic
+from services.common.schemas import SearchParams
+from services.common.settings import CommonSettings, ServiceSettings
+from services.local_features import indexing
+from services.local_features.extraction import (
+    DIM,
+    ID_SHIFT,
+    MAX_KEYPOINTS,
+    RECORD_VERSION,
+    DescriptorModel,
+    Features,
+    KeypointParams,
+    RootSiftDescriptor,
+    decode_record,
+    extract,
+    mirror_gray,
+    query_features,
+    record_count,
+)
+from services.local_features.matching import VerifyParams, best_candidates, verify, votes_from_hits
+
+log = logging.getLogger(__name__)
+
+#: FAISS ids are image_id << 10 | keypoint, and must stay below 2^63.
+MAX_IMAGE_ID = 2**53
+TRAINED_FILE = "trained.index"
+
+
+class LocalFeaturesSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AMBIENCE_LOCAL_FEATURES_", extra="ignore")
+    service_name: ClassVar[str] = "local_features"
+    default_port: ClassVar[int] = 33333
+
+    descriptor: Literal["hardnet8", "rootsift"] = Field(
+        "hardnet8", description="Patch descriptor: hardnet8 (kornia, needs weights) or rootsift (no weights)"
+    )
+    hardnet_weights: str = Field(
+        "kornia",
+        description="HardNet8 weights: kornia (pretrained hardnet8v2, downloaded into "
+        "$AMBIENCE_MODELS_DIR/kornia when online), a local file path, or random (tests only)",
+    )
+    download_weights: bool = Field(True, description="Download missing pretrained weights at start-up")
+    patch_scale: float = Field(6.0, gt=0, description="HardNet patch half-side in SIFT keypoint radii")
+    device: str = Field("", description="torch device for HardNet8 (default: cuda when available, else cpu)")
+    max_side: int = Field(800, ge=64, description="Images are downscaled so their long side is <= this")
+    max_keypoints: int = Field(200, ge=4, le=MAX_KEYPOINTS, description="Keypoints kept per image (N)")
+    neighbour_radius: float = Field(50.0, ge=0, description="Neighbour-limit radius in pixels")
+    max_neighbours: int = Field(
+        3, ge=0, description="Skip a keypoint near a chosen one that has this many neighbours"
+    )
+    contrast_threshold: float = Field(
+        0.003, gt=0, description="SIFT DoG contrast threshold (low: smooth photos still get keypoints)"
+    )
+    sift_candidates: int = Field(3000, ge=1, description="Strongest SIFT keypoints considered for selection")
+    query_octaves: int = Field(
+        2, ge=1, le=4, description="Query pyramid levels (1: as stored; 2: also the half-size query)"
+    )
+    k_clusters: int = Field(5, ge=1, le=1024, description="Index neighbours looked up per query descriptor")
+    matching_threshold: float = Field(
+        0.0, ge=0, description="Squared-L2 distance under which a neighbour votes (0: per-descriptor default)"
+    )
+    max_candidates: int = Field(20, ge=1, description="Images verified per query (most votes first)")
+    min_inliers: int = Field(10, ge=1, description="Inliers a verified match needs to be returned")
+    smnn_ratio: float = Field(0.9, gt=0, le=1, description="SMNN second-nearest ratio")
+    reprojection_threshold: float = Field(6.0, gt=0, description="MAGSAC++ threshold in pixels")
+    magsac_iterations: int = Field(2000, ge=10, description="MAGSAC++ maximum iterations")
+    index_factory: str = Field("", description="FAISS factory for training (empty: by collection size)")
+    nprobe: int = Field(16, ge=1, description="IVF lists probed per query once trained")
+    max_train_vectors: int = Field(200_000, ge=indexing.MIN_TRAIN_VECTORS, description="Training sample size")
+    kmeans_iterations: int = Field(20, ge=1, description="k-means iterations when training the IVF")
+    opq_iterations: int = Field(10, ge=1, description="OPQ rotation iterations when training")
+
+
+#: Squared-L2 vote thresholds that keep true correspondences (measured on ../shared/photos crops).
+DEFAULT_MATCHING_THRESHOLD = {"rootsift": 0.2, "hardnet8": 1.0}
+
+
+class LocalFeaturesParams(BaseModel):
+    mirrored: bool = Field(False, description="Also search with the mirrored query image (by-image only)")
+
+
+class LocalMatch(BaseModel):
+    image_id: int
+    matches: int = Field(description="MAGSAC++ inlier matches (the image itself: its keypoint count)")
+
+
+class TrainRequest(BaseModel):
+    factory: str | None = Field(None, description="FAISS factory string (default: the setting, or auto)")
+
+
+class TrainingBusyError(RuntimeError):
+    pass
+
+
+class LocalFeatures(FeatureService):
+    store_route = "local_features"
+    search_route = "local_features"
+    QueryParams = LocalFeaturesParams
+    ResultModel = LocalMatch
+    max_image_id = MAX_IMAGE_ID
+    settings: LocalFeaturesSettings
+
+    def __init__(self, settings: LocalFeaturesSettings) -> None:
+        super().__init__(settings)
+        s = settings
+        self.keypoint_params = KeypointParams(
+            max_side=s.max_side,
+            max_keypoints=s.max_keypoints,
+            neighbour_radius=s.neighbour_radius,
+            max_neighbours=s.max_neighbours,
+            contrast_threshold=s.contrast_threshold,
+            candidates=s.sift_candidates,
+        )
+        self.verify_params = VerifyParams(
+            smnn_ratio=s.smnn_ratio,
+            reprojection_threshold=s.reprojection_threshold,
+            max_iterations=s.magsac_iterations,
+        )
+        self.matching_threshold = s.matching_threshold or DEFAULT_MATCHING_THRESHOLD[s.descriptor]
+        self.model: DescriptorModel | None = None
+        self.weights_label = "none"
+        self.weights_digest = "none"
+        self._trained: AnyIndex | None = None
+        self._trained_digest = ""
+        self._train_lock = threading.Lock()
+        self.training: dict[str, Any] = {"state": "idle"}
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.model = self._load_model()
+        self._load_trained()
+
+    def _load_model(self) -> DescriptorModel:
+        s = self.settings
+        if s.descriptor == "rootsift":
+            return RootSiftDescriptor()
+        from services.local_features.hardnet import HardNet8Descriptor, WeightsUnavailable, resolve_weights
+
+        common = CommonSettings()
+        try:
+            source = resolve_weights(
+                s.hardnet_weights,
+                common.models_dir,
+                allow_random=common.allow_random_weights,
+                allow_download=s.download_weights,
+            )
+        except WeightsUnavailable as exc:
+            raise WeightsMissingError(str(exc)) from None
+        try:
+            model = HardNet8Descriptor(source, patch_scale=s.patch_scale, device=s.device or None)
+        except Exception as exc:
+            raise StartupError(f"cannot load HardNet8 weights from {source.label}: {exc}") from None
+        self.weights_label = "random" if source.path is None else str(source.path)
+        self.weights_digest = source.digest
+        return model
+
+    @property
+    def trained_path(self) -> Path:
+        return self.settings.resolved_data_dir() / TRAINED_FILE
+
+    def _load_trained(self) -> None:
+        path = self.trained_path
+        if not path.exists():
+            return
+        try:
+            data = path.read_bytes()
+            index = indexing.deserialize(data)
+            if index.d != DIM or not index.is_trained or index.ntotal != 0:
+                raise ValueError(f"not an empty trained {DIM}-d index")
+        except Exception as exc:
+            log.warning("ignoring trained index %s (%s); using the exact index", path, exc)
+            return
+        self._trained = index
+        self._trained_digest = hashlib.sha256(data).hexdigest()[:16]
+
+    def bind(self, collection: Any) -> None:
+        super().bind(collection)
+        collection.index.with_index(lambda index: indexing.set_nprobe(index, self.settings.nprobe))
+
+    # -- identity ----------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "feature": "local_features",
+            "descriptor": self.settings.descriptor,
+            "weights": self.weights_digest,
+            "dim": DIM,
+            "record_version": RECORD_VERSION,
+        }
+        if self.settings.descriptor == "hardnet8":
+            meta["patch_scale"] = self.settings.patch_scale
+        return meta
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "feature": "local_features",
+            "descriptor": self.settings.descriptor,
+            "weights": self.weights_label,
+            "weights_digest": self.weights_digest,
+            "index_trained": self._trained is not None,
+            "nprobe": self.settings.nprobe,
+            "matching_threshold": self.matching_threshold,
+            "training": dict(self.training),
+        }
+
+    # -- index layout ------------------------------------------------------------------------------
+
+    def index_config(self) -> str:
+        return f"trained-{self._trained_digest}" if self._trained is not None else f"flat-l2-{DIM}"
+
+    def new_index(self) -> AnyIndex:
+        if self._trained is None:
+            return new_flat_index(DIM, "l2")
+        index = faiss.clone_index(self._trained)
+        indexing.set_nprobe(index, self.settings.nprobe)
+        return index
+
+    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        ids, vectors = [], []
+        for image_id, record in items:
+            features = decode_record(record)
+            n = len(features)
+            if n:
+                ids.append((image_id << ID_SHIFT) + np.arange(n, dtype=np.int64))
+                vectors.append(features.descriptors)
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros((0, DIM), np.float32)
+        return np.concatenate(ids), np.concatenate(vectors)
+
+    def id_range(self, image_id: int) -> tuple[int, int]:
+        return image_id << ID_SHIFT, min((image_id + 1) << ID_SHIFT, 2**63 - 1)
+
+    # -- work --------------------------------------------------------------------------------------
+
+    def _gray(self, data: bytes) -> np.ndarray:
+        return np.asarray(self.decode(data, "L", draft_size=self.settings.max_side).image, dtype=np.uint8)
+
+    def features_of(self, gray: np.ndarray) -> tuple[Features, bytes]:
+        assert self.model is not None, "load() was not called"
+        return extract(gray, self.keypoint_params, self.model)
+
+    def query_features(self, gray: np.ndarray) -> Features:
+        assert self.model is not None, "load() was not called"
+        return query_features(gray, self.keypoint_params, self.model, self.settings.query_octaves)
+
+    def extract(self, data: bytes) -> bytes:
+        return self.features_of(self._gray(data))[1]
+
+    def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]:
+        assert isinstance(params, LocalFeaturesParams)
+        gray = self._gray(data)
+        variants = [gray, mirror_gray(gray)] if params.mirrored else [gray]
+        queries = [self.query_features(g) for g in variants]
+        return self.rank(self.match(queries), search)
+
+    def search_by_stored(
+        self, image_id: int, stored: bytes, search: SearchParams, params: BaseModel
+    ) -> list[Hit]:
+        # The stored record is the query (no image to mirror); the image itself comes first.
+        query = decode_record(stored)
+        scores = self.match([query], exclude=image_id)
+        hits = self.rank(scores, search)
+        itself = {"image_id": image_id, "matches": len(query)}
+        if search.k is not None:
+            return [itself, *hits[: search.k - 1]]
+        return [itself, *hits]
+
+    def match(self, queries: list[Features], exclude: int | None = None) -> dict[int, int]:
+        """Inlier count per verified image (best over the query variants)."""
+        index = self.collection.index
+        scores: dict[int, int] = {}
+        for query in queries:
+            if len(query) == 0 or index.count() == 0:
+                continue
+            distances, ids = index.search(query.descriptors, self.settings.k_clusters)
+            votes = votes_from_hits(distances, ids, self.matching_threshold)
+            votes.pop(exclude, None)  # type: ignore[arg-type]
+            for image_id in best_candidates(votes, self.settings.max_candidates):
+                record = self.collection.store.get(image_id)
+                if record is None:  # deleted meanwhile
+                    continue
+                inliers = verify(query, decode_record(record), self.verify_params)
+                if inliers > scores.get(image_id, 0):
+                    scores[image_id] = inliers
+        return scores
+
+    def rank(self, scores: dict[int, int], search: SearchParams) -> list[Hit]:
+        """distance_threshold means "at least this many inliers" (more matches = closer)."""
+        if search.distance_threshold is not None:
+            needed = max(1, math.ceil(search.distance_threshold))
+        else:
+            needed = self.settings.min_inliers
+        ranked = sorted(
+            ((image_id, n) for image_id, n in scores.items() if n >= needed),
+            key=lambda item: (-item[1], item[0]),
+        )
+        if search.k is not None:
+            ranked = ranked[: search.k]
+        return [{"image_id": image_id, "matches": n} for image_id, n in ranked]
+
+    # -- training ------------------------------------------------------------------------------------
+
+    def stored_descriptor_count(self) -> int:
+        _, batches = self.collection.store.snapshot_items()
+        return sum(record_count(record) for batch in batches for _, record in batch)
+
+    def train(self, factory: str | None = None) -> dict[str, Any]:
+        """Train an OPQ/IVF/PQ index on the stored descriptors, persist its empty structure,
+        rebuild from the store into it and swap it in. Searches continue on the old index."""
+        if not self._train_lock.acquire(blocking=False):
+            raise TrainingBusyError("training is already running")
+        started = time.monotonic()
+        try:
+            self.training = {"state": "running", "phase": "counting", "started_at": time.time()}
+            total = self.stored_descriptor_count()
+            if total < indexing.MIN_TRAIN_VECTORS:
+                raise ValueError(
+                    f"{total} descriptors stored; training needs at least {indexing.MIN_TRAIN_VECTORS} "
+                    "(add more images first; the exact index serves until then)"
+                )
+            factory = factory or self.settings.index_factory or indexing.auto_factory(total)
+            self.training.update(phase="sampling", descriptors=total, factory=factory)
+            _, batches = self.collection.store.snapshot_items()
+            sample = indexing.sample_vectors(
+                (self.index_rows(batch)[1] for batch in batches), total, self.settings.max_train_vectors
+            )
+            self.training.update(phase="training", sample=len(sample))
+            trained = indexing.train_index(
+                factory, sample, self.settings.kmeans_iterations, self.settings.opq_iterations
+            )
+            data = indexing.serialize(trained)
+            self.training.update(phase="adding")
+
+            def swap_layout() -> None:
+                # The file first: a crash after this rebuilds into the trained layout on restart.
+                write_atomic(self.trained_path, data)
+                self._trained = trained
+                self._trained_digest = hashlib.sha256(data).hexdigest()[:16]
+
+            self.collection.relayout(swap_layout)
+            self.collection.snapshot(force=True)
+            result = {
+                "index_type": self.collection.index.type_name(),
+                "factory": factory,
+                "descriptors": total,
+                "trained_on": len(sample),
+                "entries": self.collection.index.count(),
+                "seconds": round(time.monotonic() - started, 2),
+            }
+            self.training = {"state": "done", "finished_at": time.time(), **result}
+            return result
+        except Exception as exc:
+            self.training = {"state": "failed", "error": str(exc), "finished_at": time.time()}
+            raise
+        finally:
+            self._train_lock.release()
+
+
+def build_app(settings: LocalFeaturesSettings | None = None) -> FastAPI:
+    service = LocalFeatures(settings or LocalFeaturesSettings())
+    app = create_app(service)
+
+    @app.post("/train_local_features_index")
+    async def train_index(body: TrainRequest | None = Body(None)) -> dict[str, Any]:
+        """Train the compressed index from the stored descriptors and swap it in atomically.
+        Searches keep working meanwhile; returns when the new index serves."""
+        try:
+            return await run_in_threadpool(service.train, body.factory if body else None)
+        except TrainingBusyError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except RuntimeError as exc:  # FAISS rejects a malformed factory string
+            raise HTTPException(422, f"cannot build index: {exc}") from None
+
+    return app

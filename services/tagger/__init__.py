@@ -1,0 +1,1 @@
+"""Scene tags for pictures: ResNet50 trained on Places365 (CSAIL)."""

@@ -1,0 +1,291 @@
+"""Captioner: caption cleaning, beam search, CoCa checkpoint formats, service over HTTP, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import open_clip
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from safetensors.torch import save_file
+
+from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
+from services.captioner.service import CaptionerSettings, build_app
+from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
+from services.common.models import ResolvedWeights, required_weights
+from tests.helpers import REPO, ServiceProcess, encode, png_bomb, synthetic_image
+
+TINY_COCA = Path(__file__).with_name("tiny-coca.json")
+RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
+CPU = torch.device("cpu")
+#: Tests keep captions short: every beam-search step re-runs the decoder on the whole prefix.
+MAX_LENGTH = 10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_coca() -> None:
+    open_clip.add_model_config(TINY_COCA)
+
+
+def test_clean_caption() -> None:
+    assert clean_caption("<start_of_text>a dog on a couch . <end_of_text>!!!") == "a dog on a couch."
+    assert clean_caption("<start_of_text>  two  cats , sleeping <end_of_text>") == "two cats, sleeping"
+    assert clean_caption("<start_of_text><end_of_text>") == ""
+
+
+# -- beam search ------------------------------------------------------------------------------------------
+
+SOT, EOT = 4, 5
+NEG = -100.0
+
+
+def bigram_logits(table: dict[int, list[float]]):  # type: ignore[no-untyped-def]
+    """A toy decoder: the next-token logits depend on the last token only."""
+
+    def step(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([table.get(int(t), [NEG] * 6) for t in tokens[:, -1]])
+
+    return step
+
+
+# Greedy takes 0 first (logit 3 > 2.5) and then can only go on weakly; starting with 1 leads to
+# a strong continuation (1 -> 2 -> 3), which a 2-beam search finds.
+TABLE = {
+    SOT: [3.0, 2.5, NEG, NEG, NEG, NEG],
+    0: [NEG, NEG, NEG, 0.5, NEG, 0.0],
+    1: [NEG, NEG, 4.0, NEG, NEG, NEG],
+    2: [NEG, NEG, NEG, 4.0, NEG, NEG],
+    3: [NEG, NEG, NEG, NEG, NEG, 3.0],
+}
+
+
+def test_beam_search_finds_what_greedy_misses() -> None:
+    search = bigram_logits(TABLE)
+    greedy = beam_search(search, 1, SOT, EOT, width=1, min_length=2, max_length=8, device=CPU)
+    beam = beam_search(search, 1, SOT, EOT, width=2, min_length=2, max_length=8, device=CPU)
+    assert greedy == [[SOT, 0, 3]]  # then the end token
+    assert beam == [[SOT, 1, 2, 3]]
+
+
+def test_beam_search_respects_min_and_max_length_per_image() -> None:
+    eager = {SOT: [NEG, NEG, NEG, 1.0, NEG, 2.0], 3: [NEG, NEG, NEG, 1.0, NEG, 2.5]}
+    out = beam_search(bigram_logits(eager), 2, SOT, EOT, width=2, min_length=4, max_length=9, device=CPU)
+    assert out == [[SOT, 3, 3, 3]] * 2  # the end token is barred until the 4th position
+    endless = {SOT: [1.0, NEG, NEG, NEG, NEG, NEG], 0: [1.0, NEG, NEG, NEG, NEG, NEG]}
+    out = beam_search(bigram_logits(endless), 1, SOT, EOT, width=3, min_length=2, max_length=6, device=CPU)
+    assert out == [[SOT, 0, 0, 0, 0, 0]]
+
+
+# -- CoCa checkpoints ----------------------------------------------------------------------------------------
+
+
+def steered_state(words: list[str]) -> tuple[dict[str, torch.Tensor], set[int]]:
+    """A tiny CoCa whose decoder can only say ``words`` (or end): every other token's logit is 0,
+    these get about +10 plus a context-dependent part."""
+    torch.manual_seed(5)
+    net = open_clip.create_model("tiny-coca")
+    tokenizer = open_clip.get_tokenizer("tiny-coca")
+    allowed = {tokenizer.encoder[f"{w}</w>"] for w in words} | {tokenizer.eot_token_id}
+    state = net.state_dict()
+    with torch.no_grad():
+        ln_w, ln_b = state["text_decoder.ln_final.weight"], state["text_decoder.ln_final.bias"]
+        ln_w[0], ln_b[0] = 0.0, 10.0  # feature 0 of every position is the constant 10
+        projection = state["text_decoder.text_projection"]  # (width, vocab)
+        keep = projection[:, sorted(allowed)].clone() * 3
+        projection.zero_()
+        projection[:, sorted(allowed)] = keep
+        projection[0, sorted(allowed)] = 1.0
+    return state, allowed
+
+
+WORDS = ["a", "dog", "on", "the", "grass", "with", "ball"]
+
+
+def test_caption_from_a_checkpoint_is_made_of_its_vocabulary(tmp_path: Path) -> None:
+    state, allowed = steered_state(WORDS)
+    path = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(state, path)
+    captioner = CocaCaptioner(
+        "tiny-coca", ResolvedWeights("file", path, "x", str(path)), CPU, max_length=MAX_LENGTH
+    )
+    images = torch.stack([captioner.preprocess(synthetic_image(i)) for i in range(3)])
+    tokens = captioner.generate(images)
+    for ids in tokens:
+        assert ids[0] == captioner.sot and set(ids[1:]) <= allowed - {captioner.eot}
+        assert len(ids) >= captioner.min_length - 1
+    captions = captioner.caption(images)
+    for caption in captions:
+        assert caption and set(caption.split()) <= set(WORDS), caption
+
+
+def test_coca_checkpoint_formats_load_strictly(tmp_path: Path) -> None:
+    state, _ = steered_state(WORDS)
+    variants = {
+        "open_clip state dict (.bin)": tmp_path / "plain.bin",
+        "safetensors": tmp_path / "open_clip_model.safetensors",
+        "training checkpoint {'state_dict': module.*}": tmp_path / "epoch_10.pt",
+    }
+    torch.save(state, variants["open_clip state dict (.bin)"])
+    save_file({k: v.contiguous() for k, v in state.items()}, variants["safetensors"])
+    torch.save(
+        {"epoch": 10, "state_dict": {f"module.{k}": v for k, v in state.items()}},
+        variants["training checkpoint {'state_dict': module.*}"],
+    )
+    image = synthetic_image(3)
+    results = {}
+    for label, path in variants.items():
+        c = CocaCaptioner(
+            "tiny-coca", ResolvedWeights("file", path, "x", str(path)), CPU, max_length=MAX_LENGTH
+        )
+        results[label] = c.generate(c.preprocess(image)[None])
+    assert len({str(r) for r in results.values()}) == 1, results
+    broken = tmp_path / "broken.bin"
+    torch.save({k: v for k, v in state.items() if not k.startswith("text_decoder.")}, broken)
+    with pytest.raises(StartupError, match="does not fit"):
+        CocaCaptioner("tiny-coca", ResolvedWeights("file", broken, "x", str(broken)), CPU)
+
+
+def test_a_clip_model_is_refused() -> None:
+    with pytest.raises(StartupError, match="not a CoCa model"):
+        CocaCaptioner("RN50", RANDOM, CPU)
+
+
+def test_the_default_architecture_builds_and_decodes() -> None:
+    """The real coca_ViT-L-14 (random weights, ~640M parameters): image tower, text tower and
+    decoder fit together; two decoder steps keep it quick."""
+    settings = CaptionerSettings()
+    captioner = CocaCaptioner(settings.model, RANDOM, CPU, min_length=2, max_length=3)
+    assert isinstance(captioner.net, open_clip.CoCa) and captioner.context_length == 76
+    pixels = captioner.preprocess(synthetic_image(1, (400, 300)))
+    assert pixels.shape == (3, 224, 224)
+    (ids,) = captioner.generate(pixels[None])
+    assert ids[0] == captioner.sot and 1 <= len(ids) <= 3
+    assert isinstance(captioner.decode(ids), str)
+
+
+# -- the service --------------------------------------------------------------------------------------------
+
+
+def service_env(models: Path) -> dict[str, str]:
+    return {
+        "AMBIENCE_MODELS_DIR": str(models),
+        "AMBIENCE_DOWNLOAD_MODELS": "0",
+        "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
+        "AMBIENCE_CAPTIONER_MODEL": "tiny-coca",
+        "AMBIENCE_CAPTIONER_MODEL_CONFIG_PATH": str(TINY_COCA),
+        "AMBIENCE_CAPTIONER_WEIGHTS": "random",
+        "AMBIENCE_CAPTIONER_MAX_LENGTH": str(MAX_LENGTH),
+        "AMBIENCE_CAPTIONER_TORCH_THREADS": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    env = service_env(tmp_path_factory.mktemp("models"))
+    svc = ServiceProcess("services.captioner", "AMBIENCE_CAPTIONER_", tmp_path_factory.mktemp("data"), env)
+    svc.start(timeout=120)
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def caption_request(url: str, data: bytes, name: str = "photo.jpg") -> httpx.Response:
+    return httpx.post(url + "/get_image_caption", files={"image": (name, data)}, timeout=120)
+
+
+def test_caption_over_http_with_random_weights(server: ServiceProcess) -> None:
+    data = encode(synthetic_image(11))
+    r = caption_request(server.url, data)
+    assert r.status_code == 200, r.text
+    caption = r.json()
+    assert isinstance(caption, str) and caption == caption.strip() and caption
+    assert "<start_of_text>" not in caption and "<end_of_text>" not in caption
+    # Every word is made of the tokenizer's vocabulary: encoding it and decoding gives it back.
+    # (Random logits are close to tied, so the exact words depend on float rounding: the
+    # checkpoint tests below pin the words down.)
+    tokenizer = open_clip.get_tokenizer("tiny-coca")
+    for word in caption.split():
+        assert tokenizer.decode(tokenizer.encode(word)).strip() == word
+
+
+def test_caption_from_a_checkpoint_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state, _ = steered_state(WORDS)
+    path = tmp_path / "steered.bin"
+    torch.save(state, path)
+    for key, value in {**service_env(tmp_path), "AMBIENCE_CAPTIONER_WEIGHTS": str(path)}.items():
+        monkeypatch.setenv(key, value)
+    with TestClient(build_app()) as client:
+        r = client.post("/get_image_caption", files={"image": ("a.png", encode(synthetic_image(2), "PNG"))})
+        health = client.get("/health").json()
+    assert r.status_code == 200 and set(r.json().split()) <= set(WORDS) and r.json()
+    assert health["weights"] == "file" and health["weights_source"] == str(path)
+
+
+@pytest.mark.parametrize(
+    ("label", "payload", "status"),
+    [
+        ("empty upload", b"", 422),
+        ("text file named .jpg", b"this is not an image\n" * 10, 422),
+        ("1x1 image", encode(Image.new("RGB", (1, 1), "red"), "PNG"), 422),
+        ("decompression bomb", png_bomb(), 413),
+        ("truncated JPEG", encode(synthetic_image(1))[:600], 422),
+    ],
+)
+def test_bad_images_are_4xx_and_the_service_stays_up(
+    server: ServiceProcess, label: str, payload: bytes, status: int
+) -> None:
+    r = caption_request(server.url, payload)
+    assert r.status_code == status, (label, r.text)
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"]
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_info_routes(server: ServiceProcess) -> None:
+    health = httpx.get(server.url + "/health").json()
+    assert health["status"] == "ok" and health["weights"] == "random" and health["model"] == "tiny-coca"
+    assert health["max_length"] == MAX_LENGTH and health["beam_width"] == 2
+    assert httpx.post(server.url + "/get_image_caption", data={"x": "1"}).status_code == 422
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'route="/get_image_caption",status="422"' in metrics
+    assert "/get_image_caption" in httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert httpx.get(server.url + "/docs").status_code == 200
+
+
+# -- weights ------------------------------------------------------------------------------------------
+
+
+def test_registry_names_the_hub_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(tmp_path))
+    (wf,) = required_weights("captioner")
+    assert wf.hf_repo == "laion/mscoco_finetuned_CoCa-ViT-L-14-laion2B-s13B-b90k"
+    assert wf.target.is_relative_to(tmp_path / "captioner")
+    monkeypatch.setenv("AMBIENCE_CAPTIONER_WEIGHTS", "random")
+    assert required_weights("captioner") == []
+
+
+def test_exits_2_naming_the_fetch_command_without_weights(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AMBIENCE_MODELS_DIR": str(tmp_path / "models"),
+        "AMBIENCE_DOWNLOAD_MODELS": "0",
+        "AMBIENCE_CAPTIONER_PORT": "0",
+        "AMBIENCE_CAPTIONER_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.captioner"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
+    assert "open_clip_model.safetensors" in proc.stderr and "ambience models fetch captioner" in proc.stderr

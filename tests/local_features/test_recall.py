@@ -1,0 +1,67 @@
+"""Recall on the real photographs with RootSIFT: every transform finds its source at rank 1.
+
+All photos are indexed (they are each other's distractors); every 4th photo is queried with each
+transform to keep the test near a minute of CPU. Rank 1 may be the source or a picture of the
+same geometry (see same_picture_groups). The full-collection figures come from
+``bench/local_features_recall.py`` (every photo) and are recorded in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.common.collection import Collection
+from services.common.schemas import SearchParams
+from services.common.store import FeatureStore
+from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
+from tests.helpers import encode, load_rgb
+from tests.local_features.transforms import TRANSFORMS, same_picture_groups
+
+QUERY_EVERY = 4
+#: Measured below 90% (see docs/benchmarks.md): a 25%-area crop analysed at its own resolution
+#: shares too few of the 200 keypoints chosen on the downscaled source.
+KNOWN_GAPS = {"crop25"}
+
+
+@pytest.fixture(scope="module")
+def indexed(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalFeatures, list]:
+    tmp = tmp_path_factory.mktemp("lf-recall")
+    service = LocalFeatures(LocalFeaturesSettings(data_dir=tmp, descriptor="rootsift"))
+    service.load()
+    store = FeatureStore(tmp, service.metadata())
+    collection = Collection(store, service, tmp / "index.snapshot")
+    collection.open()
+    service.bind(collection)
+    images = [load_rgb(p) for p in photos]
+    store.add_many((i, service.extract(encode(img, quality=95))) for i, img in enumerate(images))
+    collection.sync()
+    # Copies and recolourings of one shot in the photo folder are the same picture to a geometric
+    # matcher: any of them at rank 1 counts as the source.
+    same = same_picture_groups(images)
+    yield service, list(zip(images, same, strict=True))
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        pytest.param(t, marks=pytest.mark.xfail(reason="measured < 90%", strict=False))
+        if t in KNOWN_GAPS
+        else t
+        for t in TRANSFORMS
+    ],
+)
+def test_transform_finds_source_at_rank_1(indexed: tuple[LocalFeatures, list], transform: str) -> None:
+    service, items = indexed
+    fn, mirrored = TRANSFORMS[transform]
+    queried = hits = 0
+    for i in range(0, len(items), QUERY_EVERY):
+        img, sources = items[i]
+        query = encode(fn(img, np.random.default_rng(i)), quality=95)
+        result = service.search_by_image(query, SearchParams(k=3), LocalFeaturesParams(mirrored=mirrored))
+        queried += 1
+        hits += bool(result) and result[0]["image_id"] in sources
+    assert hits / queried >= 0.9, f"{transform}: {hits}/{queried}"
