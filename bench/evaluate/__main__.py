@@ -31,6 +31,7 @@ from gateway.settings import SEARCH_SERVICES
 REPO = Path(__file__).resolve().parents[2]
 SMALL_TRANSFORMS = ("jpeg_q20", "mirror", "crop_50", "text_banner")
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
+MODEL = "tf_efficientnet_lite0"  # what tools/convert_efficientnet_lite0.py converts to
 
 
 def default_folder(name: str, env: str) -> Path:
@@ -79,7 +80,7 @@ def model_env(tmp: Path) -> dict[str, str]:
     if os.environ.get("AMBIENCE_GLOBAL_FEATURES_WEIGHTS"):
         return env
     try:
-        from bench.evaluate.lite0 import MODEL, convert
+        from tools.convert_efficientnet_lite0 import convert
 
         path = convert(tmp / "models" / f"{MODEL}.pth")
     except Exception as exc:  # package missing: global_features will report missing weights
