@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -117,6 +118,8 @@ def retrieval_text(ranks: object, status: dict[str, str], photos: int, img: str,
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the stack we started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse(argv)
     started = time.perf_counter()
     command = "python -m bench.evaluate" + (" " + shlex.join(argv if argv is not None else sys.argv[1:]))
