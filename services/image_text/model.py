@@ -10,7 +10,7 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from services.common.models import ResolvedWeights, load_open_clip_model
+from services.common.models import PixelPipeline, ResolvedWeights, load_open_clip_model
 
 
 class OpenClipSession:
@@ -26,7 +26,9 @@ class OpenClipSession:
         self.weights = weights
         self.device = device
         self.net = load_open_clip_model(model, weights, quick_gelu, preprocess_cfg).to(device)
-        self.transform = image_transform_v2(PreprocessCfg(**self.net.visual.preprocess_cfg), is_train=False)
+        self.pipeline = PixelPipeline(
+            image_transform_v2(PreprocessCfg(**self.net.visual.preprocess_cfg), is_train=False)
+        )
         self.tokenizer = open_clip.get_tokenizer(model)
         self.context_length = int(getattr(self.tokenizer, "context_length", 77))
         self.dim = int(self.embed_texts(self.tokenize("a photo")[None]).shape[1])
