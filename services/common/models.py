@@ -459,7 +459,7 @@ class PixelPipeline:
     def to_tensor(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
+        x = torch.tensor(batch, dtype=torch.uint8).to(device).permute(0, 3, 1, 2).float().div_(255)
         return (x - self.mean.to(device)) / self.std.to(device)
 
 
