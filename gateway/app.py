@@ -414,6 +414,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             settings.fusion_constant,
             settings.fused_length,
             settings.fusion_max_distance,
+            settings.fusion_tie_tolerance,
         )
         out["failed"] = failed
         return out

@@ -10,6 +10,12 @@ A service's k nearest images always exist, however far they are: a 576-bit phash
 bits from everything, its "first place" is noise. ``max_distance`` gates such services: only hits
 within a service's match distance take part in the fusion (they still appear in the service's own
 list of the reply).
+
+``tie_tolerance`` makes ranks honest where a service cannot tell images apart: local features give
+a recoloured copy of the same scene almost the same inlier count as the scene itself, so their order
+among such images is noise. A hit's rank is 1 + the number of hits *clearly* better than it (inlier
+count more than ``1 + tolerance`` times larger, or distance more than ``1 + tolerance`` times
+smaller); near-ties share a rank and another service decides between them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ def reciprocal_rank_fusion(
     constant: float,
     length: int,
     max_distance: Mapping[str, float] | None = None,
+    tie_tolerance: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Fuse per-service rankings (best first) into ``[{"image_id", "score"}]``, best first.
 
@@ -56,9 +63,30 @@ def reciprocal_rank_fusion(
         kept = clean_hits(hits, len(hits))
         if limit is not None:
             kept = [h for h in kept if isinstance(h.get("distance"), int | float) and h["distance"] <= limit]
-        for rank, hit in enumerate(kept, start=1):
+        ranks = tolerant_ranks(kept, (tie_tolerance or {}).get(service, 0.0))
+        for rank, hit in zip(ranks, kept, strict=True):
             image_id = int(hit["image_id"])
             scores[image_id] = scores.get(image_id, 0.0) + weight / (constant + rank)
             best_rank[image_id] = min(best_rank.get(image_id, rank), rank)
     order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
     return [{"image_id": i, "score": round(scores[i], 6)} for i in order[:length]]
+
+
+def tolerant_ranks(hits: Sequence[Mapping[str, Any]], tolerance: float) -> list[int]:
+    """Ranks from 1 of hits given best first; with ``tolerance`` > 0, near-ties share a rank."""
+    if tolerance <= 0:
+        return list(range(1, len(hits) + 1))
+    strength = [_strength(hit) for hit in hits]
+    if any(s is None for s in strength):
+        return list(range(1, len(hits) + 1))
+    factor = 1.0 + tolerance
+    # strength: larger is better and positive (inlier counts, or 1 / (1 + distance)).
+    return [1 + sum(1 for other in strength if other > s * factor) for s in strength]  # type: ignore[operator]
+
+
+def _strength(hit: Mapping[str, Any]) -> float | None:
+    if isinstance(hit.get("matches"), int | float):
+        return float(hit["matches"])
+    if isinstance(hit.get("distance"), int | float):
+        return 1.0 / (1.0 + max(float(hit["distance"]), 0.0))
+    return None

@@ -154,6 +154,11 @@ class GatewaySettings(BaseSettings):
         description="Per service, JSON: only hits within this distance take part in the fusion "
         "(phash: unrelated photos are 150-290 bits apart)",
     )
+    fusion_tie_tolerance: dict[str, float] = Field(
+        default_factory=lambda: {"local_features": 0.25},
+        description="Per service, JSON: hits whose scores are within this relative margin share a rank "
+        "in the fusion (local_features: recoloured copies of one scene get near-equal inlier counts)",
+    )
     fused_length: int = Field(20, ge=1, description="Length of unified_res")
     duplicate_distance: float = Field(64, ge=0, description="phash Hamming distance that makes a duplicate")
     duplicate_local_min_inliers: int = Field(

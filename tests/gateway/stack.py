@@ -17,9 +17,13 @@ MODULES = {
     "phash": ("services.phash", "AMBIENCE_PHASH_"),
     "color": ("services.color", "AMBIENCE_COLOR_"),
     "ocr": ("services.ocr", "AMBIENCE_OCR_"),
+    "local_features": ("services.local_features", "AMBIENCE_LOCAL_FEATURES_"),
 }
-#: Small OCR work per image so tests stay fast on two cores.
-SERVICE_ENV = {"ocr": {"AMBIENCE_OCR_MAX_SIDE": "640", "AMBIENCE_OCR_THREADS": "1"}}
+#: Small OCR work per image so tests stay fast on two cores; RootSIFT needs no downloaded weights.
+SERVICE_ENV = {
+    "ocr": {"AMBIENCE_OCR_MAX_SIDE": "640", "AMBIENCE_OCR_THREADS": "1"},
+    "local_features": {"AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift"},
+}
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The gateway over real HTTP in front of real phash and color services and a real PostgreSQL:
+"""The gateway over real HTTP in front of real phash, color and local_features (RootSIFT) services and
+a real PostgreSQL:
 real photographs added with one call each, transformed copies found again by /reverse_search."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tests.helpers import encode, load_rgb, synthetic_image
 from tests.pg import TestServer
 
 QUERIES = 24  # photos whose transformed copies are searched (all photos are added)
+SEARCH_SERVICES = ["phash", "color", "local_features"]
+RESULT_KEYS = [f"{name}_res" for name in SEARCH_SERVICES]
 
 
 def crop(img: Image.Image) -> Image.Image:
@@ -40,7 +43,7 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[Stack]:
-    st = start_stack(tmp_path_factory.mktemp("e2e"), pg_server, ["phash", "color"])
+    st = start_stack(tmp_path_factory.mktemp("e2e"), pg_server, SEARCH_SERVICES)
     yield st
     st.stop()
 
@@ -61,7 +64,7 @@ def added(stack: Stack, photos: list[Path]) -> list[Path]:
     with ThreadPoolExecutor(4) as pool:
         replies = list(pool.map(add, enumerate(photos)))
     for reply in replies:
-        assert sorted(e["service"] for e in reply) == ["color", "phash"]
+        assert sorted(e["service"] for e in reply) == sorted(SEARCH_SERVICES)
         assert all(e["status"] == "ok" for e in reply), reply
     return photos
 
@@ -104,7 +107,7 @@ def test_transformed_copies_rank_their_source_first(stack: Stack, added: list[Pa
         unified = reply["unified_res"]
         assert unified and all(set(e) == {"image_id", "score"} and e["image_id"] >= 0 for e in unified)
         assert [e["score"] for e in unified] == sorted((e["score"] for e in unified), reverse=True)
-        found_first = [k for k in ("phash_res", "color_res") if reply[k][0]["image_id"] == image_id]
+        found_first = [k for k in RESULT_KEYS if reply[k] and reply[k][0]["image_id"] == image_id]
         if found_first:
             single_first[name] += 1
             if unified[0]["image_id"] != image_id:
@@ -113,7 +116,7 @@ def test_transformed_copies_rank_their_source_first(stack: Stack, added: list[Pa
     print("source at rank 1 by some service:", single_first, "in unified_res:", fused_first)
     assert not misses, f"a service had the source first but fusion did not: {misses}"
     # The test means something only if the services do find most copies.
-    for name in ("mirror", "jpeg30", "thumbnail"):
+    for name in TRANSFORMS:
         assert single_first[name] >= 0.9 * len(sources), (name, single_first)
 
 

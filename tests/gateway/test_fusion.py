@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.fusion import clean_hits, reciprocal_rank_fusion
+from gateway.fusion import clean_hits, reciprocal_rank_fusion, tolerant_ranks
 
 
 def hits(*ids: int) -> list[dict[str, int]]:
@@ -46,3 +46,19 @@ def test_hits_beyond_a_service_match_distance_do_not_vote() -> None:
     fused = reciprocal_rank_fusion(rankings, {"phash": 1.0, "color": 0.5}, 10, 10, {"phash": 128})
     assert [e["image_id"] for e in fused] == [6, 5]
     assert fused[0]["score"] == round(0.5 / 11, 6)
+
+
+def test_near_ties_share_a_rank_so_another_service_decides() -> None:
+    # local_features cannot tell a recoloured copy (2) from the source (1): 110 vs 100 inliers.
+    local = [{"image_id": 2, "matches": 110}, {"image_id": 1, "matches": 100}, {"image_id": 3, "matches": 20}]
+    color = [{"image_id": 1, "distance": 1e5}, {"image_id": 2, "distance": 4e6}]
+    weights = {"local_features": 1.5, "color": 1.0}
+    plain = reciprocal_rank_fusion({"local_features": local, "color": color}, weights, 1.0, 10)
+    assert plain[0]["image_id"] == 2  # rank order alone lets the noise win
+    tolerant = reciprocal_rank_fusion(
+        {"local_features": local, "color": color}, weights, 1.0, 10, tie_tolerance={"local_features": 0.25}
+    )
+    assert tolerant[0]["image_id"] == 1
+    # A clearly better hit keeps its lead: 3 is far behind both.
+    assert tolerant_ranks(local, 0.25) == [1, 1, 3]
+    assert tolerant_ranks(local, 0.0) == [1, 2, 3]
