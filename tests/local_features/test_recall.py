@@ -1,8 +1,8 @@
 """Recall on the real photographs with RootSIFT: every transform finds its source at rank 1.
 
 All photos are indexed (they are each other's distractors); every 4th photo is queried with each
-transform to keep the test near a minute of CPU. Rank 1 may be the source or a picture of the
-same geometry (see same_picture_groups). The full-collection figures come from
+transform to keep the test near a minute of CPU. Rank 1 must be the source or a byte-identical
+copy of its file (same_source_groups; the bench counts the same way). The full-collection figures come from
 ``bench/local_features_recall.py`` (every photo) and are recorded in docs/benchmarks.md.
 """
 
@@ -18,7 +18,7 @@ from services.common.schemas import SearchParams
 from services.common.store import FeatureStore
 from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
 from tests.helpers import encode, load_rgb
-from tests.local_features.transforms import TRANSFORMS, same_picture_groups
+from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
 QUERY_EVERY = 4
 #: Measured below 90% (see docs/benchmarks.md): a 25%-area crop analysed at its own resolution
@@ -38,9 +38,7 @@ def indexed(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tup
     images = [load_rgb(p) for p in photos]
     store.add_many((i, service.extract(encode(img, quality=95))) for i, img in enumerate(images))
     collection.sync()
-    # Copies and recolourings of one shot in the photo folder are the same picture to a geometric
-    # matcher: any of them at rank 1 counts as the source.
-    same = same_picture_groups(images)
+    same = same_source_groups(photos)
     yield service, list(zip(images, same, strict=True))
     store.close()
 
