@@ -2,7 +2,8 @@
 
 Every photo is indexed, then every photo is queried once per transform (crops of 50% and 25% of
 the area, crop + JPEG q40, crop downscaled to half, 10-degree rotation, mirrored crop searched
-with mirrored=1). A hit is rank 1 = the source (or a byte-identical copy of its file).
+with mirrored=1). A hit is rank 1 = the source or a byte-identical copy of its file
+(tests.local_features.transforms.same_source_groups, the same rule as tests/local_features).
 
     python bench/local_features_recall.py [--every 1]
 """
@@ -10,7 +11,6 @@ with mirrored=1). A hit is rank 1 = the source (or a byte-identical copy of its 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -26,7 +26,7 @@ from services.common.schemas import SearchParams
 from services.common.store import FeatureStore
 from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
 from tests.helpers import PHOTOS, encode, load_rgb, photo_paths
-from tests.local_features.transforms import TRANSFORMS
+from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     collection = Collection(store, service, tmp / "index.snapshot")
     collection.open()
     service.bind(collection)
-    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    sources_of = same_source_groups(paths)
     images = [load_rgb(p) for p in paths]
     started = time.perf_counter()
     store.add_many((i, service.extract(encode(img, quality=95))) for i, img in enumerate(images))
@@ -60,8 +60,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = service.search_by_image(query, SearchParams(k=3), LocalFeaturesParams(mirrored=mirrored))
             seconds.append(time.perf_counter() - t0)
-            sources = {j for j, d in enumerate(digests) if d == digests[i]}
-            if result and result[0]["image_id"] in sources:
+            if result and result[0]["image_id"] in sources_of[i]:
                 hits += 1
             else:
                 misses.append(paths[i].name)

@@ -24,6 +24,9 @@ class VerifyParams:
     confidence: float = 0.999
     #: Homographies that shrink/stretch area by more than this factor are treated as degenerate.
     max_area_change: float = 64.0
+    #: Query keypoints this close (query pixels) to a stored keypoint's nearest query keypoint are
+    #: the same point seen at another pyramid level, not a rival in the reverse ratio test.
+    same_point_radius: float = 8.0
 
 
 def votes_from_hits(distances: np.ndarray, ids: np.ndarray, matching_threshold: float) -> dict[int, int]:
@@ -43,9 +46,20 @@ def best_candidates(votes: dict[int, int], max_candidates: int) -> list[int]:
     return [image_id for image_id, _ in ranked[:max_candidates]]
 
 
-def smnn(query: np.ndarray, stored: np.ndarray, ratio: float) -> np.ndarray:
+def smnn(
+    query: np.ndarray,
+    stored: np.ndarray,
+    ratio: float,
+    query_xy: np.ndarray | None = None,
+    same_point_radius: float = 0.0,
+) -> np.ndarray:
     """(m, 2) index pairs (query row, stored row): mutual nearest neighbours whose distance is
-    below ``ratio`` times the distance to the second nearest (in both directions)."""
+    below ``ratio`` times the distance to the second nearest (in both directions).
+
+    With ``query_xy``, the reverse (stored -> query) second nearest skips query keypoints within
+    ``same_point_radius`` of the nearest one. A pyramid query holds most points twice (once per
+    level, near-identical descriptors); counting the copy as a rival rejected true matches and
+    left 25%-area crops 8-9 inliers short of ``min_inliers``."""
     if len(query) < 2 or len(stored) < 2:
         return np.zeros((0, 2), np.int64)
     # Unit rows: squared L2 = 2 - 2 cos.
@@ -56,9 +70,15 @@ def smnn(query: np.ndarray, stored: np.ndarray, ratio: float) -> np.ndarray:
     rows = np.arange(len(query))
     mutual = nn21[nn12] == rows
     part12 = np.partition(dist, 1, axis=1)[:, :2]
-    part21 = np.partition(dist, 1, axis=0)[:2, :]
     ratio12 = part12[:, 0] / np.maximum(part12[:, 1], 1e-8)
-    ratio21 = part21[0, nn12] / np.maximum(part21[1, nn12], 1e-8)
+    if query_xy is not None and same_point_radius > 0:
+        near = ((query_xy[:, None, :] - query_xy[None, :, :]) ** 2).sum(axis=2) <= same_point_radius**2
+        rivals = np.where(near[:, nn21], np.inf, dist)  # column j: rivals of stored j's nearest
+        ratio21_all = dist.min(axis=0) / np.maximum(rivals.min(axis=0), 1e-8)
+    else:
+        part21 = np.partition(dist, 1, axis=0)[:2, :]
+        ratio21_all = part21[0] / np.maximum(part21[1], 1e-8)
+    ratio21 = ratio21_all[nn12]
     keep = mutual & (np.maximum(ratio12, ratio21) <= ratio)
     return np.stack([rows[keep], nn12[keep]], axis=1).astype(np.int64)
 
@@ -75,7 +95,7 @@ def _degenerate(h: np.ndarray | None, max_area_change: float) -> bool:
 
 def verify(query: Features, stored: Features, params: VerifyParams) -> int:
     """Inlier count of the MAGSAC++ homography between SMNN matches (0 when none holds)."""
-    pairs = smnn(query.descriptors, stored.descriptors, params.smnn_ratio)
+    pairs = smnn(query.descriptors, stored.descriptors, params.smnn_ratio, query.xy, params.same_point_radius)
     if len(pairs) < 4:
         return 0
     src = query.xy[pairs[:, 0]].reshape(-1, 1, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -74,6 +75,13 @@ class LocalFeaturesSettings(ServiceSettings):
         0.003, gt=0, description="SIFT DoG contrast threshold (low: smooth photos still get keypoints)"
     )
     sift_candidates: int = Field(3000, ge=1, description="Strongest SIFT keypoints considered for selection")
+    query_keypoints: int = Field(
+        300,
+        ge=0,
+        le=MAX_KEYPOINTS,
+        description="Keypoints kept per query pyramid level (0: MAX_KEYPOINTS); not stored, so more "
+        "only costs search time",
+    )
     query_octaves: int = Field(
         2, ge=1, le=4, description="Query pyramid levels (1: as stored; 2: also the half-size query)"
     )
@@ -82,8 +90,11 @@ class LocalFeaturesSettings(ServiceSettings):
         0.0, ge=0, description="Squared-L2 distance under which a neighbour votes (0: per-descriptor default)"
     )
     max_candidates: int = Field(20, ge=1, description="Images verified per query (most votes first)")
-    min_inliers: int = Field(10, ge=1, description="Inliers a verified match needs to be returned")
+    min_inliers: int = Field(8, ge=1, description="Inliers a verified match needs to be returned")
     smnn_ratio: float = Field(0.9, gt=0, le=1, description="SMNN second-nearest ratio")
+    same_point_radius: float = Field(
+        8.0, ge=0, description="SMNN: query keypoints this close (px) are one point at two pyramid levels"
+    )
     reprojection_threshold: float = Field(6.0, gt=0, description="MAGSAC++ threshold in pixels")
     magsac_iterations: int = Field(2000, ge=10, description="MAGSAC++ maximum iterations")
     index_factory: str = Field("", description="FAISS factory for training (empty: by collection size)")
@@ -133,8 +144,12 @@ class LocalFeatures(FeatureService):
             contrast_threshold=s.contrast_threshold,
             candidates=s.sift_candidates,
         )
+        self.query_keypoint_params = dataclasses.replace(
+            self.keypoint_params, max_keypoints=s.query_keypoints or s.max_keypoints
+        )
         self.verify_params = VerifyParams(
             smnn_ratio=s.smnn_ratio,
+            same_point_radius=s.same_point_radius,
             reprojection_threshold=s.reprojection_threshold,
             max_iterations=s.magsac_iterations,
         )
@@ -264,7 +279,7 @@ class LocalFeatures(FeatureService):
 
     def query_features(self, gray: np.ndarray) -> Features:
         assert self.model is not None, "load() was not called"
-        return query_features(gray, self.keypoint_params, self.model, self.settings.query_octaves)
+        return query_features(gray, self.query_keypoint_params, self.model, self.settings.query_octaves)
 
     def extract(self, data: bytes) -> bytes:
         return self.features_of(self._gray(data))[1]

@@ -1,9 +1,9 @@
 """Recall on the real photographs with RootSIFT: every transform finds its source at rank 1.
 
 All photos are indexed (they are each other's distractors); every 4th photo is queried with each
-transform to keep the test near a minute of CPU. Rank 1 may be the source or a picture of the
-same geometry (see same_picture_groups). The full-collection figures come from
-``bench/local_features_recall.py`` (every photo) and are recorded in docs/benchmarks.md.
+transform to keep the test near a minute of CPU. Rank 1 must be the source or a byte-identical
+copy of its file (same_source_groups; the bench counts the same way). The full-collection
+figures come from ``bench/local_features_recall.py`` (every photo), recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from services.common.schemas import SearchParams
 from services.common.store import FeatureStore
 from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
 from tests.helpers import encode, load_rgb
-from tests.local_features.transforms import TRANSFORMS, same_picture_groups
+from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
 QUERY_EVERY = 4
-#: Measured below 90% (see docs/benchmarks.md): a 25%-area crop analysed at its own resolution
-#: shares too few of the 200 keypoints chosen on the downscaled source.
-KNOWN_GAPS = {"crop25"}
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +35,12 @@ def indexed(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tup
     images = [load_rgb(p) for p in photos]
     store.add_many((i, service.extract(encode(img, quality=95))) for i, img in enumerate(images))
     collection.sync()
-    # Copies and recolourings of one shot in the photo folder are the same picture to a geometric
-    # matcher: any of them at rank 1 counts as the source.
-    same = same_picture_groups(images)
+    same = same_source_groups(photos)
     yield service, list(zip(images, same, strict=True))
     store.close()
 
 
-@pytest.mark.parametrize(
-    "transform",
-    [
-        pytest.param(t, marks=pytest.mark.xfail(reason="measured < 90%", strict=False))
-        if t in KNOWN_GAPS
-        else t
-        for t in TRANSFORMS
-    ],
-)
+@pytest.mark.parametrize("transform", list(TRANSFORMS))
 def test_transform_finds_source_at_rank_1(indexed: tuple[LocalFeatures, list], transform: str) -> None:
     service, items = indexed
     fn, mirrored = TRANSFORMS[transform]
