@@ -69,6 +69,17 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
+def bad_uploads() -> list[tuple[str, bytes, int]]:
+    """(label, upload bytes, expected status) that every image route must refuse with a clear 4xx."""
+    return [
+        ("empty upload", b"", 422),
+        ("text file named .jpg", b"this is not an image\n" * 10, 422),
+        ("1x1 image", encode(Image.new("RGB", (1, 1), "red"), "PNG"), 422),
+        ("decompression bomb", png_bomb(), 413),
+        ("truncated JPEG", encode(synthetic_image(1))[:600], 422),
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

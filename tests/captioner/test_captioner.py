@@ -13,14 +13,13 @@ import open_clip
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from PIL import Image
 from safetensors.torch import save_file
 
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
 from services.captioner.service import CaptionerSettings, build_app
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models import ResolvedWeights, required_weights
-from tests.helpers import REPO, ServiceProcess, encode, png_bomb, synthetic_image
+from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
 
 TINY_COCA = Path(__file__).with_name("tiny-coca.json")
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
@@ -229,16 +228,7 @@ def test_caption_from_a_checkpoint_over_http(tmp_path: Path, monkeypatch: pytest
     assert health["weights"] == "file" and health["weights_source"] == str(path)
 
 
-@pytest.mark.parametrize(
-    ("label", "payload", "status"),
-    [
-        ("empty upload", b"", 422),
-        ("text file named .jpg", b"this is not an image\n" * 10, 422),
-        ("1x1 image", encode(Image.new("RGB", (1, 1), "red"), "PNG"), 422),
-        ("decompression bomb", png_bomb(), 413),
-        ("truncated JPEG", encode(synthetic_image(1))[:600], 422),
-    ],
-)
+@pytest.mark.parametrize(("label", "payload", "status"), bad_uploads())
 def test_bad_images_are_4xx_and_the_service_stays_up(
     server: ServiceProcess, label: str, payload: bytes, status: int
 ) -> None:

@@ -26,7 +26,7 @@ from services.tagger.places import (
     readable_category,
 )
 from services.tagger.service import CHECKPOINT_URL, TaggerSettings, build_app
-from tests.helpers import REPO, ServiceProcess, encode, png_bomb, synthetic_image
+from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
 
 # A few real category names, the rest filler in the same "/x/name[/sub] index" format.
 REAL = [
@@ -223,16 +223,7 @@ def local_probabilities(models_dir: Path, data: bytes) -> np.ndarray:
     return tagger.probabilities(tagger.preprocess(Image.open(io.BytesIO(data)).convert("RGB"))[None])[0]
 
 
-@pytest.mark.parametrize(
-    ("label", "payload", "status"),
-    [
-        ("empty upload", b"", 422),
-        ("text file named .jpg", b"this is not an image\n" * 10, 422),
-        ("1x1 image", encode(Image.new("RGB", (1, 1), "red"), "PNG"), 422),
-        ("decompression bomb", png_bomb(), 413),
-        ("truncated JPEG", encode(synthetic_image(1))[:600], 422),
-    ],
-)
+@pytest.mark.parametrize(("label", "payload", "status"), bad_uploads())
 def test_bad_images_are_4xx_and_the_service_stays_up(
     server: ServiceProcess, label: str, payload: bytes, status: int
 ) -> None:
