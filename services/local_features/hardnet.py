@@ -95,11 +95,7 @@ def resolve_weights(
             log.warning("cannot download HardNet8 weights: %s", exc)
     if path.is_file():
         return WeightsSource(path, file_digest(path))
-    if allow_random:
-        log.warning(
-            "HardNet8 weights %s missing; AMBIENCE_ALLOW_RANDOM_WEIGHTS=1, using random weights", path
-        )
-        return WeightsSource(None, f"random-seed{RANDOM_SEED}")
+    # Never fall back to random weights: results come only from the weights that were asked for.
     raise WeightsUnavailable(
         f"HardNet8 weights file {path} is missing. Fix: run the service once with internet access "
         f"(it downloads {HARDNET8_URLS[0]} to that path), or download that URL there yourself, or set "

@@ -347,3 +347,12 @@ def test_missing_hardnet_weights_refuse_to_start(tmp_path: Path, monkeypatch: py
     svc = ServiceProcess("services.local_features", ENV, tmp_path / "lf2")
     with pytest.raises(RuntimeError, match="exited with 2"):
         svc.start()
+
+
+def test_missing_weights_never_fall_back_to_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even where random weights are allowed (tests), they must be asked for by name.
+    monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
+    from services.local_features.hardnet import WeightsUnavailable, resolve_weights
+
+    with pytest.raises(WeightsUnavailable, match="missing"):
+        resolve_weights("kornia", tmp_path / "models", allow_random=True, allow_download=False)
