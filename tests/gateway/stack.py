@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import ServiceProcess
+from tests.helpers import ServiceProcess, encode, synthetic_image
 from tests.pg import TestServer
 
 MODULES = {
@@ -84,3 +84,15 @@ def start_stack(
             svc.stop()
         raise
     return Stack(services, gateway, dsn, env)
+
+
+def add_generated(url: str, image_id: int) -> dict[str, dict[str, str]]:
+    """Add a generated picture through the gateway; the per-service outcomes by service name."""
+    reply = httpx.post(
+        url + "/calculate_all_image_features",
+        files={"image": ("document", encode(synthetic_image(image_id, (200, 150))))},
+        data={"image_id": str(image_id)},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    return {e["service"]: e for e in reply.json()}

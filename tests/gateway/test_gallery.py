@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.gateway.stack import Stack, start_stack
+from tests.gateway.stack import add_generated as add
 from tests.helpers import encode, synthetic_image
 from tests.ocr.signs import Sign, render
 from tests.pg import TestServer
@@ -149,17 +150,6 @@ def test_bad_input_is_refused_and_leaves_nothing_behind(stack: Stack) -> None:
             data={"image_id": bad},
         )
         assert reply.status_code == 422, bad
-
-
-def add(url: str, image_id: int) -> dict[str, dict[str, str]]:
-    reply = httpx.post(
-        url + "/calculate_all_image_features",
-        files={"image": ("document", encode(synthetic_image(image_id, (200, 150))))},
-        data={"image_id": str(image_id)},
-        timeout=60,
-    )
-    assert reply.status_code == 200, reply.text
-    return {e["service"]: e for e in reply.json()}
 
 
 def stats(stack: Stack) -> dict:

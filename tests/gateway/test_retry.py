@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.gateway.stack import Stack, start_stack
+from tests.gateway.stack import add_generated as add
 from tests.helpers import encode, synthetic_image
 from tests.pg import TestServer
 
@@ -20,17 +21,6 @@ def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[Stack]:
     st = start_stack(tmp_path, pg_server, ["phash", "color", "ocr"])
     yield st
     st.stop()
-
-
-def add(url: str, image_id: int) -> dict[str, dict[str, str]]:
-    reply = httpx.post(
-        url + "/calculate_all_image_features",
-        files={"image": ("document", encode(synthetic_image(image_id, (200, 150))))},
-        data={"image_id": str(image_id)},
-        timeout=60,
-    )
-    assert reply.status_code == 200, reply.text
-    return {e["service"]: e for e in reply.json()}
 
 
 def count(service_url: str) -> int:
