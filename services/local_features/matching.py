@@ -46,20 +46,26 @@ def best_candidates(votes: dict[int, int], max_candidates: int) -> list[int]:
     return [image_id for image_id, _ in ranked[:max_candidates]]
 
 
+def same_point_mask(query_xy: np.ndarray, same_point_radius: float) -> np.ndarray | None:
+    """(nq, nq) True where two query keypoints are within ``same_point_radius`` pixels: one point
+    seen at two pyramid levels. Computed once per query, not once per verified candidate (it is
+    the largest array of a verification)."""
+    if same_point_radius <= 0 or len(query_xy) == 0:
+        return None
+    xy = query_xy.astype(np.float32)
+    return ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2) <= same_point_radius**2
+
+
 def smnn(
-    query: np.ndarray,
-    stored: np.ndarray,
-    ratio: float,
-    query_xy: np.ndarray | None = None,
-    same_point_radius: float = 0.0,
+    query: np.ndarray, stored: np.ndarray, ratio: float, same_point: np.ndarray | None = None
 ) -> np.ndarray:
     """(m, 2) index pairs (query row, stored row): mutual nearest neighbours whose distance is
     below ``ratio`` times the distance to the second nearest (in both directions).
 
-    With ``query_xy``, the reverse (stored -> query) second nearest skips query keypoints within
-    ``same_point_radius`` of the nearest one. A pyramid query holds most points twice (once per
-    level, near-identical descriptors); counting the copy as a rival rejected true matches and
-    left 25%-area crops 8-9 inliers short of ``min_inliers``."""
+    With ``same_point`` (``same_point_mask`` of the query), the reverse (stored -> query) second
+    nearest skips query keypoints at the nearest one's place. A pyramid query holds most points
+    twice (once per level, near-identical descriptors); counting the copy as a rival rejected true
+    matches and left 25%-area crops 8-9 inliers short of ``min_inliers``."""
     if len(query) < 2 or len(stored) < 2:
         return np.zeros((0, 2), np.int64)
     # Unit rows: squared L2 = 2 - 2 cos.
@@ -71,9 +77,8 @@ def smnn(
     mutual = nn21[nn12] == rows
     part12 = np.partition(dist, 1, axis=1)[:, :2]
     ratio12 = part12[:, 0] / np.maximum(part12[:, 1], 1e-8)
-    if query_xy is not None and same_point_radius > 0:
-        near = ((query_xy[:, None, :] - query_xy[None, :, :]) ** 2).sum(axis=2) <= same_point_radius**2
-        rivals = np.where(near[:, nn21], np.inf, dist)  # column j: rivals of stored j's nearest
+    if same_point is not None:
+        rivals = np.where(same_point[:, nn21], np.inf, dist)  # column j: rivals of stored j's nearest
         ratio21_all = dist.min(axis=0) / np.maximum(rivals.min(axis=0), 1e-8)
     else:
         part21 = np.partition(dist, 1, axis=0)[:2, :]
@@ -93,10 +98,23 @@ def _degenerate(h: np.ndarray | None, max_area_change: float) -> bool:
     return not (1.0 / max_area_change <= det <= max_area_change)
 
 
-def verify(query: Features, stored: Features, params: VerifyParams) -> int:
-    """Inlier count of the MAGSAC++ homography between SMNN matches (0 when none holds)."""
-    pairs = smnn(query.descriptors, stored.descriptors, params.smnn_ratio, query.xy, params.same_point_radius)
-    if len(pairs) < 4:
+def verify(
+    query: Features,
+    stored: Features,
+    params: VerifyParams,
+    same_point: np.ndarray | None = None,
+    needed: int = 4,
+) -> int:
+    """Inlier count of the MAGSAC++ homography between SMNN matches (0 when none holds).
+
+    ``same_point``: the query's ``same_point_mask``, when verifying many candidates for one query.
+    ``needed``: the inlier count a caller would keep; with fewer SMNN matches than that no
+    homography can reach it, so MAGSAC++ is skipped. On an unrelated image it would run all its
+    iterations without reaching the confidence and cost most of a verification."""
+    if same_point is None:
+        same_point = same_point_mask(query.xy, params.same_point_radius)
+    pairs = smnn(query.descriptors, stored.descriptors, params.smnn_ratio, same_point)
+    if len(pairs) < max(4, needed):
         return 0
     src = query.xy[pairs[:, 0]].reshape(-1, 1, 2)
     dst = stored.xy[pairs[:, 1]].reshape(-1, 1, 2)

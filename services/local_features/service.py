@@ -17,6 +17,7 @@ from fastapi import Body, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
 
 from services.common.app import create_app
 from services.common.errors import StartupError, WeightsMissingError
@@ -40,7 +41,13 @@ from services.local_features.extraction import (
     query_features,
     record_count,
 )
-from services.local_features.matching import VerifyParams, best_candidates, verify, votes_from_hits
+from services.local_features.matching import (
+    VerifyParams,
+    best_candidates,
+    same_point_mask,
+    verify,
+    votes_from_hits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +172,10 @@ class LocalFeatures(FeatureService):
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def load(self) -> None:
+        # Verification multiplies matrices of a few hundred rows per candidate; a second BLAS
+        # thread costs more in hand-offs than it computes there (2-40x slower on 2 busy cores),
+        # and requests already run concurrently: BLAS gets SEARCH_THREADS, as FAISS does.
+        threadpool_limits(limits=self.settings.search_threads, user_api="blas")
         self.model = self._load_model()
         self._load_trained()
 
@@ -289,22 +300,23 @@ class LocalFeatures(FeatureService):
         gray = self._gray(data)
         variants = [gray, mirror_gray(gray)] if params.mirrored else [gray]
         queries = [self.query_features(g) for g in variants]
-        return self.rank(self.match(queries), search)
+        return self.rank(self.match(queries, needed=self.needed_inliers(search)), search)
 
     def search_by_stored(
         self, image_id: int, stored: bytes, search: SearchParams, params: BaseModel
     ) -> list[Hit]:
         # The stored record is the query (no image to mirror); the image itself comes first.
         query = decode_record(stored)
-        scores = self.match([query], exclude=image_id)
+        scores = self.match([query], exclude=image_id, needed=self.needed_inliers(search))
         hits = self.rank(scores, search)
         itself = {"image_id": image_id, "matches": len(query)}
         if search.k is not None:
             return [itself, *hits[: search.k - 1]]
         return [itself, *hits]
 
-    def match(self, queries: list[Features], exclude: int | None = None) -> dict[int, int]:
-        """Inlier count per verified image (best over the query variants)."""
+    def match(self, queries: list[Features], exclude: int | None = None, needed: int = 4) -> dict[int, int]:
+        """Inlier count per verified image (best over the query variants); images that cannot
+        reach ``needed`` inliers may score 0."""
         index = self.collection.index
         scores: dict[int, int] = {}
         for query in queries:
@@ -313,21 +325,34 @@ class LocalFeatures(FeatureService):
             distances, ids = index.search(query.descriptors, self.settings.k_clusters)
             votes = votes_from_hits(distances, ids, self.matching_threshold)
             votes.pop(exclude, None)  # type: ignore[arg-type]
-            for image_id in best_candidates(votes, self.settings.max_candidates):
-                record = self.collection.store.get(image_id)
-                if record is None:  # deleted meanwhile
-                    continue
-                inliers = verify(query, decode_record(record), self.verify_params)
-                if inliers > scores.get(image_id, 0):
-                    scores[image_id] = inliers
+            same_point = same_point_mask(query.xy, self.verify_params.same_point_radius)
+            self._verify_candidates(query, votes, same_point, needed, scores)
         return scores
 
-    def rank(self, scores: dict[int, int], search: SearchParams) -> list[Hit]:
+    def _verify_candidates(
+        self,
+        query: Features,
+        votes: dict[int, int],
+        same_point: np.ndarray | None,
+        needed: int,
+        scores: dict[int, int],
+    ) -> None:
+        for image_id in best_candidates(votes, self.settings.max_candidates):
+            record = self.collection.store.get(image_id)
+            if record is None:  # deleted meanwhile
+                continue
+            inliers = verify(query, decode_record(record), self.verify_params, same_point, needed)
+            if inliers > scores.get(image_id, 0):
+                scores[image_id] = inliers
+
+    def needed_inliers(self, search: SearchParams) -> int:
         """distance_threshold means "at least this many inliers" (more matches = closer)."""
         if search.distance_threshold is not None:
-            needed = max(1, math.ceil(search.distance_threshold))
-        else:
-            needed = self.settings.min_inliers
+            return max(1, math.ceil(search.distance_threshold))
+        return self.settings.min_inliers
+
+    def rank(self, scores: dict[int, int], search: SearchParams) -> list[Hit]:
+        needed = self.needed_inliers(search)
         ranked = sorted(
             ((image_id, n) for image_id, n in scores.items() if n >= needed),
             key=lambda item: (-item[1], item[0]),
