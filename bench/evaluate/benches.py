@@ -53,14 +53,29 @@ def discover() -> dict[str, str]:
     return found
 
 
-def run(module: str, title: str, small: bool, photos: Path, photos_full: Path, timeout: float) -> BenchRun:
+def block_key(module: str, args: list[str]) -> str:
+    """The report block of a bench run: one per module and argument list, so a run with other
+    arguments (a larger collection, say) has a block of its own beside the default one."""
+    return f"bench.{module}" + (f" {' '.join(args)}" if args else "")
+
+
+def run(
+    module: str,
+    title: str,
+    small: bool,
+    photos: Path,
+    photos_full: Path,
+    timeout: float,
+    args: list[str] | None = None,
+) -> BenchRun:
     env = {
         **os.environ,
         "AMBIENCE_TEST_PHOTOS": str(photos),
         "AMBIENCE_TEST_PHOTOS_FULL": str(photos_full),
     }
     env.pop("AMBIENCE_PG_DSN", None)  # each script starts its own embedded server
-    cmd = [sys.executable, "-m", f"bench.{module}", *(["--small"] if small else [])]
+    cmd = [sys.executable, "-m", f"bench.{module}", *(["--small"] if small else []), *(args or [])]
+    shown = "python " + " ".join(cmd[1:])
     started = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
@@ -68,11 +83,10 @@ def run(module: str, title: str, small: bool, photos: Path, photos_full: Path, t
         out = done.stdout.strip()
         if not ok:
             out = (
-                f"**Not measured in this run**: `{' '.join(cmd[1:])}` exited with {done.returncode}:\n\n"
+                f"**Not measured in this run**: `{shown}` exited with {done.returncode}:\n\n"
                 f"```\n{done.stderr.strip()[-1500:]}\n```"
             )
     except subprocess.TimeoutExpired:
-        ok, out = False, f"**Not measured in this run**: `{' '.join(cmd[1:])}` ran over {timeout:.0f} s."
+        ok, out = False, f"**Not measured in this run**: `{shown}` ran over {timeout:.0f} s."
     seconds = time.perf_counter() - started
-    command = f"`python -m bench.{module}{' --small' if small else ''}`"
-    return BenchRun(module, title, f"Command: {command} ({seconds:.0f} s).\n\n{out}", seconds, ok)
+    return BenchRun(module, title, f"Command: `{shown}` ({seconds:.0f} s).\n\n{out}", seconds, ok)

@@ -72,3 +72,37 @@ def test_small_run_writes_report_with_every_section(photos: list[Path], tmp_path
         assert cells[7] == "1.00"
     for png in ("recall_per_transform.png", "latency_vs_size.png"):
         assert (tmp_path / "img" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_partial_run_with_bench_args_writes_only_its_own_block(photos: list[Path], tmp_path: Path) -> None:
+    """A run of one bench with other arguments adds a block of its own, leaves the header and the
+    default block alone, and names its command in the block."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        "# Benchmarks\n\n"
+        + report.block("header", "complete run header")
+        + "\n\n"
+        + report.block("bench.local_features_recall", "default figures")
+        + "\n"
+    )
+    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
+    args = ["--small", "--parts", "benches", "--benches", "local_features_recall"]
+    args += ["--bench-args", "local_features_recall=--every 2", "--doc", str(doc)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.evaluate", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = doc.read_text()
+    assert "complete run header" in text and "default figures" in text
+    own = text.split("<!-- begin generated: bench.local_features_recall --every 2 -->")[1].split("<!-- end")[
+        0
+    ]
+    assert "Command: `python -m bench.local_features_recall --small --every 2`" in own
+    assert "| crop, 50% of the area | " in own  # the script's table
+    assert "_Produced by `python -m bench.evaluate --small --parts benches" in own
+    assert "one photo in 2 queried" in own

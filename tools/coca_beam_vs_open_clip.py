@@ -4,7 +4,7 @@ open_clip's generate needs ``transformers.BeamSearchScorer`` (transformers < 5).
 transformers out of the way and put it first on the path, e.g.:
 
     pip install --target /tmp/tf455 --no-deps transformers==4.55.4 huggingface_hub==0.34.4 tokenizers==0.21.4
-    PYTHONPATH=.:/tmp/tf455 python bench/coca_beam_vs_open_clip.py --models 6
+    PYTHONPATH=.:/tmp/tf455 python tools/coca_beam_vs_open_clip.py --models 6
 
 Uses the tiny CoCa config of the tests with random weights, perturbed per model so beams diverge,
 and open_clip's default generate arguments (6 beams in 3 groups) against our 2-beam search.
