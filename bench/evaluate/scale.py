@@ -221,7 +221,10 @@ def run(
     repeats: int,
     max_bytes: float,
     progress: Callable[[str], None] = print,
+    random_weights: frozenset[str] = frozenset(),
 ) -> list[ServiceScale]:
+    """``random_weights``: services whose pretrained weights are missing here, measured with random
+    weights (what an index costs does not depend on the vector values)."""
     results = []
     for service in services:
         if service not in FEATURES:
@@ -232,8 +235,22 @@ def run(
                 )
             )
             continue
+        service_env = env
+        if service in random_weights:
+            service_env = {
+                **env,
+                "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
+                f"AMBIENCE_{service.upper()}_WEIGHTS": "random",
+            }
         try:
-            results.append(measure(service, env, photos, sizes, repeats, max_bytes, progress))
+            result = measure(service, service_env, photos, sizes, repeats, max_bytes, progress)
+            if service in random_weights:
+                result.skipped.insert(
+                    0,
+                    "random weights (the pretrained ones are not on this machine): index costs do not "
+                    "depend on the vector values, and extraction runs the real architecture",
+                )
+            results.append(result)
         except Exception as exc:  # a model service without weights: report, keep going
             progress(f"scale {service}: not measured ({type(exc).__name__}: {exc})")
             results.append(ServiceScale(service, error=f"{type(exc).__name__}: {exc}"))
