@@ -83,6 +83,7 @@ SERVICES: dict[str, ServiceInfo] = {
             33333,
             "services.local_features.service:LocalFeaturesSettings",
             ("cv2", "torch", "kornia"),
+            weights="services.local_features.service:weights_files",
         ),
     )
 }

@@ -253,7 +253,17 @@ def resolve_weights(
     ``hub_file(tag)`` names the file of a hub tag (see :func:`timm_weights_file`).
     Raises WeightsMissingError (exit 2) when no weights can be had, StartupError for bad settings.
     """
-    service, env_var, value = settings.service_name, settings.weights_env_var(), settings.weights.strip()
+    return resolve_weights_value(
+        settings.service_name, settings.weights_env_var(), settings.weights, hub_file, default_tag
+    )
+
+
+def resolve_weights_value(
+    service: str, env_var: str, value: str, hub_file: Callable[[str], WeightsFile], default_tag: str = ""
+) -> ResolvedWeights:
+    """:func:`resolve_weights` for a weights setting of any name (``env_var`` holds ``value``), for
+    services whose weights are not their ``WEIGHTS`` setting (e.g. local_features' HardNet8)."""
+    value = value.strip()
     common = CommonSettings()
     if value == RANDOM:
         if not common.allow_random_weights:

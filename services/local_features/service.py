@@ -23,6 +23,7 @@ from services.common.app import create_app
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.feature import FeatureService, Hit
 from services.common.index import AnyIndex, new_flat_index, write_atomic
+from services.common.models import RANDOM, WeightsFile, looks_like_path, resolve_weights_value
 from services.common.schemas import SearchParams
 from services.common.settings import CommonSettings, ServiceSettings
 from services.local_features import indexing
@@ -66,10 +67,10 @@ class LocalFeaturesSettings(ServiceSettings):
     )
     hardnet_weights: str = Field(
         "kornia",
-        description="HardNet8 weights: kornia (pretrained hardnet8v2, downloaded into "
-        "$AMBIENCE_MODELS_DIR/kornia when online), a local file path, or random (tests only)",
+        description="HardNet8 weights: kornia (pretrained hardnet8v2 in $AMBIENCE_MODELS_DIR/local_features, "
+        "downloaded when online unless AMBIENCE_DOWNLOAD_MODELS=0), a local file path, or random "
+        "(tests only, needs AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
     )
-    download_weights: bool = Field(True, description="Download missing pretrained weights at start-up")
     patch_scale: float = Field(6.0, gt=0, description="HardNet patch half-side in SIFT keypoint radii")
     device: str = Field("", description="torch device for HardNet8 (default: cuda when available, else cpu)")
     max_side: int = Field(800, ge=64, description="Images are downscaled so their long side is <= this")
@@ -183,24 +184,25 @@ class LocalFeatures(FeatureService):
         s = self.settings
         if s.descriptor == "rootsift":
             return RootSiftDescriptor()
-        from services.local_features.hardnet import HardNet8Descriptor, WeightsUnavailable, resolve_weights
+        from services.local_features.hardnet import HardNet8Descriptor
 
-        common = CommonSettings()
+        env_var = hardnet_weights_env_var()
         try:
-            source = resolve_weights(
-                s.hardnet_weights,
-                common.models_dir,
-                allow_random=common.allow_random_weights,
-                allow_download=s.download_weights,
-            )
-        except WeightsUnavailable as exc:
-            raise WeightsMissingError(str(exc)) from None
+            # Shared resolution: "random" (tests), a file path, or the "kornia" file, fetched when
+            # missing and AMBIENCE_DOWNLOAD_MODELS allows; never a silent fallback to random weights.
+            weights = resolve_weights_value(s.service_name, env_var, s.hardnet_weights, hardnet_file)
+        except WeightsMissingError as exc:
+            raise WeightsMissingError(
+                f"{exc}; or use the weight-free descriptor with AMBIENCE_LOCAL_FEATURES_DESCRIPTOR=rootsift"
+            ) from None
         try:
-            model = HardNet8Descriptor(source, patch_scale=s.patch_scale, device=s.device or None)
+            model = HardNet8Descriptor(weights, patch_scale=s.patch_scale, device=s.device or None)
         except Exception as exc:
-            raise StartupError(f"cannot load HardNet8 weights from {source.label}: {exc}") from None
-        self.weights_label = "random" if source.path is None else str(source.path)
-        self.weights_digest = source.digest
+            raise StartupError(f"cannot load HardNet8 weights from {weights.source}: {exc}") from None
+        self.weights_label = "random" if weights.random else str(weights.path)
+        # The store metadata keeps the first 16 hex digits of the sha256 (as before the shared layer),
+        # so existing data dirs stay valid.
+        self.weights_digest = weights.digest if weights.random else weights.digest[:16]
         return model
 
     @property
@@ -417,6 +419,32 @@ class LocalFeatures(FeatureService):
             raise
         finally:
             self._train_lock.release()
+
+
+def hardnet_weights_env_var() -> str:
+    return f"{LocalFeaturesSettings.env_prefix()}HARDNET_WEIGHTS"
+
+
+def hardnet_file(value: str) -> WeightsFile:
+    """The file a non-path ``hardnet_weights`` value names: only "kornia" ('' too) is known."""
+    from services.local_features.hardnet import PRETRAINED, hardnet8_weights_file
+
+    if value not in ("", PRETRAINED):
+        raise StartupError(
+            f"local_features: {hardnet_weights_env_var()}={value!r} is neither {PRETRAINED!r}, 'random' nor "
+            "a file path (a path needs a '/' or a .pt/.pth suffix)"
+        )
+    return hardnet8_weights_file(CommonSettings().models_dir, hardnet_weights_env_var())
+
+
+def weights_files(settings: ServiceSettings | None = None) -> list[WeightsFile]:
+    """What ``ambience models fetch local_features`` downloads with these settings: kornia's
+    HardNet8 file, unless RootSIFT (no weights), a local file or random weights are configured."""
+    s = settings if isinstance(settings, LocalFeaturesSettings) else LocalFeaturesSettings()
+    value = s.hardnet_weights.strip()
+    if s.descriptor != "hardnet8" or value == RANDOM or looks_like_path(value):
+        return []
+    return [hardnet_file(value)]  # an unknown value raises StartupError, which `models list` shows
 
 
 def build_app(settings: LocalFeaturesSettings | None = None) -> FastAPI:

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from services.common.errors import WeightsMissingError
+from services.common.errors import StartupError, WeightsMissingError
 from services.local_features.extraction import (
     CODEC_ROW_INT8,
     Features,
@@ -340,10 +340,14 @@ def test_hardnet8_with_random_weights_runs_end_to_end(tmp_path: Path, monkeypatc
 def test_missing_hardnet_weights_refuse_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", raising=False)
     monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(tmp_path / "models"))
-    service = LocalFeatures(LocalFeaturesSettings(data_dir=tmp_path / "lf", download_weights=False))
-    with pytest.raises(WeightsMissingError, match=r"hardnet8v2\.pt.*AMBIENCE_LOCAL_FEATURES_HARDNET_WEIGHTS"):
+    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
+    service = LocalFeatures(LocalFeaturesSettings(data_dir=tmp_path / "lf"))
+    target = tmp_path / "models" / "local_features" / "hardnet8v2.pt"
+    with pytest.raises(WeightsMissingError) as info:
         service.load()
-    monkeypatch.setenv("AMBIENCE_LOCAL_FEATURES_DOWNLOAD_WEIGHTS", "0")
+    message = str(info.value)
+    for fix in (str(target), "ambience models fetch local_features", f"{ENV}HARDNET_WEIGHTS", "rootsift"):
+        assert fix in message
     svc = ServiceProcess("services.local_features", ENV, tmp_path / "lf2")
     with pytest.raises(RuntimeError, match="exited with 2"):
         svc.start()
@@ -352,7 +356,32 @@ def test_missing_hardnet_weights_refuse_to_start(tmp_path: Path, monkeypatch: py
 def test_missing_weights_never_fall_back_to_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Even where random weights are allowed (tests), they must be asked for by name.
     monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
-    from services.local_features.hardnet import WeightsUnavailable, resolve_weights
+    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
+    for weights in ("kornia", str(tmp_path / "absent.pt")):
+        service = LocalFeatures(LocalFeaturesSettings(data_dir=tmp_path / "lf", hardnet_weights=weights))
+        with pytest.raises(WeightsMissingError, match=r"missing|does not exist"):
+            service.load()
 
-    with pytest.raises(WeightsUnavailable, match="missing"):
-        resolve_weights("kornia", tmp_path / "models", allow_random=True, allow_download=False)
+
+def test_hardnet_weights_from_a_local_file_keep_the_digest_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state-dict file is loaded strictly; the store records its sha256 prefix (16 hex digits)."""
+    import hashlib
+
+    import torch
+    from kornia.feature import HardNet8
+
+    path = tmp_path / "my-hardnet8.pt"
+    torch.save(HardNet8(pretrained=False).state_dict(), path)
+    settings = LocalFeaturesSettings(data_dir=tmp_path / "lf", hardnet_weights=str(path))
+    with TestClient(build_app(settings)) as client:
+        stats = client.get("/stats").json()
+    assert stats["weights"] == str(path)
+    assert stats["store"]["metadata"]["weights"] == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    # A file that is not a HardNet8 state dict is refused, not half-loaded.
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+    bad = LocalFeatures(LocalFeaturesSettings(data_dir=tmp_path / "lf3", hardnet_weights=str(path)))
+    with pytest.raises(StartupError, match="cannot load HardNet8 weights"):
+        bad.load()

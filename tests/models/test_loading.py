@@ -97,6 +97,28 @@ def test_registry_lists_the_weights_each_service_needs(offline_models: Path) -> 
     assert required_weights("phash") == []
 
 
+def test_registry_lists_hardnet8_for_local_features(
+    offline_models: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (hardnet,) = required_weights("local_features")  # defaults: descriptor hardnet8, kornia weights
+    assert hardnet.target == offline_models / "local_features" / "hardnet8v2.pt"
+    assert hardnet.sources() == [
+        "https://huggingface.co/kornia/hardnet/resolve/main/hardnet8v2.pt",
+        "https://cmp.felk.cvut.cz/~mishkdmy/hardnet8v2.pt",
+    ]
+    assert hardnet.env_var == "AMBIENCE_LOCAL_FEATURES_HARDNET_WEIGHTS"
+    assert "ambience models fetch local_features" in hardnet.fix()
+    monkeypatch.setenv("AMBIENCE_LOCAL_FEATURES_DESCRIPTOR", "rootsift")
+    assert required_weights("local_features") == []
+    monkeypatch.setenv("AMBIENCE_LOCAL_FEATURES_DESCRIPTOR", "hardnet8")
+    for local_or_random in (str(tmp_path / "my-hardnet.pt"), "random"):
+        monkeypatch.setenv("AMBIENCE_LOCAL_FEATURES_HARDNET_WEIGHTS", local_or_random)
+        assert required_weights("local_features") == []
+    monkeypatch.setenv("AMBIENCE_LOCAL_FEATURES_HARDNET_WEIGHTS", "hardnet9")
+    with pytest.raises(StartupError, match="hardnet9"):
+        required_weights("local_features")
+
+
 def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, tmp_path: Path) -> None:
     env = {
         "AMBIENCE_GLOBAL_FEATURES_DATA_DIR": str(tmp_path / "data"),
