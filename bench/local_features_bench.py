@@ -11,7 +11,8 @@ service's own feature object (no HTTP) in worker processes, then measures:
 - query latency p50/p95 of the service's search (votes from the trained index, top
   ``max_candidates`` verified) against exhaustive SMNN + MAGSAC++ over every stored image, both
   measured in this run on the same queries (crops of 25% or 50% of the area of random photos,
-  JPEG q75), and recall@1 of the source photo for both.
+  JPEG q75), and for both how often the top-1 is the right photo (the source or a copy of
+  it) and the source itself is in the top 10.
 
 Markdown on stdout, progress on stderr.
 
@@ -42,7 +43,7 @@ from services.local_features.extraction import decode_record
 from services.local_features.matching import same_point_mask, verify
 from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
 from tests.helpers import PHOTOS, encode, load_rgb, photo_paths
-from tests.local_features.transforms import crop, half, jpeg, rotate
+from tests.local_features.transforms import crop, half, jpeg, rotate, same_source_groups
 
 
 def log(message: str) -> None:
@@ -157,19 +158,26 @@ def main() -> None:
 
     # -- queries ----------------------------------------------------------------------------------------
     photos = [load_rgb(p) for p in paths]
+    twins = same_source_groups(paths)  # byte-identical photo files count as the same photo
+
+    def photo_of(image_id: int) -> set[int]:
+        return twins[image_id % len(paths)]  # extras are copies of photo id % number of photos
+
     stored = [(i, decode_record(store.get(i))) for i in store.ids()]  # type: ignore[arg-type]
     qrng = np.random.default_rng(1)
     search = SearchParams(k=10)
     needed = settings.min_inliers
     fast_ms: list[float] = []
     exhaustive_ms: list[float] = []
-    fast_hits = exhaustive_hits = agree = 0
+    right = {"fast": 0, "exhaustive": 0}  # top-1 is the source photo or a copy of it
+    top10 = {"fast": 0, "exhaustive": 0}  # the source photo itself is in the top 10
+    agree = 0
     for q in range(n_queries):
         source = int(qrng.integers(0, len(photos)))
         query_img = jpeg(crop(photos[source], float(qrng.choice([0.25, 0.5])), qrng), 75)
         data = encode(query_img, quality=95)
         t0 = time.perf_counter()
-        fast = service.search_by_image(data, search, LocalFeaturesParams())
+        fast = [hit["image_id"] for hit in service.search_by_image(data, search, LocalFeaturesParams())]
         fast_ms.append(1000 * (time.perf_counter() - t0))
         # Exhaustive: the same query features verified against every stored image, same verify().
         t0 = time.perf_counter()
@@ -179,19 +187,16 @@ def main() -> None:
             (verify(query, features, service.verify_params, same_point, needed), image_id)
             for image_id, features in stored
         ]
-        best = max(scores, key=lambda s: (s[0], -s[1]))
+        ranked = [i for n, i in sorted(scores, key=lambda s: (-s[0], s[1])) if n >= needed][:10]
         exhaustive_ms.append(1000 * (time.perf_counter() - t0))
-        # The synthesised extras are other crops of the same photos; the ground truth is the
-        # source photo itself (rank 1 = the source).
-        fast_top = fast[0]["image_id"] if fast else None
-        exhaustive_top = best[1] if best[0] >= needed else None
-        fast_hits += fast_top == source
-        exhaustive_hits += exhaustive_top == source
-        agree += fast_top == exhaustive_top
+        for name, result in (("fast", fast), ("exhaustive", ranked)):
+            right[name] += bool(result) and result[0] % len(paths) in photo_of(source)
+            top10[name] += any(i in twins[source] for i in result)
+        agree += fast[:1] == ranked[:1]
         log(f"query {q + 1}/{n_queries}: fast {fast_ms[-1]:.0f} ms, exhaustive {exhaustive_ms[-1]:.0f} ms")
 
     speedup = percentile(exhaustive_ms, 50) / percentile(fast_ms, 50)
-    relative = fast_hits / exhaustive_hits if exhaustive_hits else float("nan")
+    relative = right["fast"] / right["exhaustive"] if right["exhaustive"] else float("nan")
     n = n_queries
     print(
         f"{'Small smoke run: ' if args.small else ''}{n_images:,} images ({len(paths)} photos + "
@@ -227,17 +232,21 @@ def main() -> None:
         ),
         ("speed-up (p50)", f"{speedup:.1f}x"),
         (
-            "recall@1 of the source: trained index / exhaustive",
-            f"{fast_hits / n:.2f} / {exhaustive_hits / n:.2f}",
+            "top-1 is the source photo or a copy of it: trained index / exhaustive",
+            f"{right['fast']}/{n} / {right['exhaustive']}/{n}",
         ),
-        ("recall relative to exhaustive", f"{relative:.2f}"),
+        (
+            "source photo itself in the top 10: trained index / exhaustive",
+            f"{top10['fast']}/{n} / {top10['exhaustive']}/{n}",
+        ),
+        ("recall@1 relative to exhaustive", f"{relative:.2f}"),
         ("top-1 agreement with exhaustive", f"{agree}/{n}"),
     ]
     for name, value in rows:
         print(f"| {name} | {value} |")
     print(
         f"\nThe trained index answers a query {speedup:.1f}x faster than verifying every stored image "
-        f"(p50), with {relative:.0%} of the exhaustive recall@1 of the source; its top-1 is the "
+        f"(p50), with {relative:.0%} of the exhaustive recall@1; its top-1 is the "
         f"exhaustive top-1 for {agree} of {n} queries. The index takes "
         f"{flat_bytes / max(trained_bytes, 1):.1f}x less memory than the exact one."
     )
