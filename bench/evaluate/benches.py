@@ -12,6 +12,7 @@ import ast
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,16 +78,39 @@ def run(
     cmd = [sys.executable, "-m", f"bench.{module}", *(["--small"] if small else []), *(args or [])]
     shown = "python " + " ".join(cmd[1:])
     started = time.perf_counter()
+    # stdout is the report; stderr is the script's progress, passed through line by line (a long
+    # bench shows where it is) and kept for the report if the script fails.
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr_lines: list[str] = []
+
+    def forward() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr_lines.append(line)
+            print(f"  [{module}] {line.rstrip()}", file=sys.stderr, flush=True)
+
+    forwarder = threading.Thread(target=forward, daemon=True)
+    forwarder.start()
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
     try:
-        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-        ok = done.returncode == 0
-        out = done.stdout.strip()
-        if not ok:
-            out = (
-                f"**Not measured in this run**: `{shown}` exited with {done.returncode}:\n\n"
-                f"```\n{done.stderr.strip()[-1500:]}\n```"
-            )
-    except subprocess.TimeoutExpired:
-        ok, out = False, f"**Not measured in this run**: `{shown}` ran over {timeout:.0f} s."
+        assert proc.stdout is not None
+        out = proc.stdout.read().strip()
+        proc.wait()
+    finally:
+        timer.cancel()
+    forwarder.join(5)
+    ok = proc.returncode == 0 and not timed_out.is_set()
+    if timed_out.is_set():
+        out = f"**Not measured in this run**: `{shown}` ran over {timeout:.0f} s."
+    elif not ok:
+        tail = "".join(stderr_lines).strip()[-1500:]
+        out = f"**Not measured in this run**: `{shown}` exited with {proc.returncode}:\n\n```\n{tail}\n```"
     seconds = time.perf_counter() - started
     return BenchRun(module, title, f"Command: `{shown}` ({seconds:.0f} s).\n\n{out}", seconds, ok)
