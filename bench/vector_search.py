@@ -1,114 +1,315 @@
-"""Search latency of the global_features index at 100k and 1M synthetic vectors: exact flat index vs
-compressed indexes (FAISS factory strings, as set by AMBIENCE_GLOBAL_FEATURES_INDEX_FACTORY), with the
-recall@10 of the compressed ones against the exact result.
+"""Vector search, flat vs compressed FAISS indexes: memory, build time, latency and recall@10.
 
-    python bench/vector_search.py [--sizes 100000 1000000] [--dim 768]
+The global_features index at 100k and 1M synthetic 768-d vectors: the exact flat index (the default)
+against compressed indexes built from FAISS factory strings, as AMBIENCE_GLOBAL_FEATURES_INDEX_FACTORY
+sets them (``services.global_features.service.make_compressed_index``), with the recall@10 of each
+compressed index against the exact flat result of the same run.
+
+    python -m bench.vector_search [--sizes 100000 1000000] [--factories IVF1024,SQ8 ...] [--small]
 
 Vectors: unit vectors around 20k random centres (clustered like real embeddings, unlike uniform
-noise). Queries: fresh vectors from the same distribution, one at a time (as a request does).
+noise); the smaller collections are prefixes of the largest. Queries: fresh vectors from the same
+distribution, searched one at a time (as a request does) with one FAISS thread (SEARCH_THREADS=1).
+Each compressed layout is trained once on a sample of the smallest collection and the empty trained
+template is cloned for every size, as the service clones its trained template; the IVF coarse
+quantizer (k-means) is trained once and shared by every factory with the same number of lists.
+``--small``: 5,000 vectors, flat and IVF64,SQ8, for the smoke test.
+
+Prints markdown on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.index import VectorIndex, new_flat_index  # noqa: E402
-from services.global_features.service import make_compressed_index  # noqa: E402
+from bench.timing import machine
+from services.common.index import VectorIndex, new_flat_index
+from services.global_features.service import make_compressed_index
+
+SEARCH_THREADS = 1  # as the services' SEARCH_THREADS default: one FAISS thread per search
+# Training, adding and the batched exact reference also run on one thread: with two OpenMP threads on
+# two shared cores, a descheduled thread stalls every barrier and PQ training measured 100x slower.
+BUILD_THREADS = 1
+K = 10
+CHUNK = 50_000
+CENTRES = 20_000  # cluster centres of the synthetic vectors
+SPREAD = 0.6  # norm of the noise around a centre (before normalising)
 
 
-def clustered(
-    n: int, dim: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 0.6
-) -> np.ndarray:
+def log(message: str) -> None:
+    print(f"[vector_search] {message}", file=sys.stderr, flush=True)
+
+
+def clustered(n: int, dim: int, centres: np.ndarray, seed: int, spread: float = SPREAD) -> np.ndarray:
+    """n unit vectors, each a random centre plus Gaussian noise of norm ~``spread``; generated in
+    chunks on two threads (numpy releases the GIL), each chunk from its own seeded generator."""
     out = np.empty((n, dim), np.float32)
-    for lo in range(0, n, 100_000):
-        hi = min(n, lo + 100_000)
-        x = centres[rng.integers(0, len(centres), hi - lo)] + (spread / np.sqrt(dim)) * rng.standard_normal(
-            (hi - lo, dim), dtype=np.float32
-        )
-        out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def fill(lo: int) -> None:
+        rng = np.random.default_rng([seed, lo])
+        hi = min(n, lo + CHUNK)
+        block = out[lo:hi]
+        rng.standard_normal(block.shape, dtype=np.float32, out=block)
+        block *= spread / np.sqrt(dim)
+        block += centres[rng.integers(0, len(centres), hi - lo)]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(fill, range(0, n, CHUNK)))
     return out
 
 
-SEARCH_THREADS = 1
-BUILD_THREADS = 2
-
-
-def latency_ms(index: VectorIndex, queries: np.ndarray, k: int = 10) -> tuple[float, np.ndarray]:
+def latency_ms(index: VectorIndex, queries: np.ndarray, max_queries: int, max_seconds: float) -> list[float]:
+    """Single-query search times, until ``max_queries`` are done or ``max_seconds`` have passed
+    (at least 5 queries)."""
     faiss.omp_set_num_threads(SEARCH_THREADS)
-    ids = []
-    times = []
-    for q in queries:
-        started = time.perf_counter()
-        _, found = index.search(q[None], k)
-        times.append(1000 * (time.perf_counter() - started))
-        ids.append(found[0])
+    times: list[float] = []
+    started = time.perf_counter()
+    for q in queries[:max_queries]:
+        t0 = time.perf_counter()
+        index.search(q[None], K)
+        times.append(1000 * (time.perf_counter() - t0))
+        if len(times) >= 5 and time.perf_counter() - started > max_seconds:
+            break
     faiss.omp_set_num_threads(BUILD_THREADS)
-    return statistics.median(times), np.stack(ids)
+    return times
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
+
+
+def nlist_of(factory: str) -> int | None:
+    match = re.match(r"IVF(\d+),", factory)
+    return int(match.group(1)) if match else None
+
+
+@dataclass
+class Row:
+    n: int
+    index: str
+    bytes_per_vector: float
+    memory_mib: float
+    train_s: float | None  # None: nothing to train (flat)
+    add_s: float
+    latency_ms: float
+    timed: int
+    recall: float
+    note: str = ""
+
+
+@dataclass
+class Trained:
+    template: object  # the empty trained FAISS index
+    seconds: float  # k-means (shared) + its own training
+
+
+def train_templates(
+    factories: list[str], dim: int, sample: np.ndarray
+) -> tuple[dict[str, Trained], dict[int, float], dict[str, str]]:
+    """Trained empty templates per factory; the IVF coarse quantizer is trained once per nlist."""
+    centroids: dict[int, np.ndarray] = {}
+    kmeans_s: dict[int, float] = {}
+    trained: dict[str, Trained] = {}
+    failed: dict[str, str] = {}
+    for factory in factories:
+        try:
+            template = make_compressed_index(dim, factory)
+        except Exception as exc:  # StartupError: not a factory the service accepts
+            failed[factory] = str(exc)
+            continue
+        ivf = faiss.try_extract_index_ivf(template)
+        shared = 0.0
+        if ivf is not None:
+            nlist = int(ivf.nlist)
+            if nlist not in centroids:
+                t0 = time.perf_counter()
+                coarse = faiss.index_factory(dim, f"IVF{nlist},Flat")
+                coarse.train(sample)
+                kmeans_s[nlist] = time.perf_counter() - t0
+                q = faiss.extract_index_ivf(coarse).quantizer
+                centroids[nlist] = q.reconstruct_n(0, q.ntotal)
+                log(f"coarse k-means, {nlist} lists on {len(sample):,} vectors: {kmeans_s[nlist]:.1f}s")
+            ivf.quantizer.add(centroids[nlist])  # a trained quantizer: IVF training skips k-means
+            shared = kmeans_s[nlist]
+        t0 = time.perf_counter()
+        template.train(sample)
+        own = time.perf_counter() - t0
+        trained[factory] = Trained(template, shared + own)
+        log(f"trained {factory} in {own:.1f}s (+ {shared:.1f}s shared k-means)")
+    return trained, kmeans_s, failed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--factories", nargs="+", default=["IVF1024,SQ8", "IVF1024,PQ64"])
-    parser.add_argument("--nprobe", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1, help="FAISS threads (the services' SEARCH_THREADS)")
+    parser.add_argument(
+        "--factories", nargs="+", default=["IVF1024,SQ8", "IVF1024,PQ64np", "IVF1024,PQ64x4fs"]
+    )
+    parser.add_argument(
+        "--smallest-only",
+        nargs="*",
+        default=["IVF1024,PQ64np"],
+        help="factories built at the smallest size only (8-bit PQ encodes slowly; the run says "
+        "what the larger sizes would take)",
+    )
+    parser.add_argument("--nprobe", type=int, default=16, help="the service's default nprobe")
+    parser.add_argument("--train", type=int, default=40_000, help="training sample (39 per IVF list)")
+    parser.add_argument("--queries", type=int, default=200, help="queries for recall@10")
+    parser.add_argument("--timed", type=int, default=100, help="most single queries timed per index")
+    parser.add_argument("--timed-seconds", type=float, default=5.0, help="stop timing after this")
+    parser.add_argument("--small", action="store_true", help="5,000 vectors, flat and IVF64,SQ8")
     args = parser.parse_args()
-    global SEARCH_THREADS
-    SEARCH_THREADS = args.threads
+    if args.small:
+        args.sizes, args.factories, args.train, args.queries, args.timed = [5000], ["IVF64,SQ8"], 2500, 50, 50
+        args.smallest_only = []
+    started = time.perf_counter()
+    sizes = sorted(args.sizes)
     faiss.omp_set_num_threads(BUILD_THREADS)
     rng = np.random.default_rng(0)
-    centres = rng.standard_normal((20_000, args.dim), dtype=np.float32) / np.sqrt(args.dim)
-    centres *= 1.0 / np.linalg.norm(centres, axis=1, keepdims=True)
-    print(
-        f"FAISS {faiss.__version__}, {SEARCH_THREADS} search thread(s), dim {args.dim}, "
-        f"k=10, {args.queries} single queries, nprobe {args.nprobe}\n"
-    )
-    print("| vectors | index | memory | build (s) | median latency (ms) | speed-up vs flat | recall@10 |")
-    print("|---|---|---|---|---|---|---|")
-    for n in args.sizes:
-        data = clustered(n, args.dim, centres, rng)
-        queries = clustered(args.queries, args.dim, centres, rng)
+    centres = rng.standard_normal((CENTRES, args.dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    data = clustered(sizes[-1], args.dim, centres, seed=1)
+    queries = clustered(args.queries, args.dim, centres, seed=2)
+    log(f"generated {sizes[-1]:,} vectors in {time.perf_counter() - t0:.1f}s")
+    sample = data[rng.choice(sizes[0], min(sizes[0], args.train), replace=False)]
+    trained, kmeans_s, failed = train_templates(args.factories, args.dim, sample)
+
+    rows: list[Row] = []
+    skipped: list[str] = []
+    for n in sizes:
         ids = np.arange(n, dtype=np.int64)
-        started = time.perf_counter()
+        t0 = time.perf_counter()
         flat = VectorIndex(lambda: new_flat_index(args.dim, "l2"))
-        flat.add(ids, data)
-        build = time.perf_counter() - started
-        flat_ms, truth = latency_ms(flat, queries)
-        mem = len(flat.serialize()) / 2**20
-        print(f"| {n:,} | flat | {mem:.0f} MiB | {build:.1f} | {flat_ms:.2f} | x1 | 1.000 |", flush=True)
+        flat.add(ids, data[:n])
+        add_s = time.perf_counter() - t0
+        times = latency_ms(flat, queries, args.timed, args.timed_seconds)
+        _, truth = flat.search(queries, K)  # the exact reference, batched on BUILD_THREADS
+        flat_ms = statistics.median(times)
+        per_vector = 4 * args.dim + 8  # float32 vectors + int64 ids
+        rows.append(Row(n, "flat", per_vector, n * per_vector / 2**20, None, add_s, flat_ms, len(times), 1.0))
+        log(f"{n:,} flat: add {add_s:.1f}s, {flat_ms:.2f} ms/query over {len(times)}")
         del flat
-        for factory in args.factories:
-            started = time.perf_counter()
-            template = make_compressed_index(args.dim, factory)
-            template.train(data[rng.choice(n, min(n, 40_000), replace=False)])
-            ivf = faiss.try_extract_index_ivf(template)
+        for factory, t in trained.items():
+            if factory in args.smallest_only and n != sizes[0]:
+                done = next(r for r in rows if r.index == factory)
+                skipped.append(
+                    f"`{factory}` is not built at {n:,} vectors, to keep this run short: adding "
+                    f"{done.n:,} took {done.add_s:.1f} s, so {n:,} would take about "
+                    f"{done.add_s * n / done.n:.0f} s."
+                )
+                continue
+            t0 = time.perf_counter()
+            index = VectorIndex(lambda t=t: faiss.clone_index(t.template))
+            ivf = index.with_index(faiss.try_extract_index_ivf)
             if ivf is not None:
                 ivf.nprobe = args.nprobe
-            index = VectorIndex(lambda t=template: faiss.clone_index(t))
-            index.add(ids, data)
-            build = time.perf_counter() - started
-            ms, found = latency_ms(index, queries)
-            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
-            mem = len(index.serialize()) / 2**20
-            print(
-                f"| {n:,} | {factory} | {mem:.0f} MiB | {build:.1f} | {ms:.2f} | x{flat_ms / ms:.1f} | "
-                f"{recall:.3f} |",
-                flush=True,
+            index.add(ids, data[:n])
+            add_s = time.perf_counter() - t0
+            times = latency_ms(index, queries, args.timed, args.timed_seconds)
+            _, found = index.search(queries, K)
+            size = len(index.serialize())
+            r = Row(
+                n,
+                factory,
+                size / n,
+                size / 2**20,
+                t.seconds,
+                add_s,
+                statistics.median(times),
+                len(times),
+                0.0,
             )
-            del index, template
-        del data
+            r.recall = recall(found, truth)
+            rows.append(r)
+            log(f"{n:,} {factory}: add {add_s:.1f}s, {r.latency_ms:.2f} ms/query, recall {r.recall:.3f}")
+            del index
+    print_report(args, rows, kmeans_s, failed, skipped, len(sample))
+    log(f"done in {time.perf_counter() - started:.1f}s")
+
+
+def print_report(
+    args: argparse.Namespace,
+    rows: list[Row],
+    kmeans_s: dict[int, float],
+    failed: dict[str, str],
+    skipped: list[str],
+    trained_on: int,
+) -> None:
+    if args.small:
+        print("**Small run (smoke test)**: one small collection and one compressed index.\n")
+    kmeans = "; ".join(f"{nlist} lists: {s:.1f} s" for nlist, s in kmeans_s.items())
+    print(
+        f"FAISS {faiss.__version__}; {args.dim}-d unit vectors around {CENTRES:,} random centres (noise "
+        f"norm {SPREAD}); the smaller collections are prefixes of the largest; {args.queries} fresh "
+        f"queries from the same distribution, k = {K}. Latency: median of "
+        f"single-query searches with {SEARCH_THREADS} FAISS thread (at most {args.timed} queries or "
+        f"{args.timed_seconds:.0f} s per index; the count is in the table). Recall@10: share of the exact "
+        f"flat top-10 that each compressed index returns, over all {args.queries} queries. Compressed "
+        f"indexes: trained once on {trained_on:,} vectors of the smallest collection "
+        f"(IVF coarse k-means shared by the factories with the same lists: {kmeans or 'none'}; the "
+        f"training column includes it), nprobe {args.nprobe}; training, adding and the exact "
+        f"reference also run on {BUILD_THREADS} FAISS thread. "
+        f"Memory: serialized size (flat: 4 x dim + 8 bytes per vector, the vectors and their ids). "
+        f"{machine()}.\n"
+    )
+    for factory, reason in failed.items():
+        print(f"**Not measured**: `{factory}`: {reason}\n")
+    print(
+        "| vectors | index | bytes/vector | memory | training (s) | adding (s) | median latency (ms) "
+        "| timed queries | speed-up vs flat | recall@10 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    flat = {r.n: r for r in rows if r.index == "flat"}
+    for r in rows:
+        train = "–" if r.train_s is None else f"{r.train_s:.1f}"
+        speed = flat[r.n].latency_ms / r.latency_ms
+        print(
+            f"| {r.n:,} | {r.index} | {r.bytes_per_vector:.0f} | {r.memory_mib:,.1f} MiB | {train} | "
+            f"{r.add_s:.1f} | {r.latency_ms:.2f} | {r.timed} | x{speed:.1f} | {r.recall:.3f} |"
+        )
+    print()
+    for reason in skipped:
+        print(f"Not measured: {reason}\n")
+    sizes = sorted(flat)
+    if len(sizes) > 1:
+        a, b = flat[sizes[0]], flat[sizes[-1]]
+        print(
+            f"- Flat latency grows x{b.latency_ms / a.latency_ms:.1f} from {a.n:,} to {b.n:,} vectors "
+            f"(x{b.n / a.n:.0f} the vectors)."
+        )
+    for n in sizes:
+        for r in rows:
+            if r.n != n or r.index == "flat":
+                continue
+            print(
+                f"- {n:,} vectors, {r.index}: x{flat[n].latency_ms / r.latency_ms:.1f} faster than flat in "
+                f"1/{flat[n].memory_mib / r.memory_mib:.0f} of its memory, returning "
+                f"{100 * r.recall:.1f}% of the exact top-{K}."
+            )
+    for factory in dict.fromkeys(r.index for r in rows if r.index != "flat"):
+        by_size = [r for r in rows if r.index == factory]
+        if len(by_size) > 1:
+            print(
+                f"- {factory}: recall@10 {by_size[0].recall:.3f} at {by_size[0].n:,} vectors, "
+                f"{by_size[-1].recall:.3f} at {by_size[-1].n:,}."
+            )
 
 
 if __name__ == "__main__":
