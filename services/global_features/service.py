@@ -59,8 +59,9 @@ class GlobalFeaturesSettings(EmbeddingSettings):
     )
     index_factory: str = Field(
         "",
-        description="'' = exact flat index; else a FAISS factory string (e.g. 'IVF1024,PQ64') for a "
-        "compressed index, trained by POST /train_global_features_pca (flat until then)",
+        description="'' = exact flat index; else a FAISS factory string (e.g. 'IVF1024,SQ8' or "
+        "'IVF1024,PQ64np') for a compressed index, trained by POST /train_global_features_pca "
+        "(flat until then)",
     )
     nprobe: int = Field(16, ge=1, description="IVF lists visited per search (compressed index only)")
     pca_dim: int = Field(0, ge=0, description="Whitened dimension (0 = every direction the data spans)")
