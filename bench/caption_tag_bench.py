@@ -88,7 +88,7 @@ def post_photos(svc: ServiceProcess, route: str, photos: list[Path], into: Measu
 
 
 def reference_caption_s(
-    photos: list[Path], device: str, model: str, config: str, max_length: int
+    photos: list[Path], device: str, model: str, config: str, beam_width: int, max_length: int
 ) -> tuple[list[float], list[int]]:
     """Seconds per caption of the model alone and the caption lengths in tokens."""
     import torch
@@ -97,7 +97,9 @@ def reference_caption_s(
     from services.captioner.service import register_model_configs
 
     register_model_configs(config)
-    captioner = CocaCaptioner(model, RANDOM, torch.device(device), max_length=max_length)
+    captioner = CocaCaptioner(
+        model, RANDOM, torch.device(device), beam_width=beam_width, max_length=max_length
+    )
     warm = captioner.preprocess(load_rgb(photos[0]))[None]
     captioner.max_length = captioner.min_length + 1  # a short warm-up caption: same kernels, less time
     captioner.generate(warm)
@@ -162,8 +164,9 @@ def markdown(
     caption_model = "tiny-coca" if args.small else "coca_ViT-L-14"
     out += [
         f"Each service runs as its own process with random weights: tagger ResNet50/Places365, captioner "
-        f"{caption_model} (beam width 2, max_length {args.max_length} tokens). {len(photos)} photos from "
-        f"`{PHOTOS.name}` are posted one at a time over HTTP, the first as warm-up. The reference, "
+        f"{caption_model} (beam width {args.beam_width}, max_length {args.max_length} tokens). "
+        f"{len(photos)} photos from `{PHOTOS.name}` are posted one at a time over HTTP, the first as "
+        "warm-up. The reference, "
         "measured in the same run, is the model alone in the bench process: the image forward pass for "
         "the tagger, beam search on a preprocessed tensor for the captioner. Device "
         f"{args.device}, {threads} torch thread{'s' if threads != 1 else ''} in the services and the "
@@ -216,7 +219,7 @@ def markdown(
         out += [
             "",
             f"A captioner with random weights does not end its captions early: {lengths}, the worst case. "
-            "A real caption ends at its end token and costs less. One decoding step (both beams, the "
+            "A real caption ends at its end token and costs less. One decoding step (every beam, the "
             "towers re-run on the whole prefix) took about "
             f"{statistics.median(caption_s) / max(1, statistics.median(caption_lengths) - 1):.2f} s on "
             "average in the model-only reference.",
@@ -225,12 +228,18 @@ def markdown(
 
 
 def main() -> None:
+    from services.captioner.service import CaptionerSettings
+
+    beam_default = CaptionerSettings.model_fields["beam_width"].default
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3, help="photos per service (the first is warm-up)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-length", type=int, default=30, help="caption tokens (the service default)")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads in services and reference (0 = torch default)"
+    )
+    parser.add_argument(
+        "--beam-width", type=int, default=beam_default, help="captioner beams (the service default)"
     )
     parser.add_argument(
         "--caption-references", type=int, default=2, help="captions timed for the model-only reference"
@@ -285,6 +294,7 @@ def main() -> None:
                 "AMBIENCE_CAPTIONER_WEIGHTS": "random",
                 "AMBIENCE_CAPTIONER_DEVICE": args.device,
                 "AMBIENCE_CAPTIONER_MAX_LENGTH": str(args.max_length),
+                "AMBIENCE_CAPTIONER_BEAM_WIDTH": str(args.beam_width),
                 "AMBIENCE_CAPTIONER_TORCH_THREADS": str(args.threads),
             },
         )
@@ -293,7 +303,10 @@ def main() -> None:
             services.append(("captioner", captioner, "/get_image_caption"))
         labels = {
             "tagger": f"tagger (ResNet50, per tag set, {threads} thread{'s' if threads != 1 else ''})",
-            "captioner": f"captioner ({caption_model}, per caption, beam width 2, {args.max_length} tokens)",
+            "captioner": (
+                f"captioner ({caption_model}, per caption, beam width {args.beam_width}, "
+                f"{args.max_length} tokens)"
+            ),
         }
 
         def references() -> tuple[list[float], list[float], list[int]]:
@@ -306,6 +319,7 @@ def main() -> None:
                 args.device,
                 caption_model,
                 caption_config,
+                args.beam_width,
                 args.max_length,
             )
             return tag_s, caption_s, lengths
