@@ -2,7 +2,7 @@
 (the micro-batcher runs one forward pass for everything waiting), the forward pass alone at batch 1
 vs a full batch, and image_text text-query latency.
 
-    python -m bench.model_throughput [--images 16] [--clients 16] [--rounds 2] [--only beit] [--small]
+    python -m bench.model_throughput [--images 16] [--clients 16] [--rounds 3] [--only beit] [--small]
 
 Runs the feature objects in-process (each call = decode + preprocess + forward, as a request does)
 on synthetic photo-sized JPEGs. Random weights: speed does not depend on the weight values. The
@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16, help="synthetic JPEGs per model")
     parser.add_argument("--size", default="1024x768", help="image size WxH")
     parser.add_argument("--clients", type=int, default=16, help="concurrent callers on the batched path")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (best of each counts)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best of each counts)")
     parser.add_argument("--text-queries", type=int, default=24, help="text queries timed one at a time")
     parser.add_argument(
         "--concurrent-text-queries", type=int, default=64, help="text queries from concurrent callers"
