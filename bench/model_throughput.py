@@ -1,10 +1,15 @@
-"""Images/s of the model services, one request at a time (batch 1) vs many concurrent requests
-(the micro-batcher runs one forward pass for everything waiting), and text-query latency.
+"""global_features and image_text throughput: images/s one request at a time vs concurrent requests
+(the micro-batcher runs one forward pass for everything waiting), the forward pass alone at batch 1
+vs a full batch, and image_text text-query latency.
 
-    python bench/model_throughput.py [--images 48] [--clients 16]
+    python -m bench.model_throughput [--images 16] [--clients 16] [--rounds 3] [--only beit] [--small]
 
-Runs the feature objects in-process (decode + preprocess + forward, as a request does) on synthetic
-photos-sized JPEGs. Random weights: speed does not depend on the weight values.
+Runs the feature objects in-process (each call = decode + preprocess + forward, as a request does)
+on synthetic photo-sized JPEGs. Random weights: speed does not depend on the weight values. The
+reference for the concurrent path is the same feature called one request at a time in the same
+run; the reference for a batched forward pass is the forward pass at batch 1.
+
+Prints markdown on stdout (``--small``: the tiny test models, 8 small images, for the smoke test).
 """
 
 from __future__ import annotations
@@ -16,32 +21,66 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ["AMBIENCE_ALLOW_RANDOM_WEIGHTS"] = "1"
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from services.common.embedding import EmbeddingFeature  # noqa: E402
 from services.global_features.service import GlobalFeature, GlobalFeaturesSettings  # noqa: E402
 from services.image_text.service import ImageTextFeature, ImageTextSettings  # noqa: E402
 from tests.helpers import encode, synthetic_image  # noqa: E402
 
+TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
+TEXTS = [f"a photo of {w} at the beach in summer" for w in ("a dog", "two cats", "a red car", "mountains")]
 
-def throughput(
-    feature: EmbeddingFeature, images: list[bytes], clients: int, rounds: int
-) -> tuple[float, float, float]:
-    """(images/s one at a time, images/s with ``clients`` concurrent callers, mean batch size).
 
-    The two modes alternate for ``rounds`` rounds and the best round of each counts: the machine is
-    shared, and alternating keeps slow phases of other processes from favouring one mode.
+def log(message: str) -> None:
+    print(f"[model_throughput] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ModelRow:
+    label: str
+    device: str
+    serial: float  # images/s, one request at a time
+    concurrent: float  # images/s, ``clients`` concurrent requests (micro-batched)
+    mean_batch: float  # images per forward pass on the concurrent path
+    forward_1: float  # images/s, forward pass alone, batch 1
+    forward_n: float  # images/s, forward pass alone, batch ``batch``
+
+
+@dataclass
+class TextRow:
+    model: str
+    queries: int
+    median_ms: float
+    p90_ms: float
+    concurrent_queries: int
+    concurrent_per_s: float
+    mean_batch: float
+
+
+def measure(
+    feature: EmbeddingFeature, images: list[bytes], clients: int, rounds: int, batch: int
+) -> ModelRow:
+    """The four rates of one model, and the mean batch on the concurrent path.
+
+    Requests one at a time, ``clients`` concurrent requests, the forward pass alone at batch 1 and at
+    ``batch`` (on preprocessed pixels, no decoding) alternate for ``rounds`` rounds and the best
+    round of each counts: the machine is shared, and alternating keeps slow phases of other
+    processes from favouring one mode.
     """
-    feature.extract(images[0])  # warm-up
-    serial, concurrent = 0.0, 0.0
-    before = feature.batcher.stats.as_dict()
+    pixels = [feature.session.preprocess(feature.decode_rgb(data)) for data in images]
+    feature.extract(images[0])  # warm-up: the request path and both forward shapes
+    feature.session.embed_images(pixels[0][None])
+    feature.session.embed_images(np.stack(pixels[:batch]))
+    serial = concurrent = single = batched = 0.0
     batched_items = batched_batches = 0
     for _ in range(rounds):
         started = time.perf_counter()
@@ -56,99 +95,239 @@ def throughput(
         after = feature.batcher.stats.as_dict()
         batched_items += after["items"] - before["items"]
         batched_batches += after["batches"] - before["batches"]
-    return serial, concurrent, batched_items / max(batched_batches, 1)
+        started = time.perf_counter()
+        for p in pixels:
+            feature.session.embed_images(p[None])
+        single = max(single, len(pixels) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        for lo in range(0, len(pixels), batch):
+            feature.session.embed_images(np.stack(pixels[lo : lo + batch]))
+        batched = max(batched, len(pixels) / (time.perf_counter() - started))
+    mean_batch = batched_items / max(batched_batches, 1)
+    return ModelRow("", str(feature.session.device), serial, concurrent, mean_batch, single, batched)
 
 
-def forward_only(feature: EmbeddingFeature, images: list[bytes], batch: int) -> tuple[float, float]:
-    """(images/s, images/s) of the forward pass alone at batch 1 and at ``batch`` (no decoding)."""
-    pixels = [feature.session.preprocess(feature.decode_rgb(data)) for data in images]
-    feature.session.embed_images(np.stack(pixels[:1]))  # warm-up
-    started = time.perf_counter()
-    for p in pixels:
-        feature.session.embed_images(p[None])
-    single = len(pixels) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for lo in range(0, len(pixels), batch):
-        feature.session.embed_images(np.stack(pixels[lo : lo + batch]))
-    return single, len(pixels) / (time.perf_counter() - started)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", default="", help="run only the models whose label contains this")
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp())
-    images = [encode(synthetic_image(i, (1024, 768)), quality=90) for i in range(args.images)]
-    print(
-        f"torch threads: {torch.get_num_threads()}, device: cpu, {args.images} images 1024x768, "
-        f"{args.clients} concurrent clients for the batched path\n"
+def text_latency(clip: ImageTextFeature, model: str, queries: int, concurrent: int, clients: int) -> TextRow:
+    """Text-query embedding (tokenize + text tower, through the text micro-batcher)."""
+    clip.embed_text(TEXTS[0])  # warm-up
+    latencies = []
+    for i in range(queries):
+        started = time.perf_counter()
+        clip.embed_text(f"{TEXTS[i % len(TEXTS)]} {i}")
+        latencies.append(1000 * (time.perf_counter() - started))
+    latencies.sort()
+    before = clip.text_batcher.stats.as_dict()
+    with ThreadPoolExecutor(clients) as pool:
+        started = time.perf_counter()
+        list(pool.map(clip.embed_text, [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(concurrent)]))
+        rate = concurrent / (time.perf_counter() - started)
+    after = clip.text_batcher.stats.as_dict()
+    return TextRow(
+        model=model,
+        queries=queries,
+        median_ms=statistics.median(latencies),
+        p90_ms=latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))],
+        concurrent_queries=concurrent,
+        concurrent_per_s=rate,
+        mean_batch=(after["items"] - before["items"]) / max(after["batches"] - before["batches"], 1),
     )
-    print(
-        "| service / model | requests one at a time (img/s) | concurrent requests, batched (img/s) | gain "
-        "| mean batch | forward only, batch 1 (img/s) | forward only, batch 16 (img/s) | gain |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    configs = [
+
+
+def model_configs(tmp: Path, small: bool, device: str) -> list[tuple[str, str, Any]]:
+    """(label, model name, settings) per measured model; image_text comes last (text queries too)."""
+    if small:
+        return [
+            (
+                "global_features / test_vit (tiny)",
+                "test_vit",
+                GlobalFeaturesSettings(
+                    data_dir=tmp / "a",
+                    model="test_vit",
+                    weights="random",
+                    mirrored_query=False,
+                    device=device,
+                ),
+            ),
+            (
+                "image_text / tiny-clip",
+                "tiny-clip",
+                ImageTextSettings(
+                    data_dir=tmp / "c",
+                    model="tiny-clip",
+                    weights="random",
+                    model_config_path=str(TINY_CLIP),
+                    device=device,
+                ),
+            ),
+        ]
+    return [
         (
             "global_features / tf_efficientnet_lite0",
-            GlobalFeature,
+            "tf_efficientnet_lite0",
             GlobalFeaturesSettings(
-                data_dir=tmp / "a", model="tf_efficientnet_lite0", weights="random", mirrored_query=False
+                data_dir=tmp / "a",
+                model="tf_efficientnet_lite0",
+                weights="random",
+                mirrored_query=False,
+                device=device,
             ),
         ),
         (
-            "global_features / beit_base_patch16_224",
-            GlobalFeature,
-            GlobalFeaturesSettings(data_dir=tmp / "b", weights="random", mirrored_query=False),
+            "global_features / beit_base_patch16_224 (the default)",
+            "beit_base_patch16_224",
+            GlobalFeaturesSettings(data_dir=tmp / "b", weights="random", mirrored_query=False, device=device),
         ),
-        ("image_text / ViT-B-16", ImageTextFeature, ImageTextSettings(data_dir=tmp / "c", weights="random")),
+        (
+            "image_text / ViT-B-16 (the default)",
+            "ViT-B-16",
+            ImageTextSettings(data_dir=tmp / "c", weights="random", device=device),
+        ),
     ]
-    clip: ImageTextFeature | None = None
-    for label, cls, settings in configs:
-        is_clip = isinstance(settings, ImageTextSettings)  # loaded anyway for the text-query figures
-        if args.only not in label and not is_clip:
-            continue
-        feature = cls(settings)  # type: ignore[abstract]
-        feature.load()
-        if args.only in label:
-            serial, batched, mean_batch = throughput(feature, images, args.clients, args.rounds)
-            single, sixteen = forward_only(feature, images, 16)
-            print(
-                f"| {label} | {serial:.1f} | {batched:.1f} | x{batched / serial:.2f} | {mean_batch:.1f} "
-                f"| {single:.1f} | {sixteen:.1f} | x{sixteen / single:.2f} |",
-                flush=True,
+
+
+def spread(values: list[float]) -> str:
+    """'x1.8' for one value, 'x1.8 to x2.3' for several."""
+    lo, hi = min(values), max(values)
+    return f"x{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"x{lo:.2f} to x{hi:.2f}"
+
+
+def markdown(
+    args: argparse.Namespace,
+    size: tuple[int, int],
+    batch: int,
+    rows: list[ModelRow],
+    text: TextRow | None,
+    threads: int,
+    load: float,
+) -> str:
+    out: list[str] = []
+    if args.small:
+        out += [
+            "**Small run** (`--small`): tiny random test models (timm `test_vit`, open_clip `tiny-clip`) "
+            "on a few small images; the figures only show that the script runs end to end.",
+            "",
+        ]
+    devices = sorted({r.device for r in rows}) or ["cpu"]
+    out += [
+        f"{args.images} synthetic {size[0]}x{size[1]} JPEGs (quality 90), random weights (speed does not "
+        f"depend on the values), device {', '.join(devices)}, torch threads {threads}, {os.cpu_count()} "
+        f"CPUs (load average {load:.1f} at the start). The feature objects run in-process; each call is "
+        "decode + preprocess + forward, as a request is. The concurrent path has "
+        f"{args.clients} callers at once, so the micro-batcher runs one forward pass for every request "
+        f"waiting; the two modes alternate for {args.rounds} {'round' if args.rounds == 1 else 'rounds'} and "
+        "the best round of each counts. "
+        f'"forward only" times the model alone on preprocessed pixels, batch 1 vs batch {batch}.',
+        "",
+    ]
+    if rows:
+        out += [
+            "### Images/s: one request at a time vs concurrent requests (micro-batching)",
+            "",
+            "| service / model | requests one at a time (img/s) | concurrent requests, batched (img/s) "
+            f"| gain | mean batch | forward only, batch 1 (img/s) | forward only, batch {batch} (img/s) "
+            "| gain |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            out.append(
+                f"| {r.label} | {r.serial:.1f} | {r.concurrent:.1f} | x{r.concurrent / r.serial:.2f} "
+                f"| {r.mean_batch:.1f} | {r.forward_1:.1f} | {r.forward_n:.1f} "
+                f"| x{r.forward_n / r.forward_1:.2f} |"
             )
-        if isinstance(feature, ImageTextFeature):
-            clip = feature
+        request_gain = [r.concurrent / r.serial for r in rows]
+        forward_gain = [r.forward_n / r.forward_1 for r in rows]
+        share = [100 * r.serial / r.forward_1 for r in rows]
+        if max(forward_gain) < 1.2:
+            forward_verdict = "batching the forward pass itself gains little or nothing here"
+        elif min(forward_gain) >= 1.2:
+            forward_verdict = "batching the forward pass itself pays for every model measured here"
         else:
-            feature.close()
-    assert clip is not None
-    texts = [
-        f"a photo of {w} at the beach in summer" for w in ("a dog", "two cats", "a red car", "mountains")
-    ]
-    clip.embed_text(texts[0])
-    latencies = []
-    for i in range(40):
-        started = time.perf_counter()
-        clip.embed_text(texts[i % len(texts)] + f" {i}")
-        latencies.append(1000 * (time.perf_counter() - started))
-    latencies.sort()
-    print(
-        f"\nimage_text text-query embedding (ViT-B-16 text tower, one query at a time): median "
-        f"{statistics.median(latencies):.1f} ms, p90 {latencies[int(0.9 * len(latencies))]:.1f} ms"
+            forward_verdict = "batching the forward pass itself pays for some of the models only"
+        overhead = (
+            " (the difference is decoding, preprocessing and the hand-off to the model thread)"
+            if max(share) < 100
+            else ""
+        )
+        out += [
+            "",
+            f"In this run concurrent requests give {spread(request_gain)} the images/s of one request at a "
+            f"time; the forward pass alone at batch {batch} gives {spread(forward_gain)} the images/s of "
+            f"batch 1, so {forward_verdict}. One request at a time runs at {min(share):.0f}% to "
+            f"{max(share):.0f}% of the forward-only batch-1 rate{overhead}.",
+            "",
+        ]
+    if text is not None:
+        one_rate = 1000 / text.median_ms
+        out += [
+            "### image_text text-query latency",
+            "",
+            f"Text-query embedding ({text.model} text tower: tokenize + forward through the text "
+            f"micro-batcher, no index search): {text.queries} queries one at a time, then "
+            f"{text.concurrent_queries} queries from {args.clients} concurrent callers.",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| text embedding, one query at a time | median {text.median_ms:.1f} ms, "
+            f"p90 {text.p90_ms:.1f} ms ({one_rate:.1f} queries/s) |",
+            f"| {args.clients} concurrent text queries (micro-batched, mean batch {text.mean_batch:.1f}) "
+            f"| {text.concurrent_per_s:.1f} queries/s (x{text.concurrent_per_s / one_rate:.2f}) |",
+            "",
+        ]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=16, help="synthetic JPEGs per model")
+    parser.add_argument("--size", default="1024x768", help="image size WxH")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent callers on the batched path")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best of each counts)")
+    parser.add_argument("--text-queries", type=int, default=24, help="text queries timed one at a time")
+    parser.add_argument(
+        "--concurrent-text-queries", type=int, default=64, help="text queries from concurrent callers"
     )
-    with ThreadPoolExecutor(args.clients) as pool:
-        started = time.perf_counter()
-        list(pool.map(clip.embed_text, [f"{texts[i % 4]} {i}" for i in range(160)]))
-        rate = 160 / (time.perf_counter() - started)
-    print(
-        f"text queries with {args.clients} concurrent clients: {rate:.1f} queries/s "
-        f"(vs {1000 / statistics.median(latencies):.1f} one at a time)"
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda'")
+    parser.add_argument("--only", default="", help="measure only the models whose label contains this")
+    parser.add_argument(
+        "--small", action="store_true", help="tiny test models, 8 images of 320x240, 1 round (smoke test)"
     )
-    clip.close()
+    args = parser.parse_args()
+    if args.small:
+        args.images, args.size, args.rounds = 8, "320x240", 1
+        args.text_queries, args.concurrent_text_queries = 8, 16
+    if args.images < 2:
+        sys.exit("need at least 2 images")
+    size = (int(args.size.split("x")[0]), int(args.size.split("x")[1]))
+    batch = min(16, args.images)
+    load = os.getloadavg()[0]
+    images = [encode(synthetic_image(i, size), quality=90) for i in range(args.images)]
+
+    import torch
+
+    rows: list[ModelRow] = []
+    text: TextRow | None = None
+    with tempfile.TemporaryDirectory() as tmp_name:
+        for label, model, settings in model_configs(Path(tmp_name), args.small, args.device):
+            is_clip = isinstance(settings, ImageTextSettings)  # loaded anyway for the text queries
+            if args.only not in label and not is_clip:
+                continue
+            log(f"loading {label}")
+            feature: EmbeddingFeature = GlobalFeature(settings) if not is_clip else ImageTextFeature(settings)
+            feature.load()
+            try:
+                if args.only in label:
+                    row = measure(feature, images, args.clients, args.rounds, batch)
+                    row.label = label
+                    log(f"{row}")
+                    rows.append(row)
+                if isinstance(feature, ImageTextFeature):
+                    text = text_latency(
+                        feature, model, args.text_queries, args.concurrent_text_queries, args.clients
+                    )
+                    log(f"{text}")
+            finally:
+                feature.close()
+    print(markdown(args, size, batch, rows, text, torch.get_num_threads(), load), end="")
 
 
 if __name__ == "__main__":
