@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the stack we started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse(argv)
+    report.git_commit()  # before this run changes the tree
     started = time.perf_counter()
     command = "python -m bench.evaluate" + (" " + shlex.join(argv if argv is not None else sys.argv[1:]))
     command = command.strip()

@@ -8,6 +8,7 @@ run this time) as it was; a block seen for the first time is appended under its 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import os
 import platform
@@ -89,7 +90,10 @@ def memory_gib() -> float:
     return float("nan")
 
 
+@functools.cache
 def git_commit() -> str:
+    """The commit the run measured: called first thing, before the run writes its plots (which
+    would otherwise mark every run "-dirty"); cached for the rest of the run."""
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True, check=True
