@@ -13,6 +13,20 @@ from bench.evaluate import benches, report
 from tests.helpers import PHOTOS, PHOTOS_FULL, REPO
 
 
+def run_evaluate(*args: str) -> None:
+    """``python -m bench.evaluate ARGS`` on the real photos, as a user runs it."""
+    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.evaluate", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
     doc.write_text(
@@ -35,16 +49,7 @@ def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: 
 
 def test_small_run_writes_report_with_every_section(photos: list[Path], tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
-    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.evaluate", "--small", "--doc", str(doc)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_evaluate("--small", "--doc", str(doc))
     text = doc.read_text()
     assert re.search(r"Machine: .+, \d+ cores", text) and "faiss-cpu" in text
     for key in ("header", "evaluate.retrieval", "evaluate.fusion", "evaluate.scale"):
@@ -85,18 +90,8 @@ def test_partial_run_with_bench_args_writes_only_its_own_block(photos: list[Path
         + report.block("bench.local_features_recall", "default figures")
         + "\n"
     )
-    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
     args = ["--small", "--parts", "benches", "--benches", "local_features_recall"]
-    args += ["--bench-args", "local_features_recall=--every 2", "--doc", str(doc)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.evaluate", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_evaluate(*args, "--bench-args", "local_features_recall=--every 2", "--doc", str(doc))
     text = doc.read_text()
     assert "complete run header" in text and "default figures" in text
     own = text.split("<!-- begin generated: bench.local_features_recall --every 2 -->")[1].split("<!-- end")[
