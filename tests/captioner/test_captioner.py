@@ -13,13 +13,13 @@ import open_clip
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from safetensors.torch import save_file
 
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
 from services.captioner.service import CaptionerSettings, build_app
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models import ResolvedWeights, required_weights
 from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
+from tests.models.checkpoints import checkpoint_variants
 
 TINY_COCA = Path(__file__).with_name("tiny-coca.json")
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
@@ -126,17 +126,7 @@ def test_caption_from_a_checkpoint_is_made_of_its_vocabulary(tmp_path: Path) -> 
 
 def test_coca_checkpoint_formats_load_strictly(tmp_path: Path) -> None:
     state, _ = steered_state(WORDS)
-    variants = {
-        "open_clip state dict (.bin)": tmp_path / "plain.bin",
-        "safetensors": tmp_path / "open_clip_model.safetensors",
-        "training checkpoint {'state_dict': module.*}": tmp_path / "epoch_10.pt",
-    }
-    torch.save(state, variants["open_clip state dict (.bin)"])
-    save_file({k: v.contiguous() for k, v in state.items()}, variants["safetensors"])
-    torch.save(
-        {"epoch": 10, "state_dict": {f"module.{k}": v for k, v in state.items()}},
-        variants["training checkpoint {'state_dict': module.*}"],
-    )
+    variants = checkpoint_variants(state, tmp_path)
     image = synthetic_image(3)
     results = {}
     for label, path in variants.items():

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError, WeightsMissingError
 from services.common.models import (
@@ -26,6 +25,7 @@ from services.common.models import (
 )
 from services.global_features.service import GlobalFeaturesSettings
 from tests.helpers import REPO
+from tests.models.checkpoints import checkpoint_variants
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
 
@@ -140,22 +140,6 @@ def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, 
 
 
 # -- checkpoint formats (built from the architecture itself, loaded strictly) -------------------------------
-
-
-def checkpoint_variants(state: dict[str, torch.Tensor], folder: Path) -> dict[str, Path]:
-    """The layouts published checkpoints come in."""
-    paths = {
-        "plain state dict (.pth / pytorch_model.bin)": folder / "plain.pth",
-        "safetensors (HF model.safetensors)": folder / "model.safetensors",
-        "training checkpoint {'state_dict': module.*}": folder / "train.pt",
-    }
-    torch.save(state, paths["plain state dict (.pth / pytorch_model.bin)"])
-    save_file({k: v.contiguous() for k, v in state.items()}, paths["safetensors (HF model.safetensors)"])
-    torch.save(
-        {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}},
-        paths["training checkpoint {'state_dict': module.*}"],
-    )
-    return paths
 
 
 def test_timm_loader_accepts_published_checkpoint_formats(tmp_path: Path) -> None:
