@@ -369,6 +369,21 @@ def load_timm_model(model: str, weights: ResolvedWeights) -> torch.nn.Module:
     return net.eval()
 
 
+def initialise_open_clip_leftovers(net: torch.nn.Module) -> torch.nn.Module:
+    """Initialise what open_clip leaves as ``torch.empty`` memory: CoCa's text decoder
+    (``MultimodalTransformer``) allocates ``text_projection`` uninitialised and open_clip never
+    calls its ``init_parameters`` (which would fail: it reads a ``transformer`` attribute the class
+    lacks), so random-weight captioners produced whatever the allocator held (different in every
+    process, garbage logits). Same init as open_clip's text tower; call under the random seed."""
+    import torch
+    from open_clip.transformer import MultimodalTransformer
+
+    for module in net.modules():
+        if isinstance(module, MultimodalTransformer) and module.text_projection is not None:
+            torch.nn.init.normal_(module.text_projection, std=module.width**-0.5)
+    return net
+
+
 def load_open_clip_model(
     model: str,
     weights: ResolvedWeights,
@@ -389,7 +404,7 @@ def load_open_clip_model(
         if weights.random:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_SEED)
-                net = open_clip.create_model(model, pretrained=None, **kwargs)
+                net = initialise_open_clip_leftovers(open_clip.create_model(model, pretrained=None, **kwargs))
         else:
             net = open_clip.create_model(model, pretrained=None, **kwargs)
     except RuntimeError as exc:  # open_clip: "Model config for ... not found"

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
 from services.captioner.service import CaptionerSettings, build_app
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
-from services.common.models import ResolvedWeights, required_weights
+from services.common.models import ResolvedWeights, initialise_open_clip_leftovers, required_weights
 from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
 from tests.models.checkpoints import checkpoint_variants
 
@@ -89,7 +89,7 @@ def steered_state(words: list[str]) -> tuple[dict[str, torch.Tensor], set[int]]:
     """A tiny CoCa whose decoder can only say ``words`` (or end): every other token's logit is 0,
     these get about +10 plus a context-dependent part."""
     torch.manual_seed(5)
-    net = open_clip.create_model("tiny-coca")
+    net = initialise_open_clip_leftovers(open_clip.create_model("tiny-coca"))
     tokenizer = open_clip.get_tokenizer("tiny-coca")
     allowed = {tokenizer.encoder[f"{w}</w>"] for w in words} | {tokenizer.eot_token_id}
     state = net.state_dict()
@@ -269,3 +269,16 @@ def test_exits_2_naming_the_fetch_command_without_weights(tmp_path: Path) -> Non
     )
     assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
     assert "open_clip_model.safetensors" in proc.stderr and "ambience models fetch captioner" in proc.stderr
+
+
+def test_random_coca_weights_do_not_depend_on_leftover_memory() -> None:
+    """open_clip allocates CoCa's text-decoder projection uninitialised; random weights must still
+    be the same in every build (and small), whatever the allocator held before."""
+    from services.common.models import load_open_clip_model
+
+    first = load_open_clip_model("tiny-coca", RANDOM).state_dict()["text_decoder.text_projection"].clone()
+    leftover = torch.full((5_000_000,), 7.0)
+    del leftover
+    second = load_open_clip_model("tiny-coca", RANDOM).state_dict()["text_decoder.text_projection"]
+    assert torch.equal(first, second)
+    assert first.abs().max() < 1
