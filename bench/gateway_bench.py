@@ -107,7 +107,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "gateway.cli",
+                    "ambience",
                     "index",
                     str(folder),
                     "--gateway",

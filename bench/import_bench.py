@@ -105,7 +105,7 @@ def import_rate(folder: Path, n_files: int, work: Path, jobs: int) -> Measured:
     cmd = [
         sys.executable,
         "-m",
-        "gateway.cli",
+        "ambience",
         "import",
         "phash",
         str(folder),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.cli import settings_markdown
+from ambience.settings import settings_markdown
 from tests.helpers import REPO
 
 

@@ -28,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {**os.environ, **{f"AMBIENCE_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
     env["AMBIENCE_GATEWAY_PORT"] = str(free_port())  # serve also starts the gateway
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data)],
+        [sys.executable, "-m", "ambience", "serve", "--data-dir", str(data)],
         env=env,
         cwd=REPO,
         start_new_session=True,

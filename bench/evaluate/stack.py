@@ -59,7 +59,7 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "ambience", "serve", "--data-dir", str(self.data_dir)],
             env=self.env,
             cwd=REPO,
             stdout=logf,

@@ -36,7 +36,7 @@ def weights_files(_settings: object = None) -> list[WeightsFile]:
 
 
 if __name__ == "__main__":  # python -m tests.deploy.fixture_service models fetch ... (a killable CLI)
-    from gateway.cli import main
+    from ambience.cli import main
 
     SERVICES[NAME] = INFO
     sys.exit(main(sys.argv[1:]))

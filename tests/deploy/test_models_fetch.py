@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.cli import main
+from ambience.cli import main
 from services.common.fetch import DigestMismatchError, DownloadError, digest_from_url, download, part_path
 from services.registry import SERVICES
 from tests.deploy import fixture_service

@@ -23,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> It
 
 def ambience(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ambience", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.cli import main as cli_main
+from ambience.cli import main as cli_main
 from services.common.store import StoreMismatchError
 from services.common.vectors import alpha_query_expansion, l2_normalize
 from services.global_features.service import STATE_FILE, GlobalFeaturesSettings, build_app

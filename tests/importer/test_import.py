@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from gateway.cli import main as cli_main
+from ambience.cli import main as cli_main
 from services.color.service import ColorFeature, ColorSettings
 from services.color.service import build_app as build_color_app
 from services.common.images import DecodedImage
@@ -50,7 +50,7 @@ PHASH = ("services.phash", "AMBIENCE_PHASH_")
 def run_cli(*args: str, data_dir: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AMBIENCE_PHASH_DATA_DIR": str(data_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "import", "phash", *args],
+        [sys.executable, "-m", "ambience", "import", "phash", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -410,7 +410,7 @@ def test_sigkilled_import_resumes_without_duplicates(tmp_path: Path, photos: lis
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "ambience",
             "import",
             "phash",
             str(folder),

@@ -9,6 +9,7 @@ services/common/fetch.py), so a service started afterwards finds exactly the fil
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,41 @@ class Plan:
     files: list[WeightsFile]
     #: Why the files of this service cannot even be listed ('' when they can).
     problem: str = ""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p_models = sub.add_parser("models", help="download model weights ahead of time, or list them")
+    models_sub = p_models.add_subparsers(dest="models_command", required=True)
+    p_fetch = models_sub.add_parser(
+        "fetch",
+        help="download every weights/label file the model services need into $AMBIENCE_MODELS_DIR "
+        "(resumes interrupted downloads, verifies digests, skips files already there)",
+    )
+    p_fetch.add_argument(
+        "service",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"services to fetch for (default: all of {', '.join(model_services())})",
+    )
+    p_fetch.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    p_list = models_sub.add_parser(
+        "list", help="show each file the model services need and whether it is present (exit 1 if not)"
+    )
+    p_list.add_argument("service", nargs="*", metavar="SERVICE", help="services to list (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    unknown = sorted(set(args.service) - set(model_services()))
+    if unknown:
+        print(
+            f"ambience models: {', '.join(unknown)}: not a model service (model services: "
+            f"{', '.join(model_services())})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.models_command == "fetch":
+        return fetch(args.service, timeout=args.timeout)
+    return list_files(args.service)
 
 
 def model_services() -> list[str]:
