@@ -7,7 +7,7 @@ backoff), ``done``, or ``rejected`` (the service refused the input with a 4xx: r
 
 Every update of a part is conditional on the image's current operation, so a retry that finishes
 after the image was deleted cannot mark it added again; the gateway additionally serialises all
-work on one image id (see ``gateway.app``), so an add never reaches a service after its delete.
+work on one image id (see ``gateway.writer``), so an add never reaches a service after its delete.
 
 Plain synchronous functions over :class:`services.common.postgres.Database`; the app calls them in
 worker threads.

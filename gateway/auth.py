@@ -1,0 +1,39 @@
+"""The gateway's optional API key: an ASGI middleware in front of every route but /health."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+#: Routes answered without the key (a load balancer's health probe has none).
+OPEN_PATHS = frozenset({"/health"})
+
+
+class ApiKeyMiddleware:
+    """Refuse every request but ``OPEN_PATHS`` without the API key (``Authorization: Bearer`` or
+    ``X-API-Key``). Sits inside CORS, so browser preflights are still answered."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key")
+        auth = headers.get(b"authorization", b"")
+        if given is None and auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        if given is not None and hmac.compare_digest(given, self.key):
+            await self.app(scope, receive, send)
+            return
+        reply = JSONResponse(
+            {"detail": "missing or wrong API key (send `Authorization: Bearer KEY` or `X-API-Key: KEY`)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await reply(scope, receive, send)

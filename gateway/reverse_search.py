@@ -1,0 +1,133 @@
+"""Reverse search: one query image sent to the search services at once, their answers cleaned and
+fused.
+
+- normal mode (:meth:`ReverseSearch.similar`): every enabled search service, each bounded by its
+  search timeout; a service that fails or is too slow is left out and named in ``failed``; the
+  rankings are fused by weighted reciprocal rank (gateway/fusion.py);
+- duplicate mode (:meth:`ReverseSearch.duplicates`): phash within ``duplicate_distance``, plus, when
+  configured, local-feature matches with enough inliers (a crop that phash cannot see).
+
+:func:`merge_rankings` and :func:`merge_duplicates` are the policies, pure functions over the
+services' replies; :class:`ReverseSearch` makes the calls. No HTTP server here: the route
+(gateway/routes/search.py) turns :class:`DuplicateSearchUnavailable` into a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway.fusion import clean_hits, reciprocal_rank_fusion
+from gateway.proxy import CallResult, ServiceClients
+from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
+
+log = logging.getLogger("ambience.gateway")
+
+#: phash hits kept in duplicate mode: every image within the distance, in practice.
+DUPLICATE_PHASH_LIMIT = 10_000
+
+
+class DuplicateSearchUnavailable(Exception):
+    """Duplicate mode cannot give a truthful answer (phash not enabled, or it did not answer)."""
+
+
+def merge_rankings(
+    upstreams: list[Upstream], replies: list[CallResult], settings: GatewaySettings
+) -> dict[str, Any]:
+    """The normal-mode reply: each service's cleaned top hits under its result key (an empty list
+    for every known key without hits), ``unified_res`` fused from them, and ``failed``: the services
+    that contributed nothing and why."""
+    out: dict[str, Any] = {u.result_key: [] for u in UPSTREAMS.values() if u.result_key is not None}
+    rankings: dict[str, list[dict[str, Any]]] = {}
+    failed: dict[str, str] = {}
+    for upstream, reply in zip(upstreams, replies, strict=True):
+        if reply.ok and isinstance(reply.body, list):
+            hits = clean_hits(reply.body, settings.result_k)
+            out[upstream.result_key or upstream.name] = hits
+            rankings[upstream.name] = hits
+        else:
+            failed[upstream.name] = f"{reply.outcome}: {reply.detail or 'unexpected reply'}"
+    out["unified_res"] = reciprocal_rank_fusion(
+        rankings,
+        settings.fusion_weights,
+        settings.fusion_constant,
+        settings.fused_length,
+        settings.fusion_max_distance,
+        settings.fusion_tie_tolerance,
+    )
+    out["failed"] = failed
+    return out
+
+
+def merge_duplicates(
+    phash: CallResult, local: CallResult | None, settings: GatewaySettings
+) -> dict[str, Any]:
+    """The duplicate-mode reply: ``{"duplicate": [{"image_id", "distance", "matches"?}]}`` ordered by
+    phash distance (local-only matches last, most inliers first), or ``{}`` when there is none.
+
+    ``local`` is None when local features take no part; a local reply that failed is logged and
+    ignored (phash alone still answers), but a failed phash reply raises
+    :class:`DuplicateSearchUnavailable`: "no duplicate" would be a lie the gallery acts on."""
+    if not phash.ok:
+        raise DuplicateSearchUnavailable(f"phash could not answer: {phash.detail}")
+    found = {
+        h["image_id"]: {"image_id": h["image_id"], "distance": h.get("distance")}
+        for h in clean_hits(phash.body, DUPLICATE_PHASH_LIMIT)
+    }
+    if local is not None:
+        if local.ok:
+            for hit in clean_hits(local.body, settings.result_k):
+                matches = hit.get("matches", 0)
+                if matches >= settings.duplicate_local_min_inliers:
+                    entry = found.setdefault(hit["image_id"], {"image_id": hit["image_id"], "distance": None})
+                    entry["matches"] = matches
+        else:
+            log.warning("duplicate search without local features: %s", local.detail)
+    if not found:
+        return {}
+    ordered = sorted(
+        found.values(), key=lambda e: (e["distance"] is None, e["distance"] or 0, -e.get("matches", 0))
+    )
+    return {"duplicate": ordered}
+
+
+class ReverseSearch:
+    """Reverse search over the ``enabled`` upstreams, calling them through ``clients``."""
+
+    def __init__(self, settings: GatewaySettings, clients: ServiceClients, enabled: list[Upstream]) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.enabled = enabled
+        self.search_services = [u for u in enabled if u.search]
+
+    async def search(self, upstream: Upstream, data: bytes, fields: dict[str, str]) -> CallResult:
+        """One service's by-image search; the whole call, connection included, is bounded by its
+        search timeout, so a hung service is left out instead of holding the reply."""
+        path = f"/{upstream.search}_get_similar_images_by_image_buffer"
+        timeout = self.settings.search_timeout(upstream.name)
+        try:
+            return await asyncio.wait_for(
+                self.clients.send_image(upstream.name, path, data, fields, timeout=timeout), timeout
+            )
+        except TimeoutError:
+            return CallResult(upstream.name, "failed", detail=f"no answer within {timeout:g}s")
+
+    async def similar(self, data: bytes) -> dict[str, Any]:
+        """Normal mode: every search service at once, fused (see :func:`merge_rankings`)."""
+        fields = {"k": str(self.settings.result_k)}
+        replies = await asyncio.gather(*(self.search(u, data, fields) for u in self.search_services))
+        return merge_rankings(self.search_services, list(replies), self.settings)
+
+    async def duplicates(self, data: bytes) -> dict[str, Any]:
+        """Duplicate mode (see :func:`merge_duplicates`)."""
+        phash = UPSTREAMS["phash"]
+        if phash not in self.enabled:
+            raise DuplicateSearchUnavailable("duplicate search needs the phash service, which is not enabled")
+        local = UPSTREAMS["local_features"]
+        use_local = self.settings.duplicate_local_min_inliers > 0 and local in self.enabled
+        calls = [self.search(phash, data, {"distance_threshold": str(self.settings.duplicate_distance)})]
+        if use_local:
+            calls.append(self.search(local, data, {"k": str(self.settings.result_k)}))
+        replies = await asyncio.gather(*calls)
+        return merge_duplicates(replies[0], replies[1] if use_local else None, self.settings)

@@ -1,0 +1,10 @@
+"""The gateway's routes by concern, each module's ``add_routes(app, ...)`` puts its routes
+on the app, over the objects they need:
+
+- ``writes``: fan-out add and delete, the catalog's view (:class:`gateway.writer.FanOutWriter`);
+- ``search``: ``/reverse_search`` (:class:`gateway.reverse_search.ReverseSearch`);
+- ``health``: ``/health`` and ``/metrics``;
+- ``passthrough``: every service route by name, streamed to its service.
+
+``uploads.read_image`` is the one way a route reads an uploaded image.
+"""

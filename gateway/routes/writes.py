@@ -1,0 +1,57 @@
+"""Fan-out add and delete through the :class:`~gateway.writer.FanOutWriter`, and the catalog's view."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from pydantic import BaseModel, Field
+
+from gateway.catalog import CatalogConflict
+from gateway.routes.uploads import read_image
+from gateway.writer import FanOutWriter, ImageRejected, reply_entries
+from services.common.store import ID_MAX
+
+
+class ImageIdBody(BaseModel):
+    image_id: int = Field(ge=0, lt=ID_MAX, description="Image id, 0 <= id < 2^63")
+
+
+class CatalogQuery(BaseModel):
+    image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
+
+
+def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int) -> None:
+    @app.post("/calculate_all_image_features", tags=["gateway"])
+    async def calculate_all(
+        image: Annotated[UploadFile, File(description="The image file")],
+        image_id: Annotated[int, Form(ge=0, lt=ID_MAX, description="0 <= image_id < 2^63")],
+    ) -> list[dict[str, Any]]:
+        """Add an image to every feature service. One entry per service: ``ok``, ``failed`` or
+        ``unavailable``; failed and unavailable parts are retried in the background until done."""
+        data = await read_image(image, max_upload_bytes)
+        try:
+            outcomes = await writer.add(image_id, data)
+        except CatalogConflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except ImageRejected as exc:
+            raise HTTPException(exc.status_code, {"message": str(exc), "services": exc.details}) from exc
+        return reply_entries(outcomes)
+
+    @app.post("/delete_all_image_features", tags=["gateway"])
+    async def delete_all(body: ImageIdBody) -> list[dict[str, Any]]:
+        """Delete an image from every feature service; parts that fail are retried in the background.
+        A pending add of the same id is cancelled first, so a retry never brings the image back."""
+        return reply_entries(await writer.delete(body.image_id))
+
+    @app.post("/catalog_status", tags=["gateway"])
+    async def catalog_status(query: CatalogQuery) -> dict[str, Any]:
+        """What the catalog knows of these ids: ``complete``, ``pending`` (retries outstanding) or
+        ``deleting``, with each service's part. Unknown ids are absent."""
+        found = await writer.status(query.image_ids)
+        return {str(k): v for k, v in found.items()}
+
+    @app.get("/catalog_stats", tags=["gateway"])
+    async def catalog_stats() -> dict[str, Any]:
+        """Images in the catalog, deletions outstanding, pending parts per service, largest id."""
+        return await writer.stats()

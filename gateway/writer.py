@@ -1,0 +1,314 @@
+"""The gateway's fan-out writer: an add or a delete sent to every feature service, recorded in the
+catalog, and what failed retried in the background until done.
+
+- :class:`Spool` keeps an upload's bytes on disk until every service has them (a retry reads them
+  back, across gateway restarts too);
+- :func:`add_outcome` / :func:`delete_outcome` classify one service's answer: done, pending (sent
+  again later) or rejected (the service refused the input with a 4xx: retrying cannot help);
+- :class:`FanOutWriter` does the request-path add and delete and the retry worker's passes. All work
+  on one image id is serialised (:class:`KeyedLocks`), so the retry of an add can never overtake
+  the delete that followed it.
+
+No HTTP server here: the routes (gateway/routes/writes.py) translate :class:`ImageRejected` and
+:class:`~gateway.catalog.CatalogConflict` into status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from starlette.concurrency import run_in_threadpool
+
+from gateway.catalog import DONE, PENDING, REJECTED, Catalog, DuePart
+from gateway.proxy import CallResult, ServiceClients
+from gateway.settings import UPSTREAMS, GatewaySettings
+from services.common.postgres import DatabaseUnavailable
+
+log = logging.getLogger("ambience.gateway")
+
+
+class KeyedLocks:
+    """One asyncio lock per image id, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = defaultdict(int)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key]
+                self._locks.pop(key, None)
+
+    def __len__(self) -> int:
+        """Ids with a lock held or awaited."""
+        return len(self._locks)
+
+
+class Spool:
+    """Uploaded bytes kept on disk until every service has them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def write(self, image_id: int, data: bytes) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{image_id}.{uuid.uuid4().hex[:8]}"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        return str(path)
+
+    @staticmethod
+    def read(path: str) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def remove(path: str | None) -> None:
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob("*")) if self.folder.is_dir() else []
+
+
+class PartOutcome(NamedTuple):
+    """One service's part of an add or delete: what the catalog records and what the client sees."""
+
+    state: str  # catalog: done | pending | rejected
+    status: str  # reply: ok | failed | unavailable
+    detail: str | None
+
+
+Outcomes = dict[str, PartOutcome]
+
+
+def add_outcome(result: CallResult) -> PartOutcome:
+    """A service's answer to an add: stored (or already stored), refused for good, or to retry."""
+    if result.ok:
+        return PartOutcome(DONE, "ok", None)
+    if result.status_code == 409:
+        return PartOutcome(DONE, "ok", "already stored")
+    if result.status_code is not None and 400 <= result.status_code < 500:
+        return PartOutcome(REJECTED, "failed", result.detail)
+    return PartOutcome(PENDING, result.outcome, result.detail)
+
+
+def delete_outcome(result: CallResult) -> PartOutcome:
+    """A service's answer to a delete: a 4xx (e.g. not stored) ends the part as surely as a 200."""
+    if result.ok or (result.status_code is not None and 400 <= result.status_code < 500):
+        return PartOutcome(DONE, "ok" if result.ok else "failed", result.detail)
+    return PartOutcome(PENDING, result.outcome, result.detail)
+
+
+def reply_entries(outcomes: Outcomes) -> list[dict[str, Any]]:
+    """The client's view of a fan-out: one entry per service."""
+    return [
+        {"service": s, "status": o.status, **({"detail": o.detail} if o.detail else {})}
+        for s, o in outcomes.items()
+    ]
+
+
+class ImageRejected(Exception):
+    """Every feature service refused the upload: nothing is stored, nothing will be retried."""
+
+    def __init__(self, outcomes: Outcomes) -> None:
+        first = next(iter(outcomes.values())).detail or "rejected"
+        super().__init__(f"no service accepted the image: {first}")
+        self.details = {s: o.detail for s, o in outcomes.items()}
+        #: 413 when the services found the image too large, 422 for any other refusal.
+        self.status_code = 413 if "413" in first else 422
+
+
+class FanOutWriter:
+    """Adds and deletes across the feature services ``services``, with the catalog as the record of
+    what each one holds and a retry worker that finishes what failed.
+
+    The catalog is attached once the database is open (:meth:`attach`); until then every operation
+    raises :class:`DatabaseUnavailable` (HTTP 503), as when the database goes away later.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clients: ServiceClients,
+        spool: Spool,
+        services: list[str],
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.spool = spool
+        self.services = services
+        self.locks = KeyedLocks()
+        self._catalog = catalog
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            raise DatabaseUnavailable("the catalog is not open yet (the gateway is starting)")
+        return self._catalog
+
+    def attach(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    # Catalog calls run in worker threads (psycopg2 blocks), never on the event loop.
+
+    # -- the request path ---------------------------------------------------------------------
+
+    async def add(self, image_id: int, data: bytes) -> Outcomes:
+        """Spool the upload, record the add, send it to every feature service. Raises
+        :class:`~gateway.catalog.CatalogConflict` when the id is taken or being deleted, and
+        :class:`ImageRejected` when every service refused the image."""
+        async with self.locks.hold(image_id):
+            path = await run_in_threadpool(self.spool.write, image_id, data)
+            try:
+                await run_in_threadpool(self.catalog.begin_add, image_id, self.services, path)
+            except BaseException:
+                self.spool.remove(path)
+                raise
+            outcomes = await self.add_to(image_id, data, self.services)
+            if outcomes and all(o.state == REJECTED for o in outcomes.values()):
+                await run_in_threadpool(self.catalog.forget, image_id)
+                self.spool.remove(path)
+                raise ImageRejected(outcomes)
+            await self.record(image_id, "add", outcomes)
+        return outcomes
+
+    async def delete(self, image_id: int) -> Outcomes:
+        """Delete from every service that may hold the image. A pending add of the same id is
+        cancelled first (its spool file removed), so a retry never brings the image back."""
+        async with self.locks.hold(image_id):
+            old_spool = await run_in_threadpool(self.catalog.begin_delete, image_id, self.services)
+            self.spool.remove(old_spool)
+            parts = await run_in_threadpool(self.catalog.status, [image_id])
+            names = sorted(parts.get(image_id, {}).get("parts", {}))
+            outcomes = await self.delete_from(image_id, names)
+            await self.record(image_id, "delete", outcomes)
+        return outcomes
+
+    async def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+        return await run_in_threadpool(self.catalog.status, image_ids)
+
+    async def stats(self) -> dict[str, Any]:
+        """The catalog's counts and the number of uploads still spooled."""
+        counts = await run_in_threadpool(self.catalog.counts)
+        counts["spool_files"] = len(self.spool.files())
+        return counts
+
+    # -- fan-outs -----------------------------------------------------------------------------
+
+    async def add_to(self, image_id: int, data: bytes, services: list[str]) -> Outcomes:
+        fields = {"image_id": str(image_id)}
+        results = await asyncio.gather(
+            *(self.clients.send_image(s, f"/calculate_{UPSTREAMS[s].store}", data, fields) for s in services)
+        )
+        return {r.service: add_outcome(r) for r in results}
+
+    async def delete_from(self, image_id: int, services: list[str]) -> Outcomes:
+        body = {"image_id": image_id}
+        results = await asyncio.gather(
+            *(self.clients.call(s, f"/delete_{UPSTREAMS[s].store}", json=body) for s in services)
+        )
+        return {r.service: delete_outcome(r) for r in results}
+
+    async def record(self, image_id: int, op: str, outcomes: Outcomes) -> None:
+        """Write the outcomes to the catalog; the spool file goes once the add is complete."""
+        done = await run_in_threadpool(
+            self.catalog.record, image_id, op, {s: (o.state, o.detail) for s, o in outcomes.items()}
+        )
+        self.spool.remove(done)
+
+    # -- retries ------------------------------------------------------------------------------
+
+    async def retry_image(self, image_id: int, parts: list[DuePart]) -> None:
+        """Send the due parts of one image again, unless the request path finished or changed them
+        meanwhile."""
+        async with self.locks.hold(image_id):
+            current = []
+            for part in parts:
+                now = await run_in_threadpool(self.catalog.part, image_id, part.service)
+                if now is not None and now[1] == PENDING and now[0] == part.op:
+                    current.append((part, now[2]))
+            if not current:
+                return
+            op = current[0][0].op
+            services = [p.service for p, _ in current]
+            if op == "add":
+                data = self.spool.read(current[0][1]) if current[0][1] else None
+                if data is None:
+                    outcomes = {
+                        s: PartOutcome(REJECTED, "failed", "the spooled upload is missing") for s in services
+                    }
+                else:
+                    outcomes = await self.add_to(image_id, data, services)
+            else:
+                outcomes = await self.delete_from(image_id, services)
+            await self.record(image_id, op, outcomes)
+            finished = [s for s, o in outcomes.items() if o.state != PENDING]
+            if finished:
+                log.info("retry of %s image %d done for %s", op, image_id, ", ".join(finished))
+
+    async def retry_due(self) -> int:
+        """One pass of the retry worker: every part whose backoff has run out (at most
+        ``retry_batch``), one image at a time per id, images in parallel. Returns how many parts
+        were due; an unreadable catalog counts as none (logged)."""
+        try:
+            due = await run_in_threadpool(self.catalog.due, self.settings.retry_batch)
+        except DatabaseUnavailable as exc:
+            log.warning("retry worker: %s", exc)
+            return 0
+        except Exception:
+            log.exception("retry worker: reading the catalog failed")
+            return 0
+        by_image: dict[int, list[DuePart]] = defaultdict(list)
+        for part in due:
+            by_image[part.image_id].append(part)
+        if by_image:
+            results = await asyncio.gather(
+                *(self.retry_image(i, parts) for i, parts in by_image.items()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, DatabaseUnavailable):
+                    log.error("retry worker: %r", result)
+        return len(due)
+
+    async def run_retries(self) -> None:
+        """The retry worker: passes back to back while a full batch was due, else one per
+        ``retry_interval_s``."""
+        while True:
+            if await self.retry_due() < self.settings.retry_batch:
+                await asyncio.sleep(self.settings.retry_interval_s)
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self.run_retries(), name="gateway-retry-worker")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
