@@ -58,16 +58,27 @@ class Stack:
             time.sleep(0.2)
 
 
-def start_stack(
-    tmp: Path, pg_server: TestServer, names: list[str], gateway_env: dict[str, str] | None = None
-) -> Stack:
-    dsn = pg_server.new_database("gateway")
+def start_services(tmp: Path, dsn: str, names: list[str]) -> dict[str, ServiceProcess]:
+    """The services ``names`` as processes (data under ``tmp/<name>``), all started or none."""
     services: dict[str, ServiceProcess] = {}
     try:
         for name in names:
             module, prefix = MODULES[name]
             env = {"AMBIENCE_PG_DSN": dsn, **SERVICE_ENV.get(name, {})}
             services[name] = ServiceProcess(module, prefix, tmp / name, extra_env=env).start()
+    except BaseException:
+        for svc in services.values():
+            svc.stop()
+        raise
+    return services
+
+
+def start_stack(
+    tmp: Path, pg_server: TestServer, names: list[str], gateway_env: dict[str, str] | None = None
+) -> Stack:
+    dsn = pg_server.new_database("gateway")
+    services = start_services(tmp, dsn, names)
+    try:
         env = {
             "AMBIENCE_PG_DSN": dsn,
             "AMBIENCE_GATEWAY_SERVICES": json.dumps(names),

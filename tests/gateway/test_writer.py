@@ -1,0 +1,244 @@
+"""The fan-out writer driven directly (no gateway HTTP): real phash and color processes, a real
+PostgreSQL catalog, a spool on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.catalog import COMPONENT, DONE, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
+from gateway.proxy import CallResult, ServiceClients
+from gateway.settings import GatewaySettings
+from gateway.writer import FanOutWriter, ImageRejected, KeyedLocks, Spool, add_outcome, delete_outcome
+from services.common.postgres import DatabaseUnavailable, PostgresComponent, PostgresSettings
+from tests.gateway.stack import start_services
+from tests.helpers import encode, free_port, synthetic_image
+from tests.pg import TestServer
+
+NAMES = ["phash", "color"]
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[dict[str, str]]:
+    running = start_services(tmp_path_factory.mktemp("writer"), pg_server.new_database("writer"), NAMES)
+    yield {name: svc.url for name, svc in running.items()}
+    for svc in running.values():
+        svc.stop()
+
+
+def down_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+@asynccontextmanager
+async def opened_writer(
+    tmp_path: Path, dsn: str, urls: dict[str, str], catalog: bool = True
+) -> AsyncIterator[FanOutWriter]:
+    """A writer as the gateway builds one, over the services at ``urls``; retries due at once."""
+    settings = GatewaySettings(
+        data_dir=tmp_path / "gateway",
+        services=NAMES,
+        service_urls=urls,
+        retry_backoff_s=0.01,
+        retry_backoff_max_s=0.01,
+        timeout_s=20,
+    )
+    clients = ServiceClients(settings, CollectorRegistry())
+    postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "test-writer")
+    writer = FanOutWriter(settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES)
+    if catalog:
+        db = await asyncio.to_thread(postgres.open)
+        writer.attach(Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s))
+    try:
+        yield writer
+    finally:
+        await clients.close()
+        await asyncio.to_thread(postgres.close)
+
+
+def stored(url: str, service: str, image_id: int) -> bool:
+    reply = httpx.post(
+        f"{url}/{service}_get_similar_images_by_id", json={"image_id": image_id, "k": 1}, timeout=10
+    )
+    assert reply.status_code in (200, 404), reply.text
+    return reply.status_code == 200
+
+
+def picture(seed: int) -> bytes:
+    return encode(synthetic_image(seed, (160, 120)))
+
+
+async def retry_until_settled(writer: FanOutWriter, timeout: float = 30) -> None:
+    """Retry passes until nothing is pending (the backoff is 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while (await writer.stats())["pending_parts"]:
+        assert time.monotonic() < deadline, await writer.stats()
+        await asyncio.sleep(0.05)
+        await writer.retry_due()
+
+
+def test_an_add_reaches_every_service_and_leaves_nothing_spooled(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            outcomes = await writer.add(101, picture(101))
+            assert {s: (o.state, o.status) for s, o in outcomes.items()} == {
+                "phash": (DONE, "ok"),
+                "color": (DONE, "ok"),
+            }
+            status = await writer.status([101])
+            assert status[101]["state"] == "complete"
+            assert (await writer.stats())["spool_files"] == 0
+            assert len(writer.locks) == 0  # the id's lock is dropped once released
+            with pytest.raises(CatalogConflict):
+                await writer.add(101, picture(101))
+
+    asyncio.run(scenario())
+    assert all(stored(services[s], s, 101) for s in NAMES)
+
+
+def test_a_part_that_failed_is_retried_from_the_spool_after_a_restart(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            outcomes = await writer.add(102, picture(102))
+            assert (outcomes["phash"].state, outcomes["color"].state) == (DONE, PENDING)
+            assert outcomes["color"].status == "unavailable"
+            assert (await writer.stats())["spool_files"] == 1
+            await asyncio.sleep(0.05)
+            assert await writer.retry_due() == 1  # still down: the part stays pending
+            assert (await writer.stats())["pending_parts"] == {"color": 1}
+
+        # A new writer (a restarted gateway) on the same catalog and spool, color reachable again.
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            await retry_until_settled(writer)
+            assert (await writer.status([102]))[102]["state"] == "complete"
+            assert (await writer.stats())["spool_files"] == 0
+
+    asyncio.run(scenario())
+    assert stored(services["color"], "color", 102)
+
+
+def test_a_delete_cancels_the_pending_add_so_no_retry_brings_the_image_back(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            await writer.add(103, picture(103))
+            deleted = await writer.delete(103)
+            assert deleted["phash"] == (DONE, "ok", None)
+            assert (deleted["color"].state, deleted["color"].status) == (PENDING, "unavailable")
+            assert (await writer.stats())["spool_files"] == 0  # the add's upload went with it
+            assert (await writer.status([103]))[103]["state"] == "deleting"
+
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            await retry_until_settled(writer)
+            assert await writer.status([103]) == {}
+            assert (await writer.stats())["deleting"] == 0
+
+    asyncio.run(scenario())
+    assert not stored(services["phash"], "phash", 103) and not stored(services["color"], "color", 103)
+
+
+def test_an_image_every_service_refuses_is_forgotten(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            with pytest.raises(ImageRejected) as refused:
+                await writer.add(104, b"not an image at all")
+            assert refused.value.status_code == 422
+            assert set(refused.value.details) == set(NAMES)
+            assert "not a recognised image" in str(refused.value)
+            assert await writer.status([104]) == {}
+            assert (await writer.stats())["spool_files"] == 0
+            # The id stays free: a real picture under it is accepted.
+            assert {o.state for o in (await writer.add(104, picture(104))).values()} == {DONE}
+
+    asyncio.run(scenario())
+
+
+def test_a_retry_whose_spooled_upload_vanished_is_rejected_not_looped(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        async with opened_writer(tmp_path, pg_dsn, {**services, "color": down_url()}) as writer:
+            await writer.add(105, picture(105))
+            for path in writer.spool.files():
+                path.unlink()
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            await retry_until_settled(writer)
+            parts = (await writer.status([105]))[105]["parts"]
+            assert parts["color"]["status"] == REJECTED
+            assert "spooled upload is missing" in parts["color"]["error"]
+
+    asyncio.run(scenario())
+
+
+def test_without_a_catalog_every_operation_is_database_unavailable(tmp_path: Path, pg_dsn: str) -> None:
+    async def scenario() -> None:
+        async with opened_writer(tmp_path, pg_dsn, {}, catalog=False) as writer:
+            with pytest.raises(DatabaseUnavailable):
+                await writer.add(1, picture(1))
+            with pytest.raises(DatabaseUnavailable):
+                await writer.delete(1)
+            assert await writer.retry_due() == 0  # the worker keeps going
+            assert writer.spool.files() == []
+
+    asyncio.run(scenario())
+
+
+def test_outcome_rules() -> None:
+    def result(outcome: str, code: int | None) -> CallResult:
+        return CallResult("color", outcome, code, detail=None if code == 200 else f"HTTP {code}")
+
+    assert add_outcome(result("ok", 200)) == (DONE, "ok", None)
+    assert add_outcome(result("failed", 409)) == (DONE, "ok", "already stored")
+    assert add_outcome(result("failed", 422)) == (REJECTED, "failed", "HTTP 422")
+    assert add_outcome(result("failed", 503)) == (PENDING, "failed", "HTTP 503")
+    assert add_outcome(result("unavailable", None)).state == PENDING
+    assert delete_outcome(result("ok", 200)) == (DONE, "ok", None)
+    assert delete_outcome(result("failed", 404)) == (DONE, "failed", "HTTP 404")
+    assert delete_outcome(result("failed", 500)).state == PENDING
+    assert delete_outcome(result("unavailable", None)).state == PENDING
+
+
+def test_keyed_locks_serialise_one_id_and_leave_others_free() -> None:
+    async def scenario() -> list[str]:
+        locks, events = KeyedLocks(), []
+
+        async def work(key: int, name: str, pause: float) -> None:
+            async with locks.hold(key):
+                events.append(f"{name} in")
+                await asyncio.sleep(pause)
+                events.append(f"{name} out")
+
+        first = asyncio.create_task(work(1, "a", 0.05))
+        await asyncio.sleep(0)
+        await asyncio.gather(work(1, "b", 0), work(2, "c", 0), first)
+        assert len(locks) == 0
+        return events
+
+    events = asyncio.run(scenario())
+    assert events.index("a out") < events.index("b in")  # same id: one after the other
+    assert events.index("c out") < events.index("a out")  # another id does not wait
+
+
+def test_the_spool_keeps_bytes_until_removed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    path = spool.write(7, b"bytes")
+    assert Spool.read(path) == b"bytes" and spool.files() == [Path(path)]
+    Spool.remove(path)
+    Spool.remove(path)  # twice is harmless
+    assert Spool.read(path) is None and spool.files() == []
