@@ -1,6 +1,6 @@
 """App factory: a feature object in, a FastAPI app with the standard routes out.
 
-Routes (SPEC section 3): calculate / delete / by-id search / by-image search, plus /health,
+Routes (docs/api.md): calculate / delete / by-id search / by-image search, plus /health,
 /stats, /metrics (Prometheus) and Swagger at /docs. CPU work (decoding, feature extraction,
 searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
