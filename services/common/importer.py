@@ -40,6 +40,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from services.common.feature import FeatureService
+from services.common.headless import UnknownFeatureError, new_feature
 from services.common.images import ImageError
 from services.common.settings import ServiceSettings
 from services.common.store import FeatureStore
@@ -113,25 +114,17 @@ class ImportReport:
 def service_classes(name: str) -> tuple[type[FeatureService], type[ServiceSettings]]:
     """The FeatureService subclass and settings class of a registered service (its descriptor's
     ``feature`` and ``settings``)."""
-    from services.registry import SERVICES
-
-    info = SERVICES.get(name)
-    if info is None:
-        raise ImportRefused(f"unknown service {name!r}; known: {', '.join(sorted(SERVICES))}")
-    feature_cls = info.feature_class()
-    if feature_cls is None:
-        raise ImportRefused(
-            f"service {name!r} keeps no FeatureStore (its descriptor names no feature class), "
-            "so ambience import cannot fill it"
-        )
-    return feature_cls, info.settings_class()
+    feature = build_feature(name)
+    return type(feature), type(feature.settings)
 
 
 def build_feature(name: str, data_dir: Path | None = None) -> FeatureService:
-    """The service's feature object with settings from the environment (``data_dir`` overrides)."""
-    feature_cls, settings_cls = service_classes(name)
-    settings = settings_cls(data_dir=data_dir) if data_dir is not None else settings_cls()
-    return feature_cls(settings)
+    """The service's feature object, not loaded, with settings from the environment (``data_dir``
+    overrides); ImportRefused for a service that keeps no FeatureStore."""
+    try:
+        return new_feature(name, data_dir)
+    except UnknownFeatureError as exc:
+        raise ImportRefused(f"{exc}, so ambience import cannot fill it") from exc
 
 
 # -- files and ids ---------------------------------------------------------------------------------
