@@ -75,7 +75,7 @@ def plan(names: list[str]) -> list[Plan]:
         info = SERVICES[name]
         missing = [mod for mod in info.requires if importlib.util.find_spec(mod) is None]
         if missing:
-            out.append(Plan(name, [], f"missing Python modules {', '.join(missing)} (pip install its extra)"))
+            out.append(Plan(name, [], f"missing Python modules {', '.join(missing)} ({info.install_hint})"))
             continue
         try:
             out.append(Plan(name, required_weights(name)))

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from ambience.client import IdMapping, add_gateway_option, auth_headers, gateway_url, reporting_errors
+from services.registry import SERVICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,7 +48,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(out)
 
 
-RESULT_KEYS = ("phash_res", "color_res", "local_features_res", "global_features_res", "image_text_res")
+RESULT_KEYS = tuple(info.result_key for info in SERVICES.values() if info.result_key)
 
 
 def search_image(

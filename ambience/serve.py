@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from services.common.descriptor import ServiceDescriptor
 from services.common.errors import EXIT_WEIGHTS_MISSING
 from services.common.settings import CommonSettings
-from services.registry import SERVICES, ServiceInfo
+from services.registry import SERVICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     return serve(args.service or list(SERVICES), args.data_dir, gateway=with_gateway)
 
 
-def missing_requirements(info: ServiceInfo) -> list[str]:
+def missing_requirements(info: ServiceDescriptor) -> list[str]:
     return [mod for mod in info.requires if importlib.util.find_spec(mod) is None]
 
 
@@ -80,7 +81,7 @@ def _serve(names: list[str], env: dict[str, str], run_dir: Path, gateway: bool) 
             mark_unavailable(run_dir, name, f"missing Python modules: {', '.join(missing)}")
             print(
                 f"[ambience] {name}: unavailable (missing Python modules: {', '.join(missing)}; "
-                f"pip install -e '.[{name}]')",
+                f"{info.install_hint})",
                 file=sys.stderr,
             )
             continue

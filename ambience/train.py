@@ -8,11 +8,8 @@ import sys
 
 from services.registry import SERVICES
 
-#: Services whose index is trained on the stored vectors: route, and CLI options -> JSON body.
-TRAIN_ROUTES = {
-    "global_features": "/train_global_features_pca",
-    "local_features": "/train_local_features_index",
-}
+#: Services whose index is trained on the stored vectors, and their training route.
+TRAIN_ROUTES = {info.name: info.train_route for info in SERVICES.values() if info.train_route}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

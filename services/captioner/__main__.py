@@ -1,7 +1,7 @@
 """Captioner service: a one-sentence caption for an uploaded picture (open_clip CoCa)."""
 
-from services.captioner.service import CaptionerSettings, build_app
-from services.common.runner import run_app
+from services.captioner.descriptor import DESCRIPTOR
+from services.common.runner import run_service
 
 if __name__ == "__main__":
-    run_app(CaptionerSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

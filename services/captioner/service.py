@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.captioner.descriptor import DESCRIPTOR
 from services.common.errors import StartupError
 from services.common.models import (
     RANDOM,
@@ -29,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class CaptionerSettings(ModelServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_CAPTIONER_", extra="ignore")
-    service_name: ClassVar[str] = "captioner"
-    default_port: ClassVar[int] = 33340
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     model: str = Field("coca_ViT-L-14", description="open_clip CoCa model (coca_ViT-L-14 or coca_ViT-B-32)")
     weights: str = Field(

@@ -1,5 +1,5 @@
-from services.color.service import ColorSettings, build_app
-from services.common.runner import run_app
+from services.color.descriptor import DESCRIPTOR
+from services.common.runner import run_service
 
 if __name__ == "__main__":
-    run_app(ColorSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

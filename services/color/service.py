@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
+from services.color.descriptor import DESCRIPTOR
 from services.color.histogram import DIM, histogram
 from services.common.app import create_app
 from services.common.feature import VectorFeature
@@ -17,9 +18,9 @@ from services.common.settings import ServiceSettings
 
 
 class ColorSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_COLOR_", extra="ignore")
-    service_name: ClassVar[str] = "color"
-    default_port: ClassVar[int] = 33335
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     decode_size: int = Field(
         256, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"
@@ -27,8 +28,8 @@ class ColorSettings(ServiceSettings):
 
 
 class ColorFeature(VectorFeature):
-    store_route = "color_features"
-    search_route = "color"
+    store_route = DESCRIPTOR.store  # type: ignore[assignment]
+    search_route = DESCRIPTOR.search  # type: ignore[assignment]
     settings: ColorSettings
 
     def metadata(self) -> dict[str, Any]:

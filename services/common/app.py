@@ -1,6 +1,6 @@
 """App factory: a feature object in, a FastAPI app with the standard routes out.
 
-Routes (SPEC section 3): calculate / delete / by-id search / by-image search, plus /health,
+Routes (docs/api.md): calculate / delete / by-id search / by-image search, plus /health,
 /stats, /metrics (Prometheus) and Swagger at /docs. CPU work (decoding, feature extraction,
 searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.collection import Collection
 from services.common.feature import FeatureService
+from services.common.headless import open_feature
 from services.common.images import ImageError
 from services.common.metrics import ServiceMetrics
 from services.common.schemas import (
@@ -31,7 +32,6 @@ from services.common.schemas import (
     SearchParams,
     SimilarImage,
 )
-from services.common.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,8 @@ def create_app(service: FeatureService) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.search_threads)
-        await run_in_threadpool(service.load)
-        data_dir = settings.resolved_data_dir()
-        store = FeatureStore(data_dir, service.metadata())
-        collection = Collection(store, service, data_dir / "index.snapshot")
-        await run_in_threadpool(collection.open)
-        service.bind(collection)
+        opened = await run_in_threadpool(open_feature, service)
+        store, collection = opened.store, opened.collection
         maintenance = Maintenance(collection, settings.sync_interval_s, settings.snapshot_interval_s)
         maintenance.start()
         state.update(store=store, collection=collection, started=time.time())
@@ -96,9 +92,7 @@ def create_app(service: FeatureService) -> FastAPI:
             yield
         finally:
             maintenance.stop()
-            await run_in_threadpool(collection.snapshot)
-            service.close()
-            store.close()
+            await run_in_threadpool(opened.close)
 
     app = FastAPI(
         title=f"ambience {name}",

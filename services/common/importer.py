@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import importlib
-import inspect
 import io
 import os
 import sys
@@ -42,6 +40,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from services.common.feature import FeatureService
+from services.common.headless import UnknownFeatureError, new_feature
 from services.common.images import ImageError
 from services.common.settings import ServiceSettings
 from services.common.store import FeatureStore
@@ -112,50 +111,20 @@ class ImportReport:
 # -- the service's classes ----------------------------------------------------------------------
 
 
-def _load_attr(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def service_classes(name: str) -> tuple[type[FeatureService], type[ServiceSettings]]:
-    """The FeatureService subclass and settings class of a registered service.
-
-    Settings: the registry's ``settings``. Feature: the registry's ``feature``, or else the one
-    concrete FeatureService subclass defined in ``<service module>.service``.
-    """
-    from services.registry import SERVICES
-
-    info = SERVICES.get(name)
-    if info is None:
-        raise ImportRefused(f"unknown service {name!r}; known: {', '.join(sorted(SERVICES))}")
-    settings_cls = info.settings_class() if info.settings else None
-    if info.feature:
-        feature_cls = _load_attr(info.feature)
-    else:
-        module = importlib.import_module(f"{info.module}.service")
-        found = [
-            obj
-            for obj in vars(module).values()
-            if inspect.isclass(obj)
-            and obj.__module__ == module.__name__
-            and issubclass(obj, FeatureService)
-            and not inspect.isabstract(obj)
-        ]
-        feature_cls = found[0] if len(found) == 1 else None
-    if feature_cls is None or settings_cls is None:
-        raise ImportRefused(
-            f"service {name!r} keeps no FeatureStore (no FeatureService subclass in "
-            f"{info.module}.service), so ambience import cannot fill it; if it has one under "
-            "another name, name it in services/registry.py (feature=)"
-        )
-    return feature_cls, settings_cls
+    """The FeatureService subclass and settings class of a registered service (its descriptor's
+    ``feature`` and ``settings``)."""
+    feature = build_feature(name)
+    return type(feature), type(feature.settings)
 
 
 def build_feature(name: str, data_dir: Path | None = None) -> FeatureService:
-    """The service's feature object with settings from the environment (``data_dir`` overrides)."""
-    feature_cls, settings_cls = service_classes(name)
-    settings = settings_cls(data_dir=data_dir) if data_dir is not None else settings_cls()
-    return feature_cls(settings)
+    """The service's feature object, not loaded, with settings from the environment (``data_dir``
+    overrides); ImportRefused for a service that keeps no FeatureStore."""
+    try:
+        return new_feature(name, data_dir)
+    except UnknownFeatureError as exc:
+        raise ImportRefused(f"{exc}, so ambience import cannot fill it") from exc
 
 
 # -- files and ids ---------------------------------------------------------------------------------

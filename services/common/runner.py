@@ -9,6 +9,7 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
+from services.common.descriptor import ServiceDescriptor
 from services.common.errors import EXIT_STARTUP_FAILED, StartupError
 from services.common.settings import ServiceSettings
 from services.common.store import StoreMismatchError
@@ -66,3 +67,8 @@ def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAP
         if isinstance(exc, StoreMismatchError):
             log.error("%s: %s", settings.service_name, exc)
         sys.exit(EXIT_STARTUP_FAILED)
+
+
+def run_service(descriptor: ServiceDescriptor) -> None:
+    """``python -m <service>``: the descriptor's app with settings from the environment."""
+    run_app(descriptor.settings_class()(), descriptor.build_app)

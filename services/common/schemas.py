@@ -1,4 +1,4 @@
-"""Request and response models of the standard feature-service routes (SPEC section 3)."""
+"""Request and response models of the standard feature-service routes (docs/api.md)."""
 
 from __future__ import annotations
 

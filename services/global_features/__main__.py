@@ -1,7 +1,7 @@
 """Global feature service: visually similar pictures by timm global vectors."""
 
-from services.common.runner import run_app
-from services.global_features.service import GlobalFeaturesSettings, build_app
+from services.common.runner import run_service
+from services.global_features.descriptor import DESCRIPTOR
 
 if __name__ == "__main__":
-    run_app(GlobalFeaturesSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

@@ -39,6 +39,7 @@ from services.common.models import (
     timm_weights_file,
 )
 from services.common.settings import CommonSettings
+from services.global_features.descriptor import DESCRIPTOR
 from services.global_features.whitening import PCAWhitening, train_pca_whitening
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,9 @@ STATE_FILE = "trained_state.npz"
 
 
 class GlobalFeaturesSettings(EmbeddingSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_GLOBAL_FEATURES_", extra="ignore")
-    service_name: ClassVar[str] = "global_features"
-    default_port: ClassVar[int] = 33334
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     mirrored_query: bool = Field(
@@ -141,8 +142,8 @@ def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsF
 
 
 class GlobalFeature(EmbeddingFeature):
-    store_route = "global_features"
-    search_route = "global_features"
+    store_route = DESCRIPTOR.store  # type: ignore[assignment]
+    search_route = DESCRIPTOR.search  # type: ignore[assignment]
     settings: GlobalFeaturesSettings
 
     def __init__(self, settings: GlobalFeaturesSettings) -> None:

@@ -1,7 +1,7 @@
 """Image-text service: pictures matching a text query, and similar pictures, by CLIP embeddings."""
 
-from services.common.runner import run_app
-from services.image_text.service import ImageTextSettings, build_app
+from services.common.runner import run_service
+from services.image_text.descriptor import DESCRIPTOR
 
 if __name__ == "__main__":
-    run_app(ImageTextSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

@@ -28,12 +28,13 @@ from services.common.models import (
 )
 from services.common.schemas import ERROR_RESPONSES, SearchParams, SimilarImage
 from services.common.settings import CommonSettings
+from services.image_text.descriptor import DESCRIPTOR
 
 
 class ImageTextSettings(EmbeddingSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_IMAGE_TEXT_", extra="ignore")
-    service_name: ClassVar[str] = "image_text"
-    default_port: ClassVar[int] = 33338
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     model: str = Field("ViT-B-16", description="open_clip model name")
     weights: str = Field(
@@ -87,8 +88,8 @@ def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsF
 
 
 class ImageTextFeature(EmbeddingFeature):
-    store_route = "image_text_features"
-    search_route = "image_text_features"
+    store_route = DESCRIPTOR.store  # type: ignore[assignment]
+    search_route = DESCRIPTOR.search  # type: ignore[assignment]
     settings: ImageTextSettings
 
     def load_session(self) -> Any:

@@ -1,5 +1,5 @@
-from services.common.runner import run_app
-from services.local_features.service import LocalFeaturesSettings, build_app
+from services.common.runner import run_service
+from services.local_features.descriptor import DESCRIPTOR
 
 if __name__ == "__main__":
-    run_app(LocalFeaturesSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

@@ -27,6 +27,7 @@ from services.common.models import RANDOM, WeightsFile, looks_like_path, resolve
 from services.common.schemas import SearchParams
 from services.common.settings import CommonSettings, ServiceSettings
 from services.local_features import indexing
+from services.local_features.descriptor import DESCRIPTOR
 from services.local_features.extraction import (
     DIM,
     ID_SHIFT,
@@ -58,9 +59,9 @@ TRAINED_FILE = "trained.index"
 
 
 class LocalFeaturesSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_LOCAL_FEATURES_", extra="ignore")
-    service_name: ClassVar[str] = "local_features"
-    default_port: ClassVar[int] = 33333
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     descriptor: Literal["hardnet8", "rootsift"] = Field(
         "hardnet8", description="Patch descriptor: hardnet8 (kornia, needs weights) or rootsift (no weights)"
@@ -134,8 +135,8 @@ class TrainingBusyError(RuntimeError):
 
 
 class LocalFeatures(FeatureService):
-    store_route = "local_features"
-    search_route = "local_features"
+    store_route = DESCRIPTOR.store  # type: ignore[assignment]
+    search_route = DESCRIPTOR.search  # type: ignore[assignment]
     QueryParams = LocalFeaturesParams
     ResultModel = LocalMatch
     max_image_id = MAX_IMAGE_ID

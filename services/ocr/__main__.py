@@ -1,5 +1,5 @@
-from services.common.runner import run_app
-from services.ocr.service import OcrSettings, build_app
+from services.common.runner import run_service
+from services.ocr.descriptor import DESCRIPTOR
 
 if __name__ == "__main__":
-    run_app(OcrSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

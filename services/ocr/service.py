@@ -29,15 +29,16 @@ from services.common.postgres import (
 from services.common.schemas import ERROR_RESPONSES, AddResult, DeleteResult, ErrorBody, ImageIdBody
 from services.common.settings import ServiceSettings
 from services.common.store import ID_MAX
+from services.ocr.descriptor import DESCRIPTOR
 from services.ocr.recognizer import Recognizer, TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, Ranking, TextStore
 from services.ocr.text import normalise
 
 
 class OcrSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_OCR_", extra="ignore")
-    service_name: ClassVar[str] = "ocr"
-    default_port: ClassVar[int] = 33339
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     max_side: int = Field(2000, ge=64, description="Longer image sides are scaled down to this before OCR")
     min_confidence: float = Field(0.5, ge=0, le=1, description="Text lines recognised below this are dropped")

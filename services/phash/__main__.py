@@ -1,5 +1,5 @@
-from services.common.runner import run_app
-from services.phash.service import PhashSettings, build_app
+from services.common.runner import run_service
+from services.phash.descriptor import DESCRIPTOR
 
 if __name__ == "__main__":
-    run_app(PhashSettings(), build_app)  # type: ignore[arg-type]
+    run_service(DESCRIPTOR)

@@ -13,6 +13,7 @@ from services.common.app import create_app
 from services.common.feature import VectorFeature
 from services.common.index import AnyIndex, new_binary_flat_index
 from services.common.settings import ServiceSettings
+from services.phash.descriptor import DESCRIPTOR
 from services.phash.hashing import HASH_BITS, HASH_BYTES, phash, phash_variants
 
 #: Hamming distance under which the gateway calls two images duplicates.
@@ -20,9 +21,9 @@ DUPLICATE_THRESHOLD = 64
 
 
 class PhashSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_PHASH_", extra="ignore")
-    service_name: ClassVar[str] = "phash"
-    default_port: ClassVar[int] = 33336
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     decode_size: int = Field(
         256, ge=96, description="JPEGs are decoded at reduced size with the short side >= this"
@@ -35,8 +36,8 @@ class PhashParams(BaseModel):
 
 
 class PhashFeature(VectorFeature):
-    store_route = "phash_features"
-    search_route = "phash"
+    store_route = DESCRIPTOR.store  # type: ignore[assignment]
+    search_route = DESCRIPTOR.search  # type: ignore[assignment]
     QueryParams = PhashParams
     integer_distances = True
     settings: PhashSettings

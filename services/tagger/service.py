@@ -25,6 +25,7 @@ from services.common.models import (
 )
 from services.common.settings import CommonSettings
 from services.common.stateless import StatelessService, create_stateless_app, image_route
+from services.tagger.descriptor import DESCRIPTOR
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ DEFAULT_TAG = "places365"
 
 
 class TaggerSettings(ModelServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AMBIENCE_TAGGER_", extra="ignore")
-    service_name: ClassVar[str] = "tagger"
-    default_port: ClassVar[int] = 33341
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
 
     model: str = Field("resnet50", description="Architecture (only CSAIL's resnet50 is supported)")
     weights: str = Field(

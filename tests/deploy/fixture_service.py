@@ -1,8 +1,9 @@
 """A model service for download tests: its weights files are listed in a JSON manifest
 (``AMBIENCE_TEST_WEIGHTS_MANIFEST``) that points at a local test server.
 
-It is registered like any real service (services.registry.SERVICES with a ``weights`` function), so
-``ambience models fetch`` / ``list`` are exercised through the same registry path real services use.
+It is registered like any real service (a descriptor in services.registry.SERVICES with a
+``weights`` function), so ``ambience models fetch`` / ``list`` are exercised through the same
+registry path real services use.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ import os
 import sys
 from pathlib import Path
 
+from services.common.descriptor import ServiceDescriptor
 from services.common.models import WeightsFile
-from services.registry import SERVICES, ServiceInfo
+from services.registry import SERVICES
 
 NAME = "fixture_model"
-INFO = ServiceInfo(
-    name=NAME, module="tests.deploy.fixture_service", port=1, weights=f"{__name__}:weights_files"
+INFO = ServiceDescriptor(
+    name=NAME,
+    port=1,
+    extra="test",
+    settings="",
+    module="tests.deploy.fixture_service",
+    weights=f"{__name__}:weights_files",
 )
 
 

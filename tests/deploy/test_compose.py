@@ -31,7 +31,7 @@ COMPOSE = DEPLOY / "compose.yml"
 COMPOSE_GPU = DEPLOY / "compose.gpu.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
-#: The services and ports of SPEC.md; the gateway is 44444.
+#: The services and their published ports (README.md, docs/api.md); the gateway is 44444.
 EXPECTED_PORTS = {
     "phash": 33336,
     "color": 33335,
@@ -312,6 +312,8 @@ def test_compose_service_exists_in_code_with_same_port_and_health_route(name: st
     assert name in SERVICES, f"services/{name} exists but is not in services/registry.py"
     info = SERVICES[name]
     assert info.port == EXPECTED_PORTS[name]
+    # the image installs the extra the descriptor names (the one the CLI's install hint prints)
+    assert info.extra in compose["services"][name]["build"]["args"]["EXTRAS"].split(",")
     missing = [m for m in info.requires if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{name}: Python modules {missing} not installed")

@@ -10,15 +10,10 @@ from typing import Any
 
 import httpx
 
+from services.registry import SERVICES
 from tests.helpers import ServiceProcess, encode, synthetic_image
 from tests.pg import TestServer
 
-MODULES = {
-    "phash": ("services.phash", "AMBIENCE_PHASH_"),
-    "color": ("services.color", "AMBIENCE_COLOR_"),
-    "ocr": ("services.ocr", "AMBIENCE_OCR_"),
-    "local_features": ("services.local_features", "AMBIENCE_LOCAL_FEATURES_"),
-}
 #: Small OCR work per image so tests stay fast on two cores; RootSIFT needs no downloaded weights.
 SERVICE_ENV = {
     "ocr": {"AMBIENCE_OCR_MAX_SIDE": "640", "AMBIENCE_OCR_THREADS": "1"},
@@ -63,9 +58,9 @@ def start_services(tmp: Path, dsn: str, names: list[str]) -> dict[str, ServicePr
     services: dict[str, ServiceProcess] = {}
     try:
         for name in names:
-            module, prefix = MODULES[name]
+            info = SERVICES[name]
             env = {"AMBIENCE_PG_DSN": dsn, **SERVICE_ENV.get(name, {})}
-            services[name] = ServiceProcess(module, prefix, tmp / name, extra_env=env).start()
+            services[name] = ServiceProcess(info.module, info.env_prefix, tmp / name, extra_env=env).start()
     except BaseException:
         for svc in services.values():
             svc.stop()

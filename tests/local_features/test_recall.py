@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.collection import Collection
+from services.common.headless import open_feature
 from services.common.schemas import SearchParams
-from services.common.store import FeatureStore
-from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
+from services.local_features.service import LocalFeatures, LocalFeaturesParams
 from tests.helpers import encode, load_rgb
 from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
@@ -26,18 +25,15 @@ QUERY_EVERY = 4
 @pytest.fixture(scope="module")
 def indexed(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalFeatures, list]:
     tmp = tmp_path_factory.mktemp("lf-recall")
-    service = LocalFeatures(LocalFeaturesSettings(data_dir=tmp, descriptor="rootsift"))
-    service.load()
-    store = FeatureStore(tmp, service.metadata())
-    collection = Collection(store, service, tmp / "index.snapshot")
-    collection.open()
-    service.bind(collection)
+    opened = open_feature("local_features", tmp, descriptor="rootsift")
+    service, store, collection = opened.feature, opened.store, opened.collection
+    assert isinstance(service, LocalFeatures)
     images = [load_rgb(p) for p in photos]
     store.add_many((i, service.extract(encode(img, quality=95))) for i, img in enumerate(images))
     collection.sync()
     same = same_source_groups(photos)
     yield service, list(zip(images, same, strict=True))
-    store.close()
+    opened.close(snapshot=False)
 
 
 @pytest.mark.parametrize("transform", list(TRANSFORMS))

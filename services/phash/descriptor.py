@@ -1,0 +1,14 @@
+"""The phash service's descriptor. 576-bit DCT perceptual hash: near-duplicates by Hamming distance."""
+
+from services.common.descriptor import ServiceDescriptor
+
+DESCRIPTOR = ServiceDescriptor(
+    name="phash",
+    port=33336,
+    extra="phash",
+    settings="services.phash.service:PhashSettings",
+    feature="services.phash.service:PhashFeature",
+    store="phash_features",
+    search="phash",
+    requires=("numba",),
+)

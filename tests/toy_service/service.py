@@ -1,0 +1,50 @@
+"""An 8x8 grey thumbnail compared by L2 distance: the smallest useful feature."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+from pydantic_settings import SettingsConfigDict
+
+from services.common.feature import VectorFeature
+from services.common.index import AnyIndex, new_flat_index
+from services.common.settings import ServiceSettings
+from tests.toy_service.descriptor import DESCRIPTOR
+
+SIDE = 8
+DIM = SIDE * SIDE
+
+
+class ToySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
+    service_name: ClassVar[str] = DESCRIPTOR.name
+    default_port: ClassVar[int] = DESCRIPTOR.port
+
+
+class ThumbnailFeature(VectorFeature):
+    store_route = DESCRIPTOR.store  # type: ignore[assignment]
+    search_route = DESCRIPTOR.search  # type: ignore[assignment]
+
+    def metadata(self) -> dict[str, Any]:
+        return {"feature": DESCRIPTOR.name, "dim": DIM}
+
+    def index_config(self) -> str:
+        return f"flat-l2-{DIM}"
+
+    def new_index(self) -> AnyIndex:
+        return new_flat_index(DIM)
+
+    def _thumbnail(self, data: bytes) -> np.ndarray:
+        image = self.decode(data, "L").image.resize((SIDE, SIDE))
+        return np.asarray(image, dtype=np.float32).ravel() / 255.0
+
+    def extract(self, data: bytes) -> bytes:
+        return self._thumbnail(data).tobytes()
+
+    def vector_from_stored(self, stored: bytes) -> np.ndarray:
+        return np.frombuffer(stored, dtype=np.float32, count=DIM)
+
+    def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
+        return self._thumbnail(data)[None, :]
