@@ -7,7 +7,9 @@
 - ``/reverse_search``: duplicate mode (phash within a distance, optionally local-feature-verified
   crops) and normal mode (all search services at once, fused by weighted reciprocal rank)
   (gateway/reverse_search.py, gateway/routes/search.py);
-- optional API key (gateway/auth.py), CORS, /health with each service's state, /metrics
+- the web page at ``/`` with a thumbnail per image (gateway/web/, gateway/thumbnails.py);
+- optional API key (gateway/auth.py; the page signs in with a cookie, gateway/web/session.py),
+  CORS, /health with each service's state, /metrics
   (gateway/routes/health.py), Swagger at /docs.
 """
 
@@ -21,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from gateway import thumbnails, web
 from gateway.auth import ApiKeyMiddleware
 from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
 from gateway.proxy import ServiceClients
@@ -29,6 +32,7 @@ from gateway.routes import health, passthrough, search, writes
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, Spool
 from services.common.app import add_common_handlers
+from services.common.images import DecodeLimits
 from services.common.metrics import ServiceMetrics
 from services.common.postgres import PostgresComponent, PostgresSettings, add_unavailable_handler
 
@@ -40,11 +44,22 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     enabled = settings.enabled()
     metrics = ServiceMetrics("gateway")
     clients = ServiceClients(settings, metrics.registry)
-    postgres = PostgresComponent(pg or PostgresSettings(), {COMPONENT: MIGRATIONS}, "ambience-gateway")
+    postgres = PostgresComponent(
+        pg or PostgresSettings(),
+        {COMPONENT: MIGRATIONS, thumbnails.COMPONENT: thumbnails.MIGRATIONS, web.COMPONENT: web.MIGRATIONS},
+        "ambience-gateway",
+    )
     writer = FanOutWriter(
         settings, clients, Spool(settings.resolved_data_dir() / "spool"), [u.name for u in enabled if u.store]
     )
     reverse_search = ReverseSearch(settings, clients, enabled)
+    writer.subscribe(
+        thumbnails.ThumbnailKeeper(
+            lambda: writer.catalog.db,
+            settings.thumbnail_size,
+            DecodeLimits(max_bytes=settings.max_upload_bytes),
+        )
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,4 +101,6 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     search.add_routes(app, reverse_search, settings.max_upload_bytes)
     health.add_routes(app, settings, clients, writer, metrics)
     passthrough.add_routes(app, clients)
+    if settings.web:
+        app.include_router(web.create_router(settings.api_key, lambda: writer.catalog.db))
     return app

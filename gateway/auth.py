@@ -7,13 +7,17 @@ import hmac
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-#: Routes answered without the key (a load balancer's health probe has none).
-OPEN_PATHS = frozenset({"/health"})
+from gateway.web import session
+
+#: Routes answered without the key: a load balancer's health probe has none, and the page's entry
+#: and sign-in (``/`` redirects to the sign-in form when the cookie is missing).
+OPEN_PATHS = frozenset({"/health", "/", "/ui/login", "/ui/app.css"})
 
 
 class ApiKeyMiddleware:
     """Refuse every request but ``OPEN_PATHS`` without the API key (``Authorization: Bearer`` or
-    ``X-API-Key``). Sits inside CORS, so browser preflights are still answered."""
+    ``X-API-Key``, or the page's session cookie under :func:`gateway.web.session.cookie_grants`'s
+    rule). Sits inside CORS, so browser preflights are still answered."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
@@ -29,6 +33,9 @@ class ApiKeyMiddleware:
         if given is None and auth[:7].lower() == b"bearer ":
             given = auth[7:].strip()
         if given is not None and hmac.compare_digest(given, self.key):
+            await self.app(scope, receive, send)
+            return
+        if session.cookie_grants(headers, scope["method"], self.key.decode()):
             await self.app(scope, receive, send)
             return
         reply = JSONResponse(

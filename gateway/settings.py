@@ -137,6 +137,10 @@ class GatewaySettings(BaseSettings):
     )
     health_timeout_s: float = Field(2.0, gt=0, description="Timeout of each service's /health check")
     max_connections: int = Field(100, ge=1, description="Pooled HTTP connections to the services")
+    web: bool = Field(True, description="Serve the web page at / (search, moments, duplicates, map)")
+    thumbnail_size: int = Field(
+        256, ge=32, le=1024, description="Long side in pixels of the preview kept per image for the page"
+    )
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else CommonSettings().data_dir / "gateway"

@@ -23,7 +23,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
@@ -142,6 +142,15 @@ class ImageRejected(Exception):
         self.status_code = 413 if "413" in first else 422
 
 
+class WriteListener(Protocol):
+    """Something that follows the collection: told after an image is added (the upload's bytes are
+    at hand only then) and after it is deleted. A listener's failure is logged, never the add's."""
+
+    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None: ...
+
+    async def image_deleted(self, image_id: int) -> None: ...
+
+
 class FanOutWriter:
     """Adds and deletes across the feature services ``services``, with the catalog as the record of
     what each one holds and a retry worker that finishes what failed.
@@ -165,6 +174,17 @@ class FanOutWriter:
         self.locks = KeyedLocks()
         self._catalog = catalog
         self._worker: asyncio.Task[None] | None = None
+        self.listeners: list[WriteListener] = []
+
+    def subscribe(self, listener: WriteListener) -> None:
+        self.listeners.append(listener)
+
+    async def _tell(self, event: str, image_id: int, *args: Any) -> None:
+        for listener in self.listeners:
+            try:
+                await getattr(listener, event)(image_id, *args)
+            except Exception:
+                log.exception("%s of image %d: %s failed", event, image_id, type(listener).__name__)
 
     @property
     def catalog(self) -> Catalog:
@@ -179,7 +199,7 @@ class FanOutWriter:
 
     # -- the request path ---------------------------------------------------------------------
 
-    async def add(self, image_id: int, data: bytes) -> Outcomes:
+    async def add(self, image_id: int, data: bytes, file_name: str | None = None) -> Outcomes:
         """Spool the upload, record the add, send it to every feature service. Raises
         :class:`~gateway.catalog.CatalogConflict` when the id is taken or being deleted, and
         :class:`ImageRejected` when every service refused the image."""
@@ -196,6 +216,7 @@ class FanOutWriter:
                 self.spool.remove(path)
                 raise ImageRejected(outcomes)
             await self.record(image_id, "add", outcomes)
+            await self._tell("image_added", image_id, data, file_name)
         return outcomes
 
     async def delete(self, image_id: int) -> Outcomes:
@@ -208,6 +229,7 @@ class FanOutWriter:
             names = sorted(parts.get(image_id, {}).get("parts", {}))
             outcomes = await self.delete_from(image_id, names)
             await self.record(image_id, "delete", outcomes)
+            await self._tell("image_deleted", image_id)
         return outcomes
 
     async def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -31,7 +31,7 @@ def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int) -> Non
         ``unavailable``; failed and unavailable parts are retried in the background until done."""
         data = await read_image(image, max_upload_bytes)
         try:
-            outcomes = await writer.add(image_id, data)
+            outcomes = await writer.add(image_id, data, image.filename)
         except CatalogConflict as exc:
             raise HTTPException(409, str(exc)) from exc
         except ImageRejected as exc:
