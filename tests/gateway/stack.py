@@ -14,10 +14,18 @@ from services.registry import SERVICES
 from tests.helpers import ServiceProcess, encode, synthetic_image
 from tests.pg import TestServer
 
+TINY_CLIP = Path(__file__).parents[1] / "models" / "tiny-clip.json"
 #: Small OCR work per image so tests stay fast on two cores; RootSIFT needs no downloaded weights.
 SERVICE_ENV = {
     "ocr": {"AMBIENCE_OCR_MAX_SIDE": "640", "AMBIENCE_OCR_THREADS": "1"},
     "local_features": {"AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift"},
+    # A tiny random CLIP: text and image search work end to end without downloadable weights.
+    "image_text": {
+        "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
+        "AMBIENCE_IMAGE_TEXT_MODEL": "tiny-clip",
+        "AMBIENCE_IMAGE_TEXT_WEIGHTS": "random",
+        "AMBIENCE_IMAGE_TEXT_MODEL_CONFIG_PATH": str(TINY_CLIP),
+    },
 }
 
 

@@ -1,0 +1,179 @@
+"""The web page in a real browser (Debian's Chromium driven by Playwright) against a real stack:
+phash, color, OCR and image_text (tiny random CLIP) services, the gateway, PostgreSQL, real photos.
+
+Skips with the reason when Chromium or Playwright is missing (README: ``apt-get install chromium``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.gateway.stack import Stack, start_stack
+from tests.helpers import ServiceProcess, encode, load_rgb
+from tests.ocr.signs import Sign, render
+from tests.pg import TestServer
+from tests.web.browser import Browser, launch_browser
+
+PHOTOS_ADDED = 24
+KEY = "correct horse battery staple"
+SIGN_ID, SIGN_WORD = 900, "BAKERY"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer, photos: list[Path]) -> Iterator[Stack]:
+    st = start_stack(tmp_path_factory.mktemp("web"), pg_server, ["phash", "color", "ocr", "image_text"])
+    try:
+        with httpx.Client(timeout=120) as client:
+            for image_id, path in enumerate(photos[:PHOTOS_ADDED], start=1):
+                r = client.post(
+                    st.url + "/calculate_all_image_features",
+                    files={"image": (path.name, path.read_bytes())},
+                    data={"image_id": str(image_id)},
+                )
+                assert r.status_code == 200, r.text
+            # a re-encoded copy of photo 1: a duplicate group with a keeper
+            copy = encode(load_rgb(photos[0]).resize((640, 427)), quality=60)
+            r = client.post(
+                st.url + "/calculate_all_image_features",
+                files={"image": ("copy.jpg", copy)},
+                data={"image_id": str(PHOTOS_ADDED + 1)},
+            )
+            assert r.status_code == 200, r.text
+            sign = encode(render(Sign((SIGN_WORD,), "DejaVuSans-Bold.ttf", 48, 2, 3))[0], quality=92)
+            r = client.post(
+                st.url + "/calculate_all_image_features",
+                files={"image": ("sign.jpg", sign)},
+                data={"image_id": str(SIGN_ID)},
+            )
+            assert r.status_code == 200, r.text
+        st.wait_complete([*range(1, PHOTOS_ADDED + 2), SIGN_ID], timeout=180)
+        yield st
+    finally:
+        st.stop()
+
+
+def test_text_search_shows_results(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/search")
+    page.fill("#text-query", "a mountain lake")
+    page.click("#text-form button[type=submit]")
+    page.wait_for_selector("#search-results .thumb", timeout=30_000)
+    assert page.locator("#search-results .thumb").count() >= 10
+
+
+def test_ocr_search_finds_the_sign(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/search")
+    page.check("#ocr-toggle")
+    page.fill("#text-query", SIGN_WORD.lower())
+    page.click("#text-form button[type=submit]")
+    page.wait_for_selector("#search-results .thumb", timeout=30_000)
+    assert page.get_attribute("#search-results .thumb", "data-image-id") == str(SIGN_ID)
+
+
+def test_image_drop_shows_the_source_first(browser: Browser, stack: Stack, photos: list[Path]) -> None:
+    page = browser.open(stack.url + "/#/search")
+    query = encode(load_rgb(photos[4]), quality=50)
+    page.set_input_files("#query-file", {"name": "query.jpg", "mimeType": "image/jpeg", "buffer": query})
+    page.wait_for_selector("#col-unified_res li a", timeout=30_000)
+    assert page.get_attribute("#col-unified_res li a", "data-image-id") == "5"
+    for key in ("phash_res", "color_res", "image_text_res"):
+        assert page.locator(f"#col-{key} li").count() > 0, f"{key} column is empty"
+
+
+def test_moments_slider_changes_the_number_of_representatives(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/moments?g=0.2")
+    page.wait_for_selector("#moments .moment", timeout=60_000)
+    few = page.locator("#moments .moment").count()
+    page.fill("#granularity", "0.6")  # fires input: the page reloads the moments
+    page.wait_for_function(f"document.querySelectorAll('#moments .moment').length > {few}", timeout=60_000)
+    many = page.locator("#moments .moment").count()
+    assert 1 <= few < many <= PHOTOS_ADDED + 2
+    page.locator("#moments .moment").first.click()
+    page.wait_for_selector("#moment-members .thumb")
+
+
+def test_duplicate_group_shows_its_keeper(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/duplicates?kind=copies")
+    group = page.wait_for_selector(f".group:has([data-image-id='{PHOTOS_ADDED + 1}'])", timeout=60_000)
+    # the keeper is the original: more pixels than its 640 px re-encode
+    assert group.get_attribute("data-keeper") == "1"
+    assert group.query_selector(".thumb.keeper[data-image-id='1']") is not None
+
+
+def test_map_draws_a_point_per_image(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/map")
+    page.wait_for_selector("#map-canvas[data-points]", timeout=120_000)
+    assert page.get_attribute("#map-canvas", "data-points") == str(PHOTOS_ADDED + 2)
+    # something was drawn: the canvas is not blank
+    drawn = page.evaluate(
+        "(() => { const c = document.getElementById('map-canvas');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()"
+    )
+    assert drawn > 50
+
+
+def test_thumbnails_are_served_with_cache_headers(stack: Stack) -> None:
+    r = httpx.get(stack.url + "/thumbnails/1", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+    assert "max-age" in r.headers["cache-control"] and r.headers["etag"]
+    img = Image.open(io.BytesIO(r.content))
+    assert max(img.size) <= 256
+    again = httpx.get(stack.url + "/thumbnails/1", headers={"If-None-Match": r.headers["etag"]}, timeout=30)
+    assert again.status_code == 304
+    assert httpx.get(stack.url + "/thumbnails/123456", timeout=30).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def keyed_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A second gateway on the same services and catalog, with an API key."""
+    env = {**stack.env, "AMBIENCE_API_KEY": KEY}
+    gw = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp_path_factory.mktemp("keyed"), extra_env=env).start()
+    yield gw
+    gw.stop()
+
+
+def test_with_an_api_key_the_page_refuses_without_it(browser: Browser, keyed_gateway: ServiceProcess) -> None:
+    url = keyed_gateway.url
+    assert httpx.get(url + "/ui/app.js", timeout=10).status_code == 401
+    assert httpx.get(url + "/thumbnails/1", timeout=10).status_code == 401
+    page = browser.open(url + "/#/status")
+    page.wait_for_selector("form.login")
+    assert "/ui/login" in page.url
+    page.fill("#key", "wrong")
+    page.click("form.login button")
+    page.wait_for_selector("#login-error:not([hidden])")
+    page.fill("#key", KEY)
+    page.click("form.login button")
+    page.wait_for_selector("table.status tr[data-service='phash']", timeout=30_000)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ambience_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]
+
+
+def test_cookie_alone_cannot_write_cross_site(keyed_gateway: ServiceProcess) -> None:
+    """A write that carries the session cookie but not the page's header (a cross-site form post)
+    is refused; the same cookie may read."""
+    from gateway.web.session import COOKIE, token
+
+    cookies = {COOKIE: token(KEY)}
+    url = keyed_gateway.url
+    read = httpx.get(url + "/catalog_stats", cookies=cookies, timeout=10)
+    assert read.status_code == 200
+    forged = httpx.post(url + "/delete_all_image_features", json={"image_id": 1}, cookies=cookies, timeout=10)
+    assert forged.status_code == 401
+    status = httpx.post(
+        url + "/catalog_status", json={"image_ids": [1]}, headers={"X-API-Key": KEY}, timeout=10
+    ).json()
+    assert json.dumps(status).count("delete") == 0, "image 1 must not have been deleted"
