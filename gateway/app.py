@@ -29,6 +29,7 @@ from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import health, passthrough, search, writes
+from gateway.routes import thumbnails as thumbnail_routes
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, Spool
 from services.common.app import add_common_handlers
@@ -53,12 +54,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         settings, clients, Spool(settings.resolved_data_dir() / "spool"), [u.name for u in enabled if u.store]
     )
     reverse_search = ReverseSearch(settings, clients, enabled)
+    decode_limits = DecodeLimits(max_bytes=settings.max_upload_bytes)
     writer.subscribe(
-        thumbnails.ThumbnailKeeper(
-            lambda: writer.catalog.db,
-            settings.thumbnail_size,
-            DecodeLimits(max_bytes=settings.max_upload_bytes),
-        )
+        thumbnails.ThumbnailKeeper(lambda: writer.catalog.db, settings.thumbnail_size, decode_limits)
     )
 
     @asynccontextmanager
@@ -100,7 +98,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     writes.add_routes(app, writer, settings.max_upload_bytes)
     search.add_routes(app, reverse_search, settings.max_upload_bytes)
     health.add_routes(app, settings, clients, writer, metrics)
+    thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)
     passthrough.add_routes(app, clients)
     if settings.web:
-        app.include_router(web.create_router(settings.api_key, lambda: writer.catalog.db))
+        web.add_routes(app, settings.api_key, lambda: writer.catalog.db)
     return app

@@ -125,6 +125,22 @@ def missing(db: Database, image_ids: Iterable[int]) -> list[int]:
     return db.run(query)
 
 
+def missing_in_catalog(db: Database, limit: int = 10_000) -> list[tuple[int, str | None]]:
+    """(image_id, spool path or None) of added images that have no thumbnail, lowest ids first."""
+
+    def query(cur: Cursor) -> list[tuple[int, str | None]]:
+        cur.execute(
+            "SELECT i.image_id, i.spool FROM gateway_images i "
+            "WHERE i.op = 'add' AND NOT EXISTS "
+            "(SELECT 1 FROM gateway_thumbnails t WHERE t.image_id = i.image_id) "
+            "ORDER BY i.image_id LIMIT %s",
+            (limit,),
+        )
+        return [(int(i), spool) for i, spool in cur.fetchall()]
+
+    return db.run(query)
+
+
 def count(db: Database) -> int:
     def query(cur: Cursor) -> int:
         cur.execute("SELECT count(*) FROM gateway_thumbnails")

@@ -8,7 +8,6 @@ so it works on a box without internet. Everything it shows comes from the gatewa
 - ``GET/POST /ui/login``, ``POST /ui/logout``: with ``AMBIENCE_API_KEY`` set, the key is asked once
   and kept in an HttpOnly, SameSite=Strict cookie holding a token derived from the key (never the
   key itself); see :mod:`gateway.web.session`;
-- ``GET /thumbnails/{image_id}``: the preview kept at add time (:mod:`gateway.thumbnails`);
 - ``POST /ui/allocate_ids``: fresh image ids for uploads from the page.
 """
 
@@ -18,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway import thumbnails
 from gateway.web import session
 from services.common.postgres import Cursor, Database, Migration
 from services.common.store import ID_MAX
@@ -69,8 +67,10 @@ def allocate_ids(db: Database, count: int) -> list[int]:
     return db.run(reserve)
 
 
-def create_router(api_key: str | None, database: Callable[[], Database]) -> APIRouter:
-    """The page's routes. ``database`` returns the gateway's open catalog database."""
+def add_routes(app: FastAPI, api_key: str | None, database: Callable[[], Database]) -> None:
+    """The page's routes (left out of the OpenAPI schema: they are for browsers). ``database``
+    returns the gateway's open catalog database. On the app itself, like every gateway route, so
+    ``app.routes`` lists them."""
     router = APIRouter(include_in_schema=False)
 
     def asset(name: str) -> FileResponse:
@@ -112,23 +112,10 @@ def create_router(api_key: str | None, database: Callable[[], Database]) -> APIR
     async def static_file(name: str) -> Response:
         return asset(name)
 
-    @router.get("/thumbnails/{image_id}")
-    async def thumbnail(image_id: int, request: Request) -> Response:
-        if not 0 <= image_id < ID_MAX:
-            raise HTTPException(422, "image_id must be 0 <= id < 2^63")
-        found = await run_in_threadpool(thumbnails.get, database(), image_id)
-        if found is None:
-            raise HTTPException(
-                404, f"no thumbnail for image {image_id} (added before thumbnails were kept?)"
-            )
-        headers = {"ETag": f'"{found.etag}"', "Cache-Control": "private, max-age=86400"}
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        return Response(found.webp, media_type="image/webp", headers=headers)
-
     @router.post("/ui/allocate_ids")
     async def allocate(body: AllocateIds) -> dict[str, Any]:
         ids = await run_in_threadpool(allocate_ids, database(), body.count)
         return {"ids": ids}
 
-    return router
+    for route in router.routes:
+        app.router.routes.append(route)
