@@ -24,6 +24,7 @@ from services.common.feature import FeatureService
 from services.common.headless import open_feature
 from services.common.images import ImageError
 from services.common.metrics import ServiceMetrics
+from services.common.postgres import add_unavailable_handler
 from services.common.schemas import (
     ERROR_RESPONSES,
     AddResult,
@@ -55,7 +56,12 @@ class Maintenance:
 
     def _run(self) -> None:
         last_snapshot = time.monotonic()
-        while not self._stop.wait(self.sync_interval):
+        store = self.collection.store
+        while not self._stop.is_set():
+            # Returns early when another replica wrote (PostgreSQL notifies); else after the interval.
+            store.wait_for_change(self.sync_interval, self._stop)
+            if self._stop.is_set():
+                break
             try:
                 self.collection.sync()
                 if time.monotonic() - last_snapshot >= self.snapshot_interval:
@@ -104,6 +110,9 @@ def create_app(service: FeatureService) -> FastAPI:
     app.state.metrics = metrics
 
     add_common_handlers(app, metrics, max_upload_bytes=settings.max_upload_bytes)
+    # With the PostgreSQL store, a write while the server is unreachable answers 503 (searches keep
+    # working from the in-memory index).
+    add_unavailable_handler(app)
 
     def collection() -> Collection:
         return state["collection"]

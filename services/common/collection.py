@@ -27,7 +27,8 @@ from typing import Protocol
 import numpy as np
 
 from services.common.index import AnyIndex, VectorIndex, is_binary, write_atomic
-from services.common.store import OP_ADD, FeatureStore
+from services.common.storage import Store
+from services.common.store import OP_ADD
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class IndexState:
 
 
 class Collection:
-    def __init__(self, store: FeatureStore, layout: IndexLayout, snapshot_path: Path) -> None:
+    def __init__(self, store: Store, layout: IndexLayout, snapshot_path: Path) -> None:
         self.store = store
         self.layout = layout
         self.snapshot_path = snapshot_path
@@ -164,13 +165,11 @@ class Collection:
     def _flush_adds(self, image_ids: list[int]) -> None:
         if not image_ids:
             return
-        items = []
-        for image_id in image_ids:
-            value = self.store.get(image_id)
-            # None: deleted again later in the log, and that delete entry follows. An id can
-            # only be re-added after a delete entry, so an add never duplicates an index entry.
-            if value is not None:
-                items.append((image_id, value))
+        # One read for the batch (a round trip per id would be slow on PostgreSQL). A missing id
+        # was deleted again later in the log, and that delete entry follows. An id can only be
+        # re-added after a delete entry, so an add never duplicates an index entry.
+        found = self.store.get_many(image_ids)
+        items = [(image_id, found[image_id]) for image_id in image_ids if image_id in found]
         if items:
             self.index.add(*self.layout.index_rows(items))
         image_ids.clear()

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.common.collection import Collection
 from services.common.feature import FeatureService
-from services.common.store import FeatureStore
+from services.common.storage import Store, open_store
 
 SNAPSHOT_FILE = "index.snapshot"
 
@@ -50,7 +50,7 @@ class OpenFeature:
     index and release the store."""
 
     feature: FeatureService
-    store: FeatureStore
+    store: Store
     collection: Collection
 
     def add(self, image_id: int, data: bytes) -> bool:
@@ -81,7 +81,7 @@ def open_feature(feature: str | FeatureService, data_dir: Path | None = None, **
         raise TypeError("data_dir and settings apply to a service name, not to a built feature")
     feature.load()
     data_dir = feature.settings.resolved_data_dir()
-    store = FeatureStore(data_dir, feature.metadata())
+    store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
     try:
         collection = Collection(store, feature, data_dir / SNAPSHOT_FILE)
         collection.open()

@@ -43,7 +43,7 @@ from services.common.feature import FeatureService
 from services.common.headless import UnknownFeatureError, new_feature
 from services.common.images import ImageError
 from services.common.settings import ServiceSettings
-from services.common.store import FeatureStore
+from services.common.storage import Store, open_store
 
 #: File name suffixes the import looks at (everything the decode path accepts).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -390,7 +390,7 @@ def run_import(
     lock = _ImportLock(data_dir)
     try:
         feature.load()
-        store = FeatureStore(data_dir, feature.metadata())
+        store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
         try:
             run = _Run(store, feature, report, jobs, chunk_size, progress, out or sys.stderr)
             run.execute(folder, ids_from_names, start_id)
@@ -404,7 +404,7 @@ def run_import(
 
 @dataclass
 class _Run:
-    store: FeatureStore
+    store: Store
     feature: FeatureService
     report: ImportReport
     jobs: int

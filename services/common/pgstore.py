@@ -89,8 +89,12 @@ class PostgresFeatureStore:
     (host and data dir), used only to decide how far the shared log may be trimmed.
     """
 
-    def __init__(self, db: Database, store: str, metadata: dict[str, Any], *, replica: str) -> None:
+    def __init__(
+        self, db: Database, store: str, metadata: dict[str, Any], *, replica: str, owner: Any = None
+    ) -> None:
         self.db = db
+        #: What to close with the store (the PostgresComponent that opened ``db``), if it owns it.
+        self._owner = owner
         self.store = store
         self.replica = replica
         self.path = f"postgresql {db.where} store {store!r}"
@@ -134,8 +138,9 @@ class PostgresFeatureStore:
         cur.execute("SELECT generation FROM ambience_stores WHERE store = %s FOR UPDATE", (self.store,))
         return int(cur.fetchone()[0])
 
-    def _finish_write(self, cur: Cursor, generation: int, log: list[tuple[int, str, int]], d_count: int,
-                      d_bytes: int) -> None:
+    def _finish_write(
+        self, cur: Cursor, generation: int, log: list[tuple[int, str, int]], d_count: int, d_bytes: int
+    ) -> None:
         if not log:
             return
         psycopg2.extras.execute_values(
@@ -196,8 +201,9 @@ class PostgresFeatureStore:
             row = cur.fetchone()
             if row is None:
                 return False
-            self._finish_write(cur, generation + 1, [(generation + 1, OP_DELETE.decode(), image_id)], -1,
-                               -int(row[0]))
+            self._finish_write(
+                cur, generation + 1, [(generation + 1, OP_DELETE.decode(), image_id)], -1, -int(row[0])
+            )
             return True
 
         return self.db.run(remove)
@@ -322,9 +328,7 @@ class PostgresFeatureStore:
 
         def query(cur: Cursor) -> tuple[int, list[tuple[int, bytes, int]]] | None:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute(
-                "SELECT generation, log_floor FROM ambience_stores WHERE store = %s", (self.store,)
-            )
+            cur.execute("SELECT generation, log_floor FROM ambience_stores WHERE store = %s", (self.store,))
             current, floor = (int(v) for v in cur.fetchone())
             if generation < floor or generation > current:
                 return None
@@ -360,7 +364,9 @@ class PostgresFeatureStore:
     def _listen(self) -> Any:
         with self._listener_lock:
             if self._listener is None or self._listener.closed:
-                conn = psycopg2.connect(self.db.dsn, application_name="ambience-store-listen", connect_timeout=5)
+                conn = psycopg2.connect(
+                    self.db.dsn, application_name="ambience-store-listen", connect_timeout=5
+                )
                 conn.autocommit = True
                 with conn.cursor() as cur:
                     cur.execute(f"LISTEN {CHANNEL}")
@@ -377,3 +383,5 @@ class PostgresFeatureStore:
 
     def close(self) -> None:
         self._close_listener()
+        if self._owner is not None:
+            self._owner.close()

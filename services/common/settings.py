@@ -9,7 +9,7 @@ with the plain ``AMBIENCE_`` prefix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +52,11 @@ class ServiceSettings(BaseSettings):
     )
     search_threads: int = Field(
         1, ge=1, description="FAISS threads per search; requests already run concurrently"
+    )
+    store: Literal["lmdb", "postgres"] = Field(
+        "lmdb",
+        description="Where features are kept: lmdb (a file in data_dir, one machine) or postgres "
+        "(AMBIENCE_PG_* server, shared by replicas on many hosts)",
     )
 
     def resolved_port(self) -> int:

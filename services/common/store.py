@@ -202,6 +202,12 @@ class FeatureStore:
             value = txn.get(encode_id(image_id), db=self._features)
             return None if value is None else bytes(value)
 
+    def get_many(self, image_ids: list[int]) -> dict[int, bytes]:
+        """The records of ``image_ids`` that exist, read in one transaction."""
+        with self._read_txn() as txn:
+            found = {i: txn.get(encode_id(i), db=self._features) for i in image_ids}
+            return {i: bytes(v) for i, v in found.items() if v is not None}
+
     def __contains__(self, image_id: int) -> bool:
         return self.get(image_id) is not None
 
@@ -250,6 +256,11 @@ class FeatureStore:
                 for key, value in cursor:
                     changes.append((decode_id(key), bytes(value[:1]), decode_id(value[1:])))
             return current, changes
+
+    def wait_for_change(self, timeout: float, stop: threading.Event) -> None:
+        """Wait ``timeout`` seconds (or until ``stop``): LMDB has no change notification, so other
+        processes' writes are found by polling."""
+        stop.wait(timeout)
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in (self.path / "store.lmdb").iterdir())

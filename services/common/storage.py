@@ -1,0 +1,74 @@
+"""Where a feature service keeps its truth: the store interface and the choice between its two
+implementations.
+
+- ``lmdb`` (default): :class:`services.common.store.FeatureStore`, a file in the service's data dir.
+  One machine; several processes on it may share the folder.
+- ``postgres``: :class:`services.common.pgstore.PostgresFeatureStore`, tables in the PostgreSQL
+  server of ``AMBIENCE_PG_*`` (the embedded one when no DSN is set). Any number of replicas of the
+  service, on any hosts, pointed at one server serve the same collection; each keeps its own index
+  and snapshots in its own data dir.
+
+Chosen per service with ``AMBIENCE_<SERVICE>_STORE``. Everything above the store (collection,
+index, snapshots, importer) sees only :class:`Store`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+StoreKind = Literal["lmdb", "postgres"]
+
+
+class Store(Protocol):
+    """Durable image id -> feature bytes, with a metadata record and a change log."""
+
+    uuid: str
+    metadata: dict[str, Any]
+
+    def add(self, image_id: int, value: bytes) -> bool: ...
+    def add_many(self, items: Iterable[tuple[int, bytes]]) -> list[bool]: ...
+    def delete(self, image_id: int) -> bool: ...
+    def trim_log(self, upto_generation: int) -> None: ...
+    @property
+    def generation(self) -> int: ...
+    def get(self, image_id: int) -> bytes | None: ...
+    def get_many(self, image_ids: list[int]) -> dict[int, bytes]: ...
+    def __contains__(self, image_id: int) -> bool: ...
+    def count(self) -> int: ...
+    def snapshot_items(self, batch: int = 4096) -> tuple[int, Iterator[list[tuple[int, bytes]]]]: ...
+    def ids(self) -> list[int]: ...
+    def changes_since(self, generation: int) -> tuple[int, list[tuple[int, bytes, int]]] | None: ...
+    def disk_bytes(self) -> int: ...
+    def wait_for_change(self, timeout: float, stop: threading.Event) -> None: ...
+    def close(self) -> None: ...
+
+
+def replica_name(data_dir: Path) -> str:
+    """Stable per process folder: the host and the data dir (two replicas never share both)."""
+    return f"{socket.gethostname()}:{data_dir.resolve()}"
+
+
+def open_store(kind: StoreKind, service: str, data_dir: Path, metadata: dict[str, Any]) -> Store:
+    """The service's store of ``kind``; refuses (StoreMismatchError) data built otherwise."""
+    if kind == "lmdb":
+        from services.common.store import FeatureStore
+
+        return FeatureStore(data_dir, metadata)
+    if kind == "postgres":
+        from services.common.pgstore import COMPONENT, MIGRATIONS, PostgresFeatureStore
+        from services.common.postgres import PostgresComponent, PostgresSettings
+
+        component = PostgresComponent(PostgresSettings(), {COMPONENT: MIGRATIONS}, f"ambience-{service}")
+        db = component.open()
+        try:
+            return PostgresFeatureStore(
+                db, service, metadata, replica=replica_name(data_dir), owner=component
+            )
+        except BaseException:
+            component.close()
+            raise
+    raise ValueError(f"unknown store {kind!r}: use lmdb or postgres")
