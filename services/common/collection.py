@@ -117,7 +117,7 @@ class Collection:
         with self._sync_lock:
             total = self.store.count()
             started = time.monotonic()
-            log.info("rebuilding %s index from %d stored records", self.store.path.name, total)
+            log.info("rebuilding the index from %d stored records", total)
             fresh = VectorIndex(self.layout.new_index)
             generation, batches = self.store.snapshot_items()
             done, next_report = 0, time.monotonic() + 5

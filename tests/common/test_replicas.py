@@ -1,0 +1,231 @@
+"""Replicas of one service on the PostgreSQL store: separate processes with separate data dirs (as
+on separate hosts) pointed at one real PostgreSQL serve the same collection.
+
+phash and local_features (RootSIFT) each run as replicas A and B: a write through one is found
+through the other within 2 s; kill -9 of a replica during concurrent adds loses no acknowledged
+write and it catches up on restart; a PostgreSQL restart during adds answers clear 503s and loses
+nothing acknowledged; a replica configured differently is refused.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.registry import SERVICES
+from tests.helpers import REPO, ServiceProcess, encode
+from tests.local_features.images import textured_image
+from tests.pg import TestServer
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    add: str
+    delete: str
+    by_image: str
+    env: dict[str, str]
+    image_size: tuple[int, int]
+
+
+PHASH = Kind(
+    "phash",
+    "/calculate_phash_features",
+    "/delete_phash_features",
+    "/phash_get_similar_images_by_image_buffer",
+    {},
+    (160, 120),
+)
+LOCAL = Kind(
+    "local_features",
+    "/calculate_local_features",
+    "/delete_local_features",
+    "/local_features_get_similar_images_by_image_buffer",
+    {"AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift"},
+    (320, 240),
+)
+
+
+def picture(seed: int, kind: Kind) -> bytes:
+    # textured: smooth generated pictures give SIFT too few keypoints to verify a match
+    return encode(textured_image(seed, kind.image_size), quality=92)
+
+
+def replica(kind: Kind, data_dir: Path, dsn: str, **extra: str) -> ServiceProcess:
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    prefix = SERVICES[kind.name].env_prefix
+    env = {"AMBIENCE_PG_DSN": dsn, f"{prefix}STORE": "postgres", **kind.env, **extra}
+    return ServiceProcess(SERVICES[kind.name].module, prefix, data_dir, extra_env=env)
+
+
+def found(url: str, kind: Kind, seed: int, image_id: int, client: httpx.Client) -> bool:
+    reply = client.post(url + kind.by_image, files={"image": ("q.jpg", picture(seed, kind))}, data={"k": "3"})
+    reply.raise_for_status()
+    return any(hit["image_id"] == image_id for hit in reply.json())
+
+
+def generations(url: str, client: httpx.Client) -> tuple[int, int]:
+    """(the shared store's write generation, the generation the replica's index has applied)."""
+    stats = client.get(url + "/stats").json()
+    return int(stats["store"]["generation"]), int(stats["index"]["generation"])
+
+
+def wait_until(check: object, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"not true within {timeout}s")
+
+
+@pytest.fixture(params=[PHASH, LOCAL], ids=lambda k: k.name)
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return request.param
+
+
+@pytest.fixture
+def replicas(kind: Kind, tmp_path: Path, pg_dsn: str) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    a = replica(kind, tmp_path / "a" / kind.name, pg_dsn).start()
+    b = replica(kind, tmp_path / "b" / kind.name, pg_dsn).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_a_write_through_one_replica_is_found_through_the_other(
+    kind: Kind, replicas: tuple[ServiceProcess, ServiceProcess]
+) -> None:
+    a, b = replicas
+    with httpx.Client(timeout=60) as client:
+        r = client.post(
+            a.url + kind.add, files={"image": ("x.jpg", picture(1, kind))}, data={"image_id": "1"}
+        )
+        assert r.status_code == 200, r.text
+        # The replication lag is how long B's index takes to apply the write (its /stats generation);
+        # a local-features search itself takes about a second on a busy two-core machine.
+        written, _ = generations(a.url, client)
+        lag = wait_until(lambda: generations(b.url, client)[1] >= written, timeout=2.0)
+        assert found(b.url, kind, 1, 1, client)
+        r = client.post(b.url + kind.delete, json={"image_id": 1})
+        assert r.status_code == 200 and r.json()["deleted"], r.text
+        written, _ = generations(b.url, client)
+        wait_until(lambda: generations(a.url, client)[1] >= written, timeout=2.0)
+        assert not found(a.url, kind, 1, 1, client)
+    assert lag < 2.0
+
+
+def test_kill_9_of_a_replica_during_adds_loses_nothing_acknowledged(
+    kind: Kind, replicas: tuple[ServiceProcess, ServiceProcess]
+) -> None:
+    a, b = replicas
+    acked: list[int] = []
+    lock = threading.Lock()
+
+    def add(image_id: int) -> None:
+        try:
+            with httpx.Client(timeout=60) as client:
+                r = client.post(
+                    a.url + kind.add,
+                    files={"image": ("x.jpg", picture(image_id, kind))},
+                    data={"image_id": str(image_id)},
+                )
+            if r.status_code == 200:
+                with lock:
+                    acked.append(image_id)
+        except httpx.HTTPError:
+            pass  # the replica died under this request: not acknowledged
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(add, i) for i in range(10, 40)]
+        wait_until(lambda: len(acked) >= 5, timeout=60)
+        a.kill()
+        for f in futures:
+            f.result()
+    assert len(acked) >= 5
+    with httpx.Client(timeout=60) as client:
+        # B follows the shared log: every acknowledged add is searchable there.
+        wait_until(lambda: client.get(b.url + "/stats").json()["count"] >= len(acked), timeout=10)
+        for image_id in acked:
+            assert found(b.url, kind, image_id, image_id, client), f"{image_id} lost"
+        a.start()  # A restarts from its snapshot (or a rebuild) plus the log
+        for image_id in acked:
+            assert found(a.url, kind, image_id, image_id, client), f"{image_id} missing on A after restart"
+
+
+def test_postgres_restart_during_adds_answers_503_and_loses_nothing(
+    kind: Kind, replicas: tuple[ServiceProcess, ServiceProcess], pg_server: TestServer
+) -> None:
+    embedded = pg_server.require_embedded()
+    a, b = replicas
+    acked: list[int] = []
+    statuses: list[int] = []
+    with httpx.Client(timeout=60) as client:
+        for image_id in range(100, 104):
+            r = client.post(
+                a.url + kind.add,
+                files={"image": ("x.jpg", picture(image_id, kind))},
+                data={"image_id": str(image_id)},
+            )
+            assert r.status_code == 200, r.text
+            acked.append(image_id)
+        embedded.stop()
+        try:
+            r = client.post(
+                a.url + kind.add, files={"image": ("x.jpg", picture(104, kind))}, data={"image_id": "104"}
+            )
+            statuses.append(r.status_code)
+            assert r.status_code == 503, r.text
+            assert "PostgreSQL" in r.json()["detail"] and r.headers.get("retry-after")
+            if kind is PHASH:  # searches keep working from the in-memory index
+                assert found(b.url, kind, 100, 100, client)
+            else:  # verification reads the stored keypoints: a clear 503 until the server is back
+                q = client.post(
+                    b.url + kind.by_image, files={"image": ("q.jpg", picture(100, kind))}, data={"k": "3"}
+                )
+                assert q.status_code == 503 and "PostgreSQL" in q.json()["detail"], q.text
+        finally:
+            embedded.start()
+        for image_id in range(104, 108):
+            r = client.post(
+                a.url + kind.add,
+                files={"image": ("x.jpg", picture(image_id, kind))},
+                data={"image_id": str(image_id)},
+            )
+            assert r.status_code == 200, r.text
+            acked.append(image_id)
+        for image_id in acked:
+            wait_until(lambda i=image_id: found(b.url, kind, i, i, client), timeout=5)
+
+
+def test_a_replica_with_another_configuration_is_refused(tmp_path: Path, pg_dsn: str) -> None:
+    first = replica(LOCAL, tmp_path / "a" / "local_features", pg_dsn).start()
+    try:
+        other = replica(
+            LOCAL,
+            tmp_path / "b" / "local_features",
+            pg_dsn,
+            AMBIENCE_LOCAL_FEATURES_DESCRIPTOR="hardnet8",
+            AMBIENCE_LOCAL_FEATURES_HARDNET_WEIGHTS="random",
+            AMBIENCE_ALLOW_RANDOM_WEIGHTS="1",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "services.local_features"],
+            env=other.env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=180,
+        )
+    finally:
+        first.stop()
+    assert proc.returncode == 3, proc.stderr.decode()[-2000:]
+    assert b"different configuration" in proc.stderr and b"descriptor" in proc.stderr
