@@ -35,7 +35,7 @@ import psycopg2
 import psycopg2.extras
 
 from services.common.postgres import Cursor, Database, DatabaseUnavailable, Migration
-from services.common.store import OP_ADD, OP_DELETE, SCHEMA_VERSION, StoreMismatchError
+from services.common.store import OP_ADD, OP_DELETE, SCHEMA_VERSION, check_metadata
 
 COMPONENT = "feature_store"
 CHANNEL = "ambience_store_changes"
@@ -118,18 +118,13 @@ class PostgresFeatureStore:
             return stored, store_uuid
 
         stored, store_uuid = self.db.run(check)
-        diffs = [
-            f"{key}: stored {stored.get(key)!r}, configured {value!r}"
-            for key, value in wanted.items()
-            if stored.get(key) != value
-        ]
-        if diffs:
-            raise StoreMismatchError(
-                f"the {self.store} store in {self.db.where} was built with a different configuration ("
-                + "; ".join(diffs)
-                + "). Every replica of a service needs the same settings; point this one at another "
-                "database or restore the settings the store was built with."
-            )
+        check_metadata(
+            stored,
+            wanted,
+            f"the {self.store} store in {self.db.where}",
+            "Every replica of a service needs the same settings; point this one at another database "
+            "or restore the settings the store was built with.",
+        )
         return stored, store_uuid
 
     # -- writes -----------------------------------------------------------------------------------

@@ -46,6 +46,19 @@ class StoreMismatchError(RuntimeError):
     """The data on disk was built with a different feature configuration than the one asked for."""
 
 
+def check_metadata(stored: dict[str, Any], wanted: dict[str, Any], where: str, fix: str) -> None:
+    """Refuse data built with another configuration, naming every difference and the way out."""
+    diffs = [
+        f"{key}: stored {stored.get(key)!r}, configured {value!r}"
+        for key, value in wanted.items()
+        if stored.get(key) != value
+    ]
+    if diffs:
+        raise StoreMismatchError(
+            f"{where} was built with a different configuration (" + "; ".join(diffs) + f"). {fix}"
+        )
+
+
 def encode_id(image_id: int) -> bytes:
     return _U64.pack(image_id)
 
@@ -91,17 +104,12 @@ class FeatureStore:
                 txn.put(_META_LOG_FLOOR, encode_id(0), db=self._meta)
                 return wanted
             stored = json.loads(raw)
-            diffs = [
-                f"{key}: stored {stored.get(key)!r}, configured {value!r}"
-                for key, value in wanted.items()
-                if stored.get(key) != value
-            ]
-            if diffs:
-                raise StoreMismatchError(
-                    f"data in {self.path} was built with a different configuration ("
-                    + "; ".join(diffs)
-                    + "). Point the service at another data dir, or restore the settings it was built with."
-                )
+            check_metadata(
+                stored,
+                wanted,
+                f"data in {self.path}",
+                "Point the service at another data dir, or restore the settings it was built with.",
+            )
             return stored
 
         return self._write(check)
