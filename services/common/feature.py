@@ -44,9 +44,7 @@ class FeatureService(ABC):
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.limits = DecodeLimits(
-            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side
-        )
+        self.limits = DecodeLimits.from_settings(settings)
 
     @property
     def name(self) -> str:
@@ -156,24 +154,22 @@ class VectorFeature(FeatureService):
         return self.search_vectors(self.stored_query_vectors(stored, params), search)
 
     def search_vectors(self, queries: np.ndarray, search: SearchParams) -> list[Hit]:
-        """Nearest images to any of ``queries`` (best distance per image), sorted best first."""
-        index = self.collection.index
+        """Nearest images to any of ``queries`` (best distance per image), sorted best first.
+
+        A threshold search is the ``max_k`` nearest filtered by distance: its reply and memory stay
+        bounded however large the threshold or the collection (best first, at most ``max_k``).
+        """
+        limit = search.k if search.k is not None else self.settings.max_k
+        distances, ids = self.collection.index.search(queries, limit)
+        keep = ids >= 0  # FAISS pads missing neighbours with -1
+        if search.distance_threshold is not None:
+            # Inclusive at the index's own precision (a float32 0.1 must match a threshold of 0.1).
+            keep &= distances <= min(search.distance_threshold, float(np.finfo(np.float32).max))
         best: dict[int, float] = {}
-        if search.k is not None:
-            distances, ids = index.search(queries, search.k)
-            pairs = zip(distances.ravel(), ids.ravel(), strict=True)
-        else:
-            assert search.distance_threshold is not None
-            results = index.range_search(queries, search.distance_threshold)
-            pairs = ((d, i) for r in results for d, i in zip(r.distances, r.ids, strict=True))
-        for distance, faiss_id in pairs:
-            if faiss_id < 0:  # FAISS pads missing neighbours with -1
-                continue
+        for distance, faiss_id in zip(distances[keep], ids[keep], strict=True):
             image_id = int(faiss_id)
             if distance < best.get(image_id, np.inf):
                 best[image_id] = float(distance)
-        ranked = sorted(best.items(), key=lambda item: (item[1], item[0]))
-        if search.k is not None:
-            ranked = ranked[: search.k]
+        ranked = sorted(best.items(), key=lambda item: (item[1], item[0]))[:limit]
         cast = int if self.integer_distances else float
         return [{"image_id": image_id, "distance": cast(distance)} for image_id, distance in ranked]

@@ -44,6 +44,16 @@ class ServiceSettings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest accepted upload")
     max_pixels: int = Field(100_000_000, ge=1, description="Largest accepted image (width x height)")
     min_side: int = Field(8, ge=1, description="Smallest accepted image side in pixels")
+    decode_budget_mb: int = Field(
+        1024,
+        ge=1,
+        description="Memory for images being decoded at once (MiB); past it, uploads get 503 with "
+        "Retry-After (one image alone is always decoded)",
+    )
+    max_json_bytes: int = Field(65536, ge=1, description="Largest accepted JSON request body")
+    max_k: int = Field(
+        1000, ge=1, description="Largest k a search may ask for; threshold searches return at most this many"
+    )
     snapshot_interval_s: float = Field(
         30.0, gt=0, description="Seconds between index snapshots (only when something changed)"
     )

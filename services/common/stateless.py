@@ -28,9 +28,7 @@ class StatelessService:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.limits = DecodeLimits(
-            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side
-        )
+        self.limits = DecodeLimits.from_settings(settings)
 
     @property
     def name(self) -> str:
@@ -69,7 +67,12 @@ def create_stateless_app(service: StatelessService, description: str) -> FastAPI
     )
     app.state.service = service
     app.state.metrics = metrics
-    add_common_handlers(app, metrics, max_upload_bytes=service.settings.max_upload_bytes)
+    add_common_handlers(
+        app,
+        metrics,
+        max_upload_bytes=service.settings.max_upload_bytes,
+        max_json_bytes=service.settings.max_json_bytes,
+    )
     add_info_routes(app, service, lambda: state, metrics)
     return app
 

@@ -17,6 +17,12 @@ class TextLine:
     box: list[list[float]]
     confidence: float
 
+    def scaled(self, sx: float, sy: float) -> TextLine:
+        """The line with its box in an image ``sx`` x ``sy`` times as large."""
+        return TextLine(
+            self.text, [[round(x * sx, 1), round(y * sy, 1)] for x, y in self.box], self.confidence
+        )
+
     def as_dict(self) -> dict[str, object]:
         return {"text": self.text, "box": self.box, "confidence": self.confidence}
 

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.app import add_common_handlers, add_info_routes, read_upload
 from services.common.images import DecodeLimits, decode_image
+from services.common.limits import check_k
 from services.common.metrics import ServiceMetrics
 from services.common.postgres import (
     DatabaseUnavailable,
@@ -51,7 +52,6 @@ class OcrSettings(ServiceSettings):
     )
     candidates: int = Field(200, ge=1, description="Most candidates taken from each index before scoring")
     min_score: float = Field(0.25, ge=0, description="Search results scoring below this are left out")
-    max_k: int = Field(1000, ge=1, description="Largest k a search may ask for")
 
     def ranking(self) -> Ranking:
         return Ranking(
@@ -92,9 +92,7 @@ class OcrService:
     def __init__(self, settings: OcrSettings, pg: PostgresSettings | None = None) -> None:
         self.settings = settings
         self.pg = PostgresComponent(pg or PostgresSettings(), {COMPONENT: MIGRATIONS}, "ambience-ocr")
-        self.limits = DecodeLimits(
-            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels, min_side=settings.min_side
-        )
+        self.limits = DecodeLimits.from_settings(settings)
         self.recognizer: Recognizer | None = None
         self._store: TextStore | None = None
 
@@ -117,8 +115,14 @@ class OcrService:
         self.pg.close()
 
     def read(self, data: bytes) -> list[TextLine]:
+        """Text lines with boxes in the uploaded image's pixels (decoded no larger than OCR needs)."""
         assert self.recognizer is not None
-        return self.recognizer.read(decode_image(data, "RGB", limits=self.limits).image)
+        decoded = decode_image(data, "RGB", limits=self.limits, draft_size=self.settings.max_side)
+        lines = self.recognizer.read(decoded.image)
+        (full_w, full_h), (w, h) = decoded.full_size, decoded.image.size
+        if (full_w, full_h) == (w, h):
+            return lines
+        return [line.scaled(full_w / w, full_h / h) for line in lines]
 
     def info(self) -> dict[str, Any]:
         """/health and /stats fields; raises DatabaseUnavailable (503) while PostgreSQL is down."""
@@ -157,7 +161,7 @@ def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None =
     )
     app.state.service = service
     app.state.metrics = metrics
-    add_common_handlers(app, metrics)
+    add_common_handlers(app, metrics, max_upload_bytes=s.max_upload_bytes, max_json_bytes=s.max_json_bytes)
     add_unavailable_handler(app)
     responses = {**ERROR_RESPONSES, 503: {"model": ErrorBody, "description": "PostgreSQL unavailable"}}
 
@@ -203,8 +207,7 @@ def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None =
     async def search(query: TextQuery) -> list[dict[str, Any]]:
         """Stored images whose text matches, best first: trigram similarity, Double Metaphone
         matches and Levenshtein distance combined (misspelt, phonetic and partial queries work)."""
-        if query.k > s.max_k:
-            raise HTTPException(422, f"k is {query.k}; at most {s.max_k} (AMBIENCE_OCR_MAX_K)")
+        check_k(query.k, s.max_k, "AMBIENCE_OCR_MAX_K")
         if not normalise(query.text):
             raise HTTPException(422, "text has no letters or digits to search for")
         return await run_in_threadpool(service.store.search, query.text, query.k)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -82,3 +84,49 @@ def test_oversized_body_is_refused_before_reading(tmp_path) -> None:  # type: ig
         )
         assert r.status_code == 413
         assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("mode", ["I;16", "RGBA", "1", "P", "I", "F"])
+def test_conversion_in_strips_equals_converting_the_whole_image(mode: str) -> None:
+    from services.common.images import _STRIP_PIXELS, _grey_scale_top, _to_mode, convert_reduced
+
+    rng = np.random.default_rng(7)
+    width, height = 2500, 2 * _STRIP_PIXELS // 2500 + 37  # three strips, the last one partial
+    if mode == "I;16":
+        img = Image.fromarray(rng.integers(0, 65535, (height, width), dtype=np.uint16))
+    elif mode in ("I", "F"):
+        dtype = np.int32 if mode == "I" else np.float32
+        img = Image.fromarray(rng.integers(0, 1000, (height, width)).astype(dtype), mode)
+    else:
+        img = synthetic_image(4, (width, height)).convert("RGBA" if mode == "RGBA" else "L")
+        img = img.convert(mode) if mode != "P" else img.convert("RGB").quantize(64)
+    whole = _to_mode(img, "RGB", _grey_scale_top(img))
+    assert np.array_equal(np.asarray(convert_reduced(img, "RGB")), np.asarray(whole))
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("gray16", "L"), ("rgba", "RGB"), ("bilevel", "RGB")])
+def test_huge_images_are_reduced_to_the_size_the_feature_needs(kind: str, mode: str) -> None:
+    from tests.hostile_images import big_png
+
+    decoded = decode_image(big_png(kind, 3000, 2000), mode, draft_size=256)  # type: ignore[arg-type]
+    assert decoded.image.mode == mode
+    assert 256 <= min(decoded.image.size) < 512 and decoded.full_size == (3000, 2000)
+    # The bands survive the reduction: dark at the top, lighter further down.
+    pixels = np.asarray(decoded.image.convert("L"), dtype=np.float64)
+    assert pixels[:10].mean() != pytest.approx(pixels[-10:].mean(), abs=5)
+
+
+def test_decode_budget_refuses_a_second_decode_that_does_not_fit() -> None:
+    from services.common.images import DecodeBudget, decode_cost
+
+    data = encode(synthetic_image(5, (400, 300)), "PNG")
+    cost = decode_cost(Image.open(io.BytesIO(data)), "RGB")
+    budget = DecodeBudget(cost + cost // 2)
+    limits = DecodeLimits(budget=budget)
+    with budget.reserve(cost), pytest.raises(ImageError) as err:  # another decode in flight
+        decode_image(data, limits=limits)
+    assert err.value.status == 503 and err.value.retry_after == 1 and "decode budget" in err.value.message
+    assert budget.used == 0
+    assert decode_image(data, limits=limits).image.size == (400, 300)  # alone it always fits
+    with budget.reserve(10):  # a small decode in flight leaves room for this one
+        assert decode_image(data, limits=limits).image.size == (400, 300)
