@@ -23,6 +23,7 @@ from services.common.collection import Collection
 from services.common.feature import FeatureService
 from services.common.headless import open_feature
 from services.common.images import ImageError
+from services.common.limits import BodyLimitMiddleware, check_k, safe_validation_errors
 from services.common.metrics import ServiceMetrics
 from services.common.postgres import add_unavailable_handler
 from services.common.schemas import (
@@ -109,7 +110,9 @@ def create_app(service: FeatureService) -> FastAPI:
     app.state.service = service
     app.state.metrics = metrics
 
-    add_common_handlers(app, metrics, max_upload_bytes=settings.max_upload_bytes)
+    add_common_handlers(
+        app, metrics, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes
+    )
     # With the PostgreSQL store, a write while the server is unreachable answers 503 (searches keep
     # working from the in-memory index).
     add_unavailable_handler(app)
@@ -132,6 +135,7 @@ def create_app(service: FeatureService) -> FastAPI:
     def split(body: BaseModel) -> tuple[SearchParams, BaseModel]:
         data = body.model_dump()
         search = SearchParams(k=data.get("k"), distance_threshold=data.get("distance_threshold"))
+        check_k(search.k, settings.max_k, f"{settings.env_prefix()}MAX_K")
         return search, Params.model_validate({k: v for k, v in data.items() if k in Params.model_fields})
 
     @app.post(f"/calculate_{store_route}", response_model=AddResult, responses=ERROR_RESPONSES)
@@ -188,52 +192,41 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
-def add_common_handlers(app: FastAPI, metrics: ServiceMetrics, max_upload_bytes: int | None = None) -> None:
+def add_common_handlers(
+    app: FastAPI,
+    metrics: ServiceMetrics,
+    max_upload_bytes: int | None = None,
+    max_json_bytes: int | None = None,
+) -> None:
     """Clear 4xx bodies for invalid requests and images, per-route Prometheus metrics and (with
-    ``max_upload_bytes``) refusal of oversized bodies (shared with services that build their own routes)."""
+    ``max_upload_bytes``) refusal of oversized bodies, counted while they stream (shared with
+    services that build their own routes)."""
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI echoes the offending input back; for a whole multipart body that would be the
-        # upload object itself, so keep only simple values.
-        errors = [
-            {
-                k: v
-                for k, v in err.items()
-                if k != "ctx" and (k != "input" or isinstance(v, str | int | float))
-            }
-            for err in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": safe_validation_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(ImageError)
     async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        declared = request.headers.get("content-length", "")
-        # Refuse oversized bodies before they are received and spooled (1 MiB for form overhead).
-        if (
-            max_upload_bytes is not None
-            and declared.isdigit()
-            and int(declared) > max_upload_bytes + (1 << 20)
-        ):
-            response: Response = JSONResponse(
-                {
-                    "detail": f"request body of {declared} bytes exceeds the upload limit of "
-                    f"{max_upload_bytes} bytes"
-                },
-                status_code=413,
-            )
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         route = request.scope.get("route")  # the route template keeps label cardinality bounded
         metrics.observe(
             getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
         )
         return response
+
+    if max_upload_bytes is not None:
+        app.add_middleware(
+            BodyLimitMiddleware,
+            upload_limit=max_upload_bytes,
+            json_limit=max_json_bytes or max_upload_bytes,
+        )
 
 
 class Describable(Protocol):

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, ImageOps
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.feature import Hit, VectorFeature
 from services.common.models import (
@@ -40,6 +40,8 @@ class EmbeddingSettings(ModelServiceSettings):
 
 
 class AQEParams(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     aqe_n: int = Field(
         0,
         ge=0,

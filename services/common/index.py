@@ -118,7 +118,7 @@ class VectorIndex:
                 return [RangeResult(np.empty(0), np.empty(0, dtype=np.int64)) for _ in queries]
             # FAISS keeps distances strictly below the radius; make the bound inclusive.
             if self.binary:
-                radius = int(np.floor(max_distance)) + 1
+                radius = int(min(np.floor(max_distance), self.dim)) + 1  # dim: bits per code
             else:
                 radius = float(np.nextafter(np.float32(max_distance), np.float32(np.inf)))
             lims, distances, ids = self._index.range_search(queries, radius)

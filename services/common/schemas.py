@@ -12,9 +12,13 @@ from services.common.store import ID_MAX
 class NoParams(BaseModel):
     """A service without query parameters of its own."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
 
 class SearchParams(BaseModel):
-    """Exactly one of ``k`` or ``distance_threshold``."""
+    """Exactly one of ``k`` or ``distance_threshold`` (finite: NaN and infinity get 422)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     k: int | None = Field(None, ge=1, description="How many nearest images to return")
     distance_threshold: float | None = Field(

@@ -313,9 +313,7 @@ class LocalFeatures(FeatureService):
         scores = self.match([query], exclude=image_id, needed=self.needed_inliers(search))
         hits = self.rank(scores, search)
         itself = {"image_id": image_id, "matches": len(query)}
-        if search.k is not None:
-            return [itself, *hits[: search.k - 1]]
-        return [itself, *hits]
+        return [itself, *hits[: self.result_limit(search) - 1]]
 
     def match(self, queries: list[Features], exclude: int | None = None, needed: int = 4) -> dict[int, int]:
         """Inlier count per verified image (best over the query variants); images that cannot
@@ -360,9 +358,11 @@ class LocalFeatures(FeatureService):
             ((image_id, n) for image_id, n in scores.items() if n >= needed),
             key=lambda item: (-item[1], item[0]),
         )
-        if search.k is not None:
-            ranked = ranked[: search.k]
-        return [{"image_id": image_id, "matches": n} for image_id, n in ranked]
+        return [{"image_id": image_id, "matches": n} for image_id, n in ranked[: self.result_limit(search)]]
+
+    def result_limit(self, search: SearchParams) -> int:
+        """k, or for a minimum-inlier search the ``max_k`` best."""
+        return search.k if search.k is not None else self.settings.max_k
 
     # -- training ------------------------------------------------------------------------------------
 
