@@ -1,0 +1,147 @@
+"""Every service of ambience and the gateway as real processes, started at once, for hostile tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.captioner.test_captioner import service_env as captioner_env
+from tests.helpers import ServiceProcess
+from tests.pg import TestServer
+from tests.tagger.test_tagger import service_env as tagger_env
+from tests.tagger.test_tagger import write_label_files
+
+TINY_CLIP = Path(__file__).parents[1] / "models" / "tiny-clip.json"
+#: Uploads larger than this are refused; small, so oversized bodies are cheap to send.
+UPLOAD_LIMIT = 4 << 20
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    prefix: str
+    store: str | None = None  # /calculate_<store>, /delete_<store>
+    search: str | None = None  # /<search>_get_similar_images_by_{id,image_buffer}
+    image_route: str | None = None  # storeless: POST an image, get an answer
+
+
+SPECS = [
+    ServiceSpec("phash", "services.phash", "AMBIENCE_PHASH_", "phash_features", "phash"),
+    ServiceSpec("color", "services.color", "AMBIENCE_COLOR_", "color_features", "color"),
+    ServiceSpec(
+        "local_features",
+        "services.local_features",
+        "AMBIENCE_LOCAL_FEATURES_",
+        "local_features",
+        "local_features",
+    ),
+    ServiceSpec(
+        "global_features",
+        "services.global_features",
+        "AMBIENCE_GLOBAL_FEATURES_",
+        "global_features",
+        "global_features",
+    ),
+    ServiceSpec(
+        "image_text",
+        "services.image_text",
+        "AMBIENCE_IMAGE_TEXT_",
+        "image_text_features",
+        "image_text_features",
+    ),
+    ServiceSpec("ocr", "services.ocr", "AMBIENCE_OCR_", "ocr_features", None, "/get_image_text"),
+    ServiceSpec("captioner", "services.captioner", "AMBIENCE_CAPTIONER_", None, None, "/get_image_caption"),
+    ServiceSpec("tagger", "services.tagger", "AMBIENCE_TAGGER_", None, None, "/get_image_tags"),
+]
+
+
+def service_env(spec: ServiceSpec, models: Path, dsn: str) -> dict[str, str]:
+    """Tiny models with random weights, one thread each, small upload limits."""
+    p = spec.prefix
+    env = {
+        "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
+        "AMBIENCE_DOWNLOAD_MODELS": "0",
+        "AMBIENCE_MODELS_DIR": str(models),
+        "AMBIENCE_PG_DSN": dsn,
+        f"{p}MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+    }
+    extra = {
+        "local_features": {f"{p}DESCRIPTOR": "rootsift"},
+        "global_features": {f"{p}MODEL": "test_vit", f"{p}WEIGHTS": "random"},
+        "image_text": {
+            f"{p}MODEL": "tiny-clip",
+            f"{p}WEIGHTS": "random",
+            f"{p}MODEL_CONFIG_PATH": str(TINY_CLIP),
+        },
+        "ocr": {f"{p}MAX_SIDE": "640", f"{p}THREADS": "1"},
+        "captioner": captioner_env(models),
+        "tagger": tagger_env(models),
+    }
+    return {**env, **extra.get(spec.name, {})}
+
+
+@dataclass
+class HostileStack:
+    services: dict[str, ServiceProcess]
+    gateway: ServiceProcess
+
+    def all(self) -> dict[str, ServiceProcess]:
+        return {**self.services, "gateway": self.gateway}
+
+
+@contextmanager
+def hostile_stack(
+    tmp: Path, pg_server: TestServer, gateway_env: dict[str, str] | None = None
+) -> Iterator[HostileStack]:
+    dsn = pg_server.new_database("hostile")
+    models = tmp / "models"
+    write_label_files(models / "tagger")
+    procs = {
+        s.name: ServiceProcess(s.module, s.prefix, tmp / s.name, extra_env=service_env(s, models, dsn))
+        for s in SPECS
+    }
+    gateway: ServiceProcess | None = None
+    try:
+        with ThreadPoolExecutor(len(procs)) as pool:
+            list(pool.map(lambda p: p.start(timeout=240), procs.values()))
+        env = {
+            "AMBIENCE_PG_DSN": dsn,
+            "AMBIENCE_GATEWAY_SERVICES": json.dumps([s.name for s in SPECS]),
+            "AMBIENCE_GATEWAY_SERVICE_URLS": json.dumps({n: p.url for n, p in procs.items()}),
+            "AMBIENCE_GATEWAY_RUNNER_STATE_DIR": str(tmp / "run"),
+            "AMBIENCE_GATEWAY_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+            **(gateway_env or {}),
+        }
+        gateway = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp / "gateway", extra_env=env).start()
+        yield HostileStack(procs, gateway)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        if gateway is not None:
+            gateway.stop()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Restart VmHWM from the current RSS (Linux: writing 5 to clear_refs)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def current_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
