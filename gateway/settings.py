@@ -86,6 +86,15 @@ class GatewaySettings(BaseSettings):
         description="/reverse_search timeout per service in seconds, JSON (overrides search_timeout_s)",
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest accepted upload")
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Uploads held at once while they are fanned out or searched; past it, 503 with "
+        "Retry-After (one upload alone is always taken)",
+    )
+    max_json_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest accepted JSON request body (/catalog_status takes 10,000 ids)"
+    )
     result_k: int = Field(20, ge=1, description="Results asked from each service in /reverse_search")
     fusion_weights: dict[str, float] = Field(
         default_factory=lambda: {
