@@ -20,8 +20,9 @@ from pathlib import Path
 
 import httpx
 
+from services.common.descriptor import ServiceDescriptor
 from tests.helpers import ServiceProcess
-from tests.hostile.stack import SPECS, ServiceSpec, current_rss_mb, peak_rss_mb, reset_peak_rss, service_env
+from tests.hostile.stack import SPECS, current_rss_mb, image_route, peak_rss_mb, reset_peak_rss, service_env
 from tests.hostile_images import big_png
 from tests.pg import start_test_server
 from tests.tagger.test_tagger import write_label_files
@@ -31,17 +32,18 @@ KINDS = {"bilevel": "1-bit", "gray16": "16-bit grey", "rgba": "RGBA"}
 SMALL = ["phash", "color"]
 
 
-def image_route(spec: ServiceSpec) -> tuple[str, dict[str, str]]:
+def route_of(spec: ServiceDescriptor) -> tuple[str, dict[str, str]]:
     if spec.search:
         return f"/{spec.search}_get_similar_images_by_image_buffer", {"k": "1"}
-    assert spec.image_route is not None
-    return spec.image_route, {}
+    route = image_route(spec)
+    assert route is not None
+    return route, {}
 
 
-def measure(proc: ServiceProcess, spec: ServiceSpec, images: dict[str, bytes]) -> dict[str, object]:
+def measure(proc: ServiceProcess, spec: ServiceDescriptor, images: dict[str, bytes]) -> dict[str, object]:
     assert proc.proc is not None
     pid = proc.proc.pid
-    route, fields = image_route(spec)
+    route, fields = route_of(spec)
     row: dict[str, object] = {"idle": current_rss_mb(pid)}
     with httpx.Client(base_url=proc.url, timeout=600) as client:
         for kind, data in images.items():
@@ -69,7 +71,7 @@ def main() -> None:
     write_label_files(tmp / "models" / "tagger")
     dsn = server.new_database("hostile_bench")
     procs = {
-        s.name: ServiceProcess(s.module, s.prefix, tmp / s.name, service_env(s, tmp / "models", dsn))
+        s.name: ServiceProcess(s.module, s.env_prefix, tmp / s.name, service_env(s, tmp / "models", dsn))
         for s in specs
     }
     rows: dict[str, dict[str, object]] = {}

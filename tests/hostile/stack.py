@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.descriptor import ServiceDescriptor
+from services.registry import SERVICES
 from tests.captioner.test_captioner import service_env as captioner_env
 from tests.helpers import ServiceProcess
 from tests.pg import TestServer
@@ -20,49 +22,18 @@ TINY_CLIP = Path(__file__).parents[1] / "models" / "tiny-clip.json"
 UPLOAD_LIMIT = 4 << 20
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    module: str
-    prefix: str
-    store: str | None = None  # /calculate_<store>, /delete_<store>
-    search: str | None = None  # /<search>_get_similar_images_by_{id,image_buffer}
-    image_route: str | None = None  # storeless: POST an image, get an answer
+#: Every registered service, in the registry's order.
+SPECS: list[ServiceDescriptor] = list(SERVICES.values())
 
 
-SPECS = [
-    ServiceSpec("phash", "services.phash", "AMBIENCE_PHASH_", "phash_features", "phash"),
-    ServiceSpec("color", "services.color", "AMBIENCE_COLOR_", "color_features", "color"),
-    ServiceSpec(
-        "local_features",
-        "services.local_features",
-        "AMBIENCE_LOCAL_FEATURES_",
-        "local_features",
-        "local_features",
-    ),
-    ServiceSpec(
-        "global_features",
-        "services.global_features",
-        "AMBIENCE_GLOBAL_FEATURES_",
-        "global_features",
-        "global_features",
-    ),
-    ServiceSpec(
-        "image_text",
-        "services.image_text",
-        "AMBIENCE_IMAGE_TEXT_",
-        "image_text_features",
-        "image_text_features",
-    ),
-    ServiceSpec("ocr", "services.ocr", "AMBIENCE_OCR_", "ocr_features", None, "/get_image_text"),
-    ServiceSpec("captioner", "services.captioner", "AMBIENCE_CAPTIONER_", None, None, "/get_image_caption"),
-    ServiceSpec("tagger", "services.tagger", "AMBIENCE_TAGGER_", None, None, "/get_image_tags"),
-]
+def image_route(spec: ServiceDescriptor) -> str | None:
+    """The route of a storeless or text service that answers about one uploaded image."""
+    return next((r for r in spec.extra_routes if r.startswith("/get_image_")), None)
 
 
-def service_env(spec: ServiceSpec, models: Path, dsn: str) -> dict[str, str]:
+def service_env(spec: ServiceDescriptor, models: Path, dsn: str) -> dict[str, str]:
     """Tiny models with random weights, one thread each, small upload limits."""
-    p = spec.prefix
+    p = spec.env_prefix
     env = {
         "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
         "AMBIENCE_DOWNLOAD_MODELS": "0",
@@ -102,7 +73,7 @@ def hostile_stack(
     models = tmp / "models"
     write_label_files(models / "tagger")
     procs = {
-        s.name: ServiceProcess(s.module, s.prefix, tmp / s.name, extra_env=service_env(s, models, dsn))
+        s.name: ServiceProcess(s.module, s.env_prefix, tmp / s.name, extra_env=service_env(s, models, dsn))
         for s in SPECS
     }
     gateway: ServiceProcess | None = None

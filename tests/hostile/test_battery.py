@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.common.descriptor import ServiceDescriptor
 from tests.helpers import encode, png_bomb, running_service, synthetic_image
-from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, ServiceSpec, hostile_stack, peak_rss_mb
+from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route, peak_rss_mb
 from tests.hostile_images import big_png, jpeg_claiming, png_claiming
 from tests.pg import TestServer
 
@@ -204,7 +205,7 @@ def search_cases(by_id: str, by_image: str, threshold_ok: bool = True) -> list[C
     ]
 
 
-def service_cases(spec: ServiceSpec) -> list[Case]:
+def service_cases(spec: ServiceDescriptor) -> list[Case]:
     if spec.store and spec.search:
         calc, delete = f"/calculate_{spec.store}", f"/delete_{spec.store}"
         by_id = f"/{spec.search}_get_similar_images_by_id"
@@ -218,8 +219,9 @@ def service_cases(spec: ServiceSpec) -> list[Case]:
             *json_limit_cases(delete),
             *search_cases(by_id, by_image),
         ]
-    assert spec.image_route is not None
-    cases = [*upload_cases(spec.image_route), *big_image_cases(spec.image_route)]
+    route = image_route(spec)
+    assert route is not None
+    cases = [*upload_cases(route), *big_image_cases(route)]
     if spec.store:  # ocr: stores text, searched by text
         cases += [
             *upload_cases(f"/calculate_{spec.store}", image_id="70")[:6],
@@ -280,8 +282,9 @@ def valid_request(name: str) -> tuple[str, Callable[[], dict[str, Any]]]:
         return f"/{spec.search}_get_similar_images_by_image_buffer", upload(small, k="1")
     if spec.store:
         return "/ocr_search_by_text", lambda: {"json": {"text": "hello", "k": 1}}
-    assert spec.image_route is not None
-    return spec.image_route, upload(small)
+    route = image_route(spec)
+    assert route is not None
+    return route, upload(small)
 
 
 def local_port(response: httpx.Response) -> int:
