@@ -34,6 +34,7 @@ from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, Spool
 from services.common.app import add_common_handlers
 from services.common.images import DecodeLimits
+from services.common.limits import MemoryBudget
 from services.common.metrics import ServiceMetrics
 from services.common.postgres import PostgresComponent, PostgresSettings, add_unavailable_handler
 
@@ -82,7 +83,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     app.state.settings = settings
     app.state.writer = writer
     app.state.reverse_search = reverse_search
-    add_common_handlers(app, metrics, max_upload_bytes=settings.max_upload_bytes)
+    add_common_handlers(
+        app, metrics, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes
+    )
     add_unavailable_handler(app)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
@@ -95,8 +98,10 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         )
 
     # On the app itself, not through APIRouter: app.routes then lists every route (tests walk it).
-    writes.add_routes(app, writer, settings.max_upload_bytes)
-    search.add_routes(app, reverse_search, settings.max_upload_bytes)
+    # Uploads held at once (for their fan-out or search), across both routes.
+    inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
+    writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
+    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight)
     health.add_routes(app, settings, clients, writer, metrics)
     thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)
     passthrough.add_routes(app, clients)

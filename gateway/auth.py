@@ -9,9 +9,23 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.web import session
 
-#: Routes answered without the key: a load balancer's health probe has none, and the page's entry
-#: and sign-in (``/`` redirects to the sign-in form when the cookie is missing).
+#: Routes answered without the key: a load balancer's health probe has none (/health then says
+#: only up, degraded or down), and the page's entry and sign-in (``/`` redirects to the sign-in
+#: form when the cookie is missing).
 OPEN_PATHS = frozenset({"/health", "/", "/ui/login", "/ui/app.css"})
+
+
+def authorised(scope: Scope, key: bytes) -> bool:
+    """Whether the request carries ``key`` (``X-API-Key`` or ``Authorization: Bearer``) or the
+    page's session cookie grants it (:func:`gateway.web.session.cookie_grants`)."""
+    headers = dict(scope["headers"])
+    given = headers.get(b"x-api-key")
+    auth = headers.get(b"authorization", b"")
+    if given is None and auth[:7].lower() == b"bearer ":
+        given = auth[7:].strip()
+    if given is not None and hmac.compare_digest(given, key):
+        return True
+    return session.cookie_grants(headers, scope["method"], key.decode())
 
 
 class ApiKeyMiddleware:
@@ -27,15 +41,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        given = headers.get(b"x-api-key")
-        auth = headers.get(b"authorization", b"")
-        if given is None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        if given is not None and hmac.compare_digest(given, self.key):
-            await self.app(scope, receive, send)
-            return
-        if session.cookie_grants(headers, scope["method"], self.key.decode()):
+        if authorised(scope, self.key):
             await self.app(scope, receive, send)
             return
         reply = JSONResponse(

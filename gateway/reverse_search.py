@@ -32,6 +32,24 @@ class DuplicateSearchUnavailable(Exception):
     """Duplicate mode cannot give a truthful answer (phash not enabled, or it did not answer)."""
 
 
+class QueryRejected(Exception):
+    """Every service asked refused the query image with a 4xx: the image is bad, not the services
+    (a 503 would make clients retry, a 200 with every service failed would hide it)."""
+
+    def __init__(self, replies: list[CallResult]) -> None:
+        first = replies[0]
+        super().__init__(f"no service accepted the query image: {first.detail}")
+        self.details = {r.service: r.detail for r in replies}
+        #: The services' own verdict (422 bad image, 413 too large, 415 format).
+        self.status_code = first.status_code or 422
+
+
+def refuse_if_rejected(replies: list[CallResult]) -> None:
+    """Raise :class:`QueryRejected` when every reply is a 4xx: the one rule of both modes."""
+    if replies and all(r.status_code is not None and 400 <= r.status_code < 500 for r in replies):
+        raise QueryRejected(replies)
+
+
 def merge_rankings(
     upstreams: list[Upstream], replies: list[CallResult], settings: GatewaySettings
 ) -> dict[str, Any]:
@@ -117,6 +135,7 @@ class ReverseSearch:
         """Normal mode: every search service at once, fused (see :func:`merge_rankings`)."""
         fields = {"k": str(self.settings.result_k)}
         replies = await asyncio.gather(*(self.search(u, data, fields) for u in self.search_services))
+        refuse_if_rejected(list(replies))
         return merge_rankings(self.search_services, list(replies), self.settings)
 
     async def duplicates(self, data: bytes) -> dict[str, Any]:
@@ -130,4 +149,5 @@ class ReverseSearch:
         if use_local:
             calls.append(self.search(local, data, {"k": str(self.settings.result_k)}))
         replies = await asyncio.gather(*calls)
+        refuse_if_rejected(replies[:1])  # phash decides: local features alone never make the answer
         return merge_duplicates(replies[0], replies[1] if use_local else None, self.settings)

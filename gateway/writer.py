@@ -195,7 +195,8 @@ class FanOutWriter:
     def attach(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
-    # Catalog calls run in worker threads (psycopg2 blocks), never on the event loop.
+    # Catalog calls and spool file work (reads of up to 50 MB, fsync, unlink, listing) run in worker
+    # threads, never on the event loop.
 
     # -- the request path ---------------------------------------------------------------------
 
@@ -208,12 +209,12 @@ class FanOutWriter:
             try:
                 await run_in_threadpool(self.catalog.begin_add, image_id, self.services, path)
             except BaseException:
-                self.spool.remove(path)
+                await run_in_threadpool(self.spool.remove, path)
                 raise
             outcomes = await self.add_to(image_id, data, self.services)
             if outcomes and all(o.state == REJECTED for o in outcomes.values()):
                 await run_in_threadpool(self.catalog.forget, image_id)
-                self.spool.remove(path)
+                await run_in_threadpool(self.spool.remove, path)
                 raise ImageRejected(outcomes)
             await self.record(image_id, "add", outcomes)
             await self._tell("image_added", image_id, data, file_name)
@@ -224,7 +225,7 @@ class FanOutWriter:
         cancelled first (its spool file removed), so a retry never brings the image back."""
         async with self.locks.hold(image_id):
             old_spool = await run_in_threadpool(self.catalog.begin_delete, image_id, self.services)
-            self.spool.remove(old_spool)
+            await run_in_threadpool(self.spool.remove, old_spool)
             parts = await run_in_threadpool(self.catalog.status, [image_id])
             names = sorted(parts.get(image_id, {}).get("parts", {}))
             outcomes = await self.delete_from(image_id, names)
@@ -238,7 +239,7 @@ class FanOutWriter:
     async def stats(self) -> dict[str, Any]:
         """The catalog's counts and the number of uploads still spooled."""
         counts = await run_in_threadpool(self.catalog.counts)
-        counts["spool_files"] = len(self.spool.files())
+        counts["spool_files"] = len(await run_in_threadpool(self.spool.files))
         return counts
 
     # -- fan-outs -----------------------------------------------------------------------------
@@ -262,7 +263,7 @@ class FanOutWriter:
         done = await run_in_threadpool(
             self.catalog.record, image_id, op, {s: (o.state, o.detail) for s, o in outcomes.items()}
         )
-        self.spool.remove(done)
+        await run_in_threadpool(self.spool.remove, done)
 
     # -- retries ------------------------------------------------------------------------------
 
@@ -280,7 +281,7 @@ class FanOutWriter:
             op = current[0][0].op
             services = [p.service for p, _ in current]
             if op == "add":
-                data = self.spool.read(current[0][1]) if current[0][1] else None
+                data = await run_in_threadpool(self.spool.read, current[0][1]) if current[0][1] else None
                 if data is None:
                     outcomes = {
                         s: PartOutcome(REJECTED, "failed", "the spooled upload is missing") for s in services

@@ -6,5 +6,6 @@ on the app, over the objects they need:
 - ``health``: ``/health`` and ``/metrics``;
 - ``passthrough``: every service route by name, streamed to its service.
 
-``uploads.read_image`` is the one way a route reads an uploaded image.
+``uploads.held_image`` is the one way a route reads an uploaded image (and holds it within the
+in-flight budget).
 """

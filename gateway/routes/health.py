@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 
+from gateway.auth import authorised
 from gateway.proxy import ServiceClients
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter
 from services.common.metrics import ServiceMetrics
 from services.common.postgres import DatabaseUnavailable
 
+#: Seconds a keyless /health answer is reused.
+PUBLIC_HEALTH_TTL_S = 1.0
 #: Fields of a service's own /health shown in the gateway's.
 HEALTH_FIELDS = ("count", "weights", "model")
 
@@ -27,6 +33,34 @@ def runner_mark(settings: GatewaySettings, name: str) -> str | None:
         return path.read_text().strip() or "marked unavailable by the runner"
     except OSError:
         return None
+
+
+def summary(details: dict[str, Any]) -> str:
+    """``up`` (every service and the catalog up), ``down`` (no catalog, or no service up) or
+    ``degraded``: all a caller without the API key learns."""
+    states = [entry["status"] for entry in details["services"].values()]
+    if details["catalog"]["status"] != "up" or "up" not in states:
+        return "down"
+    return "up" if all(state == "up" for state in states) else "degraded"
+
+
+class PublicHealth:
+    """The keyless /health answer, computed at most once per ``ttl_s`` however often it is asked
+    (each computation asks every service), and by one caller at a time."""
+
+    def __init__(self, details: Callable[[], Awaitable[dict[str, Any]]], ttl_s: float = PUBLIC_HEALTH_TTL_S):
+        self.details = details
+        self.ttl_s = ttl_s
+        self._lock = asyncio.Lock()
+        self._value = ""
+        self._at = -math.inf
+
+    async def status(self) -> str:
+        async with self._lock:
+            if time.monotonic() - self._at >= self.ttl_s:
+                self._value = summary(await self.details())
+                self._at = time.monotonic()
+            return self._value
 
 
 def add_routes(
@@ -44,10 +78,7 @@ def add_routes(
         registry=metrics.registry,
     )
 
-    @app.get("/health", tags=["gateway"])
-    async def health() -> dict[str, Any]:
-        """The gateway is up; each service is ``up``, ``down`` (not answering) or ``unavailable``
-        (its runner reported it cannot start, e.g. model weights missing); the catalog is up or down."""
+    async def details() -> dict[str, Any]:
         checks = await asyncio.gather(*(clients.health(u.name) for u in enabled))
         services: dict[str, Any] = {}
         for upstream, check in zip(enabled, checks, strict=True):
@@ -57,7 +88,7 @@ def add_routes(
                 if isinstance(check.body, dict):
                     entry.update({k: v for k, v in check.body.items() if k in HEALTH_FIELDS})
             else:
-                mark = runner_mark(settings, upstream.name)
+                mark = await run_in_threadpool(runner_mark, settings, upstream.name)
                 entry["status"] = "unavailable" if mark else "down"
                 entry["detail"] = mark or check.detail
             services[upstream.name] = entry
@@ -67,6 +98,19 @@ def add_routes(
         except DatabaseUnavailable as exc:
             db = {"status": "down", "detail": str(exc)}
         return {"status": "ok", "service": "gateway", "services": services, "catalog": db}
+
+    public = PublicHealth(details)
+    key = settings.api_key.encode() if settings.api_key else None
+
+    @app.get("/health", tags=["gateway"])
+    async def health(request: Request) -> Any:
+        """With the API key or the page's session (or when no key is set): the gateway is up; each
+        service is ``up``, ``down`` (not answering) or ``unavailable`` (its runner reported it cannot
+        start, e.g. model weights missing); the catalog is up or down. Without the key: only
+        ``{"status": "up" | "degraded" | "down"}``, computed at most once a second."""
+        if key is None or authorised(request.scope, key):
+            return await details()
+        return {"status": await public.status()}
 
     @app.get("/metrics", response_class=Response, tags=["gateway"])
     async def prometheus() -> Response:

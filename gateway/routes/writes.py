@@ -8,8 +8,9 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
 from gateway.catalog import CatalogConflict
-from gateway.routes.uploads import read_image
+from gateway.routes.uploads import held_image
 from gateway.writer import FanOutWriter, ImageRejected, reply_entries
+from services.common.limits import MemoryBudget
 from services.common.store import ID_MAX
 
 
@@ -21,7 +22,7 @@ class CatalogQuery(BaseModel):
     image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
 
 
-def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int) -> None:
+def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int, inflight: MemoryBudget) -> None:
     @app.post("/calculate_all_image_features", tags=["gateway"])
     async def calculate_all(
         image: Annotated[UploadFile, File(description="The image file")],
@@ -29,13 +30,13 @@ def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int) -> Non
     ) -> list[dict[str, Any]]:
         """Add an image to every feature service. One entry per service: ``ok``, ``failed`` or
         ``unavailable``; failed and unavailable parts are retried in the background until done."""
-        data = await read_image(image, max_upload_bytes)
-        try:
-            outcomes = await writer.add(image_id, data, image.filename)
-        except CatalogConflict as exc:
-            raise HTTPException(409, str(exc)) from exc
-        except ImageRejected as exc:
-            raise HTTPException(exc.status_code, {"message": str(exc), "services": exc.details}) from exc
+        async with held_image(image, max_upload_bytes, inflight) as data:
+            try:
+                outcomes = await writer.add(image_id, data, image.filename)
+            except CatalogConflict as exc:
+                raise HTTPException(409, str(exc)) from exc
+            except ImageRejected as exc:
+                raise HTTPException(exc.status_code, {"message": str(exc), "services": exc.details}) from exc
         return reply_entries(outcomes)
 
     @app.post("/delete_all_image_features", tags=["gateway"])

@@ -23,7 +23,7 @@ from services.common.collection import Collection
 from services.common.feature import FeatureService
 from services.common.headless import open_feature
 from services.common.images import ImageError
-from services.common.limits import BodyLimitMiddleware, check_k, safe_validation_errors
+from services.common.limits import BodyLimitMiddleware, BudgetFull, check_k, safe_validation_errors
 from services.common.metrics import ServiceMetrics
 from services.common.postgres import add_unavailable_handler
 from services.common.schemas import (
@@ -208,8 +208,13 @@ def add_common_handlers(
 
     @app.exception_handler(ImageError)
     async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(BudgetFull)
+    async def budget_full(_: Request, exc: BudgetFull) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.message}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
+        )
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

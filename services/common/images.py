@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import io
 import math
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from services.common.limits import BudgetFull, MemoryBudget
 
 # Our own pixel check runs before decoding; Pillow's global guard would only duplicate it
 # with a less helpful message (and it warns below its error threshold).
@@ -30,44 +29,10 @@ Mode = Literal["RGB", "L"]
 class ImageError(Exception):
     """An upload that cannot be used as an image. ``status`` is the HTTP status to answer."""
 
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.retry_after = retry_after
-
-
-class DecodeBudget:
-    """Bounds the memory that images being decoded at once may take in one process.
-
-    Each decode reserves what its pixels will cost before Pillow allocates them; a decode that
-    does not fit while others run is refused (503 with Retry-After) rather than queued, so a burst
-    of huge uploads cannot pile up in memory. One decode alone is always admitted: the pixel limit
-    already bounds it, and refusing it forever would make a valid image unusable.
-    """
-
-    def __init__(self, capacity_bytes: int) -> None:
-        self.capacity = capacity_bytes
-        self.used = 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def reserve(self, cost: int) -> Iterator[None]:
-        with self._lock:
-            if self.used and self.used + cost > self.capacity:
-                raise ImageError(
-                    503,
-                    f"too many large images are being decoded at once ({self.used >> 20} MiB of the "
-                    f"{self.capacity >> 20} MiB decode budget in use, this one needs {cost >> 20} MiB); "
-                    "retry shortly",
-                    retry_after=1,
-                )
-            self.used += cost
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.used -= cost
 
 
 @dataclass(frozen=True)
@@ -75,7 +40,8 @@ class DecodeLimits:
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 100_000_000
     min_side: int = 8
-    budget: DecodeBudget | None = None
+    #: Memory of decodes in flight (shared by every decode of one service).
+    budget: MemoryBudget | None = None
 
     @classmethod
     def from_settings(cls, settings: LimitSettings) -> DecodeLimits:
@@ -84,7 +50,7 @@ class DecodeLimits:
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             min_side=settings.min_side,
-            budget=DecodeBudget(settings.decode_budget_mb << 20),
+            budget=MemoryBudget(settings.decode_budget_mb << 20, "decode"),
         )
 
 
@@ -106,6 +72,22 @@ class DecodedImage:
     full_size: tuple[int, int] = (0, 0)
 
 
+def open_image(data: bytes) -> Image.Image:
+    """``data`` opened lazily (header read, no pixels decoded); ImageError 422/415 when it is empty,
+    not an image or a format we do not take. Cheap enough to refuse a non-image before any work."""
+    if not data:
+        raise ImageError(422, "empty upload: the image file has 0 bytes")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(422, "not a recognised image (expected JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
+    except Exception as exc:  # malformed headers raise many exception types
+        raise ImageError(422, f"cannot read image header: {exc}") from None
+    if (img.format or "unknown") not in ALLOWED_FORMATS:
+        raise ImageError(415, f"unsupported image format {img.format}; use JPEG, PNG, WebP, GIF, BMP or TIFF")
+    return img
+
+
 def decode_image(
     data: bytes,
     mode: Mode = "RGB",
@@ -120,19 +102,10 @@ def decode_image(
     side is still >= ``draft_size``, then any format box-reduced by the integer factor that keeps
     the short side >= ``draft_size``. A 100 MP PNG thus never exists in more than its native mode.
     """
-    if not data:
-        raise ImageError(422, "empty upload: the image file has 0 bytes")
     if len(data) > limits.max_bytes:
         raise ImageError(413, f"upload is {len(data)} bytes, larger than the limit of {limits.max_bytes}")
-    try:
-        img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError(422, "not a recognised image (expected JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
-    except Exception as exc:  # malformed headers raise many exception types
-        raise ImageError(422, f"cannot read image header: {exc}") from None
+    img = open_image(data)
     fmt = img.format or "unknown"
-    if fmt not in ALLOWED_FORMATS:
-        raise ImageError(415, f"unsupported image format {fmt}; use JPEG, PNG, WebP, GIF, BMP or TIFF")
     width, height = img.size
     if width * height > limits.max_pixels:
         raise ImageError(
@@ -162,7 +135,7 @@ def decode_image(
             img = convert_reduced(img, mode, factor)
         if orientation is not None:
             img = img.transpose(orientation)
-    except ImageError:
+    except (ImageError, BudgetFull):
         raise
     except OSError as exc:
         raise ImageError(422, f"corrupt or truncated {fmt} image: {exc}") from None
@@ -173,7 +146,7 @@ def decode_image(
     return DecodedImage(image=img, original_size=(width, height), format=fmt, full_size=full_size)
 
 
-_UNBOUNDED = DecodeBudget(1 << 62)
+_UNBOUNDED = MemoryBudget(1 << 62, "decode")
 _TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,

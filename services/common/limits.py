@@ -7,6 +7,9 @@ Kept as small standalone pieces (an ASGI middleware, two functions) so any app s
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import HTTPException
@@ -18,6 +21,47 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 FORM_OVERHEAD = 1 << 20
 #: Longest string input echoed back in a validation error.
 ECHO_CHARS = 200
+
+
+class BudgetFull(Exception):
+    """A :class:`MemoryBudget` cannot take more now: HTTP 503 with ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class MemoryBudget:
+    """Bounds the bytes that requests in flight may hold at once in one process (images being
+    decoded, uploads being fanned out).
+
+    A request reserves what it will hold before it holds it; one that does not fit while others
+    run is refused (:class:`BudgetFull`, a 503 with Retry-After) rather than queued, so a burst of
+    huge requests cannot pile up in memory. One request alone is always admitted: the size limits
+    already bound it, and refusing it forever would make a valid request unusable.
+    """
+
+    def __init__(self, capacity_bytes: int, what: str) -> None:
+        self.capacity = capacity_bytes
+        self.what = what
+        self.used = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reserve(self, cost: int) -> Iterator[None]:
+        with self._lock:
+            if self.used and self.used + cost > self.capacity:
+                raise BudgetFull(
+                    f"too busy: {self.used >> 20} MiB of the {self.capacity >> 20} MiB {self.what} "
+                    f"budget are in use and this request needs {max(1, cost >> 20)} MiB; retry shortly"
+                )
+            self.used += cost
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.used -= cost
 
 
 class BodyTooLarge(Exception):

@@ -117,15 +117,16 @@ def test_huge_images_are_reduced_to_the_size_the_feature_needs(kind: str, mode: 
 
 
 def test_decode_budget_refuses_a_second_decode_that_does_not_fit() -> None:
-    from services.common.images import DecodeBudget, decode_cost
+    from services.common.images import decode_cost
+    from services.common.limits import BudgetFull, MemoryBudget
 
     data = encode(synthetic_image(5, (400, 300)), "PNG")
     cost = decode_cost(Image.open(io.BytesIO(data)), "RGB")
-    budget = DecodeBudget(cost + cost // 2)
+    budget = MemoryBudget(cost + cost // 2, "decode")
     limits = DecodeLimits(budget=budget)
-    with budget.reserve(cost), pytest.raises(ImageError) as err:  # another decode in flight
+    with budget.reserve(cost), pytest.raises(BudgetFull) as err:  # another decode in flight
         decode_image(data, limits=limits)
-    assert err.value.status == 503 and err.value.retry_after == 1 and "decode budget" in err.value.message
+    assert err.value.retry_after == 1 and "decode budget" in err.value.message
     assert budget.used == 0
     assert decode_image(data, limits=limits).image.size == (400, 300)  # alone it always fits
     with budget.reserve(10):  # a small decode in flight leaves room for this one

@@ -33,7 +33,9 @@ def test_every_route_but_health_needs_the_key(tmp_path: Path, pg_dsn: str) -> No
     routes += [("/docs", "GET"), ("/openapi.json", "GET"), ("/redoc", "GET"), ("/nowhere", "GET")]
     assert len(routes) > 30
     with TestClient(app) as client:
-        assert client.get("/health").status_code == 200
+        # Without the key /health says only how things stand: no URLs, counts or database address.
+        assert client.get("/health").json() == {"status": "down"}
+        assert client.get("/health", headers={"X-API-Key": KEY}).json()["services"]["phash"]["url"]
         for path, method in routes:
             if path in OPEN_PATHS:  # /health, and the page's entry and sign-in (tests/web checks them)
                 continue
@@ -95,3 +97,25 @@ def test_cors_is_off_by_default_and_follows_the_setting(tmp_path: Path, pg_dsn: 
         assert reply.headers["access-control-allow-origin"] == "https://gallery.example"
         reply = client.options("/reverse_search", headers={**preflight, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in reply.headers
+
+
+def test_keyless_health_is_computed_at_most_once_per_interval() -> None:
+    import asyncio
+
+    from gateway.routes.health import PublicHealth
+
+    calls = []
+
+    async def details() -> dict[str, object]:
+        calls.append(1)
+        services = {"phash": {"status": "up"}, "color": {"status": "down" if len(calls) > 1 else "up"}}
+        return {"services": services, "catalog": {"status": "up"}}
+
+    async def scenario() -> list[str]:
+        public = PublicHealth(details, ttl_s=0.2)
+        first = await asyncio.gather(*(public.status() for _ in range(20)))
+        await asyncio.sleep(0.25)
+        return [*first, await public.status()]
+
+    answers = asyncio.run(scenario())
+    assert answers == ["up"] * 20 + ["degraded"] and len(calls) == 2

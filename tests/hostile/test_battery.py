@@ -384,3 +384,33 @@ def test_the_decode_budget_answers_503_with_retry_after(tmp_path: Path) -> None:
     assert statuses[0] == 200 and 503 in statuses, statuses
     refused = next(r for r in replies if r.status_code == 503)
     assert refused.headers["retry-after"] == "1" and "decode budget" in refused.json()["detail"]
+
+
+def test_the_gateway_bounds_uploads_in_flight(tmp_path: Path, pg_server: TestServer) -> None:
+    """Three 100 MP queries at once through a gateway whose in-flight budget holds one: the others
+    get 503 with Retry-After instead of piling up."""
+    import concurrent.futures
+
+    from tests.gateway.stack import start_stack
+
+    data = images()["gray16"]
+    budget = {"AMBIENCE_GATEWAY_MAX_INFLIGHT_BYTES": str(len(data) + 1000)}
+    stack = start_stack(tmp_path, pg_server, ["phash"], gateway_env=budget)
+    try:
+
+        def send(_: int) -> httpx.Response:
+            return httpx.post(
+                stack.url + "/reverse_search",
+                files={"image": ("big.png", data)},
+                data={"find_duplicate": "1"},
+                timeout=180,
+            )
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            replies = list(pool.map(send, range(3)))
+    finally:
+        stack.stop()
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses[0] == 200 and 503 in statuses, statuses
+    refused = next(r for r in replies if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and "upload budget" in refused.json()["detail"]
