@@ -9,6 +9,7 @@ the end. The phash service's peak memory while it answers a 100 MP 16-bit PNG is
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from services.common.descriptor import ServiceDescriptor
+from tests.gateway.stack import start_stack
 from tests.helpers import encode, png_bomb, running_service, synthetic_image
 from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route, peak_rss_mb
 from tests.hostile_images import big_png, jpeg_claiming, png_claiming
@@ -136,18 +138,20 @@ def big_image_cases(path: str, **fields: str) -> list[Case]:
 
 
 def json_limit_cases(path: str) -> list[Case]:
-    padding = "x" * (256 << 10)
+    """JSON bodies past every JSON limit (64 KiB in the services, 1 MiB in the gateway); the id is one
+    nobody stores, so a body wrongly accepted changes nothing the other cases rely on."""
+    padding = "x" * (2 << 20)
     return [
         Case(
             "declared oversize JSON",
             path,
-            lambda: {"json": {"image_id": 1, "pad": padding}},
+            lambda: {"json": {"image_id": 424242, "pad": padding}},
             frozenset({413}),
         ),
         Case(
             "chunked oversize JSON",
             path,
-            chunked("application/json", b'{"image_id": 1, "pad": "', 256 << 10),
+            chunked("application/json", b'{"image_id": 424242, "pad": "', 2 << 20),
             frozenset({413}),
         ),
         Case("invalid JSON", path, raw_json("{"), frozenset({422})),
@@ -321,7 +325,12 @@ def run_battery(url: str, target: str, cases: list[Case]) -> list[str]:
             detail = reply.text[:200]
             if reply.status_code >= 500 or (case.expect and reply.status_code not in case.expect):
                 problems.append(f"{target} {case.label}: {reply.status_code} {detail}")
-            after = client.request("POST", valid_path, **valid())
+            try:
+                after = client.request("POST", valid_path, **valid())
+            except httpx.HTTPError as exc:  # e.g. the server dropped the kept-alive connection
+                problems.append(f"{target} after {case.label}: valid request failed ({exc!r})")
+                port = local_port(client.get("/health"))
+                continue
             if after.status_code != 200:
                 problems.append(f"{target} after {case.label}: valid request got {after.status_code}")
             if local_port(after) != port:
@@ -362,55 +371,37 @@ def test_phash_peak_memory_on_a_100_mp_16_bit_png(tmp_path: Path) -> None:
     assert peak < 600
 
 
-def test_the_decode_budget_answers_503_with_retry_after(tmp_path: Path) -> None:
-    """Two huge decodes at once on a budget that holds one: one is refused with Retry-After."""
-    import concurrent.futures
-
+def assert_one_of_three_refused(url: str, fields: dict[str, str], budget: str) -> None:
+    """Three 100 MP uploads at once to ``url``: at least one answered, at least one refused with 503,
+    Retry-After and a detail naming the ``budget``."""
     data = images()["gray16"]
-    env = {"AMBIENCE_PHASH_DECODE_BUDGET_MB": "300"}
-    with running_service("services.phash", "AMBIENCE_PHASH_", tmp_path / "phash", extra_env=env) as svc:
 
-        def send(_: int) -> httpx.Response:
-            return httpx.post(
-                svc.url + "/phash_get_similar_images_by_image_buffer",
-                files={"image": ("big.png", data)},
-                data={"k": "1"},
-                timeout=180,
-            )
+    def send(_: int) -> httpx.Response:
+        return httpx.post(url, files={"image": ("big.png", data)}, data=fields, timeout=180)
 
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            replies = list(pool.map(send, range(3)))
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(pool.map(send, range(3)))
     statuses = sorted(r.status_code for r in replies)
     assert statuses[0] == 200 and 503 in statuses, statuses
     refused = next(r for r in replies if r.status_code == 503)
-    assert refused.headers["retry-after"] == "1" and "decode budget" in refused.json()["detail"]
+    assert refused.headers["retry-after"] == "1" and f"{budget} budget" in refused.json()["detail"]
+
+
+def test_the_decode_budget_answers_503_with_retry_after(tmp_path: Path) -> None:
+    """Huge decodes at once on a budget that holds one: the others are refused with Retry-After."""
+    env = {"AMBIENCE_PHASH_DECODE_BUDGET_MB": "300"}
+    with running_service("services.phash", "AMBIENCE_PHASH_", tmp_path / "phash", extra_env=env) as svc:
+        assert_one_of_three_refused(
+            svc.url + "/phash_get_similar_images_by_image_buffer", {"k": "1"}, "decode"
+        )
 
 
 def test_the_gateway_bounds_uploads_in_flight(tmp_path: Path, pg_server: TestServer) -> None:
-    """Three 100 MP queries at once through a gateway whose in-flight budget holds one: the others
-    get 503 with Retry-After instead of piling up."""
-    import concurrent.futures
-
-    from tests.gateway.stack import start_stack
-
-    data = images()["gray16"]
-    budget = {"AMBIENCE_GATEWAY_MAX_INFLIGHT_BYTES": str(len(data) + 1000)}
+    """100 MP queries at once through a gateway whose in-flight budget holds one: the others get 503
+    with Retry-After instead of piling up."""
+    budget = {"AMBIENCE_GATEWAY_MAX_INFLIGHT_BYTES": str(len(images()["gray16"]) + 1000)}
     stack = start_stack(tmp_path, pg_server, ["phash"], gateway_env=budget)
     try:
-
-        def send(_: int) -> httpx.Response:
-            return httpx.post(
-                stack.url + "/reverse_search",
-                files={"image": ("big.png", data)},
-                data={"find_duplicate": "1"},
-                timeout=180,
-            )
-
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            replies = list(pool.map(send, range(3)))
+        assert_one_of_three_refused(stack.url + "/reverse_search", {"find_duplicate": "1"}, "upload")
     finally:
         stack.stop()
-    statuses = sorted(r.status_code for r in replies)
-    assert statuses[0] == 200 and 503 in statuses, statuses
-    refused = next(r for r in replies if r.status_code == 503)
-    assert refused.headers["retry-after"] == "1" and "upload budget" in refused.json()["detail"]
