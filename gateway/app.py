@@ -55,7 +55,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         settings, clients, Spool(settings.resolved_data_dir() / "spool"), [u.name for u in enabled if u.store]
     )
     reverse_search = ReverseSearch(settings, clients, enabled)
-    decode_limits = DecodeLimits(max_bytes=settings.max_upload_bytes)
+    decode_limits = DecodeLimits(
+        max_bytes=settings.max_upload_bytes, budget=MemoryBudget(settings.decode_budget_mb << 20, "decode")
+    )
     writer.subscribe(
         thumbnails.ThumbnailKeeper(lambda: writer.catalog.db, settings.thumbnail_size, decode_limits)
     )

@@ -92,6 +92,12 @@ class GatewaySettings(BaseSettings):
         description="Uploads held at once while they are fanned out or searched; past it, 503 with "
         "Retry-After (one upload alone is always taken)",
     )
+    decode_budget_mb: int = Field(
+        1024,
+        ge=1,
+        description="Memory for pictures being decoded at once for thumbnails (MiB); past it a thumbnail "
+        "is skipped (the page's backfill makes it later)",
+    )
     max_json_bytes: int = Field(
         1024 * 1024, ge=1, description="Largest accepted JSON request body (/catalog_status takes 10,000 ids)"
     )
