@@ -211,6 +211,11 @@ function renderSearch() {
 
 // ---- moments (culling) ---------------------------------------------------------------------
 
+// What the gateway recorded per image at add time (file name, size, EXIF capture time and place).
+async function imageInfo(ids) {
+  return (await api("/image_info", { json: { image_ids: ids } })).body;
+}
+
 function favourites() { return new Set(JSON.parse(localStorage.getItem(FAVOURITES_KEY) || "[]")); }
 function setFavourite(id, on) {
   const favs = favourites();
@@ -229,11 +234,8 @@ function favButton(id) {
 async function exportFavourites() {
   const ids = [...favourites()].sort((a, b) => a - b);
   const rows = [["image_id", "file_name"]];
-  for (const id of ids) {
-    let name = "";
-    try { name = (await api(`/images/${id}`)).body.file_name || ""; } catch { /* unknown to the catalog */ }
-    rows.push([id, name]);
-  }
+  const info = ids.length ? await imageInfo(ids).catch(() => ({})) : {};
+  for (const id of ids) rows.push([id, (info[id] && info[id].file_name) || ""]);
   const csv = rows.map((r) => r.map((v) => `"${String(v).replaceAll('"', '""')}"`).join(",")).join("\n") + "\n";
   const a = h("a", { href: URL.createObjectURL(new Blob([csv], { type: "text/csv" })), download: "ambience-favourites.csv" });
   document.body.append(a); a.click(); a.remove();
@@ -473,12 +475,16 @@ function renderImage(id) {
     h("div", { class: "detail" }, h("img", { class: "large", src: thumbUrl(id), alt: `image ${id}`, onerror: (e) => { e.target.onerror = null; e.target.src = PLACEHOLDER; } }), meta),
     similar);
   const row = (k, v) => [h("dt", {}, k), h("dd", { "data-field": k }, v)];
-  api(`/images/${id}`).then(({ body }) => {
+  imageInfo([id]).then((found) => {
+    const body = found[id];
+    if (!body) { meta.append(...row("catalog", "not recorded (added before the gateway kept details)")); return; }
     meta.append(...row("file", body.file_name || "—"),
       ...row("size", body.width ? `${body.width} × ${body.height} px, ${(body.bytes / 1024).toFixed(0)} KB` : "—"),
-      ...row("taken", body.captured_at ? new Date(body.captured_at).toLocaleString() : "—"));
-    if (body.latitude !== null && body.latitude !== undefined) meta.append(...row("place", `${body.latitude.toFixed(5)}, ${body.longitude.toFixed(5)}`));
-    if (body.ocr_text) meta.append(...row("text in it", body.ocr_text));
+      // camera-local time as EXIF has it: shown as written, not converted to this browser's zone
+      ...row("taken", body.captured_at ? body.captured_at.replace("T", " ") : "—"));
+    if (body.gps_latitude !== null && body.gps_latitude !== undefined) {
+      meta.append(...row("place", `${body.gps_latitude.toFixed(5)}, ${body.gps_longitude.toFixed(5)}`));
+    }
   }).catch((err) => meta.append(...row("catalog", err.detail || String(err))));
   // Caption and tags are computed from the kept preview: the models look at 224-384 px anyway.
   Promise.all([imageBlob(id), services()]).then(([blob, all]) => {
