@@ -51,11 +51,18 @@ def error_detail(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {detail[:300]}"
 
 
+#: Idle pooled connections are dropped after this long: well before the services close them
+#: (services.common.runner.KEEP_ALIVE_S), so a request never goes out on a connection being closed.
+POOL_IDLE_S = 4.0
+
+
 class ServiceClients:
     def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
         self.settings = settings
         limits = httpx.Limits(
-            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+            keepalive_expiry=POOL_IDLE_S,
         )
         self.client = httpx.AsyncClient(limits=limits, timeout=settings.timeout_s)
         self.calls = Counter(

@@ -23,6 +23,12 @@ def configure_logging() -> None:
     )
 
 
+#: How long a service keeps an idle connection open. Longer than the gateway keeps idle pooled
+#: connections (gateway.proxy.POOL_IDLE_S): a client that reuses a connection the server is closing
+#: at that moment gets a ReadError, so the client must always be the one to let go first.
+KEEP_ALIVE_S = 30
+
+
 def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAPI]) -> None:
     """Serve ``build(settings)`` with uvicorn; exit 2 for missing weights, 3 for other refusals."""
     configure_logging()
@@ -50,7 +56,12 @@ def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAP
 
     app.router.lifespan_context = guarded
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.resolved_port(), log_level="info", timeout_graceful_shutdown=10
+        app,
+        host=settings.host,
+        port=settings.resolved_port(),
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
     try:
