@@ -49,6 +49,11 @@ class CaptionerSettings(ModelServiceSettings):
     )
     min_length: int = Field(5, ge=2, description="Shortest caption in tokens, start token included")
     max_length: int = Field(30, ge=3, le=77, description="Longest caption in tokens, start token included")
+    kv_cache: bool = Field(
+        True,
+        description="Decode one new token per step with the decoder's keys and values cached (false: "
+        "re-run the towers on the whole prefix at every step, as open_clip does; same captions, slower)",
+    )
     max_batch: int = Field(8, ge=1, description="Most images one beam search takes (micro-batching)")
     decode_size: int = Field(
         448, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"
@@ -105,6 +110,7 @@ class CaptionerService(StatelessService):
             beam_width=s.beam_width,
             min_length=s.min_length,
             max_length=s.max_length,
+            kv_cache=s.kv_cache,
         )
         self.batcher: MicroBatcher[Any, str] = MicroBatcher(
             self._caption_batch, s.max_batch, s.batch_wait_ms / 1000, name="captioner-batcher"
@@ -133,6 +139,7 @@ class CaptionerService(StatelessService):
             "beam_width": c.beam_width,
             "min_length": c.min_length,
             "max_length": c.max_length,
+            "kv_cache": c.kv_cache,
             "batching": self.batcher.stats.as_dict(),
         }
 
