@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
+from open_clip.utils import to_2tuple
 from PIL import Image
 
 from services.captioner.incremental import CachedCocaDecoder, unsupported_reason
 from services.common.errors import StartupError
+from services.common.inference import build_image_tower
 from services.common.models import ResolvedWeights, load_open_clip_model
 
 log = logging.getLogger(__name__)
@@ -167,6 +169,7 @@ class CocaCaptioner:
         min_length: int = 5,
         max_length: int = 30,
         kv_cache: bool = True,
+        runtime: str = "eager",
     ) -> None:
         if max_length <= min_length:
             raise StartupError(f"captioner: max_length ({max_length}) must exceed min_length ({min_length})")
@@ -182,6 +185,9 @@ class CocaCaptioner:
             raise StartupError(
                 f"captioner: max_length {max_length} exceeds the model's context of {self.context_length}"
             )
+        self.runtime = runtime
+        size = to_2tuple(net.visual.image_size)
+        self.image_tower = build_image_tower(net.visual, runtime, torch.zeros(1, 3, *size, device=device))
         self.transform = image_transform_v2(PreprocessCfg(**net.visual.preprocess_cfg), is_train=False)
         self.tokenizer = open_clip.get_tokenizer(model)
         self.sot = int(self.tokenizer.sot_token_id)
@@ -201,7 +207,7 @@ class CocaCaptioner:
     @torch.inference_mode()
     def generate(self, pixels: torch.Tensor) -> list[list[int]]:
         """(N, C, H, W) -> token ids of each image's caption (start token first)."""
-        _, image_embs = self.net._encode_image(pixels.to(self.device))
+        _, image_embs = self.image_tower(pixels.to(self.device))  # CoCa._encode_image without the latent
         if self.kv_cache:
             cached = CachedCocaDecoder(self.net, image_embs)
             step_logits, reorder = cached, cached.reorder

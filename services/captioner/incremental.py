@@ -144,7 +144,9 @@ class CachedCocaDecoder:
 
         text = self.text
         cast = text.transformer.get_cast_dtype()
-        x = text.token_embedding(tokens[:, start:]).to(cast) + text.positional_embedding[start:length].to(cast)
+        x = text.token_embedding(tokens[:, start:]).to(cast) + text.positional_embedding[start:length].to(
+            cast
+        )
         text_mask = causal[None, None]
         if text.use_pad_mask or text.cls_emb is not None:  # as TextTransformer._build_additive_mask
             valid = tokens != text.pad_id

@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.captioner.descriptor import DESCRIPTOR
 from services.common.errors import StartupError
+from services.common.inference import resolve_runtime
 from services.common.models import (
     RANDOM,
     MicroBatcher,
@@ -102,15 +103,17 @@ class CaptionerService(StatelessService):
         if weights.kind == "hub":  # the tag's own normalisation and resize mode
             cfg = open_clip.get_pretrained_cfg(s.model, s.weights)
             preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+        device = select_device(s.device)
         self.captioner = CocaCaptioner(
             s.model,
             weights,
-            select_device(s.device),
+            device,
             preprocess,
             beam_width=s.beam_width,
             min_length=s.min_length,
             max_length=s.max_length,
             kv_cache=s.kv_cache,
+            runtime=resolve_runtime(s.runtime, s.cpu_runtime, device),
         )
         self.batcher: MicroBatcher[Any, str] = MicroBatcher(
             self._caption_batch, s.max_batch, s.batch_wait_ms / 1000, name="captioner-batcher"
@@ -135,6 +138,7 @@ class CaptionerService(StatelessService):
         return {
             "model": c.model_id,
             "device": str(c.device),
+            "runtime": c.runtime,
             **c.weights.info(),
             "beam_width": c.beam_width,
             "min_length": c.min_length,

@@ -173,7 +173,7 @@ def deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-@pytest.mark.parametrize(("width", "max_length"), [(1, 6), (1, 20), (2, 12), (2, 24), (3, 16)])
+@pytest.mark.parametrize(("width", "max_length"), [(1, 8), (1, 20), (2, 14), (2, 24), (3, 12)])
 def test_the_key_value_cache_gives_the_same_tokens(width: int, max_length: int, deterministic: None) -> None:
     """Seeded random weights, float32: the cached decoder and the whole-prefix recomputation pick
     the same token ids for every image (greedy = width 1, and beam search), whether captions run to
@@ -196,7 +196,7 @@ def test_the_key_value_cache_gives_the_same_tokens(width: int, max_length: int, 
         assert cached == recomputed, (eot_bias, pad_bias)
         ended_early += sum(len(ids) < max_length for ids in cached)
         with_pad += sum(0 in ids for ids in cached)
-    if max_length >= 12:  # the biased rounds exercise early ends and the pad mask
+    if max_length >= 14:  # the biased rounds exercise early ends and the pad mask
         assert ended_early and with_pad, (ended_early, with_pad)
 
 
