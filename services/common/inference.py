@@ -132,14 +132,15 @@ def build_image_tower(module: torch.nn.Module, runtime: str, example: torch.Tens
 
 def _onnx_forward(module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], Any]:
     """Export ``module`` to ONNX (dynamic batch size) and return a forward that runs ONNX Runtime."""
-    import onnxruntime
     import torch
 
     try:
         import onnx  # noqa: F401  (torch.onnx.export writes the model through it)
+        import onnxruntime
     except ImportError as exc:
         raise StartupError(
-            "runtime 'onnx' needs the onnx package (pip install onnx); or set the runtime to eager"
+            f"runtime 'onnx' needs the {exc.name} package (pip install onnx onnxruntime, or the "
+            "service's extra); or set the service's RUNTIME setting to eager"
         ) from exc
     with tempfile.TemporaryDirectory(prefix="ambience-onnx-") as tmp:
         path = Path(tmp) / "tower.onnx"
