@@ -45,12 +45,13 @@ CPU_ONLY = frozenset({"onnx", "int8"})
 LOWER_PRECISION = frozenset({"bf16", "int8"})
 
 
-def runtime_field() -> Any:
+def runtime_field(cpu_choice: str = "eager") -> Any:
+    """The ``runtime`` setting of a service whose ``auto`` means ``cpu_choice`` on CPU."""
     return Field(
         "auto",
-        description="How the image model runs: auto (the measured fastest on CPU for this service, "
-        "eager on CUDA), eager (PyTorch float32), channels_last, compile (torch.compile), onnx "
-        "(ONNX Runtime), bf16 (autocast, CPUs with native bf16), int8 (dynamic quantisation)",
+        description=f"How the image model runs: auto ({cpu_choice} on CPU, measured fastest for this "
+        "service; eager on CUDA), eager (PyTorch float32), channels_last, compile (torch.compile), onnx "
+        "(ONNX Runtime), bf16 (autocast, CPUs with native bf16), int8 (dynamic int8 quantisation)",
     )
 
 
