@@ -21,8 +21,6 @@ from services.common.inference import (
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
 TINY_COCA = Path(__file__).parents[1] / "captioner" / "tiny-coca.json"
-#: torch.compile needs minutes of a C++ compiler per model: one model shows that it works.
-COMPILED_MODEL = "resnet"
 
 
 def _model(name: str) -> tuple[torch.nn.Module, int]:
@@ -45,8 +43,6 @@ def _outputs(out: object) -> list[torch.Tensor]:
 def test_each_runtime_gives_what_eager_gives(name: str, runtime: str) -> None:
     if runtime == "bf16" and not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16")
-    if runtime == "compile" and name != COMPILED_MODEL:
-        pytest.skip(f"torch.compile is checked on the {COMPILED_MODEL} model only (compile time)")
     net, size = _model(name)
     net.eval()
     pixels = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
