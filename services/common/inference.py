@@ -128,7 +128,13 @@ def build_image_tower(module: torch.nn.Module, runtime: str, example: torch.Tens
         tower = ImageTower(runtime, _onnx_forward(module, example))
     else:
         raise StartupError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
-    tower(example)
+    try:
+        tower(example)
+    except Exception as exc:  # e.g. int8: a model that calls its Linear weights directly (timm's BEiT)
+        raise StartupError(
+            f"runtime {runtime!r} cannot run {type(module).__name__}: {exc}; set the service's RUNTIME "
+            "setting to eager"
+        ) from exc
     return tower
 
 
