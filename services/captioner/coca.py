@@ -16,23 +16,32 @@ groups run identical searches of 6 / 3 = 2 beams each: ``beam_width=2`` gives th
 a third of the cost. Captions are decoded with the model's tokenizer, cut at the first end-of-text
 token, stripped of special tokens and trimmed.
 
-The image is encoded once; each step re-runs the text tower and the multimodal decoder on the whole
-prefix, as open_clip does (its towers have no key/value cache).
+The image is encoded once. By default each step runs only the new token through the text tower and
+the multimodal decoder, with their keys and values cached per beam
+(:mod:`services.captioner.incremental`); ``kv_cache=False`` re-runs both on the whole prefix at every
+step, as open_clip does, for comparison.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
+from open_clip.utils import to_2tuple
 from PIL import Image
 
+from services.captioner.incremental import CachedCocaDecoder, unsupported_reason
 from services.common.errors import StartupError
+from services.common.inference import build_image_tower
 from services.common.models import ResolvedWeights, load_open_clip_model
+
+log = logging.getLogger(__name__)
 
 START_OF_TEXT = "<start_of_text>"
 END_OF_TEXT = "<end_of_text>"
@@ -85,9 +94,12 @@ def beam_search(
     min_length: int,
     max_length: int,
     device: torch.device,
+    reorder: Callable[[torch.Tensor], None] | None = None,
 ) -> list[list[int]]:
     """Beam search for ``batch`` images; ``step_logits(rows, tokens)`` -> next-token logits (R, V)
     for prefixes ``tokens`` (R, L) where ``rows`` (R,) says which image each prefix belongs to.
+    ``reorder(index)``, when given, is told before each further step that prefix ``i`` continues
+    former prefix ``index[i]`` (always one of the same image), so a decoder can move its caches.
     Returns each image's best token sequence (start token first, end token excluded)."""
     tokens = torch.full((batch * width, 1), sot, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device).repeat_interleave(width)
@@ -107,7 +119,8 @@ def beam_search(
         length = tokens.shape[1] + 1  # the sequence length once the new token is appended
         next_scores = torch.zeros(batch, width, device=device)
         next_tokens = torch.full((batch, width), eot, dtype=torch.long, device=device)
-        next_beams = torch.zeros(batch, width, dtype=torch.long, device=device)
+        # Finished images' dummy beams continue their own image's first beam.
+        next_beams = (torch.arange(batch, device=device) * width)[:, None].repeat(1, width)
         top_scores_l, top_tokens_l, top_beams_l = top_scores.tolist(), top_tokens.tolist(), top_beams.tolist()
         for b in range(batch):
             hyps = finished[b]
@@ -131,6 +144,8 @@ def beam_search(
         tokens = torch.cat([tokens[next_beams.view(-1)], next_tokens.view(-1, 1)], dim=1)
         if all(h.done for h in finished) or tokens.shape[1] >= max_length:
             break
+        if reorder is not None:
+            reorder(next_beams.view(-1))
     out = []
     for b, hyps in enumerate(finished):
         if not hyps.done:  # the length limit: open beams compete as they stand
@@ -153,6 +168,8 @@ class CocaCaptioner:
         beam_width: int = 2,
         min_length: int = 5,
         max_length: int = 30,
+        kv_cache: bool = True,
+        runtime: str = "eager",
     ) -> None:
         if max_length <= min_length:
             raise StartupError(f"captioner: max_length ({max_length}) must exceed min_length ({min_length})")
@@ -168,6 +185,9 @@ class CocaCaptioner:
             raise StartupError(
                 f"captioner: max_length {max_length} exceeds the model's context of {self.context_length}"
             )
+        self.runtime = runtime
+        size = to_2tuple(net.visual.image_size)
+        self.image_tower = build_image_tower(net.visual, runtime, torch.zeros(1, 3, *size, device=device))
         self.transform = image_transform_v2(PreprocessCfg(**net.visual.preprocess_cfg), is_train=False)
         self.tokenizer = open_clip.get_tokenizer(model)
         self.sot = int(self.tokenizer.sot_token_id)
@@ -175,6 +195,11 @@ class CocaCaptioner:
         self.beam_width = beam_width
         self.min_length = min_length
         self.max_length = max_length
+        reason = unsupported_reason(net) if kv_cache else ""
+        if reason:
+            log.warning("captioner: %s runs without a key/value cache: %s", model, reason)
+        #: Whether decoding steps run one new token with cached keys and values (else the whole prefix).
+        self.kv_cache = kv_cache and not reason
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image.convert("RGB"))
@@ -182,12 +207,17 @@ class CocaCaptioner:
     @torch.inference_mode()
     def generate(self, pixels: torch.Tensor) -> list[list[int]]:
         """(N, C, H, W) -> token ids of each image's caption (start token first)."""
-        _, image_embs = self.net._encode_image(pixels.to(self.device))
+        _, image_embs = self.image_tower(pixels.to(self.device))  # CoCa._encode_image without the latent
+        if self.kv_cache:
+            cached = CachedCocaDecoder(self.net, image_embs)
+            step_logits, reorder = cached, cached.reorder
+        else:
 
-        def step_logits(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-            _, token_embs = self.net._encode_text(tokens)
-            return self.net.text_decoder(image_embs[rows], token_embs)[:, -1]
+            def step_logits(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+                _, token_embs = self.net._encode_text(tokens)
+                return self.net.text_decoder(image_embs[rows], token_embs)[:, -1]
 
+            reorder = None
         return beam_search(
             step_logits,
             pixels.shape[0],
@@ -197,6 +227,7 @@ class CocaCaptioner:
             self.min_length,
             self.max_length,
             self.device,
+            reorder,
         )
 
     def decode(self, tokens: list[int]) -> str:

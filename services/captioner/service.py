@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.captioner.descriptor import DESCRIPTOR
 from services.common.errors import StartupError
+from services.common.inference import resolve_runtime
 from services.common.models import (
     RANDOM,
     MicroBatcher,
@@ -49,6 +50,11 @@ class CaptionerSettings(ModelServiceSettings):
     )
     min_length: int = Field(5, ge=2, description="Shortest caption in tokens, start token included")
     max_length: int = Field(30, ge=3, le=77, description="Longest caption in tokens, start token included")
+    kv_cache: bool = Field(
+        True,
+        description="Decode one new token per step with the decoder's keys and values cached (false: "
+        "re-run the towers on the whole prefix at every step, as open_clip does; same captions, slower)",
+    )
     max_batch: int = Field(8, ge=1, description="Most images one beam search takes (micro-batching)")
     decode_size: int = Field(
         448, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"
@@ -97,14 +103,17 @@ class CaptionerService(StatelessService):
         if weights.kind == "hub":  # the tag's own normalisation and resize mode
             cfg = open_clip.get_pretrained_cfg(s.model, s.weights)
             preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+        device = select_device(s.device)
         self.captioner = CocaCaptioner(
             s.model,
             weights,
-            select_device(s.device),
+            device,
             preprocess,
             beam_width=s.beam_width,
             min_length=s.min_length,
             max_length=s.max_length,
+            kv_cache=s.kv_cache,
+            runtime=resolve_runtime(s.runtime, s.cpu_runtime, device),
         )
         self.batcher: MicroBatcher[Any, str] = MicroBatcher(
             self._caption_batch, s.max_batch, s.batch_wait_ms / 1000, name="captioner-batcher"
@@ -129,10 +138,12 @@ class CaptionerService(StatelessService):
         return {
             "model": c.model_id,
             "device": str(c.device),
+            "runtime": c.runtime,
             **c.weights.info(),
             "beam_width": c.beam_width,
             "min_length": c.min_length,
             "max_length": c.max_length,
+            "kv_cache": c.kv_cache,
             "batching": self.batcher.stats.as_dict(),
         }
 

@@ -36,13 +36,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 from pydantic import Field
 
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.fetch import download
+from services.common.inference import RuntimeName, runtime_field
 from services.common.settings import CommonSettings, ServiceSettings
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class ModelServiceSettings(ServiceSettings):
         "already waiting are batched, no added latency)",
     )
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch (0 = torch's default)")
+    runtime: RuntimeName = runtime_field()
+    #: What ``runtime=auto`` means on CPU for this service (measured: docs/models.md).
+    cpu_runtime: ClassVar[str] = "eager"
 
     def weights_env_var(self) -> str:
         return f"{self.env_prefix()}WEIGHTS"
@@ -624,6 +628,7 @@ def describe_session(
         "model": session.model_id,
         "dim": session.dim,
         "device": str(session.device),
+        "runtime": getattr(session, "runtime", "eager"),
         **session.weights.info(),
     }
     if batcher is not None:

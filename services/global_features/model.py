@@ -10,11 +10,14 @@ import timm.data
 import torch
 from PIL import Image
 
+from services.common.inference import build_image_tower
 from services.common.models import PixelPipeline, ResolvedWeights, load_timm_model
 
 
 class TimmSession:
-    def __init__(self, model: str, weights: ResolvedWeights, device: torch.device) -> None:
+    def __init__(
+        self, model: str, weights: ResolvedWeights, device: torch.device, runtime: str = "eager"
+    ) -> None:
         self.model_id = model
         self.weights = weights
         self.device = device
@@ -24,6 +27,8 @@ class TimmSession:
         self.input_size: tuple[int, int, int] = tuple(config["input_size"])  # type: ignore[assignment]
         # The pooled width is not always num_features (e.g. models with a pre-logits layer); ask the model.
         _, height, width = self.input_size
+        self.runtime = runtime
+        self.tower = build_image_tower(self.net, runtime, torch.zeros(1, 3, height, width, device=device))
         self.dim = int(self.embed_images(np.zeros((1, height, width, 3), np.uint8)).shape[1])
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
@@ -31,5 +36,5 @@ class TimmSession:
 
     @torch.inference_mode()
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
-        out = self.net(self.pipeline.to_tensor(pixels, self.device)).float()
+        out = self.tower(self.pipeline.to_tensor(pixels, self.device))
         return torch.nn.functional.normalize(out.reshape(out.shape[0], -1), dim=1).cpu().numpy()

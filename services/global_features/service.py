@@ -29,6 +29,7 @@ from services.common.app import create_app
 from services.common.embedding import EmbeddingFeature, EmbeddingSettings
 from services.common.errors import StartupError
 from services.common.index import AnyIndex, new_flat_index, write_atomic
+from services.common.inference import resolve_runtime
 from services.common.models import (
     ImageEmbeddingSession,
     ModelServiceSettings,
@@ -165,7 +166,8 @@ class GlobalFeature(EmbeddingFeature):
         weights = resolve_weights(
             s, lambda tag: timm_weights_file(s.service_name, s.model, tag, models_dir, s.weights_env_var())
         )
-        return TimmSession(s.model, weights, select_device(s.device))
+        device = select_device(s.device)
+        return TimmSession(s.model, weights, device, resolve_runtime(s.runtime, s.cpu_runtime, device))
 
     def load(self) -> None:
         super().load()

@@ -16,6 +16,7 @@ from services.common.embedding import AQEParams, EmbeddingFeature, EmbeddingSett
 from services.common.errors import StartupError
 from services.common.feature import Hit
 from services.common.index import AnyIndex, new_flat_index
+from services.common.inference import resolve_runtime
 from services.common.models import (
     RANDOM,
     MicroBatcher,
@@ -109,7 +110,9 @@ class ImageTextFeature(EmbeddingFeature):
             cfg = open_clip.get_pretrained_cfg(s.model, s.weights)
             quick_gelu = quick_gelu or bool(cfg.get("quick_gelu", False))
             preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
-        return OpenClipSession(s.model, weights, select_device(s.device), quick_gelu, preprocess)
+        device = select_device(s.device)
+        runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
+        return OpenClipSession(s.model, weights, device, quick_gelu, preprocess, runtime)
 
     def load(self) -> None:
         super().load()

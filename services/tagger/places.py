@@ -23,6 +23,7 @@ import torchvision
 from PIL import Image
 
 from services.common.errors import StartupError, WeightsMissingError
+from services.common.inference import build_image_tower
 
 NUM_CLASSES = 365
 INPUT_SIZE = 224
@@ -109,7 +110,9 @@ def load_places_checkpoint(net: torch.nn.Module, path: Path) -> None:
 class PlacesTagger:
     """ResNet50/Places365 -> tags. ``preprocess`` per image, ``probabilities`` per batch."""
 
-    def __init__(self, net: torch.nn.Module, labels: PlacesLabels, device: torch.device) -> None:
+    def __init__(
+        self, net: torch.nn.Module, labels: PlacesLabels, device: torch.device, runtime: str = "eager"
+    ) -> None:
         out_features = getattr(getattr(net, "fc", None), "out_features", None)
         if out_features is not None and out_features != len(labels):
             raise StartupError(
@@ -120,6 +123,10 @@ class PlacesTagger:
         self.device = device
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self.runtime = runtime
+        self.tower = build_image_tower(
+            self.net, runtime, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+        )
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         # trn.Resize((224, 224)) on a PIL image in CSAIL's script: PIL bilinear, aspect not kept.
@@ -130,8 +137,8 @@ class PlacesTagger:
     @torch.inference_mode()
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """(N, 3, 224, 224) -> (N, 365) softmax probabilities."""
-        logits = self.net(pixels.to(self.device))
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        logits = self.tower(pixels.to(self.device))
+        return torch.softmax(logits, dim=1).cpu().numpy()
 
     def tags(self, probs: np.ndarray, threshold: float, max_tags: int = 0) -> list[str]:
         """Categories with probability > threshold, best first (at most ``max_tags``, 0 = all),

@@ -15,6 +15,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
+from services.captioner.incremental import CachedCocaDecoder
 from services.captioner.service import CaptionerSettings, build_app
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models import ResolvedWeights, initialise_open_clip_leftovers, required_weights
@@ -24,7 +25,7 @@ from tests.models.checkpoints import checkpoint_variants
 TINY_COCA = Path(__file__).with_name("tiny-coca.json")
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 CPU = torch.device("cpu")
-#: Tests keep captions short: every beam-search step re-runs the decoder on the whole prefix.
+#: Tests keep captions short (the uncached comparison re-runs the decoder on the whole prefix).
 MAX_LENGTH = 10
 
 
@@ -159,6 +160,66 @@ def test_the_default_architecture_builds_and_decodes() -> None:
     assert isinstance(captioner.decode(ids), str)
 
 
+# -- key/value cache ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deterministic() -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+@pytest.mark.parametrize(("width", "max_length"), [(1, 8), (1, 20), (2, 14), (2, 24), (3, 12)])
+def test_the_key_value_cache_gives_the_same_tokens(width: int, max_length: int, deterministic: None) -> None:
+    """Seeded random weights, float32: the cached decoder and the whole-prefix recomputation pick
+    the same token ids for every image (greedy = width 1, and beam search), whether captions run to
+    the length limit, end early (end token favoured) or contain the pad token "!" (id 0), which the
+    text tower's attention mask hides from later positions."""
+    captioner = CocaCaptioner("tiny-coca", RANDOM, CPU, beam_width=width, max_length=max_length)
+    assert captioner.kv_cache
+    decoder = captioner.net.text_decoder
+    pixels = torch.stack([captioner.preprocess(synthetic_image(i)) for i in range(4)])
+    ended_early = with_pad = 0
+    for eot_bias, pad_bias in [(0.0, 0.0), (5.0, 0.0), (4.0, 3.5)]:
+        with torch.no_grad():  # feature 0 after the final norm is the constant 1: its row biases tokens
+            decoder.ln_final.weight[0], decoder.ln_final.bias[0] = 0.0, 1.0
+            decoder.text_projection[0, captioner.eot] = eot_bias
+            decoder.text_projection[0, 0] = pad_bias
+        captioner.kv_cache = True
+        cached = captioner.generate(pixels)
+        captioner.kv_cache = False
+        recomputed = captioner.generate(pixels)
+        assert cached == recomputed, (eot_bias, pad_bias)
+        ended_early += sum(len(ids) < max_length for ids in cached)
+        with_pad += sum(0 in ids for ids in cached)
+    if max_length >= 14:  # the biased rounds exercise early ends and the pad mask
+        assert ended_early and with_pad, (ended_early, with_pad)
+
+
+def test_the_cache_refuses_to_move_beams_across_images() -> None:
+    captioner = CocaCaptioner("tiny-coca", RANDOM, CPU)
+    pixels = torch.stack([captioner.preprocess(synthetic_image(i)) for i in range(2)])
+    with torch.inference_mode():
+        _, image_embs = captioner.net._encode_image(pixels)
+        decoder = CachedCocaDecoder(captioner.net, image_embs)
+        rows = torch.tensor([0, 0, 1, 1])
+        decoder(rows, torch.full((4, 1), captioner.sot))
+        decoder.reorder(torch.tensor([1, 1, 2, 3]))  # within each image: fine
+        with pytest.raises(ValueError, match="another image"):
+            decoder.reorder(torch.tensor([0, 2, 2, 3]))
+
+
+def test_kv_cache_setting_reaches_the_captioner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value in {**service_env(tmp_path), "AMBIENCE_CAPTIONER_KV_CACHE": "0"}.items():
+        monkeypatch.setenv(key, value)
+    with TestClient(build_app()) as client:
+        assert client.get("/health").json()["kv_cache"] is False
+
+
 # -- the service --------------------------------------------------------------------------------------------
 
 
@@ -231,7 +292,7 @@ def test_bad_images_are_4xx_and_the_service_stays_up(
 def test_info_routes(server: ServiceProcess) -> None:
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok" and health["weights"] == "random" and health["model"] == "tiny-coca"
-    assert health["max_length"] == MAX_LENGTH and health["beam_width"] == 2
+    assert health["max_length"] == MAX_LENGTH and health["beam_width"] == 2 and health["kv_cache"] is True
     assert httpx.post(server.url + "/get_image_caption", data={"x": "1"}).status_code == 422
     metrics = httpx.get(server.url + "/metrics").text
     assert 'route="/get_image_caption",status="422"' in metrics

@@ -1,0 +1,346 @@
+"""CPU inference: captions with and without the key/value cache, and images/s per model service for
+eager fp32 vs the other image-tower runtimes.
+
+Part 1, the captioner: the real ``coca_ViT-L-14`` architecture with random weights (a random
+captioner never ends early, so every caption runs to its length limit), beam width 2, one image;
+seconds per caption at 10, 20 and 30 tokens with the cache (``AMBIENCE_CAPTIONER_KV_CACHE=1``, the
+default) and without it (the towers re-run on the whole prefix, as open_clip does), measured in the
+same run, alternately. A decoding step is the caption's time less the image encoder's, per token.
+
+Part 2, the image towers of global_features (BEiT-base), image_text (ViT-B-16), tagger
+(ResNet50/Places365) and the captioner's encoder (CoCa ViT-L-14) under each runtime of
+``services/common/inference.py``, through the same ``build_image_tower`` the services use: images/s
+on a batch of 4 (random pixels; speed does not depend on them), the runtimes alternating for a few
+rounds and the best round of each counting (the machine is shared), eager fp32 being the
+reference. Each runtime's largest difference from eager is reported too.
+
+    python -m bench.inference_bench [--lengths 10,20,30] [--threads 1] [--rounds 3] [--small]
+
+Prints markdown on stdout (``--small``: the tiny test models, for the smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from services.common.inference import build_image_tower
+from services.common.models import ResolvedWeights
+
+REPO = Path(__file__).resolve().parents[1]
+RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
+TINY_COCA = REPO / "tests" / "captioner" / "tiny-coca.json"
+TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
+
+
+def log(message: str) -> None:
+    print(f"[inference_bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- part 1: the captioner's key/value cache ------------------------------------------------------------
+
+
+@dataclass
+class CaptionRow:
+    tokens: int
+    cached_s: float = float("inf")
+    uncached_s: float = float("inf")
+    same_tokens: bool = True
+
+
+def caption_rows(
+    model: str, lengths: list[int], rounds: int, beam_width: int
+) -> tuple[list[CaptionRow], float]:
+    """Best-of-``rounds`` seconds per caption with and without the cache, and the image encoder's."""
+    from services.captioner.coca import CocaCaptioner
+    from tests.helpers import synthetic_image
+
+    captioner = CocaCaptioner(model, RANDOM, torch.device("cpu"), beam_width=beam_width, min_length=2)
+    pixels = captioner.preprocess(synthetic_image(3, (640, 480)))[None]
+    captioner.max_length = 3
+    captioner.generate(pixels)  # warm-up
+    encoder_s = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        captioner.image_tower(pixels)
+        encoder_s = min(encoder_s, time.perf_counter() - started)
+    rows = []
+    for length in lengths:
+        row = CaptionRow(length)
+        captioner.max_length = length
+        for _ in range(rounds):
+            outputs = []
+            for cached in (True, False):
+                captioner.kv_cache = cached
+                started = time.perf_counter()
+                outputs.append(captioner.generate(pixels))
+                seconds = time.perf_counter() - started
+                if cached:
+                    row.cached_s = min(row.cached_s, seconds)
+                else:
+                    row.uncached_s = min(row.uncached_s, seconds)
+            row.same_tokens &= outputs[0] == outputs[1]
+            log(f"{length} tokens: cached {row.cached_s:.2f} s, uncached {row.uncached_s:.2f} s")
+        rows.append(row)
+    return rows, encoder_s
+
+
+# -- part 2: image towers per runtime ---------------------------------------------------------------------
+
+
+@dataclass
+class TowerRow:
+    service: str
+    model: str
+    default: str
+    batch: int
+    images_per_s: dict[str, float] = field(default_factory=dict)
+    max_difference: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[-1] if isinstance(out, tuple) else out
+
+
+def tower_row(
+    service: str,
+    model: str,
+    default: str,
+    net: torch.nn.Module,
+    size: int,
+    runtimes: list[str],
+    rounds: int,
+    batch: int = 4,
+) -> TowerRow:
+    row = TowerRow(service, model, default, batch)
+    pixels = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    net.eval()
+    towers = {}
+    for runtime in runtimes:
+        try:
+            started = time.perf_counter()
+            module = net if runtime == "eager" else copy.deepcopy(net)
+            towers[runtime] = build_image_tower(module, runtime, pixels[:1])
+            log(f"{service}: {runtime} built in {time.perf_counter() - started:.1f} s")
+        except Exception as exc:  # a runtime that cannot run this model is reported, not fatal
+            row.failed[runtime] = str(exc).splitlines()[0][:120]
+            log(f"{service}: {runtime} failed: {row.failed[runtime]}")
+    best = dict.fromkeys(towers, float("inf"))
+    for _ in range(rounds):
+        for runtime, tower in towers.items():
+            started = time.perf_counter()
+            tower(pixels)
+            best[runtime] = min(best[runtime], time.perf_counter() - started)
+    reference = _first(towers["eager"](pixels))
+    for runtime, tower in towers.items():
+        row.images_per_s[runtime] = len(pixels) / best[runtime]
+        difference = (_first(tower(pixels)) - reference).abs().max() / reference.abs().max()
+        row.max_difference[runtime] = float(difference)
+    log(f"{service}: " + ", ".join(f"{k} {v:.2f}/s" for k, v in row.images_per_s.items()))
+    return row
+
+
+def tower_rows(small: bool, runtimes: list[str], rounds: int, skip_captioner: bool) -> list[TowerRow]:
+    import open_clip
+    import timm
+    import torchvision
+
+    from services.captioner.service import CaptionerSettings
+    from services.global_features.service import DEFAULT_MODEL, GlobalFeaturesSettings
+    from services.image_text.service import ImageTextSettings
+    from services.tagger.service import TaggerSettings
+
+    torch.manual_seed(0)
+    rows = []
+    if small:
+        open_clip.add_model_config(TINY_CLIP)
+        open_clip.add_model_config(TINY_COCA)
+        specs: list[tuple[str, str, str, Any, int]] = [
+            (
+                "global_features",
+                "resnet18",
+                GlobalFeaturesSettings.cpu_runtime,
+                lambda: torchvision.models.resnet18(),
+                64,
+            ),
+            (
+                "image_text",
+                "tiny-clip",
+                ImageTextSettings.cpu_runtime,
+                lambda: open_clip.create_model("tiny-clip").visual,
+                64,
+            ),
+            ("tagger", "resnet18", TaggerSettings.cpu_runtime, lambda: torchvision.models.resnet18(), 64),
+            (
+                "captioner",
+                "tiny-coca",
+                CaptionerSettings.cpu_runtime,
+                lambda: open_clip.create_model("tiny-coca").visual,
+                64,
+            ),
+        ]
+    else:
+        specs = [
+            (
+                "global_features",
+                DEFAULT_MODEL.split(".")[0],
+                GlobalFeaturesSettings.cpu_runtime,
+                lambda: timm.create_model(DEFAULT_MODEL.split(".")[0], num_classes=0),
+                224,
+            ),
+            (
+                "image_text",
+                "ViT-B-16",
+                ImageTextSettings.cpu_runtime,
+                lambda: open_clip.create_model("ViT-B-16").visual,
+                224,
+            ),
+            (
+                "tagger",
+                "ResNet50/Places365",
+                TaggerSettings.cpu_runtime,
+                lambda: torchvision.models.resnet50(num_classes=365),
+                224,
+            ),
+            (
+                "captioner",
+                "coca_ViT-L-14 encoder",
+                CaptionerSettings.cpu_runtime,
+                lambda: open_clip.create_model("coca_ViT-L-14").visual,
+                224,
+            ),
+        ]
+    for service, model, default, build, size in specs:
+        if skip_captioner and service == "captioner":
+            continue
+        wanted = ["eager", *[r for r in runtimes if r != "eager"]]
+        if default not in wanted:
+            wanted.append(default)
+        batch = 4
+        if service == "captioner" and not small:
+            # The ViT-L encoder (seconds per image here; exporting it to ONNX takes minutes): its
+            # default alone, one image per call. Part 1 times it per caption too.
+            wanted, batch = ["eager", default] if default != "eager" else ["eager"], 1
+        rows.append(tower_row(service, model, default, build(), size, wanted, rounds, batch))
+    return rows
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+
+def markdown(
+    args: argparse.Namespace, captions: list[CaptionRow], encoder_s: float, towers: list[TowerRow]
+) -> str:
+    threads = torch.get_num_threads()
+    load = os.getloadavg()[0]
+    out: list[str] = []
+    if args.small:
+        out += [
+            "**Small run** (`--small`): tiny test models; the figures only show that the script runs.",
+            "",
+        ]
+    model = "tiny-coca" if args.small else "coca_ViT-L-14"
+    out += [
+        f"CPU, {threads} torch thread{'s' if threads != 1 else ''}, {os.cpu_count()} CPUs (load average "
+        f"{load:.1f} at the end: a shared machine, so only ratios measured in this run mean much).",
+        "",
+        f"**Captioner, key/value cache** ({model}, random weights, beam width {args.beam_width}, one image, "
+        f"best of {args.rounds} round{'s' if args.rounds != 1 else ''}, each alternating cache on and off; "
+        f"the image encoder alone took {encoder_s:.2f} s of each caption):",
+        "",
+        "| tokens | per caption, cache | per caption, no cache | speed-up | per decoding step, cache "
+        "| per decoding step, no cache | same tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in captions:
+        steps = r.tokens - 1
+        step_cached = max(r.cached_s - encoder_s, 0.0) / steps
+        step_uncached = max(r.uncached_s - encoder_s, 0.0) / steps
+        out.append(
+            f"| {r.tokens} | {r.cached_s:.2f} s | {r.uncached_s:.2f} s | {r.uncached_s / r.cached_s:.1f}x "
+            f"| {1000 * step_cached:.0f} ms | {1000 * step_uncached:.0f} ms "
+            f"| {'yes' if r.same_tokens else 'NO'} |"
+        )
+    if towers:
+        runtimes = sorted(
+            {k for t in towers for k in t.images_per_s} | {k for t in towers for k in t.failed},
+            key=lambda r: ("eager", "channels_last", "compile", "onnx", "bf16", "int8").index(r),
+        )
+        out += [
+            "",
+            f"**Image towers, images/s** (batches of 4, the captioner's encoder 1; random weights, best "
+            f"of {args.tower_rounds} alternating rounds; "
+            "in brackets the ratio to eager fp32 and the largest difference from eager's output relative to "
+            "its largest value; **bold**: the service's default on CPU, `auto`):",
+            "",
+            "| service (model) | " + " | ".join(runtimes) + " |",
+            "|---|" + "---|" * len(runtimes),
+        ]
+        for t in towers:
+            cells = []
+            eager = t.images_per_s.get("eager", float("nan"))
+            for runtime in runtimes:
+                if runtime in t.failed:
+                    cells.append("fails")
+                elif runtime not in t.images_per_s:
+                    cells.append("-")
+                else:
+                    rate = t.images_per_s[runtime]
+                    text = f"{rate:.2f} ({rate / eager:.2f}x, {t.max_difference[runtime]:.0e})"
+                    cells.append(f"**{text}**" if runtime == t.default else text)
+            out.append(f"| {t.service} ({t.model}) | " + " | ".join(cells) + " |")
+        failures = [f"{t.service} {r}: {m}" for t in towers for r, m in t.failed.items()]
+        if failures:
+            out += ["", "Failed to build: " + "; ".join(failures) + "."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", default="10,20,30", help="caption lengths in tokens")
+    parser.add_argument("--beam-width", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="caption rounds (cache on, off); the best counts"
+    )
+    parser.add_argument("--tower-rounds", type=int, default=2, help="image-tower rounds; the best counts")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    parser.add_argument(
+        "--runtimes",
+        default="channels_last,onnx,int8",
+        help="runtimes measured besides eager and the defaults",
+    )
+    parser.add_argument(
+        "--skip-captioner", action="store_true", help="image towers of the other services only"
+    )
+    parser.add_argument("--small", action="store_true", help="tiny test models, short captions")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lengths = [int(n) for n in args.lengths.split(",")]
+    if args.small:
+        import open_clip
+
+        open_clip.add_model_config(TINY_COCA)
+        lengths, args.rounds = [6, 10], 1
+    captions: list[CaptionRow] = []
+    encoder_s = 0.0
+    if not args.skip_captioner:
+        captions, encoder_s = caption_rows(
+            "tiny-coca" if args.small else "coca_ViT-L-14", lengths, args.rounds, args.beam_width
+        )
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    towers = tower_rows(args.small, runtimes, args.tower_rounds, args.skip_captioner)
+    print(markdown(args, captions, encoder_s, towers), end="")
+
+
+if __name__ == "__main__":
+    main()
