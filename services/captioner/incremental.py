@@ -14,9 +14,9 @@ layer norms, MLPs and layer scales; no copy of the model):
 
 What the text tower's attention mask does is reproduced exactly: the causal mask, and open_clip's
 padding mask, which hides the key position of a token equal to the pad id (0, "!", a token a caption
-can contain) or, with the legacy mask CoCa configs use (``correct_cls_mask`` off), the one after it. The class token CoCa appends to the text is only ever
-attended to by itself (causal mask) and only feeds the contrastive text embedding, never the
-decoder, so it is left out.
+can contain) or, with the legacy mask CoCa configs use (``correct_cls_mask`` off), the one after
+it. The class token CoCa appends to the text is only ever attended to by itself (causal mask) and
+only feeds the contrastive text embedding, never the decoder, so it is left out.
 """
 
 from __future__ import annotations
