@@ -7,10 +7,11 @@ compared by cosine: every function L2-normalises its input first.
 - **Moments** are k-means clusters (spherical). Past a few hundred clusters one k-means over every
   row costs n * k * d per iteration (100,000 rows at 30% granularity: 30,000 clusters), so the rows
   are split by a coarse k-means of sqrt(k) clusters and each part is clustered on its own with its
-  share of k: n * 2 sqrt(k) * d per iteration instead. Rows are projected by PCA to
-  ``ANALYSIS_DIM`` dimensions for the clustering; representatives and member order are computed in
-  the full space. ``density`` is DBSCAN on cosine distance (core rows: ``min_samples`` neighbours
-  within ``eps``; clusters: connected core rows plus the rows they reach; the rest is noise).
+  share of k: n * 2 sqrt(k) * d per iteration instead. Rows are first projected by PCA to
+  ``ANALYSIS_DIM`` dimensions; representatives and member order are computed there too (in 1280
+  dimensions the distances cost more than the clustering). ``density`` is DBSCAN on cosine distance
+  (core rows: ``min_samples`` neighbours within ``eps``; clusters: connected core rows plus the
+  rows they reach; the rest is noise).
 - **The map** is a landmark t-SNE: t-SNE (exact, PCA-initialised, so the same rows give the same
   map) over at most ``MAP_LANDMARKS`` k-means centroids, and every row placed at the
   similarity-weighted mean of its nearest landmarks. Full t-SNE or UMAP over 100,000 rows costs
@@ -118,7 +119,7 @@ def kmeans_labels(
         progress(1.0)
         return labels
     coarse_k = math.ceil(math.sqrt(k))
-    coarse = _kmeans(x, coarse_k, seed, iterations)
+    coarse = _kmeans(x, coarse_k, seed, max(5, iterations // 2))  # only splits the work
     progress(0.1)
     labels = np.empty(n, dtype=np.int64)
     parts = [np.flatnonzero(coarse == c) for c in range(coarse_k)]
@@ -155,18 +156,26 @@ def clusters_from_labels(x: np.ndarray, labels: np.ndarray) -> Clustering:
     order = rows[np.argsort(labels[rows], kind="stable")]
     sorted_labels = labels[order]
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    sums = np.add.reduceat(x[order], starts, axis=0)
+    ends = np.r_[starts[1:], len(order)]
+    group = np.repeat(np.arange(len(starts)), ends - starts)
+    distance = np.empty(len(order), np.float32)
+    sums = np.zeros((len(starts), x.shape[1]), np.float32)
+    chunk = 16_384  # bounded temporaries: a gathered copy of 100,000 1280-d rows is 500 MB
+    for lo in range(0, len(order), chunk):
+        g = group[lo : lo + chunk]
+        local = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        sums[g[local]] += np.add.reduceat(x[order[lo : lo + chunk]], local, axis=0)
     centroids = unit_rows(sums)
-    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
-    distance = 1.0 - np.einsum("nd,nd->n", x[order], centroids[group])
-    clusters = []
-    for g, start in enumerate(starts):
-        end = starts[g + 1] if g + 1 < len(starts) else len(order)
-        members, dist = order[start:end], distance[start:end]
-        by_distance = np.lexsort((members, dist))
-        clusters.append(
-            Cluster(members[by_distance].tolist(), [max(0.0, float(d)) for d in dist[by_distance]])
-        )
+    for lo in range(0, len(order), chunk):
+        rows_chunk = x[order[lo : lo + chunk]]
+        distance[lo : lo + chunk] = 1.0 - np.einsum("nd,nd->n", rows_chunk, centroids[group[lo : lo + chunk]])
+    np.maximum(distance, 0.0, out=distance)
+    final = np.lexsort((order, distance, group))  # by cluster, then distance, then row
+    members_all, distances_all = order[final].tolist(), distance[final].tolist()
+    clusters = [
+        Cluster(members_all[start:end], distances_all[start:end])
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
     clusters.sort(key=lambda c: (-len(c.members), min(c.members)))
     return Clustering(clusters, noise)
 
@@ -176,9 +185,8 @@ def kmeans_moments(
 ) -> Clustering:
     if len(x) == 0:
         return Clustering([])
-    x = unit_rows(x)
-    labels = kmeans_labels(pca_project(x, dim, seed=seed), n_clusters, seed, progress=progress)
-    return clusters_from_labels(x, labels)
+    reduced = pca_project(unit_rows(x), dim, seed=seed)
+    return clusters_from_labels(reduced, kmeans_labels(reduced, n_clusters, seed, progress=progress))
 
 
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -209,8 +217,7 @@ def density_moments(
     n = len(x)
     if n == 0:
         return Clustering([])
-    x = unit_rows(x)
-    reduced = pca_project(x, dim)
+    reduced = pca_project(unit_rows(x), dim)
     index = faiss.IndexFlatIP(reduced.shape[1])
     index.add(reduced)
     lims, _, ids = index.range_search(reduced, 1.0 - eps)
@@ -234,7 +241,7 @@ def density_moments(
         for row, (_, other) in best.items():
             labels[row] = labels[other]
     progress(1.0)
-    return clusters_from_labels(x, labels)
+    return clusters_from_labels(reduced, labels)
 
 
 def split_by_time(members: list[int], times: dict[int, float], max_gap_s: float) -> list[list[int]]:
@@ -304,7 +311,8 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
         return (y / max(float(np.abs(y).max()), 1e-12)).astype(np.float32)
     sq = np.einsum("nd,nd->n", x, x)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0).astype(np.float64)
-    p = _tsne_affinities(d2, min(perplexity, (n - 1) / 3))
+    p = _tsne_affinities(d2, min(perplexity, (n - 1) / 3)).astype(np.float32)
+    y = y.astype(np.float32)
     velocity = np.zeros_like(y)
     gains = np.ones_like(y)
     learning_rate = max(n / 12.0 / 4.0, 50.0)
@@ -316,7 +324,7 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
         np.fill_diagonal(num, 0.0)
         q = np.maximum(num / num.sum(), 1e-12)
         pq = (exaggeration * p - q) * num
-        grad = 4.0 * (np.diag(pq.sum(1)) - pq) @ y
+        grad = 4.0 * (pq.sum(1)[:, None] * y - pq @ y)
         same = np.sign(grad) == np.sign(velocity)
         gains = np.where(same, gains * 0.8, gains + 0.2).clip(0.01)
         velocity = momentum * velocity - learning_rate * gains * grad
@@ -378,7 +386,10 @@ def fit_layout(
     if len(x) <= landmarks:
         points = reduced
     else:
-        km = faiss.Kmeans(reduced.shape[1], landmarks, niter=15, spherical=True, seed=seed)
+        # 40 rows per landmark are plenty to place centroids (FAISS samples them)
+        km = faiss.Kmeans(
+            reduced.shape[1], landmarks, niter=15, spherical=True, seed=seed, max_points_per_centroid=40
+        )
         km.train(reduced)
         points = unit_rows(km.centroids)
     progress(0.3)

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from services.color.service import ColorSettings, build_app
 from services.common import analysis
+from services.common.analysis_routes import AnalysisCache, Job, reply
 from tests.helpers import REPO, encode, synthetic_image
 
 CALTECH = REPO.parent / "shared" / "caltech101-dev"
@@ -62,7 +66,7 @@ def test_kmeans_moments_recover_separated_clusters(k: int) -> None:
 def test_members_ordered_by_distance_and_representative_nearest_the_centroid() -> None:
     x = blobs(per_cluster=20, clusters=3)
     for cluster in analysis.kmeans_moments(x, 3).clusters:
-        rows = analysis.unit_rows(x[cluster.members])
+        rows = analysis.unit_rows(x[cluster.members])  # 32-d: no projection
         centroid = analysis.unit_rows(rows.sum(0, keepdims=True))[0]
         expected = 1 - rows @ centroid
         assert np.allclose(cluster.distances, expected, atol=1e-5)
@@ -178,15 +182,29 @@ def test_analysis_bad_parameters_are_422(color: TestClient) -> None:
         assert color.post("/analysis/pairs", json={}).status_code == 422
 
 
-def test_a_request_during_a_long_computation_gets_202_with_progress(tmp_path: Path) -> None:
-    with TestClient(build_app(ColorSettings(data_dir=tmp_path / "c", analysis_wait_s=0))) as client:
-        add(client, 1, seed=1)
-        replies = [client.post("/analysis/map") for _ in range(200)]
-        first = replies[0]
-        assert first.status_code == 202 and 0 <= first.json()["progress"] <= 1
-        assert first.json()["status"] == "running"
-        done = [r for r in replies if r.status_code == 200]
-        assert done and done[-1].json()["points"][0]["image_id"] == 1
+def test_requests_during_a_computation_get_202_then_the_previous_result_marked_stale() -> None:
+    generation = [1]
+    release = threading.Event()
+
+    def compute(job: Job) -> tuple[int, Any]:
+        job.progress = 0.5
+        release.wait(10)
+        return generation[0], {"value": generation[0]}
+
+    cache = AnalysisCache(lambda: generation[0], wait_s=0.05)
+    running = cache.get("k", compute)
+    assert isinstance(running, Job) and running.progress == 0.5
+    response = reply(running, 1)
+    assert response.status_code == 202 and json.loads(response.body) == {"status": "running", "progress": 0.5}
+    release.set()
+    running.done.wait(10)
+    assert cache.get("k", compute) == ({"value": 1}, False)
+    release.clear()
+    generation[0] = 2  # the store changed: recompute, and meanwhile answer with the old result
+    assert cache.get("k", compute) == ({"value": 1}, True)
+    release.set()
+    cache.jobs.get("k", Job()).done.wait(10)
+    assert cache.get("k", compute) == ({"value": 2}, False)
 
 
 # -- quality with real weights -------------------------------------------------------------------
