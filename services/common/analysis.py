@@ -23,14 +23,17 @@ compared by cosine: every function L2-normalises its input first.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 Progress = Callable[[float], None]
 
@@ -42,6 +45,29 @@ FLAT_KMEANS_LIMIT = 256
 
 def _quiet(_: float) -> None:
     pass
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def single_threaded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with one BLAS and one FAISS thread. On shared, busy cores every parallel region
+    waits for its slowest thread: OpenBLAS and OpenMP teams made the map of 10,000 rows 3-5x slower
+    in wall time (109 s against 21 s) than one thread; and a service keeps its other core for the
+    searches it answers meanwhile."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            with threadpool_limits(limits=1, user_api="blas"):
+                return fn(*args, **kwargs)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    return wrapper
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -108,6 +134,7 @@ def _kmeans(x: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarray:
     return labels[:, 0].astype(np.int64)
 
 
+@single_threaded
 def kmeans_labels(
     x: np.ndarray, k: int, seed: int = 0, iterations: int = 20, progress: Progress = _quiet
 ) -> np.ndarray:
@@ -129,19 +156,13 @@ def kmeans_labels(
     for c in np.argsort(-(shares - np.floor(shares)))[: max(0, k - int(counts.sum()))]:
         counts[c] += 1
     offset = 0
-    threads = faiss.omp_get_max_threads()
-    # Parts are small: OpenMP start-up per call costs more than it saves (300x on busy cores).
-    faiss.omp_set_num_threads(1)
-    try:
-        for done, (rows, kc) in enumerate(zip(parts, counts, strict=True)):
-            if len(rows) == 0:
-                continue
-            kc = int(min(kc, len(rows)))
-            labels[rows] = _kmeans(x[rows], kc, seed, iterations) + offset
-            offset += kc
-            progress(0.1 + 0.9 * (done + 1) / coarse_k)
-    finally:
-        faiss.omp_set_num_threads(threads)
+    for done, (rows, kc) in enumerate(zip(parts, counts, strict=True)):
+        if len(rows) == 0:
+            continue
+        kc = int(min(kc, len(rows)))
+        labels[rows] = _kmeans(x[rows], kc, seed, iterations) + offset
+        offset += kc
+        progress(0.1 + 0.9 * (done + 1) / coarse_k)
     return labels
 
 
@@ -180,6 +201,7 @@ def clusters_from_labels(x: np.ndarray, labels: np.ndarray) -> Clustering:
     return Clustering(clusters, noise)
 
 
+@single_threaded
 def kmeans_moments(
     x: np.ndarray, n_clusters: int, seed: int = 0, dim: int = ANALYSIS_DIM, progress: Progress = _quiet
 ) -> Clustering:
@@ -206,6 +228,7 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         parent = hooked
 
 
+@single_threaded
 def density_moments(
     x: np.ndarray,
     eps: float = 0.2,
@@ -366,6 +389,7 @@ class Layout:
         return np.einsum("nk,nkd->nd", weights, self.landmark_xy[ids]).astype(np.float32)
 
 
+@single_threaded
 def fit_layout(
     x: np.ndarray,
     landmarks: int = MAP_LANDMARKS,
