@@ -49,26 +49,6 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def nmi(a: np.ndarray, b: np.ndarray) -> float:
-    _, a = np.unique(a, return_inverse=True)
-    _, b = np.unique(b, return_inverse=True)
-    joint = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(joint, (a, b), 1)
-    p = joint / len(a)
-    pa, pb = p.sum(1), p.sum(0)
-    nz = p > 0
-    mi = float((p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum())
-    ha, hb = (float(-(q[q > 0] * np.log(q[q > 0])).sum()) for q in (pa, pb))
-    return 2 * mi / (ha + hb)
-
-
-def labels_of(found: analysis.Clustering, n: int) -> np.ndarray:
-    out = np.arange(n) + 1_000_000  # each noise image its own label
-    for k, cluster in enumerate(found.clusters):
-        out[cluster.members] = k
-    return out
-
-
 def caltech_embeddings(max_per_class: int | None, classes: int | None) -> tuple[np.ndarray, np.ndarray]:
     from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
     from tools.convert_efficientnet_lite0 import convert
@@ -116,7 +96,7 @@ def moments_quality(x: np.ndarray, classes: np.ndarray) -> list[str]:
         started = time.perf_counter()
         found = run()
         seconds = time.perf_counter() - started
-        score = nmi(labels_of(found, len(x)), classes)
+        score = analysis.normalised_mutual_information(analysis.labels_of(found, len(x)), classes)
         out.append(f"| {label} | {len(found.clusters)} | {len(found.noise)} | {score:.3f} | {seconds:.1f} |")
     return out
 

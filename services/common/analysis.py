@@ -211,6 +211,28 @@ def kmeans_moments(
     return clusters_from_labels(reduced, kmeans_labels(reduced, n_clusters, seed, progress=progress))
 
 
+def normalised_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """NMI of two labelings (arithmetic mean of the entropies): how well moments agree with classes."""
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1)
+    p = joint / len(a)
+    pa, pb = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum())
+    ha, hb = (float(-(q[q > 0] * np.log(q[q > 0])).sum()) for q in (pa, pb))
+    return 2 * mi / (ha + hb) if ha + hb > 0 else 1.0
+
+
+def labels_of(found: Clustering, n: int) -> np.ndarray:
+    """One label per row: its moment's index; each noise row a label of its own."""
+    out = np.arange(n) + n
+    for k, cluster in enumerate(found.clusters):
+        out[cluster.members] = k
+    return out
+
+
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Component label (its smallest node) of each of ``n`` nodes linked by edges a[i]-b[i]."""
     parent = np.arange(n, dtype=np.int64)

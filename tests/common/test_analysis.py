@@ -28,27 +28,6 @@ def blobs(per_cluster: int, clusters: int, dim: int = 32, spread: float = 0.05, 
     )
 
 
-def nmi(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised mutual information (arithmetic mean of the entropies)."""
-    _, a = np.unique(a, return_inverse=True)
-    _, b = np.unique(b, return_inverse=True)
-    joint = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(joint, (a, b), 1)
-    p = joint / len(a)
-    pa, pb = p.sum(1), p.sum(0)
-    nz = p > 0
-    mi = float((p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum())
-    ha, hb = (float(-(q[q > 0] * np.log(q[q > 0])).sum()) for q in (pa, pb))
-    return 2 * mi / (ha + hb)
-
-
-def labels_of(found: analysis.Clustering, n: int) -> np.ndarray:
-    out = np.arange(n) + 1_000_000  # noise: each its own label
-    for k, cluster in enumerate(found.clusters):
-        out[cluster.members] = k
-    return out
-
-
 # -- algorithms ----------------------------------------------------------------------------------
 
 
@@ -58,7 +37,7 @@ def test_kmeans_moments_recover_separated_clusters(k: int) -> None:
     found = analysis.kmeans_moments(x, k)
     truth = np.repeat(np.arange(k), len(x) // k)
     assert sorted(m for c in found.clusters for m in c.members) == list(range(len(x)))
-    assert nmi(labels_of(found, len(x)), truth) > 0.95
+    assert analysis.normalised_mutual_information(analysis.labels_of(found, len(x)), truth) > 0.95
     sizes = [len(c.members) for c in found.clusters]
     assert sizes == sorted(sizes, reverse=True)
 
@@ -89,6 +68,13 @@ def test_empty_and_single_collections() -> None:
     assert analysis.density_moments(one, min_samples=2).noise == [0]
     _layout, xy = analysis.fit_layout(one)
     assert xy.shape == (1, 2) and np.isfinite(xy).all()
+
+
+def test_normalised_mutual_information() -> None:
+    nmi = analysis.normalised_mutual_information
+    assert nmi(np.array([0, 0, 1, 1]), np.array([5, 5, 7, 7])) == pytest.approx(1.0)
+    assert nmi(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+    assert 0 < nmi(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1, 1, 1, 1])) < 1
 
 
 def test_connected_components() -> None:
@@ -235,5 +221,5 @@ def test_moments_agree_with_caltech_classes(tmp_path_factory: pytest.TempPathFac
     n_classes = len(set(classes))
     found = analysis.kmeans_moments(np.stack(rows), n_classes)
     assert len(found.clusters) == n_classes
-    score = nmi(labels_of(found, len(paths)), classes)
+    score = analysis.normalised_mutual_information(analysis.labels_of(found, len(paths)), classes)
     assert score >= 0.75, f"NMI {score:.3f} with {n_classes} classes over {len(paths)} images"
