@@ -233,7 +233,7 @@ class Explorer:
                 kept.append((other, distance))
         return kept
 
-    # -- the add path (a gateway.writer.WriteListener) -------------------------------------------------------------------------
+    # -- the add path (a gateway.writer.WriteListener) ----------------------------------------
 
     async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
         """After an add: record the image's metadata, link it into the duplicate groups. Never fails
