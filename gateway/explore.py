@@ -81,7 +81,6 @@ class Explorer:
         self.clients = clients
         self.enabled = {u.name for u in enabled}
         self.reverse_search = reverse_search
-        self.vector_services = [u.name for u in enabled if u.store and u.name in ANALYSABLE]
         self._catalog: Catalog | None = None
         self._groups: dict[str, LinkGroups] = {}
         self._groups_lock = asyncio.Lock()
@@ -114,6 +113,13 @@ class Explorer:
             f"none of the default sources {', '.join(self.settings.explore_sources)} is enabled; "
             "name a source"
         )
+
+    def has_default_source(self) -> bool:
+        try:
+            self.source(None)
+        except SourceUnavailable:
+            return False
+        return True
 
     async def analyse(self, source: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         result = await self.clients.call(source, f"/analysis/{path}", json=body or {})
@@ -241,8 +247,8 @@ class Explorer:
         try:
             await run_in_threadpool(self.catalog.record_info, image_id, read_metadata(data, file_name))
             for kind in ("copies", "similar"):
-                if kind == "similar" and not self.vector_services:
-                    continue
+                if kind == "similar" and not self.has_default_source():
+                    continue  # no embedding service: nothing to call a near shot
                 links = await self.links_for(kind, image_id, data)
                 await run_in_threadpool(self.catalog.add_links, kind, image_id, links)
                 if kind in self._groups:
