@@ -10,7 +10,9 @@
 - the web page at ``/`` with a thumbnail per image (gateway/web/, gateway/thumbnails.py);
 - optional API key (gateway/auth.py; the page signs in with a cookie, gateway/web/session.py),
   CORS, /health with each service's state, /metrics
-  (gateway/routes/health.py), Swagger at /docs.
+  (gateway/routes/health.py), Swagger at /docs;
+- ``/moments``, ``/map``, ``/duplicate_groups``: the collection explored, clustering run inside the
+  vector services (gateway/explore.py, gateway/routes/explore.py).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from starlette.concurrency import run_in_threadpool
 from gateway import thumbnails, web
 from gateway.auth import ApiKeyMiddleware
 from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
+from gateway.explore import Explorer
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
-from gateway.routes import health, passthrough, search, writes
+from gateway.routes import explore, health, passthrough, search, writes
 from gateway.routes import thumbnails as thumbnail_routes
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, Spool
@@ -61,11 +64,15 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     writer.subscribe(
         thumbnails.ThumbnailKeeper(lambda: writer.catalog.db, settings.thumbnail_size, decode_limits)
     )
+    explorer = Explorer(settings, clients, enabled, reverse_search)
+    writer.subscribe(explorer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await run_in_threadpool(postgres.open)
-        writer.attach(Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s))
+        catalog = Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s)
+        writer.attach(catalog)
+        explorer.attach(catalog)
         writer.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(u.name for u in enabled), db.where)
         try:
@@ -104,6 +111,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
     writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
     search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight)
+    explore.add_routes(app, explorer)
     health.add_routes(app, settings, clients, writer, metrics)
     thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)
     passthrough.add_routes(app, clients)

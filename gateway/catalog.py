@@ -45,8 +45,42 @@ MIGRATIONS = [
         );
         CREATE INDEX gateway_parts_due ON gateway_parts (next_try) WHERE status = 'pending';
         """,
-    )
+    ),
+    Migration(
+        2,
+        "image metadata and duplicate links",
+        """
+        CREATE TABLE gateway_image_info (
+            image_id bigint PRIMARY KEY,
+            width integer,
+            height integer,
+            bytes bigint NOT NULL,
+            file_name text,
+            captured_at timestamp,
+            gps_latitude double precision,
+            gps_longitude double precision
+        );
+        CREATE TABLE gateway_links (
+            kind text NOT NULL CHECK (kind IN ('copies', 'similar')),
+            image_id bigint NOT NULL,
+            other_id bigint NOT NULL,
+            distance double precision NOT NULL,
+            PRIMARY KEY (kind, image_id, other_id)
+        );
+        CREATE INDEX gateway_links_other ON gateway_links (other_id);
+        """,
+    ),
 ]
+
+INFO_COLUMNS = (
+    "width",
+    "height",
+    "bytes",
+    "file_name",
+    "captured_at",
+    "gps_latitude",
+    "gps_longitude",
+)
 
 DONE, PENDING, REJECTED = "done", "pending", "rejected"
 
@@ -258,3 +292,87 @@ class Catalog:
             }
 
         return self.db.run(run)
+
+    # -- what the gateway remembers per image (gateway/explore.py) --------------------------
+
+    def record_info(self, image_id: int, info: dict[str, Any]) -> None:
+        values = [info.get(c) for c in INFO_COLUMNS]
+        columns = ", ".join(INFO_COLUMNS)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in INFO_COLUMNS)
+        self.db.run(
+            lambda cur: cur.execute(
+                f"INSERT INTO gateway_image_info (image_id, {columns}) VALUES (%s{', %s' * len(values)})"
+                f" ON CONFLICT (image_id) DO UPDATE SET {updates}",
+                (image_id, *values),
+            )
+        )
+
+    def info(self, image_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
+        """Per image id (every image when ``image_ids`` is None): the recorded metadata."""
+
+        def run(cur: Cursor) -> dict[int, dict[str, Any]]:
+            query = f"SELECT image_id, {', '.join(INFO_COLUMNS)} FROM gateway_image_info"
+            if image_ids is None:
+                cur.execute(query)
+            else:
+                cur.execute(query + " WHERE image_id = ANY(%s)", (image_ids,))
+            return {row[0]: dict(zip(INFO_COLUMNS, row[1:], strict=True)) for row in cur.fetchall()}
+
+        return self.db.run(run)
+
+    def capture_times(self) -> dict[int, float]:
+        """Capture time (seconds, as recorded: camera-local time) of every image that has one."""
+
+        def run(cur: Cursor) -> dict[int, float]:
+            cur.execute(
+                "SELECT image_id, extract(epoch FROM captured_at) FROM gateway_image_info"
+                " WHERE captured_at IS NOT NULL"
+            )
+            return {row[0]: float(row[1]) for row in cur.fetchall()}
+
+        return self.db.run(run)
+
+    def add_links(self, kind: str, image_id: int, links: list[tuple[int, float]]) -> None:
+        self.db.run(
+            lambda cur: cur.executemany(
+                "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (kind, image_id, other_id) DO UPDATE SET distance = EXCLUDED.distance",
+                [(kind, image_id, other, distance) for other, distance in links],
+            )
+        )
+
+    def replace_links(self, kind: str, links: list[tuple[int, int, float]]) -> None:
+        def run(cur: Cursor) -> None:
+            cur.execute("DELETE FROM gateway_links WHERE kind = %s", (kind,))
+            cur.executemany(
+                "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(kind, a, b, d) for a, b, d in links],
+            )
+
+        self.db.run(run)
+
+    def links(self, kind: str) -> list[tuple[int, int, float]]:
+        def run(cur: Cursor) -> list[tuple[int, int, float]]:
+            cur.execute("SELECT image_id, other_id, distance FROM gateway_links WHERE kind = %s", (kind,))
+            return [(a, b, float(d)) for a, b, d in cur.fetchall()]
+
+        return self.db.run(run)
+
+    def added_images(self) -> list[int]:
+        def run(cur: Cursor) -> list[int]:
+            cur.execute("SELECT image_id FROM gateway_images WHERE op = 'add' ORDER BY image_id")
+            return [row[0] for row in cur.fetchall()]
+
+        return self.db.run(run)
+
+    def forget_info(self, image_id: int) -> None:
+        """Drop an image's metadata and links (it is being deleted)."""
+
+        def run(cur: Cursor) -> None:
+            cur.execute("DELETE FROM gateway_image_info WHERE image_id = %s", (image_id,))
+            cur.execute(
+                "DELETE FROM gateway_links WHERE image_id = %s OR other_id = %s", (image_id, image_id)
+            )
+
+        self.db.run(run)

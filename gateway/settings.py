@@ -134,6 +134,28 @@ class GatewaySettings(BaseSettings):
     )
     fused_length: int = Field(20, ge=1, description="Length of unified_res")
     duplicate_distance: float = Field(64, ge=0, description="phash Hamming distance that makes a duplicate")
+    explore_sources: list[str] = Field(
+        default_factory=lambda: ["image_text", "global_features"],
+        description="/moments and /map: the default source is the first of these that is enabled, JSON",
+    )
+    moment_max_gap_s: float = Field(
+        6 * 3600,
+        ge=0,
+        description="/moments: a moment is split where two photos with capture times, adjacent in time, "
+        "are further apart (0 = ignore capture times)",
+    )
+    similar_distance: float = Field(
+        0.2,
+        ge=0,
+        description="duplicate groups 'similar': embedding distance (the source's own) that makes a near "
+        "shot",
+    )
+    similar_max_gap_s: float = Field(
+        30,
+        ge=0,
+        description="duplicate groups 'similar': near shots are at most this many seconds apart when both "
+        "have a capture time",
+    )
     duplicate_local_min_inliers: int = Field(
         0,
         ge=0,

@@ -3,6 +3,7 @@ on the app, over the objects they need:
 
 - ``writes``: fan-out add and delete, the catalog's view (:class:`gateway.writer.FanOutWriter`);
 - ``search``: ``/reverse_search`` (:class:`gateway.reverse_search.ReverseSearch`);
+- ``explore``: ``/moments``, ``/map``, ``/duplicate_groups`` (:class:`gateway.explore.Explorer`);
 - ``health``: ``/health`` and ``/metrics``;
 - ``passthrough``: every service route by name, streamed to its service.
 

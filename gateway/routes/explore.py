@@ -1,0 +1,71 @@
+"""``/moments``, ``/map``, ``/duplicate_groups`` through :class:`~gateway.explore.Explorer`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway.explore import Explorer, GroupsBody, MomentsBody, Running, SourceUnavailable
+
+
+async def answer(work: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+    """The reply, or 202 while the source computes, 503 naming a service that cannot answer, 422
+    for a source that cannot be analysed."""
+    try:
+        return await work()
+    except Running as exc:
+        return JSONResponse(exc.body, status_code=202, headers={"Retry-After": "2"})
+    except SourceUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+class ImageIds(BaseModel):
+    image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
+
+
+def add_routes(app: FastAPI, explorer: Explorer) -> None:
+    @app.post("/moments", tags=["explore"])
+    async def moments(body: MomentsBody) -> Any:
+        """The collection clustered into moments, largest first: ``{"moment", "representative",
+        "size", "members"}`` (members nearest the centroid first; the representative is the first),
+        ``noise`` (density only). 202 ``{"status": "running", "progress"}`` while a first
+        computation runs."""
+        return await answer(lambda: explorer.moments(body))
+
+    @app.get("/map", tags=["explore"])
+    async def collection_map(
+        source: Annotated[str | None, Query(description="vector service (default as /moments)")] = None,
+        granularity: Annotated[float, Query(gt=0, le=1, description="of the moments shown")] = 0.3,
+    ) -> Any:
+        """A 2-D layout of the collection: ``points`` of ``{"image_id", "x", "y", "moment"}``."""
+        return await answer(lambda: explorer.map(source, granularity))
+
+    @app.post("/duplicate_groups", tags=["explore"])
+    async def duplicate_groups(body: GroupsBody) -> Any:
+        """Groups of copies (the same picture) or of near shots: per group the ``keeper`` (most
+        pixels, then largest file) and ``members`` with their ``distance`` to it (``direct``: false
+        when only linked through other members; the distance is then the path length)."""
+        return await answer(lambda: explorer.duplicate_groups(body.kind))
+
+    @app.post("/duplicate_groups/rebuild", tags=["explore"])
+    async def rebuild_duplicate_groups(body: GroupsBody) -> Any:
+        """Recompute every link of ``kind`` from the services (after a bulk import)."""
+        return await answer(lambda: explorer.rebuild(body.kind))
+
+    @app.post("/image_info", tags=["explore"])
+    async def image_info(body: ImageIds) -> dict[str, Any]:
+        """What the gateway recorded per image at add time: ``width``, ``height``, ``bytes``,
+        ``file_name``, ``captured_at`` (EXIF, camera-local ISO time), ``gps_latitude``,
+        ``gps_longitude``; null where unknown. Unknown ids are absent."""
+        found = await run_in_threadpool(explorer.catalog.info, body.image_ids)
+        return {
+            str(i): {**v, "captured_at": v["captured_at"] and v["captured_at"].isoformat()}
+            for i, v in found.items()
+        }

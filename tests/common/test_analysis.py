@@ -1,0 +1,225 @@
+"""Collection analysis: the algorithms (services/common/analysis.py) on their own, the kit's
+/analysis routes on a real service (color), and moment quality on Caltech-101 with real weights."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from services.color.service import ColorSettings, build_app
+from services.common import analysis
+from services.common.analysis_routes import AnalysisCache, Job, reply
+from tests.helpers import REPO, encode, synthetic_image
+
+CALTECH = REPO.parent / "shared" / "caltech101-dev"
+
+
+def blobs(per_cluster: int, clusters: int, dim: int = 32, spread: float = 0.05, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = analysis.unit_rows(rng.standard_normal((clusters, dim)))
+    return np.concatenate([c + spread * rng.standard_normal((per_cluster, dim)) for c in centres]).astype(
+        np.float32
+    )
+
+
+# -- algorithms ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [8, 300])  # one level, and two levels past FLAT_KMEANS_LIMIT
+def test_kmeans_moments_recover_separated_clusters(k: int) -> None:
+    x = blobs(per_cluster=4 if k > 100 else 40, clusters=k)
+    found = analysis.kmeans_moments(x, k)
+    truth = np.repeat(np.arange(k), len(x) // k)
+    assert sorted(m for c in found.clusters for m in c.members) == list(range(len(x)))
+    assert analysis.normalised_mutual_information(analysis.labels_of(found, len(x)), truth) > 0.95
+    sizes = [len(c.members) for c in found.clusters]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_members_ordered_by_distance_and_representative_nearest_the_centroid() -> None:
+    x = blobs(per_cluster=20, clusters=3)
+    for cluster in analysis.kmeans_moments(x, 3).clusters:
+        rows = analysis.unit_rows(x[cluster.members])  # 32-d: no projection
+        centroid = analysis.unit_rows(rows.sum(0, keepdims=True))[0]
+        expected = 1 - rows @ centroid
+        assert np.allclose(cluster.distances, expected, atol=1e-5)
+        assert cluster.distances == sorted(cluster.distances)
+
+
+def test_density_moments_put_isolated_rows_in_noise() -> None:
+    x = np.concatenate([blobs(per_cluster=30, clusters=2, spread=0.02), blobs(1, 5, seed=9)])
+    found = analysis.density_moments(x, eps=0.2, min_samples=3)
+    assert len(found.clusters) == 2
+    assert sorted(found.noise) == list(range(60, 65))
+
+
+def test_empty_and_single_collections() -> None:
+    empty = np.zeros((0, 8), np.float32)
+    assert analysis.kmeans_moments(empty, 3).clusters == []
+    assert analysis.density_moments(empty).clusters == []
+    one = np.ones((1, 8), np.float32)
+    assert [c.members for c in analysis.kmeans_moments(one, 5).clusters] == [[0]]
+    assert analysis.density_moments(one, min_samples=2).noise == [0]
+    _layout, xy = analysis.fit_layout(one)
+    assert xy.shape == (1, 2) and np.isfinite(xy).all()
+
+
+def test_normalised_mutual_information() -> None:
+    nmi = analysis.normalised_mutual_information
+    assert nmi(np.array([0, 0, 1, 1]), np.array([5, 5, 7, 7])) == pytest.approx(1.0)
+    assert nmi(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+    assert 0 < nmi(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1, 1, 1, 1])) < 1
+
+
+def test_connected_components() -> None:
+    labels = analysis.connected_components(7, np.array([0, 3, 5, 2]), np.array([1, 4, 6, 6]))
+    assert labels.tolist() == [0, 0, 2, 3, 3, 2, 2]
+
+
+def test_split_by_time_never_spans_a_gap() -> None:
+    times = {1: 0.0, 2: 100.0, 3: 5000.0, 4: 5050.0}
+    parts = analysis.split_by_time([2, 3, 1, 9, 4], times, max_gap_s=600)
+    assert parts == [[2, 1, 9], [3, 4]]  # 9 has no time: it stays with the representative
+    assert analysis.split_by_time([1, 2, 9], times, 600) == [[1, 2, 9]]
+
+
+def test_map_keeps_clusters_apart_and_places_new_rows_near_their_cluster() -> None:
+    x = blobs(per_cluster=100, clusters=4, dim=96)
+    layout, xy = analysis.fit_layout(x, landmarks=60)
+    assert xy.shape == (400, 2) and np.abs(xy).max() <= 1.0 + 1e-6
+    centres = xy.reshape(4, 100, 2).mean(1)
+    within = np.linalg.norm(xy.reshape(4, 100, 2) - centres[:, None], axis=2).mean()
+    between = min(np.linalg.norm(centres[i] - centres[j]) for i in range(4) for j in range(i + 1, 4))
+    assert between > 3 * within
+    new = blobs(per_cluster=5, clusters=4, dim=96, seed=0)[::5]  # one fresh row near each cluster
+    placed = layout.place(new + 0.01)
+    nearest = np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1)
+    assert nearest.tolist() == [0, 1, 2, 3]
+
+
+def test_link_groups_merge_on_add_and_split_on_remove() -> None:
+    groups = analysis.LinkGroups()
+    groups.add(1, [])
+    groups.add(2, [(1, 3.0)])
+    groups.add(3, [(2, 4.0)])
+    groups.add(4, [(99, 1.0)])  # links to unknown images are ignored
+    assert groups.groups() == [{1, 2, 3}]
+    assert groups.distances_from(1) == {1: (0.0, True), 2: (3.0, True), 3: (7.0, False)}
+    groups.remove(2)
+    assert sorted(map(sorted, groups.groups(min_size=1))) == [[1], [3], [4]]
+
+
+# -- the kit's routes ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def color(tmp_path: Path) -> TestClient:
+    return TestClient(build_app(ColorSettings(data_dir=tmp_path / "color")))
+
+
+def add(client: TestClient, image_id: int, seed: int) -> None:
+    data = encode(synthetic_image(seed))
+    r = client.post(
+        "/calculate_color_features", files={"image": ("a.jpg", data)}, data={"image_id": image_id}
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_analysis_routes_on_an_empty_collection(color: TestClient) -> None:
+    with color:
+        r = color.post("/analysis/moments", json={})
+        assert r.status_code == 200, r.text
+        assert r.json()["moments"] == [] and r.json()["noise"] == []
+        assert color.post("/analysis/map").json()["points"] == []
+        assert color.post("/analysis/pairs", json={"distance_threshold": 0.5}).json()["pairs"] == []
+
+
+def test_analysis_routes_cache_per_generation(color: TestClient) -> None:
+    with color:
+        add(color, 10, seed=1)
+        one = color.post("/analysis/moments", json={"granularity": 1}).json()
+        assert one["moments"] == [{"members": [10], "distances": [0.0]}] and not one["stale"]
+        points = color.post("/analysis/map").json()["points"]
+        assert [p["image_id"] for p in points] == [10]
+        for i in range(11, 20):
+            add(color, i, seed=i)
+        add(color, 20, seed=1)  # the same picture as 10
+        r = color.post("/analysis/moments", json={"granularity": 0.5}).json()
+        assert r["generation"] == r["current_generation"] and r["count"] == 11
+        assert sorted(m for moment in r["moments"] for m in moment["members"]) == list(range(10, 21))
+        together = next(m["members"] for m in r["moments"] if 10 in m["members"])
+        assert 20 in together
+        pairs = color.post("/analysis/pairs", json={"distance_threshold": 0.01}).json()["pairs"]
+        assert [p[:2] for p in pairs] == [[10, 20]]
+        map_reply = color.post("/analysis/map").json()
+        assert map_reply["refitted"] and len(map_reply["points"]) == 11
+
+
+def test_analysis_bad_parameters_are_422(color: TestClient) -> None:
+    with color:
+        assert color.post("/analysis/moments", json={"granularity": 0}).status_code == 422
+        assert color.post("/analysis/moments", json={"method": "spectral"}).status_code == 422
+        assert color.post("/analysis/pairs", json={}).status_code == 422
+
+
+def test_requests_during_a_computation_get_202_then_the_previous_result_marked_stale() -> None:
+    generation = [1]
+    release = threading.Event()
+
+    def compute(job: Job) -> tuple[int, Any]:
+        job.progress = 0.5
+        release.wait(10)
+        return generation[0], {"value": generation[0]}
+
+    cache = AnalysisCache(lambda: generation[0], wait_s=0.05)
+    running = cache.get("k", compute)
+    assert isinstance(running, Job) and running.progress == 0.5
+    response = reply(running, 1)
+    assert response.status_code == 202 and json.loads(response.body) == {"status": "running", "progress": 0.5}
+    release.set()
+    running.done.wait(10)
+    assert cache.get("k", compute) == ({"value": 1}, False)
+    release.clear()
+    generation[0] = 2  # the store changed: recompute, and meanwhile answer with the old result
+    assert cache.get("k", compute) == ({"value": 1}, True)
+    release.set()
+    cache.jobs.get("k", Job()).done.wait(10)
+    assert cache.get("k", compute) == ({"value": 2}, False)
+
+
+# -- quality with real weights -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_moments_agree_with_caltech_classes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not CALTECH.is_dir():
+        pytest.skip(f"Caltech-101 subset not found at {CALTECH}")
+    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+    from tools.convert_efficientnet_lite0 import convert
+
+    weights = convert(tmp_path_factory.mktemp("weights") / "tf_efficientnet_lite0.pth")
+    settings = GlobalFeaturesSettings(
+        data_dir=tmp_path_factory.mktemp("gf"), model="tf_efficientnet_lite0", weights=str(weights)
+    )
+    feature = GlobalFeature(settings)
+    feature.load()
+    paths = sorted(p for p in CALTECH.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    rows = []
+    try:
+        for start in range(0, len(paths), 32):
+            prepared = [feature.prepare(p.read_bytes()) for p in paths[start : start + 32]]
+            rows += [np.frombuffer(b, np.float32) for b in feature.extract_batch(prepared)]
+    finally:
+        feature.close()
+    classes = np.array([p.parent.name for p in paths])
+    n_classes = len(set(classes))
+    found = analysis.kmeans_moments(np.stack(rows), n_classes)
+    assert len(found.clusters) == n_classes
+    score = analysis.normalised_mutual_information(analysis.labels_of(found, len(paths)), classes)
+    assert score >= 0.75, f"NMI {score:.3f} with {n_classes} classes over {len(paths)} images"

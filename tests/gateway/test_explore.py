@@ -1,0 +1,179 @@
+"""/moments, /map, /duplicate_groups and /image_info over real HTTP: a real gateway, real phash and
+color services as processes (color is the vector source: no model to load), a real catalog."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from tests.gateway.stack import Stack, start_stack
+from tests.helpers import ServiceProcess, encode, free_port, synthetic_image
+from tests.pg import TestServer
+
+SOURCES = {
+    "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),
+    "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": "0",
+    # generated pictures are 250-290 bits from each other; a half-size copy ~80 from its source
+    "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": "120",
+}
+
+
+def textured(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """Coarse random structure: phash bits that survive resizing and re-encoding."""
+    grid = np.random.default_rng(seed).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(grid, "RGB").resize(size, Image.Resampling.BICUBIC)
+
+
+def with_exif(img: Image.Image, taken: str | None = None, gps: tuple[float, float] | None = None) -> bytes:
+    exif = Image.Exif()
+    if taken:
+        exif.get_ifd(0x8769)[0x9003] = taken  # DateTimeOriginal
+    if gps:
+        exif.get_ifd(0x8825).update(
+            {
+                1: "N" if gps[0] >= 0 else "S",
+                2: (abs(gps[0]), 0.0, 0.0),
+                3: "E" if gps[1] >= 0 else "W",
+                4: (abs(gps[1]), 0.0, 0.0),
+            }
+        )
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def add(url: str, image_id: int, data: bytes, name: str = "photo.jpg") -> None:
+    r = httpx.post(
+        url + "/calculate_all_image_features",
+        files={"image": (name, data)},
+        data={"image_id": image_id},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert all(e["status"] == "ok" for e in r.json()), r.text
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url + path, json=body, timeout=60)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[Stack]:
+    st = start_stack(tmp_path, pg_server, ["phash", "color"], SOURCES)
+    yield st
+    st.stop()
+
+
+def test_empty_collection_then_one_image(stack: Stack) -> None:
+    url = stack.url
+    assert post(url, "/moments", {}).json()["moments"] == []
+    assert httpx.get(url + "/map", timeout=60).json()["points"] == []
+    assert post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"] == []
+    add(url, 7, with_exif(synthetic_image(1), "2024:05:01 10:00:00", (48.5, -3.25)), "beach.jpg")
+    moments = post(url, "/moments", {"granularity": 1}).json()["moments"]
+    assert moments == [{"moment": 0, "representative": 7, "size": 1, "members": [7]}]
+    points = httpx.get(url + "/map", timeout=60).json()["points"]
+    assert [(p["image_id"], p["moment"]) for p in points] == [(7, 0)]
+    assert post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"] == []
+    info = post(url, "/image_info", {"image_ids": [7, 8]}).json()
+    assert info == {
+        "7": {
+            "width": 320,
+            "height": 240,
+            "bytes": info["7"]["bytes"],
+            "file_name": "beach.jpg",
+            "captured_at": "2024-05-01T10:00:00",
+            "gps_latitude": 48.5,
+            "gps_longitude": -3.25,
+        }
+    }
+    assert info["7"]["bytes"] > 1000
+
+
+def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: Stack) -> None:
+    url = stack.url
+    picture = textured(3)
+    add(url, 1, encode(picture.resize((200, 150)), quality=80))  # a small copy
+    add(url, 2, encode(textured(4)))
+    add(url, 3, encode(picture, quality=95))  # the largest: the keeper
+    add(url, 4, encode(ImageOps.mirror(picture), quality=90))
+    groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
+    assert len(groups) == 1
+    group = groups[0]
+    assert group["keeper"] == 3 and group["size"] == 3
+    members = group["members"]
+    assert next(m["image_id"] for m in members) == 3 and {m["image_id"] for m in members} == {1, 3, 4}
+    assert all(m["distance"] >= 0 for m in members) and members[0]["distance"] == 0
+    # the map and moments cover every image
+    points = httpx.get(url + "/map", params={"granularity": 0.5}, timeout=60).json()["points"]
+    assert sorted(p["image_id"] for p in points) == [1, 2, 3, 4]
+    assert all(-1 <= p["x"] <= 1 and -1 <= p["y"] <= 1 and p["moment"] is not None for p in points)
+    r = httpx.post(url + "/delete_all_image_features", json={"image_id": 3}, timeout=60)
+    assert r.status_code == 200
+    groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
+    assert [(g["keeper"], g["size"]) for g in groups] == [(4, 2)]  # same pixels: larger file or lower id
+    assert post(url, "/image_info", {"image_ids": [3]}).json() == {}
+    rebuilt = post(url, "/duplicate_groups/rebuild", {"kind": "copies"}).json()
+    assert rebuilt["source"] == "phash" and rebuilt["links"] >= 0
+    after = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
+    # stored hashes cannot be mirrored: the rebuild keeps what the add-time search found but mirrors
+    assert all(g["size"] >= 2 for g in after)
+
+
+def test_moments_never_span_a_capture_time_gap(stack: Stack) -> None:
+    url = stack.url
+    picture = synthetic_image(5)
+    add(url, 1, with_exif(picture, "2024:05:01 10:00:00"))
+    add(url, 2, with_exif(picture, "2024:05:03 10:00:00"))  # the same picture two days later
+    add(url, 3, with_exif(picture, "2024:05:01 10:05:00"))
+    one = post(url, "/moments", {"granularity": 0.34, "max_gap_s": 0}).json()["moments"]
+    assert next(m["members"] for m in one if 1 in m["members"]) == sorted(
+        [1, 2, 3], key=lambda i: one[0]["members"].index(i)
+    )
+    split = post(url, "/moments", {"granularity": 0.34}).json()["moments"]
+    assert sorted(sorted(m["members"]) for m in split) == [[1, 3], [2]]
+    assert all(m["representative"] == m["members"][0] and m["size"] == len(m["members"]) for m in split)
+
+
+def test_density_moments_return_noise(stack: Stack) -> None:
+    url = stack.url
+    for i in range(3):
+        add(url, i, encode(synthetic_image(20 + i)))
+    reply = post(url, "/moments", {"method": "density", "eps": 0.0001, "min_samples": 2}).json()
+    assert reply["moments"] == [] and sorted(reply["noise"]) == [0, 1, 2]
+
+
+def test_bad_parameters_are_422(stack: Stack) -> None:
+    url = stack.url
+    for body in ({"granularity": 0}, {"granularity": 1.5}, {"method": "spectral"}, {"source": "ocr"}):
+        r = post(url, "/moments", body)
+        assert r.status_code == 422, (body, r.text)
+    assert "source must be one of" in post(url, "/moments", {"source": "ocr"}).text
+    assert post(url, "/duplicate_groups", {"kind": "twins"}).status_code == 422
+    assert httpx.get(url + "/map", params={"granularity": 0}, timeout=30).status_code == 422
+
+
+def test_an_unavailable_source_is_a_503_naming_it(tmp_path: Path, pg_server: TestServer) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with_dead = {**SOURCES, "AMBIENCE_GATEWAY_SERVICE_URLS": json.dumps({"color": dead})}
+    dsn = pg_server.new_database("gateway")
+    env = {"AMBIENCE_PG_DSN": dsn, "AMBIENCE_GATEWAY_SERVICES": json.dumps(["color"]), **with_dead}
+    gateway = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp_path / "gateway", extra_env=env).start()
+    try:
+        for reply in (post(gateway.url, "/moments", {}), httpx.get(gateway.url + "/map", timeout=30)):
+            assert reply.status_code == 503
+            assert "color" in reply.json()["detail"] and "analysis" in reply.json()["detail"]
+        r = post(gateway.url, "/moments", {"source": "global_features"})
+        assert r.status_code == 503 and "global_features is not enabled" in r.json()["detail"]
+        r = post(gateway.url, "/duplicate_groups/rebuild", {"kind": "copies"})
+        assert r.status_code == 503 and "phash" in r.json()["detail"]
+    finally:
+        gateway.stop()
