@@ -94,6 +94,39 @@ def test_image_drop_shows_the_source_first(browser: Browser, stack: Stack, photo
         assert page.locator(f"#col-{key} li").count() > 0, f"{key} column is empty"
 
 
+def test_moments_slider_changes_the_number_of_representatives(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/moments?g=0.2")
+    page.wait_for_selector("#moments .moment", timeout=60_000)
+    few = page.locator("#moments .moment").count()
+    page.fill("#granularity", "0.6")  # fires input: the page reloads the moments
+    page.wait_for_function(f"document.querySelectorAll('#moments .moment').length > {few}", timeout=60_000)
+    many = page.locator("#moments .moment").count()
+    assert 1 <= few < many <= PHOTOS_ADDED + 2
+    page.locator("#moments .moment").first.click()
+    page.wait_for_selector("#moment-members .thumb")
+
+
+def test_duplicate_group_shows_its_keeper(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/duplicates?kind=copies")
+    group = page.wait_for_selector(f".group:has([data-image-id='{PHOTOS_ADDED + 1}'])", timeout=60_000)
+    # the keeper is the original: more pixels than its 640 px re-encode
+    assert group.get_attribute("data-keeper") == "1"
+    assert group.query_selector(".thumb.keeper[data-image-id='1']") is not None
+
+
+def test_map_draws_a_point_per_image(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/map")
+    page.wait_for_selector("#map-canvas[data-points]", timeout=120_000)
+    assert page.get_attribute("#map-canvas", "data-points") == str(PHOTOS_ADDED + 2)
+    # something was drawn: the canvas is not blank
+    drawn = page.evaluate(
+        "(() => { const c = document.getElementById('map-canvas');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()"
+    )
+    assert drawn > 50
+
+
 def test_thumbnails_are_served_with_cache_headers(stack: Stack) -> None:
     r = httpx.get(stack.url + "/thumbnails/1", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
