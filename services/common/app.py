@@ -127,10 +127,19 @@ def create_app(service: FeatureService) -> FastAPI:
         int,
         Field(ge=0, lt=service.max_image_id, description=f"0 <= image_id < {service.max_image_id}"),
     )
+    # A service may redeclare a search parameter to document its own meaning of it
+    # (local_features: distance_threshold is a minimum inlier count).
+    redeclared: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in Params.model_fields.items()
+        if name in SearchParams.model_fields
+    }
     SearchById = create_model(  # type: ignore[call-overload]
-        f"{search_route}_search_by_id", __base__=(SearchParams, Params), image_id=id_field
+        f"{search_route}_search_by_id", __base__=(SearchParams, Params), image_id=id_field, **redeclared
     )
-    SearchForm = create_model(f"{search_route}_search_form", __base__=(SearchParams, Params))
+    SearchForm = create_model(  # type: ignore[call-overload]
+        f"{search_route}_search_form", __base__=(SearchParams, Params), **redeclared
+    )
     result_model = list[service.ResultModel or SimilarImage]  # type: ignore[misc]
 
     def split(body: BaseModel) -> tuple[SearchParams, BaseModel]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import faiss
 import numpy as np
 from fastapi import Body, FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
@@ -119,6 +119,36 @@ DEFAULT_MATCHING_THRESHOLD = {"rootsift": 0.2, "hardnet8": 1.0}
 
 class LocalFeaturesParams(BaseModel):
     mirrored: bool = Field(False, description="Also search with the mirrored query image (by-image only)")
+    min_matches: int | None = Field(
+        None,
+        ge=1,
+        description="Return every verified image with at least this many inlier matches (instead of k)",
+    )
+    distance_threshold: float | None = Field(
+        None,
+        ge=0,
+        description="Alias of min_matches, kept for the upstream API: here it is a minimum inlier count "
+        "(more matches = closer), not a maximum distance",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _min_matches_is_the_threshold(cls, data: Any) -> Any:
+        """The kit's searches take their threshold from ``distance_threshold``; min_matches is
+        the name this service gives it."""
+        if not isinstance(data, dict) or data.get("min_matches") in (None, ""):
+            return data
+        given, alias = data["min_matches"], data.get("distance_threshold")
+        if alias not in (None, "") and not _same_number(given, alias):
+            raise ValueError("give min_matches or its alias distance_threshold, not both")
+        return {**data, "distance_threshold": given}
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 class LocalMatch(BaseModel):
@@ -347,7 +377,7 @@ class LocalFeatures(FeatureService):
                 scores[image_id] = inliers
 
     def needed_inliers(self, search: SearchParams) -> int:
-        """distance_threshold means "at least this many inliers" (more matches = closer)."""
+        """min_matches (alias distance_threshold): at least this many inliers (more = closer)."""
         if search.distance_threshold is not None:
             return max(1, math.ceil(search.distance_threshold))
         return self.settings.min_inliers

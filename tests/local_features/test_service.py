@@ -137,6 +137,34 @@ def test_response_shape_and_distance_threshold(client: TestClient) -> None:
     assert r.status_code == 200 and r.json() == []
 
 
+def test_min_matches_is_the_threshold_and_distance_threshold_its_alias(client: TestClient) -> None:
+    base = textured_image(10, (480, 360))
+    assert add(client, 1, base).status_code == 200
+    assert add(client, 2, textured_image(11, (480, 360))).status_code == 200
+    crop = encode(base.crop((60, 40, 400, 300)), quality=92)
+
+    def by_image(**form: object) -> Any:
+        return client.post(
+            SEARCH, files={"image": ("q.jpg", crop)}, data={k: str(v) for k, v in form.items()}
+        )
+
+    matches = by_image(k=5).json()[0]["matches"]
+    assert by_image(min_matches=matches).json() == by_image(distance_threshold=matches).json()
+    assert [h["image_id"] for h in by_image(min_matches=matches).json()] == [1]
+    assert by_image(min_matches=matches + 1000).json() == []
+    by_id = client.post("/local_features_get_similar_images_by_id", json={"image_id": 1, "min_matches": 1})
+    assert by_id.status_code == 200 and by_id.json()[0]["image_id"] == 1
+    # one threshold only, at least one match, and never together with k
+    assert by_image(min_matches=5, distance_threshold=6).status_code == 422
+    assert by_image(min_matches=5, distance_threshold=5).status_code == 200
+    assert by_image(min_matches=0).status_code == 422
+    assert by_image(min_matches=5, k=3).status_code == 422
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    form = next(s for name, s in schema.items() if "search_form" in name)
+    assert "min_matches" in form["properties"]
+    assert "Alias of min_matches" in form["properties"]["distance_threshold"]["description"]
+
+
 def test_by_id_includes_itself_first(client: TestClient) -> None:
     base = textured_image(13, (480, 360))
     add(client, 5, base)
