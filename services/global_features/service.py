@@ -12,18 +12,16 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import faiss
 import numpy as np
-from fastapi import Body, FastAPI, HTTPException
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
-from starlette.concurrency import run_in_threadpool
 
 from services.common.app import create_app
 from services.common.embedding import EmbeddingFeature, EmbeddingSettings
@@ -40,6 +38,7 @@ from services.common.models import (
     timm_weights_file,
 )
 from services.common.settings import CommonSettings
+from services.common.training import Phase, Retraining, TrainingError, add_training_route
 from services.global_features.descriptor import DESCRIPTOR
 from services.global_features.whitening import PCAWhitening, train_pca_whitening
 
@@ -80,10 +79,6 @@ class TrainBody(BaseModel):
     whitening: bool = Field(True, description="Learn PCA whitening (false: index raw vectors)")
     dim: int | None = Field(None, ge=1, description="Whitened dimension (default: setting pca_dim)")
     power: float | None = Field(None, ge=0, le=1, description="Whitening power (default: setting pca_power)")
-
-
-class TrainingError(Exception):
-    """Training cannot run on this collection (too few images, index factory needs more)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +144,7 @@ class GlobalFeature(EmbeddingFeature):
 
     def __init__(self, settings: GlobalFeaturesSettings) -> None:
         super().__init__(settings)
-        self._train_lock = threading.Lock()
+        self.retraining = Retraining()
         self._index_state = TrainedState()  # what index rows are built with
         self._query_state = TrainedState()  # what queries are mapped with (switched after a rebuild)
         self._template: AnyIndex | None = None
@@ -239,6 +234,7 @@ class GlobalFeature(EmbeddingFeature):
             if w is None
             else {"dim": w.out_dim, "power": w.power, "trained_on": w.trained_on},
             "index_factory": self._query_state.factory if self._template is not None else "flat",
+            "training": self.retraining.status(),
         }
 
     # -- training -----------------------------------------------------------------------------------------
@@ -254,64 +250,67 @@ class GlobalFeature(EmbeddingFeature):
     def train(
         self, whitening: bool = True, dim: int | None = None, power: float | None = None
     ) -> dict[str, Any]:
-        """Learn whitening (and the compressed layout) from the stored vectors; rebuild the index."""
+        """Learn whitening (and the compressed layout) from the stored vectors; rebuild the index.
+        TrainingBusyError while another training runs."""
+        return self.retraining.run(lambda phase: self._train(phase, whitening, dim, power))
+
+    def _train(self, phase: Phase, whitening: bool, dim: int | None, power: float | None) -> dict[str, Any]:
         s = self.settings
-        with self._train_lock:
-            started = time.monotonic()
-            raw = self.raw_vectors(s.pca_max_train)
-            if len(raw) < s.pca_min_images:
+        started = time.monotonic()
+        phase("sampling")
+        raw = self.raw_vectors(s.pca_max_train)
+        if len(raw) < s.pca_min_images:
+            raise TrainingError(
+                f"training needs at least {s.pca_min_images} stored images, the collection has {len(raw)}"
+            )
+        phase("training", sample=len(raw))
+        pca = None
+        if whitening:
+            pca = train_pca_whitening(
+                raw, s.pca_dim if dim is None else dim, s.pca_power if power is None else power
+            )
+        template = None
+        if s.index_factory:
+            vectors = pca.apply(raw) if pca is not None else raw
+            index = make_compressed_index(vectors.shape[1], s.index_factory)
+            try:
+                index.train(vectors)
+            except RuntimeError as exc:
                 raise TrainingError(
-                    f"training needs at least {s.pca_min_images} stored images, the collection has {len(raw)}"
-                )
-            pca = None
-            if whitening:
-                pca = train_pca_whitening(
-                    raw, s.pca_dim if dim is None else dim, s.pca_power if power is None else power
-                )
-            template = None
-            if s.index_factory:
-                vectors = pca.apply(raw) if pca is not None else raw
-                index = make_compressed_index(vectors.shape[1], s.index_factory)
-                try:
-                    index.train(vectors)
-                except RuntimeError as exc:
-                    raise TrainingError(
-                        f"index_factory {s.index_factory!r} cannot be trained on "
-                        f"{len(vectors)} vectors: {exc}"
-                    ) from exc
-                template = faiss.serialize_index(index).tobytes()
-            state = TrainedState(pca, template, s.index_factory)
-            write_atomic(self.state_path, state.to_bytes())
-            # Rows are re-derived from raw vectors with the new state; queries switch once the new
-            # index is in place. Applying whitening to raw vectors only is what rules out stacking.
-            self._set_state(state)
-            self.collection.rebuild()
-            self._query_state = state
-            self.collection.snapshot(force=True)
-            seconds = time.monotonic() - started
-            log.info("trained on %d vectors in %.1fs: %s", len(raw), seconds, self.index_config())
-            return {
-                "trained_on": len(raw),
-                "whitening": pca is not None,
-                "dim": self.out_dim(),
-                "index": self.collection.index.type_name(),
-                "indexed": self.collection.index.count(),
-                "seconds": round(seconds, 3),
-            }
+                    f"index_factory {s.index_factory!r} cannot be trained on {len(vectors)} vectors: {exc}"
+                ) from exc
+            template = faiss.serialize_index(index).tobytes()
+        state = TrainedState(pca, template, s.index_factory)
+        write_atomic(self.state_path, state.to_bytes())
+        phase("adding")
+        # Rows are re-derived from raw vectors with the new state; queries switch once the new
+        # index is in place. Applying whitening to raw vectors only is what rules out stacking.
+        self._set_state(state)
+        self.collection.rebuild()
+        self._query_state = state
+        self.collection.snapshot(force=True)
+        seconds = time.monotonic() - started
+        log.info("trained on %d vectors in %.1fs: %s", len(raw), seconds, self.index_config())
+        return {
+            "trained_on": len(raw),
+            "whitening": pca is not None,
+            "dim": self.out_dim(),
+            "index": self.collection.index.type_name(),
+            "indexed": self.collection.index.count(),
+            "seconds": round(seconds, 3),
+        }
 
 
 def build_app(settings: GlobalFeaturesSettings | None = None) -> FastAPI:
     feature = GlobalFeature(settings or GlobalFeaturesSettings())
     app = create_app(feature)
 
-    @app.post("/train_global_features_pca")
-    async def train_pca(body: Annotated[TrainBody | None, Body()] = None) -> dict[str, Any]:
-        """Learn PCA whitening (and the compressed index, if configured) from the stored vectors,
-        then rebuild the index. Searches keep working meanwhile."""
-        body = body or TrainBody()
-        try:
-            return await run_in_threadpool(feature.train, body.whitening, body.dim, body.power)
-        except TrainingError as exc:
-            raise HTTPException(409, str(exc)) from exc
-
+    add_training_route(
+        app,
+        DESCRIPTOR.train_route or "",
+        lambda body: feature.train(body.whitening, body.dim, body.power),
+        TrainBody,
+        "Learn PCA whitening (and the compressed index, if configured) from the stored vectors, "
+        "then rebuild the index. Searches keep working meanwhile.",
+    )
     return app

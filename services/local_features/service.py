@@ -6,17 +6,15 @@ import dataclasses
 import hashlib
 import logging
 import math
-import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
-from fastapi import Body, FastAPI, HTTPException
+from fastapi import FastAPI
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
-from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
 from services.common.app import create_app
@@ -26,6 +24,7 @@ from services.common.index import AnyIndex, new_flat_index, write_atomic
 from services.common.models import RANDOM, WeightsFile, looks_like_path, resolve_weights_value
 from services.common.schemas import SearchParams
 from services.common.settings import CommonSettings, ServiceSettings
+from services.common.training import Phase, Retraining, TrainingError, TrainingParamsError, add_training_route
 from services.local_features import indexing
 from services.local_features.descriptor import DESCRIPTOR
 from services.local_features.extraction import (
@@ -160,10 +159,6 @@ class TrainRequest(BaseModel):
     factory: str | None = Field(None, description="FAISS factory string (default: the setting, or auto)")
 
 
-class TrainingBusyError(RuntimeError):
-    pass
-
-
 class LocalFeatures(FeatureService):
     store_route = DESCRIPTOR.store  # type: ignore[assignment]
     search_route = DESCRIPTOR.search  # type: ignore[assignment]
@@ -198,8 +193,7 @@ class LocalFeatures(FeatureService):
         self.weights_digest = "none"
         self._trained: AnyIndex | None = None
         self._trained_digest = ""
-        self._train_lock = threading.Lock()
-        self.training: dict[str, Any] = {"state": "idle"}
+        self.retraining = Retraining()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -282,7 +276,7 @@ class LocalFeatures(FeatureService):
             "index_trained": self._trained is not None,
             "nprobe": self.settings.nprobe,
             "matching_threshold": self.matching_threshold,
-            "training": dict(self.training),
+            "training": self.retraining.status(),
         }
 
     # -- index layout ------------------------------------------------------------------------------
@@ -402,54 +396,51 @@ class LocalFeatures(FeatureService):
 
     def train(self, factory: str | None = None) -> dict[str, Any]:
         """Train an OPQ/IVF/PQ index on the stored descriptors, persist its empty structure,
-        rebuild from the store into it and swap it in. Searches continue on the old index."""
-        if not self._train_lock.acquire(blocking=False):
-            raise TrainingBusyError("training is already running")
+        rebuild from the store into it and swap it in. Searches continue on the old index.
+        TrainingBusyError while another training runs."""
+        return self.retraining.run(lambda phase: self._train(phase, factory))
+
+    def _train(self, phase: Phase, factory: str | None) -> dict[str, Any]:
         started = time.monotonic()
-        try:
-            self.training = {"state": "running", "phase": "counting", "started_at": time.time()}
-            total = self.stored_descriptor_count()
-            if total < indexing.MIN_TRAIN_VECTORS:
-                raise ValueError(
-                    f"{total} descriptors stored; training needs at least {indexing.MIN_TRAIN_VECTORS} "
-                    "(add more images first; the exact index serves until then)"
-                )
-            factory = factory or self.settings.index_factory or indexing.auto_factory(total)
-            self.training.update(phase="sampling", descriptors=total, factory=factory)
-            _, batches = self.collection.store.snapshot_items()
-            sample = indexing.sample_vectors(
-                (self.index_rows(batch)[1] for batch in batches), total, self.settings.max_train_vectors
+        phase("counting")
+        total = self.stored_descriptor_count()
+        if total < indexing.MIN_TRAIN_VECTORS:
+            raise TrainingError(
+                f"{total} descriptors stored; training needs at least {indexing.MIN_TRAIN_VECTORS} "
+                "(add more images first; the exact index serves until then)"
             )
-            self.training.update(phase="training", sample=len(sample))
+        factory = factory or self.settings.index_factory or indexing.auto_factory(total)
+        phase("sampling", descriptors=total, factory=factory)
+        _, batches = self.collection.store.snapshot_items()
+        sample = indexing.sample_vectors(
+            (self.index_rows(batch)[1] for batch in batches), total, self.settings.max_train_vectors
+        )
+        phase("training", sample=len(sample))
+        try:
             trained = indexing.train_index(
                 factory, sample, self.settings.kmeans_iterations, self.settings.opq_iterations
             )
-            data = indexing.serialize(trained)
-            self.training.update(phase="adding")
+        except RuntimeError as exc:  # FAISS rejects a malformed factory string
+            raise TrainingParamsError(f"cannot build index: {exc}") from exc
+        data = indexing.serialize(trained)
+        phase("adding")
 
-            def swap_layout() -> None:
-                # The file first: a crash after this rebuilds into the trained layout on restart.
-                write_atomic(self.trained_path, data)
-                self._trained = trained
-                self._trained_digest = hashlib.sha256(data).hexdigest()[:16]
+        def swap_layout() -> None:
+            # The file first: a crash after this rebuilds into the trained layout on restart.
+            write_atomic(self.trained_path, data)
+            self._trained = trained
+            self._trained_digest = hashlib.sha256(data).hexdigest()[:16]
 
-            self.collection.relayout(swap_layout)
-            self.collection.snapshot(force=True)
-            result = {
-                "index_type": self.collection.index.type_name(),
-                "factory": factory,
-                "descriptors": total,
-                "trained_on": len(sample),
-                "entries": self.collection.index.count(),
-                "seconds": round(time.monotonic() - started, 2),
-            }
-            self.training = {"state": "done", "finished_at": time.time(), **result}
-            return result
-        except Exception as exc:
-            self.training = {"state": "failed", "error": str(exc), "finished_at": time.time()}
-            raise
-        finally:
-            self._train_lock.release()
+        self.collection.relayout(swap_layout)
+        self.collection.snapshot(force=True)
+        return {
+            "index_type": self.collection.index.type_name(),
+            "factory": factory,
+            "descriptors": total,
+            "trained_on": len(sample),
+            "entries": self.collection.index.count(),
+            "seconds": round(time.monotonic() - started, 2),
+        }
 
 
 def hardnet_weights_env_var() -> str:
@@ -482,17 +473,13 @@ def build_app(settings: LocalFeaturesSettings | None = None) -> FastAPI:
     service = LocalFeatures(settings or LocalFeaturesSettings())
     app = create_app(service)
 
-    @app.post("/train_local_features_index")
-    async def train_index(body: TrainRequest | None = Body(None)) -> dict[str, Any]:
-        """Train the compressed index from the stored descriptors and swap it in atomically.
-        Searches keep working meanwhile; returns when the new index serves."""
-        try:
-            return await run_in_threadpool(service.train, body.factory if body else None)
-        except TrainingBusyError as exc:
-            raise HTTPException(409, str(exc)) from None
-        except ValueError as exc:
-            raise HTTPException(409, str(exc)) from None
-        except RuntimeError as exc:  # FAISS rejects a malformed factory string
-            raise HTTPException(422, f"cannot build index: {exc}") from None
+    add_training_route(
+        app,
+        DESCRIPTOR.train_route or "",
+        lambda body: service.train(body.factory),
+        TrainRequest,
+        "Train the compressed index from the stored descriptors and swap it in atomically. "
+        "Searches keep working meanwhile; returns when the new index serves.",
+    )
 
     return app
