@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.captioner.descriptor import DESCRIPTOR
+from services.common.app import create_service_app
 from services.common.errors import StartupError
 from services.common.inference import resolve_runtime
 from services.common.models import (
@@ -25,7 +26,7 @@ from services.common.models import (
     select_device,
 )
 from services.common.settings import CommonSettings
-from services.common.stateless import StatelessService, create_stateless_app, image_route
+from services.common.stateless import StatelessService, image_route
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsF
 
 
 class CaptionerService(StatelessService):
+    description = "Captions for pictures (open_clip CoCa, beam search)."
     settings: CaptionerSettings
 
     def load(self) -> None:
@@ -150,7 +152,7 @@ class CaptionerService(StatelessService):
 
 def build_app(settings: CaptionerSettings | None = None) -> FastAPI:
     service = CaptionerService(settings or CaptionerSettings())
-    app = create_stateless_app(service, "Captions for pictures (open_clip CoCa, beam search).")
+    app = create_service_app(service)
     image_route(
         app,
         "/get_image_caption",

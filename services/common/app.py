@@ -1,18 +1,18 @@
-"""App factory: a feature object in, a FastAPI app with the standard routes out.
+"""App factories: a service object in, a FastAPI app out.
 
-Routes (docs/api.md): calculate / delete / by-id search / by-image search, plus /health,
-/stats, /metrics (Prometheus) and Swagger at /docs. CPU work (decoding, feature extraction,
-searching, LMDB commits) runs in the thread pool, never on the event loop.
+:func:`create_service_app` is the one app shell of every service (feature, storeless, OCR): the
+lifespan (``service.start`` / ``service.stop``), clear 4xx bodies, Prometheus metrics, /health,
+/stats, /metrics and Swagger at /docs. :func:`create_app` adds the standard routes of a feature
+service (docs/api.md): calculate / delete / by-id search / by-image search. CPU work (decoding,
+feature extraction, searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-import faiss
 from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 from services.common.analysis_routes import add_analysis_routes
 from services.common.collection import Collection
 from services.common.feature import FeatureService, VectorFeature
-from services.common.headless import open_feature
 from services.common.images import ImageError
 from services.common.limits import BodyLimitMiddleware, BudgetFull, check_k, safe_validation_errors
 from services.common.metrics import ServiceMetrics
@@ -35,42 +34,9 @@ from services.common.schemas import (
     SearchParams,
     SimilarImage,
 )
+from services.common.service import ServiceBase
 
 log = logging.getLogger(__name__)
-
-
-class Maintenance:
-    """Background thread: picks up writes of other processes and snapshots the index."""
-
-    def __init__(self, collection: Collection, sync_interval: float, snapshot_interval: float) -> None:
-        self.collection = collection
-        self.sync_interval = sync_interval
-        self.snapshot_interval = snapshot_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="index-maintenance", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        last_snapshot = time.monotonic()
-        store = self.collection.store
-        while not self._stop.is_set():
-            # Returns early when another replica wrote (PostgreSQL notifies); else after the interval.
-            store.wait_for_change(self.sync_interval, self._stop)
-            if self._stop.is_set():
-                break
-            try:
-                self.collection.sync()
-                if time.monotonic() - last_snapshot >= self.snapshot_interval:
-                    self.collection.snapshot()
-                    last_snapshot = time.monotonic()
-            except Exception:  # keep the thread alive; the next round retries
-                log.exception("index maintenance failed")
 
 
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -80,46 +46,52 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-def create_app(service: FeatureService) -> FastAPI:
-    settings = service.settings
-    name = service.name
-    metrics = ServiceMetrics(name)
-    state: dict[str, Any] = {}
+def create_service_app(service: ServiceBase, ready: Callable[[FastAPI], None] | None = None) -> FastAPI:
+    """The app shell of any service: ``service.start()`` before the first request (then
+    ``ready(app)``), ``service.stop()`` at shutdown, error handlers, body limits, metrics and info
+    routes."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        faiss.omp_set_num_threads(settings.search_threads)
-        opened = await run_in_threadpool(open_feature, service)
-        store, collection = opened.store, opened.collection
-        maintenance = Maintenance(collection, settings.sync_interval_s, settings.snapshot_interval_s)
-        maintenance.start()
-        state.update(store=store, collection=collection, started=time.time())
-        app.state.collection = collection
-        log.info("%s ready: %d images, index from %s", name, store.count(), collection.state.loaded_from)
+        await run_in_threadpool(service.start)
+        if ready is not None:
+            ready(app)
         try:
             yield
         finally:
-            maintenance.stop()
-            await run_in_threadpool(opened.close)
+            await run_in_threadpool(service.stop)
 
     app = FastAPI(
-        title=f"ambience {name}",
-        description=f"The {name} feature service of ambience.",
+        title=f"ambience {service.name}",
+        description=service.app_description(),
         version="0.1.0",
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.metrics = metrics
-
+    app.state.metrics = service.metrics
+    s = service.settings
     add_common_handlers(
-        app, metrics, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes
+        app, service.metrics, max_upload_bytes=s.max_upload_bytes, max_json_bytes=s.max_json_bytes
     )
+    add_info_routes(app, service)
+    return app
+
+
+def create_app(service: FeatureService) -> FastAPI:
+    """A feature service's app: the shell plus the standard routes."""
+    settings = service.settings
+    metrics = service.metrics
+
+    def expose_collection(app: FastAPI) -> None:
+        app.state.collection = service.collection
+
+    app = create_service_app(service, ready=expose_collection)
     # With the PostgreSQL store, a write while the server is unreachable answers 503 (searches keep
     # working from the in-memory index).
     add_unavailable_handler(app)
 
     def collection() -> Collection:
-        return state["collection"]
+        return service.collection
 
     store_route, search_route = service.store_route, service.search_route
     Params = service.QueryParams
@@ -198,7 +170,6 @@ def create_app(service: FeatureService) -> FastAPI:
         data = await read_upload(image, settings.max_upload_bytes)
         return await run_in_threadpool(service.search_by_image, data, search, params)
 
-    add_info_routes(app, service, lambda: state, metrics)
     if isinstance(service, VectorFeature):
         add_analysis_routes(app, service, collection)
     return app
@@ -246,61 +217,21 @@ def add_common_handlers(
         )
 
 
-class Describable(Protocol):
-    """What /health and /stats need from a service (a FeatureService or a service of its own)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def info(self) -> dict[str, Any]: ...
-
-
-def add_info_routes(
-    app: FastAPI, service: Describable, state: Callable[[], dict[str, Any]], metrics: ServiceMetrics
-) -> None:
-    """/health, /stats and /metrics (shared with services that have no store)."""
-
-    def describe() -> dict[str, Any]:
-        current = state()
-        out: dict[str, Any] = {"service": service.name, **service.info()}
-        collection: Collection | None = current.get("collection")
-        if collection is not None:
-            out["count"] = collection.count()
-        return out
+def add_info_routes(app: FastAPI, service: ServiceBase) -> None:
+    """/health, /stats and /metrics, from the service's ``health``, ``stats`` and metrics."""
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and readiness: 200 once the service has loaded its data and models."""
-        return {"status": "ok", **describe()}
+        return {"status": "ok", **service.health()}
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         """Collection size, index type and provenance, model and weights source."""
-        out = describe()
-        current = state()
-        collection: Collection | None = current.get("collection")
-        if collection is not None:
-            st = collection.state
-            out["index"] = {
-                "type": collection.index.type_name(),
-                "entries": collection.index.count(),
-                "generation": st.generation,
-                "loaded_from": st.loaded_from,
-                "replayed": st.replayed,
-                "snapshot_generation": st.snapshot_generation,
-            }
-            out["store"] = {
-                "generation": collection.store.generation,
-                "disk_bytes": collection.store.disk_bytes(),
-                "metadata": collection.store.metadata,
-            }
-            out["uptime_s"] = round(time.time() - current["started"], 1)
-        return out
+        return service.stats()
 
     @app.get("/metrics", response_class=Response)
     async def prometheus() -> Response:
         """Prometheus metrics."""
-        collection: Collection | None = state().get("collection")
-        if collection is not None:
-            metrics.items.set(collection.count())
-        return Response(metrics.render(), media_type=metrics.content_type)
+        service.refresh_metrics()
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)

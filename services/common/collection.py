@@ -217,3 +217,37 @@ class Collection:
         self.state.last_snapshot_at = time.monotonic()
         self.store.trim_log(generation)
         return True
+
+
+class Maintenance:
+    """Background thread: picks up writes of other processes and snapshots the index."""
+
+    def __init__(self, collection: Collection, sync_interval: float, snapshot_interval: float) -> None:
+        self.collection = collection
+        self.sync_interval = sync_interval
+        self.snapshot_interval = snapshot_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="index-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        last_snapshot = time.monotonic()
+        store = self.collection.store
+        while not self._stop.is_set():
+            # Returns early when another replica wrote (PostgreSQL notifies); else after the interval.
+            store.wait_for_change(self.sync_interval, self._stop)
+            if self._stop.is_set():
+                break
+            try:
+                self.collection.sync()
+                if time.monotonic() - last_snapshot >= self.snapshot_interval:
+                    self.collection.snapshot()
+                    last_snapshot = time.monotonic()
+            except Exception:  # keep the thread alive; the next round retries
+                log.exception("index maintenance failed")

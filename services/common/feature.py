@@ -8,23 +8,27 @@ algorithm itself lives in plain modules of the service package.
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from services.common.collection import Collection
-from services.common.images import DecodedImage, DecodeLimits, Mode, decode_image
+from services.common.collection import Collection, Maintenance
 from services.common.index import AnyIndex
 from services.common.schemas import NoParams, SearchParams
-from services.common.settings import ServiceSettings
+from services.common.service import ServiceBase
 from services.common.store import ID_MAX
 
 Hit = dict[str, Any]
 
+log = logging.getLogger(__name__)
 
-class FeatureService(ABC):
+
+class FeatureService(ServiceBase, ABC):
     #: Routes: /calculate_{store_route}, /delete_{store_route}, /{search_route}_get_similar_images_by_*
     store_route: ClassVar[str]
     search_route: ClassVar[str]
@@ -42,17 +46,6 @@ class FeatureService(ABC):
     #: How many prepared inputs one ``extract_batch`` call gets during a bulk import.
     import_batch_size: ClassVar[int] = 32
 
-    def __init__(self, settings: ServiceSettings) -> None:
-        self.settings = settings
-        self.limits = DecodeLimits.from_settings(settings)
-
-    @property
-    def name(self) -> str:
-        return self.settings.service_name
-
-    def decode(self, data: bytes, mode: Mode, draft_size: int | None = None) -> DecodedImage:
-        return decode_image(data, mode, limits=self.limits, draft_size=draft_size)
-
     # -- lifecycle -------------------------------------------------------------------------------
 
     def load(self) -> None:
@@ -64,6 +57,68 @@ class FeatureService(ABC):
 
     def close(self) -> None:
         """Release resources at shutdown."""
+
+    def app_description(self) -> str:
+        return self.description or f"The {self.name} feature service of ambience."
+
+    def start(self) -> None:
+        """Open the feature as the service runs it: models, store, index, and the maintenance
+        thread that picks up other processes' writes and snapshots the index."""
+        from services.common.headless import open_feature  # headless builds on this module
+
+        faiss.omp_set_num_threads(self.settings.search_threads)
+        self._opened = open_feature(self)
+        collection = self._opened.collection
+        self._maintenance = Maintenance(
+            collection, self.settings.sync_interval_s, self.settings.snapshot_interval_s
+        )
+        self._maintenance.start()
+        self.started_at = time.time()
+        log.info(
+            "%s ready: %d images, index from %s", self.name, collection.count(), collection.state.loaded_from
+        )
+
+    def stop(self) -> None:
+        self._maintenance.stop()
+        self._opened.close()
+
+    # -- /health, /stats, /metrics -----------------------------------------------------------------
+
+    def _open_collection(self) -> Collection | None:
+        return getattr(self, "collection", None)
+
+    def health(self) -> dict[str, Any]:
+        out = super().health()
+        collection = self._open_collection()
+        if collection is not None:
+            out["count"] = collection.count()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        out = self.health()
+        collection = self._open_collection()
+        if collection is not None:
+            st = collection.state
+            out["index"] = {
+                "type": collection.index.type_name(),
+                "entries": collection.index.count(),
+                "generation": st.generation,
+                "loaded_from": st.loaded_from,
+                "replayed": st.replayed,
+                "snapshot_generation": st.snapshot_generation,
+            }
+            out["store"] = {
+                "generation": collection.store.generation,
+                "disk_bytes": collection.store.disk_bytes(),
+                "metadata": collection.store.metadata,
+            }
+            out["uptime_s"] = round(time.time() - (self.started_at or time.time()), 1)
+        return out
+
+    def refresh_metrics(self) -> None:
+        collection = self._open_collection()
+        if collection is not None:
+            self.metrics.items.set(collection.count())
 
     # -- identity ---------------------------------------------------------------------------------
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, ClassVar
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
@@ -17,10 +15,9 @@ from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from services.common.app import add_common_handlers, add_info_routes, read_upload
-from services.common.images import DecodeLimits, decode_image
+from services.common.app import create_service_app, read_upload
+from services.common.images import decode_image
 from services.common.limits import check_k
-from services.common.metrics import ServiceMetrics
 from services.common.postgres import (
     DatabaseUnavailable,
     PostgresComponent,
@@ -28,6 +25,7 @@ from services.common.postgres import (
     add_unavailable_handler,
 )
 from services.common.schemas import ERROR_RESPONSES, AddResult, DeleteResult, ErrorBody, ImageIdBody
+from services.common.service import ServiceBase
 from services.common.settings import ServiceSettings
 from services.common.store import ID_MAX
 from services.ocr.descriptor import DESCRIPTOR
@@ -86,19 +84,17 @@ class TextHit(BaseModel):
     text: str = Field(description="All the text recognised in the image")
 
 
-class OcrService:
+class OcrService(ServiceBase):
     """The OCR engine and the text store, with their lifecycle."""
 
+    description = "Text in images: OCR lines stored in PostgreSQL, fuzzy search by text."
+    settings: OcrSettings
+
     def __init__(self, settings: OcrSettings, pg: PostgresSettings | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.pg = PostgresComponent(pg or PostgresSettings(), {COMPONENT: MIGRATIONS}, "ambience-ocr")
-        self.limits = DecodeLimits.from_settings(settings)
         self.recognizer: Recognizer | None = None
         self._store: TextStore | None = None
-
-    @property
-    def name(self) -> str:
-        return self.settings.service_name
 
     @property
     def store(self) -> TextStore:
@@ -113,6 +109,11 @@ class OcrService:
 
     def close(self) -> None:
         self.pg.close()
+
+    def start(self) -> None:
+        super().start()
+        with contextlib.suppress(DatabaseUnavailable):  # /health says so meanwhile
+            self.metrics.items.set(self.store.counts()["count"])
 
     def read(self, data: bytes) -> list[TextLine]:
         """Text lines with boxes in the uploaded image's pixels (decoded no larger than OCR needs)."""
@@ -139,29 +140,8 @@ class OcrService:
 def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None = None) -> FastAPI:
     service = OcrService(settings or OcrSettings(), pg)
     s = service.settings
-    metrics = ServiceMetrics(service.name)
-    state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(service.load)
-        state["started"] = time.time()
-        with contextlib.suppress(DatabaseUnavailable):  # /health says so meanwhile
-            metrics.items.set((await run_in_threadpool(service.store.counts))["count"])
-        try:
-            yield
-        finally:
-            await run_in_threadpool(service.close)
-
-    app = FastAPI(
-        title="ambience ocr",
-        description="Text in images: OCR lines stored in PostgreSQL, fuzzy search by text.",
-        version="0.1.0",
-        lifespan=lifespan,
-    )
-    app.state.service = service
-    app.state.metrics = metrics
-    add_common_handlers(app, metrics, max_upload_bytes=s.max_upload_bytes, max_json_bytes=s.max_json_bytes)
+    metrics = service.metrics
+    app = create_service_app(service)
     add_unavailable_handler(app)
     responses = {**ERROR_RESPONSES, 503: {"model": ErrorBody, "description": "PostgreSQL unavailable"}}
 
@@ -211,7 +191,5 @@ def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None =
         if not normalise(query.text):
             raise HTTPException(422, "text has no letters or digits to search for")
         return await run_in_threadpool(service.store.search, query.text, query.k)
-
-    add_info_routes(app, service, lambda: state, metrics)
 
     return app

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.app import create_service_app
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.inference import RuntimeName, resolve_runtime, runtime_field
 from services.common.models import (
@@ -25,7 +26,7 @@ from services.common.models import (
     select_device,
 )
 from services.common.settings import CommonSettings
-from services.common.stateless import StatelessService, create_stateless_app, image_route
+from services.common.stateless import StatelessService, image_route
 from services.tagger.descriptor import DESCRIPTOR
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def local_file(path: Path, env_var: str) -> Path:
 
 
 class TaggerService(StatelessService):
+    description = "Places365 scene tags and indoor/outdoor for pictures (ResNet50)."
     settings: TaggerSettings
 
     def load(self) -> None:
@@ -209,7 +211,7 @@ class TaggerService(StatelessService):
 
 def build_app(settings: TaggerSettings | None = None) -> FastAPI:
     service = TaggerService(settings or TaggerSettings())
-    app = create_stateless_app(service, "Places365 scene tags and indoor/outdoor for pictures (ResNet50).")
+    app = create_service_app(service)
     image_route(
         app,
         "/get_image_tags",
