@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.captioner.descriptor import DESCRIPTOR
 from services.common.app import create_service_app
@@ -32,9 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class CaptionerSettings(ModelServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     model: str = Field("coca_ViT-L-14", description="open_clip CoCa model (coca_ViT-L-14 or coca_ViT-B-32)")
     weights: str = Field(

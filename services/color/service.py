@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from pydantic_settings import SettingsConfigDict
 
 from services.color.descriptor import DESCRIPTOR
 from services.color.histogram import DIM, histogram
@@ -18,9 +17,7 @@ from services.common.settings import ServiceSettings
 
 
 class ColorSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     decode_size: int = Field(
         256, ge=32, description="JPEGs are decoded at reduced size with the short side >= this"

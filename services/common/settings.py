@@ -9,10 +9,13 @@ with the plain ``AMBIENCE_`` prefix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from services.common.descriptor import ServiceDescriptor
 
 
 class CommonSettings(BaseSettings):
@@ -31,12 +34,25 @@ class CommonSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    """Settings every feature service has. Subclasses set ``service_name`` and the env prefix."""
+    """Settings every service has. A subclass sets ``service_descriptor``, which names the service and
+    gives its default port and env prefix (``AMBIENCE_<SERVICE>_``)."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    #: The service's descriptor (services/<service>/descriptor.py): a subclass that sets it gets
+    #: its service name, default port and env prefix from it.
+    service_descriptor: ClassVar[ServiceDescriptor | None] = None
     service_name: ClassVar[str] = "service"
     default_port: ClassVar[int] = 0
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        descriptor = cls.__dict__.get("service_descriptor")
+        if descriptor is not None:
+            cls.service_name = descriptor.name
+            cls.default_port = descriptor.port
+            cls.model_config = {**cls.model_config, "env_prefix": descriptor.env_prefix}
 
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 inside containers")
     port: int = Field(0, description="TCP port (0 = the service's default port)")

@@ -15,13 +15,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import faiss
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.app import create_app
 from services.common.embedding import EmbeddingFeature, EmbeddingSettings
@@ -48,9 +47,7 @@ STATE_FILE = "trained_state.npz"
 
 
 class GlobalFeaturesSettings(EmbeddingSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     mirrored_query: bool = Field(

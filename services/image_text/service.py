@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from services.common.app import create_app
@@ -33,9 +32,7 @@ from services.image_text.descriptor import DESCRIPTOR
 
 
 class ImageTextSettings(EmbeddingSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     model: str = Field("ViT-B-16", description="open_clip model name")
     weights: str = Field(

@@ -8,13 +8,12 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import SettingsConfigDict
 from threadpoolctl import threadpool_limits
 
 from services.common.app import create_app
@@ -58,9 +57,7 @@ TRAINED_FILE = "trained.index"
 
 
 class LocalFeaturesSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     descriptor: Literal["hardnet8", "rootsift"] = Field(
         "hardnet8", description="Patch descriptor: hardnet8 (kornia, needs weights) or rootsift (no weights)"

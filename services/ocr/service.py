@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
-from pydantic_settings import SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from services.common.app import create_service_app, read_upload
@@ -35,9 +34,7 @@ from services.ocr.text import normalise
 
 
 class OcrSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     max_side: int = Field(2000, ge=64, description="Longer image sides are scaled down to this before OCR")
     min_confidence: float = Field(0.5, ge=0, le=1, description="Text lines recognised below this are dropped")

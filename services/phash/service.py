@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.app import create_app
 from services.common.feature import VectorFeature
@@ -21,9 +20,7 @@ DUPLICATE_THRESHOLD = 64
 
 
 class PhashSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
     decode_size: int = Field(
         256, ge=96, description="JPEGs are decoded at reduced size with the short side >= this"

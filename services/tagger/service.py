@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.app import create_service_app
 from services.common.errors import StartupError, WeightsMissingError
@@ -39,9 +38,7 @@ DEFAULT_TAG = "places365"
 
 
 class TaggerSettings(ModelServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
     #: ONNX Runtime ran the ResNet50 about 1.5x as fast as eager PyTorch (docs/models.md).
     cpu_runtime: ClassVar[str] = "onnx"
     runtime: RuntimeName = runtime_field("onnx")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
-from pydantic_settings import SettingsConfigDict
 
 from services.common.feature import VectorFeature
 from services.common.index import AnyIndex, new_flat_index
@@ -18,9 +17,7 @@ DIM = SIDE * SIDE
 
 
 class ToySettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix=DESCRIPTOR.env_prefix, extra="ignore")
-    service_name: ClassVar[str] = DESCRIPTOR.name
-    default_port: ClassVar[int] = DESCRIPTOR.port
+    service_descriptor = DESCRIPTOR
 
 
 class ThumbnailFeature(VectorFeature):
