@@ -22,3 +22,23 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = readme.split("<!-- test-command -->", 1)[1].split("```")[1].splitlines()[1]
     assert "pytest" in command
     assert "test-command" in (REPO / ".ci" / "run").read_text()
+
+
+def test_architecture_lists_every_kit_module() -> None:
+    architecture = (REPO / "docs" / "architecture.md").read_text()
+    kit = sorted(p.name for p in (REPO / "services" / "common").glob("*.py") if p.name != "__init__.py")
+    missing = [name for name in kit if f"| `{name}` |" not in architecture]
+    assert not missing, f"docs/architecture.md's kit table lacks {missing}"
+
+
+def test_no_docstring_cites_a_document_the_repository_lacks() -> None:
+    """Docstrings name documents a reader can open (docs/*.md, README.md), not outside ones."""
+    name = "SP" + "EC"  # spelt in two parts so that this test does not find itself
+    cited = re.compile(rf"\b{name}(?:\.md)?\b")
+    offenders = [
+        str(path.relative_to(REPO))
+        for folder in ("services", "gateway", "ambience", "bench", "tests", "tools")
+        for path in (REPO / folder).rglob("*.py")
+        if cited.search(path.read_text())
+    ]
+    assert not offenders, offenders

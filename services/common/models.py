@@ -1,4 +1,4 @@
-"""Model loading shared by every model service (SPEC section 4).
+"""Model loading shared by every model service (docs/models.md).
 
 What a model service gets from here:
 
