@@ -167,7 +167,9 @@ class GlobalFeature(EmbeddingFeature):
             s, lambda tag: timm_weights_file(s.service_name, s.model, tag, models_dir, s.weights_env_var())
         )
         device = select_device(s.device)
-        return TimmSession(s.model, weights, device, resolve_runtime(s.runtime, s.cpu_runtime, device))
+        return TimmSession(
+            s.model, weights, device, resolve_runtime(s.runtime, s.cpu_runtime, device), s.pooling
+        )
 
     def load(self) -> None:
         super().load()
