@@ -149,22 +149,32 @@ def test_alpha_query_expansion_end_to_end(tmp_path: Path) -> None:
             add(client, i, seed=i)
         plain = by_id(client, 3, k=12)
         assert by_id(client, 3, k=12, aqe_n=0) == plain
-        same = by_id(client, 3, k=12, aqe_n=1)  # only itself: q + q = q
-        assert [h["image_id"] for h in same] == [h["image_id"] for h in plain]
-        assert [h["distance"] for h in same] == pytest.approx([h["distance"] for h in plain], abs=1e-5)
-        expanded = by_id(client, 3, k=12, aqe_n=4, aqe_alpha=1.0)
-        assert expanded[0]["image_id"] == 3 and expanded[0]["distance"] > 1e-6  # the query moved
-        assert {h["image_id"] for h in expanded} == {h["image_id"] for h in plain}
-        # The moved query is exactly the alpha-QE of the stored vectors.
+        # By id the image itself is the query, not one of its n neighbours: n=1 folds in the nearest
+        # other image (plain[1]), exactly as the formula says.
         raw = raw_rows(client, list(range(12)))
         q = raw[3:4]
-        order = [h["image_id"] for h in plain[:4]]
-        want = alpha_query_expansion(q, raw[order][None], np.ones((1, 4), bool), 1.0)
-        assert expanded[0]["distance"] == pytest.approx(float(((want[0] - raw[3]) ** 2).sum()), abs=1e-5)
+        for n, alpha in ((1, 3.0), (4, 1.0)):
+            expanded = by_id(client, 3, k=12, aqe_n=n, aqe_alpha=alpha)
+            assert expanded[0]["image_id"] == 3 and expanded[0]["distance"] > 1e-6  # the query moved
+            assert {h["image_id"] for h in expanded} == {h["image_id"] for h in plain}
+            order = [h["image_id"] for h in plain[1 : n + 1]]
+            assert 3 not in order
+            want = alpha_query_expansion(q, raw[order][None], np.ones((1, n), bool), alpha)
+            assert expanded[0]["distance"] == pytest.approx(float(((want[0] - raw[3]) ** 2).sum()), abs=1e-5)
         r = client.post(
             "/global_features_get_similar_images_by_id", json={"image_id": 3, "k": 3, "aqe_n": -1}
         )
         assert r.status_code == 422
+
+
+def test_alpha_query_expansion_default_comes_from_the_settings(tmp_path: Path) -> None:
+    with make_client(tmp_path / "on", aqe_n=2, aqe_alpha=3.0) as on, make_client(tmp_path / "off") as off:
+        for client in (on, off):
+            for i in range(8):
+                add(client, i, seed=i)
+        assert by_id(on, 3, k=8) == by_id(off, 3, k=8, aqe_n=2, aqe_alpha=3.0)
+        assert by_id(on, 3, k=8, aqe_n=0) == by_id(off, 3, k=8)
+        assert by_id(on, 3, k=8) != by_id(off, 3, k=8)
 
 
 def test_alpha_query_expansion_matches_the_formula() -> None:
