@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import faiss
 import numpy as np
@@ -41,7 +41,7 @@ from services.common.models import (
 )
 from services.common.settings import CommonSettings
 from services.global_features.descriptor import DESCRIPTOR
-from services.global_features.whitening import PCAWhitening, train_pca_whitening
+from services.global_features.whitening import SELF_CHECK_FIGURE, PCAWhitening, train_checked_whitening
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "beit_base_patch16_224.in22k_ft_in22k"
@@ -54,6 +54,11 @@ class GlobalFeaturesSettings(EmbeddingSettings):
     default_port: ClassVar[int] = DESCRIPTOR.port
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
+    pooling: Literal["model", "token", "avg", "token_avg"] = Field(
+        "model",
+        description="'model' = the model's own pooled features; ViTs (DINOv2): 'token' class token, "
+        "'avg' mean of the patch tokens, 'token_avg' both concatenated",
+    )
     mirrored_query: bool = Field(
         False,
         description="Queries also search with the mirrored image (pooled CNN/ViT vectors already find "
@@ -66,11 +71,21 @@ class GlobalFeaturesSettings(EmbeddingSettings):
         "(flat until then)",
     )
     nprobe: int = Field(16, ge=1, description="IVF lists visited per search (compressed index only)")
-    pca_dim: int = Field(0, ge=0, description="Whitened dimension (0 = every direction the data spans)")
-    pca_power: float = Field(
-        0.5, ge=0, le=1, description="Whitening strength: eigenvalue ** -power (0.5 full, 0 plain PCA)"
+    pca_dim: int = Field(
+        0, ge=0, description="Whitened dimension (0 = chosen from the data: pca_energy, pca_per_vector)"
     )
-    pca_min_images: int = Field(16, ge=2, description="Fewest stored images training accepts")
+    pca_energy: float = Field(
+        0.9, gt=0, le=1, description="Dimension from the data: the leading directions explaining this share of the variance"
+    )
+    pca_per_vector: float = Field(
+        0.1, gt=0, le=1, description="Dimension from the data: at most this many per training vector"
+    )
+    pca_power: float = Field(
+        0.25, ge=0, le=1, description="Whitening strength: eigenvalue ** -power (0.5 full, 0 plain PCA)"
+    )
+    pca_min_images: int = Field(
+        500, ge=2, description="Fewest stored images training accepts (the self-check holds some back)"
+    )
     pca_max_train: int = Field(
         200_000, ge=2, description="Training uses a random sample of at most this many"
     )
@@ -80,6 +95,10 @@ class TrainBody(BaseModel):
     whitening: bool = Field(True, description="Learn PCA whitening (false: index raw vectors)")
     dim: int | None = Field(None, ge=1, description="Whitened dimension (default: setting pca_dim)")
     power: float | None = Field(None, ge=0, le=1, description="Whitening power (default: setting pca_power)")
+    force: bool = Field(
+        False,
+        description="Switch to the whitening even when the self-check says it lowers search quality",
+    )
 
 
 class TrainingError(Exception):
@@ -254,9 +273,16 @@ class GlobalFeature(EmbeddingFeature):
         return raw
 
     def train(
-        self, whitening: bool = True, dim: int | None = None, power: float | None = None
+        self,
+        whitening: bool = True,
+        dim: int | None = None,
+        power: float | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
-        """Learn whitening (and the compressed layout) from the stored vectors; rebuild the index."""
+        """Learn whitening (and the compressed layout) from the stored vectors; rebuild the index.
+
+        Whitening is first checked on the collection itself (:func:`train_checked_whitening`); when
+        it would lower the self-check figure nothing changes, unless ``force``."""
         s = self.settings
         with self._train_lock:
             started = time.monotonic()
@@ -266,10 +292,33 @@ class GlobalFeature(EmbeddingFeature):
                     f"training needs at least {s.pca_min_images} stored images, the collection has {len(raw)}"
                 )
             pca = None
+            check: dict[str, Any] | None = None
             if whitening:
-                pca = train_pca_whitening(
-                    raw, s.pca_dim if dim is None else dim, s.pca_power if power is None else power
+                checked = train_checked_whitening(
+                    raw,
+                    s.pca_dim if dim is None else dim,
+                    s.pca_power if power is None else power,
+                    energy=s.pca_energy,
+                    per_vector=s.pca_per_vector,
                 )
+                pca = checked.whitening
+                check = {
+                    "figure": SELF_CHECK_FIGURE,
+                    "raw": round(checked.before, 4),
+                    "whitened": round(checked.after, 4),
+                    "held_back": checked.held_back,
+                }
+                if not checked.keeps_quality and not force:
+                    log.warning("whitening refused by the self-check: %s", check)
+                    return {
+                        "switched": False,
+                        "reason": "whitening would lower the self-check figure on this collection; "
+                        "nothing changed (send force: true to switch anyway)",
+                        "self_check": check,
+                        "trained_on": len(raw),
+                        "dim": self.out_dim(),
+                        "seconds": round(time.monotonic() - started, 3),
+                    }
             template = None
             if s.index_factory:
                 vectors = pca.apply(raw) if pca is not None else raw
@@ -293,6 +342,8 @@ class GlobalFeature(EmbeddingFeature):
             seconds = time.monotonic() - started
             log.info("trained on %d vectors in %.1fs: %s", len(raw), seconds, self.index_config())
             return {
+                "switched": True,
+                "self_check": check,
                 "trained_on": len(raw),
                 "whitening": pca is not None,
                 "dim": self.out_dim(),
@@ -309,10 +360,12 @@ def build_app(settings: GlobalFeaturesSettings | None = None) -> FastAPI:
     @app.post("/train_global_features_pca")
     async def train_pca(body: Annotated[TrainBody | None, Body()] = None) -> dict[str, Any]:
         """Learn PCA whitening (and the compressed index, if configured) from the stored vectors,
-        then rebuild the index. Searches keep working meanwhile."""
+        then rebuild the index. Searches keep working meanwhile. Whitening is checked on the
+        collection first (``self_check``: the figure with raw and with whitened vectors); when it
+        would lower the figure nothing changes (``switched: false``) unless ``force`` is true."""
         body = body or TrainBody()
         try:
-            return await run_in_threadpool(feature.train, body.whitening, body.dim, body.power)
+            return await run_in_threadpool(feature.train, body.whitening, body.dim, body.power, body.force)
         except TrainingError as exc:
             raise HTTPException(409, str(exc)) from exc
 
