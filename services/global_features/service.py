@@ -75,7 +75,10 @@ class GlobalFeaturesSettings(EmbeddingSettings):
         0, ge=0, description="Whitened dimension (0 = chosen from the data: pca_energy, pca_per_vector)"
     )
     pca_energy: float = Field(
-        0.9, gt=0, le=1, description="Dimension from the data: the leading directions explaining this share of the variance"
+        0.9,
+        gt=0,
+        le=1,
+        description="Dimension from the data: the leading directions explaining this share of the variance",
     )
     pca_per_vector: float = Field(
         0.1, gt=0, le=1, description="Dimension from the data: at most this many per training vector"
