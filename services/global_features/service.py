@@ -84,7 +84,7 @@ class GlobalFeaturesSettings(EmbeddingSettings):
         0.1, gt=0, le=1, description="Dimension from the data: at most this many per training vector"
     )
     pca_power: float = Field(
-        0.25, ge=0, le=1, description="Whitening strength: eigenvalue ** -power (0.5 full, 0 plain PCA)"
+        0.1, ge=0, le=1, description="Whitening strength: eigenvalue ** -power (0.5 full, 0 plain PCA)"
     )
     pca_min_images: int = Field(
         500, ge=2, description="Fewest stored images training accepts (the self-check holds some back)"
