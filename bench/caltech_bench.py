@@ -305,7 +305,7 @@ def report(small: bool, items: list[tuple[Path, str]], labels: np.ndarray, got: 
         print(f"| {label} | {rows.shape[1]} | {p10:.3f} | {m:.3f} |")
         return p10, m
 
-    row("raw vectors", raw)
+    row("raw vectors (no alpha-QE)", raw)
     settings = GlobalFeaturesSettings()
     checks = []
     for dim, power in WHITENING:

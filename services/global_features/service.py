@@ -54,6 +54,14 @@ class GlobalFeaturesSettings(EmbeddingSettings):
     default_port: ClassVar[int] = DESCRIPTOR.port
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
+    aqe_n: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="alpha query expansion by default: how many top results are folded into the query "
+        "(0 = off; a request's aqe_n overrides it). 2: +0.018 same-class precision@10 on caltech101-dev, "
+        "no cost on copies",
+    )
     pooling: Literal["model", "token", "avg", "token_avg"] = Field(
         "model",
         description="'model' = the model's own pooled features; ViTs (DINOv2): 'token' class token, "
