@@ -68,7 +68,8 @@ class TestGlobalFeaturesRoutes(StandardRoutesContract):
 
 def test_whitening_is_applied_once_to_raw_vectors_and_retraining_rebuilds(tmp_path: Path) -> None:
     ids = list(range(30))
-    with make_client(tmp_path / "gf", pca_min_images=16) as client:
+    # aqe_n 0: the queries below must be the whitened vectors themselves, not expanded ones.
+    with make_client(tmp_path / "gf", pca_min_images=16, aqe_n=0) as client:
         for i in ids:
             add(client, i, seed=i)
         raw = raw_rows(client, ids)
@@ -171,7 +172,7 @@ def test_compressed_index_by_factory_string(tmp_path: Path) -> None:
 
 
 def test_alpha_query_expansion_end_to_end(tmp_path: Path) -> None:
-    with make_client(tmp_path / "gf") as client:
+    with make_client(tmp_path / "gf", aqe_n=0) as client:  # expansion only where a request asks
         for i in range(12):
             add(client, i, seed=i)
         plain = by_id(client, 3, k=12)
@@ -196,7 +197,10 @@ def test_alpha_query_expansion_end_to_end(tmp_path: Path) -> None:
 
 
 def test_alpha_query_expansion_default_comes_from_the_settings(tmp_path: Path) -> None:
-    with make_client(tmp_path / "on", aqe_n=2, aqe_alpha=3.0) as on, make_client(tmp_path / "off") as off:
+    with (
+        make_client(tmp_path / "on", aqe_n=2, aqe_alpha=3.0) as on,
+        make_client(tmp_path / "off", aqe_n=0) as off,
+    ):
         for client in (on, off):
             for i in range(8):
                 add(client, i, seed=i)
