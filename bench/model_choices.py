@@ -47,7 +47,7 @@ def embedder(service: str, model: str, pooling: str) -> tuple[Callable[[], np.nd
     if service == "global_features":
         from services.global_features.model import TimmSession
 
-        session = TimmSession(model, weights, torch.device("cpu"), pooling)
+        session = TimmSession(model, weights, torch.device("cpu"), pooling=pooling)
         _, height, width = session.input_size
         pixels = np.zeros((1, height, width, 3), np.uint8)
         return lambda: session.embed_images(pixels), f"{height}x{width}"
