@@ -52,16 +52,16 @@ class TimmSession:
         self.device = device
         self.pooling = pooling
         self.net = load_timm_model(model, weights).to(device)
-        if pooling != "model":
-            if int(getattr(self.net, "num_prefix_tokens", 0)) < 1 or not hasattr(
-                self.net, "forward_features"
-            ):
-                raise StartupError(
-                    f"pooling {pooling!r} needs a ViT with a class token (e.g. vit_small_patch14_dinov2); "
-                    f"{model!r} has none: use pooling 'model'"
-                )
-            self.net = TokenPooling(self.net, pooling).eval()
+        has_class_token = int(getattr(self.net, "num_prefix_tokens", 0)) >= 1
+        if pooling != "model" and not (has_class_token and hasattr(self.net, "forward_features")):
+            raise StartupError(
+                f"pooling {pooling!r} needs a ViT with a class token (e.g. vit_small_patch14_dinov2); "
+                f"{model!r} has none: use pooling 'model'"
+            )
+        # The preprocessing comes from the timm model's pretrained config, before any pooling wrapper.
         config = timm.data.resolve_data_config({}, model=self.net)
+        if pooling != "model":
+            self.net = TokenPooling(self.net, pooling).eval()
         self.pipeline = PixelPipeline(timm.data.create_transform(**config, is_training=False))
         self.input_size: tuple[int, int, int] = tuple(config["input_size"])  # type: ignore[assignment]
         # The pooled width is not always num_features (e.g. models with a pre-logits layer); ask the model.
