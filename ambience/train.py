@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p_train.add_argument("--power", type=float, default=None, help="whitening power (0.5 full)")
     p_train.add_argument("--no-whitening", action="store_true", help="index raw vectors")
     p_train.add_argument(
+        "--force", action="store_true", help="switch to the whitening even when its self-check says it hurts"
+    )
+    p_train.add_argument(
         "--factory", default=None, help="local_features: FAISS factory string (default: by collection size)"
     )
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.service == "local_features":
         body: dict[str, object] = {"factory": args.factory}  # None: sized to the collection
     else:
-        body = {"whitening": not args.no_whitening, "dim": args.dim, "power": args.power}
+        body = {"whitening": not args.no_whitening, "dim": args.dim, "power": args.power, "force": args.force}
     return train(args.service, args.url, {k: v for k, v in body.items() if v is not None})
 
 

@@ -11,6 +11,13 @@ bits from everything, its "first place" is noise. ``max_distance`` gates such se
 within a service's match distance take part in the fusion (they still appear in the service's own
 list of the reply).
 
+Absolute distances do not transfer between collections for every service (colour histograms of a
+collection of beaches are all close), so ``relative_distance`` gates by the reply's own
+distribution instead: a hit votes only when its distance is at most ``ratio`` times the median
+distance of the service's list. A copy stands out far below the bulk of the list and votes; when the
+query has no copy, colour and phash neighbours are about as far as everything else (no better than
+chance on content) and stay out, so they do not dilute the semantic services' lists.
+
 ``tie_tolerance`` makes ranks honest where a service cannot tell images apart: local features give
 a recoloured copy of the same scene almost the same inlier count as the scene itself, so their order
 among such images is noise. A hit's rank is 1 + the number of hits *clearly* better than it (inlier
@@ -22,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 
 def clean_hits(hits: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -47,6 +56,7 @@ def reciprocal_rank_fusion(
     length: int,
     max_distance: Mapping[str, float] | None = None,
     tie_tolerance: Mapping[str, float] | None = None,
+    relative_distance: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Fuse per-service rankings (best first) into ``[{"image_id", "score"}]``, best first.
 
@@ -63,6 +73,9 @@ def reciprocal_rank_fusion(
         kept = clean_hits(hits, len(hits))
         if limit is not None:
             kept = [h for h in kept if isinstance(h.get("distance"), int | float) and h["distance"] <= limit]
+        ratio = (relative_distance or {}).get(service)
+        if ratio is not None:
+            kept = within_relative_distance(kept, clean_hits(hits, len(hits)), ratio)
         ranks = tolerant_ranks(kept, (tie_tolerance or {}).get(service, 0.0))
         for rank, hit in zip(ranks, kept, strict=True):
             image_id = int(hit["image_id"])
@@ -70,6 +83,23 @@ def reciprocal_rank_fusion(
             best_rank[image_id] = min(best_rank.get(image_id, rank), rank)
     order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
     return [{"image_id": i, "score": round(scores[i], 6)} for i in order[:length]]
+
+
+#: fewest distances a list needs before its median says what "far" is for this query
+MIN_DISTRIBUTION = 5
+
+
+def within_relative_distance(
+    kept: Sequence[Mapping[str, Any]], reply: Sequence[Mapping[str, Any]], ratio: float
+) -> list[Mapping[str, Any]]:
+    """The hits of ``kept`` whose distance is at most ``ratio`` times the median distance of the whole
+    ``reply``. A reply too short to have a distribution gates nothing; a median of 0 (every hit an
+    exact copy) keeps the exact copies only."""
+    distances = [float(h["distance"]) for h in reply if isinstance(h.get("distance"), int | float)]
+    if len(distances) < MIN_DISTRIBUTION:
+        return list(kept)
+    limit = ratio * float(np.median(distances))
+    return [h for h in kept if isinstance(h.get("distance"), int | float) and h["distance"] <= limit]
 
 
 def tolerant_ranks(hits: Sequence[Mapping[str, Any]], tolerance: float) -> list[int]:

@@ -73,6 +73,7 @@ def merge_rankings(
         settings.fused_length,
         settings.fusion_max_distance,
         settings.fusion_tie_tolerance,
+        settings.fusion_relative_distance,
     )
     out["failed"] = failed
     return out

@@ -127,6 +127,12 @@ class GatewaySettings(BaseSettings):
         description="Per service, JSON: only hits within this distance take part in the fusion "
         "(phash: unrelated photos are 150-290 bits apart)",
     )
+    fusion_relative_distance: dict[str, float] = Field(
+        default_factory=lambda: {"color": 0.5, "phash": 0.5},
+        description="Per service, JSON: only hits within this ratio of the median distance of the "
+        "service's own list take part in the fusion (copies stand out, neighbours of a photo without a "
+        "copy do not; see docs/gateway.md)",
+    )
     fusion_tie_tolerance: dict[str, float] = Field(
         default_factory=lambda: {"local_features": 0.25},
         description="Per service, JSON: hits whose scores are within this relative margin share a rank "

@@ -8,9 +8,11 @@ winner does on photos it was not chosen on, so over-fitting to 100 photos shows.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,10 @@ from gateway.settings import GatewaySettings
 WEIGHT_STEPS = (0.0, 0.5, 1.0, 2.0)
 CONSTANTS = (1.0, 3.0, 10.0, 30.0, 60.0)
 PHASH_GATES: tuple[float | None, ...] = (None, 96.0, 128.0, 160.0)
+#: ratio to the median distance of the service's own list (gateway.fusion.within_relative_distance),
+#: applied to the appearance services (color, phash) alike
+RELATIVE_GATES: tuple[float | None, ...] = (None, 0.5, 0.7, 0.85)
+APPEARANCE = ("color", "phash")
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,28 @@ class Candidate:
     weights: tuple[tuple[str, float], ...]
     constant: float
     phash_gate: float | None
+    relative_gate: float | None = None
 
     def label(self) -> str:
         w = ", ".join(f"{s} {v:g}" for s, v in self.weights)
         gate = "none" if self.phash_gate is None else f"{self.phash_gate:g}"
-        return f"{w}; c={self.constant:g}; phash gate {gate}"
+        relative = "none" if self.relative_gate is None else f"{self.relative_gate:g}"
+        return f"{w}; c={self.constant:g}; phash gate {gate}; relative gate {relative}"
+
+    def fuse(self, lists: dict[str, list[dict[str, Any]]], length: int) -> list[int]:
+        """The fused ids, as the gateway fuses with these settings."""
+        gate = {"phash": self.phash_gate} if self.phash_gate is not None else {}
+        relative = {} if self.relative_gate is None else dict.fromkeys(APPEARANCE, self.relative_gate)
+        fused = reciprocal_rank_fusion(
+            lists, dict(self.weights), self.constant, length, gate, tie_tolerance(), relative
+        )
+        return [h["image_id"] for h in fused]
+
+
+@functools.cache
+def tie_tolerance() -> dict[str, float]:
+    """The gateway's tie tolerance (not part of the grid): candidates fuse as the gateway does."""
+    return dict(GatewaySettings().fusion_tie_tolerance)
 
 
 @dataclass
@@ -56,7 +79,8 @@ def candidates(services: list[str]) -> Iterable[Candidate]:
         weights = ((anchor, 1.0), *zip(rest, steps, strict=True))
         for constant in CONSTANTS:
             for gate in PHASH_GATES if "phash" in services else (None,):
-                yield Candidate(weights, constant, gate)
+                for relative in RELATIVE_GATES if set(APPEARANCE) & set(services) else (None,):
+                    yield Candidate(weights, constant, gate, relative)
 
 
 def current(services: list[str]) -> Candidate:
@@ -65,19 +89,12 @@ def current(services: list[str]) -> Candidate:
         tuple((name, float(s.fusion_weights.get(name, 1.0))) for name in services),
         s.fusion_constant,
         s.fusion_max_distance.get("phash"),
+        s.fusion_relative_distance.get("color", s.fusion_relative_distance.get("phash")),
     )
 
 
 def _ranks(queries: list[Query], same: dict[int, set[int]], c: Candidate, length: int) -> list[int | None]:
-    weights = dict(c.weights)
-    gate = {"phash": c.phash_gate} if c.phash_gate is not None else {}
-    return [
-        rank_of(
-            [h["image_id"] for h in reciprocal_rank_fusion(q.lists, weights, c.constant, length, gate)],
-            same[q.image_id],
-        )
-        for q in queries
-    ]
+    return [rank_of(c.fuse(q.lists, length), same[q.image_id]) for q in queries]
 
 
 def _recall(queries: list[Query], ranks: list[int | None], keep: set[int] | None) -> tuple[float, float]:
@@ -135,7 +152,7 @@ def markdown(scores: list[Score], baseline: Score | None, top: int = 10) -> str:
         "(even photo ids), then the same figures on the held-out half (odd ids) and on all queries. "
         "Cells: mean over transforms of recall@1 / recall@10 of `unified_res`.",
         "",
-        "| # | weights; constant; phash gate | selection | held-out | all |",
+        "| # | weights; constant; phash gate; relative gate | selection | held-out | all |",
         "|---|---|---|---|---|",
     ]
     rows = [("current default", baseline)] if baseline else []

@@ -37,24 +37,34 @@ class EmbeddingSettings(ModelServiceSettings):
     mirrored_query: bool = Field(
         False, description="Queries also search with the mirrored image (best distance per image kept)"
     )
+    aqe_n: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="alpha query expansion by default: how many top results are folded into the query "
+        "before searching again (0 = off; a request's aqe_n overrides it)",
+    )
+    aqe_alpha: float = Field(
+        3.0, ge=0, le=100, description="alpha query expansion by default: the similarity exponent"
+    )
 
 
 class AQEParams(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
-    aqe_n: int = Field(
-        0,
+    aqe_n: int | None = Field(
+        None,
         ge=0,
         le=100,
         description="alpha query expansion: how many top results are "
-        "folded into the query before searching again (0 = off)",
+        "folded into the query before searching again (0 = off; default: the service's AQE_N setting)",
     )
-    aqe_alpha: float = Field(
-        3.0,
+    aqe_alpha: float | None = Field(
+        None,
         ge=0,
         le=100,
-        description="alpha query expansion: a neighbour's weight "
-        "is its cosine similarity to the query raised to this power",
+        description="alpha query expansion: a neighbour's weight is its cosine similarity to the "
+        "query raised to this power (default: the service's AQE_ALPHA setting)",
     )
 
 
@@ -153,16 +163,22 @@ class EmbeddingFeature(VectorFeature):
         self, image_id: int, stored: bytes, search: SearchParams, params: BaseModel
     ) -> list[Hit]:
         queries = self.stored_query_vectors(stored, params)
-        return self.search_vectors(self.expand(queries, params), search)
+        return self.search_vectors(self.expand(queries, params, exclude=image_id), search)
 
-    def expand(self, queries: np.ndarray, params: BaseModel) -> np.ndarray:
-        """alpha query expansion of every query row with its ``aqe_n`` nearest stored images."""
+    def expand(self, queries: np.ndarray, params: BaseModel, exclude: int | None = None) -> np.ndarray:
+        """alpha query expansion of every query row with its ``aqe_n`` nearest stored images other
+        than ``exclude`` (a search by id: the image itself is already the query)."""
         assert isinstance(params, AQEParams)
-        if params.aqe_n == 0 or self.collection.index.count() == 0:
+        n = self.settings.aqe_n if params.aqe_n is None else params.aqe_n
+        alpha = self.settings.aqe_alpha if params.aqe_alpha is None else params.aqe_alpha
+        if n == 0 or self.collection.index.count() == 0:
             return queries
-        _, ids = self.collection.index.search(queries, params.aqe_n)
+        _, ids = self.collection.index.search(queries, n + (exclude is not None))
+        if exclude is not None:
+            # Drop the image itself where it was found, else the farthest neighbour: n stay.
+            ids = np.stack([row[row != exclude][:n] if (row == exclude).any() else row[:n] for row in ids])
         neighbours = self.index_vectors(ids)
-        return alpha_query_expansion(queries, neighbours, ids >= 0, params.aqe_alpha)
+        return alpha_query_expansion(queries, neighbours, ids >= 0, alpha)
 
     def index_vectors(self, ids: np.ndarray) -> np.ndarray:
         """Exact index-space vectors of image ids (any shape; -1 and vanished ids give zero rows),

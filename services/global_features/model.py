@@ -1,6 +1,12 @@
 """A timm image model as an :class:`~services.common.models.ImageEmbeddingSession`: the model's own
 pooled features (classifier removed), L2-normalised, with the preprocessing its pretrained config
-asks for (resize, centre crop, mean/std)."""
+asks for (resize, centre crop, mean/std).
+
+``pooling`` other than ``model`` reads the ViT's token sequence instead (timm ``forward_features``):
+``token`` the class token, ``avg`` the mean of the patch tokens, ``token_avg`` both concatenated (each
+half L2-normalised first, so neither dominates), as DINOv2's linear evaluation does: the class token
+is tuned for the whole image's category, the patch mean keeps more of what is where.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,52 @@ import timm.data
 import torch
 from PIL import Image
 
+from services.common.errors import StartupError
 from services.common.inference import build_image_tower
 from services.common.models import PixelPipeline, ResolvedWeights, load_timm_model
 
 
+class TokenPooling(torch.nn.Module):
+    """A ViT's class token, mean patch token, or both (each normalised), from its token sequence."""
+
+    def __init__(self, net: torch.nn.Module, pooling: str) -> None:
+        super().__init__()
+        self.net = net
+        self.pooling = pooling
+        self.prefix_tokens = int(getattr(net, "num_prefix_tokens", 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.net.forward_features(x).float()  # (n, prefix + patches, width), normed
+        token = torch.nn.functional.normalize(tokens[:, 0], dim=1)
+        avg = torch.nn.functional.normalize(tokens[:, self.prefix_tokens :].mean(dim=1), dim=1)
+        return {"token": token, "avg": avg, "token_avg": torch.cat([token, avg], dim=1)}[self.pooling]
+
+
 class TimmSession:
     def __init__(
-        self, model: str, weights: ResolvedWeights, device: torch.device, runtime: str = "eager"
+        self,
+        model: str,
+        weights: ResolvedWeights,
+        device: torch.device,
+        runtime: str = "eager",
+        pooling: str = "model",
     ) -> None:
-        self.model_id = model
+        # Another pooling gives other vectors from the same weights: the store must tell them apart.
+        self.model_id = model if pooling == "model" else f"{model}+{pooling}"
         self.weights = weights
         self.device = device
+        self.pooling = pooling
         self.net = load_timm_model(model, weights).to(device)
+        has_class_token = int(getattr(self.net, "num_prefix_tokens", 0)) >= 1
+        if pooling != "model" and not (has_class_token and hasattr(self.net, "forward_features")):
+            raise StartupError(
+                f"pooling {pooling!r} needs a ViT with a class token (e.g. vit_small_patch14_dinov2); "
+                f"{model!r} has none: use pooling 'model'"
+            )
+        # The preprocessing comes from the timm model's pretrained config, before any pooling wrapper.
         config = timm.data.resolve_data_config({}, model=self.net)
+        if pooling != "model":
+            self.net = TokenPooling(self.net, pooling).eval()
         self.pipeline = PixelPipeline(timm.data.create_transform(**config, is_training=False))
         self.input_size: tuple[int, int, int] = tuple(config["input_size"])  # type: ignore[assignment]
         # The pooled width is not always num_features (e.g. models with a pre-logits layer); ask the model.

@@ -62,3 +62,24 @@ def test_near_ties_share_a_rank_so_another_service_decides() -> None:
     # A clearly better hit keeps its lead: 3 is far behind both.
     assert tolerant_ranks(local, 0.25) == [1, 1, 3]
     assert tolerant_ranks(local, 0.0) == [1, 2, 3]
+
+
+def test_only_hits_far_below_the_lists_median_distance_vote_when_gated_relatively() -> None:
+    def spaced(*distances: float) -> list[dict[str, float]]:
+        return [{"image_id": 10 + n, "distance": d} for n, d in enumerate(distances)]
+
+    copy_found = spaced(2.0, 40.0, 41.0, 42.0, 43.0, 44.0)  # a copy stands out: median 42.5
+    no_copy = spaced(30.0, 40.0, 41.0, 42.0, 43.0, 44.0)  # nearest is about as far as the rest
+    gate = {"color": 0.5}
+    assert [
+        e["image_id"] for e in reciprocal_rank_fusion({"color": copy_found}, {}, 1, 10, None, None, gate)
+    ] == [10]
+    assert reciprocal_rank_fusion({"color": no_copy}, {}, 1, 10, None, None, gate) == []
+    # Without the gate every neighbour votes; a list too short to have a distribution is not gated.
+    assert len(reciprocal_rank_fusion({"color": no_copy}, {}, 1, 10)) == 6
+    assert len(reciprocal_rank_fusion({"color": no_copy[:3]}, {}, 1, 10, None, None, gate)) == 3
+    # Other services are untouched by a gate that names only color.
+    fused = reciprocal_rank_fusion(
+        {"color": no_copy, "global_features": hits(1, 2)}, {}, 1, 10, None, None, gate
+    )
+    assert [e["image_id"] for e in fused] == [1, 2]

@@ -4,13 +4,14 @@ tools/convert_efficientnet_lite0.py): edited copies of the real photos find thei
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from services.global_features.service import GlobalFeaturesSettings, build_app
-from tests.helpers import load_rgb
+from tests.helpers import REPO, load_rgb
 from tools.convert_efficientnet_lite0 import convert
 from tools.photo_variants import VARIANTS, source_bytes, variants
 
@@ -51,3 +52,46 @@ def test_edited_copies_find_their_source(photos: list[Path], lite0_weights: Path
     for name in VARIANTS:
         rate = 1 - len(misses[name]) / len(images)
         assert rate >= 0.95, f"{name}: rank-1 for {rate:.1%} of {len(images)} photos; missed {misses[name]}"
+
+
+CALTECH = Path(os.environ.get("AMBIENCE_TEST_CALTECH", REPO.parent / "shared" / "caltech101-dev"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # 2,608 images through the model: ten minutes or more on two busy cores
+def test_training_with_the_defaults_keeps_same_class_precision(lite0_weights: Path, tmp_path: Path) -> None:
+    """caltech101-dev (a development set, 50 classes): training the whitening with the default settings
+    never costs more than 0.01 same-class precision@10, whether it switches or the self-check refuses."""
+    if not CALTECH.is_dir():
+        pytest.skip(f"{CALTECH} is absent")
+    paths = [(p, d.name) for d in sorted(CALTECH.iterdir()) if d.is_dir() for p in sorted(d.glob("*.jpg"))]
+    labels = [label for _, label in paths]
+    settings = GlobalFeaturesSettings(
+        data_dir=tmp_path / "gf", model="tf_efficientnet_lite0", weights=str(lite0_weights)
+    )
+
+    def precision_at_10(client: TestClient) -> float:
+        found = 0
+        for i in range(len(paths)):
+            hits = client.post(
+                "/global_features_get_similar_images_by_id", json={"image_id": i, "k": 11, "aqe_n": 0}
+            ).json()
+            found += sum(labels[h["image_id"]] == labels[i] for h in hits if h["image_id"] != i)
+        return found / (10 * len(paths))
+
+    with TestClient(build_app(settings)) as client:
+        for i, (path, _) in enumerate(paths):
+            r = client.post(
+                "/calculate_global_features",
+                files={"image": ("a.jpg", path.read_bytes())},
+                data={"image_id": str(i)},
+            )
+            assert r.status_code == 200, r.text
+        before = precision_at_10(client)
+        r = client.post("/train_global_features_pca", json={})
+        assert r.status_code == 200, r.text
+        reply = r.json()
+        assert set(reply["self_check"]) >= {"raw", "whitened"}
+        assert reply["switched"] == (client.get("/stats").json()["whitening"] is not None)
+        after = precision_at_10(client)
+    assert after >= before - 0.01, f"precision@10 {before:.3f} -> {after:.3f} ({reply})"

@@ -68,24 +68,27 @@ class TestGlobalFeaturesRoutes(StandardRoutesContract):
 
 def test_whitening_is_applied_once_to_raw_vectors_and_retraining_rebuilds(tmp_path: Path) -> None:
     ids = list(range(30))
-    with make_client(tmp_path / "gf") as client:
+    # aqe_n 0: the queries below must be the whitened vectors themselves, not expanded ones.
+    with make_client(tmp_path / "gf", pca_min_images=16, aqe_n=0) as client:
         for i in ids:
             add(client, i, seed=i)
         raw = raw_rows(client, ids)
         assert np.allclose(np.linalg.norm(raw, axis=1), 1, atol=1e-5)
         assert np.allclose(index_rows(client, ids), raw, atol=1e-6)  # untrained: raw vectors
 
-        r = client.post("/train_global_features_pca", json={"dim": 12})
+        # force: this test is about how whitening is applied, not whether it helps random weights.
+        r = client.post("/train_global_features_pca", json={"dim": 12, "force": True})
         assert r.status_code == 200 and r.json()["dim"] == 12 and r.json()["indexed"] == 30
-        expected = train_pca_whitening(raw, 12).apply(raw)
+        expected = train_pca_whitening(raw, 12, GlobalFeaturesSettings().pca_power).apply(raw)
         first = index_rows(client, ids)
         assert np.allclose(first, expected, atol=1e-5)
 
         # Training again on the same data gives the same rows: nothing is whitened twice.
-        assert client.post("/train_global_features_pca", json={"dim": 12}).status_code == 200
+        assert client.post("/train_global_features_pca", json={"dim": 12, "force": True}).status_code == 200
         assert np.allclose(index_rows(client, ids), first, atol=1e-6)
         # Retraining with other settings re-derives every row from the raw vectors.
-        assert client.post("/train_global_features_pca", json={"dim": 6, "power": 0.25}).status_code == 200
+        r = client.post("/train_global_features_pca", json={"dim": 6, "power": 0.25, "force": True})
+        assert r.status_code == 200
         assert np.allclose(index_rows(client, ids), train_pca_whitening(raw, 6, 0.25).apply(raw), atol=1e-5)
         # Queries are whitened the same way: an image finds itself at distance ~0, by id and by upload.
         assert by_id(client, 7, k=3)[0] == {"image_id": 7, "distance": pytest.approx(0, abs=1e-5)}
@@ -102,7 +105,7 @@ def test_whitening_is_applied_once_to_raw_vectors_and_retraining_rebuilds(tmp_pa
         assert client.get("/stats").json()["whitening"]["dim"] == 6
 
     # Restart: the whitening and the snapshot built with it are reused.
-    with make_client(tmp_path / "gf") as client:
+    with make_client(tmp_path / "gf", pca_min_images=16) as client:
         stats = client.get("/stats").json()
         assert stats["index"]["loaded_from"] == "snapshot" and stats["whitening"]["dim"] == 6
         assert np.allclose(index_rows(client, ids), train_pca_whitening(raw, 6, 0.25).apply(raw), atol=1e-5)
@@ -119,12 +122,37 @@ def test_training_needs_enough_images(tmp_path: Path) -> None:
         for i in range(3):
             add(client, i, seed=i)
         r = client.post("/train_global_features_pca")
-        assert r.status_code == 409 and "at least 16" in r.json()["detail"]
+        assert r.status_code == 409 and "at least 500" in r.json()["detail"]
         assert client.get("/health").status_code == 200
 
 
+def test_training_refuses_whitening_that_lowers_its_self_check_unless_forced(tmp_path: Path) -> None:
+    """Random-weight vectors of blob pictures: full whitening over every direction scales noise up
+    to the level of the signal, which the self-check sees; the reply carries both figures."""
+    ids = list(range(40))
+    with make_client(tmp_path / "gf", pca_min_images=16) as client:
+        for i in ids:
+            add(client, i, seed=i)
+        raw = raw_rows(client, ids)
+        plain = by_id(client, 5, k=10)
+        r = client.post("/train_global_features_pca", json={"dim": 39, "power": 0.5})
+        assert r.status_code == 200, r.text
+        reply = r.json()
+        check = reply["self_check"]
+        assert check["whitened"] < check["raw"] and check["held_back"] >= 1
+        assert reply["switched"] is False and "force" in reply["reason"]
+        # Nothing changed: raw rows in the index, same hits, no whitening in /stats.
+        assert np.allclose(index_rows(client, ids), raw, atol=1e-6)
+        assert by_id(client, 5, k=10) == plain and client.get("/stats").json()["whitening"] is None
+        forced = client.post(
+            "/train_global_features_pca", json={"dim": 39, "power": 0.5, "force": True}
+        ).json()
+        assert forced["switched"] is True and forced["self_check"] == check
+        assert client.get("/stats").json()["whitening"]["dim"] == forced["dim"]
+
+
 def test_compressed_index_by_factory_string(tmp_path: Path) -> None:
-    with make_client(tmp_path / "gf", index_factory="IVF4,SQ8", nprobe=4) as client:
+    with make_client(tmp_path / "gf", index_factory="IVF4,SQ8", nprobe=4, pca_min_images=16) as client:
         for i in range(40):
             add(client, i, seed=i)
         assert client.get("/stats").json()["index"]["type"] == "IndexFlat"  # flat until trained
@@ -144,27 +172,41 @@ def test_compressed_index_by_factory_string(tmp_path: Path) -> None:
 
 
 def test_alpha_query_expansion_end_to_end(tmp_path: Path) -> None:
-    with make_client(tmp_path / "gf") as client:
+    with make_client(tmp_path / "gf", aqe_n=0) as client:  # expansion only where a request asks
         for i in range(12):
             add(client, i, seed=i)
         plain = by_id(client, 3, k=12)
         assert by_id(client, 3, k=12, aqe_n=0) == plain
-        same = by_id(client, 3, k=12, aqe_n=1)  # only itself: q + q = q
-        assert [h["image_id"] for h in same] == [h["image_id"] for h in plain]
-        assert [h["distance"] for h in same] == pytest.approx([h["distance"] for h in plain], abs=1e-5)
-        expanded = by_id(client, 3, k=12, aqe_n=4, aqe_alpha=1.0)
-        assert expanded[0]["image_id"] == 3 and expanded[0]["distance"] > 1e-6  # the query moved
-        assert {h["image_id"] for h in expanded} == {h["image_id"] for h in plain}
-        # The moved query is exactly the alpha-QE of the stored vectors.
+        # By id the image itself is the query, not one of its n neighbours: n=1 folds in the nearest
+        # other image (plain[1]), exactly as the formula says.
         raw = raw_rows(client, list(range(12)))
         q = raw[3:4]
-        order = [h["image_id"] for h in plain[:4]]
-        want = alpha_query_expansion(q, raw[order][None], np.ones((1, 4), bool), 1.0)
-        assert expanded[0]["distance"] == pytest.approx(float(((want[0] - raw[3]) ** 2).sum()), abs=1e-5)
+        for n, alpha in ((1, 3.0), (4, 1.0)):
+            expanded = by_id(client, 3, k=12, aqe_n=n, aqe_alpha=alpha)
+            assert {h["image_id"] for h in expanded} == {h["image_id"] for h in plain}
+            itself = next(h for h in expanded if h["image_id"] == 3)
+            assert itself["distance"] > 1e-6  # the query moved
+            order = [h["image_id"] for h in plain[1 : n + 1]]
+            assert 3 not in order
+            want = alpha_query_expansion(q, raw[order][None], np.ones((1, n), bool), alpha)
+            assert itself["distance"] == pytest.approx(float(((want[0] - raw[3]) ** 2).sum()), abs=1e-5)
         r = client.post(
             "/global_features_get_similar_images_by_id", json={"image_id": 3, "k": 3, "aqe_n": -1}
         )
         assert r.status_code == 422
+
+
+def test_alpha_query_expansion_default_comes_from_the_settings(tmp_path: Path) -> None:
+    with (
+        make_client(tmp_path / "on", aqe_n=2, aqe_alpha=3.0) as on,
+        make_client(tmp_path / "off", aqe_n=0) as off,
+    ):
+        for client in (on, off):
+            for i in range(8):
+                add(client, i, seed=i)
+        assert by_id(on, 3, k=8) == by_id(off, 3, k=8, aqe_n=2, aqe_alpha=3.0)
+        assert by_id(on, 3, k=8, aqe_n=0) == by_id(off, 3, k=8)
+        assert by_id(on, 3, k=8) != by_id(off, 3, k=8)
 
 
 def test_alpha_query_expansion_matches_the_formula() -> None:
@@ -197,6 +239,7 @@ def test_cli_trains_a_running_service(tmp_path: Path, capsys: pytest.CaptureFixt
         "AMBIENCE_GLOBAL_FEATURES_MODEL": "test_vit",
         "AMBIENCE_GLOBAL_FEATURES_WEIGHTS": "random",
         "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
+        "AMBIENCE_GLOBAL_FEATURES_PCA_MIN_IMAGES": "16",
     }
     with running_service(
         "services.global_features", "AMBIENCE_GLOBAL_FEATURES_", tmp_path / "gf", extra_env=env
@@ -210,7 +253,7 @@ def test_cli_trains_a_running_service(tmp_path: Path, capsys: pytest.CaptureFixt
                 files={"image": ("a.jpg", encode(synthetic_image(i)))},
             )
             assert r.status_code == 200
-        assert cli_main(["train", "global_features", "--url", svc.url, "--dim", "8"]) == 0
+        assert cli_main(["train", "global_features", "--url", svc.url, "--dim", "8", "--force"]) == 0
         assert '"dim": 8' in capsys.readouterr().out
         assert httpx.get(svc.url + "/stats").json()["whitening"]["dim"] == 8
         assert cli_main(["train", "global_features", "--url", svc.url, "--dim", "0"]) == 1  # 422 reported
