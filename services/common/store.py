@@ -73,8 +73,9 @@ class FeatureStore:
     def __init__(self, path: Path, metadata: dict[str, Any], *, initial_map_size: int = 64 << 20) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        # set_mapsize needs every transaction of this process closed; reads may nest, so readers win.
-        self._resize_lock = RWLock(prefer_writers=False)
+        # set_mapsize needs every transaction of this process closed. A growing writer blocks new
+        # readers (else busy readers starve it); nested reads of one thread still pass.
+        self._resize_lock = RWLock(prefer_writers=True)
         self._write_lock = threading.Lock()
         self._env = lmdb.open(
             str(self.path / "store.lmdb"),
