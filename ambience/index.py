@@ -1,9 +1,9 @@
 """`ambience index DIR`: add every image under DIR through the gateway, resumably.
 
 Every image file under DIR gets an id, recorded in a mapping file (CSV ``image_id,path`` relative to
-DIR; default ``DIR/.ambience_ids.csv``) before it is uploaded, so a run that is interrupted resumes
-with the same ids: files the catalog knows as complete (or pending: the gateway's retry worker
-finishes those) are skipped.
+DIR; by default in the data dir, see ``ambience.client``) before it is uploaded, so a run that is
+interrupted resumes with the same ids: files the catalog knows as complete (or pending: the
+gateway's retry worker finishes those) are skipped.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import httpx
 from tqdm import tqdm
 
 from ambience.client import (
-    MAPPING_NAME,
-    IdMapping,
     add_gateway_option,
     auth_headers,
+    folder_mapping,
     gateway_url,
+    largest_id_in_data_dir,
     reporting_errors,
 )
 
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p_index.add_argument("folder", type=Path)
     add_gateway_option(p_index)
     p_index.add_argument(
-        "--mapping", type=Path, help="file name -> id CSV (default FOLDER/.ambience_ids.csv)"
+        "--mapping", type=Path, help="file name -> id CSV (default: per folder, in $AMBIENCE_DATA_DIR/index)"
     )
     p_index.add_argument("--concurrency", type=int, default=4, help="uploads in flight (default 4)")
     p_index.add_argument("--start-id", type=int, default=0, help="first id handed out (default 0)")
@@ -87,9 +87,9 @@ def index_folder(
     url = gateway_url(url)
     folder = folder.resolve()
     files = image_files(folder)
-    ids = IdMapping(mapping or folder / MAPPING_NAME)
+    ids = folder_mapping(folder, mapping)
     names = [str(p.relative_to(folder)) for p in files]
-    ids.assign(names, start_id)
+    ids.assign(names, start_id, largest_id_in_data_dir(except_path=ids.path))
     counts: Counter[str] = Counter()
     problems: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)

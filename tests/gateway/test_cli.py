@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,10 +23,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> It
     st.stop()
 
 
-def ambience(*args: str) -> subprocess.CompletedProcess[str]:
+def ambience(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"AMBIENCE_DATA_DIR": str(data_dir)} if data_dir else {})}
     return subprocess.run(
-        [sys.executable, "-m", "ambience", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ambience", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
+
+
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(stat.S_IRUSR | stat.S_IXUSR)
 
 
 def test_index_is_resumable_and_search_prints_a_table(stack: Stack, tmp_path: Path) -> None:
@@ -35,30 +49,55 @@ def test_index_is_resumable_and_search_prints_a_table(stack: Stack, tmp_path: Pa
     (folder / "sub" / "p4.png").write_bytes(encode(synthetic_image(4), "PNG"))
     (folder / "notes.txt").write_text("not a picture")
 
-    first = ambience("index", str(folder), "--gateway", stack.url, "--concurrency", "2")
+    data = tmp_path / "data"
+    read_only(folder)  # a read-only share: the mapping goes to the data dir, the library is untouched
+    first = ambience("index", str(folder), "--gateway", stack.url, "--concurrency", "2", data_dir=data)
     assert first.returncode == 0, first.stderr
     assert "files: 5" in first.stdout and "added: 5" in first.stdout
-    mapping = (folder / ".ambience_ids.csv").read_text().split()
-    assert len(mapping) == 5
+    assert not (folder / ".ambience_ids.csv").exists()
+    (mapping_file,) = (data / "index").glob("pictures-*.csv")
+    mapping = mapping_file.read_text().split()
+    assert len(mapping) == 6  # the folder row and five ids
 
     # New files later: only they are sent, earlier ids stay as they were.
+    folder.chmod(0o755)
     (folder / "p5.jpg").write_bytes(encode(synthetic_image(5)))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    second = ambience("index", str(folder), "--gateway", stack.url)
+    second = ambience("index", str(folder), "--gateway", stack.url, data_dir=data)
     assert "skipped: 5" in second.stdout and "added: 1" in second.stdout and "rejected: 1" in second.stdout
-    assert (folder / ".ambience_ids.csv").read_text().split()[:5] == mapping
+    assert mapping_file.read_text().split()[:6] == mapping
     assert "broken.jpg" in second.stderr
 
     query = tmp_path / "query.jpg"
     query.write_bytes(encode(synthetic_image(3), quality=40))
-    found = ambience(
-        "search", str(query), "--gateway", stack.url, "--mapping", str(folder / ".ambience_ids.csv")
-    )
+    found = ambience("search", str(query), "--gateway", stack.url, data_dir=data)
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
     assert lines[0].split()[:5] == ["rank", "image_id", "score", "phash", "color"]
-    assert lines[2].split()[0] == "1" and lines[2].split()[-1] == "p3.jpg"
+    assert lines[2].split()[0] == "1" and lines[2].split()[-1] == str(folder.resolve() / "p3.jpg")
+    named = ambience("search", str(query), "--gateway", stack.url, "--mapping", str(mapping_file))
+    assert named.stdout.splitlines()[2].split()[-1] == "p3.jpg"
     dup = ambience("search", str(folder / "p3.jpg"), "--duplicate", "--gateway", stack.url)
     assert dup.returncode == 0 and "distance" in dup.stdout
     text = ambience("search", "--text", "a dog", "--gateway", stack.url)
     assert text.returncode == 1 and "image_text" in text.stderr  # not running in this stack
+
+
+def test_folders_get_their_own_mapping_and_never_share_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ambience.client import LEGACY_MAPPING_NAME, folder_mapping, largest_id_in_data_dir
+
+    monkeypatch.setenv("AMBIENCE_DATA_DIR", str(tmp_path / "data"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    (second / LEGACY_MAPPING_NAME).write_text("7,old.jpg\n")  # written by an older version
+    a = folder_mapping(first, None)
+    a.assign(["x.jpg", "y.jpg"], 0, largest_id_in_data_dir(a.path))
+    b = folder_mapping(second, None)
+    assert b.ids == {"old.jpg": 7}, "ids of an older in-folder mapping are kept"
+    b.assign(["old.jpg", "z.jpg"], 0, largest_id_in_data_dir(b.path))
+    assert a.ids == {"x.jpg": 0, "y.jpg": 1} and b.ids == {"old.jpg": 7, "z.jpg": 8}
+    a2 = folder_mapping(first, None)
+    a2.assign(["w.jpg"], 0, largest_id_in_data_dir(a2.path))
+    assert a2.ids["w.jpg"] == 9 and a2.path != b.path
