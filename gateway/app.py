@@ -114,7 +114,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     explore.add_routes(app, explorer)
     health.add_routes(app, settings, clients, writer, metrics)
     thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)
-    passthrough.add_routes(app, clients)
+    passthrough.add_routes(app, clients, {u.name for u in enabled})
     if settings.web:
         web.add_routes(app, settings.api_key, lambda: writer.catalog.db)
     return app

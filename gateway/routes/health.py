@@ -63,6 +63,18 @@ class PublicHealth:
             return self._value
 
 
+def degraded_reasons(services: dict[str, Any], catalog: dict[str, Any]) -> list[str]:
+    """One line per part that is not up: the gateway answers, but not with everything."""
+    reasons = [
+        f"{name} {entry['status']}: {entry.get('detail', '')}".rstrip(": ")
+        for name, entry in services.items()
+        if entry["status"] != "up"
+    ]
+    if catalog["status"] != "up":
+        reasons.append(f"catalog down: {catalog.get('detail', '')}")
+    return reasons
+
+
 def add_routes(
     app: FastAPI,
     settings: GatewaySettings,
@@ -97,7 +109,14 @@ def add_routes(
             db = {"status": "up", "server": writer.catalog.db.where}
         except DatabaseUnavailable as exc:
             db = {"status": "down", "detail": str(exc)}
-        return {"status": "ok", "service": "gateway", "services": services, "catalog": db}
+        reasons = degraded_reasons(services, db)
+        answer: dict[str, Any] = {"service": "gateway", "services": services, "catalog": db}
+        status = summary(answer)
+        return {
+            "status": "degraded" if status == "up" and reasons else status,
+            **({"reasons": reasons} if reasons else {}),
+            **answer,
+        }
 
     public = PublicHealth(details)
     key = settings.api_key.encode() if settings.api_key else None
@@ -106,7 +125,8 @@ def add_routes(
     async def health(request: Request) -> Any:
         """With the API key or the page's session (or when no key is set): the gateway is up; each
         service is ``up``, ``down`` (not answering) or ``unavailable`` (its runner reported it cannot
-        start, e.g. model weights missing); the catalog is up or down. Without the key: only
+        start, e.g. model weights missing); the catalog is up or down; ``status`` ``up``,
+        ``degraded`` or ``down`` as below, with one line per part not up in ``reasons``. Without the key: only
         ``{"status": "up" | "degraded" | "down"}``, computed at most once a second."""
         if key is None or authorised(request.scope, key):
             return await details()

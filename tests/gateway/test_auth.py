@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -119,3 +122,45 @@ def test_keyless_health_is_computed_at_most_once_per_interval() -> None:
 
     answers = asyncio.run(scenario())
     assert answers == ["up"] * 20 + ["degraded"] and len(calls) == 2
+
+
+def test_health_is_degraded_with_the_reason_while_a_service_is_not_up(tmp_path: Path, pg_dsn: str) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "color.unavailable").write_text("model weights missing: run `ambience models fetch`")
+    with TestClient(create_app(settings(tmp_path), PostgresSettings(dsn=pg_dsn))) as client:
+        health = client.get("/health").json()
+    assert health["status"] == "degraded"
+    assert any(r.startswith("color unavailable: model weights missing") for r in health["reasons"])
+    assert any(r.startswith("phash down") for r in health["reasons"])
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Another program that happens to listen on a disabled service's port."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        Recorder.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_disabled_service_answers_404_naming_the_setting(tmp_path: Path, pg_dsn: str) -> None:
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        s = settings(tmp_path)
+        s.service_urls["ocr"] = f"http://127.0.0.1:{other.server_address[1]}"  # where ocr would be
+        with TestClient(create_app(s, PostgresSettings(dsn=pg_dsn))) as client:
+            reply = client.post("/ocr_search_by_text", json={"text": "cafe"})
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert reply.status_code == 404
+    assert "AMBIENCE_GATEWAY_SERVICES" in reply.json()["detail"] and "ocr" in reply.json()["detail"]
+    assert Recorder.seen == [], "the request reached another program"
