@@ -91,8 +91,8 @@ def search_image(
         for n, e in enumerate(body["unified_res"], 1)
     ]
     out = table(["rank", "image_id", "score", *(k.removesuffix("_res") for k in shown), "file"], rows)
-    if body.get("failed"):
-        out += "\n\nleft out: " + "; ".join(f"{k} ({v})" for k, v in body["failed"].items())
+    if reply.headers.get("X-Ambience-Failed"):
+        out += "\n\nleft out: " + reply.headers["X-Ambience-Failed"]
     return out
 
 

@@ -104,13 +104,14 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=[search.FAILED_HEADER],  # a browser gallery may read which services failed
         )
 
     # On the app itself, not through APIRouter: app.routes then lists every route (tests walk it).
     # Uploads held at once (for their fan-out or search), across both routes.
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
     writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
-    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight)
+    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry)
     explore.add_routes(app, explorer)
     health.add_routes(app, settings, clients, writer, metrics)
     thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)

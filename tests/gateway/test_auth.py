@@ -75,8 +75,10 @@ def test_health_reports_down_and_unavailable_services(tmp_path: Path, pg_dsn: st
         from tests.helpers import encode, synthetic_image
 
         image = {"image": ("document", encode(synthetic_image(1)))}
-        reply = client.post("/reverse_search", files=image).json()
-        assert set(reply["failed"]) == {"phash", "color"} and reply["unified_res"] == []
+        searched = client.post("/reverse_search", files=image)
+        failed = searched.headers["X-Ambience-Failed"]
+        assert failed.startswith("color=") and "; phash=" in failed
+        assert searched.json()["unified_res"] == [] and "failed" not in searched.json()
         assert client.post("/reverse_search", files=image, data={"find_duplicate": "1"}).status_code == 503
         # An add while everything is down is kept for later.
         reply = client.post("/calculate_all_image_features", files=image, data={"image_id": "5"})
