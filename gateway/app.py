@@ -29,6 +29,7 @@ from gateway import thumbnails, web
 from gateway.auth import ApiKeyMiddleware
 from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
 from gateway.explore import Explorer
+from gateway.openapi import openapi_with_service_schemas
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import explore, health, passthrough, search, writes
@@ -118,4 +119,5 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     passthrough.add_routes(app, clients, {u.name for u in enabled})
     if settings.web:
         web.add_routes(app, settings.api_key, lambda: writer.catalog.db)
+    app.openapi = openapi_with_service_schemas(app, settings, enabled)  # type: ignore[method-assign]
     return app

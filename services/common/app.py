@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.analysis_routes import add_analysis_routes
 from services.common.collection import Collection
+from services.common.docs import serve_docs_offline
 from services.common.feature import FeatureService, VectorFeature
 from services.common.headless import open_feature
 from services.common.images import ImageError
@@ -203,7 +204,9 @@ def add_common_handlers(
 ) -> None:
     """Clear 4xx bodies for invalid requests and images, per-route Prometheus metrics and (with
     ``max_upload_bytes``) refusal of oversized bodies, counted while they stream (shared with
-    services that build their own routes)."""
+    services that build their own routes). Swagger and ReDoc are served from the package
+    (services/common/docs.py)."""
+    serve_docs_offline(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
