@@ -74,6 +74,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         catalog = Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s)
         writer.attach(catalog)
         explorer.attach(catalog)
+        await run_in_threadpool(writer.reconcile_spool)
         writer.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(u.name for u in enabled), db.where)
         try:

@@ -249,6 +249,15 @@ class Catalog:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def spool_files(self) -> set[str]:
+        """Every spool file an image still needs (for reconciling the spool at start)."""
+
+        def run(cur: Cursor) -> set[str]:
+            cur.execute("SELECT spool FROM gateway_images WHERE spool IS NOT NULL")
+            return {row[0] for row in cur.fetchall()}
+
+        return self.db.run(run)
+
     def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Per image: state (complete, pending, deleting) and its parts; unknown ids are absent."""
 

@@ -93,6 +93,20 @@ class Spool:
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("*")) if self.folder.is_dir() else []
 
+    def reconcile(self, needed: set[str]) -> list[Path]:
+        """Remove every file no catalog row needs: ``*.tmp`` left by a write that was cut short, and
+        uploads spooled by a gateway killed before (or while) their catalog row was written. The
+        gateway owns its spool folder alone, and calls this before it accepts requests. Returns
+        what was removed."""
+        needed_names = {Path(p).name for p in needed}  # by name: the data dir may be given relatively
+        removed = []
+        for path in self.files():
+            if path.suffix == ".tmp" or path.name not in needed_names:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                removed.append(path)
+        return removed
+
 
 class PartOutcome(NamedTuple):
     """One service's part of an add or delete: what the catalog records and what the client sees."""
@@ -194,6 +208,13 @@ class FanOutWriter:
 
     def attach(self, catalog: Catalog) -> None:
         self._catalog = catalog
+
+    def reconcile_spool(self) -> None:
+        """Start-up: the spool holds exactly the uploads the catalog still needs (blocking; call it
+        before requests are served)."""
+        removed = self.spool.reconcile(self.catalog.spool_files())
+        if removed:
+            log.info("spool: removed %d file(s) no catalog row needs (left by an earlier stop)", len(removed))
 
     # Catalog calls and spool file work (reads of up to 50 MB, fsync, unlink, listing) run in worker
     # threads, never on the event loop.

@@ -242,3 +242,26 @@ def test_the_spool_keeps_bytes_until_removed(tmp_path: Path) -> None:
     Spool.remove(path)
     Spool.remove(path)  # twice is harmless
     assert Spool.read(path) is None and spool.files() == []
+
+
+def test_spool_files_no_catalog_row_needs_are_removed_at_start(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            await writer.add(103, picture(103))  # color pending: its spool file is needed
+            needed = writer.spool.files()
+            # What a kill -9 leaves: an upload spooled before its catalog row, a write cut short.
+            orphan = Path(writer.spool.write(104, picture(104)))
+            cut_short = writer.spool.folder / "105.0badc0de.tmp"
+            cut_short.write_bytes(b"half an upload")
+            assert len(writer.spool.files()) == 3
+
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            writer.reconcile_spool()
+            assert writer.spool.files() == needed
+            assert not orphan.exists() and not cut_short.exists()
+            assert (await writer.status([103]))[103]["state"] == "pending"
+
+    asyncio.run(scenario())
