@@ -71,7 +71,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await run_in_threadpool(postgres.open)
-        catalog = Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s)
+        catalog = Catalog(
+            db, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts
+        )
         writer.attach(catalog)
         explorer.attach(catalog)
         await run_in_threadpool(writer.reconcile_spool)

@@ -3,7 +3,10 @@
 An image is either being added (``op = 'add'``, the uploaded bytes kept in a spool file until every
 service has them) or being deleted (``op = 'delete'``, the row disappears once every service has
 dropped it). Each (image, service) part is ``pending`` (the retry worker sends it again after a
-backoff), ``done``, or ``rejected`` (the service refused the input with a 4xx: retrying cannot help).
+backoff), ``done``, ``rejected`` (the service refused the input with a 4xx: retrying cannot help),
+or ``failed``: a permanent server error, or ``max_attempts`` transient failures. A failed part keeps
+its image's spool file and is visible (``/catalog_stats``, ``/health``, ``ambience catalog status``)
+until ``ambience catalog retry`` sends it again or the image is deleted.
 
 Every update of a part is conditional on the image's current operation, so a retry that finishes
 after the image was deleted cannot mark it added again; the gateway additionally serialises all
@@ -70,6 +73,15 @@ MIGRATIONS = [
         CREATE INDEX gateway_links_other ON gateway_links (other_id);
         """,
     ),
+    Migration(
+        3,
+        "parts that gave up",
+        """
+        ALTER TABLE gateway_parts DROP CONSTRAINT gateway_parts_status_check;
+        ALTER TABLE gateway_parts ADD CONSTRAINT gateway_parts_status_check
+            CHECK (status IN ('pending', 'done', 'rejected', 'failed'));
+        """,
+    ),
 ]
 
 INFO_COLUMNS = (
@@ -82,7 +94,7 @@ INFO_COLUMNS = (
     "gps_longitude",
 )
 
-DONE, PENDING, REJECTED = "done", "pending", "rejected"
+DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
 
 
 class CatalogConflict(Exception):
@@ -99,10 +111,13 @@ class DuePart:
 
 
 class Catalog:
-    def __init__(self, db: Database, backoff_s: float = 2.0, backoff_max_s: float = 300.0) -> None:
+    def __init__(
+        self, db: Database, backoff_s: float = 2.0, backoff_max_s: float = 300.0, max_attempts: int = 300
+    ) -> None:
         self.db = db
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.max_attempts = max_attempts
 
     # -- starting operations ------------------------------------------------------------------
 
@@ -118,7 +133,8 @@ class Catalog:
                 if row[0] == "add":
                     raise CatalogConflict(f"image_id {image_id} already exists")
                 cur.execute(
-                    "SELECT service FROM gateway_parts WHERE image_id = %s AND status = 'pending'",
+                    "SELECT service FROM gateway_parts WHERE image_id = %s"
+                    " AND status IN ('pending', 'failed')",
                     (image_id,),
                 )
                 waiting = sorted(r[0] for r in cur.fetchall())
@@ -190,12 +206,14 @@ class Catalog:
                         "DELETE FROM gateway_parts WHERE image_id = %s AND service = %s", (image_id, service)
                     )
                 elif status == PENDING:
+                    # Backoff doubling up to its cap; the last allowed attempt gives up for good.
                     cur.execute(
                         "UPDATE gateway_parts SET attempts = attempts + 1, last_error = %s,"
+                        " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
                         " next_try = now()"
                         " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
                         " WHERE image_id = %s AND service = %s",
-                        (error, self.backoff_s, self.backoff_max_s, image_id, service),
+                        (error, self.max_attempts, self.backoff_s, self.backoff_max_s, image_id, service),
                     )
                 else:
                     cur.execute(
@@ -204,10 +222,10 @@ class Catalog:
                         (status, error, image_id, service),
                     )
             cur.execute(
-                "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status = 'pending'", (image_id,)
+                "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status IN ('pending', 'failed')",
+                (image_id,),
             )
-            pending = cur.fetchone()[0]
-            if pending:
+            if cur.fetchone()[0]:  # still to do, or kept for `ambience catalog retry` (with its upload)
                 return None
             if op == "delete":
                 cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
@@ -249,6 +267,32 @@ class Catalog:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def retry_failed(self, image_ids: list[int] | None = None) -> int:
+        """Send parts that gave up again (all, or those of ``image_ids``), at once, with a fresh
+        attempt count. Returns how many were re-queued."""
+
+        def run(cur: Cursor) -> int:
+            cur.execute(
+                "UPDATE gateway_parts SET status = 'pending', attempts = 0, next_try = now()"
+                " WHERE status = 'failed' AND (%s::bigint[] IS NULL OR image_id = ANY(%s::bigint[]))",
+                (image_ids, image_ids),
+            )
+            return cur.rowcount
+
+        return self.db.run(run)
+
+    def due_now(self, service: str) -> int:
+        """Make every pending part of ``service`` due at once (it answers again)."""
+
+        def run(cur: Cursor) -> int:
+            cur.execute(
+                "UPDATE gateway_parts SET next_try = now() WHERE service = %s AND status = 'pending'",
+                (service,),
+            )
+            return cur.rowcount
+
+        return self.db.run(run)
+
     def spool_files(self) -> set[str]:
         """Every spool file an image still needs (for reconciling the spool at start)."""
 
@@ -274,11 +318,13 @@ class Catalog:
                 if service is not None:
                     entry["parts"][service] = {"status": status, "attempts": attempts, "error": error}
             for entry in out.values():
-                pending = any(p["status"] == PENDING for p in entry["parts"].values())
+                states = {p["status"] for p in entry["parts"].values()}
                 if entry["op"] == "delete":
                     entry["state"] = "deleting"
+                elif PENDING in states:
+                    entry["state"] = "pending"
                 else:
-                    entry["state"] = "pending" if pending else "complete"
+                    entry["state"] = "failed" if FAILED in states else "complete"
             return out
 
         return self.db.run(run)
@@ -291,12 +337,17 @@ class Catalog:
                 "SELECT service, count(*) FROM gateway_parts WHERE status = 'pending' GROUP BY service"
             )
             pending = dict(cur.fetchall())
+            cur.execute(
+                "SELECT service, count(*) FROM gateway_parts WHERE status = 'failed' GROUP BY service"
+            )
+            failed = dict(cur.fetchall())
             cur.execute("SELECT max(image_id) FROM gateway_images")
             max_id = cur.fetchone()[0]
             return {
                 "images": images.get("add", 0),
                 "deleting": images.get("delete", 0),
                 "pending_parts": pending,
+                "failed_parts": failed,
                 "max_image_id": max_id,
             }
 

@@ -72,6 +72,8 @@ def degraded_reasons(services: dict[str, Any], catalog: dict[str, Any]) -> list[
     ]
     if catalog["status"] != "up":
         reasons.append(f"catalog down: {catalog.get('detail', '')}")
+    for name, count in sorted(catalog.get("failed_parts", {}).items()):
+        reasons.append(f"{name}: {count} part(s) gave up after retries (`ambience catalog retry`)")
     return reasons
 
 
@@ -86,6 +88,12 @@ def add_routes(
     pending_gauge = Gauge(
         "ambience_gateway_pending_parts",
         "Image parts waiting for a retry",
+        ["service"],
+        registry=metrics.registry,
+    )
+    failed_gauge = Gauge(
+        "ambience_gateway_failed_parts",
+        "Image parts that gave up after retries (ambience catalog retry sends them again)",
         ["service"],
         registry=metrics.registry,
     )
@@ -106,7 +114,13 @@ def add_routes(
             services[upstream.name] = entry
         try:
             await run_in_threadpool(writer.catalog.db.ping)
-            db = {"status": "up", "server": writer.catalog.db.where}
+            counts = await run_in_threadpool(writer.catalog.counts)
+            db = {
+                "status": "up",
+                "server": writer.catalog.db.where,
+                "pending_parts": counts["pending_parts"],
+                "failed_parts": counts["failed_parts"],
+            }
         except DatabaseUnavailable as exc:
             db = {"status": "down", "detail": str(exc)}
         reasons = degraded_reasons(services, db)
@@ -134,9 +148,11 @@ def add_routes(
 
     @app.get("/metrics", response_class=Response, tags=["gateway"])
     async def prometheus() -> Response:
-        """Prometheus metrics: requests, calls to each service, parts waiting for a retry."""
+        """Prometheus metrics: requests, calls to each service, parts waiting for a retry and parts
+        that gave up."""
         with contextlib.suppress(DatabaseUnavailable):
             counts = await run_in_threadpool(writer.catalog.counts)
             for name in writer.services:
                 pending_gauge.labels(name).set(counts["pending_parts"].get(name, 0))
+                failed_gauge.labels(name).set(counts["failed_parts"].get(name, 0))
         return Response(metrics.render(), media_type=metrics.content_type)

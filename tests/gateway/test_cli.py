@@ -101,3 +101,11 @@ def test_folders_get_their_own_mapping_and_never_share_ids(
     a2 = folder_mapping(first, None)
     a2.assign(["w.jpg"], 0, largest_id_in_data_dir(a2.path))
     assert a2.ids["w.jpg"] == 9 and a2.path != b.path
+
+
+def test_catalog_status_and_retry(stack: Stack) -> None:
+    status = ambience("catalog", "status", "--gateway", stack.url)
+    assert status.returncode == 0, status.stderr
+    assert "failed parts: none" in status.stdout and "pending parts:" in status.stdout
+    retry = ambience("catalog", "retry", "--gateway", stack.url)
+    assert retry.returncode == 0 and "requeued: 0" in retry.stdout

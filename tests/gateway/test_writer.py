@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.catalog import COMPONENT, DONE, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
+from gateway.catalog import COMPONENT, DONE, FAILED, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, ImageRejected, KeyedLocks, Spool, add_outcome, delete_outcome
@@ -39,23 +40,23 @@ def down_url() -> str:
 
 @asynccontextmanager
 async def opened_writer(
-    tmp_path: Path, dsn: str, urls: dict[str, str], catalog: bool = True
+    tmp_path: Path, dsn: str, urls: dict[str, str], catalog: bool = True, **overrides: Any
 ) -> AsyncIterator[FanOutWriter]:
     """A writer as the gateway builds one, over the services at ``urls``; retries due at once."""
     settings = GatewaySettings(
         data_dir=tmp_path / "gateway",
         services=NAMES,
         service_urls=urls,
-        retry_backoff_s=0.01,
-        retry_backoff_max_s=0.01,
-        timeout_s=20,
+        **{"retry_backoff_s": 0.01, "retry_backoff_max_s": 0.01, "timeout_s": 20, **overrides},
     )
     clients = ServiceClients(settings, CollectorRegistry())
     postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "test-writer")
     writer = FanOutWriter(settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES)
     if catalog:
         db = await asyncio.to_thread(postgres.open)
-        writer.attach(Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s))
+        writer.attach(
+            Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts)
+        )
     try:
         yield writer
     finally:
@@ -208,6 +209,7 @@ def test_outcome_rules() -> None:
     assert add_outcome(result("failed", 422)) == (REJECTED, "failed", "HTTP 422")
     assert add_outcome(result("failed", 503)) == (PENDING, "failed", "HTTP 503")
     assert add_outcome(result("unavailable", None)).state == PENDING
+    assert add_outcome(result("failed", 501)) == (FAILED, "failed", "HTTP 501")  # permanent: not retried
     assert delete_outcome(result("ok", 200)) == (DONE, "ok", None)
     assert delete_outcome(result("failed", 404)) == (DONE, "failed", "HTTP 404")
     assert delete_outcome(result("failed", 500)).state == PENDING
@@ -265,3 +267,63 @@ def test_spool_files_no_catalog_row_needs_are_removed_at_start(
             assert (await writer.status([103]))[103]["state"] == "pending"
 
     asyncio.run(scenario())
+
+
+def test_a_part_gives_up_visibly_and_catalog_retry_sends_it_again(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=3) as writer:
+            await writer.add(106, picture(106))  # attempt 1
+            for _ in range(2):  # attempts 2 and 3: the last one gives up
+                await asyncio.sleep(0.05)
+                assert await writer.retry_due() == 1
+            await asyncio.sleep(0.05)
+            assert await writer.retry_due() == 0, "a part that gave up is not retried any more"
+            assert (await writer.status([106]))[106]["state"] == "failed"
+            stats = await writer.stats()
+            assert stats["failed_parts"] == {"color": 1} and stats["pending_parts"] == {}
+            assert stats["spool_files"] == 1, "the upload is kept for `ambience catalog retry`"
+
+        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=3) as writer:
+            assert await writer.retry_now([106]) == 1
+            await retry_until_settled(writer)
+            assert (await writer.status([106]))[106]["state"] == "complete"
+            assert (await writer.stats())["spool_files"] == 0
+
+    asyncio.run(scenario())
+    assert stored(services["color"], "color", 106)
+
+
+def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
+    services: dict[str, str], tmp_path: Path, pg_server: TestServer
+) -> None:
+    (tmp_path / "own").mkdir()
+    color = start_services(tmp_path / "own", pg_server.new_database("writer_watch"), ["color"])["color"]
+    try:
+
+        async def scenario() -> None:
+            urls = {**services, "color": color.url}
+            # A backoff of an hour: only the health watch can make the part due now.
+            async with opened_writer(
+                tmp_path,
+                pg_server.new_database("writer_watch_catalog"),
+                urls,
+                retry_backoff_s=3600,
+                retry_backoff_max_s=3600,
+            ) as writer:
+                color.kill()
+                outcomes = await writer.add(107, picture(107))
+                assert outcomes["color"].state == PENDING and writer.down == {"color"}
+                assert await writer.watch_down_services() == []  # still down
+                assert await writer.retry_due() == 0  # backoff not over
+                color.start()
+                assert await writer.watch_down_services() == ["color"]
+                assert await writer.retry_due() == 1
+                assert (await writer.status([107]))[107]["state"] == "complete"
+
+        asyncio.run(scenario())
+        assert stored(color.url, "color", 107)
+    finally:
+        color.stop()
