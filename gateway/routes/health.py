@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,15 @@ def degraded_reasons(services: dict[str, Any], catalog: dict[str, Any]) -> list[
     return reasons
 
 
+def runner_restarts(settings: GatewaySettings, name: str) -> dict[str, Any] | None:
+    """How often ``ambience serve`` restarted the service after a crash, when it did."""
+    path = settings.resolved_runner_state_dir() / f"{name}.restarts"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def add_routes(
     app: FastAPI,
     settings: GatewaySettings,
@@ -111,6 +121,10 @@ def add_routes(
                 mark = await run_in_threadpool(runner_mark, settings, upstream.name)
                 entry["status"] = "unavailable" if mark else "down"
                 entry["detail"] = mark or check.detail
+            restarts = runner_restarts(settings, upstream.name)
+            if restarts:
+                entry["restarts"] = restarts.get("restarts")
+                entry["last_exit_code"] = restarts.get("last_exit_code")
             services[upstream.name] = entry
         try:
             await run_in_threadpool(writer.catalog.db.ping)
