@@ -82,6 +82,11 @@ MIGRATIONS = [
             CHECK (status IN ('pending', 'done', 'rejected', 'failed'));
         """,
     ),
+    Migration(
+        3,
+        "content digest per image",
+        "ALTER TABLE gateway_images ADD COLUMN digest text;",
+    ),
 ]
 
 INFO_COLUMNS = (
@@ -121,17 +126,26 @@ class Catalog:
 
     # -- starting operations ------------------------------------------------------------------
 
-    def begin_add(self, image_id: int, services: Iterable[str], spool: str) -> None:
-        """Record that ``image_id`` is being added to ``services`` (all parts pending, first retry
-        after one backoff: the request itself tries them right away)."""
+    def begin_add(self, image_id: int, services: Iterable[str], spool: str, digest: str = "") -> None:
+        """Record that ``image_id`` (content ``digest``) is being added to ``services`` (all parts
+        pending, first retry after one backoff: the request itself tries them right away).
+
+        Idempotent per upload: the spool file name is unique to one request, so when the database
+        connection broke during COMMIT and the transaction is run again, a row that already names
+        this spool file is this very add, committed the first time, not a conflict."""
         names = list(services)
 
         def run(cur: Cursor) -> None:
-            cur.execute("SELECT op FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            cur.execute(
+                "SELECT op, spool, digest FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,)
+            )
             row = cur.fetchone()
             if row is not None:
+                if row[0] == "add" and row[1] == spool:
+                    return  # our own first attempt committed
                 if row[0] == "add":
-                    raise CatalogConflict(f"image_id {image_id} already exists")
+                    same = " (the same image)" if digest and row[2] == digest else ""
+                    raise CatalogConflict(f"image_id {image_id} already exists{same}")
                 cur.execute(
                     "SELECT service FROM gateway_parts WHERE image_id = %s"
                     " AND status IN ('pending', 'failed')",
@@ -144,7 +158,8 @@ class Catalog:
                     )
                 cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
             cur.execute(
-                "INSERT INTO gateway_images (image_id, op, spool) VALUES (%s, 'add', %s)", (image_id, spool)
+                "INSERT INTO gateway_images (image_id, op, spool, digest) VALUES (%s, 'add', %s, %s)",
+                (image_id, spool, digest or None),
             )
             cur.executemany(
                 "INSERT INTO gateway_parts (image_id, service, status, next_try)"
@@ -152,7 +167,7 @@ class Catalog:
                 [(image_id, name, self.backoff_s) for name in names],
             )
 
-        self.db.run(run)
+        self.db.run(run, idempotent=True)
 
     def begin_delete(self, image_id: int, services: Iterable[str]) -> str | None:
         """Record that ``image_id`` is being deleted from ``services`` and from every service that has

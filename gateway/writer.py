@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import uuid
@@ -241,10 +242,16 @@ class FanOutWriter:
         """Spool the upload, record the add, send it to every feature service. Raises
         :class:`~gateway.catalog.CatalogConflict` when the id is taken or being deleted, and
         :class:`ImageRejected` when every service refused the image."""
+        catalog = self.catalog  # DatabaseUnavailable before anything is spooled while none is open
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
+            digest = hashlib.sha256(data).hexdigest()
             try:
-                await run_in_threadpool(self.catalog.begin_add, image_id, self.services, path)
+                await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
+            except DatabaseUnavailable:
+                # The row may have been committed all the same (the break came during COMMIT):
+                # the spool file stays for it; the start-up reconciliation drops it if not.
+                raise
             except BaseException:
                 await run_in_threadpool(self.spool.remove, path)
                 raise

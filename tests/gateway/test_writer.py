@@ -327,3 +327,20 @@ def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
         assert stored(color.url, "color", 107)
     finally:
         color.stop()
+
+
+def test_begin_add_run_again_after_an_ambiguous_commit_is_the_same_add(pg_dsn: str) -> None:
+    postgres = PostgresComponent(PostgresSettings(dsn=pg_dsn), {COMPONENT: MIGRATIONS}, "test-catalog")
+    catalog = Catalog(postgres.open())
+    try:
+        catalog.begin_add(108, NAMES, "/spool/108.aaaa", "digest-a")
+        # The transaction runs again (its COMMIT went through, the reply was lost): not a conflict.
+        catalog.begin_add(108, NAMES, "/spool/108.aaaa", "digest-a")
+        assert catalog.spool_files() == {"/spool/108.aaaa"}
+        with pytest.raises(CatalogConflict, match="the same image"):
+            catalog.begin_add(108, NAMES, "/spool/108.bbbb", "digest-a")  # another upload of it
+        with pytest.raises(CatalogConflict, match=r"already exists$"):
+            catalog.begin_add(108, NAMES, "/spool/108.cccc", "digest-b")
+        assert catalog.status([108])[108]["state"] == "pending"
+    finally:
+        postgres.close()
