@@ -322,14 +322,14 @@ class Catalog:
 
         def run(cur: Cursor) -> dict[int, dict[str, Any]]:
             cur.execute(
-                "SELECT i.image_id, i.op, p.service, p.status, p.attempts, p.last_error"
+                "SELECT i.image_id, i.op, i.digest, p.service, p.status, p.attempts, p.last_error"
                 " FROM gateway_images i LEFT JOIN gateway_parts p USING (image_id)"
                 " WHERE i.image_id = ANY(%s) ORDER BY i.image_id, p.service",
                 (image_ids,),
             )
             out: dict[int, dict[str, Any]] = {}
-            for image_id, op, service, status, attempts, error in cur.fetchall():
-                entry = out.setdefault(image_id, {"op": op, "parts": {}})
+            for image_id, op, digest, service, status, attempts, error in cur.fetchall():
+                entry = out.setdefault(image_id, {"op": op, "digest": digest, "parts": {}})
                 if service is not None:
                     entry["parts"][service] = {"status": status, "attempts": attempts, "error": error}
             for entry in out.values():

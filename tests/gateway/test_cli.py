@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +110,47 @@ def test_catalog_status_and_retry(stack: Stack) -> None:
     assert "failed parts: none" in status.stdout and "pending parts:" in status.stdout
     retry = ambience("catalog", "retry", "--gateway", stack.url)
     assert retry.returncode == 0 and "requeued: 0" in retry.stdout
+
+
+def test_index_never_lands_on_a_taken_id_and_says_why_a_file_was_not_added(
+    stack: Stack, tmp_path: Path
+) -> None:
+    import httpx
+
+    def gateway_add(image_id: int, seed: int) -> None:
+        files = {"image": ("document", encode(synthetic_image(seed)))}
+        reply = httpx.post(
+            stack.url + "/calculate_all_image_features", files=files, data={"image_id": str(image_id)}
+        )
+        assert reply.status_code == 200, reply.text
+
+    data = tmp_path / "data"
+    gateway_add(1000, 50)  # the README's curl example, outside `ambience index`
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(encode(synthetic_image(51)))
+    first = ambience("index", str(folder), "--gateway", stack.url, data_dir=data)
+    assert "added: 1" in first.stdout, first.stdout + first.stderr
+    (mapping_file,) = (data / "index").glob("new-*.csv")
+    assert int(mapping_file.read_text().split()[-1].split(",")[0]) > 1000
+
+    # An id of the user's own mapping that holds another image: reported, not silently skipped.
+    own = tmp_path / "own.csv"
+    own.write_text(f"{int(mapping_file.read_text().split()[-1].split(',')[0])},b.jpg\n")
+    (folder / "b.jpg").write_bytes(encode(synthetic_image(52)))
+    clash = ambience("index", str(folder), "--gateway", stack.url, "--mapping", str(own), data_dir=data)
+    assert "conflict: 1" in clash.stdout and "b.jpg" in clash.stderr and "another image" in clash.stderr
+
+    # An id still being deleted from a service that is down: retried until the delete is done.
+    stack.services["color"].kill()
+    try:
+        reply = httpx.post(stack.url + "/delete_all_image_features", json={"image_id": 1000})
+        assert {e["service"]: e["status"] for e in reply.json()}["color"] == "unavailable"
+        own.write_text("1000,b.jpg\n")
+        threading.Timer(2.0, stack.services["color"].start).start()
+        later = ambience("index", str(folder), "--gateway", stack.url, "--mapping", str(own), data_dir=data)
+        assert "added: 1" in later.stdout, later.stdout + later.stderr
+    finally:
+        if stack.services["color"].proc is None or stack.services["color"].proc.poll() is not None:
+            stack.services["color"].start()
+    assert stack.catalog([1000])["1000"]["state"] == "complete"
