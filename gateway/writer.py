@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -132,11 +133,18 @@ def transient(result: CallResult) -> bool:
     return result.status_code is None or result.status_code in TRANSIENT_STATUS
 
 
-def add_outcome(result: CallResult) -> PartOutcome:
-    """A service's answer to an add: stored (or already stored), refused for good, or to retry."""
+def add_outcome(result: CallResult, digest: str = "") -> PartOutcome:
+    """A service's answer to an add: stored (or already stored), refused for good, or to retry.
+
+    A 409 is done only when the service holds this very file (it names the SHA-256 of what it
+    holds: ``digest``); another image under the id is a failed part, never "already stored". A
+    service that cannot tell (no digest recorded) is trusted, as before digests were kept."""
     if result.ok:
         return PartOutcome(DONE, "ok", None)
     if result.status_code == 409:
+        held = re.search(r"sha256 ([0-9a-f]{64})", result.detail or "")
+        if digest and held and held.group(1) != digest:
+            return PartOutcome(FAILED, "failed", f"{result.service} holds another image under this id")
         return PartOutcome(DONE, "ok", "already stored")
     if result.status_code is not None and 400 <= result.status_code < 500:
         return PartOutcome(REJECTED, "failed", result.detail)
@@ -290,10 +298,11 @@ class FanOutWriter:
 
     async def add_to(self, image_id: int, data: bytes, services: list[str]) -> Outcomes:
         fields = {"image_id": str(image_id)}
+        digest = hashlib.sha256(data).hexdigest()
         results = await asyncio.gather(
             *(self.clients.send_image(s, f"/calculate_{UPSTREAMS[s].store}", data, fields) for s in services)
         )
-        return {r.service: add_outcome(r) for r in results}
+        return {r.service: add_outcome(r, digest) for r in results}
 
     async def delete_from(self, image_id: int, services: list[str]) -> Outcomes:
         body = {"image_id": image_id}

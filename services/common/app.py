@@ -5,6 +5,7 @@ Routes (docs/api.md): calculate / delete / by-id search / by-image search, plus 
 searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
+import hashlib
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from services.common.schemas import (
     SearchParams,
     SimilarImage,
 )
+from services.common.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +149,14 @@ def create_app(service: FeatureService) -> FastAPI:
     ) -> dict[str, int]:
         """Compute and store the feature of an image under a new id."""
         data = await read_upload(image, settings.max_upload_bytes)
+        digest = hashlib.sha256(data).hexdigest()
         if await run_in_threadpool(collection().store.__contains__, image_id):
-            raise HTTPException(409, f"image_id {image_id} already exists")
+            raise await id_taken(collection().store, image_id)
         started = time.perf_counter()
         value = await run_in_threadpool(service.extract, data)
         metrics.extract_seconds.observe(time.perf_counter() - started)
-        if not await run_in_threadpool(collection().add, image_id, value):
-            raise HTTPException(409, f"image_id {image_id} already exists")
+        if not await run_in_threadpool(collection().add, image_id, value, digest):
+            raise await id_taken(collection().store, image_id)
         metrics.items.set(collection().count())
         return {"image_id": image_id}
 
@@ -194,6 +197,13 @@ def create_app(service: FeatureService) -> FastAPI:
     if isinstance(service, VectorFeature):
         add_analysis_routes(app, service, collection)
     return app
+
+
+async def id_taken(store: FeatureStore, image_id: int) -> HTTPException:
+    """409 naming the SHA-256 of the file stored under the id, so a client can tell its own image
+    (a retry) from another one."""
+    digest = await run_in_threadpool(store.digest, image_id)
+    return HTTPException(409, f"image_id {image_id} already exists (sha256 {digest or 'unknown'})")
 
 
 def add_common_handlers(

@@ -181,9 +181,10 @@ class Collection:
             self.index.add(*self.layout.index_rows(items))
         image_ids.clear()
 
-    def add(self, image_id: int, value: bytes) -> bool:
-        """Durably store a new record and index it. False when the id already exists."""
-        added = self.store.add(image_id, value)
+    def add(self, image_id: int, value: bytes, digest: str = "") -> bool:
+        """Durably store a new record (of a file with SHA-256 ``digest``) and index it. False when
+        the id already exists."""
+        added = self.store.add(image_id, value, digest)
         if added:
             self.sync()
         return added

@@ -344,3 +344,32 @@ def test_begin_add_run_again_after_an_ambiguous_commit_is_the_same_add(pg_dsn: s
         assert catalog.status([108])[108]["state"] == "pending"
     finally:
         postgres.close()
+
+
+def test_a_conflict_is_done_only_when_the_service_holds_the_same_image(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    def direct_add(service: str, image_id: int, data: bytes) -> None:
+        reply = httpx.post(
+            f"{services[service]}/calculate_{service}_features",
+            files={"image": ("document", data)},
+            data={"image_id": str(image_id)},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+
+    # As after the README: color got a photo under these ids directly, not through the gateway.
+    direct_add("color", 109, picture(900))
+    direct_add("color", 110, picture(110))
+
+    async def scenario() -> None:
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            other = await writer.add(109, picture(109))
+            assert other["phash"].state == DONE
+            assert other["color"].state == FAILED and "another image" in (other["color"].detail or "")
+            assert (await writer.status([109]))[109]["state"] == "failed"
+            same = await writer.add(110, picture(110))
+            assert same["color"] == (DONE, "ok", "already stored")
+            assert (await writer.status([110]))[110]["state"] == "complete"
+
+    asyncio.run(scenario())
