@@ -37,7 +37,7 @@ from services.common.schemas import (
     SearchParams,
     SimilarImage,
 )
-from services.common.store import FeatureStore
+from services.common.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
-async def id_taken(store: FeatureStore, image_id: int) -> HTTPException:
+async def id_taken(store: Store, image_id: int) -> HTTPException:
     """409 naming the SHA-256 of the file stored under the id, so a client can tell its own image
     (a retry) from another one."""
     digest = await run_in_threadpool(store.digest, image_id)

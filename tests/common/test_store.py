@@ -154,13 +154,3 @@ def test_snapshot_temp_files_are_unique_per_writer(tmp_path: Path) -> None:
     data = target.read_bytes()
     assert data == data[:1] * 200_000, "a snapshot mixed the bytes of two writers"
     assert list(tmp_path.iterdir()) == [target], "a temporary file was left behind"
-
-
-def test_the_digest_of_a_record_is_kept_with_it_and_goes_with_it(tmp_path: Path) -> None:
-    store = FeatureStore(tmp_path, META)
-    assert store.add(1, b"one", "ab" * 32) and store.add(2, b"two")
-    assert store.digest(1) == "ab" * 32 and store.digest(2) is None
-    assert not store.add(1, b"other", "cd" * 32) and store.digest(1) == "ab" * 32
-    store.delete(1)
-    assert store.digest(1) is None
-    assert store.add(1, b"again", "cd" * 32) and store.digest(1) == "cd" * 32
