@@ -119,22 +119,27 @@ def test_registry_lists_hardnet8_for_local_features(
         required_weights("local_features")
 
 
-def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, tmp_path: Path) -> None:
-    env = {
+def run_global_features(models: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The global_features service as a process, without weights in ``models``."""
+    base = {
         "AMBIENCE_GLOBAL_FEATURES_DATA_DIR": str(tmp_path / "data"),
         "AMBIENCE_GLOBAL_FEATURES_PORT": "0",
-        "AMBIENCE_MODELS_DIR": str(offline_models),
+        "AMBIENCE_MODELS_DIR": str(models),
         "AMBIENCE_DOWNLOAD_MODELS": "0",
         "PATH": "/usr/bin:/bin",
     }
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "services.global_features"],
         cwd=REPO,
-        env=env,
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, tmp_path: Path) -> None:
+    proc = run_global_features(offline_models, tmp_path)
     assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
     assert "model.safetensors" in proc.stderr and "ambience models fetch global_features" in proc.stderr
 
@@ -276,21 +281,11 @@ def test_pixel_pipeline_matches_the_model_transform() -> None:
 
 def test_unresolvable_hub_fails_at_once_with_one_short_message(offline_models: Path, tmp_path: Path) -> None:
     # Downloads on, but the hub's name does not resolve (a box without internet).
-    env = {
-        "AMBIENCE_GLOBAL_FEATURES_DATA_DIR": str(tmp_path / "data"),
-        "AMBIENCE_GLOBAL_FEATURES_PORT": "0",
-        "AMBIENCE_MODELS_DIR": str(offline_models),
-        "AMBIENCE_DOWNLOAD_MODELS": "1",
-        "HF_ENDPOINT": "http://hub.ambience-test.invalid",
-        "PATH": "/usr/bin:/bin",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.global_features"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_global_features(
+        offline_models,
+        tmp_path,
+        AMBIENCE_DOWNLOAD_MODELS="1",
+        HF_ENDPOINT="http://hub.ambience-test.invalid",
     )
     assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
     assert "does not resolve" in proc.stderr and "ambience models fetch global_features" in proc.stderr
