@@ -126,14 +126,14 @@ def test_keyless_health_is_computed_at_most_once_per_interval() -> None:
     assert answers == ["up"] * 20 + ["degraded"] and len(calls) == 2
 
 
-def test_health_is_degraded_with_the_reason_while_a_service_is_not_up(tmp_path: Path, pg_dsn: str) -> None:
+def test_health_names_the_reason_for_every_part_not_up(tmp_path: Path, pg_dsn: str) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "color.unavailable").write_text("model weights missing: run `ambience models fetch`")
     (tmp_path / "run" / "phash.restarts").write_text('{"restarts": 2, "last_exit_code": -9, "at": 0}')
     with TestClient(create_app(settings(tmp_path), PostgresSettings(dsn=pg_dsn))) as client:
         health = client.get("/health").json()
     assert health["services"]["phash"]["restarts"] == 2  # ambience serve restarted it after crashes
-    assert health["status"] == "degraded"
+    assert health["status"] == "down"  # no service up: down, with the reasons
     assert any(r.startswith("color unavailable: model weights missing") for r in health["reasons"])
     assert any(r.startswith("phash down") for r in health["reasons"])
 

@@ -54,7 +54,7 @@ def until_acknowledged(send, stop_at: float) -> httpx.Response:  # type: ignore[
 
 def test_kills_an_outage_and_a_database_restart_lose_nothing(stack: Stack, pg_server: TestServer) -> None:
     embedded = pg_server.require_embedded()
-    stop_at = time.monotonic() + 80
+    stop_at = time.monotonic() + 300  # a guard against a hang, not a timing (a loaded CI box is slow)
     final: dict[int, int] = {}  # acknowledged id -> seed of the picture it must hold
     lock = threading.Lock()
 
