@@ -83,7 +83,7 @@ MIGRATIONS = [
         """,
     ),
     Migration(
-        3,
+        4,
         "content digest per image",
         "ALTER TABLE gateway_images ADD COLUMN digest text;",
     ),
