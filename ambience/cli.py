@@ -6,7 +6,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from ambience import import_folder, index, models, search, serve, settings, train
+from ambience import catalog, import_folder, index, models, search, serve, settings, train
 
 #: In the order ``ambience --help`` lists them.
 COMMANDS: dict[str, ModuleType] = {
@@ -15,6 +15,7 @@ COMMANDS: dict[str, ModuleType] = {
     "import": import_folder,
     "index": index,
     "search": search,
+    "catalog": catalog,
     "models": models,
     "train": train,
 }

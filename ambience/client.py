@@ -1,10 +1,15 @@
 """What `ambience index` and `ambience search` share: the gateway's URL and key, and the mapping file
-(CSV ``image_id,path``) that names the ids of a folder's files."""
+(CSV ``image_id,path``) that names the ids of a folder's files.
+
+Mappings live in the data dir, one per indexed folder (``$AMBIENCE_DATA_DIR/index/NAME-HASH.csv``),
+never in the photo folder: read-only shares work and the library is left untouched. New ids continue
+after the largest id of every mapping there, so two folders never share an id."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +17,8 @@ from pathlib import Path
 
 import httpx
 
-MAPPING_NAME = ".ambience_ids.csv"
+LEGACY_MAPPING_NAME = ".ambience_ids.csv"  # where mappings used to be written, inside the folder
+_FOLDER_ROW = "folder"  # first row of a mapping: ("folder", absolute path of the indexed folder)
 DEFAULT_URL = "http://127.0.0.1:44444"
 
 
@@ -40,34 +46,93 @@ def reporting_errors(command: str, run: Callable[[], int]) -> int:
         return 1
 
 
+def mappings_dir() -> Path:
+    from services.common.settings import CommonSettings
+
+    return (CommonSettings().data_dir / "index").resolve()
+
+
+def default_mapping_path(folder: Path) -> Path:
+    """The data dir's mapping for ``folder``: readable name plus a hash of its absolute path."""
+    folder = folder.resolve()
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    return mappings_dir() / f"{folder.name or 'root'}-{digest}.csv"
+
+
 class IdMapping:
     """file (relative to the folder) <-> image id, appended to a CSV as ids are handed out."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.ids: dict[str, int] = {}
+        self.folder: Path | None = None
         if path.exists():
             with open(path, newline="") as f:
                 for row in csv.reader(f):
-                    if len(row) == 2 and row[0].isdigit():  # a row cut by a crash is ignored
+                    if len(row) == 2 and row[0] == _FOLDER_ROW:
+                        self.folder = Path(row[1])
+                    elif len(row) == 2 and row[0].isdigit():  # a row cut by a crash is ignored
                         self.ids[row[1]] = int(row[0])
 
     def names(self) -> dict[int, str]:
         return {i: name for name, i in self.ids.items()}
 
-    def assign(self, names: list[str], start: int) -> None:
+    def assign(self, names: list[str], start: int, taken_up_to: int = -1) -> None:
+        """Give new names the next ids after ``start - 1``, this mapping's ids and ``taken_up_to``."""
         new = [n for n in names if n not in self.ids]
-        if not new:
+        next_id = max([start - 1, taken_up_to, *self.ids.values()]) + 1
+        self.record({name: next_id + n for n, name in enumerate(new)})
+
+    def record(self, ids: dict[str, int]) -> None:
+        """Append name -> id rows durably (before any of those ids is uploaded)."""
+        if not ids:
             return
-        next_id = max([start - 1, *self.ids.values()]) + 1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", newline="") as f:
             if f.tell() and not self.path.read_bytes().endswith(b"\n"):
                 f.write("\n")
             writer = csv.writer(f)
-            for name in new:
-                self.ids[name] = next_id
-                writer.writerow([next_id, name])
-                next_id += 1
+            if not f.tell() and self.folder is not None:
+                writer.writerow([_FOLDER_ROW, str(self.folder)])
+            for name, image_id in ids.items():
+                self.ids[name] = image_id
+                writer.writerow([image_id, name])
             f.flush()
             os.fsync(f.fileno())
+
+
+def folder_mapping(folder: Path, given: Path | None) -> IdMapping:
+    """The mapping of ``folder``: ``given``, else the data dir's one (seeded once from a mapping an
+    older version wrote into the folder, so ids stay as they were)."""
+    if given is not None:
+        return IdMapping(given)
+    mapping = IdMapping(default_mapping_path(folder))
+    mapping.folder = folder.resolve()
+    legacy = folder / LEGACY_MAPPING_NAME
+    if not mapping.ids and legacy.is_file():
+        mapping.record(IdMapping(legacy).ids)
+    return mapping
+
+
+def data_dir_mappings() -> list[IdMapping]:
+    folder = mappings_dir()
+    return [IdMapping(p) for p in sorted(folder.glob("*.csv"))] if folder.is_dir() else []
+
+
+def largest_id_in_data_dir(except_path: Path) -> int:
+    return max(
+        (max(m.ids.values(), default=-1) for m in data_dir_mappings() if m.path != except_path.resolve()),
+        default=-1,
+    )
+
+
+def file_names(mapping: Path | None) -> dict[int, str]:
+    """id -> file name for search results: from ``mapping`` (names relative to its folder), else
+    from every mapping in the data dir (absolute paths)."""
+    if mapping is not None:
+        return IdMapping(mapping).names()
+    names: dict[int, str] = {}
+    for m in data_dir_mappings():
+        base = m.folder
+        names.update({i: str(base / n) if base else n for i, n in m.names().items()})
+    return names

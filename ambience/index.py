@@ -1,15 +1,17 @@
 """`ambience index DIR`: add every image under DIR through the gateway, resumably.
 
 Every image file under DIR gets an id, recorded in a mapping file (CSV ``image_id,path`` relative to
-DIR; default ``DIR/.ambience_ids.csv``) before it is uploaded, so a run that is interrupted resumes
-with the same ids: files the catalog knows as complete (or pending: the gateway's retry worker
-finishes those) are skipped.
+DIR; by default in the data dir, see ``ambience.client``) before it is uploaded, so a run that is
+interrupted resumes with the same ids: files the catalog knows as complete (or pending: the
+gateway's retry worker finishes those) are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +21,11 @@ import httpx
 from tqdm import tqdm
 
 from ambience.client import (
-    MAPPING_NAME,
-    IdMapping,
     add_gateway_option,
     auth_headers,
+    folder_mapping,
     gateway_url,
+    largest_id_in_data_dir,
     reporting_errors,
 )
 
@@ -35,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p_index.add_argument("folder", type=Path)
     add_gateway_option(p_index)
     p_index.add_argument(
-        "--mapping", type=Path, help="file name -> id CSV (default FOLDER/.ambience_ids.csv)"
+        "--mapping", type=Path, help="file name -> id CSV (default: per folder, in $AMBIENCE_DATA_DIR/index)"
     )
     p_index.add_argument("--concurrency", type=int, default=4, help="uploads in flight (default 4)")
     p_index.add_argument("--start-id", type=int, default=0, help="first id handed out (default 0)")
@@ -66,13 +68,88 @@ def image_files(folder: Path) -> list[Path]:
     )
 
 
-def catalog_states(client: httpx.Client, url: str, ids: list[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
+#: Waits before sending an add again after a transient refusal (an id still being deleted, the
+#: gateway busy or restarting); then the file is reported as failed with the last reason.
+TRANSIENT_WAITS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def catalog_states(client: httpx.Client, url: str, ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
     for start in range(0, len(ids), 5000):
         reply = client.post(url + "/catalog_status", json={"image_ids": ids[start : start + 5000]})
         reply.raise_for_status()
-        out.update({int(k): v["state"] for k, v in reply.json().items()})
+        out.update({int(k): v for k, v in reply.json().items()})
     return out
+
+
+def catalog_max_id(url: str) -> int:
+    reply = httpx.get(url + "/catalog_stats", headers=auth_headers(), timeout=60)
+    reply.raise_for_status()
+    largest = reply.json().get("max_image_id")
+    return -1 if largest is None else int(largest)
+
+
+def already_there(entry: dict[str, Any] | None, path: Path) -> tuple[str, str] | None:
+    """(counted as, reason or "") for a file the catalog already knows under its id; None when it
+    must be sent. A file whose id holds another image is reported, never silently skipped."""
+    if entry is None or entry["state"] == "deleting":
+        return None  # unknown, or an add retried until the delete is done
+    digest = entry.get("digest")
+    if digest:
+        try:
+            mine = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            return "failed", f"cannot read it: {exc}"
+        if mine != digest:
+            return "conflict", "the id holds another image in the catalog (added some other way)"
+    if entry["state"] == "failed":
+        gave_up = ", ".join(s for s, p in entry["parts"].items() if p["status"] == "failed")
+        return "failed", f"{gave_up} gave up after retries: `ambience catalog retry`"
+    return "skipped", ""
+
+
+def add_file(client: httpx.Client, url: str, path: Path, image_id: int) -> tuple[str, str]:
+    """Send one file; transient refusals are sent again after a wait. (outcome, reason or "")."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return "failed", f"cannot read it: {exc}"
+    reason = ""
+    for wait in (*TRANSIENT_WAITS_S, None):
+        try:
+            reply = client.post(
+                url + "/calculate_all_image_features",
+                files={"image": ("document", data)},
+                data={"image_id": str(image_id)},
+            )
+        except httpx.HTTPError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            if reply.status_code == 200:
+                parts = reply.json()
+                if all(p["status"] == "ok" for p in parts):
+                    return "added", ""
+                waiting = ", ".join(f"{p['service']} {p['status']}" for p in parts if p["status"] != "ok")
+                return "added, retrying some", waiting
+            detail = error_detail(reply)
+            if reply.status_code == 409 and "the same image" in detail:
+                return "skipped", ""
+            if reply.status_code == 409 and "being deleted" not in detail:
+                return "conflict", f"HTTP 409 {detail}"
+            if reply.status_code != 409 and reply.status_code < 500:
+                return "rejected", f"HTTP {reply.status_code} {detail}"
+            reason = f"HTTP {reply.status_code} {detail}"
+        if wait is not None:
+            time.sleep(wait)
+    return "failed", f"{reason} (after {len(TRANSIENT_WAITS_S)} retries)"
+
+
+def error_detail(reply: httpx.Response) -> str:
+    try:
+        detail = reply.json().get("detail", reply.text)
+    except ValueError:
+        detail = reply.text
+    return str(detail)[:300]
 
 
 def index_folder(
@@ -87,9 +164,12 @@ def index_folder(
     url = gateway_url(url)
     folder = folder.resolve()
     files = image_files(folder)
-    ids = IdMapping(mapping or folder / MAPPING_NAME)
+    ids = folder_mapping(folder, mapping)
     names = [str(p.relative_to(folder)) for p in files]
-    ids.assign(names, start_id)
+    # New ids continue after every id in use: other folders' and those added some other way
+    # (the README's curl examples), so a new file never lands on an id the catalog holds.
+    taken = max(largest_id_in_data_dir(except_path=ids.path), catalog_max_id(url))
+    ids.assign(names, start_id, taken)
     counts: Counter[str] = Counter()
     problems: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -97,35 +177,18 @@ def index_folder(
         states = catalog_states(client, url, [ids.ids[n] for n in names])
         todo = []
         for name in names:
-            state = states.get(ids.ids[name])
-            if state in ("complete", "pending"):
-                counts["skipped"] += 1
-            else:
+            entry = states.get(ids.ids[name])
+            skip = already_there(entry, folder / name)
+            if skip is None:
                 todo.append(name)
+                continue
+            counts[skip[0]] += 1
+            if skip[1]:
+                problems.append(f"{name} (id {ids.ids[name]}): {skip[1]}")
 
         def add(name: str) -> tuple[str, str]:
-            image_id = ids.ids[name]
-            try:
-                data = (folder / name).read_bytes()
-                reply = client.post(
-                    url + "/calculate_all_image_features",
-                    files={"image": ("document", data)},
-                    data={"image_id": str(image_id)},
-                )
-            except (OSError, httpx.HTTPError) as exc:
-                return "failed", f"{name}: {type(exc).__name__}: {exc}"
-            if reply.status_code == 200:
-                parts = reply.json()
-                if all(p["status"] == "ok" for p in parts):
-                    return "added", ""
-                waiting = ", ".join(f"{p['service']} {p['status']}" for p in parts if p["status"] != "ok")
-                return "added, retrying some", f"{name}: {waiting}"
-            if reply.status_code == 409:
-                return "skipped", ""
-            detail = reply.text[:300]
-            return (
-                "rejected" if reply.status_code < 500 else "failed"
-            ), f"{name}: HTTP {reply.status_code} {detail}"
+            outcome, reason = add_file(client, url, folder / name, ids.ids[name])
+            return outcome, f"{name} (id {ids.ids[name]}): {reason}" if reason else ""
 
         with ThreadPoolExecutor(concurrency) as pool:
             bar = tqdm(total=len(todo), unit="img", desc="indexing", disable=not progress, file=sys.stderr)

@@ -106,7 +106,7 @@ def fetch(names: list[str], timeout: float = 30.0) -> int:
         if not p.files:
             print("  nothing to fetch (local file or random weights configured)", flush=True)
         for wf in p.files:
-            present = wf.target.exists()
+            present = wf.present() is not None
             try:
                 path = fetch_weights(wf, timeout=timeout)
             except StartupError as exc:
@@ -135,11 +135,12 @@ def list_files(names: list[str]) -> int:
             print("  nothing needed (local file or random weights configured)")
         for wf in p.files:
             part = part_path(wf.target)
-            if wf.target.exists():
-                bad = wf.sha256 and sha256_file(wf.target) != wf.sha256
+            found = wf.present()
+            if found is not None:
+                bad = wf.sha256 and sha256_file(found) != wf.sha256
                 state = "CORRUPT " if bad else "present "
                 missing += bool(bad)
-                print(f"  {state} {wf.description} -> {wf.target} ({_size(wf.target)})")
+                print(f"  {state} {wf.description} -> {found} ({_size(found)})")
             elif part.exists():
                 missing += 1
                 print(f"  partial  {wf.description} -> {wf.target} ({_size(part)} so far; fetch resumes)")

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ambience.client import IdMapping, add_gateway_option, auth_headers, gateway_url, reporting_errors
+from ambience.client import add_gateway_option, auth_headers, file_names, gateway_url, reporting_errors
 from services.registry import SERVICES
 
 
@@ -21,7 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p_search.add_argument("--duplicate", action="store_true", help="duplicate mode of /reverse_search")
     p_search.add_argument("-k", type=int, default=20, help="results of a text search (default 20)")
     add_gateway_option(p_search)
-    p_search.add_argument("--mapping", type=Path, help="CSV written by `ambience index` to show file names")
+    p_search.add_argument(
+        "--mapping",
+        type=Path,
+        help="CSV written by `ambience index` to show file names (default: every one in the data dir)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +68,7 @@ def search_image(
     )
     reply.raise_for_status()
     body = reply.json()
-    names = IdMapping(mapping).names() if mapping else {}
+    names = file_names(mapping)
     if duplicate:
         dups = body.get("duplicate", [])
         if not dups:
@@ -87,8 +91,8 @@ def search_image(
         for n, e in enumerate(body["unified_res"], 1)
     ]
     out = table(["rank", "image_id", "score", *(k.removesuffix("_res") for k in shown), "file"], rows)
-    if body.get("failed"):
-        out += "\n\nleft out: " + "; ".join(f"{k} ({v})" for k, v in body["failed"].items())
+    if reply.headers.get("X-Ambience-Failed"):
+        out += "\n\nleft out: " + reply.headers["X-Ambience-Failed"]
     return out
 
 
@@ -100,7 +104,7 @@ def search_text(
     reply = httpx.post(url + route, json={"text": text, "k": k}, headers=auth_headers(), timeout=120)
     if reply.status_code != 200:
         raise RuntimeError(f"{route}: HTTP {reply.status_code}: {reply.text[:300]}")
-    names = IdMapping(mapping).names() if mapping else {}
+    names = file_names(mapping)
     rows = []
     for n, hit in enumerate(reply.json(), 1):
         measure = hit.get("score", hit.get("distance", ""))

@@ -29,6 +29,7 @@ from gateway import thumbnails, web
 from gateway.auth import ApiKeyMiddleware
 from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
 from gateway.explore import Explorer
+from gateway.openapi import openapi_with_service_schemas
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import explore, health, passthrough, search, writes
@@ -70,9 +71,12 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await run_in_threadpool(postgres.open)
-        catalog = Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s)
+        catalog = Catalog(
+            db, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts
+        )
         writer.attach(catalog)
         explorer.attach(catalog)
+        await run_in_threadpool(writer.reconcile_spool)
         writer.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(u.name for u in enabled), db.where)
         try:
@@ -104,17 +108,19 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=[search.FAILED_HEADER],  # a browser gallery may read which services failed
         )
 
     # On the app itself, not through APIRouter: app.routes then lists every route (tests walk it).
     # Uploads held at once (for their fan-out or search), across both routes.
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
     writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
-    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight)
+    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry)
     explore.add_routes(app, explorer)
     health.add_routes(app, settings, clients, writer, metrics)
     thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)
-    passthrough.add_routes(app, clients)
+    passthrough.add_routes(app, clients, {u.name for u in enabled})
     if settings.web:
         web.add_routes(app, settings.api_key, lambda: writer.catalog.db)
+    app.openapi = openapi_with_service_schemas(app, settings, enabled)  # type: ignore[method-assign]
     return app

@@ -3,7 +3,10 @@
 An image is either being added (``op = 'add'``, the uploaded bytes kept in a spool file until every
 service has them) or being deleted (``op = 'delete'``, the row disappears once every service has
 dropped it). Each (image, service) part is ``pending`` (the retry worker sends it again after a
-backoff), ``done``, or ``rejected`` (the service refused the input with a 4xx: retrying cannot help).
+backoff), ``done``, ``rejected`` (the service refused the input with a 4xx: retrying cannot help),
+or ``failed``: a permanent server error, or ``max_attempts`` transient failures. A failed part keeps
+its image's spool file and is visible (``/catalog_stats``, ``/health``, ``ambience catalog status``)
+until ``ambience catalog retry`` sends it again or the image is deleted.
 
 Every update of a part is conditional on the image's current operation, so a retry that finishes
 after the image was deleted cannot mark it added again; the gateway additionally serialises all
@@ -70,6 +73,20 @@ MIGRATIONS = [
         CREATE INDEX gateway_links_other ON gateway_links (other_id);
         """,
     ),
+    Migration(
+        3,
+        "parts that gave up",
+        """
+        ALTER TABLE gateway_parts DROP CONSTRAINT gateway_parts_status_check;
+        ALTER TABLE gateway_parts ADD CONSTRAINT gateway_parts_status_check
+            CHECK (status IN ('pending', 'done', 'rejected', 'failed'));
+        """,
+    ),
+    Migration(
+        4,
+        "content digest per image",
+        "ALTER TABLE gateway_images ADD COLUMN digest text;",
+    ),
 ]
 
 INFO_COLUMNS = (
@@ -82,7 +99,7 @@ INFO_COLUMNS = (
     "gps_longitude",
 )
 
-DONE, PENDING, REJECTED = "done", "pending", "rejected"
+DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
 
 
 class CatalogConflict(Exception):
@@ -99,26 +116,39 @@ class DuePart:
 
 
 class Catalog:
-    def __init__(self, db: Database, backoff_s: float = 2.0, backoff_max_s: float = 300.0) -> None:
+    def __init__(
+        self, db: Database, backoff_s: float = 2.0, backoff_max_s: float = 300.0, max_attempts: int = 300
+    ) -> None:
         self.db = db
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.max_attempts = max_attempts
 
     # -- starting operations ------------------------------------------------------------------
 
-    def begin_add(self, image_id: int, services: Iterable[str], spool: str) -> None:
-        """Record that ``image_id`` is being added to ``services`` (all parts pending, first retry
-        after one backoff: the request itself tries them right away)."""
+    def begin_add(self, image_id: int, services: Iterable[str], spool: str, digest: str = "") -> None:
+        """Record that ``image_id`` (content ``digest``) is being added to ``services`` (all parts
+        pending, first retry after one backoff: the request itself tries them right away).
+
+        Idempotent per upload: the spool file name is unique to one request, so when the database
+        connection broke during COMMIT and the transaction is run again, a row that already names
+        this spool file is this very add, committed the first time, not a conflict."""
         names = list(services)
 
         def run(cur: Cursor) -> None:
-            cur.execute("SELECT op FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            cur.execute(
+                "SELECT op, spool, digest FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,)
+            )
             row = cur.fetchone()
             if row is not None:
+                if row[0] == "add" and row[1] == spool:
+                    return  # our own first attempt committed
                 if row[0] == "add":
-                    raise CatalogConflict(f"image_id {image_id} already exists")
+                    same = " (the same image)" if digest and row[2] == digest else ""
+                    raise CatalogConflict(f"image_id {image_id} already exists{same}")
                 cur.execute(
-                    "SELECT service FROM gateway_parts WHERE image_id = %s AND status = 'pending'",
+                    "SELECT service FROM gateway_parts WHERE image_id = %s"
+                    " AND status IN ('pending', 'failed')",
                     (image_id,),
                 )
                 waiting = sorted(r[0] for r in cur.fetchall())
@@ -128,7 +158,8 @@ class Catalog:
                     )
                 cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
             cur.execute(
-                "INSERT INTO gateway_images (image_id, op, spool) VALUES (%s, 'add', %s)", (image_id, spool)
+                "INSERT INTO gateway_images (image_id, op, spool, digest) VALUES (%s, 'add', %s, %s)",
+                (image_id, spool, digest or None),
             )
             cur.executemany(
                 "INSERT INTO gateway_parts (image_id, service, status, next_try)"
@@ -136,7 +167,7 @@ class Catalog:
                 [(image_id, name, self.backoff_s) for name in names],
             )
 
-        self.db.run(run)
+        self.db.run(run, idempotent=True)
 
     def begin_delete(self, image_id: int, services: Iterable[str]) -> str | None:
         """Record that ``image_id`` is being deleted from ``services`` and from every service that has
@@ -190,12 +221,14 @@ class Catalog:
                         "DELETE FROM gateway_parts WHERE image_id = %s AND service = %s", (image_id, service)
                     )
                 elif status == PENDING:
+                    # Backoff doubling up to its cap; the last allowed attempt gives up for good.
                     cur.execute(
                         "UPDATE gateway_parts SET attempts = attempts + 1, last_error = %s,"
+                        " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
                         " next_try = now()"
                         " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
                         " WHERE image_id = %s AND service = %s",
-                        (error, self.backoff_s, self.backoff_max_s, image_id, service),
+                        (error, self.max_attempts, self.backoff_s, self.backoff_max_s, image_id, service),
                     )
                 else:
                     cur.execute(
@@ -204,10 +237,10 @@ class Catalog:
                         (status, error, image_id, service),
                     )
             cur.execute(
-                "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status = 'pending'", (image_id,)
+                "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status IN ('pending', 'failed')",
+                (image_id,),
             )
-            pending = cur.fetchone()[0]
-            if pending:
+            if cur.fetchone()[0]:  # still to do, or kept for `ambience catalog retry` (with its upload)
                 return None
             if op == "delete":
                 cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
@@ -249,27 +282,64 @@ class Catalog:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def retry_failed(self, image_ids: list[int] | None = None) -> int:
+        """Send parts that gave up again (all, or those of ``image_ids``), at once, with a fresh
+        attempt count. Returns how many were re-queued."""
+
+        def run(cur: Cursor) -> int:
+            cur.execute(
+                "UPDATE gateway_parts SET status = 'pending', attempts = 0, next_try = now()"
+                " WHERE status = 'failed' AND (%s::bigint[] IS NULL OR image_id = ANY(%s::bigint[]))",
+                (image_ids, image_ids),
+            )
+            return cur.rowcount
+
+        return self.db.run(run)
+
+    def due_now(self, service: str) -> int:
+        """Make every pending part of ``service`` due at once (it answers again)."""
+
+        def run(cur: Cursor) -> int:
+            cur.execute(
+                "UPDATE gateway_parts SET next_try = now() WHERE service = %s AND status = 'pending'",
+                (service,),
+            )
+            return cur.rowcount
+
+        return self.db.run(run)
+
+    def spool_files(self) -> set[str]:
+        """Every spool file an image still needs (for reconciling the spool at start)."""
+
+        def run(cur: Cursor) -> set[str]:
+            cur.execute("SELECT spool FROM gateway_images WHERE spool IS NOT NULL")
+            return {row[0] for row in cur.fetchall()}
+
+        return self.db.run(run)
+
     def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Per image: state (complete, pending, deleting) and its parts; unknown ids are absent."""
 
         def run(cur: Cursor) -> dict[int, dict[str, Any]]:
             cur.execute(
-                "SELECT i.image_id, i.op, p.service, p.status, p.attempts, p.last_error"
+                "SELECT i.image_id, i.op, i.digest, p.service, p.status, p.attempts, p.last_error"
                 " FROM gateway_images i LEFT JOIN gateway_parts p USING (image_id)"
                 " WHERE i.image_id = ANY(%s) ORDER BY i.image_id, p.service",
                 (image_ids,),
             )
             out: dict[int, dict[str, Any]] = {}
-            for image_id, op, service, status, attempts, error in cur.fetchall():
-                entry = out.setdefault(image_id, {"op": op, "parts": {}})
+            for image_id, op, digest, service, status, attempts, error in cur.fetchall():
+                entry = out.setdefault(image_id, {"op": op, "digest": digest, "parts": {}})
                 if service is not None:
                     entry["parts"][service] = {"status": status, "attempts": attempts, "error": error}
             for entry in out.values():
-                pending = any(p["status"] == PENDING for p in entry["parts"].values())
+                states = {p["status"] for p in entry["parts"].values()}
                 if entry["op"] == "delete":
                     entry["state"] = "deleting"
+                elif PENDING in states:
+                    entry["state"] = "pending"
                 else:
-                    entry["state"] = "pending" if pending else "complete"
+                    entry["state"] = "failed" if FAILED in states else "complete"
             return out
 
         return self.db.run(run)
@@ -282,12 +352,17 @@ class Catalog:
                 "SELECT service, count(*) FROM gateway_parts WHERE status = 'pending' GROUP BY service"
             )
             pending = dict(cur.fetchall())
+            cur.execute(
+                "SELECT service, count(*) FROM gateway_parts WHERE status = 'failed' GROUP BY service"
+            )
+            failed = dict(cur.fetchall())
             cur.execute("SELECT max(image_id) FROM gateway_images")
             max_id = cur.fetchone()[0]
             return {
                 "images": images.get("add", 0),
                 "deleting": images.get("delete", 0),
                 "pending_parts": pending,
+                "failed_parts": failed,
                 "max_image_id": max_id,
             }
 

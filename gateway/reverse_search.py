@@ -2,8 +2,10 @@
 fused.
 
 - normal mode (:meth:`ReverseSearch.similar`): every enabled search service, each bounded by its
-  search timeout; a service that fails or is too slow is left out and named in ``failed``; the
-  rankings are fused by weighted reciprocal rank (gateway/fusion.py);
+  search timeout; a service that fails or is too slow is left out (named in :attr:`Similar.failed`,
+  which the route puts in a header: the reply keeps the upstream shape, only lists of hits, since
+  the gallery iterates every key of it); the rankings are fused by weighted reciprocal rank
+  (gateway/fusion.py);
 - duplicate mode (:meth:`ReverseSearch.duplicates`): phash within ``duplicate_distance``, plus, when
   configured, local-feature matches with enough inliers (a crop that phash cannot see).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.fusion import clean_hits, reciprocal_rank_fusion
@@ -50,13 +53,24 @@ def refuse_if_rejected(replies: list[CallResult]) -> None:
         raise QueryRejected(replies)
 
 
+@dataclass
+class Similar:
+    """A normal-mode answer: ``reply`` (only lists of hits, the upstream shape) and ``failed``
+    (service -> why it contributed nothing), kept out of the reply."""
+
+    reply: dict[str, list[dict[str, Any]]]
+    failed: dict[str, str]
+
+
 def merge_rankings(
     upstreams: list[Upstream], replies: list[CallResult], settings: GatewaySettings
-) -> dict[str, Any]:
-    """The normal-mode reply: each service's cleaned top hits under its result key (an empty list
-    for every known key without hits), ``unified_res`` fused from them, and ``failed``: the services
-    that contributed nothing and why."""
-    out: dict[str, Any] = {u.result_key: [] for u in UPSTREAMS.values() if u.result_key is not None}
+) -> Similar:
+    """The normal-mode answer: each service's cleaned top hits under its result key (an empty list
+    for every known key without hits), ``unified_res`` fused from them; the services that
+    contributed nothing and why in :attr:`Similar.failed`."""
+    out: dict[str, list[dict[str, Any]]] = {
+        u.result_key: [] for u in UPSTREAMS.values() if u.result_key is not None
+    }
     rankings: dict[str, list[dict[str, Any]]] = {}
     failed: dict[str, str] = {}
     for upstream, reply in zip(upstreams, replies, strict=True):
@@ -75,8 +89,7 @@ def merge_rankings(
         settings.fusion_tie_tolerance,
         settings.fusion_relative_distance,
     )
-    out["failed"] = failed
-    return out
+    return Similar(out, failed)
 
 
 def merge_duplicates(
@@ -132,7 +145,7 @@ class ReverseSearch:
         except TimeoutError:
             return CallResult(upstream.name, "failed", detail=f"no answer within {timeout:g}s")
 
-    async def similar(self, data: bytes) -> dict[str, Any]:
+    async def similar(self, data: bytes) -> Similar:
         """Normal mode: every search service at once, fused (see :func:`merge_rankings`)."""
         fields = {"k": str(self.settings.result_k)}
         replies = await asyncio.gather(*(self.search(u, data, fields) for u in self.search_services))

@@ -174,6 +174,12 @@ class GatewaySettings(BaseSettings):
     retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles per failed attempt")
     retry_backoff_max_s: float = Field(300.0, gt=0, description="Longest delay between retries")
     retry_batch: int = Field(32, ge=1, description="Pending parts the worker takes per round")
+    retry_max_attempts: int = Field(
+        300,
+        ge=1,
+        description="Transient failures after which a part gives up (~1 day at the longest delay); "
+        "it stays visible until `ambience catalog retry`",
+    )
     runner_state_dir: Path | None = Field(
         None,
         description="Where `ambience serve` marks services unavailable (default $AMBIENCE_DATA_DIR/run)",

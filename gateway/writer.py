@@ -3,8 +3,10 @@ catalog, and what failed retried in the background until done.
 
 - :class:`Spool` keeps an upload's bytes on disk until every service has them (a retry reads them
   back, across gateway restarts too);
-- :func:`add_outcome` / :func:`delete_outcome` classify one service's answer: done, pending (sent
-  again later) or rejected (the service refused the input with a 4xx: retrying cannot help);
+- :func:`add_outcome` / :func:`delete_outcome` classify one service's answer: done, pending (a
+  transient failure: sent again later, with a backoff and a give-up point), failed (a permanent
+  server error: not retried until ``ambience catalog retry``) or rejected (the service refused the
+  input with a 4xx: retrying cannot help);
 - :class:`FanOutWriter` does the request-path add and delete and the retry worker's passes. All work
   on one image id is serialised (:class:`KeyedLocks`), so the retry of an add can never overtake
   the delete that followed it.
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -27,7 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.catalog import DONE, PENDING, REJECTED, Catalog, DuePart
+from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, DuePart
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings
 from services.common.postgres import DatabaseUnavailable
@@ -93,6 +97,20 @@ class Spool:
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("*")) if self.folder.is_dir() else []
 
+    def reconcile(self, needed: set[str]) -> list[Path]:
+        """Remove every file no catalog row needs: ``*.tmp`` left by a write that was cut short, and
+        uploads spooled by a gateway killed before (or while) their catalog row was written. The
+        gateway owns its spool folder alone, and calls this before it accepts requests. Returns
+        what was removed."""
+        needed_names = {Path(p).name for p in needed}  # by name: the data dir may be given relatively
+        removed = []
+        for path in self.files():
+            if path.suffix == ".tmp" or path.name not in needed_names:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                removed.append(path)
+        return removed
+
 
 class PartOutcome(NamedTuple):
     """One service's part of an add or delete: what the catalog records and what the client sees."""
@@ -105,22 +123,39 @@ class PartOutcome(NamedTuple):
 Outcomes = dict[str, PartOutcome]
 
 
-def add_outcome(result: CallResult) -> PartOutcome:
-    """A service's answer to an add: stored (or already stored), refused for good, or to retry."""
+#: Server answers that say "not now": the service is starting, overloaded, or behind a proxy that
+#: lost it. Any other 5xx (501, 505, ...) says the request itself cannot be served: not retried.
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504, 507})
+
+
+def transient(result: CallResult) -> bool:
+    """No answer at all (not listening, timeout, dropped) or a "not now" status."""
+    return result.status_code is None or result.status_code in TRANSIENT_STATUS
+
+
+def add_outcome(result: CallResult, digest: str = "") -> PartOutcome:
+    """A service's answer to an add: stored (or already stored), refused for good, or to retry.
+
+    A 409 is done only when the service holds this very file (it names the SHA-256 of what it
+    holds: ``digest``); another image under the id is a failed part, never "already stored". A
+    service that cannot tell (no digest recorded) is trusted, as before digests were kept."""
     if result.ok:
         return PartOutcome(DONE, "ok", None)
     if result.status_code == 409:
+        held = re.search(r"sha256 ([0-9a-f]{64})", result.detail or "")
+        if digest and held and held.group(1) != digest:
+            return PartOutcome(FAILED, "failed", f"{result.service} holds another image under this id")
         return PartOutcome(DONE, "ok", "already stored")
     if result.status_code is not None and 400 <= result.status_code < 500:
         return PartOutcome(REJECTED, "failed", result.detail)
-    return PartOutcome(PENDING, result.outcome, result.detail)
+    return PartOutcome(PENDING if transient(result) else FAILED, result.outcome, result.detail)
 
 
 def delete_outcome(result: CallResult) -> PartOutcome:
     """A service's answer to a delete: a 4xx (e.g. not stored) ends the part as surely as a 200."""
     if result.ok or (result.status_code is not None and 400 <= result.status_code < 500):
         return PartOutcome(DONE, "ok" if result.ok else "failed", result.detail)
-    return PartOutcome(PENDING, result.outcome, result.detail)
+    return PartOutcome(PENDING if transient(result) else FAILED, result.outcome, result.detail)
 
 
 def reply_entries(outcomes: Outcomes) -> list[dict[str, Any]]:
@@ -174,6 +209,10 @@ class FanOutWriter:
         self.locks = KeyedLocks()
         self._catalog = catalog
         self._worker: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        #: Services whose last answer was a transient failure: watched, retried at once when back.
+        self.down: set[str] = set()
+        self._wake = asyncio.Event()
         self.listeners: list[WriteListener] = []
 
     def subscribe(self, listener: WriteListener) -> None:
@@ -195,6 +234,13 @@ class FanOutWriter:
     def attach(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
+    def reconcile_spool(self) -> None:
+        """Start-up: the spool holds exactly the uploads the catalog still needs (blocking; call it
+        before requests are served)."""
+        removed = self.spool.reconcile(self.catalog.spool_files())
+        if removed:
+            log.info("spool: removed %d file(s) no catalog row needs (left by an earlier stop)", len(removed))
+
     # Catalog calls and spool file work (reads of up to 50 MB, fsync, unlink, listing) run in worker
     # threads, never on the event loop.
 
@@ -204,10 +250,16 @@ class FanOutWriter:
         """Spool the upload, record the add, send it to every feature service. Raises
         :class:`~gateway.catalog.CatalogConflict` when the id is taken or being deleted, and
         :class:`ImageRejected` when every service refused the image."""
+        catalog = self.catalog  # DatabaseUnavailable before anything is spooled while none is open
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
+            digest = hashlib.sha256(data).hexdigest()
             try:
-                await run_in_threadpool(self.catalog.begin_add, image_id, self.services, path)
+                await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
+            except DatabaseUnavailable:
+                # The row may have been committed all the same (the break came during COMMIT):
+                # the spool file stays for it; the start-up reconciliation drops it if not.
+                raise
             except BaseException:
                 await run_in_threadpool(self.spool.remove, path)
                 raise
@@ -246,10 +298,11 @@ class FanOutWriter:
 
     async def add_to(self, image_id: int, data: bytes, services: list[str]) -> Outcomes:
         fields = {"image_id": str(image_id)}
+        digest = hashlib.sha256(data).hexdigest()
         results = await asyncio.gather(
             *(self.clients.send_image(s, f"/calculate_{UPSTREAMS[s].store}", data, fields) for s in services)
         )
-        return {r.service: add_outcome(r) for r in results}
+        return {r.service: add_outcome(r, digest) for r in results}
 
     async def delete_from(self, image_id: int, services: list[str]) -> Outcomes:
         body = {"image_id": image_id}
@@ -260,6 +313,11 @@ class FanOutWriter:
 
     async def record(self, image_id: int, op: str, outcomes: Outcomes) -> None:
         """Write the outcomes to the catalog; the spool file goes once the add is complete."""
+        for service, outcome in outcomes.items():
+            if outcome.state == PENDING:
+                self.down.add(service)
+            elif outcome.state == DONE:
+                self.down.discard(service)
         done = await run_in_threadpool(
             self.catalog.record, image_id, op, {s: (o.state, o.detail) for s, o in outcomes.items()}
         )
@@ -319,19 +377,52 @@ class FanOutWriter:
                     log.error("retry worker: %r", result)
         return len(due)
 
+    async def watch_down_services(self) -> list[str]:
+        """Ask each service that last failed transiently for its /health; those that answer get
+        their pending parts made due at once (no waiting out a backoff of minutes). Returns them."""
+        down = sorted(self.down)
+        checks = await asyncio.gather(*(self.clients.health(s) for s in down))
+        back = [s for s, check in zip(down, checks, strict=True) if check.ok]
+        for service in back:
+            self.down.discard(service)
+            with contextlib.suppress(DatabaseUnavailable):
+                count = await run_in_threadpool(self.catalog.due_now, service)
+                log.info("%s answers again: %d pending part(s) retried now", service, count)
+        if back:
+            self._wake.set()
+        return back
+
+    async def retry_now(self, image_ids: list[int] | None) -> int:
+        """``ambience catalog retry``: parts that gave up are sent again at once."""
+        count = await run_in_threadpool(self.catalog.retry_failed, image_ids)
+        self._wake.set()
+        return count
+
     async def run_retries(self) -> None:
         """The retry worker: passes back to back while a full batch was due, else one per
-        ``retry_interval_s``."""
+        ``retry_interval_s`` or as soon as a service that was down answers again."""
         while True:
             if await self.retry_due() < self.settings.retry_batch:
-                await asyncio.sleep(self.settings.retry_interval_s)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.retry_interval_s)
+
+    async def run_health_watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retry_interval_s)
+            try:
+                await self.watch_down_services()
+            except Exception:
+                log.exception("health watch")
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self.run_retries(), name="gateway-retry-worker")
+        self._watch = asyncio.create_task(self.run_health_watch(), name="gateway-health-watch")
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        for task in (self._worker, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._worker = self._watch = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,29 @@ class PublicHealth:
             return self._value
 
 
+def degraded_reasons(services: dict[str, Any], catalog: dict[str, Any]) -> list[str]:
+    """One line per part that is not up: the gateway answers, but not with everything."""
+    reasons = [
+        f"{name} {entry['status']}: {entry.get('detail', '')}".rstrip(": ")
+        for name, entry in services.items()
+        if entry["status"] != "up"
+    ]
+    if catalog["status"] != "up":
+        reasons.append(f"catalog down: {catalog.get('detail', '')}")
+    for name, count in sorted(catalog.get("failed_parts", {}).items()):
+        reasons.append(f"{name}: {count} part(s) gave up after retries (`ambience catalog retry`)")
+    return reasons
+
+
+def runner_restarts(settings: GatewaySettings, name: str) -> dict[str, Any] | None:
+    """How often ``ambience serve`` restarted the service after a crash, when it did."""
+    path = settings.resolved_runner_state_dir() / f"{name}.restarts"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def add_routes(
     app: FastAPI,
     settings: GatewaySettings,
@@ -74,6 +98,12 @@ def add_routes(
     pending_gauge = Gauge(
         "ambience_gateway_pending_parts",
         "Image parts waiting for a retry",
+        ["service"],
+        registry=metrics.registry,
+    )
+    failed_gauge = Gauge(
+        "ambience_gateway_failed_parts",
+        "Image parts that gave up after retries (ambience catalog retry sends them again)",
         ["service"],
         registry=metrics.registry,
     )
@@ -91,13 +121,30 @@ def add_routes(
                 mark = await run_in_threadpool(runner_mark, settings, upstream.name)
                 entry["status"] = "unavailable" if mark else "down"
                 entry["detail"] = mark or check.detail
+            restarts = runner_restarts(settings, upstream.name)
+            if restarts:
+                entry["restarts"] = restarts.get("restarts")
+                entry["last_exit_code"] = restarts.get("last_exit_code")
             services[upstream.name] = entry
         try:
             await run_in_threadpool(writer.catalog.db.ping)
-            db = {"status": "up", "server": writer.catalog.db.where}
+            counts = await run_in_threadpool(writer.catalog.counts)
+            db = {
+                "status": "up",
+                "server": writer.catalog.db.where,
+                "pending_parts": counts["pending_parts"],
+                "failed_parts": counts["failed_parts"],
+            }
         except DatabaseUnavailable as exc:
             db = {"status": "down", "detail": str(exc)}
-        return {"status": "ok", "service": "gateway", "services": services, "catalog": db}
+        reasons = degraded_reasons(services, db)
+        answer: dict[str, Any] = {"service": "gateway", "services": services, "catalog": db}
+        status = summary(answer)
+        return {
+            "status": "degraded" if status == "up" and reasons else status,
+            **({"reasons": reasons} if reasons else {}),
+            **answer,
+        }
 
     public = PublicHealth(details)
     key = settings.api_key.encode() if settings.api_key else None
@@ -106,7 +153,8 @@ def add_routes(
     async def health(request: Request) -> Any:
         """With the API key or the page's session (or when no key is set): the gateway is up; each
         service is ``up``, ``down`` (not answering) or ``unavailable`` (its runner reported it cannot
-        start, e.g. model weights missing); the catalog is up or down. Without the key: only
+        start, e.g. model weights missing); the catalog is up or down; ``status`` ``up``,
+        ``degraded`` or ``down`` as below, with one line per part not up in ``reasons``. Without the key: only
         ``{"status": "up" | "degraded" | "down"}``, computed at most once a second."""
         if key is None or authorised(request.scope, key):
             return await details()
@@ -114,9 +162,11 @@ def add_routes(
 
     @app.get("/metrics", response_class=Response, tags=["gateway"])
     async def prometheus() -> Response:
-        """Prometheus metrics: requests, calls to each service, parts waiting for a retry."""
+        """Prometheus metrics: requests, calls to each service, parts waiting for a retry and parts
+        that gave up."""
         with contextlib.suppress(DatabaseUnavailable):
             counts = await run_in_threadpool(writer.catalog.counts)
             for name in writer.services:
                 pending_gauge.labels(name).set(counts["pending_parts"].get(name, 0))
+                failed_gauge.labels(name).set(counts["failed_parts"].get(name, 0))
         return Response(metrics.render(), media_type=metrics.content_type)

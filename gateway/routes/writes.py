@@ -22,6 +22,12 @@ class CatalogQuery(BaseModel):
     image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
 
 
+class RetryQuery(BaseModel):
+    image_ids: list[int] | None = Field(
+        None, max_length=10_000, description="Ids whose failed parts to retry (absent: every one)"
+    )
+
+
 def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int, inflight: MemoryBudget) -> None:
     @app.post("/calculate_all_image_features", tags=["gateway"])
     async def calculate_all(
@@ -47,12 +53,19 @@ def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int, inflig
 
     @app.post("/catalog_status", tags=["gateway"])
     async def catalog_status(query: CatalogQuery) -> dict[str, Any]:
-        """What the catalog knows of these ids: ``complete``, ``pending`` (retries outstanding) or
-        ``deleting``, with each service's part. Unknown ids are absent."""
+        """What the catalog knows of these ids: ``complete``, ``pending`` (retries outstanding),
+        ``failed`` (a part gave up: ``/catalog_retry``) or ``deleting``, with each service's part.
+        Unknown ids are absent."""
         found = await writer.status(query.image_ids)
         return {str(k): v for k, v in found.items()}
 
     @app.get("/catalog_stats", tags=["gateway"])
     async def catalog_stats() -> dict[str, Any]:
-        """Images in the catalog, deletions outstanding, pending parts per service, largest id."""
+        """Images in the catalog, deletions outstanding, pending and failed (gave up) parts per
+        service, spooled uploads, largest id."""
         return await writer.stats()
+
+    @app.post("/catalog_retry", tags=["gateway"])
+    async def catalog_retry(query: RetryQuery) -> dict[str, int]:
+        """Send parts that gave up (``failed``) again at once: ``{"requeued": N}``."""
+        return {"requeued": await writer.retry_now(query.image_ids)}

@@ -7,6 +7,7 @@ service (docs/api.md): calculate / delete / by-id search / by-image search. CPU 
 feature extraction, searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.analysis_routes import add_analysis_routes
 from services.common.collection import Collection
+from services.common.docs import serve_docs_offline
 from services.common.feature import FeatureService, VectorFeature
 from services.common.images import ImageError
 from services.common.limits import BodyLimitMiddleware, BudgetFull, check_k, safe_validation_errors
@@ -35,6 +37,7 @@ from services.common.schemas import (
     SimilarImage,
 )
 from services.common.service import ServiceBase
+from services.common.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +130,14 @@ def create_app(service: FeatureService) -> FastAPI:
     ) -> dict[str, int]:
         """Compute and store the feature of an image under a new id."""
         data = await read_upload(image, settings.max_upload_bytes)
+        digest = hashlib.sha256(data).hexdigest()
         if await run_in_threadpool(collection().store.__contains__, image_id):
-            raise HTTPException(409, f"image_id {image_id} already exists")
+            raise await id_taken(collection().store, image_id)
         started = time.perf_counter()
         value = await run_in_threadpool(service.extract, data)
         metrics.extract_seconds.observe(time.perf_counter() - started)
-        if not await run_in_threadpool(collection().add, image_id, value):
-            raise HTTPException(409, f"image_id {image_id} already exists")
+        if not await run_in_threadpool(collection().add, image_id, value, digest):
+            raise await id_taken(collection().store, image_id)
         metrics.items.set(collection().count())
         return {"image_id": image_id}
 
@@ -175,6 +179,13 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
+async def id_taken(store: Store, image_id: int) -> HTTPException:
+    """409 naming the SHA-256 of the file stored under the id, so a client can tell its own image
+    (a retry) from another one."""
+    digest = await run_in_threadpool(store.digest, image_id)
+    return HTTPException(409, f"image_id {image_id} already exists (sha256 {digest or 'unknown'})")
+
+
 def add_common_handlers(
     app: FastAPI,
     metrics: ServiceMetrics,
@@ -183,7 +194,9 @@ def add_common_handlers(
 ) -> None:
     """Clear 4xx bodies for invalid requests and images, per-route Prometheus metrics and (with
     ``max_upload_bytes``) refusal of oversized bodies, counted while they stream (shared with
-    services that build their own routes)."""
+    services that build their own routes). Swagger and ReDoc are served from the package
+    (services/common/docs.py)."""
+    serve_docs_offline(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,14 +6,17 @@ to date by replaying the log from the generation it last saw. The same replay pi
 written by other processes (``ambience import``) and finishes a snapshot that is a little behind.
 
 Snapshots are single files (header + serialised FAISS index) written atomically and tagged with
-the store's uuid and generation. At start-up a snapshot of this store is loaded and the log
-replayed from its generation; a snapshot of another store, an unreadable one, one built with a
-different index configuration, or one older than the retained log is discarded and the index is
-rebuilt from the store.
+the store's uuid, generation and a SHA-256 of the serialised index, verified on load: flipped
+bytes must not load silently (and then be copied into every later snapshot). At start-up a
+snapshot of this store is loaded and the log replayed from its generation; a snapshot of another
+store, an unreadable or damaged one (checksum mismatch), one built with a different index
+configuration, or one older than the retained log is discarded and the index is rebuilt from the
+store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import struct
@@ -32,7 +35,8 @@ from services.common.store import OP_ADD
 
 log = logging.getLogger(__name__)
 
-_MAGIC = b"AMBIDX1\n"
+# Version 2 added the checksum; a version 1 snapshot is discarded (rebuilt) like a corrupt one.
+_MAGIC = b"AMBIDX2\n"
 _LEN = struct.Struct(">I")
 
 
@@ -98,7 +102,10 @@ class Collection:
             generation = int(header["generation"])
             if self.store.changes_since(generation) is None:
                 raise ValueError(f"generation {generation} is not covered by the store's log")
-            index = VectorIndex.deserialize(data[start + hlen :], binary=bool(header["binary"]))
+            body = data[start + hlen :]
+            if hashlib.sha256(body).hexdigest() != header["sha256"]:
+                raise ValueError("checksum mismatch: the file was damaged after it was written")
+            index = VectorIndex.deserialize(body, binary=bool(header["binary"]))
         except Exception as exc:
             log.warning("discarding index snapshot %s (%s); rebuilding from the store", path, exc)
             return False
@@ -174,9 +181,10 @@ class Collection:
             self.index.add(*self.layout.index_rows(items))
         image_ids.clear()
 
-    def add(self, image_id: int, value: bytes) -> bool:
-        """Durably store a new record and index it. False when the id already exists."""
-        added = self.store.add(image_id, value)
+    def add(self, image_id: int, value: bytes, digest: str = "") -> bool:
+        """Durably store a new record (of a file with SHA-256 ``digest``) and index it. False when
+        the id already exists."""
+        added = self.store.add(image_id, value, digest)
         if added:
             self.sync()
         return added
@@ -210,6 +218,7 @@ class Collection:
                 "binary": binary,
                 "index_config": index_config,
                 "ntotal": ntotal,
+                "sha256": hashlib.sha256(body).hexdigest(),
             }
         ).encode()
         write_atomic(self.snapshot_path, _MAGIC + _LEN.pack(len(header)) + header + body)

@@ -28,9 +28,11 @@ import http.client
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +52,10 @@ _HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.[A-Za-z0-9]+$")
 
 class DownloadError(RuntimeError):
     """The file could not be downloaded (after retries). Any ``.part`` is kept for resuming."""
+
+
+class HostUnreachableError(DownloadError):
+    """The server's name does not resolve (no internet, no DNS): retrying will not help."""
 
 
 class DigestMismatchError(DownloadError):
@@ -163,6 +169,12 @@ def download(
         )
 
 
+def unresolvable(exc: BaseException) -> bool:
+    """Whether ``exc`` says a host name could not be resolved (as opposed to a dropped link)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, socket.gaierror)
+
+
 def _download_locked(
     url: str,
     target: Path,
@@ -245,12 +257,17 @@ def _download_locked(
                     raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason} ({attempt} attempts)") from exc
                 time.sleep(min(2.0 * attempt, 10.0))
             except (OSError, http.client.HTTPException) as exc:  # dropped connection, timeout, reset
+                if unresolvable(exc):
+                    raise HostUnreachableError(
+                        f"{urllib.parse.urlsplit(url).hostname}: the host name does not resolve "
+                        "(no internet access?)"
+                    ) from exc
                 attempt += 1
                 kept = part.stat().st_size if part.exists() else 0
                 if attempt > retries:
+                    resume = f"; {kept} bytes kept in {part}, run the command again to resume" if kept else ""
                     raise DownloadError(
-                        f"{url}: download interrupted ({exc!r}) after {attempt} attempts; {kept} bytes "
-                        f"kept in {part}, run the command again to resume"
+                        f"{url}: download interrupted ({exc!r}) after {attempt} attempts{resume}"
                     ) from exc
                 log.warning("%s: interrupted (%r) at %d bytes; resuming", url, exc, kept)
                 time.sleep(min(2.0 * attempt, 10.0) if attempt > 1 else 0.2)

@@ -32,6 +32,7 @@ import os
 import queue
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ import numpy as np
 from pydantic import Field
 
 from services.common.errors import StartupError, WeightsMissingError
-from services.common.fetch import download
+from services.common.fetch import HostUnreachableError, download
 from services.common.inference import RuntimeName, runtime_field
 from services.common.settings import CommonSettings, ServiceSettings
 
@@ -103,16 +104,32 @@ class WeightsFile:
     env_var: str = ""
 
     def sources(self) -> list[str]:
-        out = [f"https://huggingface.co/{self.hf_repo}/resolve/main/{name}" for name in self.hf_filenames]
+        # HF_ENDPOINT: the hub's own setting for a mirror (also how tests serve a local hub).
+        hub = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        out = [f"{hub}/{self.hf_repo}/resolve/main/{name}" for name in self.hf_filenames]
         return [*out, self.url] if self.url else out
+
+    def destination(self, url: str) -> Path:
+        """Where the file from ``url`` is saved: a hub fallback keeps its own name (a pickled
+        ``pytorch_model.bin`` must not be saved as ``model.safetensors``)."""
+        name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+        return self.target.with_name(name) if name in self.hf_filenames else self.target
+
+    def present(self) -> Path | None:
+        """The downloaded file, whichever of the sources it came from; None when there is none."""
+        for path in dict.fromkeys([self.target, *(self.destination(url) for url in self.sources())]):
+            if path.is_file():
+                return path
+        return None
 
     def fix(self) -> str:
         fixes = [
             f"`ambience models fetch {self.service}` (on a machine with internet access, then copy "
-            f"{self.target} here)"
+            f"{self.target.parent} here)"
         ]
         if self.env_var:
             fixes.append(f"set {self.env_var}=/path/to/checkpoint to use a local file")
+        fixes.append('see "Offline" in the README')
         return "; or ".join(fixes)
 
 
@@ -143,28 +160,44 @@ def _download(url: str, dest: Path, timeout: float, sha256: str = "") -> None:
 
 
 def fetch_weights(wf: WeightsFile, timeout: float = 30.0) -> Path:
-    """Make sure ``wf.target`` exists (download it if not) and matches its sha256. Returns the path."""
-    if not wf.target.exists():
-        wf.target.parent.mkdir(parents=True, exist_ok=True)
-        errors = []
-        for url in wf.sources():
-            try:
-                log.info("%s: downloading %s -> %s", wf.service, url, wf.target)
-                _download(url, wf.target, timeout, wf.sha256)
-                break
-            except Exception as exc:  # try the next source; report all of them if none works
-                errors.append(f"{url}: {exc}")
-        else:
-            raise WeightsMissingError(
-                f"{wf.service}: weights file {wf.target} ({wf.description}) is missing and could not be "
-                f"downloaded ({'; '.join(errors) or 'no download source known'}). Fix: {wf.fix()}"
-            )
-    if wf.sha256 and sha256_file(wf.target) != wf.sha256:
+    """Make sure the weights file exists (download it if not) and matches its sha256. Returns its
+    path: ``wf.target``, or the name of the hub fallback it was downloaded as."""
+    path = wf.present() or _download_first_source(wf, timeout)
+    if wf.sha256 and sha256_file(path) != wf.sha256:
         raise WeightsMissingError(
-            f"{wf.service}: {wf.target} does not have the expected sha256 {wf.sha256}; delete it and "
+            f"{wf.service}: {path} does not have the expected sha256 {wf.sha256}; delete it and "
             f"run `ambience models fetch {wf.service}` again"
         )
-    return wf.target
+    return path
+
+
+def _download_first_source(wf: WeightsFile, timeout: float) -> Path:
+    wf.target.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    unreachable: set[str] = set()
+    for url in wf.sources():
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if host in unreachable:
+            continue  # fail fast: the next file of a host that does not resolve will not either
+        dest = wf.destination(url)
+        try:
+            log.info("%s: downloading %s -> %s", wf.service, url, dest)
+            _download(url, dest, timeout, wf.sha256)
+            return dest
+        except HostUnreachableError as exc:
+            unreachable.add(host)
+            errors.append(str(exc))
+        except Exception as exc:  # try the next source; report all of them if none works
+            errors.append(f"{url}: {exc}")
+    if unreachable:
+        raise WeightsMissingError(
+            f"{wf.service}: the weights {wf.description} are not on this machine ({wf.target}) and "
+            f"cannot be downloaded: {'; '.join(errors)}. Fix: {wf.fix()}"
+        )
+    raise WeightsMissingError(
+        f"{wf.service}: weights file {wf.target} ({wf.description}) is missing and could not be "
+        f"downloaded ({'; '.join(errors) or 'no download source known'}). Fix: {wf.fix()}"
+    )
 
 
 def _safe_name(text: str) -> str:
@@ -287,7 +320,7 @@ def resolve_weights_value(
             )
         return ResolvedWeights("file", path, sha256_file(path), str(path))
     wf = hub_file(value or default_tag)
-    if not wf.target.exists() and not common.download_models:
+    if wf.present() is None and not common.download_models:
         raise WeightsMissingError(
             f"{service}: weights file {wf.target} ({wf.description}) is missing and downloads are off "
             f"(AMBIENCE_DOWNLOAD_MODELS=0). Fix: {wf.fix()}"

@@ -78,7 +78,12 @@ MIGRATIONS = [
             PRIMARY KEY (store, replica)
         );
         """,
-    )
+    ),
+    Migration(
+        2,
+        "digest of the uploaded file per record",
+        "ALTER TABLE ambience_features ADD COLUMN digest text;",
+    ),
 ]
 
 
@@ -150,12 +155,29 @@ class PostgresFeatureStore:
         )
         cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.store))
 
-    def add(self, image_id: int, value: bytes) -> bool:
-        """Store ``value`` under a new id. False (and nothing written) when the id exists."""
-        return self.add_many([(image_id, value)])[0]
+    def add(self, image_id: int, value: bytes, digest: str = "") -> bool:
+        """Store ``value`` (of a file with SHA-256 ``digest``, when known) under a new id. False
+        (and nothing written) when the id exists."""
+        return self.add_many([(image_id, value)], {image_id: digest} if digest else None)[0]
 
-    def add_many(self, items: Iterable[tuple[int, bytes]]) -> list[bool]:
+    def digest(self, image_id: int) -> str | None:
+        """The SHA-256 recorded with the image stored under ``image_id`` (None: none recorded)."""
+
+        def query(cur: Cursor) -> str | None:
+            cur.execute(
+                "SELECT digest FROM ambience_features WHERE store = %s AND image_id = %s",
+                (self.store, image_id),
+            )
+            row = cur.fetchone()
+            return row[0] if row else None
+
+        return self.db.run(query)
+
+    def add_many(
+        self, items: Iterable[tuple[int, bytes]], digests: dict[int, str] | None = None
+    ) -> list[bool]:
         """Add several records in one transaction; existing ids are left untouched."""
+        digests = digests or {}
         items = list(items)
         if not items:
             return []
@@ -164,9 +186,12 @@ class PostgresFeatureStore:
             generation = self._lock_generation(cur)
             inserted = psycopg2.extras.execute_values(
                 cur,
-                "INSERT INTO ambience_features (store, image_id, value) VALUES %s "
+                "INSERT INTO ambience_features (store, image_id, value, digest) VALUES %s "
                 "ON CONFLICT (store, image_id) DO NOTHING RETURNING image_id",
-                [(self.store, image_id, psycopg2.Binary(value)) for image_id, value in items],
+                [
+                    (self.store, image_id, psycopg2.Binary(value), digests.get(image_id))
+                    for image_id, value in items
+                ],
                 fetch=True,
                 page_size=max(len(items), 1),
             )

@@ -285,18 +285,20 @@ class Database:
 
     def _run_once(self, fn: Callable[[Cursor], T], *, autocommit: bool = False) -> tuple[T, bool]:
         conn, reused = self._take()
+        committing = autocommit  # an autocommit statement commits as it runs
         try:
             conn.autocommit = autocommit
             with conn.cursor() as cur:
                 result = fn(cur)
             if not autocommit:
+                committing = True
                 conn.commit()
         except BaseException as exc:
             if _is_connection_error(exc, conn):
                 with self._lock:
                     self._epoch += 1
                 self._discard(conn)
-                raise _Broken(exc, reused) from exc
+                raise _Broken(exc, reused, committing) from exc
             if not conn.closed:
                 try:
                     conn.rollback()
@@ -309,9 +311,19 @@ class Database:
         self.last_error = None
         return result, reused
 
-    def run(self, fn: Callable[[Cursor], T], *, autocommit: bool = False, schema: bool = True) -> T:
+    def run(
+        self,
+        fn: Callable[[Cursor], T],
+        *,
+        autocommit: bool = False,
+        schema: bool = True,
+        idempotent: bool = False,
+    ) -> T:
         """``fn(cursor)`` in one transaction. A connection the server dropped while it sat in the
-        pool (a restart) is retried once on a fresh one; the transaction never reached the server."""
+        pool (a restart) is retried once on a fresh one when the transaction cannot have reached
+        the server. A break during COMMIT is ambiguous (it may have committed): that is retried only
+        for an ``idempotent`` ``fn``, one whose second run after a commit changes nothing;
+        otherwise it is DatabaseUnavailable."""
         if schema:
             self.ensure_schema()
         with self._slot():
@@ -320,7 +332,7 @@ class Database:
                     result, _ = self._run_once(fn, autocommit=autocommit)
                     return result
                 except _Broken as broken:
-                    if attempt == 1 and broken.reused:
+                    if attempt == 1 and broken.reused and (idempotent or not broken.committing):
                         continue
                     raise self._unavailable(broken.cause) from broken.cause
         raise AssertionError("unreachable")
@@ -407,10 +419,12 @@ class Database:
 class _Broken(Exception):
     """Internal: the connection died under a transaction."""
 
-    def __init__(self, cause: BaseException, reused: bool) -> None:
+    def __init__(self, cause: BaseException, reused: bool, committing: bool = False) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.reused = reused
+        #: It died during COMMIT: the transaction may have been committed (ambiguous).
+        self.committing = committing
 
 
 # -- wiring for a service -----------------------------------------------------------------------

@@ -55,6 +55,10 @@ def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAP
         return Guard()
 
     app.router.lifespan_context = guarded
+    # A refusal we explain in one line (missing weights, bad settings) needs no traceback from uvicorn.
+    logging.getLogger("uvicorn.error").addFilter(
+        lambda record: not (failure and isinstance(failure[0], StartupError | StoreMismatchError))
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,

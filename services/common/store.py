@@ -5,6 +5,7 @@ Layout (named LMDB databases in one environment):
 - ``features``: key = image_id as 8-byte big-endian unsigned, value = the feature's raw bytes.
 - ``meta``: the metadata record (schema, feature, model, dimension), the store's uuid and its
   write generation.
+- ``digests``: key = image_id, value = the SHA-256 (hex) of the uploaded file, when known.
 - ``log``: key = generation (8-byte BE), value = op (``A`` add / ``D`` delete) + image_id. Every
   write appends here in the same transaction, so an index built from an older generation can be
   brought up to date by replaying the log instead of re-reading the whole store. The log is
@@ -73,8 +74,9 @@ class FeatureStore:
     def __init__(self, path: Path, metadata: dict[str, Any], *, initial_map_size: int = 64 << 20) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        # set_mapsize needs every transaction of this process closed; reads may nest, so readers win.
-        self._resize_lock = RWLock(prefer_writers=False)
+        # set_mapsize needs every transaction of this process closed. A growing writer blocks new
+        # readers (else busy readers starve it); nested reads of one thread still pass.
+        self._resize_lock = RWLock(prefer_writers=True)
         self._write_lock = threading.Lock()
         self._env = lmdb.open(
             str(self.path / "store.lmdb"),
@@ -87,6 +89,9 @@ class FeatureStore:
         self._features = self._env.open_db(b"features")
         self._meta = self._env.open_db(b"meta")
         self._log = self._env.open_db(b"log")
+        # SHA-256 of the uploaded file per id, when the caller gave one: lets a client tell "this id
+        # holds my image" from "this id holds another image" on a conflict.
+        self._digests = self._env.open_db(b"digests")
         self.metadata = self._check_metadata(metadata)
         self.uuid = self._read_meta(_META_UUID).decode()
 
@@ -155,11 +160,14 @@ class FeatureStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
-    def add(self, image_id: int, value: bytes) -> bool:
-        """Store ``value`` under a new id. False (and nothing written) when the id exists."""
-        return self.add_many([(image_id, value)])[0]
+    def add(self, image_id: int, value: bytes, digest: str = "") -> bool:
+        """Store ``value`` (of a file with SHA-256 ``digest``, when known) under a new id. False
+        (and nothing written) when the id exists."""
+        return self.add_many([(image_id, value)], {image_id: digest} if digest else None)[0]
 
-    def add_many(self, items: Iterable[tuple[int, bytes]]) -> list[bool]:
+    def add_many(
+        self, items: Iterable[tuple[int, bytes]], digests: dict[int, str] | None = None
+    ) -> list[bool]:
         """Add several records in one durable transaction; existing ids are left untouched."""
         items = list(items)
 
@@ -169,15 +177,24 @@ class FeatureStore:
                 ok = txn.put(encode_id(image_id), value, db=self._features, overwrite=False)
                 if ok:
                     self._bump(txn, self._meta, self._log, OP_ADD, image_id)
+                    if digests and digests.get(image_id):
+                        txn.put(encode_id(image_id), digests[image_id].encode(), db=self._digests)
                 added.append(bool(ok))
             return added
 
         return self._write(put)
 
+    def digest(self, image_id: int) -> str | None:
+        """The SHA-256 recorded with the image stored under ``image_id`` (None: none recorded)."""
+        with self._read_txn() as txn:
+            value = txn.get(encode_id(image_id), db=self._digests)
+            return None if value is None else bytes(value).decode()
+
     def delete(self, image_id: int) -> bool:
         def remove(txn: lmdb.Transaction) -> bool:
             if not txn.delete(encode_id(image_id), db=self._features):
                 return False
+            txn.delete(encode_id(image_id), db=self._digests)
             self._bump(txn, self._meta, self._log, OP_DELETE, image_id)
             return True
 

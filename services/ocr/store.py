@@ -27,7 +27,7 @@ from psycopg2.extras import Json, execute_values
 
 from services.common.postgres import Database, Migration
 from services.ocr.recognizer import TextLine
-from services.ocr.text import normalise, words
+from services.ocr.text import normalise, query_words, words
 
 COMPONENT = "ocr"
 
@@ -226,14 +226,16 @@ class TextStore:
         return hits
 
     def query_params(self, query: str, k: int) -> dict[str, Any] | None:
-        """SEARCH_SQL's parameters; None when the query has no letters or digits."""
-        norm = normalise(query)
-        if not norm:
+        """SEARCH_SQL's parameters; None when no query word carries meaning (only stop-words,
+        one- or two-letter words, or no letters or digits at all)."""
+        meaningful = query_words(normalise(query))
+        if not meaningful:
             return None
         r = self.ranking
         return {
-            "norm": norm,
-            "words": words(norm),
+            # Stop-words are left out of the trigram side too: their trigrams match anything.
+            "norm": " ".join(meaningful),
+            "words": meaningful,
             "limit": r.candidates,
             "k": k,
             "w_trigram": r.weight_trigram,

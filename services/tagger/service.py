@@ -116,7 +116,7 @@ def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsF
 
 def ensure_file(wf: WeightsFile) -> Path:
     """A models-dir file: used when present, downloaded when allowed, else exit 2 with the fix."""
-    if not wf.target.exists() and not CommonSettings().download_models:
+    if wf.present() is None and not CommonSettings().download_models:
         raise WeightsMissingError(
             f"tagger: {wf.target} ({wf.description}) is missing and downloads are off "
             f"(AMBIENCE_DOWNLOAD_MODELS=0). Fix: {wf.fix()}"

@@ -99,3 +99,26 @@ def test_readd_after_delete_keeps_one_entry(tmp_path: Path) -> None:
     c.add(1, vec(2))
     assert c.index.count() == 1
     np.testing.assert_array_equal(c.index.reconstruct(1), np.full(4, 2, np.float32))
+
+
+def test_damaged_snapshot_is_rebuilt_not_loaded(tmp_path: Path) -> None:
+    c = open_collection(tmp_path)
+    for i in range(50):
+        c.add(i, vec(i))
+    assert c.snapshot()
+    c.store.close()
+    snapshot = tmp_path / "index.snapshot"
+    data = snapshot.read_bytes()
+    # Damage one stored vector in place: the file still parses, only id 7's values are wrong.
+    assert data.count(vec(7)) == 1
+    snapshot.write_bytes(data.replace(vec(7), vec(40)))
+
+    c2 = open_collection(tmp_path)
+    assert c2.state.loaded_from == "rebuild"
+    for i in range(50):
+        _, ids = c2.index.search(np.full((1, 4), i, np.float32), 1)
+        assert ids[0, 0] == i
+    # The next snapshot is written from the rebuilt index and loads cleanly.
+    c2.snapshot(force=True)
+    c2.store.close()
+    assert open_collection(tmp_path).state.loaded_from == "snapshot"

@@ -162,3 +162,13 @@ def test_wait_for_change_wakes_on_another_replicas_write(database: Database) -> 
     a.close()
     assert waited < 5.0, f"woke after {waited:.2f}s: the notification did not arrive"
     assert a.changes_since(0)[1][0][2] == 1
+
+
+def test_the_digest_of_a_record_is_kept_with_it_and_goes_with_it(open_store: OpenStore) -> None:
+    store = open_store()
+    assert store.add(1, b"one", "ab" * 32) and store.add(2, b"two")
+    assert store.digest(1) == "ab" * 32 and store.digest(2) is None
+    assert not store.add(1, b"other", "cd" * 32) and store.digest(1) == "ab" * 32
+    store.delete(1)
+    assert store.digest(1) is None
+    assert store.add(1, b"again", "cd" * 32) and store.digest(1) == "cd" * 32

@@ -213,3 +213,41 @@ def test_embedded_default_lives_in_the_data_dir(data_dir: Path) -> None:
 
     assert db.run(count) == 1
     again.close()
+
+
+#: A deferred constraint trigger runs at COMMIT: it ends its own backend there, the first time
+#: only (a sequence is not rolled back), as a server crash or a network cut during COMMIT would.
+DIE_DURING_FIRST_COMMIT = """
+CREATE SEQUENCE commits_seen;
+CREATE FUNCTION die_during_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('commits_seen') = 1 THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON notes
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION die_during_first_commit();
+"""
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_a_break_during_commit_is_retried_only_for_idempotent_work(pg_dsn: str, idempotent: bool) -> None:
+    db = Database(pg_dsn, migrations={"notes": STEPS}, pool_size=1)
+    db.run(lambda cur: cur.execute(DIE_DURING_FIRST_COMMIT))  # also leaves a pooled connection
+    calls = []
+
+    def insert(cur: psycopg2.extensions.cursor) -> None:
+        calls.append(1)
+        cur.execute("INSERT INTO notes VALUES (1, 'once') ON CONFLICT DO NOTHING")
+
+    if idempotent:
+        db.run(insert, idempotent=True)
+        assert len(calls) == 2  # run again on a fresh connection: harmless by contract
+    else:
+        # The outcome of COMMIT is unknown to the client: running the work again could apply
+        # it twice, so the caller is told instead.
+        with pytest.raises(DatabaseUnavailable):
+            db.run(insert)
+        assert len(calls) == 1
+    db.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -72,8 +75,10 @@ def test_health_reports_down_and_unavailable_services(tmp_path: Path, pg_dsn: st
         from tests.helpers import encode, synthetic_image
 
         image = {"image": ("document", encode(synthetic_image(1)))}
-        reply = client.post("/reverse_search", files=image).json()
-        assert set(reply["failed"]) == {"phash", "color"} and reply["unified_res"] == []
+        searched = client.post("/reverse_search", files=image)
+        failed = searched.headers["X-Ambience-Failed"]
+        assert failed.startswith("color=") and "; phash=" in failed
+        assert searched.json()["unified_res"] == [] and "failed" not in searched.json()
         assert client.post("/reverse_search", files=image, data={"find_duplicate": "1"}).status_code == 503
         # An add while everything is down is kept for later.
         reply = client.post("/calculate_all_image_features", files=image, data={"image_id": "5"})
@@ -119,3 +124,47 @@ def test_keyless_health_is_computed_at_most_once_per_interval() -> None:
 
     answers = asyncio.run(scenario())
     assert answers == ["up"] * 20 + ["degraded"] and len(calls) == 2
+
+
+def test_health_names_the_reason_for_every_part_not_up(tmp_path: Path, pg_dsn: str) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "color.unavailable").write_text("model weights missing: run `ambience models fetch`")
+    (tmp_path / "run" / "phash.restarts").write_text('{"restarts": 2, "last_exit_code": -9, "at": 0}')
+    with TestClient(create_app(settings(tmp_path), PostgresSettings(dsn=pg_dsn))) as client:
+        health = client.get("/health").json()
+    assert health["services"]["phash"]["restarts"] == 2  # ambience serve restarted it after crashes
+    assert health["status"] == "down"  # no service up: down, with the reasons
+    assert any(r.startswith("color unavailable: model weights missing") for r in health["reasons"])
+    assert any(r.startswith("phash down") for r in health["reasons"])
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Another program that happens to listen on a disabled service's port."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        Recorder.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_disabled_service_answers_404_naming_the_setting(tmp_path: Path, pg_dsn: str) -> None:
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        s = settings(tmp_path)
+        s.service_urls["ocr"] = f"http://127.0.0.1:{other.server_address[1]}"  # where ocr would be
+        with TestClient(create_app(s, PostgresSettings(dsn=pg_dsn))) as client:
+            reply = client.post("/ocr_search_by_text", json={"text": "cafe"})
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert reply.status_code == 404
+    assert "AMBIENCE_GATEWAY_SERVICES" in reply.json()["detail"] and "ocr" in reply.json()["detail"]
+    assert Recorder.seen == [], "the request reached another program"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +24,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> It
     st.stop()
 
 
-def ambience(*args: str) -> subprocess.CompletedProcess[str]:
+def ambience(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"AMBIENCE_DATA_DIR": str(data_dir)} if data_dir else {})}
     return subprocess.run(
-        [sys.executable, "-m", "ambience", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ambience", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
+
+
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(stat.S_IRUSR | stat.S_IXUSR)
 
 
 def test_index_is_resumable_and_search_prints_a_table(stack: Stack, tmp_path: Path) -> None:
@@ -35,30 +50,107 @@ def test_index_is_resumable_and_search_prints_a_table(stack: Stack, tmp_path: Pa
     (folder / "sub" / "p4.png").write_bytes(encode(synthetic_image(4), "PNG"))
     (folder / "notes.txt").write_text("not a picture")
 
-    first = ambience("index", str(folder), "--gateway", stack.url, "--concurrency", "2")
+    data = tmp_path / "data"
+    read_only(folder)  # a read-only share: the mapping goes to the data dir, the library is untouched
+    first = ambience("index", str(folder), "--gateway", stack.url, "--concurrency", "2", data_dir=data)
     assert first.returncode == 0, first.stderr
     assert "files: 5" in first.stdout and "added: 5" in first.stdout
-    mapping = (folder / ".ambience_ids.csv").read_text().split()
-    assert len(mapping) == 5
+    assert not (folder / ".ambience_ids.csv").exists()
+    (mapping_file,) = (data / "index").glob("pictures-*.csv")
+    mapping = mapping_file.read_text().split()
+    assert len(mapping) == 6  # the folder row and five ids
 
     # New files later: only they are sent, earlier ids stay as they were.
+    folder.chmod(0o755)
     (folder / "p5.jpg").write_bytes(encode(synthetic_image(5)))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    second = ambience("index", str(folder), "--gateway", stack.url)
+    second = ambience("index", str(folder), "--gateway", stack.url, data_dir=data)
     assert "skipped: 5" in second.stdout and "added: 1" in second.stdout and "rejected: 1" in second.stdout
-    assert (folder / ".ambience_ids.csv").read_text().split()[:5] == mapping
+    assert mapping_file.read_text().split()[:6] == mapping
     assert "broken.jpg" in second.stderr
 
     query = tmp_path / "query.jpg"
     query.write_bytes(encode(synthetic_image(3), quality=40))
-    found = ambience(
-        "search", str(query), "--gateway", stack.url, "--mapping", str(folder / ".ambience_ids.csv")
-    )
+    found = ambience("search", str(query), "--gateway", stack.url, data_dir=data)
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
     assert lines[0].split()[:5] == ["rank", "image_id", "score", "phash", "color"]
-    assert lines[2].split()[0] == "1" and lines[2].split()[-1] == "p3.jpg"
+    assert lines[2].split()[0] == "1" and lines[2].split()[-1] == str(folder.resolve() / "p3.jpg")
+    named = ambience("search", str(query), "--gateway", stack.url, "--mapping", str(mapping_file))
+    assert named.stdout.splitlines()[2].split()[-1] == "p3.jpg"
     dup = ambience("search", str(folder / "p3.jpg"), "--duplicate", "--gateway", stack.url)
     assert dup.returncode == 0 and "distance" in dup.stdout
     text = ambience("search", "--text", "a dog", "--gateway", stack.url)
     assert text.returncode == 1 and "image_text" in text.stderr  # not running in this stack
+
+
+def test_folders_get_their_own_mapping_and_never_share_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ambience.client import LEGACY_MAPPING_NAME, folder_mapping, largest_id_in_data_dir
+
+    monkeypatch.setenv("AMBIENCE_DATA_DIR", str(tmp_path / "data"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    (second / LEGACY_MAPPING_NAME).write_text("7,old.jpg\n")  # written by an older version
+    a = folder_mapping(first, None)
+    a.assign(["x.jpg", "y.jpg"], 0, largest_id_in_data_dir(a.path))
+    b = folder_mapping(second, None)
+    assert b.ids == {"old.jpg": 7}, "ids of an older in-folder mapping are kept"
+    b.assign(["old.jpg", "z.jpg"], 0, largest_id_in_data_dir(b.path))
+    assert a.ids == {"x.jpg": 0, "y.jpg": 1} and b.ids == {"old.jpg": 7, "z.jpg": 8}
+    a2 = folder_mapping(first, None)
+    a2.assign(["w.jpg"], 0, largest_id_in_data_dir(a2.path))
+    assert a2.ids["w.jpg"] == 9 and a2.path != b.path
+
+
+def test_catalog_status_and_retry(stack: Stack) -> None:
+    status = ambience("catalog", "status", "--gateway", stack.url)
+    assert status.returncode == 0, status.stderr
+    assert "failed parts: none" in status.stdout and "pending parts:" in status.stdout
+    retry = ambience("catalog", "retry", "--gateway", stack.url)
+    assert retry.returncode == 0 and "requeued: 0" in retry.stdout
+
+
+def test_index_never_lands_on_a_taken_id_and_says_why_a_file_was_not_added(
+    stack: Stack, tmp_path: Path
+) -> None:
+    import httpx
+
+    def gateway_add(image_id: int, seed: int) -> None:
+        files = {"image": ("document", encode(synthetic_image(seed)))}
+        reply = httpx.post(
+            stack.url + "/calculate_all_image_features", files=files, data={"image_id": str(image_id)}
+        )
+        assert reply.status_code == 200, reply.text
+
+    data = tmp_path / "data"
+    gateway_add(1000, 50)  # the README's curl example, outside `ambience index`
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(encode(synthetic_image(51)))
+    first = ambience("index", str(folder), "--gateway", stack.url, data_dir=data)
+    assert "added: 1" in first.stdout, first.stdout + first.stderr
+    (mapping_file,) = (data / "index").glob("new-*.csv")
+    assert int(mapping_file.read_text().split()[-1].split(",")[0]) > 1000
+
+    # An id of the user's own mapping that holds another image: reported, not silently skipped.
+    own = tmp_path / "own.csv"
+    own.write_text(f"{int(mapping_file.read_text().split()[-1].split(',')[0])},b.jpg\n")
+    (folder / "b.jpg").write_bytes(encode(synthetic_image(52)))
+    clash = ambience("index", str(folder), "--gateway", stack.url, "--mapping", str(own), data_dir=data)
+    assert "conflict: 1" in clash.stdout and "b.jpg" in clash.stderr and "another image" in clash.stderr
+
+    # An id still being deleted from a service that is down: retried until the delete is done.
+    stack.services["color"].kill()
+    try:
+        reply = httpx.post(stack.url + "/delete_all_image_features", json={"image_id": 1000})
+        assert {e["service"]: e["status"] for e in reply.json()}["color"] == "unavailable"
+        own.write_text("1000,b.jpg\n")
+        threading.Timer(2.0, stack.services["color"].start).start()
+        later = ambience("index", str(folder), "--gateway", stack.url, "--mapping", str(own), data_dir=data)
+        assert "added: 1" in later.stdout, later.stdout + later.stderr
+    finally:
+        if stack.services["color"].proc is None or stack.services["color"].proc.poll() is not None:
+            stack.services["color"].start()
+    assert stack.catalog([1000])["1000"]["state"] == "complete"

@@ -51,6 +51,16 @@ def axios_json(payload: dict) -> tuple[bytes, dict[str, str]]:
     return body, {**AXIOS_HEADERS, "Content-Type": "application/json", "Content-Length": str(len(body))}
 
 
+def render_like_the_gallery(reply: dict) -> list[int]:
+    """The gallery's reverse-search page: ``for (const key in searchResults) for (const child of
+    searchResults[key])`` reads ``child.image_id``; a value that is not a list breaks the page."""
+    shown = []
+    for key, value in reply.items():
+        assert isinstance(value, list), f"{key!r} is not a list: the gallery cannot iterate it"
+        shown += [child["image_id"] for child in value]
+    return shown
+
+
 def post(url: str, request: tuple[bytes, dict[str, str]]) -> httpx.Response:
     return httpx.post(url, content=request[0], headers=request[1], timeout=120)
 
@@ -100,6 +110,7 @@ def test_replayed_gallery_requests(stack: Stack, tmp_path: Path) -> None:
     res = post(url + "/reverse_search", node_form_data([("image", images[102]), ("find_duplicate", "0")]))
     assert res.status_code == 200
     assert res.json()["unified_res"][0]["image_id"] == 102
+    assert 102 in render_like_the_gallery(res.json())
 
     # By id and by text: `res.data.map(el => el.image_id)`.
     for route in ("phash", "color"):
@@ -112,11 +123,11 @@ def test_replayed_gallery_requests(stack: Stack, tmp_path: Path) -> None:
     assert res.json()[0]["image_id"] == 101
     res = post(url + "/get_image_text", node_form_data([("image", images[100])]))
     assert res.status_code == 200 and "LIGHTHOUSE" in res.json()["text"]
-    # image_text is not running in this stack: the gateway says so instead of hanging.
+    # image_text is not enabled in this stack: the gateway says so instead of proxying.
     res = post(
         url + "/image_text_features_get_similar_images_by_text", axios_json({"text": "a dog", "k": 20})
     )
-    assert res.status_code == 503 and "image_text" in res.json()["detail"]
+    assert res.status_code == 404 and "AMBIENCE_GATEWAY_SERVICES" in res.json()["detail"]
 
     # Delete: JSON {image_id}.
     res = post(url + "/delete_all_image_features", axios_json({"image_id": 101}))
@@ -125,6 +136,19 @@ def test_replayed_gallery_requests(stack: Stack, tmp_path: Path) -> None:
     assert 101 not in [el["image_id"] for el in res.json()]
     res = post(url + "/phash_get_similar_images_by_id", axios_json({"image_id": 101, "k": 20}))
     assert res.status_code == 404
+
+    # A service down during a search: the reply keeps the upstream shape (every value a list, the
+    # page still renders), the failure is in a header and in /metrics.
+    stack.services["color"].kill()
+    try:
+        res = post(url + "/reverse_search", node_form_data([("image", images[102]), ("find_duplicate", "0")]))
+        assert res.status_code == 200
+        assert 102 in render_like_the_gallery(res.json())
+        assert res.headers["X-Ambience-Failed"].startswith("color=unavailable")
+        metrics = httpx.get(url + "/metrics").text
+        assert 'ambience_gateway_search_left_out_total{service="color"} 1.0' in metrics
+    finally:
+        stack.services["color"].start()
 
 
 def test_bad_input_is_refused_and_leaves_nothing_behind(stack: Stack) -> None:

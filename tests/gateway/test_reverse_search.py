@@ -44,15 +44,13 @@ def services(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) ->
             svc.stop()
 
 
-def search_with(
-    tmp_path: Path, urls: dict[str, str], mode: str, data: bytes, **settings: Any
-) -> dict[str, Any]:
+def search_with(tmp_path: Path, urls: dict[str, str], mode: str, data: bytes, **settings: Any) -> Any:
     """One reverse search (``similar`` or ``duplicates``) as the gateway makes it."""
     config = GatewaySettings(
         data_dir=tmp_path / "gateway", services=list(urls), service_urls=urls, result_k=5, **settings
     )
 
-    async def run() -> dict[str, Any]:
+    async def run() -> Any:
         clients = ServiceClients(config, CollectorRegistry())
         try:
             search = ReverseSearch(config, clients, config.enabled())
@@ -71,8 +69,9 @@ def query(seed: int) -> bytes:
 def test_similar_asks_every_search_service_and_fuses_their_rankings(
     services: dict[str, str], tmp_path: Path
 ) -> None:
-    reply = search_with(tmp_path, services, "similar", query(3))
-    assert reply["failed"] == {}
+    result = search_with(tmp_path, services, "similar", query(3))
+    reply = result.reply
+    assert result.failed == {}
     assert reply["phash_res"][0]["image_id"] == reply["color_res"][0]["image_id"] == 3
     assert reply["unified_res"][0]["image_id"] == 3
     assert len(reply["phash_res"]) <= 5  # result_k
@@ -87,17 +86,18 @@ def test_a_service_that_is_down_or_hangs_is_left_out_and_named(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         hung = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        reply = search_with(
+        result = search_with(
             tmp_path, {**services, "color": hung}, "similar", query(2), search_timeouts_s={"color": 0.5}
         )
-    assert reply["failed"] == {"color": "failed: no answer within 0.5s"}
-    assert reply["color_res"] == [] and reply["unified_res"][0]["image_id"] == 2
+    assert result.failed == {"color": "failed: no answer within 0.5s"}
+    assert result.reply["color_res"] == [] and result.reply["unified_res"][0]["image_id"] == 2
+    assert all(isinstance(v, list) for v in result.reply.values()), "only lists of hits in the reply"
 
     down = search_with(
         tmp_path, {**services, "color": f"http://127.0.0.1:{free_port()}"}, "similar", query(2)
     )
-    assert down["failed"]["color"].startswith("unavailable: ")
-    assert down["unified_res"][0]["image_id"] == 2
+    assert down.failed["color"].startswith("unavailable: ")
+    assert down.reply["unified_res"][0]["image_id"] == 2
 
 
 def test_duplicates_finds_a_copy_and_says_nothing_for_a_new_picture(
@@ -151,7 +151,7 @@ def test_merge_rankings_leaves_out_a_reply_that_is_not_a_ranking() -> None:
         CallResult("color", "ok", 200, {"error": "not a list"}),
     ]
     merged = merge_rankings(upstreams, replies, settings)
-    assert [h["image_id"] for h in merged["phash_res"]] == [4, 1]
-    assert merged["color_res"] == []
-    assert merged["failed"] == {"color": "ok: unexpected reply"}
-    assert merged["unified_res"][0]["image_id"] == 4
+    assert [h["image_id"] for h in merged.reply["phash_res"]] == [4, 1]
+    assert merged.reply["color_res"] == []
+    assert merged.failed == {"color": "ok: unexpected reply"}
+    assert merged.reply["unified_res"][0]["image_id"] == 4

@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.catalog import COMPONENT, DONE, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
+from gateway.catalog import COMPONENT, DONE, FAILED, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, ImageRejected, KeyedLocks, Spool, add_outcome, delete_outcome
@@ -39,23 +40,23 @@ def down_url() -> str:
 
 @asynccontextmanager
 async def opened_writer(
-    tmp_path: Path, dsn: str, urls: dict[str, str], catalog: bool = True
+    tmp_path: Path, dsn: str, urls: dict[str, str], catalog: bool = True, **overrides: Any
 ) -> AsyncIterator[FanOutWriter]:
     """A writer as the gateway builds one, over the services at ``urls``; retries due at once."""
     settings = GatewaySettings(
         data_dir=tmp_path / "gateway",
         services=NAMES,
         service_urls=urls,
-        retry_backoff_s=0.01,
-        retry_backoff_max_s=0.01,
-        timeout_s=20,
+        **{"retry_backoff_s": 0.01, "retry_backoff_max_s": 0.01, "timeout_s": 20, **overrides},
     )
     clients = ServiceClients(settings, CollectorRegistry())
     postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "test-writer")
     writer = FanOutWriter(settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES)
     if catalog:
         db = await asyncio.to_thread(postgres.open)
-        writer.attach(Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s))
+        writer.attach(
+            Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts)
+        )
     try:
         yield writer
     finally:
@@ -208,6 +209,7 @@ def test_outcome_rules() -> None:
     assert add_outcome(result("failed", 422)) == (REJECTED, "failed", "HTTP 422")
     assert add_outcome(result("failed", 503)) == (PENDING, "failed", "HTTP 503")
     assert add_outcome(result("unavailable", None)).state == PENDING
+    assert add_outcome(result("failed", 501)) == (FAILED, "failed", "HTTP 501")  # permanent: not retried
     assert delete_outcome(result("ok", 200)) == (DONE, "ok", None)
     assert delete_outcome(result("failed", 404)) == (DONE, "failed", "HTTP 404")
     assert delete_outcome(result("failed", 500)).state == PENDING
@@ -242,3 +244,132 @@ def test_the_spool_keeps_bytes_until_removed(tmp_path: Path) -> None:
     Spool.remove(path)
     Spool.remove(path)  # twice is harmless
     assert Spool.read(path) is None and spool.files() == []
+
+
+def test_spool_files_no_catalog_row_needs_are_removed_at_start(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            await writer.add(103, picture(103))  # color pending: its spool file is needed
+            needed = writer.spool.files()
+            # What a kill -9 leaves: an upload spooled before its catalog row, a write cut short.
+            orphan = Path(writer.spool.write(104, picture(104)))
+            cut_short = writer.spool.folder / "105.0badc0de.tmp"
+            cut_short.write_bytes(b"half an upload")
+            assert len(writer.spool.files()) == 3
+
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            writer.reconcile_spool()
+            assert writer.spool.files() == needed
+            assert not orphan.exists() and not cut_short.exists()
+            assert (await writer.status([103]))[103]["state"] == "pending"
+
+    asyncio.run(scenario())
+
+
+def test_a_part_gives_up_visibly_and_catalog_retry_sends_it_again(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=3) as writer:
+            await writer.add(106, picture(106))  # attempt 1
+            for _ in range(2):  # attempts 2 and 3: the last one gives up
+                await asyncio.sleep(0.05)
+                assert await writer.retry_due() == 1
+            await asyncio.sleep(0.05)
+            assert await writer.retry_due() == 0, "a part that gave up is not retried any more"
+            assert (await writer.status([106]))[106]["state"] == "failed"
+            stats = await writer.stats()
+            assert stats["failed_parts"] == {"color": 1} and stats["pending_parts"] == {}
+            assert stats["spool_files"] == 1, "the upload is kept for `ambience catalog retry`"
+
+        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=3) as writer:
+            assert await writer.retry_now([106]) == 1
+            await retry_until_settled(writer)
+            assert (await writer.status([106]))[106]["state"] == "complete"
+            assert (await writer.stats())["spool_files"] == 0
+
+    asyncio.run(scenario())
+    assert stored(services["color"], "color", 106)
+
+
+def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
+    services: dict[str, str], tmp_path: Path, pg_server: TestServer
+) -> None:
+    (tmp_path / "own").mkdir()
+    color = start_services(tmp_path / "own", pg_server.new_database("writer_watch"), ["color"])["color"]
+    try:
+
+        async def scenario() -> None:
+            urls = {**services, "color": color.url}
+            # A backoff of an hour: only the health watch can make the part due now.
+            async with opened_writer(
+                tmp_path,
+                pg_server.new_database("writer_watch_catalog"),
+                urls,
+                retry_backoff_s=3600,
+                retry_backoff_max_s=3600,
+            ) as writer:
+                color.kill()
+                outcomes = await writer.add(107, picture(107))
+                assert outcomes["color"].state == PENDING and writer.down == {"color"}
+                assert await writer.watch_down_services() == []  # still down
+                assert await writer.retry_due() == 0  # backoff not over
+                color.start()
+                assert await writer.watch_down_services() == ["color"]
+                assert await writer.retry_due() == 1
+                assert (await writer.status([107]))[107]["state"] == "complete"
+
+        asyncio.run(scenario())
+        assert stored(color.url, "color", 107)
+    finally:
+        color.stop()
+
+
+def test_begin_add_run_again_after_an_ambiguous_commit_is_the_same_add(pg_dsn: str) -> None:
+    postgres = PostgresComponent(PostgresSettings(dsn=pg_dsn), {COMPONENT: MIGRATIONS}, "test-catalog")
+    catalog = Catalog(postgres.open())
+    try:
+        catalog.begin_add(108, NAMES, "/spool/108.aaaa", "digest-a")
+        # The transaction runs again (its COMMIT went through, the reply was lost): not a conflict.
+        catalog.begin_add(108, NAMES, "/spool/108.aaaa", "digest-a")
+        assert catalog.spool_files() == {"/spool/108.aaaa"}
+        with pytest.raises(CatalogConflict, match="the same image"):
+            catalog.begin_add(108, NAMES, "/spool/108.bbbb", "digest-a")  # another upload of it
+        with pytest.raises(CatalogConflict, match=r"already exists$"):
+            catalog.begin_add(108, NAMES, "/spool/108.cccc", "digest-b")
+        assert catalog.status([108])[108]["state"] == "pending"
+    finally:
+        postgres.close()
+
+
+def test_a_conflict_is_done_only_when_the_service_holds_the_same_image(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    def direct_add(service: str, image_id: int, data: bytes) -> None:
+        reply = httpx.post(
+            f"{services[service]}/calculate_{service}_features",
+            files={"image": ("document", data)},
+            data={"image_id": str(image_id)},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+
+    # As after the README: color got a photo under these ids directly, not through the gateway.
+    direct_add("color", 109, picture(900))
+    direct_add("color", 110, picture(110))
+
+    async def scenario() -> None:
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            other = await writer.add(109, picture(109))
+            assert other["phash"].state == DONE
+            assert other["color"].state == FAILED and "another image" in (other["color"].detail or "")
+            assert (await writer.status([109]))[109]["state"] == "failed"
+            same = await writer.add(110, picture(110))
+            assert same["color"] == (DONE, "ok", "already stored")
+            assert (await writer.status([110]))[110]["state"] == "complete"
+
+    asyncio.run(scenario())

@@ -119,22 +119,27 @@ def test_registry_lists_hardnet8_for_local_features(
         required_weights("local_features")
 
 
-def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, tmp_path: Path) -> None:
-    env = {
+def run_global_features(models: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The global_features service as a process, without weights in ``models``."""
+    base = {
         "AMBIENCE_GLOBAL_FEATURES_DATA_DIR": str(tmp_path / "data"),
         "AMBIENCE_GLOBAL_FEATURES_PORT": "0",
-        "AMBIENCE_MODELS_DIR": str(offline_models),
+        "AMBIENCE_MODELS_DIR": str(models),
         "AMBIENCE_DOWNLOAD_MODELS": "0",
         "PATH": "/usr/bin:/bin",
     }
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "services.global_features"],
         cwd=REPO,
-        env=env,
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_service_process_exits_2_when_weights_are_missing(offline_models: Path, tmp_path: Path) -> None:
+    proc = run_global_features(offline_models, tmp_path)
     assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
     assert "model.safetensors" in proc.stderr and "ambience models fetch global_features" in proc.stderr
 
@@ -272,3 +277,40 @@ def test_pixel_pipeline_matches_the_model_transform() -> None:
         assert batch.dtype == np.uint8
         expected = torch.stack([transform(img) for img in images])
         assert torch.allclose(pipeline.to_tensor(batch, torch.device("cpu")), expected, atol=1e-5)
+
+
+def test_unresolvable_hub_fails_at_once_with_one_short_message(offline_models: Path, tmp_path: Path) -> None:
+    # Downloads on, but the hub's name does not resolve (a box without internet).
+    proc = run_global_features(
+        offline_models,
+        tmp_path,
+        AMBIENCE_DOWNLOAD_MODELS="1",
+        HF_ENDPOINT="http://hub.ambience-test.invalid",
+    )
+    assert proc.returncode == EXIT_WEIGHTS_MISSING, proc.stderr
+    assert "does not resolve" in proc.stderr and "ambience models fetch global_features" in proc.stderr
+    assert '"Offline"' in proc.stderr
+    assert "Traceback" not in proc.stderr, "a refusal we explain needs no traceback"
+    assert ".part" not in proc.stderr, "no partial file exists to speak of"
+    assert "attempts" not in proc.stderr, "a name that does not resolve is not retried"
+    assert proc.stderr.count("ambience models fetch global_features") == 1
+
+
+def test_hub_fallback_is_saved_under_its_own_name(
+    offline_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.deploy.weights_server import WeightsServer
+
+    settings = GlobalFeaturesSettings(model="test_vit.r160_in1k")
+    with WeightsServer() as server:
+        # The hub has no model.safetensors for this repo, only the pickled pytorch_model.bin.
+        server.files["pytorch_model.bin"] = b"pickled checkpoint"
+        monkeypatch.setenv("HF_ENDPOINT", server.base_url + "/files")
+        monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "1")
+        weights = resolve_weights(settings, hub_file(settings, offline_models))
+    assert weights.path is not None and weights.path.name == "pytorch_model.bin"
+    assert weights.path.read_bytes() == b"pickled checkpoint"
+    assert not weights.path.with_name("model.safetensors").exists()
+    # Found again at the next start, without a download.
+    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
+    assert resolve_weights(settings, hub_file(settings, offline_models)).path == weights.path

@@ -129,3 +129,14 @@ def test_search_uses_the_trigram_and_phonetic_indexes(store: TextStore) -> None:
     text = store.db.run(plan)
     assert "Bitmap Index Scan on ocr_images_trgm" in text, text
     assert "Bitmap Index Scan on ocr_images_phonetic" in text, text
+
+
+def test_stop_words_and_short_words_produce_no_candidates_on_their_own(store: TextStore) -> None:
+    assert store.add(7, lines("A"), "test-model")
+    assert store.add(8, lines("at the station"), "test-model")
+    assert store.add(9, lines("Lake Geneva"), "test-model")
+    assert store.add(10, lines("Platform 5"), "test-model")
+    assert top(store, "a lake", 10) == [9]
+    assert top(store, "the lake", 10) == [9]
+    assert store.search("a", 5) == [] and store.search("of the", 5) == []
+    assert top(store, "5", 10) == [10], "a number is short but carries meaning"
