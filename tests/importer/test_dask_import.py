@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from services.common.importer import FAILURES_CSV, IDS_CSV
-from tests.helpers import REPO, ServiceProcess
+from services.common.importer import _WORKER_FEATURES, FAILURES_CSV, IDS_CSV, _feature_key, _process_chunk
+from services.image_text.service import ImageTextFeature, ImageTextSettings
+from tests.helpers import REPO, ServiceProcess, encode, synthetic_image
+from tests.image_text.test_service import TINY as TINY_IMAGE_TEXT
 from tests.replicas import PHASH, found, generations, picture, replica, wait_until
 
 distributed = pytest.importorskip("distributed", reason="needs dask distributed (the scale extra)")
@@ -120,3 +123,32 @@ def test_send_bytes_without_a_scheduler_is_refused(tmp_path: Path, pg_dsn: str) 
     proc = run_import(folder, tmp_path / "importer" / "phash", pg_dsn, "--send-bytes")
     assert proc.returncode == 3, proc.stderr
     assert "--send-bytes needs --scheduler" in proc.stderr
+
+
+def test_cluster_workers_run_the_model_of_a_model_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a cluster worker runs for a chunk of a model service: decoding and the model, returning
+    the stored bytes (a local import's workers only decode); a bad file is reported, the rest stored."""
+    monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
+    settings = ImageTextSettings(data_dir=tmp_path / "it", **TINY_IMAGE_TEXT)
+    images = [encode(synthetic_image(seed)) for seed in range(3)]
+    chunk = [
+        (1, "a.jpg", images[0]),
+        (2, "bad.jpg", b"not an image"),
+        (3, "c.jpg", images[1]),
+        (4, "d.jpg", images[2]),
+    ]
+    outcomes = _process_chunk(ImageTextFeature, settings, True, chunk, extract_batched=True)
+    worker = _WORKER_FEATURES.pop(_feature_key(ImageTextFeature, settings))
+    try:
+        by_id = {image_id: (value, err) for image_id, _, value, err in outcomes}
+        assert sorted(by_id) == [1, 2, 3, 4]
+        assert by_id[2][0] is None and by_id[2][1] is not None and by_id[2][1][0] == "bad image"
+        for image_id, data in ((1, images[0]), (3, images[1]), (4, images[2])):
+            value, err = by_id[image_id]
+            assert err is None and isinstance(value, bytes)
+            expected = np.frombuffer(worker.extract(data), np.float32)
+            assert np.allclose(np.frombuffer(value, np.float32), expected, atol=1e-5)
+    finally:
+        worker.close()
