@@ -295,7 +295,7 @@ def import_figures(tmp: Path, photos: list[Path], copies: int) -> list[str]:
     files = copies * len(photos)
     warm_folder = tmp / "warm-photos"
     warm_folder.mkdir()
-    for i, photo in enumerate(photos[:4]):
+    for i, photo in enumerate(photos[:2]):
         (warm_folder / f"{i}{photo.suffix.lower()}").symlink_to(photo.resolve())
     rows = []
     reference: float | None = None
@@ -332,7 +332,7 @@ def main() -> None:
     parser.add_argument("--pgvector-max", type=int, default=100_000, help="largest pgvector table built")
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("2000" if args.small else "100000,1000000")).split(",")]
-    photos = photo_paths(PHOTOS, limit=8 if args.small else 40)
+    photos = photo_paths(PHOTOS, limit=4 if args.small else 40)
     with tempfile.TemporaryDirectory(prefix="ambience-scaleout-") as tmpdir:
         tmp = Path(tmpdir)
         pg = EmbeddedPostgres(tmp / "pgdata")
@@ -340,10 +340,10 @@ def main() -> None:
         try:
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             out = [f"Machine: {machine()}; load average at the start {load} (a shared machine).", ""]
-            n_store, n_queries = (300, 50) if args.small else (3000, 300)
+            n_store, n_queries = (100, 30) if args.small else (3000, 300)
             out += store_figures(tmp / "store", ensure_database(admin, "store"), n_store, n_queries)
             out += [""]
-            out += lag_figures(tmp / "lag", ensure_database(admin, "lag"), 10 if args.small else 100)
+            out += lag_figures(tmp / "lag", ensure_database(admin, "lag"), 5 if args.small else 100)
             out += [""]
             vectors_db = ensure_database(admin, "vectors")
             out += vector_figures(vectors_db, sizes, args.pgvector_max, 20 if args.small else 200)
