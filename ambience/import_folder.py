@@ -50,6 +50,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default=None,
         help="data root (default: the service's data dir from its settings)",
     )
+    p_import.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask distributed scheduler (tcp://host:8786): its workers decode and extract "
+        "(default: local worker processes; needs pip install 'ambience[scale]')",
+    )
+    p_import.add_argument(
+        "--send-bytes",
+        action="store_true",
+        help="with --scheduler: send each file's bytes to the workers "
+        "(default: workers read the same path from a folder they share)",
+    )
     p_import.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -69,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             chunk_size=args.chunk_size,
             progress=not args.no_progress,
+            scheduler=args.scheduler,
+            send_bytes=args.send_bytes,
         )
     except (ImportRefused, StoreMismatchError) as exc:
         print(f"[ambience] import refused: {exc}", file=sys.stderr)

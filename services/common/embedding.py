@@ -11,7 +11,7 @@ alpha query expansion (``aqe_n``, ``aqe_alpha``), computed for all query rows at
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -46,6 +46,14 @@ class EmbeddingSettings(ModelServiceSettings):
     )
     aqe_alpha: float = Field(
         3.0, ge=0, le=100, description="alpha query expansion by default: the similarity exponent"
+    )
+    index: Literal["faiss", "pgvector"] = Field(
+        "faiss",
+        description="where searches run: faiss (an in-memory index per replica) or pgvector (an HNSW "
+        "index inside PostgreSQL shared by every replica; needs the postgres store)",
+    )
+    pgvector_ef_search: int = Field(
+        100, ge=1, le=1000, description="pgvector: HNSW candidate list per search (recall vs latency)"
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from services.common.collection import Collection
 from services.common.feature import FeatureService
+from services.common.pgvector import new_collection
 from services.common.storage import Store, open_store
 
 SNAPSHOT_FILE = "index.snapshot"
@@ -81,9 +82,11 @@ def open_feature(feature: str | FeatureService, data_dir: Path | None = None, **
         raise TypeError("data_dir and settings apply to a service name, not to a built feature")
     feature.load()
     data_dir = feature.settings.resolved_data_dir()
+    # The postgres store keeps nothing there, but snapshots and trained state do.
+    data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
     try:
-        collection = Collection(store, feature, data_dir / SNAPSHOT_FILE)
+        collection = new_collection(store, feature, data_dir / SNAPSHOT_FILE)
         collection.open()
         feature.bind(collection)
     except BaseException:

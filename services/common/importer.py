@@ -20,6 +20,14 @@ recorded in ``<data_dir>/import_ids.csv`` before any record is written, so a re-
 same file the same id. Resumable: ids already in the store are skipped before any decoding.
 Files that fail (unreadable, too large, not a usable image) are reported in the summary and in
 ``<data_dir>/import_failures.csv`` and the run goes on.
+
+On a Dask cluster (``--scheduler ADDRESS``, :func:`run_import` with ``scheduler=``): the chunks go
+to the cluster's workers instead of local processes. Workers read the files from a path they share
+with this machine (the same absolute path), or, with ``send_bytes``, receive each file's bytes from
+this process. Workers run the whole extraction, model services included (each worker loads the
+model once), and return the stored bytes; this process keeps the id mapping, the progress, the
+failure list and every store write, so resuming and the report work as for a local import. With
+the postgres store, the records land in the shared database that every replica follows.
 """
 
 from __future__ import annotations
@@ -79,6 +87,7 @@ class ImportReport:
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     failures_csv: Path | None = None
+    scheduler: str | None = None  # the Dask scheduler's address, for a cluster import
 
     @property
     def images_per_s(self) -> float:
@@ -95,8 +104,9 @@ class ImportReport:
             kinds = Counter(f.reason for f in self.failures)
             lines.append("    " + ", ".join(f"{reason}: {n}" for reason, n in sorted(kinds.items())))
             lines.append(f"    every failure is listed in {self.failures_csv}")
+        where = f" on the Dask cluster {self.scheduler}" if self.scheduler else ""
         lines.append(
-            f"  {self.seconds:.1f} s, {self.images_per_s:.1f} images/s with {self.jobs} job(s); "
+            f"  {self.seconds:.1f} s, {self.images_per_s:.1f} images/s with {self.jobs} job(s){where}; "
             f"store: {self.data_dir}"
         )
         if self.failures:
@@ -252,15 +262,15 @@ def _feature_key(feature_cls: type[FeatureService], settings: ServiceSettings) -
 
 
 def _worker_feature(
-    feature_cls: type[FeatureService], settings: ServiceSettings, batched: bool
+    feature_cls: type[FeatureService], settings: ServiceSettings, prepare_only: bool
 ) -> FeatureService:
-    """One feature object per worker process. Batched (model) services are not loaded there:
-    workers only run ``prepare``."""
+    """One feature object per worker process. Local workers of batched (model) services only run
+    ``prepare``, so the model is not loaded there."""
     key = _feature_key(feature_cls, settings)
     feature = _WORKER_FEATURES.get(key)
     if feature is None:
         feature = feature_cls(settings)
-        if not batched:
+        if not prepare_only:
             feature.load()
         _WORKER_FEATURES[key] = feature
     return feature
@@ -270,43 +280,92 @@ def _worker_feature(
 Outcome = tuple[int, str, Any, tuple[str, str] | None]
 
 
+def _too_large(size: int, limit: int) -> tuple[str, str]:
+    return ("too large", f"file is {size} bytes, more than the limit of {limit}")
+
+
+def read_file(path: str, limit: int) -> bytes | tuple[str, str]:
+    """The file's bytes, or the (reason, detail) of why it cannot be imported."""
+    try:
+        size = os.stat(path).st_size
+        if size > limit:
+            return _too_large(size, limit)
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        return ("unreadable", f"{exc.strerror or exc}")
+
+
+#: A chunk of work: (image_id, path) to read in the worker, or (image_id, path, bytes or the
+#: (reason, detail) of a failed read) when the importing process read the file (``send_bytes``).
+ChunkItem = tuple[int, str] | tuple[int, str, bytes | tuple[str, str]]
+
+
 def _process_chunk(
-    feature_cls: type[FeatureService], settings: ServiceSettings, batched: bool, chunk: list[tuple[int, str]]
+    feature_cls: type[FeatureService],
+    settings: ServiceSettings,
+    batched: bool,
+    chunk: list[ChunkItem],
+    extract_batched: bool = False,
 ) -> list[Outcome]:
-    feature = _worker_feature(feature_cls, settings, batched)
+    """Decode (and extract) a chunk of files. ``extract_batched``: a model service's worker runs
+    its model too (cluster workers), instead of returning prepared inputs."""
+    feature = _worker_feature(feature_cls, settings, batched and not extract_batched)
     limit = settings.max_upload_bytes
     out: list[Outcome] = []
-    for image_id, path in chunk:
-        try:
-            size = os.stat(path).st_size
-            if size > limit:
-                out.append(
-                    (
-                        image_id,
-                        path,
-                        None,
-                        ("too large", f"file is {size} bytes, more than the limit of {limit}"),
-                    )
-                )
-                continue
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            out.append((image_id, path, None, ("unreadable", f"{exc.strerror or exc}")))
+    for item in chunk:
+        image_id, path = item[0], item[1]
+        data = item[2] if len(item) == 3 else read_file(path, limit)  # type: ignore[misc]
+        if isinstance(data, tuple):
+            out.append((image_id, path, None, data))
+            continue
+        if len(data) > limit:
+            out.append((image_id, path, None, _too_large(len(data), limit)))
             continue
         try:
             value = feature.prepare(data) if batched else feature.extract(data)
-        except ImageError as exc:  # exceptions stay here: ImageError does not survive pickling
-            out.append((image_id, path, None, (_REASONS.get(exc.status, "bad image"), exc.message)))
-            continue
-        except Exception as exc:  # a bug on one odd file must not end a long import
-            out.append((image_id, path, None, ("error", f"{type(exc).__name__}: {exc}")))
+        # Exceptions stay here (ImageError does not survive pickling); a bug on one odd file
+        # must not end a long import.
+        except Exception as exc:
+            out.append((image_id, path, None, _error_reason(exc)))
             continue
         out.append((image_id, path, value, None))
+    if batched and extract_batched:
+        return _extract_prepared(feature, out)
     return out
 
 
-def _chunks(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+def _extract_prepared(feature: FeatureService, outcomes: list[Outcome]) -> list[Outcome]:
+    """Prepared inputs -> stored bytes with the model, in batches; on an error, item by item to
+    find the culprit."""
+    done: list[Outcome] = [o for o in outcomes if o[3] is not None]
+    ready = [o for o in outcomes if o[3] is None]
+    size = max(1, feature.import_batch_size)
+    for start in range(0, len(ready), size):
+        done.extend(_extract_batch(feature, ready[start : start + size]))
+    return done
+
+
+def _extract_batch(feature: FeatureService, batch: list[Outcome]) -> list[Outcome]:
+    try:
+        values = feature.extract_batch([prepared for _, _, prepared, _ in batch])
+    except Exception as exc:
+        if len(batch) > 1:
+            return [outcome for item in batch for outcome in _extract_batch(feature, [item])]
+        image_id, path, _, _ = batch[0]
+        return [(image_id, path, None, _error_reason(exc))]
+    return [
+        (image_id, path, value, None) for (image_id, path, _, _), value in zip(batch, values, strict=True)
+    ]
+
+
+def _error_reason(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, ImageError):
+        return (_REASONS.get(exc.status, "bad image"), exc.message)
+    return ("error", f"{type(exc).__name__}: {exc}")
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -369,12 +428,16 @@ def run_import(
     chunk_size: int = 16,
     progress: bool = True,
     out: TextIO | None = None,
+    scheduler: str | None = None,
+    send_bytes: bool = False,
 ) -> ImportReport:
     """Import every image file under ``folder`` into the store of ``feature``'s service.
 
     ``feature`` is built but not loaded; it is loaded here once (its metadata may depend on the
-    model). Raises ImportRefused for a folder or data dir it cannot use, StoreMismatchError when
-    the data was built with another configuration.
+    model). ``scheduler``: the address of a Dask scheduler whose workers do the extraction
+    (``jobs`` is then ignored); ``send_bytes``: the workers get the files' bytes from here instead
+    of reading the same path. Raises ImportRefused for a folder, data dir or scheduler it cannot
+    use, StoreMismatchError when the data was built with another configuration.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -383,19 +446,28 @@ def run_import(
         raise ImportRefused("--ids-from-filenames and --start-id exclude each other")
     if jobs < 1 or chunk_size < 1:
         raise ImportRefused("--jobs and --chunk-size must be at least 1")
+    if send_bytes and scheduler is None:
+        raise ImportRefused("--send-bytes needs --scheduler (local workers read the files themselves)")
     data_dir = feature.settings.resolved_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
-    report = ImportReport(feature.name, folder, data_dir, jobs)
+    report = ImportReport(feature.name, folder, data_dir, jobs, scheduler=scheduler)
     started = time.monotonic()
     lock = _ImportLock(data_dir)
     try:
-        feature.load()
-        store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
+        cluster = DaskWorkers.connect(scheduler, send_bytes) if scheduler is not None else None
         try:
-            run = _Run(store, feature, report, jobs, chunk_size, progress, out or sys.stderr)
-            run.execute(folder, ids_from_names, start_id)
+            feature.load()
+            store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
+            try:
+                if cluster is not None:
+                    report.jobs = cluster.threads()
+                run = _Run(store, feature, report, jobs, chunk_size, progress, out or sys.stderr, cluster)
+                run.execute(folder, ids_from_names, start_id)
+            finally:
+                store.close()
         finally:
-            store.close()
+            if cluster is not None:
+                cluster.close()
     finally:
         lock.release()
     report.seconds = time.monotonic() - started
@@ -411,6 +483,7 @@ class _Run:
     chunk_size: int
     progress: bool
     out: TextIO
+    cluster: DaskWorkers | None = None
 
     def execute(self, folder: Path, ids_from_names: bool, start_id: int | None) -> None:
         report, feature = self.report, self.feature
@@ -429,9 +502,10 @@ class _Run:
             self.failures.add(bad)
             todo = [(image_id, path) for image_id, path in assigned if image_id not in stored]
             report.already_stored = len(assigned) - len(todo)
+            where = f" on the Dask cluster {report.scheduler}" if report.scheduler else ""
             print(
                 f"ambience import {feature.name}: {len(paths)} image files, {report.already_stored} "
-                f"already stored, {len(todo)} to do, {self.jobs} job(s) -> {report.data_dir}",
+                f"already stored, {len(todo)} to do, {report.jobs} job(s){where} -> {report.data_dir}",
                 file=self.out,
             )
             if todo:
@@ -456,33 +530,46 @@ class _Run:
         pending: list[tuple[int, str, Any]] = []  # prepared inputs waiting for a model batch
         batch_size = feature.import_batch_size
         # Small folders of big photos: smaller chunks, so every worker gets several tasks.
-        chunk_size = max(1, min(self.chunk_size, len(todo) // (4 * self.jobs)))
-        tasks = (
-            delayed(_process_chunk)(feature_cls, settings, batched, chunk)
-            for chunk in _chunks(todo, chunk_size)
-        )
+        chunk_size = max(1, min(self.chunk_size, len(todo) // (4 * self.report.jobs)))
+        chunks = _chunks(todo, chunk_size)
+        if self.cluster is not None:
+            results = self.cluster.run(feature_cls, settings, batched, chunks)
+            batched = False  # the cluster's workers ran the model: outcomes are stored bytes
+        else:
+            results = self._local(feature_cls, settings, batched, chunks)
         try:
-            with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as parallel:
-                for outcomes in parallel(tasks):
-                    self.failures.add(
-                        Failure(path, image_id, err[0], err[1])
-                        for image_id, path, _, err in outcomes
-                        if err is not None
-                    )
-                    ok = [(image_id, path, value) for image_id, path, value, err in outcomes if err is None]
-                    if batched:
-                        pending.extend(ok)
-                        while len(pending) >= batch_size:
-                            self.run_batch(pending[:batch_size])
-                            del pending[:batch_size]
-                    else:
-                        self.write(ok)
-                    bar.update(len(outcomes))
-                    bar.set_postfix(failed=len(self.report.failures), refresh=False)
+            for outcomes in results:
+                self.failures.add(
+                    Failure(path, image_id, err[0], err[1])
+                    for image_id, path, _, err in outcomes
+                    if err is not None
+                )
+                ok = [(image_id, path, value) for image_id, path, value, err in outcomes if err is None]
+                if batched:
+                    pending.extend(ok)
+                    while len(pending) >= batch_size:
+                        self.run_batch(pending[:batch_size])
+                        del pending[:batch_size]
+                else:
+                    self.write(ok)
+                bar.update(len(outcomes))
+                bar.set_postfix(failed=len(self.report.failures), refresh=False)
             if pending:
                 self.run_batch(pending)
         finally:
             bar.close()
+
+    def _local(
+        self,
+        feature_cls: type[FeatureService],
+        settings: ServiceSettings,
+        batched: bool,
+        chunks: Iterator[list[tuple[int, str]]],
+    ) -> Iterator[list[Outcome]]:
+        """The chunks' outcomes from joblib worker processes on this machine, as they finish."""
+        tasks = (delayed(_process_chunk)(feature_cls, settings, batched, chunk) for chunk in chunks)
+        with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as parallel:
+            yield from parallel(tasks)
 
     def write(self, items: list[tuple[int, str, bytes]]) -> None:
         """One durable store transaction for a chunk of results."""
@@ -500,20 +587,93 @@ class _Run:
 
     def run_batch(self, batch: list[tuple[int, str, Any]]) -> None:
         """The model on a batch of prepared inputs; on an error, item by item to find the culprit."""
-        try:
-            values = self.feature.extract_batch([prepared for _, _, prepared in batch])
-        except Exception as exc:
-            if len(batch) > 1:
-                for item in batch:
-                    self.run_batch([item])
-                return
-            image_id, path, _ = batch[0]
-            if isinstance(exc, ImageError):
-                failure = Failure(path, image_id, _REASONS.get(exc.status, "bad image"), exc.message)
-            else:
-                failure = Failure(path, image_id, "error", f"{type(exc).__name__}: {exc}")
-            self.failures.add([failure])
-            return
-        self.write(
-            [(image_id, path, value) for (image_id, path, _), value in zip(batch, values, strict=True)]
+        outcomes = _extract_batch(
+            self.feature, [(image_id, path, prepared, None) for image_id, path, prepared in batch]
         )
+        self.failures.add(
+            Failure(path, image_id, err[0], err[1]) for image_id, path, _, err in outcomes if err is not None
+        )
+        self.write([(image_id, path, value) for image_id, path, value, err in outcomes if err is None])
+
+
+class DaskWorkers:
+    """The workers of a Dask distributed cluster, fed chunks a few at a time.
+
+    At most ``2 x threads`` chunks are in flight: enough to keep every worker busy, while the bytes
+    of a ``send_bytes`` import are read no further ahead than that.
+    """
+
+    def __init__(self, client: Any, send_bytes: bool) -> None:
+        self.client = client
+        self.send_bytes = send_bytes
+
+    @classmethod
+    def connect(cls, address: str, send_bytes: bool) -> DaskWorkers:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ImportRefused("--scheduler needs Dask distributed: pip install 'ambience[scale]'") from None
+        try:
+            client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ImportRefused(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        workers = cls(client, send_bytes)
+        if workers.threads() == 0:
+            try:
+                client.wait_for_workers(1, timeout=30)
+            except TimeoutError:
+                client.close()
+                raise ImportRefused(f"the Dask scheduler at {address} has no workers") from None
+        return workers
+
+    def threads(self) -> int:
+        return sum(self.client.nthreads().values())
+
+    def run(
+        self,
+        feature_cls: type[FeatureService],
+        settings: ServiceSettings,
+        batched: bool,
+        chunks: Iterator[list[tuple[int, str]]],
+    ) -> Iterator[list[Outcome]]:
+        """The chunks' outcomes as they finish. A chunk whose workers died (Dask retries a task on
+        another worker first) comes back as failures, so the run goes on and a re-run retries it."""
+        from distributed import as_completed
+
+        limit = settings.max_upload_bytes
+        window = max(2, 2 * self.threads())
+        in_flight: dict[Any, list[tuple[int, str]]] = {}
+        finished = as_completed()
+
+        def submit_next() -> bool:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return False
+            work: list[ChunkItem] = (
+                [(image_id, path, read_file(path, limit)) for image_id, path in chunk]
+                if self.send_bytes
+                else list(chunk)
+            )
+            future = self.client.submit(
+                _process_chunk, feature_cls, settings, batched, work, True, pure=False
+            )
+            in_flight[future] = chunk
+            finished.add(future)
+            return True
+
+        for _ in range(window):
+            if not submit_next():
+                break
+        for future in finished:
+            chunk = in_flight.pop(future)
+            try:
+                outcomes: list[Outcome] = future.result()
+            except Exception as exc:  # KilledWorker, a worker that cannot import the service...
+                reason = ("worker failed", f"{type(exc).__name__}: {exc}")
+                outcomes = [(image_id, path, None, reason) for image_id, path in chunk]
+            future.release()
+            submit_next()
+            yield outcomes
+
+    def close(self) -> None:
+        self.client.close()

@@ -233,6 +233,10 @@ class Database:
         # psycopg2's pool fails instead of waiting when all connections are out; the semaphore
         # makes callers wait their turn (up to the connect timeout).
         self._pool = psycopg2.pool.ThreadedConnectionPool(0, pool_size, dsn, **self._connect_kwargs)
+        # Created with minconn 0, so that nothing connects before the first use (the server may be
+        # down at start-up); raised now, because psycopg2 closes every connection put back while
+        # the pool holds minconn or more: without this each run() would connect anew (~15 ms).
+        self._pool.minconn = pool_size
         self._slots = threading.BoundedSemaphore(pool_size)
         self._slot_timeout = float(connect_timeout_s) * 2
         self._lock = threading.Lock()

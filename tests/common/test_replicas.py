@@ -12,80 +12,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.registry import SERVICES
-from tests.helpers import REPO, ServiceProcess, encode
-from tests.local_features.images import textured_image
+from tests.helpers import REPO, ServiceProcess
 from tests.pg import TestServer
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    add: str
-    delete: str
-    by_image: str
-    env: dict[str, str]
-    image_size: tuple[int, int]
-
-
-PHASH = Kind(
-    "phash",
-    "/calculate_phash_features",
-    "/delete_phash_features",
-    "/phash_get_similar_images_by_image_buffer",
-    {},
-    (160, 120),
-)
-LOCAL = Kind(
-    "local_features",
-    "/calculate_local_features",
-    "/delete_local_features",
-    "/local_features_get_similar_images_by_image_buffer",
-    {"AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift"},
-    (320, 240),
-)
-
-
-def picture(seed: int, kind: Kind) -> bytes:
-    # textured: smooth generated pictures give SIFT too few keypoints to verify a match
-    return encode(textured_image(seed, kind.image_size), quality=92)
-
-
-def replica(kind: Kind, data_dir: Path, dsn: str, **extra: str) -> ServiceProcess:
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    prefix = SERVICES[kind.name].env_prefix
-    env = {"AMBIENCE_PG_DSN": dsn, f"{prefix}STORE": "postgres", **kind.env, **extra}
-    return ServiceProcess(SERVICES[kind.name].module, prefix, data_dir, extra_env=env)
-
-
-def found(url: str, kind: Kind, seed: int, image_id: int, client: httpx.Client) -> bool:
-    reply = client.post(url + kind.by_image, files={"image": ("q.jpg", picture(seed, kind))}, data={"k": "3"})
-    reply.raise_for_status()
-    return any(hit["image_id"] == image_id for hit in reply.json())
-
-
-def generations(url: str, client: httpx.Client) -> tuple[int, int]:
-    """(the shared store's write generation, the generation the replica's index has applied)."""
-    stats = client.get(url + "/stats").json()
-    return int(stats["store"]["generation"]), int(stats["index"]["generation"])
-
-
-def wait_until(check: object, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout}s")
+from tests.replicas import LOCAL, PHASH, Kind, found, generations, picture, replica, wait_until
 
 
 @pytest.fixture(params=[PHASH, LOCAL], ids=lambda k: k.name)
