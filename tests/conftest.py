@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.caltech import CaltechCollection, build_caltech_collection
 from tests.helpers import PHOTOS, photo_paths
 from tests.pg import TestServer, start_test_server
 
@@ -26,3 +27,9 @@ def pg_server() -> Iterator[TestServer]:
 def pg_dsn(pg_server: TestServer, request: pytest.FixtureRequest) -> str:
     """A new, empty database for this test."""
     return pg_server.new_database(request.node.name.split("[")[0][-30:].lower())
+
+
+@pytest.fixture(scope="session")
+def caltech_lite0(tmp_path_factory: pytest.TempPathFactory) -> CaltechCollection:
+    """caltech101-dev added to global_features with the real Lite0 weights, once per session."""
+    return build_caltech_collection(tmp_path_factory.mktemp("caltech"))

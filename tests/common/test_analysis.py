@@ -15,9 +15,8 @@ from fastapi.testclient import TestClient
 from services.color.service import ColorSettings, build_app
 from services.common import analysis
 from services.common.analysis_routes import AnalysisCache, Job, reply
-from tests.helpers import REPO, encode, synthetic_image
-
-CALTECH = REPO.parent / "shared" / "caltech101-dev"
+from tests.caltech import CaltechCollection
+from tests.helpers import encode, synthetic_image
 
 
 def blobs(per_cluster: int, clusters: int, dim: int = 32, spread: float = 0.05, seed: int = 0) -> np.ndarray:
@@ -197,29 +196,11 @@ def test_requests_during_a_computation_get_202_then_the_previous_result_marked_s
 
 
 @pytest.mark.slow
-def test_moments_agree_with_caltech_classes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    if not CALTECH.is_dir():
-        pytest.skip(f"Caltech-101 subset not found at {CALTECH}")
-    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
-    from tools.convert_efficientnet_lite0 import convert
-
-    weights = convert(tmp_path_factory.mktemp("weights") / "tf_efficientnet_lite0.pth")
-    settings = GlobalFeaturesSettings(
-        data_dir=tmp_path_factory.mktemp("gf"), model="tf_efficientnet_lite0", weights=str(weights)
-    )
-    feature = GlobalFeature(settings)
-    feature.load()
-    paths = sorted(p for p in CALTECH.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    rows = []
-    try:
-        for start in range(0, len(paths), 32):
-            prepared = [feature.prepare(p.read_bytes()) for p in paths[start : start + 32]]
-            rows += [np.frombuffer(b, np.float32) for b in feature.extract_batch(prepared)]
-    finally:
-        feature.close()
-    classes = np.array([p.parent.name for p in paths])
+@pytest.mark.timeout(3600)  # the session's caltech extraction: minutes on two busy cores
+def test_moments_agree_with_caltech_classes(caltech_lite0: CaltechCollection) -> None:
+    classes = np.array(caltech_lite0.labels)
     n_classes = len(set(classes))
-    found = analysis.kmeans_moments(np.stack(rows), n_classes)
+    found = analysis.kmeans_moments(caltech_lite0.raw_vectors(), n_classes)
     assert len(found.clusters) == n_classes
-    score = analysis.normalised_mutual_information(analysis.labels_of(found, len(paths)), classes)
-    assert score >= 0.75, f"NMI {score:.3f} with {n_classes} classes over {len(paths)} images"
+    score = analysis.normalised_mutual_information(analysis.labels_of(found, len(classes)), classes)
+    assert score >= 0.75, f"NMI {score:.3f} with {n_classes} classes over {len(classes)} images"

@@ -4,14 +4,14 @@ tools/convert_efficientnet_lite0.py): edited copies of the real photos find thei
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from services.global_features.service import GlobalFeaturesSettings, build_app
-from tests.helpers import REPO, load_rgb
+from tests.caltech import CaltechCollection
+from tests.helpers import load_rgb
 from tools.convert_efficientnet_lite0 import convert
 from tools.photo_variants import VARIANTS, source_bytes, variants
 
@@ -54,39 +54,26 @@ def test_edited_copies_find_their_source(photos: list[Path], lite0_weights: Path
         assert rate >= 0.95, f"{name}: rank-1 for {rate:.1%} of {len(images)} photos; missed {misses[name]}"
 
 
-CALTECH = Path(os.environ.get("AMBIENCE_TEST_CALTECH", REPO.parent / "shared" / "caltech101-dev"))
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # 2,608 images through the model: ten minutes or more on two busy cores
-def test_training_with_the_defaults_keeps_same_class_precision(lite0_weights: Path, tmp_path: Path) -> None:
+@pytest.mark.timeout(3600)  # the session's caltech extraction: minutes on two busy cores
+def test_training_with_the_defaults_keeps_same_class_precision(
+    caltech_lite0: CaltechCollection, tmp_path: Path
+) -> None:
     """caltech101-dev (a development set, 50 classes): training the whitening with the default settings
     never costs more than 0.01 same-class precision@10, whether it switches or the self-check refuses."""
-    if not CALTECH.is_dir():
-        pytest.skip(f"{CALTECH} is absent")
-    paths = [(p, d.name) for d in sorted(CALTECH.iterdir()) if d.is_dir() for p in sorted(d.glob("*.jpg"))]
-    labels = [label for _, label in paths]
-    settings = GlobalFeaturesSettings(
-        data_dir=tmp_path / "gf", model="tf_efficientnet_lite0", weights=str(lite0_weights)
-    )
+    labels = caltech_lite0.labels
+    settings = caltech_lite0.settings(caltech_lite0.copy_to(tmp_path))
 
     def precision_at_10(client: TestClient) -> float:
         found = 0
-        for i in range(len(paths)):
+        for i in range(len(labels)):
             hits = client.post(
                 "/global_features_get_similar_images_by_id", json={"image_id": i, "k": 11, "aqe_n": 0}
             ).json()
             found += sum(labels[h["image_id"]] == labels[i] for h in hits if h["image_id"] != i)
-        return found / (10 * len(paths))
+        return found / (10 * len(labels))
 
     with TestClient(build_app(settings)) as client:
-        for i, (path, _) in enumerate(paths):
-            r = client.post(
-                "/calculate_global_features",
-                files={"image": ("a.jpg", path.read_bytes())},
-                data={"image_id": str(i)},
-            )
-            assert r.status_code == 200, r.text
         before = precision_at_10(client)
         r = client.post("/train_global_features_pca", json={})
         assert r.status_code == 200, r.text
