@@ -66,10 +66,13 @@ def wait_for_gateway(timeout: float = 300) -> None:
 
 
 def wait_until_indexed(timeout: float = 600) -> None:
+    """Until no part is pending for a running service (those without weights stay pending)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        health = httpx.get(GATEWAY + "/health", timeout=30).json()
+        running = {name for name, s in (health.get("services") or {}).items() if s.get("status") == "up"}
         stats = httpx.get(GATEWAY + "/catalog_stats", timeout=30).json()
-        pending = sum((stats.get("pending_parts") or {}).values())
+        pending = sum(n for name, n in (stats.get("pending_parts") or {}).items() if name in running)
         if not pending:
             return
         time.sleep(2)
