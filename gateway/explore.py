@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -36,6 +37,10 @@ from services.common.analysis import LinkGroups, split_by_time
 log = logging.getLogger("ambience.gateway")
 
 Kind = Literal["copies", "similar"]
+
+
+#: How long the default source's choice (the first default that answers /health) is kept.
+DEFAULT_SOURCE_TTL_S = 5.0
 
 
 class SourceUnavailable(Exception):
@@ -84,6 +89,8 @@ class Explorer:
         self._catalog: Catalog | None = None
         self._groups: dict[str, LinkGroups] = {}
         self._groups_lock = asyncio.Lock()
+        self._default_source: str | None = None
+        self._default_checked = 0.0
 
     def attach(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -114,6 +121,23 @@ class Explorer:
             "name a source"
         )
 
+    async def resolve_source(self, requested: str | None) -> str:
+        """``requested``, else the first default source that answers its /health (a service without
+        its model weights is enabled but down: moments then come from the next one). When none
+        answers, the first enabled one, whose 503 names it. Checked at most every few seconds."""
+        if requested is not None:
+            return self.source(requested)
+        candidates = [n for n in self.settings.explore_sources if n in self.enabled and n in ANALYSABLE]
+        if not candidates:
+            return self.source(None)  # raises, naming the setting
+        now = time.monotonic()
+        if self._default_source is not None and now - self._default_checked < DEFAULT_SOURCE_TTL_S:
+            return self._default_source
+        checks = await asyncio.gather(*(self.clients.health(n) for n in candidates))
+        chosen = next((n for n, c in zip(candidates, checks, strict=True) if c.ok), candidates[0])
+        self._default_source, self._default_checked = chosen, now
+        return chosen
+
     def has_default_source(self) -> bool:
         try:
             self.source(None)
@@ -132,7 +156,7 @@ class Explorer:
     # -- moments ------------------------------------------------------------------------------
 
     async def moments(self, body: MomentsBody) -> dict[str, Any]:
-        source = self.source(body.source)
+        source = await self.resolve_source(body.source)
         reply = await self.analyse(
             source, "moments", body.model_dump(include={"granularity", "method", "eps", "min_samples"})
         )
@@ -156,7 +180,7 @@ class Explorer:
         }
 
     async def map(self, source_name: str | None, granularity: float) -> dict[str, Any]:
-        source = self.source(source_name)
+        source = await self.resolve_source(source_name)
         layout, moments = await asyncio.gather(
             self.analyse(source, "map"),
             self.moments(MomentsBody(source=source, granularity=granularity)),
@@ -213,7 +237,7 @@ class Explorer:
                 return []
             # local-only matches carry no distance; they count as linked at distance 0 of phash
             return [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
-        source = self.source(None)
+        source = await self.resolve_source(None)
         result = await self.clients.call(
             source,
             f"/{UPSTREAMS[source].search}_get_similar_images_by_id",
@@ -273,7 +297,7 @@ class Explorer:
                 raise SourceUnavailable("copies need the phash service, which is not enabled")
             source, threshold = "phash", self.settings.duplicate_distance
         else:
-            source, threshold = self.source(None), self.settings.similar_distance
+            source, threshold = await self.resolve_source(None), self.settings.similar_distance
         reply = await self.analyse(source, "pairs", {"distance_threshold": threshold})
         pairs = [(int(a), int(b), float(d)) for a, b, d in reply["pairs"]]
         if kind == "similar":
