@@ -244,6 +244,7 @@ async function exportFavourites() {
 
 function renderMoments(params) {
   const granularity = Number(params.get("g") ?? 0.3);
+  const pageSize = Math.max(1, Math.floor(Number(params.get("per"))) || MOMENTS_PAGE); // cards per page
   const slider = h("input", { type: "range", id: "granularity", min: "0.02", max: "1", step: "0.02",
     value: String(granularity), "aria-label": "Granularity: moments per photo" });
   const label = h("output", { for: "granularity", id: "granularity-value" }, granularity.toFixed(2));
@@ -277,7 +278,7 @@ function renderMoments(params) {
       const more = h("button", { type: "button", class: "secondary", id: "moments-more" });
       let shown = 0;
       const showPage = () => {
-        const next = list.slice(shown, shown + MOMENTS_PAGE);
+        const next = list.slice(shown, shown + pageSize);
         grid.append(...next.map(card));
         shown += next.length;
         more.hidden = shown >= list.length;
