@@ -106,6 +106,21 @@ def test_moments_slider_changes_the_number_of_representatives(browser: Browser, 
     page.wait_for_selector("#moment-members .thumb")
 
 
+def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: Stack) -> None:
+    page = browser.open(stack.url + "/#/moments?g=1&per=10")  # per: cards per page (default 300)
+    page.wait_for_selector("#moments .moment", timeout=60_000)
+    total = int(page.text_content("#moment-count").split()[0])
+    assert total > 20
+    assert page.locator("#moments .moment").count() == 10
+    page.focus("#moments-more")
+    page.keyboard.press("Enter")  # keyboard users page on, and land on the first new card
+    page.wait_for_function("document.querySelectorAll('#moments .moment').length === 20")
+    assert page.evaluate("document.activeElement === document.querySelectorAll('#moments .moment')[10]")
+    while page.locator("#moments-more").is_visible():
+        page.click("#moments-more")
+    assert page.locator("#moments .moment").count() == total
+
+
 def test_duplicate_group_shows_its_keeper(browser: Browser, stack: Stack) -> None:
     page = browser.open(stack.url + "/#/duplicates?kind=copies")
     group = page.wait_for_selector(f".group:has([data-image-id='{PHOTOS_ADDED + 1}'])", timeout=60_000)

@@ -5,6 +5,7 @@
 const $ = (sel, root = document) => root.querySelector(sel);
 const view = $("#view");
 const FAVOURITES_KEY = "ambience.favourites";
+const MOMENTS_PAGE = 300; // moment cards rendered per "Show more"
 const SEARCH_SERVICES = [
   ["global_features_res", "visual (global features)", "global_features"],
   ["image_text_res", "CLIP", "image_text"],
@@ -243,6 +244,7 @@ async function exportFavourites() {
 
 function renderMoments(params) {
   const granularity = Number(params.get("g") ?? 0.3);
+  const pageSize = Math.max(1, Math.floor(Number(params.get("per"))) || MOMENTS_PAGE); // cards per page
   const slider = h("input", { type: "range", id: "granularity", min: "0.02", max: "1", step: "0.02",
     value: String(granularity), "aria-label": "Granularity: moments per photo" });
   const label = h("output", { for: "granularity", id: "granularity-value" }, granularity.toFixed(2));
@@ -263,14 +265,32 @@ function renderMoments(params) {
       if (mine !== seq) return;
       const list = Array.isArray(moments) ? moments : moments.moments || [];
       if (!list.length) { out.replaceChildren(h("p", { class: "muted" }, "No photos yet: add some first.")); return; }
-      out.replaceChildren(h("p", { class: "muted", id: "moment-count" }, `${list.length} moments`),
-        h("div", { class: "grid" }, list.map((m) => {
-          const card = thumb(m.representative, { badge: `${m.size}`, caption: m.moment === -1 || m.noise ? "unclustered" : `moment ${m.moment}`, href: "#" });
-          card.classList.add("moment");
-          card.append(favButton(m.representative));
-          card.addEventListener("click", (e) => { e.preventDefault(); showMembers(m); });
-          return card;
-        })));
+      const card = (m) => {
+        const c = thumb(m.representative, { badge: `${m.size}`, caption: m.moment === -1 || m.noise ? "unclustered" : `moment ${m.moment}`, href: "#" });
+        c.classList.add("moment");
+        c.append(favButton(m.representative));
+        c.addEventListener("click", (e) => { e.preventDefault(); showMembers(m); });
+        return c;
+      };
+      // Cards are added a page at a time: 100,000 photos at granularity 0.3 are 30,000 moments,
+      // more cards than a browser lays out quickly or a person scrolls through.
+      const grid = h("div", { class: "grid", id: "moment-grid" });
+      const more = h("button", { type: "button", class: "secondary", id: "moments-more" });
+      let shown = 0;
+      const showPage = () => {
+        const next = list.slice(shown, shown + pageSize);
+        grid.append(...next.map(card));
+        shown += next.length;
+        more.hidden = shown >= list.length;
+        more.textContent = `Show more (${list.length - shown} left)`;
+      };
+      more.addEventListener("click", () => {
+        const first = shown;
+        showPage();
+        grid.children[first]?.focus(); // keyboard users continue where the new cards start
+      });
+      showPage();
+      out.replaceChildren(h("p", { class: "muted", id: "moment-count" }, `${list.length} moments`), grid, more);
     } catch (err) { if (mine === seq) out.replaceChildren(failure(err)); }
   }
 
@@ -453,7 +473,14 @@ function renderMap() {
     xs = Float64Array.from(points, (p) => p.x);
     ys = Float64Array.from(points, (p) => p.y);
     colours = points.map((p) => (p.moment === null || p.moment === undefined || p.moment < 0 ? "#999" : PALETTE[p.moment % PALETTE.length]));
-    if (points.length) bounds = { minX: Math.min(...xs), maxX: Math.max(...xs), minY: Math.min(...ys), maxY: Math.max(...ys) };
+    // A loop, not Math.min(...xs): spreading 100,000 arguments can overflow the call stack.
+    if (points.length) {
+      bounds = { minX: Infinity, maxX: -Infinity, minY: Infinity, maxY: -Infinity };
+      for (let i = 0; i < xs.length; i++) {
+        bounds.minX = Math.min(bounds.minX, xs[i]); bounds.maxX = Math.max(bounds.maxX, xs[i]);
+        bounds.minY = Math.min(bounds.minY, ys[i]); bounds.maxY = Math.max(bounds.maxY, ys[i]);
+      }
+    }
     canvas.dataset.points = String(points.length);
     status.textContent = points.length ? `${points.length} photos` : "No photos yet: add some first.";
     resize();
