@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.models import ResolvedWeights
+from services.common.models.weights import ResolvedWeights
 from tests.helpers import PHOTOS, ServiceProcess, load_rgb, photo_paths
 
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
@@ -96,9 +96,9 @@ def reference_caption_s(
     import torch
 
     from services.captioner.coca import CocaCaptioner
-    from services.captioner.service import register_model_configs
+    from services.common.models.open_clip_loader import register_model_configs
 
-    register_model_configs(config)
+    register_model_configs("captioner", config)
     captioner = CocaCaptioner(
         model, RANDOM, torch.device(device), beam_width=beam_width, max_length=max_length
     )

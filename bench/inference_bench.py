@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from services.common.inference import build_image_tower
-from services.common.models import ResolvedWeights
+from services.common.models.weights import ResolvedWeights
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")

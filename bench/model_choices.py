@@ -41,7 +41,8 @@ def log(message: str) -> None:
 
 def embedder(service: str, model: str, pooling: str) -> tuple[Callable[[], np.ndarray], str]:
     """A function embedding one image (the model's input size), and that size, as text."""
-    from services.common.models import ResolvedWeights, load_open_clip_model
+    from services.common.models.open_clip_loader import load_open_clip_model
+    from services.common.models.weights import ResolvedWeights
 
     weights = ResolvedWeights("random", None, "random-seed0", "random")
     if service == "global_features":

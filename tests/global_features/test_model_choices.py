@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from services.common.errors import StartupError
-from services.common.models import ResolvedWeights
+from services.common.models.weights import ResolvedWeights
 from services.global_features.model import TimmSession
 from services.global_features.service import GlobalFeaturesSettings, build_app
 from tests.helpers import encode, synthetic_image

@@ -263,7 +263,7 @@ def test_real_default_architecture_builds() -> None:
     """BEiT-base (the default) built once with random weights: 768-d unit vectors."""
     import torch
 
-    from services.common.models import ResolvedWeights
+    from services.common.models.weights import ResolvedWeights
     from services.global_features.model import TimmSession
     from services.global_features.service import DEFAULT_MODEL
 

@@ -127,7 +127,7 @@ def test_real_default_architecture_builds() -> None:
     """ViT-B-16 (the default) built once with random weights: 512-d unit image and text vectors."""
     import torch
 
-    from services.common.models import ResolvedWeights
+    from services.common.models.weights import ResolvedWeights
     from services.image_text.model import OpenClipSession
 
     session = OpenClipSession(
