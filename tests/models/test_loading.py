@@ -25,15 +25,6 @@ from tests.models.checkpoints import checkpoint_variants
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
 
 
-@pytest.fixture
-def offline_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    models = tmp_path / "models"
-    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(models))
-    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
-    monkeypatch.delenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", raising=False)
-    return models
-
-
 # -- resolving weights -----------------------------------------------------------------------------------
 
 

@@ -40,15 +40,6 @@ class ToySettings(ServiceSettings):
     labels_file: Path | None = None
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    models = tmp_path / "models"
-    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(models))
-    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
-    monkeypatch.delenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", raising=False)
-    return models
-
-
 def test_every_model_service_loads_the_spec_its_descriptor_declares() -> None:
     for name, info in SERVICES.items():
         assert getattr(info.settings_class(), "model_spec", None) is info.model, name
@@ -61,12 +52,12 @@ def test_every_model_service_loads_the_spec_its_descriptor_declares() -> None:
     }
 
 
-def test_known_tags_and_companions_become_models_dir_files(models_dir: Path, tmp_path: Path) -> None:
+def test_known_tags_and_companions_become_models_dir_files(offline_models: Path, tmp_path: Path) -> None:
     settings = ToySettings()
     files = TOY_MODEL.weights_files(settings)
     assert [f.target for f in files] == [
-        models_dir / "toy" / "toy-base.pth",
-        models_dir / "toy" / "labels.txt",
+        offline_models / "toy" / "toy-base.pth",
+        offline_models / "toy" / "labels.txt",
     ]
     assert [f.env_var for f in files] == ["AMBIENCE_TOY_TOY_WEIGHTS", "AMBIENCE_TOY_LABELS_FILE"]
     assert all("ambience models fetch toy" in f.fix() for f in files)
@@ -83,12 +74,12 @@ def test_known_tags_and_companions_become_models_dir_files(models_dir: Path, tmp
     assert TOY_MODEL.weights_files(ToySettings(backbone="other")) == []
 
 
-def test_an_unknown_tag_is_refused_naming_the_known_ones(models_dir: Path) -> None:
+def test_an_unknown_tag_is_refused_naming_the_known_ones(offline_models: Path) -> None:
     with pytest.raises(StartupError, match=r"AMBIENCE_TOY_TOY_WEIGHTS='large'.*'base'"):
         TOY_MODEL.weights_files(ToySettings(toy_weights="large"))
 
 
-def test_missing_files_refuse_with_exit_2_naming_the_fix(models_dir: Path, tmp_path: Path) -> None:
+def test_missing_files_refuse_with_exit_2_naming_the_fix(offline_models: Path, tmp_path: Path) -> None:
     with pytest.raises(WeightsMissingError, match=r"toy-base\.pth.*ambience models fetch toy") as info:
         TOY_MODEL.resolve(ToySettings())
     assert info.value.exit_code == 2
@@ -98,8 +89,8 @@ def test_missing_files_refuse_with_exit_2_naming_the_fix(models_dir: Path, tmp_p
         TOY_MODEL.companion(ToySettings(labels_file=tmp_path / "nope.txt"), "labels_file")
 
 
-def test_a_known_tag_on_disk_resolves_with_its_digest(models_dir: Path) -> None:
-    target = models_dir / "toy" / "toy-base.pth"
+def test_a_known_tag_on_disk_resolves_with_its_digest(offline_models: Path) -> None:
+    target = offline_models / "toy" / "toy-base.pth"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"pretend checkpoint")
     weights = TOY_MODEL.resolve(ToySettings(toy_weights="base"))
