@@ -30,10 +30,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths
+from ambience_support.processes import ServiceProcess
 from services.common.models.weights import ResolvedWeights
-from tests.helpers import PHOTOS, ServiceProcess, load_rgb, photo_paths
 
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 TINY_COCA = Path(__file__).resolve().parents[1] / "tests" / "captioner" / "tiny-coca.json"

@@ -14,6 +14,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.photos import REPO
+from ambience_support.processes import ServiceProcess
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
 from services.captioner.incremental import CachedCocaDecoder
 from services.captioner.service import CaptionerSettings, build_app
@@ -21,7 +24,6 @@ from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models.open_clip_loader import initialise_open_clip_leftovers
 from services.common.models.spec import required_weights
 from services.common.models.weights import ResolvedWeights
-from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
 from tests.models.checkpoints import checkpoint_variants
 
 TINY_COCA = Path(__file__).with_name("tiny-coca.json")

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ambience_support.processes import ServiceProcess
 from services.common.descriptor import ServiceDescriptor
 from services.registry import SERVICES
 from tests.captioner.test_captioner import service_env as captioner_env
-from tests.helpers import ServiceProcess
 from tests.pg import TestServer
 from tests.tagger.test_tagger import service_env as tagger_env
 from tests.tagger.test_tagger import write_label_files

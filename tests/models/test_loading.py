@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from ambience_support.photos import REPO
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError, WeightsMissingError
 from services.common.models.batching import MicroBatcher
 from services.common.models.open_clip_loader import load_open_clip_model
@@ -19,7 +20,6 @@ from services.common.models.spec import required_weights
 from services.common.models.timm_loader import load_timm_model
 from services.common.models.weights import ResolvedWeights, sha256_file
 from services.global_features.service import GlobalFeaturesSettings
-from tests.helpers import REPO
 from tests.models.checkpoints import checkpoint_variants
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
@@ -241,8 +241,8 @@ def test_pixel_pipeline_matches_the_model_transform() -> None:
     import timm.data
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
+    from ambience_support.images import synthetic_image
     from services.common.models.sessions import PixelPipeline
-    from tests.helpers import synthetic_image
 
     open_clip.add_model_config(TINY_CLIP)
     clip = open_clip.create_model("tiny-clip")

@@ -16,6 +16,9 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.photos import REPO
+from ambience_support.processes import ServiceProcess
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models.spec import required_weights
 from services.tagger.descriptor import CHECKPOINT_URL
@@ -27,7 +30,6 @@ from services.tagger.places import (
     readable_category,
 )
 from services.tagger.service import TaggerSettings, build_app
-from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
 
 # A few real category names, the rest filler in the same "/x/name[/sub] index" format.
 REAL = [
