@@ -25,6 +25,7 @@ BENCHES = (
     "caption_tag_bench",
     "gateway_bench",
     "global_features_photos_bench",
+    "hostile_memory_bench",
     "import_bench",
     "local_features_bench",
     "local_features_recall_bench",

@@ -73,7 +73,7 @@ def hostile_stack(
     models = tmp / "models"
     write_label_files(models / "tagger")
     procs = {
-        s.name: ServiceProcess(s.module, s.env_prefix, tmp / s.name, extra_env=service_env(s, models, dsn))
+        s.name: ServiceProcess.registered(s.name, tmp / s.name, extra_env=service_env(s, models, dsn))
         for s in SPECS
     }
     gateway: ServiceProcess | None = None
