@@ -23,10 +23,12 @@ REPO = BENCH.parent
 #: Every benchmark script ``python -m bench.evaluate`` runs, in the order it runs them.
 BENCHES = (
     "caption_tag_bench",
+    "explore_bench",
     "gateway_bench",
     "global_features_photos_bench",
     "hostile_memory_bench",
     "import_bench",
+    "inference_bench",
     "local_features_bench",
     "local_features_recall_bench",
     "model_throughput_bench",
