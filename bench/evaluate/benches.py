@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parents[1]
 REPO = BENCH.parent
 #: Every benchmark script ``python -m bench.evaluate`` runs, in the order it runs them.
 BENCHES = (
+    "caltech_bench",
     "caption_tag_bench",
     "explore_bench",
     "gateway_bench",
@@ -31,9 +32,11 @@ BENCHES = (
     "inference_bench",
     "local_features_bench",
     "local_features_recall_bench",
+    "model_choices_bench",
     "model_throughput_bench",
     "ocr_bench",
     "phash_color_bench",
+    "scaleout_bench",
     "vector_search_bench",
 )
 
