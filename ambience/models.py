@@ -1,9 +1,10 @@
 """``ambience models fetch [SERVICE...]`` and ``ambience models list``.
 
-The files come from the weights registry: each registered service names a function listing the
-:class:`~services.common.models.WeightsFile` objects it needs with its current settings
+The files derive from each registered model service's model spec
+(:func:`~services.common.models.spec.required_weights`): the
+:class:`~services.common.models.weights.WeightsFile` objects it needs with its current settings
 (``AMBIENCE_<SERVICE>_MODEL`` / ``_WEIGHTS`` ...), hub tags already mapped to files. ``fetch`` runs
-each through :func:`~services.common.models.fetch_weights` (resumable, verified download; see
+each through :func:`~services.common.models.weights.fetch_weights` (resumable, verified download; see
 services/common/fetch.py), so a service started afterwards finds exactly the file it looks for.
 """
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from services.common.errors import StartupError
 from services.common.fetch import part_path
-from services.common.models import WeightsFile, fetch_weights, required_weights, sha256_file
+from services.common.models.spec import required_weights
+from services.common.models.weights import WeightsFile, fetch_weights, sha256_file
 from services.registry import SERVICES
 
 
@@ -65,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def model_services() -> list[str]:
-    """Registered services that need weights files."""
-    return [name for name, info in SERVICES.items() if info.weights]
+    """Registered services that need weights files (they run a model)."""
+    return [name for name, info in SERVICES.items() if info.model or info.weights]
 
 
 def plan(names: list[str]) -> list[Plan]:

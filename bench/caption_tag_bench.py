@@ -30,10 +30,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from services.common.models import ResolvedWeights
-from tests.helpers import PHOTOS, ServiceProcess, load_rgb, photo_paths
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths
+from ambience_support.processes import ServiceProcess
+from services.common.models.weights import ResolvedWeights
 
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 TINY_COCA = Path(__file__).resolve().parents[1] / "tests" / "captioner" / "tiny-coca.json"
@@ -96,9 +95,9 @@ def reference_caption_s(
     import torch
 
     from services.captioner.coca import CocaCaptioner
-    from services.captioner.service import register_model_configs
+    from services.common.models.open_clip_loader import register_model_configs
 
-    register_model_configs(config)
+    register_model_configs("captioner", config)
     captioner = CocaCaptioner(
         model, RANDOM, torch.device(device), beam_width=beam_width, max_length=max_length
     )

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ambience_support.photos import PHOTOS, REPO, load_rgb, photo_paths
+from ambience_support.transforms import VARIANTS, source_bytes, variants
 from bench.evaluate.scale import synthetic
 from bench.timing import machine
 from services.common import analysis
-from tests.helpers import PHOTOS, REPO, load_rgb, photo_paths
-from tools.photo_variants import VARIANTS, source_bytes, variants
 
 CALTECH = REPO.parent / "shared" / "caltech101-dev"
 

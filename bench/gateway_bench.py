@@ -15,7 +15,6 @@ Runs phash and color as processes, the gateway as a process and an embedded Post
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -26,33 +25,20 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.photos import PHOTOS, REPO, photo_paths
+from ambience_support.processes import ServiceProcess
+from ambience_support.stacks import GatewayStack, launch_stack
 from bench.timing import machine
 from services.common.postgres import EmbeddedPostgres, ensure_database
 from services.registry import SERVICES as REGISTRY
-from tests.helpers import PHOTOS, REPO, ServiceProcess, photo_paths
 
 #: The services the gateway fans out to in this bench (their descriptors: module, env prefix, routes).
 SERVICES = {name: REGISTRY[name] for name in ("phash", "color")}
 
 
-def start(tmp: Path, dsn: str, name: str) -> tuple[dict[str, ServiceProcess], ServiceProcess]:
+def start(tmp: Path, dsn: str, name: str) -> GatewayStack:
     (tmp / name).mkdir(parents=True, exist_ok=True)
-    services = {
-        n: ServiceProcess(s.module, s.env_prefix, tmp / name / n).start() for n, s in SERVICES.items()
-    }
-    env = {
-        "AMBIENCE_PG_DSN": dsn,
-        "AMBIENCE_GATEWAY_SERVICES": json.dumps(list(SERVICES)),
-        "AMBIENCE_GATEWAY_SERVICE_URLS": json.dumps({n: s.url for n, s in services.items()}),
-    }
-    gateway = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp / name / "gateway", extra_env=env).start()
-    return services, gateway
-
-
-def stop(services: dict[str, ServiceProcess], gateway: ServiceProcess) -> None:
-    gateway.stop()
-    for s in services.values():
-        s.stop()
+    return launch_stack(tmp / name, dsn, list(SERVICES))
 
 
 def direct_adds(services: dict[str, ServiceProcess], paths: list[Path], concurrency: int) -> None:
@@ -98,13 +84,13 @@ def main() -> None:
         admin = pg.start()
         try:
             # -- add throughput: reference (straight to the services), then the CLI via the gateway
-            services, gateway = start(tmp, ensure_database(admin, "ref"), "ref")
+            stack = start(tmp, ensure_database(admin, "ref"), "ref")
             t = time.perf_counter()
-            direct_adds(services, paths, args.concurrency)
+            direct_adds(stack.services, paths, args.concurrency)
             direct_s = time.perf_counter() - t
-            stop(services, gateway)
+            stack.stop()
 
-            services, gateway = start(tmp, ensure_database(admin, "gw"), "gw")
+            stack = start(tmp, ensure_database(admin, "gw"), "gw")
             t = time.perf_counter()
             done = subprocess.run(
                 [
@@ -114,7 +100,7 @@ def main() -> None:
                     "index",
                     str(folder),
                     "--gateway",
-                    gateway.url,
+                    stack.url,
                     "--mapping",
                     str(tmp / "ids.csv"),
                     "--concurrency",
@@ -143,7 +129,7 @@ def main() -> None:
                     name, data = item
                     t0 = time.perf_counter()
                     r = client.post(
-                        f"{services[name].url}/{name}_get_similar_images_by_image_buffer",
+                        f"{stack.services[name].url}/{name}_get_similar_images_by_image_buffer",
                         files={"image": ("document", data)},
                         data={"k": "20"},
                     )
@@ -153,7 +139,7 @@ def main() -> None:
                 for data in queries:
                     times = list(pool.map(direct, [(n, data) for n in SERVICES]))
                     t0 = time.perf_counter()
-                    r = client.post(gateway.url + "/reverse_search", files={"image": ("document", data)})
+                    r = client.post(stack.url + "/reverse_search", files={"image": ("document", data)})
                     total = time.perf_counter() - t0
                     r.raise_for_status()
                     totals.append(total)
@@ -165,7 +151,7 @@ def main() -> None:
                 f"slowest direct service p50 {ms(slowest):.1f} ms, overhead p50 {ms(overheads):.1f} ms "
                 f"(p90 {sorted(overheads)[int(0.9 * len(overheads))] * 1000:.1f} ms)"
             )
-            stop(services, gateway)
+            stack.stop()
         finally:
             pg.release()
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.processes import ServiceProcess
 from services.common.descriptor import ServiceDescriptor
-from tests.helpers import ServiceProcess
 from tests.hostile.stack import SPECS, current_rss_mb, image_route, peak_rss_mb, reset_peak_rss, service_env
 from tests.hostile_images import big_png
 from tests.pg import start_test_server

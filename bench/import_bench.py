@@ -32,8 +32,9 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.photos import PHOTOS_FULL, REPO, photo_paths
+from ambience_support.processes import ServiceProcess
 from bench.timing import machine
-from tests.helpers import PHOTOS_FULL, REPO, ServiceProcess, photo_paths
 
 
 def link_copies(photos: list[Path], copies: int, folder: Path) -> list[Path]:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from services.common.inference import build_image_tower
-from services.common.models import ResolvedWeights
+from services.common.models.weights import ResolvedWeights
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
@@ -60,8 +60,8 @@ def caption_rows(
     model: str, lengths: list[int], rounds: int, beam_width: int
 ) -> tuple[list[CaptionRow], float]:
     """Best-of-``rounds`` seconds per caption with and without the cache, and the image encoder's."""
+    from ambience_support.images import synthetic_image
     from services.captioner.coca import CocaCaptioner
-    from tests.helpers import synthetic_image
 
     captioner = CocaCaptioner(model, RANDOM, torch.device("cpu"), beam_width=beam_width, min_length=2)
     pixels = captioner.preprocess(synthetic_image(3, (640, 480)))[None]

@@ -34,15 +34,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from ambience_support.images import encode
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths, same_source_groups
+from ambience_support.transforms import crop, half, jpeg, rotate
 from services.common.headless import open_feature
 from services.common.schemas import SearchParams
 from services.local_features.extraction import decode_record
 from services.local_features.matching import same_point_mask, verify
 from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
-from tests.helpers import PHOTOS, encode, load_rgb, photo_paths
-from tests.local_features.transforms import crop, half, jpeg, rotate, same_source_groups
 
 
 def log(message: str) -> None:

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from ambience_support.images import encode
+from ambience_support.photos import PHOTOS, photo_paths
 from services.common.images import decode_image
 from services.common.postgres import (
     Database,
@@ -34,7 +34,6 @@ from services.common.postgres import (
 )
 from services.ocr.recognizer import Recognizer, TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, TextStore, row_values
-from tests.helpers import PHOTOS, encode, photo_paths
 from tests.ocr.signs import FONT_NAMES, Sign, render
 
 # Pseudo-words from consonant-vowel(-consonant) syllables: a large, word-like vocabulary.

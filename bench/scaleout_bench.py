@@ -34,6 +34,9 @@ import faiss
 import httpx
 import numpy as np
 
+from ambience_support.images import encode, synthetic_image
+from ambience_support.photos import PHOTOS, photo_paths
+from ambience_support.processes import ServiceProcess
 from bench.timing import machine
 from services.common.headless import open_feature
 from services.common.importer import build_feature, run_import
@@ -47,7 +50,6 @@ from services.common.pgvector import (
 from services.common.postgres import Cursor, Database, EmbeddedPostgres, ensure_database
 from services.common.schemas import SearchParams
 from services.registry import SERVICES
-from tests.helpers import PHOTOS, ServiceProcess, encode, photo_paths, synthetic_image
 
 DIM = 512
 K = 10

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ambience_support.photos import PHOTOS, photo_paths
 from tests.caltech import CaltechCollection, build_caltech_collection
-from tests.helpers import PHOTOS, photo_paths
 from tests.pg import TestServer, start_test_server
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import bad_uploads, encode, synthetic_image
+from ambience_support.images import bad_uploads, encode, synthetic_image
 
 
 class StandardRoutesContract:

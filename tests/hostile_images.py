@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from tests.helpers import encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
 
 SIDE = 10_000  # 100 MP: the default pixel limit
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.images import encode
+from ambience_support.processes import ServiceProcess
 from services.registry import SERVICES
-from tests.helpers import ServiceProcess, encode
 from tests.local_features.images import textured_image
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.images import encode, synthetic_image
 from services.common.descriptor import ServiceDescriptor
 from services.registry import load_descriptor
 from tests.contract import StandardRoutesContract
-from tests.helpers import encode, synthetic_image
 from tests.toy_service.descriptor import DESCRIPTOR
 
 assert DESCRIPTOR.store is not None and DESCRIPTOR.search is not None

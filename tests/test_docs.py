@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ambience.settings import settings_markdown
-from tests.helpers import REPO
+from ambience_support.photos import REPO
 
 
 def test_readme_settings_table_matches_the_code() -> None:

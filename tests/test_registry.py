@@ -10,9 +10,9 @@ import tomllib
 
 import pytest
 
+from ambience_support.photos import REPO
 from gateway.settings import UPSTREAMS, GatewaySettings
 from services.registry import SERVICES
-from tests.helpers import REPO
 
 HEAVY = ("torch", "cv2", "numba", "timm", "open_clip", "kornia", "onnxruntime", "rapidocr_onnxruntime")
 

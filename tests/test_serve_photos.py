@@ -15,7 +15,9 @@ import httpx
 import pytest
 from PIL import ImageOps
 
-from tests.helpers import REPO, encode, free_port, load_rgb
+from ambience_support.images import encode
+from ambience_support.photos import REPO, load_rgb
+from ambience_support.processes import free_port
 
 SERVICES = {"phash": "phash", "color": "color"}  # name -> search route prefix
 STORE_ROUTES = {"phash": "phash_features", "color": "color_features"}

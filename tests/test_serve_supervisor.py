@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import REPO, free_port
+from ambience_support.photos import REPO
+from ambience_support.processes import free_port
 
 
 def healthy(url: str) -> bool:

@@ -20,10 +20,8 @@ import open_clip
 import open_clip.coca_model
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from services.captioner.coca import CocaCaptioner
-from services.common.models import ResolvedWeights
+from services.common.models.weights import ResolvedWeights
 
 TINY = Path(__file__).resolve().parents[1] / "tests" / "captioner" / "tiny-coca.json"
 

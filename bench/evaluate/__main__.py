@@ -26,10 +26,10 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.stacks import ServeStack, up_services
+from ambience_support.transforms import COPY_DETECTION
 from bench.evaluate import benches, fusion_grid, report, scale
 from bench.evaluate.retrieval import evaluate, markdown_recall
-from bench.evaluate.stack import Stack, up_services
-from bench.evaluate.transforms import TRANSFORMS
 from gateway.settings import SEARCH_SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md", help="report to update")
     p.add_argument("--img-dir", type=Path, help="plots (default: img/ beside --doc)")
     p.add_argument("--max-photos", type=int, help="photos used (default: all; --small: 8)")
-    p.add_argument("--transforms", help=f"comma list (default all: {','.join(TRANSFORMS)})")
+    p.add_argument("--transforms", help=f"comma list (default all: {','.join(COPY_DETECTION)})")
     p.add_argument("--sizes", help="collection sizes of the scale test (default 10000,100000,1000000)")
     p.add_argument("--repeats", type=int, help="queries timed per size (default 20; --small 5)")
     p.add_argument("--max-gib", type=float, default=4.0, help="largest synthetic collection per size")
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     names = (
         args.transforms.split(",")
         if args.transforms
-        else list(SMALL_TRANSFORMS if args.small else TRANSFORMS)
+        else list(SMALL_TRANSFORMS if args.small else COPY_DETECTION)
     )
-    transforms = {n: TRANSFORMS[n] for n in names}
+    transforms = {n: COPY_DETECTION[n] for n in names}
     sizes = (
         [int(s) for s in args.sizes.split(",")]
         if args.sizes
@@ -210,7 +210,7 @@ def stack_parts(
         health = httpx.get(gateway + "/health", timeout=30).json()
     else:
         log("starting the stack (ambience serve)")
-        stack = Stack(tmp / "data", env)
+        stack = ServeStack(tmp / "data", env)
         health = stack.start()
         gateway = stack.url
     status = {s: why for s, why in up_services(health).items() if s in SEARCH_SERVICES}
@@ -288,13 +288,13 @@ def stack_parts(
 
 
 def bench_parts(args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """The bench/*.py scripts; in small mode two at a time (each is a smoke run; the pair keeps
+    """The scripts of benches.BENCHES; in small mode two at a time (each is a smoke run; the pair keeps
     both cores busy while one of them waits on a subprocess or an import)."""
-    found = benches.discover()
+    found = benches.listed()
     wanted = args.benches.split(",") if args.benches else list(found)
     unknown = [m for m in wanted if m not in found]
     if unknown:
-        sys.exit(f"unknown bench modules {unknown}; found: {', '.join(found)}")
+        sys.exit(f"unknown bench modules {unknown}; listed in bench/evaluate/benches.py: {', '.join(found)}")
     timeout = args.bench_timeout or (120 if args.small else 600)
 
     def one(module: str) -> tuple[str, str, str]:
@@ -308,13 +308,13 @@ def bench_parts(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     with ThreadPoolExecutor(2 if args.small else 1) as pool:
         blocks = list(pool.map(one, wanted))
     if not args.benches:
-        skipped = benches.not_following()
+        skipped = benches.unlisted()
         blocks.append(
             (
                 "bench.not_run",
                 "## Benchmark scripts this command does not run",
-                "Scripts under `bench/` without a `--small` flag (the convention in "
-                "`bench/evaluate/benches.py`), whose figures are not in this report: "
+                "Scripts under `bench/` missing from the list in `bench/evaluate/benches.py`, "
+                "whose figures are not in this report: "
                 + (", ".join(f"`bench/{m}.py`" for m in skipped) or "none")
                 + ".",
             )

@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 from PIL import Image, ImageOps
 
+from ambience_support.transforms import COPY_DETECTION, Transform, encode_query
 from bench.evaluate.references import HashIndex, available
-from bench.evaluate.transforms import TRANSFORMS, Transform, encode_query
 from gateway.settings import UPSTREAMS
 
 RESULT_KEYS = {u.name: u.result_key for u in UPSTREAMS.values() if u.result_key}
@@ -130,7 +130,7 @@ def upstream_seconds(client: httpx.Client, gateway: str) -> dict[str, tuple[floa
 def evaluate(
     gateway: str,
     photos: list[Path],
-    transforms: dict[str, Transform] = TRANSFORMS,
+    transforms: dict[str, Transform] = COPY_DETECTION,
     progress: Callable[[str], None] = print,
     headers: dict[str, str] | None = None,
     services: list[str] | None = None,

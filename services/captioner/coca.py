@@ -39,7 +39,8 @@ from PIL import Image
 from services.captioner.incremental import CachedCocaDecoder, unsupported_reason
 from services.common.errors import StartupError
 from services.common.inference import build_image_tower
-from services.common.models import ResolvedWeights, load_open_clip_model
+from services.common.models.open_clip_loader import load_open_clip_model
+from services.common.models.weights import ResolvedWeights
 
 log = logging.getLogger(__name__)
 

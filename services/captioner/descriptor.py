@@ -4,6 +4,10 @@ open_clip CoCa: a one-sentence caption of a picture (stores nothing).
 """
 
 from services.common.descriptor import ServiceDescriptor
+from services.common.models.spec import ModelSpec
+
+#: The model: an open_clip model named by the ``model`` setting, weights by ``weights``.
+MODEL = ModelSpec("open_clip")
 
 DESCRIPTOR = ServiceDescriptor(
     name="captioner",
@@ -13,5 +17,5 @@ DESCRIPTOR = ServiceDescriptor(
     app="services.captioner.service:build_app",
     extra_routes=("/get_image_caption",),
     requires=("torch", "open_clip"),
-    weights="services.captioner.service:weights_files",
+    model=MODEL,
 )

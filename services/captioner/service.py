@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from pydantic import Field
 
-from services.captioner.descriptor import DESCRIPTOR
+from services.captioner.descriptor import DESCRIPTOR, MODEL
 from services.common.app import create_service_app
-from services.common.errors import StartupError
 from services.common.inference import resolve_runtime
-from services.common.models import (
-    RANDOM,
-    MicroBatcher,
-    ModelServiceSettings,
-    WeightsFile,
-    configure_torch,
-    looks_like_path,
-    open_clip_weights_file,
-    resolve_weights,
-    select_device,
-)
-from services.common.settings import CommonSettings
+from services.common.models.batching import MicroBatcher
+from services.common.models.open_clip_loader import open_clip_build, register_model_configs
+from services.common.models.sessions import configure_torch, select_device
+from services.common.models.spec import ModelServiceSettings, ModelSpec
 from services.common.stateless import StatelessService, image_route
 
 log = logging.getLogger(__name__)
@@ -32,6 +22,7 @@ log = logging.getLogger(__name__)
 
 class CaptionerSettings(ModelServiceSettings):
     service_descriptor = DESCRIPTOR
+    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field("coca_ViT-L-14", description="open_clip CoCa model (coca_ViT-L-14 or coca_ViT-B-32)")
     weights: str = Field(
@@ -62,52 +53,23 @@ class CaptionerSettings(ModelServiceSettings):
     )
 
 
-def register_model_configs(path: str) -> None:
-    if path:
-        import open_clip
-
-        if not Path(path).exists():
-            raise StartupError(f"captioner: model_config_path {path} does not exist")
-        open_clip.add_model_config(path)
-
-
-def _hub_file(settings: CaptionerSettings, tag: str) -> WeightsFile:
-    return open_clip_weights_file(
-        settings.service_name, settings.model, tag, CommonSettings().models_dir, settings.weights_env_var()
-    )
-
-
-def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsFile]:
-    """What ``ambience models fetch captioner`` downloads with these settings."""
-    s = settings if isinstance(settings, CaptionerSettings) else CaptionerSettings()
-    if s.weights == RANDOM or looks_like_path(s.weights):
-        return []
-    return [_hub_file(s, s.weights)]
-
-
 class CaptionerService(StatelessService):
     description = "Captions for pictures (open_clip CoCa, beam search)."
     settings: CaptionerSettings
 
     def load(self) -> None:
-        import open_clip
-
         from services.captioner.coca import CocaCaptioner
 
         s = self.settings
         configure_torch(s)
-        register_model_configs(s.model_config_path)
-        weights = resolve_weights(s, lambda tag: _hub_file(s, tag))
-        preprocess = None
-        if weights.kind == "hub":  # the tag's own normalisation and resize mode
-            cfg = open_clip.get_pretrained_cfg(s.model, s.weights)
-            preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+        register_model_configs(s.service_name, s.model_config_path)
+        weights = s.model_spec.resolve(s)
         device = select_device(s.device)
         self.captioner = CocaCaptioner(
             s.model,
             weights,
             device,
-            preprocess,
+            open_clip_build(s.model, s.weights, weights).preprocess,  # the tag's normalisation, resize
             beam_width=s.beam_width,
             min_length=s.min_length,
             max_length=s.max_length,

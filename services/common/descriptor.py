@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from services.common.models.spec import ModelSpec
+
 
 def load_attr(spec: str) -> Any:
     """``"package.module:name"`` -> the attribute (imports the module)."""
@@ -56,8 +58,13 @@ class ServiceDescriptor:
     train_route: str | None = None
     #: Python modules the extra provides; a missing one marks the service unavailable.
     requires: tuple[str, ...] = ()
-    #: "module:function" listing the model weights files the service needs
-    #: (services.common.models.WeightsFile), for ``ambience models fetch``; empty without models.
+    #: The model the service runs (services.common.models.spec.ModelSpec, plain data): the weights
+    #: files ``ambience models fetch`` downloads and the weights the service loads derive from it.
+    #: None: the service runs no model.
+    model: ModelSpec | None = None
+    #: "module:function" listing the weights files instead (services.common.models.weights.WeightsFile),
+    #: for a service whose files no model spec describes (the download tests' fixture); empty for
+    #: every real service.
     weights: str = ""
     #: The package run as ``python -m <module>``; default ``services.<name>``.
     module: str = field(default="")

@@ -1,8 +1,8 @@
 """Feature services whose feature is one L2-normalised model embedding per image.
 
-:class:`EmbeddingFeature` wires an :class:`~services.common.models.ImageEmbeddingSession` to the
+:class:`EmbeddingFeature` wires an :class:`~services.common.models.sessions.ImageEmbeddingSession` to the
 kit: images are decoded and preprocessed on the request thread, the forward pass goes through a
-:class:`~services.common.models.MicroBatcher`; the store holds the raw embedding (float32) and
+:class:`~services.common.models.batching.MicroBatcher`; the store holds the raw embedding (float32) and
 :meth:`EmbeddingFeature.to_index_space` maps raw rows to index rows (identity here, PCA whitening in
 global_features), so any re-mapping is always applied to raw vectors, never twice. Searches accept
 alpha query expansion (``aqe_n``, ``aqe_alpha``), computed for all query rows at once.
@@ -18,14 +18,14 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.feature import Hit, VectorFeature
-from services.common.models import (
+from services.common.models.batching import MicroBatcher
+from services.common.models.sessions import (
     ImageEmbeddingSession,
-    MicroBatcher,
-    ModelServiceSettings,
     configure_torch,
     describe_session,
     metadata_for,
 )
+from services.common.models.spec import ModelServiceSettings
 from services.common.schemas import SearchParams
 from services.common.vectors import alpha_query_expansion
 
@@ -86,7 +86,7 @@ class EmbeddingFeature(VectorFeature):
 
     @abstractmethod
     def load_session(self) -> ImageEmbeddingSession:
-        """Build the model (weights resolved via services.common.models.resolve_weights)."""
+        """Build the model (weights resolved by the settings' model spec: ``ModelSpec.resolve``)."""
 
     def load(self) -> None:
         import faiss

@@ -4,6 +4,10 @@ timm global vectors with PCA whitening: visually similar pictures.
 """
 
 from services.common.descriptor import ServiceDescriptor
+from services.common.models.spec import ModelSpec
+
+#: The model: a timm model named by the ``model`` setting, weights by ``weights``.
+MODEL = ModelSpec("timm")
 
 DESCRIPTOR = ServiceDescriptor(
     name="global_features",
@@ -16,5 +20,5 @@ DESCRIPTOR = ServiceDescriptor(
     search="global_features",
     train_route="/train_global_features_pca",
     requires=("torch", "timm"),
-    weights="services.global_features.service:weights_files",
+    model=MODEL,
 )

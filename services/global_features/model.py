@@ -1,4 +1,4 @@
-"""A timm image model as an :class:`~services.common.models.ImageEmbeddingSession`: the model's own
+"""A timm image model as an :class:`~services.common.models.sessions.ImageEmbeddingSession`: the model's own
 pooled features (classifier removed), L2-normalised, with the preprocessing its pretrained config
 asks for (resize, centre crop, mean/std).
 
@@ -18,7 +18,9 @@ from PIL import Image
 
 from services.common.errors import StartupError
 from services.common.inference import build_image_tower
-from services.common.models import PixelPipeline, ResolvedWeights, load_timm_model
+from services.common.models.sessions import PixelPipeline
+from services.common.models.timm_loader import load_timm_model
+from services.common.models.weights import ResolvedWeights
 
 
 class TokenPooling(torch.nn.Module):

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
@@ -27,18 +27,10 @@ from services.common.embedding import EmbeddingFeature, EmbeddingSettings
 from services.common.errors import StartupError
 from services.common.index import AnyIndex, new_flat_index, write_atomic
 from services.common.inference import resolve_runtime
-from services.common.models import (
-    ImageEmbeddingSession,
-    ModelServiceSettings,
-    WeightsFile,
-    looks_like_path,
-    resolve_weights,
-    select_device,
-    timm_weights_file,
-)
-from services.common.settings import CommonSettings
+from services.common.models.sessions import ImageEmbeddingSession, select_device
+from services.common.models.spec import ModelSpec
 from services.common.training import Phase, Retraining, TrainingError, add_training_route
-from services.global_features.descriptor import DESCRIPTOR
+from services.global_features.descriptor import DESCRIPTOR, MODEL
 from services.global_features.whitening import SELF_CHECK_FIGURE, PCAWhitening, train_checked_whitening
 
 log = logging.getLogger(__name__)
@@ -48,6 +40,7 @@ STATE_FILE = "trained_state.npz"
 
 class GlobalFeaturesSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
+    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     aqe_n: int = Field(
@@ -152,18 +145,6 @@ def make_compressed_index(dim: int, factory: str) -> AnyIndex:
     return index if faiss.try_extract_index_ivf(index) is not None else faiss.IndexIDMap2(index)
 
 
-def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsFile]:
-    """Weights global_features needs with these settings (for ``ambience models fetch``)."""
-    s = settings or GlobalFeaturesSettings()
-    if s.weights in ("random",) or looks_like_path(s.weights):
-        return []
-    return [
-        timm_weights_file(
-            s.service_name, s.model, s.weights, CommonSettings().models_dir, s.weights_env_var()
-        )
-    ]
-
-
 class GlobalFeature(EmbeddingFeature):
     store_route = DESCRIPTOR.store  # type: ignore[assignment]
     search_route = DESCRIPTOR.search  # type: ignore[assignment]
@@ -184,14 +165,9 @@ class GlobalFeature(EmbeddingFeature):
         from services.global_features.model import TimmSession
 
         s = self.settings
-        models_dir = CommonSettings().models_dir
-        weights = resolve_weights(
-            s, lambda tag: timm_weights_file(s.service_name, s.model, tag, models_dir, s.weights_env_var())
-        )
         device = select_device(s.device)
-        return TimmSession(
-            s.model, weights, device, resolve_runtime(s.runtime, s.cpu_runtime, device), s.pooling
-        )
+        runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
+        return TimmSession(s.model, s.model_spec.resolve(s), device, runtime, s.pooling)
 
     def load(self) -> None:
         super().load()

@@ -4,6 +4,10 @@ open_clip image/text embeddings: pictures matching a text, similar pictures.
 """
 
 from services.common.descriptor import ServiceDescriptor
+from services.common.models.spec import ModelSpec
+
+#: The model: an open_clip model named by the ``model`` setting, weights by ``weights``.
+MODEL = ModelSpec("open_clip")
 
 DESCRIPTOR = ServiceDescriptor(
     name="image_text",
@@ -16,5 +20,5 @@ DESCRIPTOR = ServiceDescriptor(
     search="image_text_features",
     extra_routes=("/image_text_features_get_similar_images_by_text",),
     requires=("torch", "open_clip"),
-    weights="services.image_text.service:weights_files",
+    model=MODEL,
 )

@@ -12,7 +12,9 @@ from open_clip.utils import to_2tuple
 from PIL import Image
 
 from services.common.inference import build_image_tower
-from services.common.models import PixelPipeline, ResolvedWeights, load_open_clip_model
+from services.common.models.open_clip_loader import load_open_clip_model
+from services.common.models.sessions import PixelPipeline
+from services.common.models.weights import ResolvedWeights
 
 
 class OpenClipSession:

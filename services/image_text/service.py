@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from fastapi import FastAPI
@@ -12,27 +11,20 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.app import create_app
 from services.common.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
-from services.common.errors import StartupError
 from services.common.feature import Hit
 from services.common.index import AnyIndex, new_flat_index
 from services.common.inference import resolve_runtime
-from services.common.models import (
-    RANDOM,
-    MicroBatcher,
-    ModelServiceSettings,
-    WeightsFile,
-    looks_like_path,
-    open_clip_weights_file,
-    resolve_weights,
-    select_device,
-)
+from services.common.models.batching import MicroBatcher
+from services.common.models.open_clip_loader import open_clip_build, register_model_configs
+from services.common.models.sessions import select_device
+from services.common.models.spec import ModelSpec
 from services.common.schemas import ERROR_RESPONSES, SearchParams, SimilarImage
-from services.common.settings import CommonSettings
-from services.image_text.descriptor import DESCRIPTOR
+from services.image_text.descriptor import DESCRIPTOR, MODEL
 
 
 class ImageTextSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
+    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field("ViT-B-16", description="open_clip model name")
     weights: str = Field(
@@ -63,53 +55,21 @@ class TextQuery(SearchParams, AQEParams):
         return value
 
 
-def register_model_configs(settings: ImageTextSettings) -> None:
-    if settings.model_config_path:
-        import open_clip
-
-        path = Path(settings.model_config_path)
-        if not path.exists():
-            raise StartupError(f"model_config_path {path} does not exist")
-        open_clip.add_model_config(path)
-
-
-def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsFile]:
-    """Weights image_text needs with these settings (for ``ambience models fetch``)."""
-    s = settings if isinstance(settings, ImageTextSettings) else ImageTextSettings()
-    if s.weights == RANDOM or looks_like_path(s.weights):
-        return []
-    return [
-        open_clip_weights_file(
-            s.service_name, s.model, s.weights, CommonSettings().models_dir, s.weights_env_var()
-        )
-    ]
-
-
 class ImageTextFeature(EmbeddingFeature):
     store_route = DESCRIPTOR.store  # type: ignore[assignment]
     search_route = DESCRIPTOR.search  # type: ignore[assignment]
     settings: ImageTextSettings
 
     def load_session(self) -> Any:
-        import open_clip
-
         from services.image_text.model import OpenClipSession
 
         s = self.settings
-        register_model_configs(s)
-        models_dir = CommonSettings().models_dir
-        weights = resolve_weights(
-            s,
-            lambda tag: open_clip_weights_file(s.service_name, s.model, tag, models_dir, s.weights_env_var()),
-        )
-        quick_gelu, preprocess = s.quick_gelu, None
-        if weights.kind == "hub":  # the tag's own settings (activation, normalisation) win
-            cfg = open_clip.get_pretrained_cfg(s.model, s.weights)
-            quick_gelu = quick_gelu or bool(cfg.get("quick_gelu", False))
-            preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+        register_model_configs(s.service_name, s.model_config_path)
+        weights = s.model_spec.resolve(s)
+        build = open_clip_build(s.model, s.weights, weights, s.quick_gelu)
         device = select_device(s.device)
         runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
-        return OpenClipSession(s.model, weights, device, quick_gelu, preprocess, runtime)
+        return OpenClipSession(s.model, weights, device, build.quick_gelu, build.preprocess, runtime)
 
     def load(self) -> None:
         super().load()

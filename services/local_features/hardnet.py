@@ -1,42 +1,20 @@
-"""HardNet8 patch descriptors (kornia) and the file their weights come from.
+"""HardNet8 patch descriptors (kornia).
 
-Weights: kornia's pretrained ``hardnet8v2`` checkpoint, described by :func:`hardnet8_weights_file`
-for the shared model-loading layer (services/common/models.py), which downloads it into the models
-folder (``<models_dir>/local_features/hardnet8v2.pt``) and resolves the ``hardnet_weights`` setting.
+Weights: kornia's pretrained ``hardnet8v2`` checkpoint, declared in the service's model spec
+(``services.local_features.descriptor.MODEL``); the shared model layer
+(services/common/models/) downloads it into the models folder
+(``<models_dir>/local_features/hardnet8v2.pt``) and resolves the ``hardnet_weights`` setting.
 Random weights exist for tests only and must be allowed explicitly.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import torch
 
-from services.common.models import RANDOM_SEED, ResolvedWeights, WeightsFile
+from services.common.models.weights import RANDOM_SEED, ResolvedWeights
 from services.local_features.extraction import CODEC_ROW_INT8, DIM
-
-#: kornia's own sources for the pretrained weights (kornia.feature.hardnet.urls["hardnet8v2"]):
-#: its Hugging Face repo, then the CMP mirror.
-HARDNET8_HF_REPO = "kornia/hardnet"
-HARDNET8_FILE = "hardnet8v2.pt"
-HARDNET8_MIRROR_URL = "https://cmp.felk.cvut.cz/~mishkdmy/hardnet8v2.pt"
-#: The ``hardnet_weights`` value that means kornia's pretrained file.
-PRETRAINED = "kornia"
-
-
-def hardnet8_weights_file(models_dir: Path, env_var: str) -> WeightsFile:
-    """kornia's pretrained hardnet8v2, stored as ``<models_dir>/local_features/hardnet8v2.pt``."""
-    return WeightsFile(
-        service="local_features",
-        description="kornia HardNet8 (hardnet8v2)",
-        target=models_dir / "local_features" / HARDNET8_FILE,
-        hf_repo=HARDNET8_HF_REPO,
-        hf_filenames=(HARDNET8_FILE,),
-        url=HARDNET8_MIRROR_URL,
-        env_var=env_var,
-    )
 
 
 def laf_from_keypoints(keypoints: list[cv2.KeyPoint], patch_scale: float) -> torch.Tensor:

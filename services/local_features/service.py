@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
@@ -20,12 +20,12 @@ from services.common.app import create_app
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.feature import FeatureService, Hit
 from services.common.index import AnyIndex, new_flat_index, write_atomic
-from services.common.models import RANDOM, WeightsFile, looks_like_path, resolve_weights_value
+from services.common.models.spec import ModelSpec
 from services.common.schemas import SearchParams
-from services.common.settings import CommonSettings, ServiceSettings
+from services.common.settings import ServiceSettings
 from services.common.training import Phase, Retraining, TrainingError, TrainingParamsError, add_training_route
 from services.local_features import indexing
-from services.local_features.descriptor import DESCRIPTOR
+from services.local_features.descriptor import DESCRIPTOR, MODEL
 from services.local_features.extraction import (
     DIM,
     ID_SHIFT,
@@ -58,6 +58,7 @@ TRAINED_FILE = "trained.index"
 
 class LocalFeaturesSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
+    model_spec: ClassVar[ModelSpec] = MODEL
 
     descriptor: Literal["hardnet8", "rootsift"] = Field(
         "hardnet8", description="Patch descriptor: hardnet8 (kornia, needs weights) or rootsift (no weights)"
@@ -208,11 +209,10 @@ class LocalFeatures(FeatureService):
             return RootSiftDescriptor()
         from services.local_features.hardnet import HardNet8Descriptor
 
-        env_var = hardnet_weights_env_var()
         try:
             # Shared resolution: "random" (tests), a file path, or the "kornia" file, fetched when
             # missing and AMBIENCE_DOWNLOAD_MODELS allows; never a silent fallback to random weights.
-            weights = resolve_weights_value(s.service_name, env_var, s.hardnet_weights, hardnet_file)
+            weights = s.model_spec.resolve(s)
         except WeightsMissingError as exc:
             raise WeightsMissingError(
                 f"{exc}; or use the weight-free descriptor with AMBIENCE_LOCAL_FEATURES_DESCRIPTOR=rootsift"
@@ -438,32 +438,6 @@ class LocalFeatures(FeatureService):
             "entries": self.collection.index.count(),
             "seconds": round(time.monotonic() - started, 2),
         }
-
-
-def hardnet_weights_env_var() -> str:
-    return f"{LocalFeaturesSettings.env_prefix()}HARDNET_WEIGHTS"
-
-
-def hardnet_file(value: str) -> WeightsFile:
-    """The file a non-path ``hardnet_weights`` value names: only "kornia" ('' too) is known."""
-    from services.local_features.hardnet import PRETRAINED, hardnet8_weights_file
-
-    if value not in ("", PRETRAINED):
-        raise StartupError(
-            f"local_features: {hardnet_weights_env_var()}={value!r} is neither {PRETRAINED!r}, 'random' nor "
-            "a file path (a path needs a '/' or a .pt/.pth suffix)"
-        )
-    return hardnet8_weights_file(CommonSettings().models_dir, hardnet_weights_env_var())
-
-
-def weights_files(settings: ServiceSettings | None = None) -> list[WeightsFile]:
-    """What ``ambience models fetch local_features`` downloads with these settings: kornia's
-    HardNet8 file, unless RootSIFT (no weights), a local file or random weights are configured."""
-    s = settings if isinstance(settings, LocalFeaturesSettings) else LocalFeaturesSettings()
-    value = s.hardnet_weights.strip()
-    if s.descriptor != "hardnet8" or value == RANDOM or looks_like_path(value):
-        return []
-    return [hardnet_file(value)]  # an unknown value raises StartupError, which `models list` shows
 
 
 def build_app(settings: LocalFeaturesSettings | None = None) -> FastAPI:

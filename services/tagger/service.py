@@ -10,35 +10,21 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.common.app import create_service_app
-from services.common.errors import StartupError, WeightsMissingError
+from services.common.errors import StartupError
 from services.common.inference import RuntimeName, resolve_runtime, runtime_field
-from services.common.models import (
-    RANDOM,
-    RANDOM_SEED,
-    MicroBatcher,
-    ModelServiceSettings,
-    WeightsFile,
-    configure_torch,
-    fetch_weights,
-    looks_like_path,
-    resolve_weights,
-    select_device,
-)
-from services.common.settings import CommonSettings
+from services.common.models.batching import MicroBatcher
+from services.common.models.sessions import configure_torch, select_device
+from services.common.models.spec import ModelServiceSettings, ModelSpec
+from services.common.models.weights import RANDOM_SEED
 from services.common.stateless import StatelessService, image_route
-from services.tagger.descriptor import DESCRIPTOR
+from services.tagger.descriptor import DESCRIPTOR, MODEL
 
 log = logging.getLogger(__name__)
-
-#: CSAIL's published files (https://github.com/CSAILVision/places365).
-CHECKPOINT_URL = "http://places2.csail.mit.edu/models_places365/resnet50_places365.pth.tar"
-CATEGORIES_URL = "https://raw.githubusercontent.com/CSAILVision/places365/master/categories_places365.txt"
-IO_URL = "https://raw.githubusercontent.com/CSAILVision/places365/master/IO_places365.txt"
-DEFAULT_TAG = "places365"
 
 
 class TaggerSettings(ModelServiceSettings):
     service_descriptor = DESCRIPTOR
+    model_spec: ClassVar[ModelSpec] = MODEL
     #: ONNX Runtime ran the ResNet50 about 1.5x as fast as eager PyTorch (docs/models.md).
     cpu_runtime: ClassVar[str] = "onnx"
     runtime: RuntimeName = runtime_field("onnx")
@@ -65,74 +51,6 @@ class TaggerSettings(ModelServiceSettings):
     )
 
 
-def _folder() -> Path:
-    return CommonSettings().models_dir / "tagger"
-
-
-def checkpoint_file(settings: TaggerSettings) -> WeightsFile:
-    return WeightsFile(
-        service="tagger",
-        description="CSAIL ResNet50 Places365 checkpoint",
-        target=_folder() / "resnet50_places365.pth.tar",
-        url=CHECKPOINT_URL,
-        env_var=settings.weights_env_var(),
-    )
-
-
-def label_files(settings: TaggerSettings) -> list[WeightsFile]:
-    """The category list and indoor/outdoor table (only those not set to local files)."""
-    prefix = settings.env_prefix()
-    out = []
-    if settings.categories_file is None:
-        out.append(
-            WeightsFile(
-                service="tagger",
-                description="Places365 category names",
-                target=_folder() / "categories_places365.txt",
-                url=CATEGORIES_URL,
-                env_var=f"{prefix}CATEGORIES_FILE",
-            )
-        )
-    if settings.io_file is None:
-        out.append(
-            WeightsFile(
-                service="tagger",
-                description="Places365 indoor/outdoor labels",
-                target=_folder() / "IO_places365.txt",
-                url=IO_URL,
-                env_var=f"{prefix}IO_FILE",
-            )
-        )
-    return out
-
-
-def weights_files(settings: ModelServiceSettings | None = None) -> list[WeightsFile]:
-    """What ``ambience models fetch tagger`` downloads with these settings."""
-    s = settings if isinstance(settings, TaggerSettings) else TaggerSettings()
-    if s.weights == RANDOM or looks_like_path(s.weights):
-        return label_files(s)
-    return [checkpoint_file(s), *label_files(s)]
-
-
-def ensure_file(wf: WeightsFile) -> Path:
-    """A models-dir file: used when present, downloaded when allowed, else exit 2 with the fix."""
-    if wf.present() is None and not CommonSettings().download_models:
-        raise WeightsMissingError(
-            f"tagger: {wf.target} ({wf.description}) is missing and downloads are off "
-            f"(AMBIENCE_DOWNLOAD_MODELS=0). Fix: {wf.fix()}"
-        )
-    return fetch_weights(wf)
-
-
-def local_file(path: Path, env_var: str) -> Path:
-    if not path.is_file():
-        raise WeightsMissingError(
-            f"tagger: {path} (set by {env_var}) does not exist. Fix: point {env_var} at the file, or unset "
-            "it and run `ambience models fetch tagger`"
-        )
-    return path
-
-
 class TaggerService(StatelessService):
     description = "Places365 scene tags and indoor/outdoor for pictures (ResNet50)."
     settings: TaggerSettings
@@ -146,25 +64,9 @@ class TaggerService(StatelessService):
         if s.model != "resnet50":
             raise StartupError(f"tagger: model {s.model!r} is not supported (only CSAIL's resnet50)")
         configure_torch(s)
-
-        def hub_file(tag: str) -> WeightsFile:
-            if tag != DEFAULT_TAG:
-                raise StartupError(f"tagger: unknown weights tag {tag!r} (known: {DEFAULT_TAG})")
-            return checkpoint_file(s)
-
-        weights = resolve_weights(s, hub_file, DEFAULT_TAG)
-        prefix = s.env_prefix()
-        defaults = {wf.target.name: wf for wf in label_files(TaggerSettings())}
-        categories = (
-            local_file(s.categories_file, f"{prefix}CATEGORIES_FILE")
-            if s.categories_file
-            else ensure_file(defaults["categories_places365.txt"])
-        )
-        io = (
-            local_file(s.io_file, f"{prefix}IO_FILE")
-            if s.io_file
-            else ensure_file(defaults["IO_places365.txt"])
-        )
+        weights = s.model_spec.resolve(s)
+        categories = s.model_spec.companion(s, "categories_file")
+        io = s.model_spec.companion(s, "io_file")
         labels = PlacesLabels.read(categories, io)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)  # random weights (tests) are the same in every process

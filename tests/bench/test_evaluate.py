@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ambience_support.photos import PHOTOS, PHOTOS_FULL, REPO
 from bench.evaluate import benches, report
-from tests.helpers import PHOTOS, PHOTOS_FULL, REPO
 
 
 def run_evaluate(*args: str) -> None:
@@ -54,7 +54,7 @@ def test_small_run_writes_report_with_every_section(photos: list[Path], tmp_path
     assert re.search(r"Machine: .+, \d+ cores", text) and "faiss-cpu" in text
     for key in ("header", "evaluate.retrieval", "evaluate.fusion", "evaluate.scale"):
         assert f"<!-- begin generated: {key} -->" in text, key
-    for module in benches.discover():
+    for module in benches.BENCHES:
         assert f"<!-- begin generated: bench.{module} -->" in text, module
     # Plausible recall: the fused ranking finds every mirrored and JPEG-compressed copy among 8.
     retrieval = text.split("begin generated: evaluate.retrieval")[1].split("end generated")[0]
@@ -87,17 +87,17 @@ def test_partial_run_with_bench_args_writes_only_its_own_block(photos: list[Path
         "# Benchmarks\n\n"
         + report.block("header", "complete run header")
         + "\n\n"
-        + report.block("bench.local_features_recall", "default figures")
+        + report.block("bench.local_features_recall_bench", "default figures")
         + "\n"
     )
-    args = ["--small", "--parts", "benches", "--benches", "local_features_recall"]
-    run_evaluate(*args, "--bench-args", "local_features_recall=--every 2", "--doc", str(doc))
+    args = ["--small", "--parts", "benches", "--benches", "local_features_recall_bench"]
+    run_evaluate(*args, "--bench-args", "local_features_recall_bench=--every 2", "--doc", str(doc))
     text = doc.read_text()
     assert "complete run header" in text and "default figures" in text
-    own = text.split("<!-- begin generated: bench.local_features_recall --every 2 -->")[1].split("<!-- end")[
-        0
-    ]
-    assert "Command: `python -m bench.local_features_recall --small --every 2`" in own
+    own = text.split("<!-- begin generated: bench.local_features_recall_bench --every 2 -->")[1].split(
+        "<!-- end"
+    )[0]
+    assert "Command: `python -m bench.local_features_recall_bench --small --every 2`" in own
     assert "| crop, 50% of the area | " in own  # the script's table
     assert "_Produced by `python -m bench.evaluate --small --parts benches" in own
     assert "one photo in 2 queried" in own

@@ -14,12 +14,16 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.photos import REPO
+from ambience_support.processes import ServiceProcess
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
 from services.captioner.incremental import CachedCocaDecoder
 from services.captioner.service import CaptionerSettings, build_app
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
-from services.common.models import ResolvedWeights, initialise_open_clip_leftovers, required_weights
-from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
+from services.common.models.open_clip_loader import initialise_open_clip_leftovers
+from services.common.models.spec import required_weights
+from services.common.models.weights import ResolvedWeights
 from tests.models.checkpoints import checkpoint_variants
 
 TINY_COCA = Path(__file__).with_name("tiny-coca.json")
@@ -335,7 +339,7 @@ def test_exits_2_naming_the_fetch_command_without_weights(tmp_path: Path) -> Non
 def test_random_coca_weights_do_not_depend_on_leftover_memory() -> None:
     """open_clip allocates CoCa's text-decoder projection uninitialised; random weights must still
     be the same in every build (and small), whatever the allocator held before."""
-    from services.common.models import load_open_clip_model
+    from services.common.models.open_clip_loader import load_open_clip_model
 
     first = load_open_clip_model("tiny-coca", RANDOM).state_dict()["text_decoder.text_projection"].clone()
     leftover = torch.full((5_000_000,), 7.0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from ambience_support.images import synthetic_image
 from services.color.histogram import BINS_PER_CHANNEL, DIM, TOTAL, histogram, l1
-from tests.helpers import synthetic_image
 
 STEP = 256 // BINS_PER_CHANNEL
 

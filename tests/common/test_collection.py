@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ambience_support.photos import REPO
 from services.common.collection import Collection
 from services.common.index import AnyIndex, new_flat_index
 from services.common.store import FeatureStore
-from tests.helpers import REPO
 
 
 class Layout:

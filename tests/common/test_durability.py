@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ServiceProcess, encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
+from ambience_support.processes import ServiceProcess
 
 SERVICES = [
     ("services.phash", "AMBIENCE_PHASH_", "phash_features", "phash"),

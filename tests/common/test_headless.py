@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.images import encode, synthetic_image
 from services.common.headless import UnknownFeatureError, new_feature, open_feature
 from services.common.schemas import SearchParams
 from services.phash.service import PhashFeature, PhashParams, PhashSettings, build_app
-from tests.helpers import encode, synthetic_image
 
 
 def test_headless_writes_are_what_the_service_serves(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ambience_support.images import encode, png_bomb, synthetic_image
 from services.common.images import DecodeLimits, ImageError, decode_image
-from tests.helpers import encode, png_bomb, synthetic_image
 
 
 def test_exif_orientation_is_applied() -> None:

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.images import encode, synthetic_image
 from services.common.errors import StartupError
 from services.global_features.service import GlobalFeaturesSettings
 from services.global_features.service import build_app as build_global_app
 from services.image_text.service import ImageTextSettings
 from services.image_text.service import build_app as build_image_text_app
 from tests.global_features.test_service import TINY as TINY_GLOBAL
-from tests.helpers import encode, synthetic_image
 from tests.image_text.test_service import TINY as TINY_IMAGE_TEXT
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import REPO, ServiceProcess
+from ambience_support.photos import REPO
+from ambience_support.processes import ServiceProcess
 from tests.pg import TestServer
 from tests.replicas import LOCAL, PHASH, Kind, found, generations, picture, replica, wait_until
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from services.common.descriptor import ServiceDescriptor
-from services.common.models import WeightsFile
+from services.common.models.weights import WeightsFile
 from services.registry import SERVICES
 
 NAME = "fixture_model"

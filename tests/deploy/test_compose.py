@@ -22,9 +22,10 @@ import httpx
 import pytest
 import yaml
 
+from ambience_support.photos import REPO
+from ambience_support.processes import free_port, running_service
 from services.common.settings import ServiceSettings
 from services.registry import SERVICES
-from tests.helpers import REPO, free_port, running_service
 
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yml"

@@ -10,11 +10,11 @@ from typing import ClassVar
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from ambience_support.processes import free_port
 from gateway.app import create_app
 from gateway.auth import OPEN_PATHS
 from gateway.settings import GatewaySettings
 from services.common.postgres import PostgresSettings
-from tests.helpers import free_port
 
 KEY = "s3cret-key"
 
@@ -72,7 +72,7 @@ def test_health_reports_down_and_unavailable_services(tmp_path: Path, pg_dsn: st
         assert "weights" in health["services"]["color"]["detail"]
         assert health["catalog"]["status"] == "up"
         # Normal search names the failed services and returns empty lists, duplicate mode refuses.
-        from tests.helpers import encode, synthetic_image
+        from ambience_support.images import encode, synthetic_image
 
         image = {"image": ("document", encode(synthetic_image(1)))}
         searched = client.post("/reverse_search", files=image)

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.stack import Stack, start_stack
-from tests.helpers import REPO, encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
+from ambience_support.photos import REPO
+from ambience_support.stacks import GatewayStack, start_stack
 from tests.pg import TestServer
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[GatewayStack]:
     st = start_stack(tmp_path_factory.mktemp("cli"), pg_server, ["phash", "color"])
     yield st
     st.stop()
@@ -42,7 +43,7 @@ def read_only(folder: Path) -> None:
             path.chmod(stat.S_IRUSR | stat.S_IXUSR)
 
 
-def test_index_is_resumable_and_search_prints_a_table(stack: Stack, tmp_path: Path) -> None:
+def test_index_is_resumable_and_search_prints_a_table(stack: GatewayStack, tmp_path: Path) -> None:
     folder = tmp_path / "pictures"
     (folder / "sub").mkdir(parents=True)
     for i in range(4):
@@ -104,7 +105,7 @@ def test_folders_get_their_own_mapping_and_never_share_ids(
     assert a2.ids["w.jpg"] == 9 and a2.path != b.path
 
 
-def test_catalog_status_and_retry(stack: Stack) -> None:
+def test_catalog_status_and_retry(stack: GatewayStack) -> None:
     status = ambience("catalog", "status", "--gateway", stack.url)
     assert status.returncode == 0, status.stderr
     assert "failed parts: none" in status.stdout and "pending parts:" in status.stdout
@@ -113,7 +114,7 @@ def test_catalog_status_and_retry(stack: Stack) -> None:
 
 
 def test_index_never_lands_on_a_taken_id_and_says_why_a_file_was_not_added(
-    stack: Stack, tmp_path: Path
+    stack: GatewayStack, tmp_path: Path
 ) -> None:
     import httpx
 

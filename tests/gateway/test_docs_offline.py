@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.processes import ServiceProcess, free_port
+from ambience_support.stacks import start_services
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.common.postgres import PostgresSettings
-from tests.gateway.stack import start_services
-from tests.helpers import ServiceProcess, free_port
 from tests.pg import TestServer
 
 

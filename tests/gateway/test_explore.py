@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.gateway.stack import Stack, start_stack
-from tests.helpers import ServiceProcess, encode, free_port, synthetic_image
+from ambience_support.images import encode, synthetic_image
+from ambience_support.processes import ServiceProcess, free_port
+from ambience_support.stacks import GatewayStack, start_stack
 from tests.pg import TestServer
 
 SOURCES = {
@@ -66,13 +67,13 @@ def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[Stack]:
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
     st = start_stack(tmp_path, pg_server, ["phash", "color"], SOURCES)
     yield st
     st.stop()
 
 
-def test_empty_collection_then_one_image(stack: Stack) -> None:
+def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
     url = stack.url
     assert post(url, "/moments", {}).json()["moments"] == []
     assert httpx.get(url + "/map", timeout=60).json()["points"] == []
@@ -98,7 +99,7 @@ def test_empty_collection_then_one_image(stack: Stack) -> None:
     assert info["7"]["bytes"] > 1000
 
 
-def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: Stack) -> None:
+def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: GatewayStack) -> None:
     url = stack.url
     picture = textured(3)
     add(url, 1, encode(picture.resize((200, 150)), quality=80))  # a small copy
@@ -128,7 +129,7 @@ def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: Stack) -> Non
     assert all(g["size"] >= 2 for g in after)
 
 
-def test_moments_never_span_a_capture_time_gap(stack: Stack) -> None:
+def test_moments_never_span_a_capture_time_gap(stack: GatewayStack) -> None:
     url = stack.url
     picture = synthetic_image(5)
     add(url, 1, with_exif(picture, "2024:05:01 10:00:00"))
@@ -143,7 +144,7 @@ def test_moments_never_span_a_capture_time_gap(stack: Stack) -> None:
     assert all(m["representative"] == m["members"][0] and m["size"] == len(m["members"]) for m in split)
 
 
-def test_density_moments_return_noise(stack: Stack) -> None:
+def test_density_moments_return_noise(stack: GatewayStack) -> None:
     url = stack.url
     for i in range(3):
         add(url, i, encode(synthetic_image(20 + i)))
@@ -151,7 +152,7 @@ def test_density_moments_return_noise(stack: Stack) -> None:
     assert reply["moments"] == [] and sorted(reply["noise"]) == [0, 1, 2]
 
 
-def test_bad_parameters_are_422(stack: Stack) -> None:
+def test_bad_parameters_are_422(stack: GatewayStack) -> None:
     url = stack.url
     for body in ({"granularity": 0}, {"granularity": 1.5}, {"method": "spectral"}, {"source": "ocr"}):
         r = post(url, "/moments", body)

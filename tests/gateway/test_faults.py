@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.stack import Stack, start_stack
-from tests.helpers import encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
+from ambience_support.stacks import GatewayStack, start_stack
 from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
@@ -25,7 +25,7 @@ SIZE = (96, 72)
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[Stack]:
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
     pg_server.require_embedded()
     st = start_stack(tmp_path, pg_server, NAMES)
     yield st
@@ -52,7 +52,9 @@ def until_acknowledged(send, stop_at: float) -> httpx.Response:  # type: ignore[
         return reply
 
 
-def test_kills_an_outage_and_a_database_restart_lose_nothing(stack: Stack, pg_server: TestServer) -> None:
+def test_kills_an_outage_and_a_database_restart_lose_nothing(
+    stack: GatewayStack, pg_server: TestServer
+) -> None:
     embedded = pg_server.require_embedded()
     stop_at = time.monotonic() + 300  # a guard against a hang, not a timing (a loaded CI box is slow)
     final: dict[int, int] = {}  # acknowledged id -> seed of the picture it must hold

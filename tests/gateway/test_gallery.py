@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.stack import Stack, start_stack
-from tests.gateway.stack import add_generated as add
-from tests.helpers import encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
+from ambience_support.stacks import GatewayStack, start_stack
+from ambience_support.stacks import add_generated as add
 from tests.ocr.signs import Sign, render
 from tests.pg import TestServer
 
@@ -66,7 +66,7 @@ def post(url: str, request: tuple[bytes, dict[str, str]]) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[GatewayStack]:
     st = start_stack(tmp_path_factory.mktemp("gallery"), pg_server, ["phash", "color", "ocr"])
     yield st
     st.stop()
@@ -77,7 +77,7 @@ def sign(index: int) -> bytes:
     return encode(img, quality=92)
 
 
-def test_replayed_gallery_requests(stack: Stack, tmp_path: Path) -> None:
+def test_replayed_gallery_requests(stack: GatewayStack, tmp_path: Path) -> None:
     url = stack.url
     images = {100 + i: sign(i) for i in range(len(WORDS))}
     for image_id, data in images.items():
@@ -151,7 +151,7 @@ def test_replayed_gallery_requests(stack: Stack, tmp_path: Path) -> None:
         stack.services["color"].start()
 
 
-def test_bad_input_is_refused_and_leaves_nothing_behind(stack: Stack) -> None:
+def test_bad_input_is_refused_and_leaves_nothing_behind(stack: GatewayStack) -> None:
     reply = httpx.post(
         stack.url + "/calculate_all_image_features",
         files={"image": ("document", b"not an image at all")},
@@ -176,5 +176,5 @@ def test_bad_input_is_refused_and_leaves_nothing_behind(stack: Stack) -> None:
         assert reply.status_code == 422, bad
 
 
-def stats(stack: Stack) -> dict:
+def stats(stack: GatewayStack) -> dict:
     return httpx.get(stack.url + "/catalog_stats", timeout=10).json()

@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.stack import Stack, start_stack
-from tests.gateway.stack import add_generated as add
-from tests.helpers import encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
+from ambience_support.stacks import GatewayStack, start_stack
+from ambience_support.stacks import add_generated as add
 from tests.pg import TestServer
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[Stack]:
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
     st = start_stack(tmp_path, pg_server, ["phash", "color", "ocr"])
     yield st
     st.stop()
@@ -27,7 +27,7 @@ def count(service_url: str) -> int:
     return int(httpx.get(service_url + "/health", timeout=10).json()["count"])
 
 
-def stored(stack: Stack, service: str, image_id: int) -> bool:
+def stored(stack: GatewayStack, service: str, image_id: int) -> bool:
     if service == "ocr":  # no by-id route: a repeated add tells (409 = stored)
         reply = httpx.post(
             stack.services["ocr"].url + "/calculate_ocr_features",
@@ -47,11 +47,11 @@ def stored(stack: Stack, service: str, image_id: int) -> bool:
     return reply.status_code == 200
 
 
-def stats(stack: Stack) -> dict:
+def stats(stack: GatewayStack) -> dict:
     return httpx.get(stack.url + "/catalog_stats", timeout=10).json()
 
 
-def test_a_service_down_during_adds_gets_everything_once_back(stack: Stack) -> None:
+def test_a_service_down_during_adds_gets_everything_once_back(stack: GatewayStack) -> None:
     for image_id in range(3):
         assert {e["status"] for e in add(stack.url, image_id).values()} == {"ok"}
     color = stack.services["color"]

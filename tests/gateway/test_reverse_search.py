@@ -13,11 +13,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ambience_support.images import encode, synthetic_image
+from ambience_support.processes import free_port
+from ambience_support.stacks import start_services
 from gateway.proxy import CallResult, ServiceClients
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch, merge_duplicates, merge_rankings
 from gateway.settings import UPSTREAMS, GatewaySettings
-from tests.gateway.stack import start_services
-from tests.helpers import encode, free_port, synthetic_image
 from tests.pg import TestServer
 
 NAMES = ["phash", "color"]

@@ -14,13 +14,14 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ambience_support.images import encode, synthetic_image
+from ambience_support.processes import free_port
+from ambience_support.stacks import start_services
 from gateway.catalog import COMPONENT, DONE, FAILED, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, ImageRejected, KeyedLocks, Spool, add_outcome, delete_outcome
 from services.common.postgres import DatabaseUnavailable, PostgresComponent, PostgresSettings
-from tests.gateway.stack import start_services
-from tests.helpers import encode, free_port, synthetic_image
 from tests.pg import TestServer
 
 NAMES = ["phash", "color"]

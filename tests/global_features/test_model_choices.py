@@ -10,11 +10,11 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from ambience_support.images import encode, synthetic_image
 from services.common.errors import StartupError
-from services.common.models import ResolvedWeights
+from services.common.models.weights import ResolvedWeights
 from services.global_features.model import TimmSession
 from services.global_features.service import GlobalFeaturesSettings, build_app
-from tests.helpers import encode, synthetic_image
 
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.photos import load_rgb
+from ambience_support.transforms import VARIANTS, source_bytes, variants
 from services.global_features.service import GlobalFeaturesSettings, build_app
 from tests.caltech import CaltechCollection
-from tests.helpers import load_rgb
 from tools.convert_efficientnet_lite0 import convert
-from tools.photo_variants import VARIANTS, source_bytes, variants
 
 
 @pytest.fixture(scope="module")

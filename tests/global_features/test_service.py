@@ -12,12 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ambience.cli import main as cli_main
+from ambience_support.images import encode, synthetic_image
+from ambience_support.processes import running_service
 from services.common.store import StoreMismatchError
 from services.common.vectors import alpha_query_expansion, l2_normalize
 from services.global_features.service import STATE_FILE, GlobalFeaturesSettings, build_app
 from services.global_features.whitening import train_pca_whitening
 from tests.contract import StandardRoutesContract
-from tests.helpers import encode, running_service, synthetic_image
 
 TINY = {"model": "test_vit", "weights": "random", "mirrored_query": True}
 
@@ -263,7 +264,7 @@ def test_real_default_architecture_builds() -> None:
     """BEiT-base (the default) built once with random weights: 768-d unit vectors."""
     import torch
 
-    from services.common.models import ResolvedWeights
+    from services.common.models.weights import ResolvedWeights
     from services.global_features.model import TimmSession
     from services.global_features.service import DEFAULT_MODEL
 

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ambience_support.processes import ServiceProcess
 from services.common.descriptor import ServiceDescriptor
 from services.registry import SERVICES
 from tests.captioner.test_captioner import service_env as captioner_env
-from tests.helpers import ServiceProcess
 from tests.pg import TestServer
 from tests.tagger.test_tagger import service_env as tagger_env
 from tests.tagger.test_tagger import write_label_files
@@ -73,7 +73,7 @@ def hostile_stack(
     models = tmp / "models"
     write_label_files(models / "tagger")
     procs = {
-        s.name: ServiceProcess(s.module, s.env_prefix, tmp / s.name, extra_env=service_env(s, models, dsn))
+        s.name: ServiceProcess.registered(s.name, tmp / s.name, extra_env=service_env(s, models, dsn))
         for s in SPECS
     }
     gateway: ServiceProcess | None = None

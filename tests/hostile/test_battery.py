@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.processes import running_service
+from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
-from tests.gateway.stack import start_stack
-from tests.helpers import encode, png_bomb, running_service, synthetic_image
 from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route, peak_rss_mb
 from tests.hostile_images import big_png, jpeg_claiming, png_claiming
 from tests.pg import TestServer

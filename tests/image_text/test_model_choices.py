@@ -15,9 +15,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from services.common.models import ResolvedWeights, load_open_clip_model
+from ambience_support.images import encode, synthetic_image
+from services.common.models.open_clip_loader import load_open_clip_model
+from services.common.models.weights import ResolvedWeights
 from services.image_text.service import ImageTextSettings, build_app
-from tests.helpers import encode, synthetic_image
 
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 

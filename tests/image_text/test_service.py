@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.images import encode, synthetic_image
 from services.image_text.service import ImageTextSettings, build_app
 from tests.contract import StandardRoutesContract
-from tests.helpers import encode, synthetic_image
 
 TINY_CLIP = Path(__file__).parents[1] / "models" / "tiny-clip.json"
 TINY = {"model": "tiny-clip", "weights": "random", "model_config_path": str(TINY_CLIP)}
@@ -127,7 +127,7 @@ def test_real_default_architecture_builds() -> None:
     """ViT-B-16 (the default) built once with random weights: 512-d unit image and text vectors."""
     import torch
 
-    from services.common.models import ResolvedWeights
+    from services.common.models.weights import ResolvedWeights
     from services.image_text.model import OpenClipSession
 
     session = OpenClipSession(

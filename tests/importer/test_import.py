@@ -1,7 +1,7 @@
 """``ambience import``: same bytes and results as HTTP, failures reported, resumable, live pickup.
 
 Real parts throughout: the CLI runs as a subprocess (so it can be SIGKILLed), services run as
-real processes (tests.helpers.ServiceProcess) or ASGI apps, stores are real LMDB.
+real processes (ambience_support.processes.ServiceProcess) or ASGI apps, stores are real LMDB.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from ambience.cli import main as cli_main
+from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.photos import PHOTOS, REPO
+from ambience_support.processes import ServiceProcess
 from services.color.service import ColorFeature, ColorSettings
 from services.color.service import build_app as build_color_app
 from services.common.images import DecodedImage
@@ -42,7 +45,6 @@ from services.common.importer import (
 from services.common.store import FeatureStore
 from services.phash.hashing import phash
 from services.phash.service import PhashFeature, PhashSettings
-from tests.helpers import PHOTOS, REPO, ServiceProcess, encode, png_bomb, synthetic_image
 
 PHASH = ("services.phash", "AMBIENCE_PHASH_")
 

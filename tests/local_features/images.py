@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tests.helpers import synthetic_image
+from ambience_support.images import synthetic_image
 
 
 def textured_image(seed: int, size: tuple[int, int] = (320, 240), shapes: int = 80) -> Image.Image:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ambience_support.images import encode
+from ambience_support.photos import load_rgb
+from ambience_support.transforms import crop
 from services.local_features.extraction import decode_record
 from services.local_features.matching import same_point_mask, verify
 from services.local_features.service import LocalFeatures, LocalFeaturesSettings
-from tests.helpers import encode, load_rgb
-from tests.local_features.transforms import crop
 
 
 def test_shortcuts_keep_every_result_the_caller_keeps(photos: list[Path], tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 All photos are indexed (they are each other's distractors); every 4th photo is queried with each
 transform to keep the test near a minute of CPU. Rank 1 must be the source or a byte-identical
 copy of its file (same_source_groups; the bench counts the same way). The full-collection
-figures come from ``bench/local_features_recall.py`` (every photo), recorded in docs/benchmarks.md.
+figures come from ``bench/local_features_recall_bench.py`` (every photo), recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ambience_support.images import encode
+from ambience_support.photos import load_rgb, same_source_groups
+from ambience_support.transforms import LOCAL_FEATURES_COPIES
 from services.common.headless import open_feature
 from services.common.schemas import SearchParams
 from services.local_features.service import LocalFeatures, LocalFeaturesParams
-from tests.helpers import encode, load_rgb
-from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
 QUERY_EVERY = 4
 
@@ -36,10 +37,10 @@ def indexed(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tup
     opened.close(snapshot=False)
 
 
-@pytest.mark.parametrize("transform", list(TRANSFORMS))
+@pytest.mark.parametrize("transform", list(LOCAL_FEATURES_COPIES))
 def test_transform_finds_source_at_rank_1(indexed: tuple[LocalFeatures, list], transform: str) -> None:
     service, items = indexed
-    fn, mirrored = TRANSFORMS[transform]
+    fn, mirrored = LOCAL_FEATURES_COPIES[transform]
     queried = hits = 0
     for i in range(0, len(items), QUERY_EVERY):
         img, sources = items[i]

@@ -14,6 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
+from ambience_support.images import encode
+from ambience_support.processes import ServiceProcess
 from services.common.errors import StartupError, WeightsMissingError
 from services.local_features.extraction import (
     CODEC_ROW_INT8,
@@ -23,7 +25,6 @@ from services.local_features.extraction import (
 )
 from services.local_features.service import LocalFeatures, LocalFeaturesSettings, build_app
 from tests.contract import StandardRoutesContract
-from tests.helpers import ServiceProcess, encode
 from tests.local_features.images import textured_image
 
 ENV = "AMBIENCE_LOCAL_FEATURES_"

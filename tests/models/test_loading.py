@@ -12,37 +12,17 @@ import numpy as np
 import pytest
 import torch
 
+from ambience_support.photos import REPO
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError, WeightsMissingError
-from services.common.models import (
-    MicroBatcher,
-    ResolvedWeights,
-    load_open_clip_model,
-    load_timm_model,
-    required_weights,
-    resolve_weights,
-    sha256_file,
-    timm_weights_file,
-)
+from services.common.models.batching import MicroBatcher
+from services.common.models.open_clip_loader import load_open_clip_model
+from services.common.models.spec import required_weights
+from services.common.models.timm_loader import load_timm_model
+from services.common.models.weights import ResolvedWeights, sha256_file
 from services.global_features.service import GlobalFeaturesSettings
-from tests.helpers import REPO
 from tests.models.checkpoints import checkpoint_variants
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
-
-
-@pytest.fixture
-def offline_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    models = tmp_path / "models"
-    monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(models))
-    monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
-    monkeypatch.delenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", raising=False)
-    return models
-
-
-def hub_file(settings: GlobalFeaturesSettings, models: Path):  # type: ignore[no-untyped-def]
-    return lambda tag: timm_weights_file(
-        settings.service_name, settings.model, tag, models, settings.weights_env_var()
-    )
 
 
 # -- resolving weights -----------------------------------------------------------------------------------
@@ -51,17 +31,17 @@ def hub_file(settings: GlobalFeaturesSettings, models: Path):  # type: ignore[no
 def test_random_weights_need_the_test_switch(offline_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = GlobalFeaturesSettings(weights="random")
     with pytest.raises(StartupError, match="AMBIENCE_ALLOW_RANDOM_WEIGHTS=1") as info:
-        resolve_weights(settings, hub_file(settings, offline_models))
+        settings.model_spec.resolve(settings)
     assert not isinstance(info.value, WeightsMissingError)
     monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
-    weights = resolve_weights(settings, hub_file(settings, offline_models))
+    weights = settings.model_spec.resolve(settings)
     assert weights.random and weights.info() == {"weights": "random"}
 
 
 def test_missing_hub_weights_name_the_file_and_the_fix(offline_models: Path) -> None:
     settings = GlobalFeaturesSettings()
     with pytest.raises(WeightsMissingError) as info:
-        resolve_weights(settings, hub_file(settings, offline_models))
+        settings.model_spec.resolve(settings)
     message = str(info.value)
     target = offline_models / "global_features" / "beit_base_patch16_224.in22k_ft_in22k" / "model.safetensors"
     assert str(target) in message
@@ -73,16 +53,16 @@ def test_missing_hub_weights_name_the_file_and_the_fix(offline_models: Path) -> 
 def test_missing_local_file_names_the_file_and_the_variable(offline_models: Path, tmp_path: Path) -> None:
     settings = GlobalFeaturesSettings(weights=str(tmp_path / "nope.pth"))
     with pytest.raises(WeightsMissingError, match=r"nope\.pth.*AMBIENCE_GLOBAL_FEATURES_WEIGHTS"):
-        resolve_weights(settings, hub_file(settings, offline_models))
+        settings.model_spec.resolve(settings)
 
 
 def test_hub_weights_already_on_disk_are_used_with_their_digest(offline_models: Path) -> None:
     settings = GlobalFeaturesSettings(model="test_vit.r160_in1k")
-    wf = hub_file(settings, offline_models)("")
+    wf = settings.model_spec.hub_file(settings, "")
     assert wf.hf_repo == "timm/test_vit.r160_in1k"
     wf.target.parent.mkdir(parents=True)
     wf.target.write_bytes(b"pretend checkpoint")
-    weights = resolve_weights(settings, hub_file(settings, offline_models))
+    weights = settings.model_spec.resolve(settings)
     assert weights.kind == "hub" and weights.path == wf.target
     assert weights.digest == sha256_file(wf.target) and len(weights.digest) == 64
 
@@ -261,8 +241,8 @@ def test_pixel_pipeline_matches_the_model_transform() -> None:
     import timm.data
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
-    from services.common.models import PixelPipeline
-    from tests.helpers import synthetic_image
+    from ambience_support.images import synthetic_image
+    from services.common.models.sessions import PixelPipeline
 
     open_clip.add_model_config(TINY_CLIP)
     clip = open_clip.create_model("tiny-clip")
@@ -307,10 +287,10 @@ def test_hub_fallback_is_saved_under_its_own_name(
         server.files["pytorch_model.bin"] = b"pickled checkpoint"
         monkeypatch.setenv("HF_ENDPOINT", server.base_url + "/files")
         monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "1")
-        weights = resolve_weights(settings, hub_file(settings, offline_models))
+        weights = settings.model_spec.resolve(settings)
     assert weights.path is not None and weights.path.name == "pytorch_model.bin"
     assert weights.path.read_bytes() == b"pickled checkpoint"
     assert not weights.path.with_name("model.safetensors").exists()
     # Found again at the next start, without a download.
     monkeypatch.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
-    assert resolve_weights(settings, hub_file(settings, offline_models)).path == weights.path
+    assert settings.model_spec.resolve(settings).path == weights.path

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.helpers import PHOTOS, load_rgb, photo_paths, synthetic_image
+from ambience_support.images import synthetic_image
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths
 
 FONT_NAMES = (
     "DejaVuSans-Bold.ttf",

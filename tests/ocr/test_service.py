@@ -11,9 +11,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.processes import ServiceProcess
 from services.common.postgres import PostgresSettings
 from services.ocr.service import OcrSettings, build_app
-from tests.helpers import ServiceProcess, encode, png_bomb, synthetic_image
 from tests.ocr.signs import Sign, render
 from tests.pg import TestServer
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
+from ambience_support.photos import PHOTOS, photo_paths
 from services.phash.hashing import HASH_BYTES, hamming, phash, phash_variants
-from tests.helpers import PHOTOS, photo_paths
 
 #: Rotating by 90 degrees swaps the axes PIL resamples first, and its 8-bit rounding between the
 #: two passes moves a few coefficients across the median; unrelated pictures are ~150-300 apart.

@@ -16,8 +16,12 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.photos import REPO
+from ambience_support.processes import ServiceProcess
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
-from services.common.models import required_weights
+from services.common.models.spec import required_weights
+from services.tagger.descriptor import CHECKPOINT_URL
 from services.tagger.places import (
     PlacesLabels,
     PlacesTagger,
@@ -25,8 +29,7 @@ from services.tagger.places import (
     load_places_checkpoint,
     readable_category,
 )
-from services.tagger.service import CHECKPOINT_URL, TaggerSettings, build_app
-from tests.helpers import REPO, ServiceProcess, bad_uploads, encode, synthetic_image
+from services.tagger.service import TaggerSettings, build_app
 
 # A few real category names, the rest filler in the same "/x/name[/sub] index" format.
 REAL = [
@@ -214,7 +217,7 @@ def test_tags_over_http_are_category_names_best_first(server: ServiceProcess, mo
 def local_tagger(models_dir: Path) -> PlacesTagger:
     folder = models_dir / "tagger"
     labels = PlacesLabels.read(folder / "categories_places365.txt", folder / "IO_places365.txt")
-    torch.manual_seed(0)  # services.common.models.RANDOM_SEED: the service's random weights
+    torch.manual_seed(0)  # services.common.models.weights.RANDOM_SEED: the service's random weights
     return PlacesTagger(build_resnet50(), labels, torch.device("cpu"))
 
 

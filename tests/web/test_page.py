@@ -15,8 +15,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.gateway.stack import Stack, start_stack
-from tests.helpers import ServiceProcess, encode, load_rgb
+from ambience_support.images import encode
+from ambience_support.photos import load_rgb
+from ambience_support.processes import ServiceProcess
+from ambience_support.stacks import GatewayStack, start_stack
 from tests.ocr.signs import Sign, render
 from tests.pg import TestServer
 from tests.web.browser import Browser, launch_browser
@@ -35,7 +37,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer, photos: list[Path]
-) -> Iterator[Stack]:
+) -> Iterator[GatewayStack]:
     st = start_stack(tmp_path_factory.mktemp("web"), pg_server, ["phash", "color", "ocr", "image_text"])
     try:
         with httpx.Client(timeout=120) as client:
@@ -67,7 +69,7 @@ def stack(
         st.stop()
 
 
-def test_text_search_shows_results(browser: Browser, stack: Stack) -> None:
+def test_text_search_shows_results(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/search")
     page.fill("#text-query", "a mountain lake")
     page.click("#text-form button[type=submit]")
@@ -75,7 +77,7 @@ def test_text_search_shows_results(browser: Browser, stack: Stack) -> None:
     assert page.locator("#search-results .thumb").count() >= 10
 
 
-def test_ocr_search_finds_the_sign(browser: Browser, stack: Stack) -> None:
+def test_ocr_search_finds_the_sign(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/search")
     page.check("#ocr-toggle")
     page.fill("#text-query", SIGN_WORD.lower())
@@ -84,7 +86,7 @@ def test_ocr_search_finds_the_sign(browser: Browser, stack: Stack) -> None:
     assert page.get_attribute("#search-results .thumb", "data-image-id") == str(SIGN_ID)
 
 
-def test_image_drop_shows_the_source_first(browser: Browser, stack: Stack, photos: list[Path]) -> None:
+def test_image_drop_shows_the_source_first(browser: Browser, stack: GatewayStack, photos: list[Path]) -> None:
     page = browser.open(stack.url + "/#/search")
     query = encode(load_rgb(photos[4]), quality=50)
     page.set_input_files("#query-file", {"name": "query.jpg", "mimeType": "image/jpeg", "buffer": query})
@@ -94,7 +96,7 @@ def test_image_drop_shows_the_source_first(browser: Browser, stack: Stack, photo
         assert page.locator(f"#col-{key} li").count() > 0, f"{key} column is empty"
 
 
-def test_moments_slider_changes_the_number_of_representatives(browser: Browser, stack: Stack) -> None:
+def test_moments_slider_changes_the_number_of_representatives(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/moments?g=0.2")
     page.wait_for_selector("#moments .moment", timeout=60_000)
     few = page.locator("#moments .moment").count()
@@ -106,7 +108,7 @@ def test_moments_slider_changes_the_number_of_representatives(browser: Browser, 
     page.wait_for_selector("#moment-members .thumb")
 
 
-def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: Stack) -> None:
+def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/moments?g=1&per=10")  # per: cards per page (default 300)
     page.wait_for_selector("#moments .moment", timeout=60_000)
     total = int(page.text_content("#moment-count").split()[0])
@@ -121,7 +123,7 @@ def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: Stack
     assert page.locator("#moments .moment").count() == total
 
 
-def test_duplicate_group_shows_its_keeper(browser: Browser, stack: Stack) -> None:
+def test_duplicate_group_shows_its_keeper(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/duplicates?kind=copies")
     group = page.wait_for_selector(f".group:has([data-image-id='{PHOTOS_ADDED + 1}'])", timeout=60_000)
     # the keeper is the original: more pixels than its 640 px re-encode
@@ -129,7 +131,7 @@ def test_duplicate_group_shows_its_keeper(browser: Browser, stack: Stack) -> Non
     assert group.query_selector(".thumb.keeper[data-image-id='1']") is not None
 
 
-def test_map_draws_a_point_per_image(browser: Browser, stack: Stack) -> None:
+def test_map_draws_a_point_per_image(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/map")
     page.wait_for_selector("#map-canvas[data-points]", timeout=120_000)
     assert page.get_attribute("#map-canvas", "data-points") == str(PHOTOS_ADDED + 2)
@@ -142,7 +144,7 @@ def test_map_draws_a_point_per_image(browser: Browser, stack: Stack) -> None:
     assert drawn > 50
 
 
-def test_thumbnails_are_served_with_cache_headers(stack: Stack) -> None:
+def test_thumbnails_are_served_with_cache_headers(stack: GatewayStack) -> None:
     r = httpx.get(stack.url + "/thumbnails/1", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
     assert "max-age" in r.headers["cache-control"] and r.headers["etag"]
@@ -154,7 +156,7 @@ def test_thumbnails_are_served_with_cache_headers(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def keyed_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def keyed_gateway(stack: GatewayStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A second gateway on the same services and catalog, with an API key."""
     env = {**stack.env, "AMBIENCE_API_KEY": KEY}
     folder = tmp_path_factory.mktemp("keyed")
@@ -197,7 +199,7 @@ def test_cookie_alone_cannot_write_cross_site(keyed_gateway: ServiceProcess) -> 
     assert json.dumps(status).count("delete") == 0, "image 1 must not have been deleted"
 
 
-def test_missing_thumbnails_are_reported_and_made_again(stack: Stack, photos: list[Path]) -> None:
+def test_missing_thumbnails_are_reported_and_made_again(stack: GatewayStack, photos: list[Path]) -> None:
     import psycopg2
 
     conn = psycopg2.connect(stack.dsn)

@@ -3,12 +3,12 @@
 Every photo is indexed (RootSIFT unless ``--descriptor``, exact index, default settings), then
 every photo is queried once per transform (crops of 50% and 25% of the area, crop + JPEG q40, crop
 downscaled to half, 10-degree rotation, mirrored crop searched with mirrored=1). A hit is rank 1 =
-the source or a byte-identical copy of its file (``tests.local_features.transforms.
+the source or a byte-identical copy of its file (``ambience_support.photos.
 same_source_groups``, the rule of tests/local_features/test_recall.py as well).
 
 Markdown on stdout, progress on stderr.
 
-    python -m bench.local_features_recall [--every 1] [--small]
+    python -m bench.local_features_recall_bench [--every 1] [--small]
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from ambience_support.images import encode
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths, same_source_groups
+from ambience_support.transforms import LOCAL_FEATURES_COPIES
 from services.common.headless import open_feature
 from services.common.schemas import SearchParams
 from services.local_features.service import LocalFeatures, LocalFeaturesParams
-from tests.helpers import PHOTOS, encode, load_rgb, photo_paths
-from tests.local_features.transforms import TRANSFORMS, same_source_groups
 
 DESCRIPTIONS = {
     "crop50": "crop, 50% of the area",
@@ -41,11 +40,11 @@ DESCRIPTIONS = {
 
 
 def log(message: str) -> None:
-    print(f"[local_features_recall {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[local_features_recall_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.local_features_recall")
+    parser = argparse.ArgumentParser(prog="python -m bench.local_features_recall_bench")
     parser.add_argument("--every", type=int, default=1, help="query every n-th photo")
     parser.add_argument("--descriptor", default="rootsift", choices=["rootsift", "hardnet8"])
     parser.add_argument("--small", action="store_true", help="a quick smoke run (4 photos, 2 transforms)")
@@ -54,10 +53,10 @@ def main() -> None:
     paths = photo_paths(PHOTOS)
     if not paths:
         sys.exit(f"no photos at {PHOTOS}")
-    transforms = dict(TRANSFORMS)
+    transforms = dict(LOCAL_FEATURES_COPIES)
     if args.small:
         paths = paths[:4]
-        transforms = {name: TRANSFORMS[name] for name in ("crop50", "mirrored_crop50")}
+        transforms = {name: LOCAL_FEATURES_COPIES[name] for name in ("crop50", "mirrored_crop50")}
     tmp = Path(tempfile.mkdtemp(prefix="lf-recall-"))
     opened = open_feature("local_features", tmp, descriptor=args.descriptor)
     service, store, collection = opened.feature, opened.store, opened.collection

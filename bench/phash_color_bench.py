@@ -8,7 +8,7 @@
 3. Search latency p50/p95 per query: 1M random 576-bit hashes (FAISS binary flat, mirrored query =
    2 vectors) and 100k colour histograms (FAISS flat L1), against numpy brute force in the same run.
 
-Usage: python -m bench.bench_phash_color [--photos DIR] [--photos-full DIR] [--hashes N] [--hists N]
+Usage: python -m bench.phash_color_bench [--photos DIR] [--photos-full DIR] [--hashes N] [--hists N]
        [--small]   (4 files per folder, 20k hashes, 10k histograms, 5 queries: the smoke test's size)
 """
 
@@ -22,6 +22,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from ambience_support.photos import PHOTOS, PHOTOS_FULL
 from bench.timing import machine, percentiles_ms
 from services.color.histogram import DIM, histogram
 from services.color.service import ColorFeature, ColorSettings
@@ -29,7 +30,6 @@ from services.common.images import decode_image
 from services.common.index import VectorIndex, new_binary_flat_index, new_flat_index
 from services.phash.hashing import HASH_BITS, HASH_BYTES, hamming
 from services.phash.service import PhashFeature, PhashSettings
-from tests.helpers import PHOTOS, PHOTOS_FULL
 
 LIMIT: int | None = None  # --small: the first few files of each folder
 

@@ -8,7 +8,7 @@ each query is an edited copy (JPEG quality 30, half size, a crop keeping 80% of 
 Configurations: raw vectors (the default), the mirrored query, alpha query expansion, and PCA
 whitening variants trained over HTTP by ``/train_global_features_pca``.
 
-    python -m bench.global_features_photos [--photos ../shared/photos] [--limit N] [--small]
+    python -m bench.global_features_photos_bench [--photos ../shared/photos] [--limit N] [--small]
 
 Prints markdown on stdout (``--small``: 6 photos, raw vs full whitening, for the smoke test).
 
@@ -31,19 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fastapi.testclient import TestClient
 from PIL import ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fastapi.testclient import TestClient
-
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths
+from ambience_support.transforms import VARIANTS, source_bytes, variants
 from bench.timing import machine
 from services.common.embedding import AQEParams
 from services.common.schemas import SearchParams
 from services.global_features.service import GlobalFeature, GlobalFeaturesSettings, build_app
-from tests.helpers import PHOTOS, load_rgb, photo_paths
 from tools.convert_efficientnet_lite0 import convert
-from tools.photo_variants import VARIANTS, source_bytes, variants
 
 #: Results asked for per query: the whole collection, so the source's rank is always known.
 K = 1000
@@ -74,7 +71,7 @@ Ranks = dict[str, list[int]]  # edit -> rank (1 = first) of the source, one per 
 
 
 def log(message: str) -> None:
-    print(f"[global_features_photos] {message}", file=sys.stderr, flush=True)
+    print(f"[global_features_photos_bench] {message}", file=sys.stderr, flush=True)
 
 
 def rank_of_source(hits: list[dict[str, float]], source: int, content: dict[int, str]) -> int:

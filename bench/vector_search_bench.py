@@ -5,7 +5,7 @@ against compressed indexes built from FAISS factory strings, as AMBIENCE_GLOBAL_
 sets them (``services.global_features.service.make_compressed_index``), with the recall@10 of each
 compressed index against the exact flat result of the same run.
 
-    python -m bench.vector_search [--sizes 100000 1000000] [--factories IVF1024,SQ8 ...] [--small]
+    python -m bench.vector_search_bench [--sizes 100000 1000000] [--factories IVF1024,SQ8 ...] [--small]
 
 Vectors: unit vectors around 20k random centres (clustered like real embeddings, unlike uniform
 noise); the smaller collections are prefixes of the largest. Queries: fresh vectors from the same
@@ -27,12 +27,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import faiss
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import machine
 from services.common.index import VectorIndex, new_flat_index
@@ -49,7 +46,7 @@ SPREAD = 0.6  # norm of the noise around a centre (before normalising)
 
 
 def log(message: str) -> None:
-    print(f"[vector_search] {message}", file=sys.stderr, flush=True)
+    print(f"[vector_search_bench] {message}", file=sys.stderr, flush=True)
 
 
 def clustered(n: int, dim: int, centres: np.ndarray, seed: int, spread: float = SPREAD) -> np.ndarray:

@@ -2,7 +2,7 @@
 (the micro-batcher runs one forward pass for everything waiting), the forward pass alone at batch 1
 vs a full batch, and image_text text-query latency.
 
-    python -m bench.model_throughput [--images 16] [--clients 16] [--rounds 3] [--only beit] [--small]
+    python -m bench.model_throughput_bench [--images 16] [--clients 16] [--rounds 3] [--only beit] [--small]
 
 Runs the feature objects in-process (each call = decode + preprocess + forward, as a request does)
 on synthetic photo-sized JPEGs. Random weights: speed does not depend on the weight values. The
@@ -25,23 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ["AMBIENCE_ALLOW_RANDOM_WEIGHTS"] = "1"
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from services.common.embedding import EmbeddingFeature  # noqa: E402
-from services.global_features.service import GlobalFeature, GlobalFeaturesSettings  # noqa: E402
-from services.image_text.service import ImageTextFeature, ImageTextSettings  # noqa: E402
-from tests.helpers import encode, synthetic_image  # noqa: E402
+from ambience_support.images import encode, synthetic_image
+from ambience_support.photos import REPO
+from services.common.embedding import EmbeddingFeature
+from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+from services.image_text.service import ImageTextFeature, ImageTextSettings
 
 TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
 TEXTS = [f"a photo of {w} at the beach in summer" for w in ("a dog", "two cats", "a red car", "mountains")]
 
 
 def log(message: str) -> None:
-    print(f"[model_throughput] {message}", file=sys.stderr, flush=True)
+    print(f"[model_throughput_bench] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -5,7 +5,7 @@ Each model is built by the service's own session class (global_features ``TimmSe
 one image at a time is embedded at the model's own input size, on ``--threads`` torch threads. The
 reference is EfficientNet-Lite0, the model the other benches use, timed in the same run.
 
-    python -m bench.model_choices [--small] [--repeats N] [--threads N]
+    python -m bench.model_choices_bench [--small] [--repeats N] [--threads N]
 
 Prints markdown on stdout (``--small``: the reference and the smallest row only).
 """
@@ -36,12 +36,13 @@ ROWS = [
 
 
 def log(message: str) -> None:
-    print(f"[model_choices {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[model_choices_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def embedder(service: str, model: str, pooling: str) -> tuple[Callable[[], np.ndarray], str]:
     """A function embedding one image (the model's input size), and that size, as text."""
-    from services.common.models import ResolvedWeights, load_open_clip_model
+    from services.common.models.open_clip_loader import load_open_clip_model
+    from services.common.models.weights import ResolvedWeights
 
     weights = ResolvedWeights("random", None, "random-seed0", "random")
     if service == "global_features":

@@ -1,0 +1,54 @@
+"""The support package: launchers built from the registry, benches listed and runnable as modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+from ambience_support.photos import REPO
+from ambience_support.processes import ServiceProcess
+from ambience_support.transforms import COPY_DETECTION, LOCAL_FEATURES_COPIES, variants
+from bench.evaluate import benches
+from services.registry import SERVICES
+
+
+def test_launchers_run_each_registered_service_by_its_module_and_env_prefix(tmp_path: Path) -> None:
+    for name, info in SERVICES.items():
+        svc = ServiceProcess.registered(name, tmp_path / name)
+        assert svc.module == info.module
+        prefix = info.env_prefix
+        assert svc.env[f"{prefix}DATA_DIR"] == str(tmp_path / name)
+        assert svc.env[f"{prefix}PORT"] == str(svc.port)
+
+
+def test_every_bench_script_is_listed_and_follows_the_convention() -> None:
+    on_disk = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in ("__init__", "timing"))
+    assert sorted(benches.BENCHES) == on_disk  # every script is a <subject>_bench and listed
+    assert benches.unlisted() == []
+    for module in benches.BENCHES:
+        source = (REPO / "bench" / f"{module}.py").read_text()
+        assert module.endswith("_bench") and "--small" in source and "__main__" in source, module
+        assert ast.get_docstring(ast.parse(source)), module
+        assert benches.listed()[module] == benches.title(module)
+
+
+def test_bench_and_tools_import_the_project_without_editing_sys_path() -> None:
+    for folder in ("bench", "tools"):
+        for path in (REPO / folder).rglob("*.py"):
+            assert "sys.path" not in path.read_text(), path
+
+
+def test_transform_sets_are_deterministic_and_change_the_picture() -> None:
+    from ambience_support.images import synthetic_image
+
+    img = synthetic_image(5, (640, 480))  # larger than every thumbnail size
+    for name, (transform, _) in LOCAL_FEATURES_COPIES.items():
+        a, b = transform(img, np.random.default_rng(1)), transform(img, np.random.default_rng(1))
+        assert np.array_equal(np.asarray(a), np.asarray(b)), name
+        assert a.size != img.size or not np.array_equal(np.asarray(a), np.asarray(img)), name
+    for name, transform in COPY_DETECTION.items():
+        out = transform(img)
+        assert out.size != img.size or not np.array_equal(np.asarray(out), np.asarray(img)), name
+    assert variants(img, 3) == variants(img, 3) and len(set(variants(img, 3).values())) == 4
