@@ -37,13 +37,13 @@ import psutil
 import psycopg2
 from psycopg2.extras import execute_values
 
+from ambience_support.images import encode, synthetic_image
+from ambience_support.stacks import GatewayStack, start_stack
 from bench.evaluate.scale import synthetic
 from bench.explore_bench import CALTECH, caltech_embeddings
 from bench.timing import machine
 from gateway.thumbnails import make_thumbnail
 from services.common.headless import open_feature
-from tests.gateway.stack import Stack, start_stack
-from tests.helpers import encode, synthetic_image
 from tests.pg import TestServer, start_test_server
 from tests.web.browser import chromium_path
 
@@ -175,7 +175,7 @@ def bench_size(chromium: Any, server: TestServer, size: int, real: np.ndarray) -
     return lines
 
 
-def measure_stack(chromium: Any, stack: Stack, size: int) -> list[str]:
+def measure_stack(chromium: Any, stack: GatewayStack, size: int) -> list[str]:
     lines: list[str] = []
     webp_bytes = fill_thumbnails(stack.dsn, size)
     progress(f"{size:,} thumbnails of {webp_bytes} B stored")

@@ -35,6 +35,7 @@ BENCHES = (
     "model_choices_bench",
     "model_throughput_bench",
     "ocr_bench",
+    "page_bench",
     "phash_color_bench",
     "scaleout_bench",
     "vector_search_bench",
