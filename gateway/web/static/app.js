@@ -368,6 +368,7 @@ function renderDuplicates(params) {
 
 // ---- map -----------------------------------------------------------------------------------
 
+const THUMBS_ON_MAP = 150;
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
 function renderMap() {
@@ -396,7 +397,9 @@ function renderMap() {
   function draw() {
     if (!xs) return;
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    const r = Math.max(1.5, Math.min(6, 2 * Math.sqrt(zoom))) * dpr;
+    // Bigger dots for small collections (about 6 px at 100 images, 1.5 px at 100,000), growing with zoom.
+    const r = Math.max(1.5, Math.min(10, (60 / Math.sqrt(xs.length)) * Math.sqrt(zoom))) * dpr;
+    const shown = [];
     // Points grouped by colour: one fillStyle change per moment keeps 100,000 points fast.
     const byColour = new Map();
     grid = new Map();
@@ -404,6 +407,7 @@ function renderMap() {
     for (let i = 0; i < xs.length; i++) {
       const [x, y] = toScreen(i);
       if (x < -r || y < -r || x > canvas.width + r || y > canvas.height + r) continue;
+      shown.push(i);
       const c = colours[i];
       if (!byColour.has(c)) byColour.set(c, []);
       byColour.get(c).push(x, y);
@@ -417,6 +421,26 @@ function renderMap() {
       for (let j = 0; j < coords.length; j += 2) { ctx.moveTo(coords[j] + r, coords[j + 1]); ctx.arc(coords[j], coords[j + 1], r, 0, 2 * Math.PI); }
       ctx.fill();
     }
+    // Few pictures on screen: draw their previews, framed in their moment's colour.
+    if (shown.length <= THUMBS_ON_MAP) for (const i of shown) drawThumb(i);
+  }
+  const thumbs = new Map();
+  function drawThumb(i) {
+    const id = points[i].image_id;
+    let im = thumbs.get(id);
+    if (!im) {
+      im = new Image();
+      im.onload = () => { if (!dragging) draw(); };
+      im.src = thumbUrl(id);
+      thumbs.set(id, im);
+    }
+    if (!im.complete || !im.naturalWidth) return;
+    const [x, y] = toScreen(i), side = 36 * dpr * Math.min(2, Math.sqrt(zoom));
+    const scale = side / Math.max(im.naturalWidth, im.naturalHeight);
+    const w = im.naturalWidth * scale, hh = im.naturalHeight * scale;
+    ctx.fillStyle = colours[i];
+    ctx.fillRect(x - w / 2 - 2 * dpr, y - hh / 2 - 2 * dpr, w + 4 * dpr, hh + 4 * dpr);
+    ctx.drawImage(im, x - w / 2, y - hh / 2, w, hh);
   }
   function nearest(ev) {
     if (!grid) return -1;
