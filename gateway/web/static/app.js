@@ -181,7 +181,7 @@ function renderSearch() {
       const all = await services();
       const columns = h("div", { class: "columns" },
         h("div", { class: "column", id: "col-unified_res" }, h("h2", {}, "Fused"), hitList(body.unified_res)),
-        SEARCH_SERVICES.filter(([key, , service]) => key in body && service in all).map(([key, label]) =>
+        SEARCH_SERVICES.filter(([key, , service]) => key in body && running(all, service)).map(([key, label]) =>
           h("div", { class: "column", id: `col-${key}` }, h("h2", {}, label), hitList(body[key]))));
       results.replaceChildren(h("div", { class: "row" }, preview,
         failed ? h("p", { class: "muted" }, `Not answering: ${failed}`) : null), columns);
@@ -553,7 +553,7 @@ function renderImage(id) {
   }).catch(() => {});
   similar.classList.add("columns");
   services().then((all) => { for (const [service, route, label] of SIMILAR_ROUTES) {
-    if (!(service in all)) continue;
+    if (!running(all, service)) continue;
     const box = h("div", { class: "column", id: `similar-${service}` }, h("h2", {}, `Similar by ${label}`), busy());
     similar.append(box);
     similarById(service, route, id, 8).then((hits) => box.lastChild.replaceWith(hitList(hits)))
