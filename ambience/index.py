@@ -119,7 +119,7 @@ def add_file(client: httpx.Client, url: str, path: Path, image_id: int) -> tuple
         try:
             reply = client.post(
                 url + "/calculate_all_image_features",
-                files={"image": ("document", data)},
+                files={"image": (path.name, data)},
                 data={"image_id": str(image_id)},
             )
         except httpx.HTTPError as exc:

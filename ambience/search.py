@@ -61,7 +61,7 @@ def search_image(
     url = gateway_url(url)
     reply = httpx.post(
         url + "/reverse_search",
-        files={"image": ("document", image.read_bytes())},
+        files={"image": (image.name, image.read_bytes())},
         data={"find_duplicate": "1" if duplicate else "0"},
         headers=auth_headers(),
         timeout=120,

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
@@ -60,6 +61,10 @@ def test_index_is_resumable_and_search_prints_a_table(stack: GatewayStack, tmp_p
     (mapping_file,) = (data / "index").glob("pictures-*.csv")
     mapping = mapping_file.read_text().split()
     assert len(mapping) == 6  # the folder row and five ids
+    # each upload carries its file's name, which the gateway records (the page and its CSV show it)
+    ids = [int(row.split(",")[0]) for row in mapping[1:]]
+    info = httpx.post(stack.url + "/image_info", json={"image_ids": ids}, timeout=30).json()
+    assert sorted(v["file_name"] for v in info.values()) == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "p4.png"]
 
     # New files later: only they are sent, earlier ids stay as they were.
     folder.chmod(0o755)
