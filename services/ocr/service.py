@@ -180,6 +180,15 @@ def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None =
         metrics.extract_seconds.observe(time.perf_counter() - started)
         return {"text": "\n".join(line.text for line in lines), "lines": [line.as_dict() for line in lines]}
 
+    @app.post("/get_stored_image_text", response_model=ImageText, responses=responses)
+    async def get_stored_image_text(body: ImageIdBody) -> dict[str, Any]:
+        """The text recognised when the image was added, with boxes and confidences (404 when the
+        id is not stored)."""
+        stored = await run_in_threadpool(service.store.get, body.image_id)
+        if stored is None:
+            raise HTTPException(404, f"image_id {body.image_id} is not stored")
+        return {"text": stored.text if stored.has_text else "", "lines": stored.lines}
+
     @app.post("/ocr_search_by_text", response_model=list[TextHit], responses=responses)
     async def search(query: TextQuery) -> list[dict[str, Any]]:
         """Stored images whose text matches, best first: trigram similarity, Double Metaphone

@@ -130,6 +130,15 @@ def test_get_image_text_is_stateless_with_boxes(client: TestClient, signs: dict[
     assert client.get("/stats").json()["count"] == count
 
 
+def test_stored_text_is_read_back_by_id(client: TestClient, signs: dict[int, bytes]) -> None:
+    body = client.post("/get_stored_image_text", json={"image_id": 13}).json()
+    assert body["text"] == "PHARMACY\nopen 24 hours"
+    assert [line["text"] for line in body["lines"]] == ["PHARMACY", "open 24 hours"]
+    missing = client.post("/get_stored_image_text", json={"image_id": 987654})
+    assert missing.status_code == 404 and "987654" in missing.json()["detail"]
+    assert client.post("/get_stored_image_text", json={"image_id": -1}).status_code == 422
+
+
 def test_delete(client: TestClient, signs: dict[int, bytes]) -> None:
     assert add(client, 30, signs[12]).status_code == 200
     assert 30 in [h["image_id"] for h in search(client, "bakery schmidt").json()]

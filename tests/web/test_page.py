@@ -84,6 +84,10 @@ def test_ocr_search_finds_the_sign(browser: Browser, stack: GatewayStack) -> Non
     page.click("#text-form button[type=submit]")
     page.wait_for_selector("#search-results .thumb", timeout=30_000)
     assert page.get_attribute("#search-results .thumb", "data-image-id") == str(SIGN_ID)
+    # the sign's page shows the text recognised when it was added
+    page = browser.open(stack.url + f"/#/image/{SIGN_ID}")
+    page.wait_for_selector("dd[data-field='text in it']", timeout=30_000)
+    assert SIGN_WORD in page.text_content("dd[data-field='text in it']")
 
 
 def test_image_drop_shows_the_source_first(browser: Browser, stack: GatewayStack, photos: list[Path]) -> None:

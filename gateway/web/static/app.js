@@ -548,6 +548,11 @@ function renderImage(id) {
         .catch((err) => { dd.textContent = err.detail || String(err); });
     };
     describe("captioner", "/get_image_caption", "caption", (body) => body.caption);
+    if (running(all, "ocr")) {  // the text recognised at add time, from the full picture
+      api("/get_stored_image_text", { json: { image_id: id } }).then(({ body }) => {
+        if (body.text) meta.append(h("dt", {}, "text in it"), h("dd", { "data-field": "text in it" }, body.text));
+      }).catch(() => {});
+    }
     describe("tagger", "/get_image_tags", "tags", (body) =>
       (body.tags || []).slice(0, 5).map((t) => t.name ?? t.label ?? t).join(", ") + (body.environment ? ` · ${body.environment}` : ""));
   }).catch(() => {});
