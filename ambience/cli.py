@@ -6,7 +6,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from ambience import catalog, import_folder, index, models, search, serve, settings, train
+from ambience import catalog, import_folder, index, models, search, serve, settings, thumbnails, train
 
 #: In the order ``ambience --help`` lists them.
 COMMANDS: dict[str, ModuleType] = {
@@ -18,6 +18,7 @@ COMMANDS: dict[str, ModuleType] = {
     "catalog": catalog,
     "models": models,
     "train": train,
+    "thumbnails": thumbnails,
 }
 
 

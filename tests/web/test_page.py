@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,7 +205,9 @@ def test_cookie_alone_cannot_write_cross_site(keyed_gateway: ServiceProcess) -> 
     assert json.dumps(status).count("delete") == 0, "image 1 must not have been deleted"
 
 
-def test_missing_thumbnails_are_reported_and_made_again(stack: GatewayStack, photos: list[Path]) -> None:
+def test_missing_thumbnails_are_reported_and_made_again(
+    stack: GatewayStack, photos: list[Path], tmp_path: Path
+) -> None:
     import psycopg2
 
     conn = psycopg2.connect(stack.dsn)
@@ -217,9 +221,28 @@ def test_missing_thumbnails_are_reported_and_made_again(stack: GatewayStack, pho
         stack.url + "/thumbnails/777777", files={"image": ("x.jpg", photos[1].read_bytes())}, timeout=60
     )
     assert unknown.status_code == 404 and "not in the catalog" in unknown.json()["detail"]
-    made = httpx.post(
-        stack.url + "/thumbnails/2", files={"image": ("x.jpg", photos[1].read_bytes())}, timeout=60
+    # the command makes it from the folder the image was indexed from (its id mapping names the file)
+    mapping = tmp_path / "ids.csv"
+    mapping.write_text(f"2,{photos[1].name}\n")
+    backfill_command = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ambience",
+            "thumbnails",
+            "backfill",
+            str(photos[1].parent),
+            "--mapping",
+            str(mapping),
+            "--gateway",
+            stack.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert made.status_code == 200, made.text
+    assert backfill_command.returncode == 0, backfill_command.stderr
+    assert "from files: 1, still missing: 0" in backfill_command.stdout
     assert httpx.get(stack.url + "/thumbnails/2", timeout=30).status_code == 200
     assert httpx.post(stack.url + "/thumbnails/backfill", timeout=60).json() == {"made": 0, "missing": []}
