@@ -168,9 +168,11 @@ def _serve(names: list[str], env: dict[str, str], run_dir: Path, gateway: bool) 
     signal.signal(signal.SIGTERM, stop)
     while not stopping:
         time.sleep(0.5)
+        if stopping:  # asked to stop while asleep: children a group signal ended are not crashes
+            break
         for child in children.values():
             supervise(child, env, run_dir)
-        if all(c.final is not None for c in children.values()):
+        if not stopping and all(c.final is not None for c in children.values()):
             print(
                 "[ambience] nothing requested is running: "
                 + "; ".join(f"{c.name} {c.final}" for c in children.values()),
