@@ -274,6 +274,34 @@ def gateway_cases() -> list[Case]:
             raw_json('{"image_id": 1, "distance_threshold": Infinity}'),
             frozenset({422}),
         ),
+        *explore_and_page_cases(),
+    ]
+
+
+def explore_and_page_cases() -> list[Case]:
+    """The explore routes, the page's routes and the OCR text by id through the gateway."""
+    bad = frozenset({422})
+    return [
+        Case("moments granularity NaN", "/moments", raw_json('{"granularity": NaN}'), bad),
+        Case("moments granularity 1e400", "/moments", raw_json('{"granularity": 1e400}'), bad),
+        Case("moments granularity 0", "/moments", raw_json('{"granularity": 0}'), bad),
+        Case("moments eps Infinity", "/moments", raw_json('{"method": "density", "eps": Infinity}'), bad),
+        Case("moments unknown method", "/moments", raw_json('{"method": "astrology"}'), bad),
+        Case("moments unknown source", "/moments", raw_json('{"source": "nowhere"}'), bad),
+        Case("duplicate groups unknown kind", "/duplicate_groups", raw_json('{"kind": "twins"}'), bad),
+        Case("map granularity nan", "/map?granularity=nan", dict, bad, method="GET"),
+        Case("map unknown source", "/map?source=nowhere", dict, bad, method="GET"),
+        Case("image info ids NaN", "/image_info", raw_json('{"image_ids": [NaN]}'), bad),
+        Case(
+            "image info 20,000 ids", "/image_info", lambda: {"json": {"image_ids": list(range(20_000))}}, bad
+        ),
+        Case("thumbnail id text", "/thumbnails/abc", dict, bad, method="GET"),
+        Case("thumbnail id 2^64", f"/thumbnails/{2**64}", dict, bad, method="GET"),
+        Case("thumbnail id -1", "/thumbnails/-1", dict, bad, method="GET"),
+        Case("thumbnail of an unknown id", "/thumbnails/424242", upload(images()["small"]), frozenset({404})),
+        Case("page ids count NaN", "/ui/allocate_ids", raw_json('{"count": NaN}'), bad),
+        Case("page ids count 10^9", "/ui/allocate_ids", raw_json('{"count": 1000000000}'), bad),
+        *id_cases("/get_stored_image_text"),
     ]
 
 
