@@ -68,8 +68,8 @@ def image_files(folder: Path) -> list[Path]:
     )
 
 
-#: Waits before sending an add again after a transient refusal (an id still being deleted, the
-#: gateway busy or restarting); then the file is reported as failed with the last reason.
+#: Waits before sending an add again after a transient refusal (the gateway busy or restarting, a
+#: lost connection); then the file is reported as failed with the last reason.
 TRANSIENT_WAITS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -93,7 +93,7 @@ def already_there(entry: dict[str, Any] | None, path: Path) -> tuple[str, str] |
     """(counted as, reason or "") for a file the catalog already knows under its id; None when it
     must be sent. A file whose id holds another image is reported, never silently skipped."""
     if entry is None or entry["state"] == "deleting":
-        return None  # unknown, or an add retried until the delete is done
+        return None  # unknown, or still being deleted: the gateway queues the add behind the delete
     digest = entry.get("digest")
     if digest:
         try:
@@ -134,9 +134,9 @@ def add_file(client: httpx.Client, url: str, path: Path, image_id: int) -> tuple
             detail = error_detail(reply)
             if reply.status_code == 409 and "the same image" in detail:
                 return "skipped", ""
-            if reply.status_code == 409 and "being deleted" not in detail:
+            if reply.status_code == 409:
                 return "conflict", f"HTTP 409 {detail}"
-            if reply.status_code != 409 and reply.status_code < 500:
+            if reply.status_code < 500:
                 return "rejected", f"HTTP {reply.status_code} {detail}"
             reason = f"HTTP {reply.status_code} {detail}"
         if wait is not None:

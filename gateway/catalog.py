@@ -2,15 +2,21 @@
 
 An image is either being added (``op = 'add'``, the uploaded bytes kept in a spool file until every
 service has them) or being deleted (``op = 'delete'``, the row disappears once every service has
-dropped it). Each (image, service) part is ``pending`` (the retry worker sends it again after a
-backoff), ``done``, ``rejected`` (the service refused the input with a 4xx: retrying cannot help),
-or ``failed``: a permanent server error, or ``max_attempts`` transient failures. A failed part keeps
-its image's spool file and is visible (``/catalog_stats``, ``/health``, ``ambience catalog status``)
-until ``ambience catalog retry`` sends it again or the image is deleted.
+dropped it). Each (image, service) part carries its own operation, so operations on one id are
+ordered per service: a new add of an id whose delete is still pending on some service is accepted;
+that service's part stays a pending delete with the add queued behind it (``add_queued``), and
+becomes the add (of the image's current spool file and digest) once the delete is confirmed, while
+the services that confirmed the delete get the add at once. Each part is ``pending`` (the retry
+worker sends it again after a backoff), ``done``, ``rejected`` (the service refused the input with
+a 4xx: retrying cannot help), or ``failed``: a permanent server error, or ``max_attempts`` transient
+failures. A failed part keeps its image's spool file and is visible (``/catalog_stats``,
+``/health``, ``ambience catalog status``) until ``ambience catalog retry`` sends it again or the
+image is deleted.
 
-Every update of a part is conditional on the image's current operation, so a retry that finishes
+Every update of a part is conditional on the part's current operation, so a retry that finishes
 after the image was deleted cannot mark it added again; the gateway additionally serialises all
-work on one image id (see ``gateway.writer``), so an add never reaches a service after its delete.
+work on one image id (see ``gateway.writer``), so an add never reaches a service before the delete
+that preceded it, nor after the delete that followed it.
 
 Plain synchronous functions over :class:`services.common.postgres.Database`; the app calls them in
 worker threads.
@@ -87,6 +93,17 @@ MIGRATIONS = [
         "content digest per image",
         "ALTER TABLE gateway_images ADD COLUMN digest text;",
     ),
+    Migration(
+        5,
+        "an operation per part: a delete pending on one service, the next add queued behind it",
+        """
+        ALTER TABLE gateway_parts ADD COLUMN op text;
+        UPDATE gateway_parts p SET op = i.op FROM gateway_images i WHERE i.image_id = p.image_id;
+        ALTER TABLE gateway_parts ALTER COLUMN op SET NOT NULL;
+        ALTER TABLE gateway_parts ADD CONSTRAINT gateway_parts_op_check CHECK (op IN ('add', 'delete'));
+        ALTER TABLE gateway_parts ADD COLUMN add_queued boolean NOT NULL DEFAULT false;
+        """,
+    ),
 ]
 
 INFO_COLUMNS = (
@@ -103,7 +120,17 @@ DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
 
 
 class CatalogConflict(Exception):
-    """The image id is taken, or still being deleted (HTTP 409)."""
+    """The image id is taken (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one service's part asks for now: ``op`` there, then (a delete with ``add_queued``) the
+    image's current add."""
+
+    service: str
+    op: str
+    add_queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +140,25 @@ class DuePart:
     op: str
     spool: str | None
     attempts: int
+
+
+@dataclass(frozen=True)
+class PartState:
+    """One part as it stands: its operation, status, the image's spool file, a queued add."""
+
+    op: str
+    status: str
+    spool: str | None
+    add_queued: bool
+
+
+def pending_steps(cur: Cursor, image_id: int) -> list[Step]:
+    cur.execute(
+        "SELECT service, op, add_queued FROM gateway_parts WHERE image_id = %s AND status = 'pending'"
+        " ORDER BY service",
+        (image_id,),
+    )
+    return [Step(*row) for row in cur.fetchall()]
 
 
 class Catalog:
@@ -126,55 +172,65 @@ class Catalog:
 
     # -- starting operations ------------------------------------------------------------------
 
-    def begin_add(self, image_id: int, services: Iterable[str], spool: str, digest: str = "") -> None:
-        """Record that ``image_id`` (content ``digest``) is being added to ``services`` (all parts
-        pending, first retry after one backoff: the request itself tries them right away).
+    def _insert_parts(self, cur: Cursor, image_id: int, op: str, services: Iterable[str]) -> None:
+        """New pending parts, first retry after one backoff (the request itself tries them now)."""
+        cur.executemany(
+            "INSERT INTO gateway_parts (image_id, service, op, status, next_try)"
+            " VALUES (%s, %s, %s, 'pending', now() + make_interval(secs => %s))",
+            [(image_id, name, op, self.backoff_s) for name in services],
+        )
 
-        Idempotent per upload: the spool file name is unique to one request, so when the database
-        connection broke during COMMIT and the transaction is run again, a row that already names
-        this spool file is this very add, committed the first time, not a conflict."""
+    def begin_add(self, image_id: int, services: Iterable[str], spool: str, digest: str = "") -> list[Step]:
+        """Record that ``image_id`` (content ``digest``) is being added to ``services``; returns the
+        pending steps the request sends now.
+
+        An id still being deleted somewhere is taken over: services that confirmed the delete get
+        the add at once; on a service whose delete is pending (or gave up) the add is queued behind
+        the delete. Idempotent per upload: the spool file name is unique to one request, so when the
+        database connection broke during COMMIT and the transaction is run again, a row that already
+        names this spool file is this very add, committed the first time, not a conflict."""
         names = list(services)
 
-        def run(cur: Cursor) -> None:
+        def run(cur: Cursor) -> list[Step]:
             cur.execute(
                 "SELECT op, spool, digest FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,)
             )
             row = cur.fetchone()
-            if row is not None:
-                if row[0] == "add" and row[1] == spool:
-                    return  # our own first attempt committed
-                if row[0] == "add":
-                    same = " (the same image)" if digest and row[2] == digest else ""
-                    raise CatalogConflict(f"image_id {image_id} already exists{same}")
+            if row is not None and row[0] == "add":
+                if row[1] == spool:
+                    return pending_steps(cur, image_id)  # our own first attempt committed
+                same = " (the same image)" if digest and row[2] == digest else ""
+                raise CatalogConflict(f"image_id {image_id} already exists{same}")
+            if row is None:
                 cur.execute(
-                    "SELECT service FROM gateway_parts WHERE image_id = %s"
-                    " AND status IN ('pending', 'failed')",
-                    (image_id,),
+                    "INSERT INTO gateway_images (image_id, op, spool, digest) VALUES (%s, 'add', %s, %s)",
+                    (image_id, spool, digest or None),
                 )
-                waiting = sorted(r[0] for r in cur.fetchall())
-                if waiting:
-                    raise CatalogConflict(
-                        f"image_id {image_id} is still being deleted from {', '.join(waiting)}; retry later"
-                    )
-                cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
+                self._insert_parts(cur, image_id, "add", names)
+                return pending_steps(cur, image_id)
             cur.execute(
-                "INSERT INTO gateway_images (image_id, op, spool, digest) VALUES (%s, 'add', %s, %s)",
-                (image_id, spool, digest or None),
+                "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, updated_at = now()"
+                " WHERE image_id = %s",
+                (spool, digest or None, image_id),
             )
-            cur.executemany(
-                "INSERT INTO gateway_parts (image_id, service, status, next_try)"
-                " VALUES (%s, %s, 'pending', now() + make_interval(secs => %s))",
-                [(image_id, name, self.backoff_s) for name in names],
+            cur.execute(
+                "UPDATE gateway_parts SET add_queued = true WHERE image_id = %s AND service = ANY(%s)"
+                " RETURNING service",
+                (image_id, names),
             )
+            deleting = {r[0] for r in cur.fetchall()}
+            self._insert_parts(cur, image_id, "add", [n for n in names if n not in deleting])
+            return pending_steps(cur, image_id)
 
-        self.db.run(run, idempotent=True)
+        return self.db.run(run, idempotent=True)
 
-    def begin_delete(self, image_id: int, services: Iterable[str]) -> str | None:
+    def begin_delete(self, image_id: int, services: Iterable[str]) -> tuple[str | None, list[str]]:
         """Record that ``image_id`` is being deleted from ``services`` and from every service that has
-        a part of it; returns the spool file the image had (the caller removes it)."""
+        a part of it (a queued add is dropped). Returns the spool file the image had (the caller
+        removes it) and the services to send the delete to."""
         names = set(services)
 
-        def run(cur: Cursor) -> str | None:
+        def run(cur: Cursor) -> tuple[str | None, list[str]]:
             cur.execute("SELECT spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
             row = cur.fetchone()
             spool = row[0] if row else None
@@ -182,43 +238,67 @@ class Catalog:
             names.update(r[0] for r in cur.fetchall())
             cur.execute(
                 "INSERT INTO gateway_images (image_id, op, spool) VALUES (%s, 'delete', NULL)"
-                " ON CONFLICT (image_id) DO UPDATE SET op = 'delete', spool = NULL, updated_at = now()",
+                " ON CONFLICT (image_id) DO UPDATE SET op = 'delete', spool = NULL, digest = NULL,"
+                " updated_at = now()",
                 (image_id,),
             )
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s", (image_id,))
-            cur.executemany(
-                "INSERT INTO gateway_parts (image_id, service, status, next_try)"
-                " VALUES (%s, %s, 'pending', now() + make_interval(secs => %s))",
-                [(image_id, name, self.backoff_s) for name in sorted(names)],
-            )
-            return spool
+            self._insert_parts(cur, image_id, "delete", sorted(names))
+            return spool, sorted(names)
 
         return self.db.run(run)
 
     def forget(self, image_id: int) -> None:
-        """Drop an add that every service rejected (bad input: nothing was stored anywhere)."""
-        self.db.run(
-            lambda cur: cur.execute(
-                "DELETE FROM gateway_images WHERE image_id = %s AND op = 'add'", (image_id,)
+        """Drop an add that every service it reached rejected (bad input: it was stored nowhere).
+        Deletes still pending for the id stay, without the add queued behind them."""
+
+        def run(cur: Cursor) -> None:
+            cur.execute("SELECT op FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            row = cur.fetchone()
+            if row is None or row[0] != "add":
+                return
+            cur.execute("DELETE FROM gateway_parts WHERE image_id = %s AND op = 'add'", (image_id,))
+            cur.execute(
+                "UPDATE gateway_parts SET add_queued = false WHERE image_id = %s RETURNING service",
+                (image_id,),
             )
-        )
+            if cur.fetchall():
+                cur.execute(
+                    "UPDATE gateway_images SET op = 'delete', spool = NULL, digest = NULL, updated_at = now()"
+                    " WHERE image_id = %s",
+                    (image_id,),
+                )
+            else:
+                cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
+
+        self.db.run(run)
 
     # -- outcomes -----------------------------------------------------------------------------
 
     def record(self, image_id: int, op: str, outcomes: dict[str, tuple[str, str | None]]) -> str | None:
-        """Record ``{service: (done|pending|rejected, error)}`` for the image's ``op`` (ignored when
-        the image has moved on to another operation). Returns the spool file to remove when the
-        image is now complete or gone."""
+        """Record ``{service: (done|pending|rejected|failed, error)}`` for the parts whose operation
+        is ``op`` (a part that has moved on to another operation is left alone). A confirmed delete
+        ends its part, or turns it into the add queued behind it. Returns the spool file to remove
+        when the image is now complete."""
 
         def run(cur: Cursor) -> str | None:
             cur.execute("SELECT op, spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
             row = cur.fetchone()
-            if row is None or row[0] != op:
+            if row is None:
                 return None
             for service, (status, error) in outcomes.items():
+                key = (image_id, service, op)
                 if status == DONE and op == "delete":
                     cur.execute(
-                        "DELETE FROM gateway_parts WHERE image_id = %s AND service = %s", (image_id, service)
+                        "DELETE FROM gateway_parts WHERE image_id = %s AND service = %s AND op = %s"
+                        " AND NOT add_queued",
+                        key,
+                    )
+                    cur.execute(
+                        "UPDATE gateway_parts SET op = 'add', add_queued = false, status = 'pending',"
+                        " attempts = 0, last_error = NULL, next_try = now() + make_interval(secs => %s)"
+                        " WHERE image_id = %s AND service = %s AND op = %s AND add_queued",
+                        (self.backoff_s, *key),
                     )
                 elif status == PENDING:
                     # Backoff doubling up to its cap; the last allowed attempt gives up for good.
@@ -227,14 +307,14 @@ class Catalog:
                         " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
                         " next_try = now()"
                         " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
-                        " WHERE image_id = %s AND service = %s",
-                        (error, self.max_attempts, self.backoff_s, self.backoff_max_s, image_id, service),
+                        " WHERE image_id = %s AND service = %s AND op = %s",
+                        (error, self.max_attempts, self.backoff_s, self.backoff_max_s, *key),
                     )
                 else:
                     cur.execute(
                         "UPDATE gateway_parts SET status = %s, last_error = %s"
-                        " WHERE image_id = %s AND service = %s",
-                        (status, error, image_id, service),
+                        " WHERE image_id = %s AND service = %s AND op = %s",
+                        (status, error, *key),
                     )
             cur.execute(
                 "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status IN ('pending', 'failed')",
@@ -242,12 +322,14 @@ class Catalog:
             )
             if cur.fetchone()[0]:  # still to do, or kept for `ambience catalog retry` (with its upload)
                 return None
-            if op == "delete":
+            if row[0] == "delete":
                 cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
                 return None
-            cur.execute(
-                "UPDATE gateway_images SET spool = NULL, updated_at = now() WHERE image_id = %s", (image_id,)
-            )
+            if row[1] is not None:
+                cur.execute(
+                    "UPDATE gateway_images SET spool = NULL, updated_at = now() WHERE image_id = %s",
+                    (image_id,),
+                )
             return row[1]
 
         return self.db.run(run)
@@ -257,7 +339,7 @@ class Catalog:
     def due(self, limit: int) -> list[DuePart]:
         def run(cur: Cursor) -> list[DuePart]:
             cur.execute(
-                "SELECT p.image_id, p.service, i.op, i.spool, p.attempts FROM gateway_parts p"
+                "SELECT p.image_id, p.service, p.op, i.spool, p.attempts FROM gateway_parts p"
                 " JOIN gateway_images i USING (image_id)"
                 " WHERE p.status = 'pending' AND p.next_try <= now() ORDER BY p.next_try LIMIT %s",
                 (limit,),
@@ -266,17 +348,17 @@ class Catalog:
 
         return self.db.run(run)
 
-    def part(self, image_id: int, service: str) -> tuple[str, str, str | None] | None:
-        """(op, status, spool) of one part now, or None when it no longer exists."""
+    def part(self, image_id: int, service: str) -> PartState | None:
+        """One part now, or None when it no longer exists."""
 
-        def run(cur: Cursor) -> tuple[str, str, str | None] | None:
+        def run(cur: Cursor) -> PartState | None:
             cur.execute(
-                "SELECT i.op, p.status, i.spool FROM gateway_parts p JOIN gateway_images i USING (image_id)"
-                " WHERE p.image_id = %s AND p.service = %s",
+                "SELECT p.op, p.status, i.spool, p.add_queued FROM gateway_parts p"
+                " JOIN gateway_images i USING (image_id) WHERE p.image_id = %s AND p.service = %s",
                 (image_id, service),
             )
             row = cur.fetchone()
-            return (row[0], row[1], row[2]) if row else None
+            return PartState(*row) if row else None
 
         return self.db.run(run)
 
@@ -322,16 +404,22 @@ class Catalog:
 
         def run(cur: Cursor) -> dict[int, dict[str, Any]]:
             cur.execute(
-                "SELECT i.image_id, i.op, i.digest, p.service, p.status, p.attempts, p.last_error"
-                " FROM gateway_images i LEFT JOIN gateway_parts p USING (image_id)"
+                "SELECT i.image_id, i.op, i.digest, p.service, p.op, p.add_queued, p.status, p.attempts,"
+                " p.last_error FROM gateway_images i LEFT JOIN gateway_parts p USING (image_id)"
                 " WHERE i.image_id = ANY(%s) ORDER BY i.image_id, p.service",
                 (image_ids,),
             )
             out: dict[int, dict[str, Any]] = {}
-            for image_id, op, digest, service, status, attempts, error in cur.fetchall():
+            for image_id, op, digest, service, part_op, queued, status, attempts, error in cur.fetchall():
                 entry = out.setdefault(image_id, {"op": op, "digest": digest, "parts": {}})
                 if service is not None:
-                    entry["parts"][service] = {"status": status, "attempts": attempts, "error": error}
+                    entry["parts"][service] = {
+                        "op": part_op,
+                        "add_queued": queued,
+                        "status": status,
+                        "attempts": attempts,
+                        "error": error,
+                    }
             for entry in out.values():
                 states = {p["status"] for p in entry["parts"].values()}
                 if entry["op"] == "delete":

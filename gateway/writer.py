@@ -9,7 +9,9 @@ catalog, and what failed retried in the background until done.
   input with a 4xx: retrying cannot help);
 - :class:`FanOutWriter` does the request-path add and delete and the retry worker's passes. All work
   on one image id is serialised (:class:`KeyedLocks`), so the retry of an add can never overtake
-  the delete that followed it.
+  the delete that followed it; per service, an add of an id whose delete is still pending there
+  waits behind that delete (the catalog queues it on the part), while the services that confirmed
+  the delete get the add at once.
 
 No HTTP server here: the routes (gateway/routes/writes.py) translate :class:`ImageRejected` and
 :class:`~gateway.catalog.CatalogConflict` into status codes.
@@ -31,7 +33,7 @@ from typing import Any, NamedTuple, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, DuePart
+from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, DuePart, Step
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings
 from services.common.postgres import DatabaseUnavailable
@@ -247,15 +249,17 @@ class FanOutWriter:
     # -- the request path ---------------------------------------------------------------------
 
     async def add(self, image_id: int, data: bytes, file_name: str | None = None) -> Outcomes:
-        """Spool the upload, record the add, send it to every feature service. Raises
-        :class:`~gateway.catalog.CatalogConflict` when the id is taken or being deleted, and
-        :class:`ImageRejected` when every service refused the image."""
+        """Spool the upload, record the add, send it to every feature service. On a service where a
+        delete of the id is still pending, the delete is sent first and the add follows once it is
+        confirmed (now or by the retry worker). Raises :class:`~gateway.catalog.CatalogConflict`
+        when the id is taken, and :class:`ImageRejected` when every service it reached refused the
+        image."""
         catalog = self.catalog  # DatabaseUnavailable before anything is spooled while none is open
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
             digest = hashlib.sha256(data).hexdigest()
             try:
-                await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
+                steps = await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
             except DatabaseUnavailable:
                 # The row may have been committed all the same (the break came during COMMIT):
                 # the spool file stays for it; the start-up reconciliation drops it if not.
@@ -263,27 +267,26 @@ class FanOutWriter:
             except BaseException:
                 await run_in_threadpool(self.spool.remove, path)
                 raise
-            outcomes = await self.add_to(image_id, data, self.services)
-            if outcomes and all(o.state == REJECTED for o in outcomes.values()):
+            deleted, added = await self.apply(image_id, steps, data)
+            await self.record(image_id, "delete", deleted)
+            if added and all(o.state == REJECTED for o in added.values()):
                 await run_in_threadpool(self.catalog.forget, image_id)
                 await run_in_threadpool(self.spool.remove, path)
-                raise ImageRejected(outcomes)
-            await self.record(image_id, "add", outcomes)
+                raise ImageRejected(added)
+            await self.record(image_id, "add", added)
             await self._tell("image_added", image_id, data, file_name)
-        return outcomes
+        return {**deleted, **added}
 
     async def delete(self, image_id: int) -> Outcomes:
         """Delete from every service that may hold the image. A pending add of the same id is
         cancelled first (its spool file removed), so a retry never brings the image back."""
         async with self.locks.hold(image_id):
-            old_spool = await run_in_threadpool(self.catalog.begin_delete, image_id, self.services)
+            old_spool, names = await run_in_threadpool(self.catalog.begin_delete, image_id, self.services)
             await run_in_threadpool(self.spool.remove, old_spool)
-            parts = await run_in_threadpool(self.catalog.status, [image_id])
-            names = sorted(parts.get(image_id, {}).get("parts", {}))
-            outcomes = await self.delete_from(image_id, names)
-            await self.record(image_id, "delete", outcomes)
+            deleted, _ = await self.apply(image_id, [Step(name, "delete") for name in names], None)
+            await self.record(image_id, "delete", deleted)
             await self._tell("image_deleted", image_id)
-        return outcomes
+        return deleted
 
     async def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
         return await run_in_threadpool(self.catalog.status, image_ids)
@@ -296,23 +299,38 @@ class FanOutWriter:
 
     # -- fan-outs -----------------------------------------------------------------------------
 
-    async def add_to(self, image_id: int, data: bytes, services: list[str]) -> Outcomes:
-        fields = {"image_id": str(image_id)}
-        digest = hashlib.sha256(data).hexdigest()
-        results = await asyncio.gather(
-            *(self.clients.send_image(s, f"/calculate_{UPSTREAMS[s].store}", data, fields) for s in services)
-        )
-        return {r.service: add_outcome(r, digest) for r in results}
+    async def apply(self, image_id: int, steps: list[Step], data: bytes | None) -> tuple[Outcomes, Outcomes]:
+        """Send each step to its service, services in parallel; on one service a delete with an add
+        queued behind it is followed by the add once the delete is confirmed. ``data``: the image's
+        current upload (None when it is missing: an add then fails for good). Returns the
+        (delete, add) outcomes, for the caller to record in that order."""
+        digest = hashlib.sha256(data).hexdigest() if data is not None else ""
+        missing = PartOutcome(REJECTED, "failed", "the spooled upload is missing")
 
-    async def delete_from(self, image_id: int, services: list[str]) -> Outcomes:
-        body = {"image_id": image_id}
-        results = await asyncio.gather(
-            *(self.clients.call(s, f"/delete_{UPSTREAMS[s].store}", json=body) for s in services)
-        )
-        return {r.service: delete_outcome(r) for r in results}
+        async def one(step: Step) -> tuple[PartOutcome | None, PartOutcome | None]:
+            deleted = None
+            if step.op == "delete":
+                body = {"image_id": image_id}
+                store = UPSTREAMS[step.service].store
+                deleted = delete_outcome(await self.clients.call(step.service, f"/delete_{store}", json=body))
+                if not (step.add_queued and deleted.state == DONE):
+                    return deleted, None
+            if data is None:
+                return deleted, missing
+            fields = {"image_id": str(image_id)}
+            path = f"/calculate_{UPSTREAMS[step.service].store}"
+            result = await self.clients.send_image(step.service, path, data, fields)
+            return deleted, add_outcome(result, digest)
+
+        results = await asyncio.gather(*(one(step) for step in steps))
+        deletes = {s.service: d for s, (d, _) in zip(steps, results, strict=True) if d is not None}
+        adds = {s.service: a for s, (_, a) in zip(steps, results, strict=True) if a is not None}
+        return deletes, adds
 
     async def record(self, image_id: int, op: str, outcomes: Outcomes) -> None:
         """Write the outcomes to the catalog; the spool file goes once the add is complete."""
+        if not outcomes:
+            return
         for service, outcome in outcomes.items():
             if outcome.state == PENDING:
                 self.down.add(service)
@@ -329,29 +347,24 @@ class FanOutWriter:
         """Send the due parts of one image again, unless the request path finished or changed them
         meanwhile."""
         async with self.locks.hold(image_id):
-            current = []
+            steps, spool = [], None
             for part in parts:
                 now = await run_in_threadpool(self.catalog.part, image_id, part.service)
-                if now is not None and now[1] == PENDING and now[0] == part.op:
-                    current.append((part, now[2]))
-            if not current:
+                if now is not None and now.status == PENDING and now.op == part.op:
+                    steps.append(Step(part.service, now.op, now.add_queued))
+                    spool = now.spool
+            if not steps:
                 return
-            op = current[0][0].op
-            services = [p.service for p, _ in current]
-            if op == "add":
-                data = await run_in_threadpool(self.spool.read, current[0][1]) if current[0][1] else None
-                if data is None:
-                    outcomes = {
-                        s: PartOutcome(REJECTED, "failed", "the spooled upload is missing") for s in services
-                    }
-                else:
-                    outcomes = await self.add_to(image_id, data, services)
-            else:
-                outcomes = await self.delete_from(image_id, services)
-            await self.record(image_id, op, outcomes)
-            finished = [s for s, o in outcomes.items() if o.state != PENDING]
-            if finished:
-                log.info("retry of %s image %d done for %s", op, image_id, ", ".join(finished))
+            data = None
+            if spool and any(s.op == "add" or s.add_queued for s in steps):
+                data = await run_in_threadpool(self.spool.read, spool)
+            deleted, added = await self.apply(image_id, steps, data)
+            await self.record(image_id, "delete", deleted)
+            await self.record(image_id, "add", added)
+            for op, outcomes in (("delete", deleted), ("add", added)):
+                finished = [s for s, o in outcomes.items() if o.state != PENDING]
+                if finished:
+                    log.info("retry of %s image %d done for %s", op, image_id, ", ".join(finished))
 
     async def retry_due(self) -> int:
         """One pass of the retry worker: every part whose backoff has run out (at most

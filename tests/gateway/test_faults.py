@@ -37,8 +37,8 @@ def picture(seed: int) -> bytes:
 
 
 def until_acknowledged(send, stop_at: float) -> httpx.Response:  # type: ignore[no-untyped-def]
-    """What a careful client does: resend on a lost connection, a 5xx or an id still being
-    deleted, until the gateway answers for good."""
+    """What a careful client does: resend on a lost connection or a 5xx, until the gateway answers
+    for good. (An id still being deleted is no refusal: the add is queued behind the delete.)"""
     while True:
         assert time.monotonic() < stop_at, "the gateway never acknowledged"
         try:
@@ -46,7 +46,7 @@ def until_acknowledged(send, stop_at: float) -> httpx.Response:  # type: ignore[
         except httpx.HTTPError:
             time.sleep(0.2)
             continue
-        if reply.status_code >= 500 or (reply.status_code == 409 and "being deleted" in reply.text):
+        if reply.status_code >= 500:
             time.sleep(0.2)
             continue
         return reply

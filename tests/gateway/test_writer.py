@@ -153,6 +153,38 @@ def test_a_delete_cancels_the_pending_add_so_no_retry_brings_the_image_back(
     assert not stored(services["phash"], "phash", 103) and not stored(services["color"], "color", 103)
 
 
+def test_an_add_waits_behind_a_pending_delete_and_a_refused_one_leaves_the_delete(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+            await writer.add(111, picture(111))
+            await writer.delete(111)  # color's delete pending
+            # Bad input on the id: phash refuses it, color never gets it (its delete comes first).
+            with pytest.raises(ImageRejected):
+                await writer.add(111, b"not an image at all")
+            entry = (await writer.status([111]))[111]
+            assert entry["state"] == "deleting" and set(entry["parts"]) == {"color"}
+            assert entry["parts"]["color"]["add_queued"] is False
+            assert (await writer.stats())["spool_files"] == 0
+            # A real picture: phash gets it now, color's part is the delete with the add queued.
+            outcomes = await writer.add(111, picture(1111))
+            assert (outcomes["phash"].state, outcomes["color"].state) == (DONE, PENDING)
+            color = (await writer.status([111]))[111]["parts"]["color"]
+            assert (color["op"], color["add_queued"]) == ("delete", True)
+
+        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+            await retry_until_settled(writer)
+            entry = (await writer.status([111]))[111]
+            assert entry["state"] == "complete"
+            assert {p["op"] for p in entry["parts"].values()} == {"add"}
+            assert (await writer.stats())["spool_files"] == 0
+
+    asyncio.run(scenario())
+    assert all(stored(services[s], s, 111) for s in NAMES)
+
+
 def test_an_image_every_service_refuses_is_forgotten(
     services: dict[str, str], tmp_path: Path, pg_dsn: str
 ) -> None:
