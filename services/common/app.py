@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +37,6 @@ from services.common.schemas import (
     SimilarImage,
 )
 from services.common.service import ServiceBase
-from services.common.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +178,15 @@ def create_app(service: FeatureService) -> FastAPI:
     return app
 
 
-async def id_taken(store: Store, image_id: int) -> HTTPException:
+class DigestLookup(Protocol):
+    """A store that keeps the SHA-256 of each uploaded file with its record."""
+
+    def digest(self, image_id: int) -> str | None: ...
+
+
+async def id_taken(store: DigestLookup, image_id: int) -> HTTPException:
     """409 naming the SHA-256 of the file stored under the id, so a client can tell its own image
-    (a retry) from another one."""
+    (a retry) from another one (the gateway counts a 409 as done only for its own)."""
     digest = await run_in_threadpool(store.digest, image_id)
     return HTTPException(409, f"image_id {image_id} already exists (sha256 {digest or 'unknown'})")
 

@@ -7,6 +7,7 @@ pieces (settings, the safe decode path, error handlers, metrics, info routes, ru
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from services.common.app import create_service_app, read_upload
+from services.common.app import create_service_app, id_taken, read_upload
 from services.common.images import decode_image
 from services.common.limits import check_k
 from services.common.postgres import (
@@ -150,14 +151,16 @@ def build_app(settings: OcrSettings | None = None, pg: PostgresSettings | None =
         """Recognise the text of an image and store it under a new id (an image without text is
         stored as such and never returned by searches)."""
         data = await read_upload(image, s.max_upload_bytes)
+        digest = hashlib.sha256(data).hexdigest()
         if await run_in_threadpool(service.store.contains, image_id):
-            raise HTTPException(409, f"image_id {image_id} already exists")
+            raise await id_taken(service.store, image_id)
         started = time.perf_counter()
         lines = await run_in_threadpool(service.read, data)
         metrics.extract_seconds.observe(time.perf_counter() - started)
         assert service.recognizer is not None
-        if not await run_in_threadpool(service.store.add, image_id, lines, service.recognizer.model_id):
-            raise HTTPException(409, f"image_id {image_id} already exists")
+        model = service.recognizer.model_id
+        if not await run_in_threadpool(service.store.add, image_id, lines, model, digest):
+            raise await id_taken(service.store, image_id)
         metrics.items.inc()
         return {"image_id": image_id}
 

@@ -68,6 +68,11 @@ MIGRATIONS: Sequence[Migration] = (
         "ocr_images with trigram and phonetic indexes",
         SCHEMA_V1 + ";\n".join(INDEX_DDL.values()),
     ),
+    Migration(
+        2,
+        "SHA-256 of the uploaded file per image",
+        "ALTER TABLE ocr_images ADD COLUMN digest text;",
+    ),
 )
 
 SEARCH_SQL = """
@@ -127,10 +132,13 @@ class StoredText:
     model: str
 
 
-def row_values(image_id: int, lines: Sequence[TextLine], model: str) -> tuple[Any, ...]:
+def row_values(image_id: int, lines: Sequence[TextLine], model: str, digest: str = "") -> tuple[Any, ...]:
+    """A row for :meth:`TextStore.add_many`; ``digest``: the SHA-256 (hex) of the uploaded file,
+    when known."""
     text = "\n".join(line.text for line in lines)
     norm = normalise(text)
-    return (image_id, bool(norm), text, norm, words(norm), Json([ln.as_dict() for ln in lines]), model)
+    lines_json = Json([ln.as_dict() for ln in lines])
+    return (image_id, bool(norm), text, norm, words(norm), lines_json, model, digest or None)
 
 
 class TextStore:
@@ -140,9 +148,10 @@ class TextStore:
         self.db = db
         self.ranking = ranking or Ranking()
 
-    def add(self, image_id: int, lines: Sequence[TextLine], model: str) -> bool:
-        """Store an image's lines; False (nothing changed) when the id is already stored."""
-        return self.add_many([row_values(image_id, lines, model)]) == 1
+    def add(self, image_id: int, lines: Sequence[TextLine], model: str, digest: str = "") -> bool:
+        """Store an image's lines (of a file with SHA-256 ``digest``, when known); False (nothing
+        changed) when the id is already stored."""
+        return self.add_many([row_values(image_id, lines, model, digest)]) == 1
 
     def add_many(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert rows made by :func:`row_values`; existing ids are left alone. Returns rows added."""
@@ -150,13 +159,15 @@ class TextStore:
         def insert(cur: Cursor) -> int:
             added = execute_values(
                 cur,
-                "INSERT INTO ocr_images (image_id, has_text, text, norm_text, words, lines, model, phonetic)"
-                " SELECT v.image_id, v.has_text, v.text, v.norm_text, v.words, v.lines, v.model,"
+                "INSERT INTO ocr_images"
+                " (image_id, has_text, text, norm_text, words, lines, model, digest, phonetic)"
+                " SELECT v.image_id, v.has_text, v.text, v.norm_text, v.words, v.lines, v.model, v.digest,"
                 " ocr_phonetic_keys(v.words)"
-                " FROM (VALUES %s) AS v(image_id, has_text, text, norm_text, words, lines, model)"
+                " FROM (VALUES %s) AS v(image_id, has_text, text, norm_text, words, lines, model, digest)"
                 " ON CONFLICT (image_id) DO NOTHING RETURNING image_id",
                 rows,
-                template="(%s::bigint, %s::boolean, %s::text, %s::text, %s::text[], %s::jsonb, %s::text)",
+                template="(%s::bigint, %s::boolean, %s::text, %s::text, %s::text[], %s::jsonb, %s::text,"
+                " %s::text)",
                 page_size=1000,
                 fetch=True,
             )
@@ -168,6 +179,16 @@ class TextStore:
         def query(cur: Cursor) -> bool:
             cur.execute("SELECT 1 FROM ocr_images WHERE image_id = %s", (image_id,))
             return cur.fetchone() is not None
+
+        return self.db.run(query)
+
+    def digest(self, image_id: int) -> str | None:
+        """The SHA-256 of the file stored under the id; None when not stored or not recorded."""
+
+        def query(cur: Cursor) -> str | None:
+            cur.execute("SELECT digest FROM ocr_images WHERE image_id = %s", (image_id,))
+            row = cur.fetchone()
+            return row[0] if row else None
 
         return self.db.run(query)
 

@@ -3,6 +3,7 @@ photographs, stored in a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,17 @@ def test_image_without_text_is_kept_and_never_returned(client: TestClient) -> No
         assert NO_TEXT_ID not in [h["image_id"] for h in search(client, query, k=100).json()]
     stats = client.get("/stats").json()
     assert stats["count"] == len(SIGNS) + 1 and stats["with_text"] == len(SIGNS)
+
+
+def test_a_repeated_add_names_the_sha256_of_the_stored_file(
+    client: TestClient, signs: dict[int, bytes]
+) -> None:
+    """As every store: the gateway counts a 409 as done only when the service holds its very file."""
+    held = hashlib.sha256(signs[11]).hexdigest()
+    for upload in (signs[11], signs[12]):  # the same file again, then another image under the id
+        reply = add(client, 11, upload)
+        assert reply.status_code == 409, reply.text
+        assert reply.json()["detail"] == f"image_id 11 already exists (sha256 {held})"
 
 
 def test_get_image_text_is_stateless_with_boxes(client: TestClient, signs: dict[int, bytes]) -> None:

@@ -97,6 +97,14 @@ def test_image_without_text_is_stored_but_never_returned(store: TextStore) -> No
         assert 100 not in top(store, query, k=100)
 
 
+def test_the_sha256_of_the_uploaded_file_is_kept_per_image(store: TextStore) -> None:
+    assert store.add(101, lines("Tram Stop"), "test-model", "ab" * 32)
+    assert not store.add(101, lines("Tram Stop"), "test-model", "cd" * 32)  # the first one stays
+    assert store.digest(101) == "ab" * 32
+    assert store.digest(1) is None  # added without one
+    assert store.delete(101) and store.digest(101) is None
+
+
 def test_existing_id_is_not_overwritten_and_delete_removes(store: TextStore) -> None:
     assert not store.add(1, lines("Something Else"), "other-model")
     assert top(store, "cafe roma")[0] == 1
