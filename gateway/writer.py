@@ -168,6 +168,11 @@ def reply_entries(outcomes: Outcomes) -> list[dict[str, Any]]:
     ]
 
 
+GAVE_UP_BEFORE_ADD = (
+    "an earlier delete of this id gave up here; `ambience catalog retry` sends it, then this add"
+)
+
+
 class ImageRejected(Exception):
     """Every feature service refused the upload: nothing is stored, nothing will be retried."""
 
@@ -275,7 +280,10 @@ class FanOutWriter:
                 raise ImageRejected(added)
             await self.record(image_id, "add", added)
             await self._tell("image_added", image_id, data, file_name)
-        return {**deleted, **added}
+        # A service whose delete is still pending answers for the add with the delete's outcome; one
+        # whose delete gave up (no step now) is named too: the add waits there for a retry.
+        waiting = PartOutcome(FAILED, "failed", GAVE_UP_BEFORE_ADD)
+        return {name: added.get(name) or deleted.get(name) or waiting for name in self.services}
 
     async def delete(self, image_id: int) -> Outcomes:
         """Delete from every service that may hold the image. A pending add of the same id is

@@ -20,7 +20,15 @@ from ambience_support.stacks import start_services
 from gateway.catalog import COMPONENT, DONE, FAILED, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import GatewaySettings
-from gateway.writer import FanOutWriter, ImageRejected, KeyedLocks, Spool, add_outcome, delete_outcome
+from gateway.writer import (
+    GAVE_UP_BEFORE_ADD,
+    FanOutWriter,
+    ImageRejected,
+    KeyedLocks,
+    Spool,
+    add_outcome,
+    delete_outcome,
+)
 from services.common.postgres import DatabaseUnavailable, PostgresComponent, PostgresSettings
 from tests.pg import TestServer
 
@@ -183,6 +191,32 @@ def test_an_add_waits_behind_a_pending_delete_and_a_refused_one_leaves_the_delet
 
     asyncio.run(scenario())
     assert all(stored(services[s], s, 111) for s in NAMES)
+
+
+def test_an_add_behind_a_delete_that_gave_up_is_named_and_sent_by_catalog_retry(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    async def scenario() -> None:
+        color_down = {**services, "color": down_url()}
+        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=2) as writer:
+            await writer.add(112, picture(112))
+            await writer.delete(112)  # color: attempt 1 of its delete
+            await asyncio.sleep(0.05)
+            assert await writer.retry_due() == 1  # attempt 2: gives up
+            outcomes = await writer.add(112, picture(1112))
+            assert outcomes["phash"].state == DONE
+            assert outcomes["color"] == (FAILED, "failed", GAVE_UP_BEFORE_ADD)
+            entry = (await writer.status([112]))[112]
+            assert entry["state"] == "failed" and entry["parts"]["color"]["add_queued"] is True
+
+        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=2) as writer:
+            assert await writer.retry_now([112]) == 1
+            await retry_until_settled(writer)
+            assert (await writer.status([112]))[112]["state"] == "complete"
+            assert (await writer.stats())["spool_files"] == 0
+
+    asyncio.run(scenario())
+    assert stored(services["color"], "color", 112)
 
 
 def test_an_image_every_service_refuses_is_forgotten(
