@@ -5,7 +5,8 @@ Part 1, the captioner: the real ``coca_ViT-L-14`` architecture with random weigh
 captioner never ends early, so every caption runs to its length limit), beam width 2, one image;
 seconds per caption at 10, 20 and 30 tokens with the cache (``AMBIENCE_CAPTIONER_KV_CACHE=1``, the
 default) and without it (the towers re-run on the whole prefix, as open_clip does), measured in the
-same run, alternately. A decoding step is the caption's time less the image encoder's, per token.
+same run, alternately, for a few rounds (medians count). The image encoder and the search are timed
+apart: a caption is both, a decoding step is the search's time over its ``tokens - 1`` steps.
 
 Part 2, the image towers of global_features (BEiT-base), image_text (ViT-B-16), tagger
 (ResNet50/Places365) and the captioner's encoder (CoCa ViT-L-14) under each runtime of
@@ -15,6 +16,7 @@ rounds and the best round of each counting (the machine is shared), eager fp32 b
 reference. Each runtime's largest difference from eager is reported too.
 
     python -m bench.inference_bench [--lengths 10,20,30] [--threads 1] [--rounds 3] [--small]
+    python -m bench.inference_bench --captions-only    # part 1 alone (a quicker look)
 
 Prints markdown on stdout (``--small``: the tiny test models, for the smoke test).
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,15 +54,29 @@ def log(message: str) -> None:
 @dataclass
 class CaptionRow:
     tokens: int
-    cached_s: float = float("inf")
-    uncached_s: float = float("inf")
+    cached_encode_s: list[float] = field(default_factory=list)
+    cached_search_s: list[float] = field(default_factory=list)
+    uncached_encode_s: list[float] = field(default_factory=list)
+    uncached_search_s: list[float] = field(default_factory=list)
     same_tokens: bool = True
+    to_the_limit: bool = True
+
+    def caption_s(self, cached: bool) -> float:
+        """Median seconds per caption (image encoder + search)."""
+        if cached:
+            return statistics.median(map(sum, zip(self.cached_encode_s, self.cached_search_s, strict=True)))
+        return statistics.median(map(sum, zip(self.uncached_encode_s, self.uncached_search_s, strict=True)))
+
+    def step_s(self, cached: bool) -> float:
+        """Median seconds per decoding step: the search's time over its ``tokens - 1`` steps."""
+        return statistics.median(self.cached_search_s if cached else self.uncached_search_s) / (
+            self.tokens - 1
+        )
 
 
-def caption_rows(
-    model: str, lengths: list[int], rounds: int, beam_width: int
-) -> tuple[list[CaptionRow], float]:
-    """Best-of-``rounds`` seconds per caption with and without the cache, and the image encoder's."""
+def caption_rows(model: str, lengths: list[int], rounds: int, beam_width: int) -> list[CaptionRow]:
+    """Seconds to encode the image and to search its caption, with and without the cache, each
+    length measured ``rounds`` times, cache on and off alternating (both see the same load)."""
     from ambience_support.images import synthetic_image
     from services.captioner.coca import CocaCaptioner
 
@@ -67,30 +84,29 @@ def caption_rows(
     pixels = captioner.preprocess(synthetic_image(3, (640, 480)))[None]
     captioner.max_length = 3
     captioner.generate(pixels)  # warm-up
-    encoder_s = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        captioner.image_tower(pixels)
-        encoder_s = min(encoder_s, time.perf_counter() - started)
-    rows = []
-    for length in lengths:
-        row = CaptionRow(length)
-        captioner.max_length = length
-        for _ in range(rounds):
+    rows = [CaptionRow(length) for length in lengths]
+    for round_ in range(rounds):
+        for row in rows:
+            captioner.max_length = row.tokens
             outputs = []
             for cached in (True, False):
                 captioner.kv_cache = cached
                 started = time.perf_counter()
-                outputs.append(captioner.generate(pixels))
-                seconds = time.perf_counter() - started
-                if cached:
-                    row.cached_s = min(row.cached_s, seconds)
-                else:
-                    row.uncached_s = min(row.uncached_s, seconds)
+                image_embs = captioner.encode(pixels)
+                encoded = time.perf_counter()
+                outputs.append(captioner.search(image_embs))
+                searched = time.perf_counter()
+                (row.cached_encode_s if cached else row.uncached_encode_s).append(encoded - started)
+                (row.cached_search_s if cached else row.uncached_search_s).append(searched - encoded)
             row.same_tokens &= outputs[0] == outputs[1]
-            log(f"{length} tokens: cached {row.cached_s:.2f} s, uncached {row.uncached_s:.2f} s")
-        rows.append(row)
-    return rows, encoder_s
+            # A caption as long as the limit means the search ran all ``tokens - 1`` steps.
+            row.to_the_limit &= all(len(ids) == row.tokens for ids in outputs[0])
+            log(
+                f"round {round_ + 1}, {row.tokens} tokens: search cached {row.cached_search_s[-1]:.2f} s, "
+                f"uncached {row.uncached_search_s[-1]:.2f} s; encoder {row.cached_encode_s[-1]:.2f} s, "
+                f"{row.uncached_encode_s[-1]:.2f} s; load {os.getloadavg()[0]:.1f}"
+            )
+    return rows
 
 
 # -- part 2: image towers per runtime ---------------------------------------------------------------------
@@ -238,7 +254,7 @@ def tower_rows(small: bool, runtimes: list[str], rounds: int, skip_captioner: bo
 
 
 def markdown(
-    args: argparse.Namespace, captions: list[CaptionRow], encoder_s: float, towers: list[TowerRow]
+    args: argparse.Namespace, captions: list[CaptionRow], towers: list[TowerRow], load_at_start: float
 ) -> str:
     threads = torch.get_num_threads()
     load = os.getloadavg()[0]
@@ -251,25 +267,32 @@ def markdown(
     model = "tiny-coca" if args.small else "coca_ViT-L-14"
     out += [
         f"CPU, {threads} torch thread{'s' if threads != 1 else ''}, {os.cpu_count()} CPUs (load average "
-        f"{load:.1f} at the end: a shared machine, so only ratios measured in this run mean much).",
-        "",
-        f"**Captioner, key/value cache** ({model}, random weights, beam width {args.beam_width}, one image, "
-        f"best of {args.rounds} round{'s' if args.rounds != 1 else ''}, each alternating cache on and off; "
-        f"the image encoder alone took {encoder_s:.2f} s of each caption):",
-        "",
-        "| tokens | per caption, cache | per caption, no cache | speed-up | per decoding step, cache "
-        "| per decoding step, no cache | same tokens |",
-        "|---|---|---|---|---|---|---|",
+        f"{load_at_start:.1f} at the start, {load:.1f} at the end: a shared machine, so only ratios "
+        "measured in this run mean much).",
     ]
-    for r in captions:
-        steps = r.tokens - 1
-        step_cached = max(r.cached_s - encoder_s, 0.0) / steps
-        step_uncached = max(r.uncached_s - encoder_s, 0.0) / steps
-        out.append(
-            f"| {r.tokens} | {r.cached_s:.2f} s | {r.uncached_s:.2f} s | {r.uncached_s / r.cached_s:.1f}x "
-            f"| {1000 * step_cached:.0f} ms | {1000 * step_uncached:.0f} ms "
-            f"| {'yes' if r.same_tokens else 'NO'} |"
-        )
+    if captions:
+        encoder = statistics.median(t for r in captions for t in r.cached_encode_s + r.uncached_encode_s)
+        out += [
+            "",
+            f"**Captioner, key/value cache** ({model}, random weights, beam width {args.beam_width}, one "
+            f"image; medians of {args.rounds} round{'s' if args.rounds != 1 else ''}, each alternating "
+            "cache on and off). A caption is the image encoder (the same in both, median "
+            f"{encoder:.2f} s) plus the search; a decoding step is the search's time over its "
+            "`tokens - 1` steps, timed apart from the encoder:",
+            "",
+            "| tokens | per caption, cache | per caption, no cache | speed-up | per decoding step, cache "
+            "| per decoding step, no cache | speed-up | same tokens |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in captions:
+            cached, uncached = r.caption_s(True), r.caption_s(False)
+            step_cached, step_uncached = r.step_s(True), r.step_s(False)
+            same = ("yes" if r.same_tokens else "NO") + ("" if r.to_the_limit else " (ended early)")
+            out.append(
+                f"| {r.tokens} | {cached:.2f} s | {uncached:.2f} s | {uncached / cached:.1f}x "
+                f"| {1000 * step_cached:.0f} ms | {1000 * step_uncached:.0f} ms "
+                f"| {step_uncached / step_cached:.1f}x | {same} |"
+            )
     if towers:
         runtimes = sorted(
             {k for t in towers for k in t.images_per_s} | {k for t in towers for k in t.failed},
@@ -309,7 +332,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="10,20,30", help="caption lengths in tokens")
     parser.add_argument("--beam-width", type=int, default=2)
     parser.add_argument(
-        "--rounds", type=int, default=1, help="caption rounds (cache on, off); the best counts"
+        "--rounds", type=int, default=3, help="caption rounds (cache on, off); the medians count"
     )
     parser.add_argument("--tower-rounds", type=int, default=2, help="image-tower rounds; the best counts")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
@@ -321,6 +344,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-captioner", action="store_true", help="image towers of the other services only"
     )
+    parser.add_argument("--captions-only", action="store_true", help="part 1 alone, no image towers")
     parser.add_argument("--small", action="store_true", help="tiny test models, short captions")
     args = parser.parse_args()
     if args.threads:
@@ -332,14 +356,16 @@ def main() -> None:
         open_clip.add_model_config(TINY_COCA)
         lengths, args.rounds = [6, 10], 1
     captions: list[CaptionRow] = []
-    encoder_s = 0.0
+    load_at_start = os.getloadavg()[0]
     if not args.skip_captioner:
-        captions, encoder_s = caption_rows(
+        captions = caption_rows(
             "tiny-coca" if args.small else "coca_ViT-L-14", lengths, args.rounds, args.beam_width
         )
     runtimes = [r for r in args.runtimes.split(",") if r]
-    towers = tower_rows(args.small, runtimes, args.tower_rounds, args.skip_captioner)
-    print(markdown(args, captions, encoder_s, towers), end="")
+    towers = (
+        [] if args.captions_only else tower_rows(args.small, runtimes, args.tower_rounds, args.skip_captioner)
+    )
+    print(markdown(args, captions, towers, load_at_start), end="")
 
 
 if __name__ == "__main__":

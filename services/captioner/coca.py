@@ -206,11 +206,17 @@ class CocaCaptioner:
         return self.transform(image.convert("RGB"))
 
     @torch.inference_mode()
-    def generate(self, pixels: torch.Tensor) -> list[list[int]]:
-        """(N, C, H, W) -> token ids of each image's caption (start token first)."""
-        _, image_embs = self.image_tower(pixels.to(self.device))  # CoCa._encode_image without the latent
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> the image tokens the decoder attends to (CoCa._encode_image without the
+        latent)."""
+        _, image_embs = self.image_tower(pixels.to(self.device))
+        return image_embs
+
+    @torch.inference_mode()
+    def search(self, image_embs: torch.Tensor) -> list[list[int]]:
+        """The beam search over encoded images -> token ids of each image's caption."""
         if self.kv_cache:
-            cached = CachedCocaDecoder(self.net, image_embs)
+            cached = CachedCocaDecoder(self.net, image_embs, capacity=self.max_length)
             step_logits, reorder = cached, cached.reorder
         else:
 
@@ -221,7 +227,7 @@ class CocaCaptioner:
             reorder = None
         return beam_search(
             step_logits,
-            pixels.shape[0],
+            image_embs.shape[0],
             self.sot,
             self.eot,
             self.beam_width,
@@ -230,6 +236,10 @@ class CocaCaptioner:
             self.device,
             reorder,
         )
+
+    def generate(self, pixels: torch.Tensor) -> list[list[int]]:
+        """(N, C, H, W) -> token ids of each image's caption (start token first)."""
+        return self.search(self.encode(pixels))
 
     def decode(self, tokens: list[int]) -> str:
         return clean_caption(self.tokenizer.decode(tokens))

@@ -204,6 +204,37 @@ def test_the_key_value_cache_gives_the_same_tokens(width: int, max_length: int, 
         assert ended_early and with_pad, (ended_early, with_pad)
 
 
+def test_the_cache_gives_the_whole_prefix_logits_for_any_beam_layout(deterministic: None) -> None:
+    """Beyond beam search's own layout (beams grouped by image, one token per step): beams not
+    grouped by image (their image keys are copied per beam), a prefix of several tokens holding the
+    pad token in one call, a cache that outgrows its capacity, and reorders that move some beams
+    and keep others, all give the logits of the whole-prefix recomputation."""
+    captioner = CocaCaptioner("tiny-coca", RANDOM, CPU)
+    net = captioner.net
+    pixels = torch.stack([captioner.preprocess(synthetic_image(i)) for i in range(2)])
+    rows = torch.tensor([1, 0, 1])
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 49000, (3, 9), generator=generator)
+    tokens[:, 0] = captioner.sot
+    tokens[1, 2] = tokens[2, 5] = 0  # the pad id, hidden from later positions
+    with torch.inference_mode():
+        image_embs = captioner.encode(pixels)
+        decoder = CachedCocaDecoder(net, image_embs, capacity=4)
+
+        def recomputed(prefix: torch.Tensor) -> torch.Tensor:
+            _, token_embs = net._encode_text(prefix)
+            return net.text_decoder(image_embs[rows], token_embs)[:, -1]
+
+        for length, reorder in [(3, None), (4, [2, 1, 2]), (5, [0, 1, 2]), (6, [2, 1, 0]), (9, None)]:
+            if reorder is not None:
+                index = torch.tensor(reorder)
+                decoder.reorder(index)
+                tokens = tokens[index]
+            prefix = tokens[:, :length]
+            torch.testing.assert_close(decoder(rows, prefix), recomputed(prefix), rtol=1e-4, atol=1e-5)
+        assert decoder.capacity >= 9
+
+
 def test_the_cache_refuses_to_move_beams_across_images() -> None:
     captioner = CocaCaptioner("tiny-coca", RANDOM, CPU)
     pixels = torch.stack([captioner.preprocess(synthetic_image(i)) for i in range(2)])
