@@ -58,6 +58,8 @@ class CaptionRow:
     cached_search_s: list[float] = field(default_factory=list)
     uncached_encode_s: list[float] = field(default_factory=list)
     uncached_search_s: list[float] = field(default_factory=list)
+    cached_search_cpu_s: list[float] = field(default_factory=list)
+    uncached_search_cpu_s: list[float] = field(default_factory=list)
     same_tokens: bool = True
     to_the_limit: bool = True
 
@@ -67,11 +69,14 @@ class CaptionRow:
             return statistics.median(map(sum, zip(self.cached_encode_s, self.cached_search_s, strict=True)))
         return statistics.median(map(sum, zip(self.uncached_encode_s, self.uncached_search_s, strict=True)))
 
-    def step_s(self, cached: bool) -> float:
-        """Median seconds per decoding step: the search's time over its ``tokens - 1`` steps."""
-        return statistics.median(self.cached_search_s if cached else self.uncached_search_s) / (
-            self.tokens - 1
-        )
+    def step_s(self, cached: bool, cpu: bool = False) -> float:
+        """Median seconds per decoding step: the search's time over its ``tokens - 1`` steps (``cpu``:
+        the process's CPU time rather than the wall clock's)."""
+        if cpu:
+            times = self.cached_search_cpu_s if cached else self.uncached_search_cpu_s
+        else:
+            times = self.cached_search_s if cached else self.uncached_search_s
+        return statistics.median(times) / (self.tokens - 1)
 
 
 def caption_rows(model: str, lengths: list[int], rounds: int, beam_width: int) -> list[CaptionRow]:
@@ -93,11 +98,13 @@ def caption_rows(model: str, lengths: list[int], rounds: int, beam_width: int) -
                 captioner.kv_cache = cached
                 started = time.perf_counter()
                 image_embs = captioner.encode(pixels)
-                encoded = time.perf_counter()
+                encoded, encoded_cpu = time.perf_counter(), time.process_time()
                 outputs.append(captioner.search(image_embs))
-                searched = time.perf_counter()
+                searched, searched_cpu = time.perf_counter(), time.process_time()
                 (row.cached_encode_s if cached else row.uncached_encode_s).append(encoded - started)
                 (row.cached_search_s if cached else row.uncached_search_s).append(searched - encoded)
+                cpu = row.cached_search_cpu_s if cached else row.uncached_search_cpu_s
+                cpu.append(searched_cpu - encoded_cpu)
             row.same_tokens &= outputs[0] == outputs[1]
             # A caption as long as the limit means the search ran all ``tokens - 1`` steps.
             row.to_the_limit &= all(len(ids) == row.tokens for ids in outputs[0])
@@ -278,20 +285,24 @@ def markdown(
             f"image; medians of {args.rounds} round{'s' if args.rounds != 1 else ''}, each alternating "
             "cache on and off). A caption is the image encoder (the same in both, median "
             f"{encoder:.2f} s) plus the search; a decoding step is the search's time over its "
-            "`tokens - 1` steps, timed apart from the encoder:",
+            "`tokens - 1` steps, timed apart from the encoder; CPU: the process's CPU time per step "
+            "(what the step costs, whatever share of the cores the shared machine gave it):",
             "",
             "| tokens | per caption, cache | per caption, no cache | speed-up | per decoding step, cache "
-            "| per decoding step, no cache | speed-up | same tokens |",
-            "|---|---|---|---|---|---|---|---|",
+            "| per decoding step, no cache | speed-up | CPU per step, cache | CPU per step, no cache "
+            "| speed-up | same tokens |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in captions:
             cached, uncached = r.caption_s(True), r.caption_s(False)
             step_cached, step_uncached = r.step_s(True), r.step_s(False)
+            cpu_cached, cpu_uncached = r.step_s(True, cpu=True), r.step_s(False, cpu=True)
             same = ("yes" if r.same_tokens else "NO") + ("" if r.to_the_limit else " (ended early)")
             out.append(
                 f"| {r.tokens} | {cached:.2f} s | {uncached:.2f} s | {uncached / cached:.1f}x "
                 f"| {1000 * step_cached:.0f} ms | {1000 * step_uncached:.0f} ms "
-                f"| {step_uncached / step_cached:.1f}x | {same} |"
+                f"| {step_uncached / step_cached:.1f}x | {1000 * cpu_cached:.0f} ms "
+                f"| {1000 * cpu_uncached:.0f} ms | {cpu_uncached / cpu_cached:.1f}x | {same} |"
             )
     if towers:
         runtimes = sorted(
