@@ -7,10 +7,13 @@ step, so a 30-token caption costs about 30 x 30 / 2 token passes instead of 30.
 layer norms, MLPs and layer scales; no copy of the model):
 
 - the self-attention keys and values of every layer of the text tower and of the decoder are kept
-  per beam (``(beams, heads, length, head_dim)``) and extended by the new token; when beam search
-  re-ranks its beams, :meth:`CachedCocaDecoder.reorder` index-selects them on the beam dimension;
-- the cross-attention keys and values of the image embedding are computed once per search (beams
-  only continue beams of their own image, so they never move).
+  per beam in one preallocated buffer and written in place; when beam search re-ranks its beams,
+  :meth:`CachedCocaDecoder.reorder` copies the beams that moved;
+- the cross-attention keys and values of the image embedding are computed once per search and kept
+  once per image (beams only continue beams of their own image, so they never move).
+
+A cached step is bound by reading the weights (two rows through every matrix): what is left per step
+is only what the new token needs (docs/captioner.md, "Where a cached step's time goes").
 
 What the text tower's attention mask does is reproduced exactly: the causal mask, and open_clip's
 padding mask, which hides the key position of a token equal to the pad id (0, "!", a token a caption
