@@ -212,19 +212,26 @@ class CocaCaptioner:
         _, image_embs = self.image_tower(pixels.to(self.device))
         return image_embs
 
+    def decoding_step(
+        self, image_embs: torch.Tensor
+    ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], None] | None]:
+        """What :func:`beam_search` calls over encoded images, ``(step_logits, reorder)``: with the
+        cache a fresh :class:`CachedCocaDecoder` and its reorder, else the towers re-run on the whole
+        prefix (no reorder needed). Apart from :meth:`search` so the bench can time one step."""
+        if self.kv_cache:
+            cached = CachedCocaDecoder(self.net, image_embs, capacity=self.max_length)
+            return cached, cached.reorder
+
+        def step_logits(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+            _, token_embs = self.net._encode_text(tokens)
+            return self.net.text_decoder(image_embs[rows], token_embs)[:, -1]
+
+        return step_logits, None
+
     @torch.inference_mode()
     def search(self, image_embs: torch.Tensor) -> list[list[int]]:
         """The beam search over encoded images -> token ids of each image's caption."""
-        if self.kv_cache:
-            cached = CachedCocaDecoder(self.net, image_embs, capacity=self.max_length)
-            step_logits, reorder = cached, cached.reorder
-        else:
-
-            def step_logits(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-                _, token_embs = self.net._encode_text(tokens)
-                return self.net.text_decoder(image_embs[rows], token_embs)[:, -1]
-
-            reorder = None
+        step_logits, reorder = self.decoding_step(image_embs)
         return beam_search(
             step_logits,
             image_embs.shape[0],

@@ -208,6 +208,13 @@ class CachedCocaDecoder:
         out = self.decoder.ln_final(x[:, -1])
         return out @ self.decoder.text_projection if self.decoder.text_projection is not None else out
 
+    def rewind(self, length: int) -> None:
+        """Forget the positions from ``length`` on: the next call recomputes them from its prefix
+        (the bench times one step at a given prefix length again and again this way)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot rewind to {length} positions: the cache holds {self.length}")
+        self.length = length
+
     def reorder(self, index: torch.Tensor) -> None:
         """Prefix ``i`` continues former prefix ``index[i]`` (beam search re-ranked its beams).
 

@@ -207,9 +207,10 @@ def test_the_key_value_cache_gives_the_same_tokens(width: int, max_length: int, 
 def test_the_cache_gives_the_whole_prefix_logits_for_any_beam_layout(deterministic: None) -> None:
     """Beyond beam search's own layout (beams grouped by image, one token per step): beams not
     grouped by image (their image keys are copied per beam), a prefix of several tokens holding the
-    pad token in one call, a cache that outgrows its capacity, and reorders that move some beams
-    and keep others, all give the logits of the whole-prefix recomputation."""
-    captioner = CocaCaptioner("tiny-coca", RANDOM, CPU)
+    pad token in one call, a cache that outgrows its capacity, reorders that move some beams and
+    keep others, and a cache rewound to repeat a step, all give the logits of the whole-prefix
+    recomputation (the captioner's own uncached step)."""
+    captioner = CocaCaptioner("tiny-coca", RANDOM, CPU, kv_cache=False)
     net = captioner.net
     pixels = torch.stack([captioner.preprocess(synthetic_image(i)) for i in range(2)])
     rows = torch.tensor([1, 0, 1])
@@ -220,10 +221,8 @@ def test_the_cache_gives_the_whole_prefix_logits_for_any_beam_layout(determinist
     with torch.inference_mode():
         image_embs = captioner.encode(pixels)
         decoder = CachedCocaDecoder(net, image_embs, capacity=4)
-
-        def recomputed(prefix: torch.Tensor) -> torch.Tensor:
-            _, token_embs = net._encode_text(prefix)
-            return net.text_decoder(image_embs[rows], token_embs)[:, -1]
+        recomputed, no_reorder = captioner.decoding_step(image_embs)
+        assert no_reorder is None and not isinstance(recomputed, CachedCocaDecoder)
 
         for length, reorder in [(3, None), (4, [2, 1, 2]), (5, [0, 1, 2]), (6, [2, 1, 0]), (9, None)]:
             if reorder is not None:
@@ -231,8 +230,14 @@ def test_the_cache_gives_the_whole_prefix_logits_for_any_beam_layout(determinist
                 decoder.reorder(index)
                 tokens = tokens[index]
             prefix = tokens[:, :length]
-            torch.testing.assert_close(decoder(rows, prefix), recomputed(prefix), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(decoder(rows, prefix), recomputed(rows, prefix), rtol=1e-4, atol=1e-5)
         assert decoder.capacity >= 9
+        # Rewound, the cache recomputes the positions it forgot: the same step, again and again.
+        for kept in (8, 8, 5):
+            decoder.rewind(kept)
+            torch.testing.assert_close(decoder(rows, tokens), recomputed(rows, tokens), rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match="holds 9"):
+            decoder.rewind(10)
 
 
 def test_the_cache_refuses_to_move_beams_across_images() -> None:
