@@ -6,7 +6,11 @@ captioner never ends early, so every caption runs to its length limit), beam wid
 seconds per caption at 10, 20 and 30 tokens with the cache (``AMBIENCE_CAPTIONER_KV_CACHE=1``, the
 default) and without it (the towers re-run on the whole prefix, as open_clip does), measured in the
 same run, alternately, for a few rounds (medians count). The image encoder and the search are timed
-apart: a caption is both, a decoding step is the search's time over its ``tokens - 1`` steps.
+apart: a caption is both, the mean decoding step is the search's time over its ``tokens - 1`` steps.
+Beside those, the cost of one step, the one that produces token N (prefix length N - 1): through
+the captioner's own step functions (``CocaCaptioner.decoding_step``), with a cache already holding
+the prefix but its last position (filled outside the timed region, rewound before each repeat)
+against the towers over the whole prefix, alternating, their logits compared.
 
 Part 2, the image towers of global_features (BEiT-base), image_text (ViT-B-16), tagger
 (ResNet50/Places365) and the captioner's encoder (CoCa ViT-L-14) under each runtime of
@@ -15,7 +19,8 @@ on a batch of 4 (random pixels; speed does not depend on them), the runtimes alt
 rounds and the best round of each counting (the machine is shared), eager fp32 being the
 reference. Each runtime's largest difference from eager is reported too.
 
-    python -m bench.inference_bench [--lengths 10,20,30] [--threads 1] [--rounds 3] [--small]
+    python -m bench.inference_bench [--lengths 10,20,30] [--threads 1] [--rounds 3] [--step-repeats 3]
+        [--small]
     python -m bench.inference_bench --captions-only    # part 1 alone (a quicker look)
 
 Prints markdown on stdout (``--small``: the tiny test models, for the smoke test).
@@ -62,6 +67,13 @@ class CaptionRow:
     uncached_search_cpu_s: list[float] = field(default_factory=list)
     same_tokens: bool = True
     to_the_limit: bool = True
+    # One decoding step, the one that produces token ``tokens`` (wall clock, CPU), every repeat.
+    cached_one_step_s: list[float] = field(default_factory=list)
+    uncached_one_step_s: list[float] = field(default_factory=list)
+    cached_one_step_cpu_s: list[float] = field(default_factory=list)
+    uncached_one_step_cpu_s: list[float] = field(default_factory=list)
+    same_step: bool = True  # logits allclose and the same best next tokens, cache on and off
+    step_difference: float = 0.0  # the largest logit difference relative to the largest logit
 
     def caption_s(self, cached: bool) -> float:
         """Median seconds per caption (image encoder + search)."""
@@ -78,10 +90,63 @@ class CaptionRow:
             times = self.cached_search_s if cached else self.uncached_search_s
         return statistics.median(times) / (self.tokens - 1)
 
+    def one_step_s(self, cached: bool, cpu: bool = False) -> float:
+        """Median seconds of the step that produces token ``tokens`` (over rounds and repeats)."""
+        if cpu:
+            return statistics.median(self.cached_one_step_cpu_s if cached else self.uncached_one_step_cpu_s)
+        return statistics.median(self.cached_one_step_s if cached else self.uncached_one_step_s)
 
-def caption_rows(model: str, lengths: list[int], rounds: int, beam_width: int) -> list[CaptionRow]:
+
+def _timed(step: Any, rows: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """``step(rows, tokens)`` -> its logits, wall-clock and CPU seconds."""
+    started, started_cpu = time.perf_counter(), time.process_time()
+    logits = step(rows, tokens)
+    return logits, time.perf_counter() - started, time.process_time() - started_cpu
+
+
+@torch.inference_mode()
+def one_step(
+    captioner: Any, image_embs: torch.Tensor, caption: list[int], row: CaptionRow, repeats: int
+) -> None:
+    """Times the step that produces token ``row.tokens`` of ``caption`` (prefix length ``tokens - 1``,
+    every beam on that prefix), ``repeats`` times, cache on and off alternating: with the cache, the
+    captioner's decoder filled with the prefix but its last position outside the timed region (and
+    rewound to it before each repeat), so the step runs the last prefix token; without, the towers
+    over the whole prefix. Both are the step functions beam search calls."""
+    from services.captioner.incremental import CachedCocaDecoder
+
+    prefix = torch.tensor([caption[: row.tokens - 1]] * captioner.beam_width)
+    rows = torch.zeros(captioner.beam_width, dtype=torch.long)
+    kv_cache = captioner.kv_cache
+    captioner.kv_cache = True
+    cached, _ = captioner.decoding_step(image_embs)
+    captioner.kv_cache = False
+    uncached, _ = captioner.decoding_step(image_embs)
+    captioner.kv_cache = kv_cache
+    assert isinstance(cached, CachedCocaDecoder)
+    cached(rows, prefix[:, :-1])  # the cache holds the first tokens - 2 positions
+    for _ in range(repeats):
+        cached.rewind(row.tokens - 2)
+        with_cache, wall, cpu = _timed(cached, rows, prefix)
+        row.cached_one_step_s.append(wall)
+        row.cached_one_step_cpu_s.append(cpu)
+        without, wall, cpu = _timed(uncached, rows, prefix)
+        row.uncached_one_step_s.append(wall)
+        row.uncached_one_step_cpu_s.append(cpu)
+        scale = float(without.abs().max())
+        row.step_difference = max(row.step_difference, float((with_cache - without).abs().max()) / scale)
+        best = 2 * captioner.beam_width  # the candidates beam search ranks per beam
+        row.same_step &= torch.allclose(with_cache, without, rtol=1e-4, atol=1e-5 * scale) and torch.equal(
+            with_cache.topk(best).indices, without.topk(best).indices
+        )
+
+
+def caption_rows(
+    model: str, lengths: list[int], rounds: int, beam_width: int, step_repeats: int
+) -> list[CaptionRow]:
     """Seconds to encode the image and to search its caption, with and without the cache, each
-    length measured ``rounds`` times, cache on and off alternating (both see the same load)."""
+    length measured ``rounds`` times, cache on and off alternating (both see the same load); then,
+    in the same round, the step that produces the caption's last token (:func:`one_step`)."""
     from ambience_support.images import synthetic_image
     from services.captioner.coca import CocaCaptioner
 
@@ -113,6 +178,13 @@ def caption_rows(model: str, lengths: list[int], rounds: int, beam_width: int) -
                 f"uncached {row.uncached_search_s[-1]:.2f} s; encoder {row.cached_encode_s[-1]:.2f} s, "
                 f"{row.uncached_encode_s[-1]:.2f} s; load {os.getloadavg()[0]:.1f}"
             )
+            if len(outputs[0][0]) >= row.tokens - 1:  # a caption that ended early has no such prefix
+                one_step(captioner, image_embs, outputs[0][0], row, step_repeats)
+                log(
+                    f"round {round_ + 1}, the step producing token {row.tokens}: CPU cached "
+                    f"{1000 * row.cached_one_step_cpu_s[-1]:.0f} ms, uncached "
+                    f"{1000 * row.uncached_one_step_cpu_s[-1]:.0f} ms (last repeat)"
+                )
     return rows
 
 
@@ -284,12 +356,13 @@ def markdown(
             f"**Captioner, key/value cache** ({model}, random weights, beam width {args.beam_width}, one "
             f"image; medians of {args.rounds} round{'s' if args.rounds != 1 else ''}, each alternating "
             "cache on and off). A caption is the image encoder (the same in both, median "
-            f"{encoder:.2f} s) plus the search; a decoding step is the search's time over its "
-            "`tokens - 1` steps, timed apart from the encoder; CPU: the process's CPU time per step "
-            "(what the step costs, whatever share of the cores the shared machine gave it):",
+            f"{encoder:.2f} s) plus the search; the mean decoding step is the search's time over its "
+            "`tokens - 1` steps (steps at every prefix length from 1 to `tokens - 1`), timed apart "
+            "from the encoder; CPU: the process's CPU time (what the step costs, whatever share of the "
+            "cores the shared machine gave it):",
             "",
-            "| tokens | per caption, cache | per caption, no cache | speed-up | per decoding step, cache "
-            "| per decoding step, no cache | speed-up | CPU per step, cache | CPU per step, no cache "
+            "| tokens | per caption, cache | per caption, no cache | speed-up | mean step, cache "
+            "| mean step, no cache | speed-up | CPU per mean step, cache | CPU per mean step, no cache "
             "| speed-up | same tokens |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -304,6 +377,36 @@ def markdown(
                 f"| {step_uncached / step_cached:.1f}x | {1000 * cpu_cached:.0f} ms "
                 f"| {1000 * cpu_uncached:.0f} ms | {cpu_uncached / cpu_cached:.1f}x | {same} |"
             )
+        stepped = [r for r in captions if r.cached_one_step_s]
+        if stepped:
+            samples = len(stepped[0].cached_one_step_s)
+            out += [
+                "",
+                f"**Cost of the step that produces token N** (one decoding step at prefix length N - 1, "
+                f"all {args.beam_width} beams on the first N - 1 tokens of that round's caption; the "
+                "step functions beam search calls, in the same rounds as above; medians of "
+                f"{samples} ({args.rounds} round{'s' if args.rounds != 1 else ''} x {args.step_repeats} "
+                f"repeat{'s' if args.step_repeats != 1 else ''}), each repeat cache on "
+                "then off). Cache: the decoder already holds the prefix's first N - 2 positions "
+                "(filled outside the timed region, rewound before each repeat), the step runs the "
+                "prefix's last token against them; no cache: the text tower and decoder over the whole "
+                "N - 1 prefix. Same logits: allclose (relative 1e-4) and the same best "
+                f"{2 * args.beam_width} next tokens per beam, with the largest difference relative to the "
+                "largest logit:",
+                "",
+                "| token N | step, cache | step, no cache | speed-up | CPU, cache | CPU, no cache | speed-up "
+                "| same logits |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for r in stepped:
+                wall_cached, wall_uncached = r.one_step_s(True), r.one_step_s(False)
+                cpu_cached, cpu_uncached = r.one_step_s(True, cpu=True), r.one_step_s(False, cpu=True)
+                out.append(
+                    f"| {r.tokens} | {1000 * wall_cached:.0f} ms | {1000 * wall_uncached:.0f} ms "
+                    f"| {wall_uncached / wall_cached:.1f}x | {1000 * cpu_cached:.0f} ms "
+                    f"| {1000 * cpu_uncached:.0f} ms | {cpu_uncached / cpu_cached:.1f}x "
+                    f"| {'yes' if r.same_step else 'NO'} ({r.step_difference:.0e}) |"
+                )
     if towers:
         runtimes = sorted(
             {k for t in towers for k in t.images_per_s} | {k for t in towers for k in t.failed},
@@ -345,6 +448,9 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="caption rounds (cache on, off); the medians count"
     )
+    parser.add_argument(
+        "--step-repeats", type=int, default=3, help="repeats of the one-step timing per round and length"
+    )
     parser.add_argument("--tower-rounds", type=int, default=2, help="image-tower rounds; the best counts")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     parser.add_argument(
@@ -361,6 +467,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     lengths = [int(n) for n in args.lengths.split(",")]
+    if min(lengths) < 3:
+        parser.error("--lengths: at least 3 tokens (the one-step timing needs a prefix of 2)")
     if args.small:
         import open_clip
 
@@ -370,7 +478,11 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     if not args.skip_captioner:
         captions = caption_rows(
-            "tiny-coca" if args.small else "coca_ViT-L-14", lengths, args.rounds, args.beam_width
+            "tiny-coca" if args.small else "coca_ViT-L-14",
+            lengths,
+            args.rounds,
+            args.beam_width,
+            args.step_repeats,
         )
     runtimes = [r for r in args.runtimes.split(",") if r]
     towers = (
