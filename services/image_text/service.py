@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from services.common.app import create_app
 from services.common.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
 from services.common.feature import Hit
-from services.common.index import AnyIndex, new_flat_index
 from services.common.inference import resolve_runtime
 from services.common.models.batching import MicroBatcher
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
@@ -95,12 +94,6 @@ class ImageTextFeature(EmbeddingFeature):
             "context_length": self.session.context_length,  # type: ignore[attr-defined]
             "text_batching": self.text_batcher.stats.as_dict(),
         }
-
-    def index_config(self) -> str:
-        return f"flat-l2-{self.session.dim}"
-
-    def new_index(self) -> AnyIndex:
-        return new_flat_index(self.session.dim, "l2")
 
     def embed_text(self, text: str) -> np.ndarray:
         """(1, dim) L2-normalised text embedding."""
