@@ -18,7 +18,7 @@ SIDE = 8
 DIM = SIDE * SIDE
 
 
-class ToySettings(ServiceSettings):
+class ToyThumbnailSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
 
 
