@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -29,7 +29,6 @@ from services.common.errors import StartupError
 from services.common.index import AnyIndex, new_flat_index, write_atomic
 from services.common.inference import resolve_runtime
 from services.common.models.sessions import ImageEmbeddingSession, select_device
-from services.common.models.spec import ModelSpec
 from services.common.training import Phase, Retraining, TrainingError, add_training_route
 from services.common.vectors import stored_rows
 from services.global_features.descriptor import DESCRIPTOR, MODEL
@@ -42,7 +41,6 @@ STATE_FILE = "trained_state.npz"
 
 class GlobalFeaturesSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     aqe_n: int = Field(
@@ -175,7 +173,7 @@ class GlobalFeature(EmbeddingFeature):
         s = self.settings
         device = select_device(s.device)
         runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
-        return TimmSession(s.model, s.model_spec.resolve(s), device, runtime, s.pooling)
+        return TimmSession(s.model, MODEL.resolve(s), device, runtime, s.pooling)
 
     def load(self) -> None:
         super().load()

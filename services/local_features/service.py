@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -21,7 +21,6 @@ from services.common.collection import IndexLayout
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.feature import FeatureService, Hit
 from services.common.index import AnyIndex, new_flat_index, write_atomic
-from services.common.models.spec import ModelSpec
 from services.common.schemas import SearchParams
 from services.common.settings import ServiceSettings
 from services.common.training import Phase, Retraining, TrainingError, TrainingParamsError, add_training_route
@@ -60,7 +59,6 @@ TRAINED_FILE = "trained.index"
 
 class LocalFeaturesSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
 
     descriptor: Literal["hardnet8", "rootsift"] = Field(
         "hardnet8", description="Patch descriptor: hardnet8 (kornia, needs weights) or rootsift (no weights)"
@@ -214,7 +212,7 @@ class LocalFeatures(FeatureService):
         try:
             # Shared resolution: "random" (tests), a file path, or the "kornia" file, fetched when
             # missing and AMBIENCE_DOWNLOAD_MODELS allows; never a silent fallback to random weights.
-            weights = s.model_spec.resolve(s)
+            weights = MODEL.resolve(s)
         except WeightsMissingError as exc:
             raise WeightsMissingError(
                 f"{exc}; or use the weight-free descriptor with AMBIENCE_LOCAL_FEATURES_DESCRIPTOR=rootsift"
