@@ -109,7 +109,7 @@ def copies_quality(limit: int | None) -> list[str]:
     threshold = GatewaySettings().duplicate_distance
     feature = PhashFeature(PhashSettings())
     feature.load()
-    index = VectorIndex(feature.new_index)
+    index = VectorIndex(feature.index_layout().new_index)
     groups = analysis.LinkGroups()
     paths = photo_paths(PHOTOS, limit)
     photo_of: dict[int, str] = {}  # image id -> content digest of its photo
@@ -186,7 +186,7 @@ def scale(size: int, real: np.ndarray) -> list[str]:
     timed("map: place 1,000 new rows on the cached map", lambda: layout.place(new))
 
     feature = PhashFeature(PhashSettings())
-    index = VectorIndex(feature.new_index)
+    index = VectorIndex(feature.index_layout().new_index)
     codes = rng.integers(0, 256, size=(size, 72), dtype=np.uint8)
     index.add(np.arange(size, dtype=np.int64), codes)
     groups = analysis.LinkGroups()

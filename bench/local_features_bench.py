@@ -37,11 +37,11 @@ from PIL import Image, ImageOps
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, load_rgb, photo_paths, same_source_groups
 from ambience_support.transforms import crop, half, jpeg, rotate
-from services.common.headless import open_feature
+from services.common.headless import new_feature, open_feature
 from services.common.schemas import SearchParams
 from services.local_features.extraction import decode_record
 from services.local_features.matching import same_point_mask, verify
-from services.local_features.service import LocalFeatures, LocalFeaturesParams, LocalFeaturesSettings
+from services.local_features.service import LocalFeatures, LocalFeaturesParams
 
 
 def log(message: str) -> None:
@@ -68,7 +68,7 @@ _worker: dict[str, object] = {}
 
 def _init_worker(paths: list[Path], descriptor: str, data_dir: str) -> None:
     logging.basicConfig(level=logging.WARNING)
-    service = LocalFeatures(LocalFeaturesSettings(data_dir=Path(data_dir), descriptor=descriptor))
+    service = new_feature("local_features", Path(data_dir), descriptor=descriptor)
     service.load()
     _worker["service"] = service
     _worker["photos"] = [load_rgb(p) for p in paths]

@@ -32,8 +32,8 @@ import numpy as np
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from services.common.embedding import EmbeddingFeature
-from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
-from services.image_text.service import ImageTextFeature, ImageTextSettings
+from services.common.headless import new_feature
+from services.image_text.service import ImageTextFeature
 
 TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
 TEXTS = [f"a photo of {w} at the beach in summer" for w in ("a dog", "two cats", "a red car", "mountains")]
@@ -132,55 +132,48 @@ def text_latency(clip: ImageTextFeature, model: str, queries: int, concurrent: i
     )
 
 
-def model_configs(tmp: Path, small: bool, device: str) -> list[tuple[str, str, Any]]:
-    """(label, model name, settings) per measured model; image_text comes last (text queries too)."""
+@dataclass(frozen=True)
+class ModelConfig:
+    label: str
+    #: The model name shown in the text-query row.
+    model: str
+    service: str
+    #: Settings beyond random weights and the device.
+    settings: dict[str, Any]
+
+
+def model_configs(small: bool) -> list[ModelConfig]:
+    """The measured models; image_text comes last (text queries too)."""
+    single_view = {"mirrored_query": False}
     if small:
         return [
-            (
+            ModelConfig(
                 "global_features / test_vit (tiny)",
                 "test_vit",
-                GlobalFeaturesSettings(
-                    data_dir=tmp / "a",
-                    model="test_vit",
-                    weights="random",
-                    mirrored_query=False,
-                    device=device,
-                ),
+                "global_features",
+                {"model": "test_vit", **single_view},
             ),
-            (
+            ModelConfig(
                 "image_text / tiny-clip",
                 "tiny-clip",
-                ImageTextSettings(
-                    data_dir=tmp / "c",
-                    model="tiny-clip",
-                    weights="random",
-                    model_config_path=str(TINY_CLIP),
-                    device=device,
-                ),
+                "image_text",
+                {"model": "tiny-clip", "model_config_path": str(TINY_CLIP)},
             ),
         ]
     return [
-        (
+        ModelConfig(
             "global_features / tf_efficientnet_lite0",
             "tf_efficientnet_lite0",
-            GlobalFeaturesSettings(
-                data_dir=tmp / "a",
-                model="tf_efficientnet_lite0",
-                weights="random",
-                mirrored_query=False,
-                device=device,
-            ),
+            "global_features",
+            {"model": "tf_efficientnet_lite0", **single_view},
         ),
-        (
+        ModelConfig(
             "global_features / beit_base_patch16_224 (the default)",
             "beit_base_patch16_224",
-            GlobalFeaturesSettings(data_dir=tmp / "b", weights="random", mirrored_query=False, device=device),
+            "global_features",
+            single_view,
         ),
-        (
-            "image_text / ViT-B-16 (the default)",
-            "ViT-B-16",
-            ImageTextSettings(data_dir=tmp / "c", weights="random", device=device),
-        ),
+        ModelConfig("image_text / ViT-B-16 (the default)", "ViT-B-16", "image_text", {}),
     ]
 
 
@@ -306,22 +299,26 @@ def main() -> None:
     rows: list[ModelRow] = []
     text: TextRow | None = None
     with tempfile.TemporaryDirectory() as tmp_name:
-        for label, model, settings in model_configs(Path(tmp_name), args.small, args.device):
-            is_clip = isinstance(settings, ImageTextSettings)  # loaded anyway for the text queries
-            if args.only not in label and not is_clip:
+        for n, config in enumerate(model_configs(args.small)):
+            is_clip = config.service == "image_text"  # loaded anyway for the text queries
+            if args.only not in config.label and not is_clip:
                 continue
-            log(f"loading {label}")
-            feature: EmbeddingFeature = GlobalFeature(settings) if not is_clip else ImageTextFeature(settings)
+            log(f"loading {config.label}")
+            data_dir = Path(tmp_name) / str(n)
+            feature = new_feature(
+                config.service, data_dir, weights="random", device=args.device, **config.settings
+            )
+            assert isinstance(feature, EmbeddingFeature)
             feature.load()
             try:
-                if args.only in label:
+                if args.only in config.label:
                     row = measure(feature, images, args.clients, args.rounds, batch)
-                    row.label = label
+                    row.label = config.label
                     log(f"{row}")
                     rows.append(row)
                 if isinstance(feature, ImageTextFeature):
                     text = text_latency(
-                        feature, model, args.text_queries, args.concurrent_text_queries, args.clients
+                        feature, config.model, args.text_queries, args.concurrent_text_queries, args.clients
                     )
                     log(f"{text}")
             finally:

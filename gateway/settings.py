@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.descriptor import ServiceDescriptor
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, settings_rows
 from services.registry import SERVICES
 
 #: The gateway's view of a service is its descriptor (services/<service>/descriptor.py).
@@ -219,13 +219,6 @@ class GatewaySettings(BaseSettings):
 
     @classmethod
     def describe(cls) -> list[dict[str, object]]:
-        rows = []
-        for name, f in cls.model_fields.items():
-            env = "AMBIENCE_API_KEY" if name == "api_key" else f"AMBIENCE_GATEWAY_{name.upper()}"
-            default = f.default_factory() if f.default_factory else f.default  # type: ignore[call-arg]
-            if name == "data_dir":
-                default = "$AMBIENCE_DATA_DIR/gateway"
-            if name == "runner_state_dir":
-                default = "$AMBIENCE_DATA_DIR/run"
-            rows.append({"env": env, "default": default, "description": f.description or ""})
-        return rows
+        return settings_rows(
+            cls, {"data_dir": "$AMBIENCE_DATA_DIR/gateway", "runner_state_dir": "$AMBIENCE_DATA_DIR/run"}
+        )

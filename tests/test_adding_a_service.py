@@ -41,6 +41,9 @@ def test_the_registry_loads_the_toy_descriptor_like_a_real_one() -> None:
     assert loaded is DESCRIPTOR
     assert loaded.env_prefix == "AMBIENCE_TOY_THUMBNAIL_"
     assert loaded.result_key == "toy_thumbnail_res"
+    # What the descriptor does not state follows from the name by convention.
+    assert loaded.settings_class().__name__ == "ToyThumbnailSettings"
+    assert (loaded.store, loaded.search) == ("toy_thumbnail_features", "toy_thumbnail")
 
 
 def test_settings_come_from_the_descriptors_env_prefix(

@@ -12,6 +12,7 @@ import pytest
 
 from ambience_support.photos import REPO
 from gateway.settings import UPSTREAMS, GatewaySettings
+from services.common.descriptor import ServiceDescriptor
 from services.registry import SERVICES
 
 HEAVY = ("torch", "cv2", "numba", "timm", "open_clip", "kornia", "onnxruntime", "rapidocr_onnxruntime")
@@ -79,3 +80,17 @@ def test_settings_features_and_app_agree_with_the_descriptor(name: str) -> None:
     assert wanted <= served, wanted - served
     if info.weights:
         assert callable(info.weights_function())
+
+
+def test_a_descriptor_derives_the_conventional_names_from_the_service_name() -> None:
+    plain = ServiceDescriptor(name="sketch", port=1, extra="", feature="SketchFeature")
+    assert plain.module == "services.sketch"
+    assert plain.settings == "services.sketch.service:SketchSettings"
+    assert plain.feature == "services.sketch.service:SketchFeature"
+    assert (plain.store, plain.search, plain.env_prefix) == ("sketch_features", "sketch", "AMBIENCE_SKETCH_")
+    named = ServiceDescriptor(name="edge_features", port=1, extra="", feature="x.y:Edges", search="edges")
+    assert named.settings == "services.edge_features.service:EdgeFeaturesSettings"
+    assert (named.feature, named.store, named.search) == ("x.y:Edges", "edge_features", "edges")
+    # Without a feature class nothing is stored or searched unless the descriptor says so.
+    storeless = ServiceDescriptor(name="notes", port=1, extra="", extra_routes=("/get_notes",))
+    assert (storeless.store, storeless.search, storeless.routes()) == (None, None, ["/get_notes"])

@@ -162,7 +162,7 @@ def measure(
                 )
                 continue
             gc.collect()
-            index = VectorIndex(feature.new_index)
+            index = VectorIndex(feature.index_layout().new_index)
             out.index_type = index.type_name()
             rows = np.empty((n, real.shape[1]), dtype=real.dtype)
             for lo in range(0, n, CHUNK):

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import Field
 
 from services.captioner.descriptor import DESCRIPTOR, MODEL
-from services.common.app import create_service_app
 from services.common.inference import resolve_runtime
 from services.common.models.batching import MicroBatcher
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
 from services.common.models.sessions import configure_torch, select_device
-from services.common.models.spec import ModelServiceSettings, ModelSpec
-from services.common.stateless import StatelessService, image_route
+from services.common.models.spec import ModelServiceSettings, weights_field
+from services.common.stateless import StatelessService, image_app
 
 log = logging.getLogger(__name__)
 
 
 class CaptionerSettings(ModelServiceSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field("coca_ViT-L-14", description="open_clip CoCa model (coca_ViT-L-14 or coca_ViT-B-32)")
-    weights: str = Field(
-        "mscoco_finetuned_laion2b_s13b_b90k",
-        description="open_clip pretrained tag, a local checkpoint file, or 'random' (tests only, needs "
-        "AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
-    )
+    weights: str = weights_field("mscoco_finetuned_laion2b_s13b_b90k", "open_clip pretrained tag")
     beam_width: int = Field(
         2,
         ge=1,
@@ -63,7 +57,7 @@ class CaptionerService(StatelessService):
         s = self.settings
         configure_torch(s)
         register_model_configs(s.service_name, s.model_config_path)
-        weights = s.model_spec.resolve(s)
+        weights = MODEL.resolve(s)
         device = select_device(s.device)
         self.captioner = CocaCaptioner(
             s.model,
@@ -111,13 +105,6 @@ class CaptionerService(StatelessService):
 
 def build_app(settings: CaptionerSettings | None = None) -> FastAPI:
     service = CaptionerService(settings or CaptionerSettings())
-    app = create_service_app(service)
-    image_route(
-        app,
-        "/get_image_caption",
-        service.caption,
-        str,
-        "A one-sentence caption of the uploaded picture.",
-        service.settings.max_upload_bytes,
+    return image_app(
+        service, "/get_image_caption", service.caption, str, "A one-sentence caption of the uploaded picture."
     )
-    return app

@@ -6,9 +6,6 @@ DESCRIPTOR = ServiceDescriptor(
     name="color",
     port=33335,
     extra="color",
-    settings="services.color.service:ColorSettings",
-    feature="services.color.service:ColorFeature",
-    store="color_features",
-    search="color",
+    feature="ColorFeature",
     requires=("cv2",),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,10 @@ from pydantic import BaseModel, Field
 from services.color.descriptor import DESCRIPTOR
 from services.color.histogram import DIM, histogram
 from services.common.app import create_app
+from services.common.collection import IndexLayout
 from services.common.feature import VectorFeature
-from services.common.index import AnyIndex, new_flat_index
 from services.common.settings import ServiceSettings
+from services.common.vectors import stored_rows
 
 
 class ColorSettings(ServiceSettings):
@@ -35,11 +37,8 @@ class ColorFeature(VectorFeature):
     def info(self) -> dict[str, Any]:
         return {"feature": "color", "distance": "l1", "dim": DIM}
 
-    def index_config(self) -> str:
-        return f"flat-l1-{DIM}"
-
-    def new_index(self) -> AnyIndex:
-        return new_flat_index(DIM, "l1")
+    def index_layout(self) -> IndexLayout:
+        return IndexLayout.flat(DIM, "l1", partial(stored_rows, dtype=np.float32, width=DIM))
 
     def _histogram(self, data: bytes) -> np.ndarray:
         return histogram(self.decode(data, "RGB", draft_size=self.settings.decode_size).image)

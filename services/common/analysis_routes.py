@@ -1,7 +1,7 @@
 """Collection analysis routes of every vector service: clustering runs where the vectors are.
 
 ``/analysis/moments``, ``/analysis/map`` and ``/analysis/pairs`` read the service's own index rows
-(``VectorFeature.index_rows`` over the store: the whitened space for global_features, the hash
+(the collection's ``IndexLayout`` over the store: the whitened space for global_features, the hash
 bits for phash) and answer with image ids only, so the gateway composes them without ever
 receiving a vector. Results are cached per store generation and parameters. A computation runs in a
 background thread; a request waits ``ANALYSIS_WAIT_S`` for it, then gets the previous result
@@ -43,12 +43,12 @@ class PairsBody(BaseModel):
     max_per_image: int = Field(50, ge=1, le=1000, description="at most this many pairs per image")
 
 
-def collection_rows(service: VectorFeature, collection: Collection) -> tuple[int, np.ndarray, np.ndarray]:
+def collection_rows(collection: Collection) -> tuple[int, np.ndarray, np.ndarray]:
     """(store generation, image ids, float32 index rows; hash bits as 0/1 for binary features)."""
     generation, batches = collection.store.snapshot_items()
     ids, rows = [], []
     for batch in batches:
-        batch_ids, batch_rows = service.index_rows(batch)
+        batch_ids, batch_rows = collection.layout.index_rows(batch)
         ids.append(batch_ids)
         rows.append(np.unpackbits(batch_rows, axis=1) if batch_rows.dtype == np.uint8 else batch_rows)
     if not ids:
@@ -125,7 +125,7 @@ def add_analysis_routes(app: FastAPI, service: VectorFeature, collection: Callab
     maps: dict[str, Any] = {}  # the last fitted layout: {"layout", "ids" (fitted), "generation"}
 
     def moments(body: MomentsBody, job: Job) -> tuple[int, Any]:
-        generation, ids, rows = collection_rows(service, collection())
+        generation, ids, rows = collection_rows(collection())
 
         def progress(p: float) -> None:
             job.progress = p
@@ -151,7 +151,7 @@ def add_analysis_routes(app: FastAPI, service: VectorFeature, collection: Callab
         }
 
     def fit_map(job: Job) -> tuple[int, Any]:
-        generation, ids, rows = collection_rows(service, collection())
+        generation, ids, rows = collection_rows(collection())
         previous = maps.get("fit")
         changed = len(ids)
         if previous is not None:
@@ -213,7 +213,7 @@ def add_analysis_routes(app: FastAPI, service: VectorFeature, collection: Callab
             generation, batches = store.snapshot_items()
             found: set[tuple[int, int, float]] = set()
             for batch in batches:
-                ids, _ = service.index_rows(batch)
+                ids, _ = service.collection.layout.index_rows(batch)
                 hits = service.collection.index.range_search(
                     np.stack([service.vector_from_stored(v) for _, v in batch]), body.distance_threshold
                 )

@@ -25,11 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from services.common.index import AnyIndex, VectorIndex, is_binary, write_atomic
+from services.common.index import (
+    AnyIndex,
+    VectorIndex,
+    is_binary,
+    new_binary_flat_index,
+    new_flat_index,
+    write_atomic,
+)
 from services.common.storage import Store
 from services.common.store import OP_ADD
 
@@ -40,21 +46,65 @@ _MAGIC = b"AMBIDX2\n"
 _LEN = struct.Struct(">I")
 
 
-class IndexLayout(Protocol):
-    """How a feature's stored bytes become index rows. Implemented by each feature."""
+#: Ids of the index are int64; an image's block of ids must stay below this.
+_ID_LIMIT = 2**63 - 1
 
-    #: Changes when stored rows would map to different index rows (e.g. a new whitening).
-    def index_config(self) -> str: ...
 
-    def new_index(self) -> AnyIndex: ...
+@dataclass(frozen=True)
+class IndexLayout:
+    """How a feature's stored records become rows of its index: a value the feature declares and
+    the collection uses as it is. The collection never calls back into the feature object; a
+    feature whose layout changes (a trained whitening or index structure) hands the collection
+    a new value (:meth:`Collection.relayout`).
+    """
+
+    #: Names the mapping from stored records to index rows (kind, metric, width, trained state):
+    #: a snapshot or pgvector table built under another config is discarded and rebuilt.
+    config: str
+    #: Width of an index row (bits for a binary index).
+    dim: int
+    #: l2 (squared), ip, l1 or hamming: what the index's distances are.
+    metric: str
+    #: A fresh, empty index for these rows.
+    new_index: Callable[[], AnyIndex]
+    #: The stored records of a batch of images -> their index rows, stacked in order.
+    rows: Callable[[list[bytes]], np.ndarray]
+    #: Several rows per image (local features): how many rows a stored record gives. None: one.
+    row_count: Callable[[bytes], int] | None = None
+    #: With ``row_count``: image ``n``'s rows get the FAISS ids ``(n << id_shift) + i``.
+    id_shift: int = 0
+
+    @classmethod
+    def flat(cls, dim: int, metric: str, rows: Callable[[list[bytes]], np.ndarray]) -> IndexLayout:
+        """One row per image in an exact index (FAISS id = image id)."""
+        if metric == "hamming":
+            return cls(f"binary-flat-{dim}", dim, metric, lambda: new_binary_flat_index(dim), rows)
+        return cls(f"flat-{metric}-{dim}", dim, metric, lambda: new_flat_index(dim, metric), rows)
 
     def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        """(int64 FAISS ids, vectors) for a batch of (image_id, stored bytes)."""
-        ...
+        """(int64 FAISS ids, rows) for a batch of (image_id, stored record)."""
+        records = [record for _, record in items]
+        rows = self.rows(records)
+        if self.row_count is None:
+            ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
+        else:
+            counts = [self.row_count(record) for record in records]
+            ids = np.concatenate(
+                [
+                    (image_id << self.id_shift) + np.arange(n, dtype=np.int64)
+                    for (image_id, _), n in zip(items, counts, strict=True)
+                ]
+                or [np.zeros(0, np.int64)]
+            )
+        if len(ids) != len(rows):
+            raise ValueError(f"layout {self.config!r} gave {len(rows)} rows for {len(ids)} ids")
+        return ids, rows
 
     def id_range(self, image_id: int) -> tuple[int, int]:
         """[lo, hi) of the FAISS ids that belong to ``image_id``."""
-        ...
+        if self.row_count is None:
+            return image_id, image_id + 1
+        return image_id << self.id_shift, min((image_id + 1) << self.id_shift, _ID_LIMIT)
 
 
 @dataclass
@@ -97,7 +147,7 @@ class Collection:
             header = json.loads(data[start : start + hlen])
             if header["store_uuid"] != self.store.uuid:
                 raise ValueError("snapshot belongs to another store")
-            if header["index_config"] != self.layout.index_config():
+            if header["index_config"] != self.layout.config:
                 raise ValueError("index configuration changed")
             generation = int(header["generation"])
             if self.store.changes_since(generation) is None:
@@ -120,32 +170,31 @@ class Collection:
         return True
 
     def rebuild(self) -> None:
-        """Rebuild the index from every stored record (start-up fallback, re-training)."""
+        """Rebuild the index from every stored record (start-up fallback)."""
+        self.relayout(self.layout)
+
+    def relayout(self, layout: IndexLayout) -> None:
+        """Rebuild the index from every stored record under ``layout`` (e.g. a newly trained index
+        structure) and swap both in together, with no sync or snapshot in between. Searches keep
+        using the old index until then; writes wait."""
         with self._sync_lock:
             total = self.store.count()
             started = time.monotonic()
             log.info("rebuilding the index from %d stored records", total)
-            fresh = VectorIndex(self.layout.new_index)
+            fresh = VectorIndex(layout.new_index)
             generation, batches = self.store.snapshot_items()
             done, next_report = 0, time.monotonic() + 5
             for batch in batches:
-                fresh.add(*self.layout.index_rows(batch))
+                fresh.add(*layout.index_rows(batch))
                 done += len(batch)
                 if time.monotonic() >= next_report:
                     log.info("rebuild: %d/%d records (%.0f%%)", done, total, 100 * done / max(total, 1))
                     next_report = time.monotonic() + 5
             self.index.adopt(fresh)
+            self.layout = layout
             self.state = IndexState(generation=generation, loaded_from="rebuild")
             log.info("rebuilt index: %d records in %.1fs", done, time.monotonic() - started)
             self.sync()
-
-    def relayout(self, change: Callable[[], None]) -> None:
-        """Apply ``change`` to the layout (e.g. swap in a newly trained index structure) and
-        rebuild the index from the store, with no sync or snapshot in between. Searches keep
-        using the old index until the rebuilt one is swapped in; writes wait."""
-        with self._sync_lock:
-            change()
-            self.rebuild()
 
     # -- changes --------------------------------------------------------------------------------------
 
@@ -209,7 +258,7 @@ class Collection:
             body = self.index.serialize()
             binary = self.index.with_index(is_binary)
             # Read under the lock: a relayout() must not tag the old index with the new config.
-            index_config = self.layout.index_config()
+            index_config = self.layout.config
             ntotal = self.index.count()
         header = json.dumps(
             {

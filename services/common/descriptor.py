@@ -29,9 +29,21 @@ def load_attr(spec: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def camel_case(name: str) -> str:
+    """``local_features`` -> ``LocalFeatures``: how a service's class names begin."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
 @dataclass(frozen=True)
 class ServiceDescriptor:
-    """One service: how it is named, served, installed, routed and loaded."""
+    """One service: how it is named, served, installed, routed and loaded.
+
+    A descriptor states what is particular to its service; the rest follows from the name by
+    convention (:meth:`__post_init__`): the package ``services.<name>``, its ``service`` module,
+    the settings class ``<Name>Settings`` there, the env prefix ``AMBIENCE_<NAME>_`` and, for a
+    service with a feature class, the route names ``<name>_features`` (store) and ``<name>``
+    (search). Classes and functions of the service module may be named bare (``"PhashFeature"``).
+    """
 
     name: str
     #: Default TCP port (``AMBIENCE_<NAME>_PORT`` overrides it).
@@ -39,18 +51,20 @@ class ServiceDescriptor:
     #: The pip extra that installs the service's dependencies (``pip install -e '.[<extra>]'``);
     #: empty when the kit's own dependencies suffice.
     extra: str
-    #: "module:Class" of the service's settings (a ServiceSettings subclass).
-    settings: str
-    #: "module:Class" of the service's FeatureService subclass; empty for services that keep no
-    #: FeatureStore (captioner, tagger, ocr). Used for the default app and for headless use
-    #: (``open_feature``, ``ambience import``).
+    #: The service's settings class (a ServiceSettings subclass); default ``<Name>Settings``.
+    settings: str = ""
+    #: The service's FeatureService subclass; empty for services that keep no FeatureStore
+    #: (captioner, tagger, ocr). Used for the default app and for headless use (``open_feature``,
+    #: ``ambience import``).
     feature: str = ""
-    #: "module:function" building the FastAPI app from settings (``f(settings) -> FastAPI``) for
-    #: services with routes of their own; empty: the kit's app around ``feature``.
+    #: The function building the FastAPI app from settings (``f(settings) -> FastAPI``); default:
+    #: the service module's ``build_app`` if it has one, else the kit's app around ``feature``.
     app: str = ""
-    #: ``/calculate_<store>`` and ``/delete_<store>``; None for services that store nothing.
+    #: ``/calculate_<store>`` and ``/delete_<store>``; None for services that store nothing. Default
+    #: for a feature service: ``<name>_features`` (``<name>`` when the name already ends so).
     store: str | None = None
     #: ``/<search>_get_similar_images_by_id`` and ``..._by_image_buffer``; None: no image search.
+    #: Default for a feature service: ``<name>``.
     search: str | None = None
     #: Further routes of the service that the gateway proxies as they are.
     extra_routes: tuple[str, ...] = ()
@@ -70,8 +84,21 @@ class ServiceDescriptor:
     module: str = field(default="")
 
     def __post_init__(self) -> None:
-        if not self.module:
-            object.__setattr__(self, "module", f"services.{self.name}")
+        def derive(attribute: str, value: object) -> None:
+            object.__setattr__(self, attribute, value)
+
+        derive("module", self.module or f"services.{self.name}")
+        derive("settings", self._qualified(self.settings or f"{camel_case(self.name)}Settings"))
+        derive("feature", self._qualified(self.feature))
+        derive("app", self._qualified(self.app))
+        if self.feature:
+            conventional_store = self.name if self.name.endswith("_features") else f"{self.name}_features"
+            derive("store", self.store or conventional_store)
+            derive("search", self.search or self.name)
+
+    def _qualified(self, attribute: str) -> str:
+        """A bare name -> ``"<module>.service:<name>"``; ``"module:name"`` and ``""`` as they are."""
+        return f"{self.module}.service:{attribute}" if attribute and ":" not in attribute else attribute
 
     # -- derived names ------------------------------------------------------------------------
 
@@ -121,6 +148,9 @@ class ServiceDescriptor:
         settings = settings if settings is not None else self.settings_class()()
         if self.app:
             return load_attr(self.app)(settings)
+        own_app = getattr(importlib.import_module(f"{self.module}.service"), "build_app", None)
+        if own_app is not None:
+            return own_app(settings)
         feature_cls = self.feature_class()
         if feature_cls is None:
             raise ValueError(f"service {self.name!r} names neither an app nor a feature class")

@@ -11,12 +11,14 @@ alpha query expansion (``aqe_n``, ``aqe_alpha``), computed for all query rows at
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.collection import IndexLayout
 from services.common.feature import Hit, VectorFeature
 from services.common.models.batching import MicroBatcher
 from services.common.models.sessions import (
@@ -27,7 +29,7 @@ from services.common.models.sessions import (
 )
 from services.common.models.spec import ModelServiceSettings
 from services.common.schemas import SearchParams
-from services.common.vectors import alpha_query_expansion
+from services.common.vectors import alpha_query_expansion, stored_rows
 
 
 class EmbeddingSettings(ModelServiceSettings):
@@ -150,9 +152,10 @@ class EmbeddingFeature(VectorFeature):
     def vector_from_stored(self, stored: bytes) -> np.ndarray:
         return self.to_index_space(self.raw_from_stored(stored)[None, :])[0]
 
-    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
-        return ids, self.to_index_space(np.stack([self.raw_from_stored(value) for _, value in items]))
+    def index_layout(self) -> IndexLayout:
+        """Raw embeddings in an exact L2 index (subclasses that re-map rows override it)."""
+        dim = self.session.dim
+        return IndexLayout.flat(dim, "l2", partial(stored_rows, dtype=np.float32, width=dim))
 
     def extract(self, data: bytes) -> bytes:
         return self.embed_images([self.decode_rgb(data)])[0].astype(np.float32).tobytes()
@@ -196,7 +199,7 @@ class EmbeddingFeature(VectorFeature):
         rows: dict[int, np.ndarray] = {}
         found = [(i, v) for i in unique if (v := self.collection.store.get(i)) is not None]
         if found:
-            _, vectors = self.index_rows(found)
+            _, vectors = self.collection.layout.index_rows(found)
             rows = {i: vectors[n] for n, (i, _) in enumerate(found)}
         zero = np.zeros(dim, np.float32)
         flat = np.stack([rows.get(int(i), zero) for i in ids.ravel()]) if ids.size else np.zeros((0, dim))

@@ -17,8 +17,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from services.common.collection import Collection, Maintenance
-from services.common.index import AnyIndex
+from services.common.collection import Collection, IndexLayout, Maintenance
 from services.common.schemas import NoParams, SearchParams
 from services.common.service import ServiceBase
 from services.common.store import ID_MAX
@@ -130,19 +129,12 @@ class FeatureService(ServiceBase, ABC):
         """Extra /stats and /health fields (model, weights source)."""
         return {}
 
-    # -- index layout (see services.common.collection.IndexLayout) ------------------------------
+    # -- index layout ---------------------------------------------------------------------------
 
     @abstractmethod
-    def index_config(self) -> str: ...
-
-    @abstractmethod
-    def new_index(self) -> AnyIndex: ...
-
-    @abstractmethod
-    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def id_range(self, image_id: int) -> tuple[int, int]:
-        return image_id, image_id + 1
+    def index_layout(self) -> IndexLayout:
+        """How stored records become index rows (called after ``load``; a feature that retrains
+        hands the collection a new one through ``Collection.relayout``)."""
 
     # -- work -------------------------------------------------------------------------------------
 
@@ -195,10 +187,6 @@ class VectorFeature(FeatureService):
     def stored_query_vectors(self, stored: bytes, params: BaseModel) -> np.ndarray:
         """Query rows for a by-id search; by default the stored vector alone."""
         return self.vector_from_stored(stored)[None, :]
-
-    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
-        return ids, np.stack([self.vector_from_stored(value) for _, value in items])
 
     def search_by_image(self, data: bytes, search: SearchParams, params: BaseModel) -> list[Hit]:
         return self.search_vectors(self.query_vectors(data, params), search)

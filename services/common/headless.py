@@ -86,7 +86,7 @@ def open_feature(feature: str | FeatureService, data_dir: Path | None = None, **
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
     try:
-        collection = new_collection(store, feature, data_dir / SNAPSHOT_FILE)
+        collection = new_collection(store, feature.index_layout(), data_dir / SNAPSHOT_FILE, feature.settings)
         collection.open()
         feature.bind(collection)
     except BaseException:

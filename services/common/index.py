@@ -96,8 +96,9 @@ class VectorIndex:
             self._index = index
 
     def adopt(self, other: VectorIndex) -> None:
-        """Take over the index held by ``other`` (built off to the side)."""
-        self.replace(other._index)
+        """Take over the index held by ``other`` (built off to the side) and its factory."""
+        with self._lock.write():
+            self._index, self._factory = other._index, other._factory
 
     def reset(self) -> None:
         self.replace(self._factory())

@@ -226,10 +226,7 @@ class PgVectorCollection(Collection):
         self.service = service
         self.db = db
         ensure_extension(db)
-        self.index = PgVectorIndex(db, service, self._layout_dim(), ef_search)  # type: ignore[assignment]
-
-    def _layout_dim(self) -> int:
-        return int(self.layout.new_index().d)
+        self.index = PgVectorIndex(db, service, layout.dim, ef_search)  # type: ignore[assignment]
 
     # -- the shared table's state -------------------------------------------------------------------
 
@@ -247,7 +244,7 @@ class PgVectorCollection(Collection):
         return (
             state is not None
             and state[0] == self.store.uuid
-            and state[1] == self.layout.index_config()
+            and state[1] == self.layout.config
             and self.store.changes_since(state[2]) is not None
         )
 
@@ -262,11 +259,12 @@ class PgVectorCollection(Collection):
             else:
                 self.rebuild()
 
-    def rebuild(self) -> None:
-        """(Re)build the shared table from every stored record, unless another replica just did
-        it for this store and configuration."""
+    def relayout(self, layout: IndexLayout) -> None:
+        """(Re)build the shared table from every stored record under ``layout``, unless another
+        replica just did it for this store and configuration."""
         with self._sync_lock:
-            self.index._dim = self._layout_dim()  # type: ignore[attr-defined]
+            self.layout = layout
+            self.index._dim = layout.dim  # type: ignore[attr-defined]
             generation = self.db.run(self._rebuild)
             self.state = IndexState(generation=generation, loaded_from="rebuild")
             self.sync()
@@ -299,7 +297,7 @@ class PgVectorCollection(Collection):
                 ON CONFLICT (service) DO UPDATE SET store_uuid = EXCLUDED.store_uuid,
                     index_config = EXCLUDED.index_config, dim = EXCLUDED.dim,
                     generation = EXCLUDED.generation""",
-            (self.service, self.store.uuid, self.layout.index_config(), index.dim, generation),
+            (self.service, self.store.uuid, self.layout.config, index.dim, generation),
         )
         log.info("built the pgvector table: %d records in %.1fs", total, time.monotonic() - started)
         return generation
@@ -322,7 +320,7 @@ class PgVectorCollection(Collection):
         state = self._lock_state(cur)
         if state is None or state[0] != self.store.uuid:
             return None
-        if state[1] != self.layout.index_config():
+        if state[1] != self.layout.config:
             # Another replica rebuilt the table with another configuration (a whitening trained
             # there): rows mapped here would be in another space. Its replicas apply the changes.
             log.warning(
@@ -363,14 +361,16 @@ class PgVectorCollection(Collection):
         return False
 
 
-def new_collection(store: Store, feature: Any, snapshot_path: Path) -> Collection:
-    """The collection the feature's settings ask for: FAISS in memory (default) or pgvector."""
-    settings = feature.settings
+def new_collection(store: Store, layout: IndexLayout, snapshot_path: Path, settings: Any) -> Collection:
+    """The collection a service's settings ask for: FAISS in memory (default) or pgvector."""
     if getattr(settings, "index", "faiss") != "pgvector":
-        return Collection(store, feature, snapshot_path)
+        return Collection(store, layout, snapshot_path)
+    prefix = settings.env_prefix()
     if getattr(settings, "index_factory", ""):
         raise StartupError(
-            f"AMBIENCE_{feature.name.upper()}_INDEX=pgvector searches with HNSW inside PostgreSQL: "
-            f"unset AMBIENCE_{feature.name.upper()}_INDEX_FACTORY (a FAISS layout)"
+            f"{prefix}INDEX=pgvector searches with HNSW inside PostgreSQL: "
+            f"unset {prefix}INDEX_FACTORY (a FAISS layout)"
         )
-    return PgVectorCollection(store, feature, snapshot_path, feature.name, settings.pgvector_ef_search)
+    return PgVectorCollection(
+        store, layout, snapshot_path, settings.service_name, settings.pgvector_ef_search
+    )

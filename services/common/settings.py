@@ -8,14 +8,16 @@ with the plain ``AMBIENCE_`` prefix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from services.common.descriptor import ServiceDescriptor
+    from services.common.models.spec import ModelSpec
 
 
 class CommonSettings(BaseSettings):
@@ -44,6 +46,8 @@ class ServiceSettings(BaseSettings):
     service_descriptor: ClassVar[ServiceDescriptor | None] = None
     service_name: ClassVar[str] = "service"
     default_port: ClassVar[int] = 0
+    #: The model the service runs: its descriptor's ``model`` (None: no model).
+    model_spec: ClassVar[ModelSpec | None] = None
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -53,6 +57,8 @@ class ServiceSettings(BaseSettings):
             cls.service_name = descriptor.name
             cls.default_port = descriptor.port
             cls.model_config = {**cls.model_config, "env_prefix": descriptor.env_prefix}
+            if "model_spec" not in cls.__dict__:
+                cls.model_spec = descriptor.model
 
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 inside containers")
     port: int = Field(0, description="TCP port (0 = the service's default port)")
@@ -118,21 +124,24 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:
         """Rows for the README settings table: env var, default, description."""
-        rows = []
-        for name, field in cls.model_fields.items():
-            default = field.default
-            if name == "port" and not default:
-                default = cls.default_port
-            if name == "data_dir" and default is None:
-                default = f"$AMBIENCE_DATA_DIR/{cls.service_name}"
-            rows.append(
-                {
-                    "env": f"{cls.env_prefix()}{name.upper()}",
-                    "default": default,
-                    "description": field.description or "",
-                }
-            )
-        return rows
+        return settings_rows(
+            cls, {"port": cls.default_port, "data_dir": f"$AMBIENCE_DATA_DIR/{cls.service_name}"}
+        )
+
+
+def settings_rows(cls: type[BaseSettings], shown: Mapping[str, object] | None = None) -> list[dict[str, Any]]:
+    """The settings of ``cls`` as rows (env var, default, description). ``shown`` names what a
+    default resolved at run time means (``{"data_dir": "$AMBIENCE_DATA_DIR/gateway"}``); a field
+    read under an alias (``AliasChoices("AMBIENCE_API_KEY", ...)``) is listed under the first."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    shown = shown or {}
+    rows = []
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        env = alias.choices[0] if isinstance(alias, AliasChoices) else f"{prefix}{name.upper()}"
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        rows.append({"env": env, "default": shown.get(name, default), "description": field.description or ""})
+    return rows
 
 
 def markdown_table(classes: list[type[BaseSettings]]) -> str:
@@ -140,7 +149,7 @@ def markdown_table(classes: list[type[BaseSettings]]) -> str:
     lines = ["| env var | default | meaning |", "|---|---|---|"]
     seen: set[str] = set()
     for cls in classes:
-        rows = cls.describe() if hasattr(cls, "describe") else _plain_rows(cls)
+        rows = cls.describe() if hasattr(cls, "describe") else settings_rows(cls)
         for row in rows:
             if row["env"] in seen:
                 continue
@@ -149,11 +158,3 @@ def markdown_table(classes: list[type[BaseSettings]]) -> str:
             shown = "" if default is None else f"`{default}`"
             lines.append(f"| `{row['env']}` | {shown} | {row['description']} |")
     return "\n".join(lines)
-
-
-def _plain_rows(cls: type[BaseSettings]) -> list[dict[str, Any]]:
-    prefix = str(cls.model_config.get("env_prefix", ""))
-    return [
-        {"env": f"{prefix}{name.upper()}", "default": field.default, "description": field.description or ""}
-        for name, field in cls.model_fields.items()
-    ]

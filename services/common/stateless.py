@@ -4,7 +4,7 @@ A service subclasses :class:`StatelessService` (the kit's :class:`ServiceBase`: 
 ``info`` for /health and /stats, the one decode path) and
 :func:`services.common.app.create_service_app` gives it the same lifespan, error handling,
 Prometheus metrics, /health, /stats and Swagger as every other service; the service adds its own
-routes with :func:`image_route`.
+routes with :func:`image_route`, or :func:`image_app` builds an app whose one route is such.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from services.common.app import read_upload
+from services.common.app import create_service_app, read_upload
 from services.common.metrics import ServiceMetrics
 from services.common.schemas import ERROR_RESPONSES
 from services.common.service import ServiceBase
@@ -50,3 +50,12 @@ def image_route(
 
     route.__doc__ = summary
     app.post(path, response_model=response_model, responses=ERROR_RESPONSES, summary=summary)(route)
+
+
+def image_app(
+    service: StatelessService, path: str, handler: Callable[[bytes], Any], response_model: Any, summary: str
+) -> FastAPI:
+    """The app of a service whose one route of its own is ``POST path`` (an image) -> ``handler``."""
+    app = create_service_app(service)
+    image_route(app, path, handler, response_model, summary, service.settings.max_upload_bytes)
+    return app

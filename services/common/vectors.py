@@ -1,8 +1,15 @@
-"""Vector arithmetic shared by embedding services (plain numpy, no FAISS, no HTTP)."""
+"""Vector arithmetic shared by the feature services (plain numpy, no FAISS, no HTTP)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def stored_rows(records: list[bytes], dtype: type[np.generic], width: int) -> np.ndarray:
+    """Fixed-width stored records -> rows (n, width) of ``dtype``; a short record raises."""
+    if not records:
+        return np.zeros((0, width), dtype)
+    return np.stack([np.frombuffer(record, dtype, count=width) for record in records])
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 The store holds raw (model) vectors. What the index holds depends on the trained state (PCA
 whitening and, with ``index_factory``, a trained compressed FAISS layout), persisted next to the
-store and part of :meth:`GlobalFeature.index_config`, so snapshots built under another state are
-discarded. Training re-reads the raw vectors and rebuilds the whole index; whitening is only ever
-applied to raw vectors.
+store and part of the index layout's config (:meth:`GlobalFeature.layout_for`), so snapshots built
+under another state are discarded. Training re-reads the raw vectors and rebuilds the whole index;
+whitening is only ever applied to raw vectors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -23,13 +23,14 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from services.common.app import create_app
+from services.common.collection import IndexLayout
 from services.common.embedding import EmbeddingFeature, EmbeddingSettings
 from services.common.errors import StartupError
 from services.common.index import AnyIndex, new_flat_index, write_atomic
 from services.common.inference import resolve_runtime
 from services.common.models.sessions import ImageEmbeddingSession, select_device
-from services.common.models.spec import ModelSpec
 from services.common.training import Phase, Retraining, TrainingError, add_training_route
+from services.common.vectors import stored_rows
 from services.global_features.descriptor import DESCRIPTOR, MODEL
 from services.global_features.whitening import SELF_CHECK_FIGURE, PCAWhitening, train_checked_whitening
 
@@ -40,7 +41,6 @@ STATE_FILE = "trained_state.npz"
 
 class GlobalFeaturesSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     aqe_n: int = Field(
@@ -109,6 +109,12 @@ class TrainedState:
     template: bytes | None = None  # serialised FAISS index, trained and empty
     factory: str = ""
 
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Raw vectors (n, dim) -> index rows: whitened, or as they are."""
+        if self.whitening is None:
+            return np.ascontiguousarray(raw, dtype=np.float32)
+        return self.whitening.apply(raw)
+
     def digest(self) -> str:
         h = hashlib.sha256((self.whitening.digest() if self.whitening else "raw").encode())
         h.update(self.template or b"flat")
@@ -153,9 +159,9 @@ class GlobalFeature(EmbeddingFeature):
     def __init__(self, settings: GlobalFeaturesSettings) -> None:
         super().__init__(settings)
         self.retraining = Retraining()
-        self._index_state = TrainedState()  # what index rows are built with
-        self._query_state = TrainedState()  # what queries are mapped with (switched after a rebuild)
-        self._template: AnyIndex | None = None
+        #: What queries are mapped with; the collection's layout holds what its rows were built
+        #: with (training switches queries once the rebuilt index is in place).
+        self._query_state = TrainedState()
 
     @property
     def state_path(self) -> Path:
@@ -167,7 +173,7 @@ class GlobalFeature(EmbeddingFeature):
         s = self.settings
         device = select_device(s.device)
         runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
-        return TimmSession(s.model, s.model_spec.resolve(s), device, runtime, s.pooling)
+        return TimmSession(s.model, MODEL.resolve(s), device, runtime, s.pooling)
 
     def load(self) -> None:
         super().load()
@@ -187,49 +193,48 @@ class GlobalFeature(EmbeddingFeature):
                     self.settings.index_factory,
                 )
                 state = TrainedState(state.whitening, None, self.settings.index_factory)
-            self._set_state(state)
             self._query_state = state
-
-    def _set_state(self, state: TrainedState) -> None:
-        self._template = (
-            faiss.deserialize_index(np.frombuffer(state.template, np.uint8))
-            if state.template is not None
-            else None
-        )
-        self._index_state = state
 
     # -- index layout -----------------------------------------------------------------------------------
 
     def out_dim(self) -> int:
-        w = self._index_state.whitening
+        w = self._query_state.whitening
         return w.out_dim if w is not None else self.session.dim
 
-    def index_config(self) -> str:
-        kind = self._index_state.factory if self._template is not None else "flat"
-        return f"{kind}-l2-{self.out_dim()}-nprobe{self.settings.nprobe}-state{self._index_state.digest()}"
+    def index_layout(self) -> IndexLayout:
+        return self.layout_for(self._query_state)
 
-    def new_index(self) -> AnyIndex:
-        if self._template is None:
-            return new_flat_index(self.out_dim(), "l2")
-        index = faiss.clone_index(self._template)
-        ivf = faiss.try_extract_index_ivf(index)
-        if ivf is not None:
-            ivf.nprobe = self.settings.nprobe
-        return index
+    def layout_for(self, state: TrainedState) -> IndexLayout:
+        """The index layout of a trained state: rows are the whitened raw vectors, in a clone of
+        the trained compressed index (or a flat one)."""
+        in_dim, nprobe, whitening = self.session.dim, self.settings.nprobe, state.whitening
+        dim = whitening.out_dim if whitening is not None else in_dim
 
-    @staticmethod
-    def _apply(state: TrainedState, raw: np.ndarray) -> np.ndarray:
-        if state.whitening is None:
-            return np.ascontiguousarray(raw, dtype=np.float32)
-        return state.whitening.apply(raw)
+        def rows(records: list[bytes]) -> np.ndarray:
+            return state.apply(stored_rows(records, np.float32, in_dim))
+
+        template = (
+            faiss.deserialize_index(np.frombuffer(state.template, np.uint8))
+            if state.template is not None
+            else None
+        )
+
+        def new_index() -> AnyIndex:
+            if template is None:
+                return new_flat_index(dim, "l2")
+            index = faiss.clone_index(template)
+            ivf = faiss.try_extract_index_ivf(index)
+            if ivf is not None:
+                ivf.nprobe = nprobe
+            return index
+
+        kind = state.factory if state.template is not None else "flat"
+        return IndexLayout(
+            f"{kind}-l2-{dim}-nprobe{nprobe}-state{state.digest()}", dim, "l2", new_index, rows
+        )
 
     def to_index_space(self, raw: np.ndarray) -> np.ndarray:
-        return self._apply(self._query_state, raw)
-
-    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.fromiter((image_id for image_id, _ in items), dtype=np.int64, count=len(items))
-        raw = np.stack([self.raw_from_stored(value) for _, value in items])
-        return ids, self._apply(self._index_state, raw)
+        return self._query_state.apply(raw)
 
     def info(self) -> dict[str, Any]:
         w = self._query_state.whitening
@@ -238,7 +243,7 @@ class GlobalFeature(EmbeddingFeature):
             "whitening": None
             if w is None
             else {"dim": w.out_dim, "power": w.power, "trained_on": w.trained_on},
-            "index_factory": self._query_state.factory if self._template is not None else "flat",
+            "index_factory": self._query_state.factory if self._query_state.template is not None else "flat",
             "training": self.retraining.status(),
         }
 
@@ -318,12 +323,12 @@ class GlobalFeature(EmbeddingFeature):
         phase("adding")
         # Rows are re-derived from raw vectors with the new state; queries switch once the new
         # index is in place. Applying whitening to raw vectors only is what rules out stacking.
-        self._set_state(state)
-        self.collection.rebuild()
+        layout = self.layout_for(state)
+        self.collection.relayout(layout)
         self._query_state = state
         self.collection.snapshot(force=True)
         seconds = time.monotonic() - started
-        log.info("trained on %d vectors in %.1fs: %s", len(raw), seconds, self.index_config())
+        log.info("trained on %d vectors in %.1fs: %s", len(raw), seconds, layout.config)
         return {
             "switched": True,
             "self_check": check,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -12,25 +12,21 @@ from starlette.concurrency import run_in_threadpool
 from services.common.app import create_app
 from services.common.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
 from services.common.feature import Hit
-from services.common.index import AnyIndex, new_flat_index
 from services.common.inference import resolve_runtime
 from services.common.models.batching import MicroBatcher
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
 from services.common.models.sessions import select_device
-from services.common.models.spec import ModelSpec
+from services.common.models.spec import weights_field
 from services.common.schemas import ERROR_RESPONSES, SearchParams, SimilarImage
 from services.image_text.descriptor import DESCRIPTOR, MODEL
 
 
 class ImageTextSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
 
     model: str = Field("ViT-B-16", description="open_clip model name")
-    weights: str = Field(
-        "openai",
-        description="open_clip pretrained tag for the model (e.g. openai, laion2b_s34b_b88k), a local "
-        "checkpoint file, or 'random' (tests only, needs AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
+    weights: str = weights_field(
+        "openai", "open_clip pretrained tag for the model (e.g. openai, laion2b_s34b_b88k)"
     )
     quick_gelu: bool = Field(
         False,
@@ -65,7 +61,7 @@ class ImageTextFeature(EmbeddingFeature):
 
         s = self.settings
         register_model_configs(s.service_name, s.model_config_path)
-        weights = s.model_spec.resolve(s)
+        weights = MODEL.resolve(s)
         build = open_clip_build(s.model, s.weights, weights, s.quick_gelu)
         device = select_device(s.device)
         runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
@@ -95,12 +91,6 @@ class ImageTextFeature(EmbeddingFeature):
             "context_length": self.session.context_length,  # type: ignore[attr-defined]
             "text_batching": self.text_batcher.stats.as_dict(),
         }
-
-    def index_config(self) -> str:
-        return f"flat-l2-{self.session.dim}"
-
-    def new_index(self) -> AnyIndex:
-        return new_flat_index(self.session.dim, "l2")
 
     def embed_text(self, text: str) -> np.ndarray:
         """(1, dim) L2-normalised text embedding."""

@@ -220,6 +220,12 @@ def record_count(record: bytes) -> int:
     return int(_HEADER.unpack_from(record, 0)[2])
 
 
+def stacked_descriptors(records: list[bytes]) -> np.ndarray:
+    """The descriptors of stored records, stacked in order (the index rows of local features)."""
+    parts = [decode_record(record).descriptors for record in records]
+    return np.concatenate(parts) if parts else np.zeros((0, DIM), np.float32)
+
+
 def query_features(
     gray: np.ndarray, params: KeypointParams, model: DescriptorModel, octaves: int
 ) -> Features:

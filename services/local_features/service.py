@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field, model_validator
 from threadpoolctl import threadpool_limits
 
 from services.common.app import create_app
+from services.common.collection import IndexLayout
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.feature import FeatureService, Hit
 from services.common.index import AnyIndex, new_flat_index, write_atomic
-from services.common.models.spec import ModelSpec
 from services.common.schemas import SearchParams
 from services.common.settings import ServiceSettings
 from services.common.training import Phase, Retraining, TrainingError, TrainingParamsError, add_training_route
@@ -40,6 +40,7 @@ from services.local_features.extraction import (
     mirror_gray,
     query_features,
     record_count,
+    stacked_descriptors,
 )
 from services.local_features.matching import (
     VerifyParams,
@@ -58,7 +59,6 @@ TRAINED_FILE = "trained.index"
 
 class LocalFeaturesSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
 
     descriptor: Literal["hardnet8", "rootsift"] = Field(
         "hardnet8", description="Patch descriptor: hardnet8 (kornia, needs weights) or rootsift (no weights)"
@@ -212,7 +212,7 @@ class LocalFeatures(FeatureService):
         try:
             # Shared resolution: "random" (tests), a file path, or the "kornia" file, fetched when
             # missing and AMBIENCE_DOWNLOAD_MODELS allows; never a silent fallback to random weights.
-            weights = s.model_spec.resolve(s)
+            weights = MODEL.resolve(s)
         except WeightsMissingError as exc:
             raise WeightsMissingError(
                 f"{exc}; or use the weight-free descriptor with AMBIENCE_LOCAL_FEATURES_DESCRIPTOR=rootsift"
@@ -278,30 +278,25 @@ class LocalFeatures(FeatureService):
 
     # -- index layout ------------------------------------------------------------------------------
 
-    def index_config(self) -> str:
-        return f"trained-{self._trained_digest}" if self._trained is not None else f"flat-l2-{DIM}"
+    def index_layout(self) -> IndexLayout:
+        return self.layout_for(self._trained, self._trained_digest)
 
-    def new_index(self) -> AnyIndex:
-        if self._trained is None:
-            return new_flat_index(DIM, "l2")
-        index = faiss.clone_index(self._trained)
-        indexing.set_nprobe(index, self.settings.nprobe)
-        return index
+    def layout_for(self, trained: AnyIndex | None, digest: str) -> IndexLayout:
+        """Every stored descriptor is a row (ids: see extraction.ID_SHIFT), in a clone of the
+        trained index or an exact one."""
+        nprobe = self.settings.nprobe
 
-    def index_rows(self, items: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        ids, vectors = [], []
-        for image_id, record in items:
-            features = decode_record(record)
-            n = len(features)
-            if n:
-                ids.append((image_id << ID_SHIFT) + np.arange(n, dtype=np.int64))
-                vectors.append(features.descriptors)
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros((0, DIM), np.float32)
-        return np.concatenate(ids), np.concatenate(vectors)
+        def new_index() -> AnyIndex:
+            if trained is None:
+                return new_flat_index(DIM, "l2")
+            index = faiss.clone_index(trained)
+            indexing.set_nprobe(index, nprobe)
+            return index
 
-    def id_range(self, image_id: int) -> tuple[int, int]:
-        return image_id << ID_SHIFT, min((image_id + 1) << ID_SHIFT, 2**63 - 1)
+        config = f"trained-{digest}" if trained is not None else f"flat-l2-{DIM}"
+        return IndexLayout(
+            config, DIM, "l2", new_index, stacked_descriptors, row_count=record_count, id_shift=ID_SHIFT
+        )
 
     # -- work --------------------------------------------------------------------------------------
 
@@ -410,7 +405,9 @@ class LocalFeatures(FeatureService):
         phase("sampling", descriptors=total, factory=factory)
         _, batches = self.collection.store.snapshot_items()
         sample = indexing.sample_vectors(
-            (self.index_rows(batch)[1] for batch in batches), total, self.settings.max_train_vectors
+            (stacked_descriptors([record for _, record in batch]) for batch in batches),
+            total,
+            self.settings.max_train_vectors,
         )
         phase("training", sample=len(sample))
         try:
@@ -421,14 +418,11 @@ class LocalFeatures(FeatureService):
             raise TrainingParamsError(f"cannot build index: {exc}") from exc
         data = indexing.serialize(trained)
         phase("adding")
-
-        def swap_layout() -> None:
-            # The file first: a crash after this rebuilds into the trained layout on restart.
-            write_atomic(self.trained_path, data)
-            self._trained = trained
-            self._trained_digest = hashlib.sha256(data).hexdigest()[:16]
-
-        self.collection.relayout(swap_layout)
+        # The file first: a crash after this rebuilds into the trained layout on restart.
+        write_atomic(self.trained_path, data)
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        self.collection.relayout(self.layout_for(trained, digest))
+        self._trained, self._trained_digest = trained, digest
         self.collection.snapshot(force=True)
         return {
             "index_type": self.collection.index.type_name(),

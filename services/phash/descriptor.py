@@ -6,9 +6,6 @@ DESCRIPTOR = ServiceDescriptor(
     name="phash",
     port=33336,
     extra="phash",
-    settings="services.phash.service:PhashSettings",
-    feature="services.phash.service:PhashFeature",
-    store="phash_features",
-    search="phash",
+    feature="PhashFeature",
     requires=("numba",),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,10 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from services.common.app import create_app
+from services.common.collection import IndexLayout
 from services.common.feature import VectorFeature
-from services.common.index import AnyIndex, new_binary_flat_index
 from services.common.settings import ServiceSettings
+from services.common.vectors import stored_rows
 from services.phash.descriptor import DESCRIPTOR
 from services.phash.hashing import HASH_BITS, HASH_BYTES, phash, phash_variants
 
@@ -45,11 +47,8 @@ class PhashFeature(VectorFeature):
     def info(self) -> dict[str, Any]:
         return {"feature": "phash", "distance": "hamming", "bits": HASH_BITS}
 
-    def index_config(self) -> str:
-        return f"binary-flat-{HASH_BITS}"
-
-    def new_index(self) -> AnyIndex:
-        return new_binary_flat_index(HASH_BITS)
+    def index_layout(self) -> IndexLayout:
+        return IndexLayout.flat(HASH_BITS, "hamming", partial(stored_rows, dtype=np.uint8, width=HASH_BYTES))
 
     def extract(self, data: bytes) -> bytes:
         gray = self.decode(data, "L", draft_size=self.settings.decode_size).image

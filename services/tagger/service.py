@@ -9,14 +9,13 @@ from typing import Any, ClassVar
 from fastapi import FastAPI
 from pydantic import Field
 
-from services.common.app import create_service_app
 from services.common.errors import StartupError
 from services.common.inference import RuntimeName, resolve_runtime, runtime_field
 from services.common.models.batching import MicroBatcher
 from services.common.models.sessions import configure_torch, select_device
-from services.common.models.spec import ModelServiceSettings, ModelSpec
+from services.common.models.spec import ModelServiceSettings, weights_field
 from services.common.models.weights import RANDOM_SEED
-from services.common.stateless import StatelessService, image_route
+from services.common.stateless import StatelessService, image_app
 from services.tagger.descriptor import DESCRIPTOR, MODEL
 
 log = logging.getLogger(__name__)
@@ -24,16 +23,13 @@ log = logging.getLogger(__name__)
 
 class TaggerSettings(ModelServiceSettings):
     service_descriptor = DESCRIPTOR
-    model_spec: ClassVar[ModelSpec] = MODEL
     #: ONNX Runtime ran the ResNet50 about 1.5x as fast as eager PyTorch (docs/models.md).
     cpu_runtime: ClassVar[str] = "onnx"
     runtime: RuntimeName = runtime_field("onnx")
 
     model: str = Field("resnet50", description="Architecture (only CSAIL's resnet50 is supported)")
-    weights: str = Field(
-        "",
-        description="'' = CSAIL's resnet50_places365.pth.tar in the models dir (downloaded when online), "
-        "a local checkpoint file, or 'random' (tests only, needs AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
+    weights: str = weights_field(
+        "", "'' = CSAIL's resnet50_places365.pth.tar in the models dir (downloaded when online)"
     )
     threshold: float = Field(
         0.2, ge=0, lt=1, description="Scene categories with a softmax probability above this become tags"
@@ -64,9 +60,9 @@ class TaggerService(StatelessService):
         if s.model != "resnet50":
             raise StartupError(f"tagger: model {s.model!r} is not supported (only CSAIL's resnet50)")
         configure_torch(s)
-        weights = s.model_spec.resolve(s)
-        categories = s.model_spec.companion(s, "categories_file")
-        io = s.model_spec.companion(s, "io_file")
+        weights = MODEL.resolve(s)
+        categories = MODEL.companion(s, "categories_file")
+        io = MODEL.companion(s, "io_file")
         labels = PlacesLabels.read(categories, io)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)  # random weights (tests) are the same in every process
@@ -110,13 +106,10 @@ class TaggerService(StatelessService):
 
 def build_app(settings: TaggerSettings | None = None) -> FastAPI:
     service = TaggerService(settings or TaggerSettings())
-    app = create_service_app(service)
-    image_route(
-        app,
+    return image_app(
+        service,
         "/get_image_tags",
         service.tags,
         list[str],
         "Scene tags of the uploaded picture, best first, then 'indoor' or 'outdoor'.",
-        service.settings.max_upload_bytes,
     )
-    return app

@@ -22,7 +22,6 @@ INFO = ServiceDescriptor(
     name=NAME,
     port=1,
     extra="test",
-    settings="",
     module="tests.deploy.fixture_service",
     weights=f"{__name__}:weights_files",
 )

@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +64,20 @@ def run_cli(*args: str, data_dir: Path, **kw: Any) -> subprocess.CompletedProces
     )
 
 
-def stored_items(data_dir: Path, feature: Any) -> dict[int, bytes]:
+@contextmanager
+def opened_store(data_dir: Path, feature: Any) -> Iterator[FeatureStore]:
+    """The feature's store in ``data_dir``, opened as the service opens it (metadata checked)."""
     store = FeatureStore(data_dir, feature.metadata())
     try:
-        _, batches = store.snapshot_items()
-        return {image_id: value for batch in batches for image_id, value in batch}
+        yield store
     finally:
         store.close()
+
+
+def stored_items(data_dir: Path, feature: Any) -> dict[int, bytes]:
+    with opened_store(data_dir, feature) as store:
+        _, batches = store.snapshot_items()
+        return {image_id: value for batch in batches for image_id, value in batch}
 
 
 def read_mapping(data_dir: Path) -> list[tuple[int, str]]:
@@ -431,15 +440,14 @@ def test_sigkilled_import_resumes_without_duplicates(tmp_path: Path, photos: lis
         deadline = time.monotonic() + 120
         while not (data_dir / "store.lmdb").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        store = FeatureStore(data_dir, feature.metadata())
-        while store.count() < 40:
-            assert proc.poll() is None, "the import finished before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        partial = store.count()
-        store.close()
+        with opened_store(data_dir, feature) as store:
+            while store.count() < 40:
+                assert proc.poll() is None, "the import finished before it could be interrupted"
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            partial = store.count()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -454,9 +462,8 @@ def test_sigkilled_import_resumes_without_duplicates(tmp_path: Path, photos: lis
 
     stored = stored_items(data_dir, feature)
     assert sorted(stored) == sorted(i for i, _ in first_mapping) == list(range(1, total + 1))
-    store = FeatureStore(data_dir, feature.metadata())
-    assert store.generation == total  # every record was written exactly once
-    store.close()
+    with opened_store(data_dir, feature) as store:
+        assert store.generation == total  # every record was written exactly once
     for image_id, path in first_mapping[::25]:
         assert stored[image_id] == feature.extract(Path(path).read_bytes())
 

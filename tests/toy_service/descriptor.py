@@ -6,9 +6,6 @@ DESCRIPTOR = ServiceDescriptor(
     name="toy_thumbnail",
     port=1,
     extra="",  # the kit alone: no extra
-    settings="tests.toy_service.service:ToySettings",
-    feature="tests.toy_service.service:ThumbnailFeature",
-    store="toy_thumbnail_features",
-    search="toy_thumbnail",
+    feature="ThumbnailFeature",
     module="tests.toy_service",
 )

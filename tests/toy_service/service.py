@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
+from services.common.collection import IndexLayout
 from services.common.feature import VectorFeature
-from services.common.index import AnyIndex, new_flat_index
 from services.common.settings import ServiceSettings
+from services.common.vectors import stored_rows
 from tests.toy_service.descriptor import DESCRIPTOR
 
 SIDE = 8
 DIM = SIDE * SIDE
 
 
-class ToySettings(ServiceSettings):
+class ToyThumbnailSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
 
 
@@ -27,11 +29,8 @@ class ThumbnailFeature(VectorFeature):
     def metadata(self) -> dict[str, Any]:
         return {"feature": DESCRIPTOR.name, "dim": DIM}
 
-    def index_config(self) -> str:
-        return f"flat-l2-{DIM}"
-
-    def new_index(self) -> AnyIndex:
-        return new_flat_index(DIM)
+    def index_layout(self) -> IndexLayout:
+        return IndexLayout.flat(DIM, "l2", partial(stored_rows, dtype=np.float32, width=DIM))
 
     def _thumbnail(self, data: bytes) -> np.ndarray:
         image = self.decode(data, "L").image.resize((SIDE, SIDE))

@@ -5,8 +5,10 @@ the model name and the weights, the default tag, and, for families without a hub
 (torchvision, kornia), the files the service knows by tag. The weights files a service needs
 (``ambience models fetch``) and the weights its session loads both derive from it::
 
+    DESCRIPTOR = ServiceDescriptor(name="global_features", ..., model=ModelSpec("timm"))
+
     class GlobalFeaturesSettings(ModelServiceSettings):
-        model_spec: ClassVar[ModelSpec] = ModelSpec("timm")
+        service_descriptor = DESCRIPTOR    # settings.model_spec is DESCRIPTOR.model
 
     spec.weights_files(settings)   # what `ambience models fetch global_features` downloads
     spec.resolve(settings)         # ResolvedWeights for the session (downloaded when allowed)
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -164,19 +166,22 @@ class ModelSpec:
         return [*weights, *self.companion_files(settings)]
 
 
-class ModelServiceSettings(ServiceSettings):
-    """Settings every model service has (subclasses override the defaults, the env prefix and the
-    model spec)."""
+def weights_field(default: str, sources: str) -> Any:
+    """A ``weights`` setting: ``sources`` (what else a value may name), a local checkpoint file, or
+    random weights, which only tests may use."""
+    return Field(
+        default,
+        description=f"{sources}, a local checkpoint file, or 'random' (tests only, needs "
+        "AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
+    )
 
-    #: The model the service runs (see :class:`ModelSpec`).
-    model_spec: ClassVar[ModelSpec | None] = None
+
+class ModelServiceSettings(ServiceSettings):
+    """Settings every model service has (subclasses override the defaults and set the descriptor,
+    whose model spec becomes ``model_spec``)."""
 
     model: str = Field("", description="Model architecture name (timm / open_clip name)")
-    weights: str = Field(
-        "",
-        description="'' = the model's default pretrained tag, a hub tag, a local checkpoint file, "
-        "or 'random' (tests only, needs AMBIENCE_ALLOW_RANDOM_WEIGHTS=1)",
-    )
+    weights: str = weights_field("", "'' = the model's default pretrained tag, a hub tag")
     device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     max_batch: int = Field(32, ge=1, description="Most images one forward pass takes (micro-batching)")
     batch_wait_ms: float = Field(
