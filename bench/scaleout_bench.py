@@ -12,13 +12,16 @@ Every figure is set against a reference measured in the same run, on this machin
    embeddings; uniform random vectors have no neighbourhoods and every approximate index looks bad
    on them). Latency of one k=10 query and recall@10 against the exact answer (FAISS flat, the
    reference), for FAISS IVF (nlist sqrt(n), nprobe 16) and pgvector HNSW (m 16,
-   ef_construction 64, ef_search 100, through the service's own ``PgVectorIndex``). pgvector stops
-   at ``--pgvector-max`` vectors; for larger sizes the table shows the build time projected from the
-   measured rate (marked as a projection).
+   ef_construction 64, ef_search 100, through the service's own ``PgVectorIndex``). The HNSW build
+   gets the maintenance_work_mem the service's rule asks for (``hnsw_build_memory_mb``, capped by
+   ``--pgvector-build-memory-mb``), so the graph is built in memory, and one parallel worker per
+   other core; its progress is logged every 30 s. The row gives the table's and the index's size.
+   pgvector stops at ``--pgvector-max`` vectors; for larger sizes the table shows the build time
+   projected from the measured rate (marked as a projection).
 4. **Import** (phash, ``ambience import --scheduler`` code path): images/s with a Dask
    ``LocalCluster`` of 1 and of 2 single-thread worker processes (reference: 1 worker).
 
-    python -m bench.scaleout_bench [--small] [--sizes 100000,1000000] [--pgvector-max 100000]
+    python -m bench.scaleout_bench [--small] [--sizes 100000,1000000] [--pgvector-max 1000000]
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import httpx
 import numpy as np
+import psycopg2
 
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import PHOTOS, photo_paths
@@ -45,9 +51,10 @@ from services.common.pgvector import (
     copy_rows,
     create_hnsw_index,
     ensure_extension,
+    hnsw_build_memory_mb,
     table_name,
 )
-from services.common.postgres import Cursor, Database, EmbeddedPostgres, ensure_database
+from services.common.postgres import Cursor, Database, EmbeddedPostgres, ensure_database, quote_ident
 from services.common.schemas import SearchParams
 from services.registry import SERVICES
 
@@ -166,12 +173,47 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
 
 
+@dataclass
+class PgVectorRun:
+    found: np.ndarray
+    latencies: list[float]
+    load_s: float
+    build_s: float
+    build_memory_mb: int
+    build_workers: int
+    in_memory: bool  # False: the graph outgrew maintenance_work_mem and the build finished on disk
+    table_bytes: int
+    index_bytes: int
+
+
+def watch_build(dsn: str, table: str, rows: int, done: threading.Event) -> None:
+    """Log the HNSW build's progress (pg_stat_progress_create_index) every 30 s until ``done``."""
+    started = time.perf_counter()
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        while not done.wait(30):
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT p.phase, p.tuples_done FROM pg_stat_progress_create_index p "
+                    "WHERE p.relid = %s::regclass",
+                    (table,),
+                )
+                row = cur.fetchone()
+            if row is not None:
+                log(
+                    f"vectors: HNSW build of {rows:,}: {row[0]}, {int(row[1] or 0):,} tuples, "
+                    f"{time.perf_counter() - started:.0f} s"
+                )
+    finally:
+        conn.close()
+
+
 def pgvector_search(
-    db: Database, data: np.ndarray, q: np.ndarray
-) -> tuple[np.ndarray, list[float], float, float, int]:
-    """Load ``data`` into a table (binary COPY), build its HNSW index, search ``q`` through the
-    service's PgVectorIndex: (ids found, latencies, load seconds, index build seconds, bytes of
-    table and index)."""
+    db: Database, data: np.ndarray, q: np.ndarray, build_memory_cap_mb: int, build_workers: int
+) -> PgVectorRun:
+    """Load ``data`` into a table (binary COPY), build its HNSW index (maintenance_work_mem sized by
+    the service's rule, up to the cap), search ``q`` through the service's PgVectorIndex."""
     n = len(data)
     service = f"bench{n}"
     table = table_name(service)
@@ -183,13 +225,33 @@ def pgvector_search(
         for start in range(0, n, 20_000):
             chunk = data[start : start + 20_000]
             copy_rows(cur, table, np.arange(start, start + len(chunk), dtype=np.int64), chunk)
+            if start % 200_000 == 0 and start:
+                log(f"vectors: COPY {start:,} of {n:,} rows")
 
+    log(f"vectors: COPY {n:,} rows into PostgreSQL")
     started = time.perf_counter()
     db.run(load)
     load_s = time.perf_counter() - started
+    memory_mb = min(build_memory_cap_mb, hnsw_build_memory_mb(n, DIM))
+    log(f"vectors: HNSW build of {n:,} (maintenance_work_mem {memory_mb} MB, {build_workers} workers)")
+    notices: list[str] = []
+
+    def build(cur: Cursor) -> None:
+        del cur.connection.notices[:]
+        create_hnsw_index(cur, table, memory_mb, build_workers)
+        notices.extend(cur.connection.notices)
+
+    done = threading.Event()
+    watcher = threading.Thread(target=watch_build, args=(db.dsn, table, n, done), daemon=True)
+    watcher.start()
     started = time.perf_counter()
-    db.run(lambda cur: create_hnsw_index(cur, table))
-    hnsw_s = time.perf_counter() - started
+    try:
+        db.run(build)
+    finally:
+        done.set()
+    build_s = time.perf_counter() - started
+    in_memory = not any("no longer fits" in notice for notice in notices)
+    log(f"vectors: HNSW build of {n:,} took {build_s:.0f} s ({'in memory' if in_memory else 'on disk'})")
     index = PgVectorIndex(db, service, DIM, ef_search=100)
     index.search(q[:3], K)  # warm the connection and the cache
     found = np.empty((len(q), K), np.int64)
@@ -199,16 +261,21 @@ def pgvector_search(
         _, found[i : i + 1] = index.search(q[i : i + 1], K)
         lat.append(time.perf_counter() - started)
 
-    def size(cur: Cursor) -> int:
-        cur.execute("SELECT pg_total_relation_size(%s)", (table,))
-        return int(cur.fetchone()[0])
+    def sizes(cur: Cursor) -> tuple[int, int]:
+        cur.execute("SELECT pg_table_size(%s), pg_indexes_size(%s)", (table, table))
+        table_bytes, index_bytes = cur.fetchone()
+        return int(table_bytes), int(index_bytes)
 
-    total_bytes = db.run(size)
-    db.run(lambda cur: cur.execute(f"DROP TABLE {table}"))
-    return found, lat, load_s, hnsw_s, total_bytes
+    table_bytes, index_bytes = db.run(sizes)
+    db.run(lambda cur: cur.execute(f"DROP TABLE {quote_ident(table)}"))
+    return PgVectorRun(
+        found, lat, load_s, build_s, memory_mb, build_workers, in_memory, table_bytes, index_bytes
+    )
 
 
-def vector_figures(dsn: str, sizes: list[int], pgvector_max: int, queries: int) -> list[str]:
+def vector_figures(
+    dsn: str, sizes: list[int], pgvector_max: int, queries: int, build_memory_cap_mb: int, build_workers: int
+) -> list[str]:
     faiss.omp_set_num_threads(1)  # one thread per search, as the services run FAISS
     rng = np.random.default_rng(1)
     rows = []
@@ -264,12 +331,17 @@ def vector_figures(dsn: str, sizes: list[int], pgvector_max: int, queries: int) 
                     f"(the rate at {pgvector_max:,}, times log n / log {pgvector_max:,}) |"
                 )
                 continue
-            found, lat, load_s, hnsw_s, total_bytes = pgvector_search(db, data, q)
-            build_rate = n / hnsw_s
+            run = pgvector_search(db, data, q, build_memory_cap_mb, build_workers)
+            build_rate = n / run.build_s
+            lat = run.latencies
+            where = "in memory" if run.in_memory else "finished on disk: the graph outgrew it"
             rows.append(
                 f"| {n:,} | pgvector HNSW ef_search 100 | {ms(lat, 50):.2f} | {ms(lat, 99):.2f} "
-                f"| {ms(lat, 50) / ref:.2f} | {recall(found, truth):.3f} | {hnsw_s:.0f} s "
-                f"(+ {load_s:.0f} s COPY); {total_bytes / n:,.0f} B per vector in PostgreSQL |"
+                f"| {ms(lat, 50) / ref:.2f} | {recall(run.found, truth):.3f} | {run.build_s:.0f} s "
+                f"(+ {run.load_s:.0f} s COPY; maintenance_work_mem {run.build_memory_mb:,} MB, "
+                f"{run.build_workers} parallel worker(s), {where}); in PostgreSQL table "
+                f"{run.table_bytes / 2**20:,.0f} MiB + HNSW index {run.index_bytes / 2**20:,.0f} MiB = "
+                f"{(run.table_bytes + run.index_bytes) / n:,.0f} B per vector |"
             )
     finally:
         db.close()
@@ -331,7 +403,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a quick run (small sizes)")
     parser.add_argument("--sizes", default=None, help="vector counts (default 100000,1000000)")
-    parser.add_argument("--pgvector-max", type=int, default=100_000, help="largest pgvector table built")
+    parser.add_argument(
+        "--pgvector-max", type=int, default=1_000_000, help="largest pgvector table built (larger: projected)"
+    )
+    parser.add_argument(
+        "--pgvector-build-memory-mb",
+        type=int,
+        default=4096,
+        help="cap on maintenance_work_mem of an HNSW build (each asks for what its table needs)",
+    )
+    parser.add_argument(
+        "--pgvector-build-workers",
+        type=int,
+        default=max(0, (os.cpu_count() or 1) - 1),
+        help="parallel workers of an HNSW build besides the leader (default: one per other core)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("2000" if args.small else "100000,1000000")).split(",")]
     photos = photo_paths(PHOTOS, limit=4 if args.small else 40)
@@ -348,7 +434,14 @@ def main() -> None:
             out += lag_figures(tmp / "lag", ensure_database(admin, "lag"), 5 if args.small else 100)
             out += [""]
             vectors_db = ensure_database(admin, "vectors")
-            out += vector_figures(vectors_db, sizes, args.pgvector_max, 20 if args.small else 200)
+            out += vector_figures(
+                vectors_db,
+                sizes,
+                args.pgvector_max,
+                20 if args.small else 200,
+                args.pgvector_build_memory_mb,
+                args.pgvector_build_workers,
+            )
             out += [""]
             if photos:
                 out += import_figures(tmp, photos, 1 if args.small else 3)

@@ -57,6 +57,17 @@ class EmbeddingSettings(ModelServiceSettings):
     pgvector_ef_search: int = Field(
         100, ge=1, le=1000, description="pgvector: HNSW candidate list per search (recall vs latency)"
     )
+    pgvector_build_memory_mb: int = Field(
+        2048,
+        ge=64,
+        le=1_048_576,
+        description="pgvector: the most maintenance_work_mem an HNSW (re)build may take (MB); the build "
+        "asks for what the table needs (about 1.25 x (4 x dim + 1 KB) per row) up to this, and runs "
+        "many times slower on disk past it",
+    )
+    pgvector_build_workers: int = Field(
+        2, ge=0, le=64, description="pgvector: parallel workers of an HNSW build, besides the leader"
+    )
 
 
 class AQEParams(BaseModel):

@@ -80,12 +80,25 @@ def copy_rows(cur: Cursor, table: str, ids: np.ndarray, vectors: np.ndarray) -> 
     cur.copy_expert(f"COPY {table} (image_id, embedding) FROM STDIN WITH (FORMAT binary)", io.BytesIO(data))
 
 
-def create_hnsw_index(cur: Cursor, table: str) -> None:
-    """The cosine HNSW index of a loaded table (pgvector's defaults: m 16, ef_construction 64)."""
-    # The build is much faster while the graph fits in maintenance_work_mem, and takes longer than
-    # the pool's statement timeout on a large table.
-    cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+def hnsw_build_memory_mb(rows: int, dim: int) -> int:
+    """maintenance_work_mem for an in-memory HNSW build of ``rows`` vectors of ``dim`` (m 16): per
+    element the vector (4 x dim + 8 B) and its neighbour lists and header (about 1 KB at m 16),
+    plus a quarter for the allocator, at least 64 MB."""
+    return max(64, int(rows * (4 * dim + 8 + 1024) * 1.25 / 2**20) + 1)
+
+
+def create_hnsw_index(cur: Cursor, table: str, build_memory_mb: int = 512, build_workers: int = 2) -> None:
+    """The cosine HNSW index of a loaded table (pgvector's defaults: m 16, ef_construction 64).
+
+    ``build_memory_mb``: maintenance_work_mem of the build; while the graph fits in it the build
+    runs in memory, past it pgvector finishes on disk, many times slower (the server logs "hnsw
+    graph no longer fits into maintenance_work_mem"). :func:`hnsw_build_memory_mb` sizes it; the
+    callers cap it. ``build_workers``: parallel maintenance workers besides the leader (pgvector
+    >= 0.6 builds in parallel; a parallel build holds the graph in shared memory)."""
+    # The build takes longer than the pool's statement timeout on a large table.
     cur.execute("SET LOCAL statement_timeout = 0")
+    cur.execute(f"SET LOCAL maintenance_work_mem = '{int(build_memory_mb)}MB'")
+    cur.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(build_workers)}")
     cur.execute(f"CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops)")
 
 
@@ -214,7 +227,14 @@ class PgVectorCollection(Collection):
     """A collection whose searched vectors live in PostgreSQL (see the module docstring)."""
 
     def __init__(
-        self, store: Store, layout: IndexLayout, snapshot_path: Path, service: str, ef_search: int
+        self,
+        store: Store,
+        layout: IndexLayout,
+        snapshot_path: Path,
+        service: str,
+        ef_search: int,
+        build_memory_mb: int = 2048,
+        build_workers: int = 2,
     ) -> None:
         db = getattr(store, "db", None)
         if not isinstance(db, Database):
@@ -225,6 +245,8 @@ class PgVectorCollection(Collection):
         super().__init__(store, layout, snapshot_path)
         self.service = service
         self.db = db
+        self.build_memory_mb = build_memory_mb  # the cap: the build asks for what the table needs
+        self.build_workers = build_workers
         ensure_extension(db)
         self.index = PgVectorIndex(db, service, layout.dim, ef_search)  # type: ignore[assignment]
 
@@ -290,7 +312,12 @@ class PgVectorCollection(Collection):
         for batch in batches:
             copy_rows(cur, index.table, *self.layout.index_rows(batch))
         # Built after the load: one HNSW build is much faster than inserting into the graph row by row.
-        create_hnsw_index(cur, index.table)
+        create_hnsw_index(
+            cur,
+            index.table,
+            min(self.build_memory_mb, hnsw_build_memory_mb(total, index.dim)),
+            self.build_workers,
+        )
         cur.execute(
             f"""INSERT INTO {STATE_TABLE} (service, store_uuid, index_config, dim, generation)
                 VALUES (%s, %s, %s, %s, %s)
@@ -372,5 +399,11 @@ def new_collection(store: Store, layout: IndexLayout, snapshot_path: Path, setti
             f"unset {prefix}INDEX_FACTORY (a FAISS layout)"
         )
     return PgVectorCollection(
-        store, layout, snapshot_path, settings.service_name, settings.pgvector_ef_search
+        store,
+        layout,
+        snapshot_path,
+        settings.service_name,
+        settings.pgvector_ef_search,
+        settings.pgvector_build_memory_mb,
+        settings.pgvector_build_workers,
     )
