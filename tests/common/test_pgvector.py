@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, synthetic_image
 from services.common.errors import StartupError
+from services.common.pgvector import copy_rows, create_hnsw_index, ensure_extension, hnsw_build_memory_mb
+from services.common.postgres import Cursor, Database
 from services.global_features.service import GlobalFeaturesSettings
 from services.global_features.service import build_app as build_global_app
 from services.image_text.service import ImageTextSettings
@@ -156,3 +158,35 @@ def test_pgvector_without_the_postgres_store_is_refused(tmp_path: Path) -> None:
         IMAGE_TEXT.make(tmp_path / "it", index="pgvector"),
     ):
         pass
+
+
+def build_notices(pg_dsn: str, rows: int, dim: int, memory_mb: int) -> list[str]:
+    """PostgreSQL's notices from an HNSW build of ``rows`` random unit vectors with ``memory_mb``."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((rows, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    db = Database(pg_dsn, pool_size=1)
+    ensure_extension(db)
+    notices: list[str] = []
+
+    def build(cur: Cursor) -> None:
+        cur.execute(f"CREATE TABLE t (image_id bigint PRIMARY KEY, embedding vector({dim}) NOT NULL)")
+        copy_rows(cur, "t", np.arange(rows, dtype=np.int64), vectors)
+        del cur.connection.notices[:]
+        create_hnsw_index(cur, "t", memory_mb, 0)
+        notices.extend(cur.connection.notices)
+        cur.execute("DROP TABLE t")
+
+    try:
+        db.run(build)
+    finally:
+        db.close()
+    return notices
+
+
+def test_the_build_memory_rule_holds_the_hnsw_graph(pg_dsn: str) -> None:
+    rows, dim = 1500, 2000  # about 16 MB of graph: above PostgreSQL's 1 MB minimum, quick to build
+    memory_mb = hnsw_build_memory_mb(rows, dim)
+    assert not any("no longer fits" in n for n in build_notices(pg_dsn, rows, dim, memory_mb))
+    # A third of it is not enough: the notice the first build lacked is really given.
+    assert any("no longer fits" in n for n in build_notices(pg_dsn, rows, dim, memory_mb // 3))
