@@ -21,7 +21,8 @@ Every figure is set against a reference measured in the same run, on this machin
 4. **Import** (phash, ``ambience import --scheduler`` code path): images/s with a Dask
    ``LocalCluster`` of 1 and of 2 single-thread worker processes (reference: 1 worker).
 
-    python -m bench.scaleout_bench [--small] [--sizes 100000,1000000] [--pgvector-max 1000000]
+    python -m bench.scaleout_bench [--small] [--parts store,lag,vectors,import] [--sizes 100000,1000000]
+        [--pgvector-max 1000000] [--pgvector-ef-search 100]
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from services.registry import SERVICES
 
 DIM = 512
 K = 10
+PARTS = ("store", "lag", "vectors", "import")
 
 
 def log(message: str) -> None:
@@ -175,8 +177,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 @dataclass
 class PgVectorRun:
-    found: np.ndarray
-    latencies: list[float]
+    searches: dict[int, tuple[np.ndarray, list[float]]]  # ef_search -> (ids found, latencies)
     load_s: float
     build_s: float
     build_memory_mb: int
@@ -210,7 +211,12 @@ def watch_build(dsn: str, table: str, rows: int, done: threading.Event) -> None:
 
 
 def pgvector_search(
-    db: Database, data: np.ndarray, q: np.ndarray, build_memory_cap_mb: int, build_workers: int
+    db: Database,
+    data: np.ndarray,
+    q: np.ndarray,
+    build_memory_cap_mb: int,
+    build_workers: int,
+    ef_searches: list[int],
 ) -> PgVectorRun:
     """Load ``data`` into a table (binary COPY), build its HNSW index (maintenance_work_mem sized by
     the service's rule, up to the cap), search ``q`` through the service's PgVectorIndex."""
@@ -252,14 +258,17 @@ def pgvector_search(
     build_s = time.perf_counter() - started
     in_memory = not any("no longer fits" in notice for notice in notices)
     log(f"vectors: HNSW build of {n:,} took {build_s:.0f} s ({'in memory' if in_memory else 'on disk'})")
-    index = PgVectorIndex(db, service, DIM, ef_search=100)
-    index.search(q[:3], K)  # warm the connection and the cache
-    found = np.empty((len(q), K), np.int64)
-    lat = []
-    for i in range(len(q)):
-        started = time.perf_counter()
-        _, found[i : i + 1] = index.search(q[i : i + 1], K)
-        lat.append(time.perf_counter() - started)
+    searches = {}
+    for ef_search in ef_searches:
+        index = PgVectorIndex(db, service, DIM, ef_search=ef_search)
+        index.search(q[:3], K)  # warm the connection and the cache
+        found = np.empty((len(q), K), np.int64)
+        lat = []
+        for i in range(len(q)):
+            started = time.perf_counter()
+            _, found[i : i + 1] = index.search(q[i : i + 1], K)
+            lat.append(time.perf_counter() - started)
+        searches[ef_search] = (found, lat)
 
     def sizes(cur: Cursor) -> tuple[int, int]:
         cur.execute("SELECT pg_table_size(%s), pg_indexes_size(%s)", (table, table))
@@ -269,12 +278,18 @@ def pgvector_search(
     table_bytes, index_bytes = db.run(sizes)
     db.run(lambda cur: cur.execute(f"DROP TABLE {quote_ident(table)}"))
     return PgVectorRun(
-        found, lat, load_s, build_s, memory_mb, build_workers, in_memory, table_bytes, index_bytes
+        searches, load_s, build_s, memory_mb, build_workers, in_memory, table_bytes, index_bytes
     )
 
 
 def vector_figures(
-    dsn: str, sizes: list[int], pgvector_max: int, queries: int, build_memory_cap_mb: int, build_workers: int
+    dsn: str,
+    sizes: list[int],
+    pgvector_max: int,
+    queries: int,
+    build_memory_cap_mb: int,
+    build_workers: int,
+    ef_searches: list[int],
 ) -> list[str]:
     faiss.omp_set_num_threads(1)  # one thread per search, as the services run FAISS
     rng = np.random.default_rng(1)
@@ -331,18 +346,22 @@ def vector_figures(
                     f"(the rate at {pgvector_max:,}, times log n / log {pgvector_max:,}) |"
                 )
                 continue
-            run = pgvector_search(db, data, q, build_memory_cap_mb, build_workers)
+            run = pgvector_search(db, data, q, build_memory_cap_mb, build_workers, ef_searches)
             build_rate = n / run.build_s
-            lat = run.latencies
             where = "in memory" if run.in_memory else "finished on disk: the graph outgrew it"
-            rows.append(
-                f"| {n:,} | pgvector HNSW ef_search 100 | {ms(lat, 50):.2f} | {ms(lat, 99):.2f} "
-                f"| {ms(lat, 50) / ref:.2f} | {recall(run.found, truth):.3f} | {run.build_s:.0f} s "
-                f"(+ {run.load_s:.0f} s COPY; maintenance_work_mem {run.build_memory_mb:,} MB, "
-                f"{run.build_workers} parallel worker(s), {where}); in PostgreSQL table "
-                f"{run.table_bytes / 2**20:,.0f} MiB + HNSW index {run.index_bytes / 2**20:,.0f} MiB = "
-                f"{(run.table_bytes + run.index_bytes) / n:,.0f} B per vector |"
+            build = (
+                f"{run.build_s:.0f} s (+ {run.load_s:.0f} s COPY; maintenance_work_mem "
+                f"{run.build_memory_mb:,} MB, {run.build_workers} parallel worker(s), {where}); in "
+                f"PostgreSQL table {run.table_bytes / 2**20:,.0f} MiB + HNSW index "
+                f"{run.index_bytes / 2**20:,.0f} MiB = {(run.table_bytes + run.index_bytes) / n:,.0f} B "
+                "per vector"
             )
+            for ef_search, (found, lat) in run.searches.items():
+                rows.append(
+                    f"| {n:,} | pgvector HNSW ef_search {ef_search} | {ms(lat, 50):.2f} | {ms(lat, 99):.2f} "
+                    f"| {ms(lat, 50) / ref:.2f} | {recall(found, truth):.3f} | {build} |"
+                )
+                build = "the same index"
     finally:
         db.close()
     return [
@@ -407,6 +426,14 @@ def main() -> None:
         "--pgvector-max", type=int, default=1_000_000, help="largest pgvector table built (larger: projected)"
     )
     parser.add_argument(
+        "--pgvector-ef-search", default="100", help="comma list of hnsw.ef_search values searched"
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma list of the parts measured (default all: {','.join(PARTS)})",
+    )
+    parser.add_argument(
         "--pgvector-build-memory-mb",
         type=int,
         default=4096,
@@ -419,6 +446,9 @@ def main() -> None:
         help="parallel workers of an HNSW build besides the leader (default: one per other core)",
     )
     args = parser.parse_args()
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    if set(parts) - set(PARTS):
+        parser.error(f"--parts: unknown {sorted(set(parts) - set(PARTS))}; choose from {', '.join(PARTS)}")
     sizes = [int(s) for s in (args.sizes or ("2000" if args.small else "100000,1000000")).split(",")]
     photos = photo_paths(PHOTOS, limit=4 if args.small else 40)
     with tempfile.TemporaryDirectory(prefix="ambience-scaleout-") as tmpdir:
@@ -429,23 +459,26 @@ def main() -> None:
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             out = [f"Machine: {machine()}; load average at the start {load} (a shared machine).", ""]
             n_store, n_queries = (100, 30) if args.small else (3000, 300)
-            out += store_figures(tmp / "store", ensure_database(admin, "store"), n_store, n_queries)
-            out += [""]
-            out += lag_figures(tmp / "lag", ensure_database(admin, "lag"), 5 if args.small else 100)
-            out += [""]
-            vectors_db = ensure_database(admin, "vectors")
-            out += vector_figures(
-                vectors_db,
-                sizes,
-                args.pgvector_max,
-                20 if args.small else 200,
-                args.pgvector_build_memory_mb,
-                args.pgvector_build_workers,
-            )
-            out += [""]
-            if photos:
+            if "store" in parts:
+                out += store_figures(tmp / "store", ensure_database(admin, "store"), n_store, n_queries)
+                out += [""]
+            if "lag" in parts:
+                out += lag_figures(tmp / "lag", ensure_database(admin, "lag"), 5 if args.small else 100)
+                out += [""]
+            if "vectors" in parts:
+                out += vector_figures(
+                    ensure_database(admin, "vectors"),
+                    sizes,
+                    args.pgvector_max,
+                    20 if args.small else 200,
+                    args.pgvector_build_memory_mb,
+                    args.pgvector_build_workers,
+                    [int(ef) for ef in args.pgvector_ef_search.split(",")],
+                )
+                out += [""]
+            if "import" in parts and photos:
                 out += import_figures(tmp, photos, 1 if args.small else 3)
-            else:
+            elif "import" in parts:
                 out += [f"**Import on a Dask cluster**: not measured, no photos in {PHOTOS}."]
         finally:
             pg.release()
