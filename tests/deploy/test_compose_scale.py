@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.common.embedding import EmbeddingSettings
 from services.registry import SERVICES
 from tests.deploy.test_compose import COMPOSE, DEPLOY, check_jsonschema, interpolate, load
 
@@ -62,3 +63,12 @@ def test_postgres_has_pgvector(scale: dict[str, Any]) -> None:
     source, target, _ = mount.split(":")
     assert (DEPLOY / source).read_text().count("CREATE EXTENSION IF NOT EXISTS vector") == 1
     assert target.startswith("/docker-entrypoint-initdb.d/")
+
+
+def test_postgres_shared_memory_holds_a_parallel_hnsw_build(scale: dict[str, Any]) -> None:
+    # The build's graph lives in /dev/shm; Docker's 64 MiB default would fail it.
+    size = interpolate(scale["services"]["postgres"]["shm_size"]).lower()
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    shm_bytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    build_cap_mb = EmbeddingSettings.model_fields["pgvector_build_memory_mb"].default
+    assert shm_bytes > build_cap_mb * 2**20
