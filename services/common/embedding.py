@@ -58,7 +58,7 @@ class EmbeddingSettings(ModelServiceSettings):
         100, ge=1, le=1000, description="pgvector: HNSW candidate list per search (recall vs latency)"
     )
     pgvector_build_memory_mb: int = Field(
-        2048,
+        4096,
         ge=64,
         le=1_048_576,
         description="pgvector: the most maintenance_work_mem an HNSW (re)build may take (MB); the build "

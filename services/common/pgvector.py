@@ -235,7 +235,7 @@ class PgVectorCollection(Collection):
         snapshot_path: Path,
         service: str,
         ef_search: int,
-        build_memory_mb: int = 2048,
+        build_memory_mb: int = 4096,
         build_workers: int = 2,
     ) -> None:
         db = getattr(store, "db", None)
