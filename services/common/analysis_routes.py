@@ -3,9 +3,11 @@
 ``/analysis/moments``, ``/analysis/map`` and ``/analysis/pairs`` read the service's own index rows
 (the collection's ``IndexLayout`` over the store: the whitened space for global_features, the hash
 bits for phash) and answer with image ids only, so the gateway composes them without ever
-receiving a vector. Results are cached per store generation and parameters. A computation runs in a
-background thread; a request waits ``ANALYSIS_WAIT_S`` for it, then gets the previous result
-(``"stale": true``) or ``202 {"status": "running", "progress": 0.0-1.0}``.
+receiving a vector; ``/analysis/distances`` answers the distances of given pairs of stored images
+(the gateway's check of a duplicate link by a second feature). The first three are cached per
+store generation and parameters: a computation runs in a background thread; a request waits
+``ANALYSIS_WAIT_S`` for it, then gets the previous result (``"stale": true``) or
+``202 {"status": "running", "progress": 0.0-1.0}``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from services.common import analysis
 from services.common.collection import Collection
 from services.common.feature import VectorFeature
+from services.common.index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,40 @@ class MomentsBody(BaseModel):
 class PairsBody(BaseModel):
     distance_threshold: float = Field(ge=0, description="pairs within this distance (the search's own)")
     max_per_image: int = Field(50, ge=1, le=1000, description="at most this many pairs per image")
+
+
+#: Pairs one /analysis/distances request may ask for (a rebuild sends its pairs in chunks).
+MAX_DISTANCE_PAIRS = 10_000
+
+
+class DistancesBody(BaseModel):
+    pairs: list[tuple[int, int]] = Field(
+        max_length=MAX_DISTANCE_PAIRS, description="pairs of stored image ids, [[a, b], ...]"
+    )
+
+
+def pair_distances(collection: Collection, pairs: list[tuple[int, int]]) -> list[float | None]:
+    """The service's own distance of each pair (None where either image is not stored): the
+    collection's index rows (the space /analysis/pairs and the searches compare in) through its
+    own index type."""
+    partners: dict[int, set[int]] = {}
+    for a, b in pairs:
+        partners.setdefault(a, set()).add(b)
+    store = collection.store
+    known: dict[tuple[int, int], float] = {}
+    for a, others in partners.items():
+        stored = store.get(a)
+        items = [(b, v) for b in sorted(others) if (v := store.get(b)) is not None]
+        if stored is None or not items:
+            continue
+        layout = collection.layout
+        index = VectorIndex(layout.new_index)
+        index.add(*layout.index_rows(items))
+        distances, ids = index.search(layout.index_rows([(a, stored)])[1], len(items))
+        for b, d in zip(ids[0].tolist(), distances[0].tolist(), strict=True):
+            if b >= 0:
+                known[(a, int(b))] = float(d)
+    return [known.get((a, b)) for a, b in pairs]
 
 
 def collection_rows(collection: Collection) -> tuple[int, np.ndarray, np.ndarray]:
@@ -231,3 +268,12 @@ def add_analysis_routes(app: FastAPI, service: VectorFeature, collection: Callab
         key = f"pairs:{body.model_dump_json()}"
         found = await run_in_threadpool(cache.get, key, pairs)
         return reply(found, collection().store.generation)
+
+    @app.post("/analysis/distances", tags=["analysis"])
+    async def analysis_distances(body: DistancesBody) -> Any:
+        """The distance of each of ``pairs`` of stored images in the service's own search distance:
+        ``distances`` in the order asked, ``null`` where either image is not stored. Computed on
+        request (a few pairs per add, chunks of a rebuild), never cached."""
+        pairs = [(int(a), int(b)) for a, b in body.pairs]
+        distances = await run_in_threadpool(pair_distances, collection(), pairs)
+        return {"distances": distances}

@@ -160,6 +160,33 @@ def test_analysis_routes_cache_per_generation(color: TestClient) -> None:
         assert map_reply["refitted"] and len(map_reply["points"]) == 11
 
 
+def test_pair_distances_are_the_services_own_search_distances(color: TestClient, tmp_path: Path) -> None:
+    from services.phash.service import PhashSettings
+    from services.phash.service import build_app as build_phash
+
+    with color, TestClient(build_phash(PhashSettings(data_dir=tmp_path / "phash"))) as phash:
+        for client, route in ((color, "color"), (phash, "phash")):
+            for image_id, seed in ((1, 1), (2, 2), (3, 3)):
+                data = encode(synthetic_image(seed))
+                r = client.post(
+                    f"/calculate_{route}_features",
+                    files={"image": ("a.jpg", data)},
+                    data={"image_id": image_id},
+                )
+                assert r.status_code == 200, r.text
+            searched = client.post(f"/{route}_get_similar_images_by_id", json={"image_id": 1, "k": 3}).json()
+            expected = {h["image_id"]: h["distance"] for h in searched}
+            r = client.post("/analysis/distances", json={"pairs": [[1, 3], [1, 2], [1, 1], [1, 99], [99, 2]]})
+            assert r.status_code == 200, r.text
+            got = r.json()["distances"]
+            assert got[:3] == pytest.approx([expected[3], expected[2], 0.0], rel=1e-5), route
+            assert got[3:] == [None, None]
+            assert expected[2] > 0 and expected[3] > 0
+        assert color.post("/analysis/distances", json={"pairs": [[1]]}).status_code == 422
+        too_many = {"pairs": [[1, 2]] * 10_001}
+        assert color.post("/analysis/distances", json=too_many).status_code == 422
+
+
 def test_analysis_bad_parameters_are_422(color: TestClient) -> None:
     with color:
         assert color.post("/analysis/moments", json={"granularity": 0}).status_code == 422
