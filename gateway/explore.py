@@ -9,12 +9,17 @@ duplicates, recorded at add time.
 
 Duplicate groups are connected components of links (:class:`services.common.analysis.LinkGroups`):
 ``copies`` links an upload to what the duplicate search finds for it (phash within
-``DUPLICATE_DISTANCE`` over the original and mirrored image, plus local-feature-verified crops when
-``DUPLICATE_LOCAL_MIN_INLIERS`` > 0), ``similar`` to the stored images within ``SIMILAR_DISTANCE``
-in the embedding source and, when both have a capture time, ``SIMILAR_MAX_GAP_S``. Links live in the
-catalog; the groups are rebuilt from them in memory at the first request and then updated per add
-and delete. ``rebuild`` recomputes the links from the services after a bulk import (``copies`` then
-uses the stored hashes, which cannot be mirrored: mirrored copies are found at add time only).
+``DUPLICATE_DISTANCE`` over the original and mirrored image, plus crops verified by local_features
+with ``DUPLICATE_LOCAL_MIN_INLIERS`` inliers when that service is enabled), except where the colour
+histograms are further apart than ``COPY_MAX_COLOR_DISTANCE``: a copy has the same pixels
+re-encoded, resized, cropped or mirrored, while a recolouring of one shot has the same structure
+(phash and local features cannot tell it from a JPEG copy) and belongs to ``similar``. ``similar``
+links to the stored images within ``SIMILAR_DISTANCE`` in the embedding source and, when both have a
+capture time, ``SIMILAR_MAX_GAP_S``. Links live in the catalog; the groups are rebuilt from them in
+memory at the first request and then updated per add and delete. ``rebuild`` recomputes the links
+from the services after a bulk import (``copies``: the pairs within ``DUPLICATE_DISTANCE`` over the
+stored hashes, added to the links recorded at add time, which hold the mirrors and crops stored
+hashes cannot show, and all checked by colour again).
 """
 
 from __future__ import annotations
@@ -236,7 +241,9 @@ class Explorer:
                 log.warning("duplicate groups: no copies links for %d: %s", image_id, exc)
                 return []
             # local-only matches carry no distance; they count as linked at distance 0 of phash
-            return [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
+            links = [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
+            kept = await self.same_colours([(image_id, other, d) for other, d in links])
+            return [(other, d) for _, other, d in kept]
         source = await self.resolve_source(None)
         result = await self.clients.call(
             source,
@@ -248,6 +255,29 @@ class Explorer:
             return []
         hits = [(h["image_id"], float(h["distance"])) for h in result.body if h["image_id"] != image_id]
         return await self.within_time(image_id, hits)
+
+    async def same_colours(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        """The copy links whose images' colour histograms are within ``COPY_MAX_COLOR_DISTANCE``
+        (the color service's L1), asked of the color service by pair. Without the color service,
+        with the check off, or where a colour is unknown (not stored yet) a link is kept: no
+        evidence of a recolouring."""
+        threshold = self.settings.copy_max_color_distance
+        if not links or threshold <= 0 or "color" not in self.enabled:
+            return links
+        kept: list[tuple[int, int, float]] = []
+        for start in range(0, len(links), DISTANCE_PAIRS_PER_CALL):
+            chunk = links[start : start + DISTANCE_PAIRS_PER_CALL]
+            result = await self.clients.call(
+                "color", "/analysis/distances", json={"pairs": [[a, b] for a, b, _ in chunk]}
+            )
+            if not result.ok:
+                log.warning("duplicate groups: copies kept without the colour check: %s", result.detail)
+                kept += chunk
+                continue
+            for link, colour in zip(chunk, result.body["distances"], strict=True):
+                if colour is None or colour <= threshold:
+                    kept.append(link)
+        return kept
 
     async def within_time(self, image_id: int, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
         if not hits:
@@ -300,7 +330,10 @@ class Explorer:
             source, threshold = await self.resolve_source(None), self.settings.similar_distance
         reply = await self.analyse(source, "pairs", {"distance_threshold": threshold})
         pairs = [(int(a), int(b), float(d)) for a, b, d in reply["pairs"]]
-        if kind == "similar":
+        if kind == "copies":
+            recorded = await run_in_threadpool(self.catalog.links, kind)
+            pairs = await self.same_colours(union_of_links(pairs, recorded))
+        else:
             times = await run_in_threadpool(self.catalog.capture_times)
             gap = self.settings.similar_max_gap_s
             pairs = [
@@ -316,6 +349,19 @@ class Explorer:
 
 #: Services whose stored vectors the kit's analysis routes serve (one vector per image).
 ANALYSABLE = ("image_text", "global_features", "color", "phash")
+#: Pairs per /analysis/distances call (the services' MAX_DISTANCE_PAIRS).
+DISTANCE_PAIRS_PER_CALL = 10_000
+
+
+def union_of_links(
+    found: list[tuple[int, int, float]], recorded: list[tuple[int, int, float]]
+) -> list[tuple[int, int, float]]:
+    """Both lists of links, each pair once (smaller id first) at its smallest distance."""
+    best: dict[tuple[int, int], float] = {}
+    for a, b, d in (*found, *recorded):
+        key = (min(a, b), max(a, b))
+        best[key] = min(d, best.get(key, d))
+    return [(a, b, d) for (a, b), d in sorted(best.items())]
 
 
 def keeper_rank(info: dict[str, Any], image_id: int) -> tuple[int, int, int]:

@@ -27,8 +27,8 @@ from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
 
 log = logging.getLogger("ambience.gateway")
 
-#: phash hits kept in duplicate mode: every image within the distance, in practice.
-DUPLICATE_PHASH_LIMIT = 10_000
+#: Hits kept per service in duplicate mode: every image within the distance, in practice.
+DUPLICATE_HIT_LIMIT = 10_000
 
 
 class DuplicateSearchUnavailable(Exception):
@@ -105,11 +105,11 @@ def merge_duplicates(
         raise DuplicateSearchUnavailable(f"phash could not answer: {phash.detail}")
     found = {
         h["image_id"]: {"image_id": h["image_id"], "distance": h.get("distance")}
-        for h in clean_hits(phash.body, DUPLICATE_PHASH_LIMIT)
+        for h in clean_hits(phash.body, DUPLICATE_HIT_LIMIT)
     }
     if local is not None:
         if local.ok:
-            for hit in clean_hits(local.body, settings.result_k):
+            for hit in clean_hits(local.body, DUPLICATE_HIT_LIMIT):
                 matches = hit.get("matches", 0)
                 if matches >= settings.duplicate_local_min_inliers:
                     entry = found.setdefault(hit["image_id"], {"image_id": hit["image_id"], "distance": None})
@@ -161,7 +161,10 @@ class ReverseSearch:
         use_local = self.settings.duplicate_local_min_inliers > 0 and local in self.enabled
         calls = [self.search(phash, data, {"distance_threshold": str(self.settings.duplicate_distance)})]
         if use_local:
-            calls.append(self.search(local, data, {"k": str(self.settings.result_k)}))
+            # every image verified with enough inliers (the service skips the geometry of candidates
+            # that cannot reach it), not the top k of a lower bar
+            needed = {"min_matches": str(self.settings.duplicate_local_min_inliers)}
+            calls.append(self.search(local, data, needed))
         replies = await asyncio.gather(*calls)
         refuse_if_rejected(replies[:1])  # phash decides: local features alone never make the answer
         return merge_duplicates(replies[0], replies[1] if use_local else None, self.settings)

@@ -139,7 +139,13 @@ class GatewaySettings(BaseSettings):
         "in the fusion (local_features: recoloured copies of one scene get near-equal inlier counts)",
     )
     fused_length: int = Field(20, ge=1, description="Length of unified_res")
-    duplicate_distance: float = Field(64, ge=0, description="phash Hamming distance that makes a duplicate")
+    duplicate_distance: float = Field(
+        96,
+        ge=0,
+        description="phash Hamming distance (of 576 bits) that makes a duplicate: JPEG-30 and half-size "
+        "copies of the shared photos reach 88, different photos 156 and more (recolourings of one shot "
+        "16-78: see COPY_MAX_COLOR_DISTANCE)",
+    )
     explore_sources: list[str] = Field(
         default_factory=lambda: ["image_text", "global_features"],
         description="/moments and /map: the default source is the first of these that is enabled, JSON",
@@ -163,10 +169,17 @@ class GatewaySettings(BaseSettings):
         "have a capture time",
     )
     duplicate_local_min_inliers: int = Field(
-        0,
+        10,
         ge=0,
-        description="Also call a crop a duplicate when local_features verifies it with this many inliers "
-        "(0 = phash only)",
+        description="Duplicate mode and copies groups: also call a crop a duplicate when local_features "
+        "(if enabled) verifies it with this many inliers (0 = phash only)",
+    )
+    copy_max_color_distance: float = Field(
+        7_000_000,
+        ge=0,
+        description="Duplicate groups 'copies': no link between images whose colour histograms are further "
+        "apart than this (the color service's L1, histograms summing to 1e7): a recolouring is a near shot, "
+        "not a copy (0 = no colour check; needs the color service)",
     )
     retry_interval_s: float = Field(
         2.0, gt=0, description="How often the retry worker looks for pending parts"
