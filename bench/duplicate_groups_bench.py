@@ -1,0 +1,239 @@
+"""Duplicate groups: copies of the shared photos grouped through the gateway, and the cost per add.
+
+Every shared photo and its 4 edited copies (JPEG quality 30, half size, a crop keeping 80% of the
+area, mirrored; ambience_support/copy_groups.py, the same bar as
+tests/gateway/test_duplicate_groups_photos.py) added one by one through a gateway with its default
+duplicate settings, over phash, color and local_features (RootSIFT: no weights) as processes and an
+embedded PostgreSQL. Then ``/duplicate_groups {"kind": "copies"}``: every copy should be in its
+source's group, and no group should hold two different photos (byte-identical files under two
+names are one photo; recoloured versions of one shot are different photos).
+
+Also measured: what the rules see (colour distance and local-feature inliers of true copies against
+the recoloured shots and the best unrelated match), and what an add costs: the whole add through
+the gateway, and, for a sample of uploads against the full collection, each call the copies link
+makes (phash duplicate search, local-feature verification, the colour check) made directly.
+
+    python -m bench.duplicate_groups_bench [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from ambience_support.copy_groups import (
+    DAY_AND_NIGHT,
+    RECOLOURED_SERIES,
+    SOURCE,
+    Upload,
+    add_through_gateway,
+    copy_uploads,
+    groups_of,
+    judge,
+)
+from ambience_support.photos import PHOTOS, photo_paths
+from ambience_support.stacks import QUICK_SERVICE_ENV, launch_stack
+from ambience_support.transforms import VARIANTS
+from bench.timing import machine
+from gateway.settings import GatewaySettings
+from services.common.postgres import EmbeddedPostgres, ensure_database
+
+#: The services of the stack (local_features with the weight-free descriptor, QUICK_SERVICE_ENV).
+STACK = ["phash", "color", "local_features"]
+#: Edits of one shot: different photos that local features (and phash, for the first) cannot tell
+#: from a copy; the colour rule keeps them apart.
+RELATED = (RECOLOURED_SERIES, DAY_AND_NIGHT)
+#: Uploads whose link calls are timed directly against the full collection.
+TIMED_SAMPLE = 40
+
+
+def progress(message: str) -> None:
+    print(f"[duplicate_groups_bench] {message}", file=sys.stderr, flush=True)
+
+
+def percentiles(values: list[float]) -> str:
+    p50, p95 = np.percentile(values, [50, 95])
+    return f"{p50:.0f} / {p95:.0f}"
+
+
+def search_form(client: httpx.Client, url: str, route: str, data: bytes, fields: dict[str, str]) -> list:
+    reply = client.post(
+        f"{url}/{route}_get_similar_images_by_image_buffer", files={"image": ("q.jpg", data)}, data=fields
+    )
+    reply.raise_for_status()
+    return reply.json()
+
+
+def evidence(
+    client: httpx.Client, urls: dict[str, str], uploads: list[Upload], settings: GatewaySettings
+) -> list[str]:
+    """What the rules see, asked of the services directly: the colour distance of each copy to its
+    source and between the recoloured shots; the inliers of each 80% crop (the copy only local
+    features find) to its source and to the best-matching unrelated photo."""
+    by_photo: dict[str, dict[str, Upload]] = {}
+    for u in uploads:
+        by_photo.setdefault(u.photo, {})[u.kind] = u
+    pairs = [(p[SOURCE].image_id, p[kind].image_id) for kind in VARIANTS for p in by_photo.values()]
+    series = [by_photo[name][SOURCE] for name in RECOLOURED_SERIES if name in by_photo]
+    recoloured = [
+        (a.image_id, b.image_id)
+        for i, a in enumerate(series)
+        for b in series[i + 1 :]
+        if a.content != b.content
+    ]
+    reply = client.post(urls["color"] + "/analysis/distances", json={"pairs": [*pairs, *recoloured]})
+    reply.raise_for_status()
+    colours = reply.json()["distances"]
+    n = len(by_photo)
+    lines = ["| pair | colour L1 (median / max) |", "|---|---|"]
+    for i, kind in enumerate(VARIANTS):
+        values = colours[i * n : (i + 1) * n]
+        lines.append(f"| {kind} copy and its source | {np.median(values):,.0f} / {max(values):,.0f} |")
+    if recoloured:
+        values = colours[len(pairs) :]
+        lines.append(f"| recoloured edits of one shot ({len(recoloured)} pairs) | min {min(values):,.0f} |")
+    family_of = {name: n for n, family in enumerate(RELATED) for name in family}
+    own, unrelated = [], []
+    for name, photo in by_photo.items():
+        hits = search_form(
+            client, urls["local_features"], "local_features", photo["crop80"].data, {"min_matches": "4"}
+        )
+        own.append(max((h["matches"] for h in hits if h["image_id"] == photo[SOURCE].image_id), default=0))
+        photo_of = {u.image_id: u.photo for u in uploads}
+        others = [
+            h["matches"]
+            for h in hits
+            if photo_of.get(h["image_id"], name) != name
+            and family_of.get(photo_of.get(h["image_id"], ""), -1) != family_of.get(name, -2)
+        ]
+        unrelated.append(max(others, default=0))
+    lines += [
+        "",
+        f"Local-feature inliers of an 80% crop (query) to its source: min {min(own)}, median "
+        f"{np.median(own):.0f}; to the best-matching unrelated photo (not an edit of the same shot): max "
+        f"{max(unrelated)}, median {np.median(unrelated):.0f} (searched with min_matches 4).",
+        "",
+        f"Rules: phash within {settings.duplicate_distance:g} bits (image and mirror), or "
+        f"{settings.duplicate_local_min_inliers} local-feature inliers; no link beyond a colour L1 of "
+        f"{settings.copy_max_color_distance:,.0f}.",
+    ]
+    return lines
+
+
+def link_costs(
+    client: httpx.Client, urls: dict[str, str], uploads: list[Upload], settings: GatewaySettings
+) -> list[tuple[str, list[float]]]:
+    """Milliseconds of each call the copies link of an add makes, against the full collection."""
+    sample = uploads[:: max(1, len(uploads) // TIMED_SAMPLE)][:TIMED_SAMPLE]
+    costs: dict[str, list[float]] = {"phash": [], "local_features": [], "color": []}
+    for upload in sample:
+        started = time.perf_counter()
+        found = search_form(
+            client,
+            urls["phash"],
+            "phash",
+            upload.data,
+            {"distance_threshold": str(settings.duplicate_distance)},
+        )
+        costs["phash"].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        search_form(
+            client,
+            urls["local_features"],
+            "local_features",
+            upload.data,
+            {"min_matches": str(settings.duplicate_local_min_inliers)},
+        )
+        costs["local_features"].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        pairs = [[upload.image_id, h["image_id"]] for h in found]
+        client.post(urls["color"] + "/analysis/distances", json={"pairs": pairs}).raise_for_status()
+        costs["color"].append((time.perf_counter() - started) * 1000)
+    return [
+        ("phash duplicate search (image and mirror)", costs["phash"]),
+        (
+            f"local-feature verification (min_matches {settings.duplicate_local_min_inliers})",
+            costs["local_features"],
+        ),
+        ("colour check of the found links (/analysis/distances)", costs["color"]),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="6 photos (smoke test)")
+    args = parser.parse_args()
+    print(f"Machine: {machine()}.\n")
+    paths = photo_paths(PHOTOS)
+    if not paths:
+        print(f"**Not measured**: no photos at {PHOTOS}.")
+        return
+    if args.small:
+        paths = [p for p in paths if p.name in RECOLOURED_SERIES][:4] + paths[:2]
+    settings = GatewaySettings()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        pg = EmbeddedPostgres(tmp / "pgdata")
+        admin = pg.start()
+        try:
+            (tmp / "stack").mkdir()
+            dsn = ensure_database(admin, "gw")
+            stack = launch_stack(tmp / "stack", dsn, STACK, service_env=QUICK_SERVICE_ENV)
+            try:
+                urls = {name: svc.url for name, svc in stack.services.items()}
+                with httpx.Client(timeout=300) as client:
+                    total = len(paths) * (1 + len(VARIANTS))
+                    started = time.perf_counter()
+                    uploads, seconds = add_through_gateway(
+                        client,
+                        stack.url,
+                        copy_uploads(paths),
+                        lambda n: n % 50 == 0 and progress(f"{n}/{total} added"),
+                    )
+                    added_s = time.perf_counter() - started
+                    verdict = judge(uploads, groups_of(client, stack.url))
+                    progress("groups judged; measuring the rules' evidence")
+                    seen = evidence(client, urls, uploads, settings)
+                    progress("timing the link calls")
+                    costs = link_costs(client, urls, uploads, settings)
+            finally:
+                stack.stop()
+        finally:
+            pg.release()
+    distinct = len({u.content for u in uploads})
+    print(
+        f"#### Copies groups\n\n{len(paths)} photo files ({distinct} distinct photos) with {len(VARIANTS)} "
+        f"copies each ({len(uploads)} images), added one by one through the gateway.\n"
+    )
+    print("| copy | in its source's group |\n|---|---|")
+    for kind in VARIANTS:
+        print(f"| {kind} | {verdict.in_source_group[kind]}/{verdict.photos} |")
+    print(f"\nGroups: {verdict.groups}; groups holding more than one photo: {len(verdict.mixed)}.")
+    for names in verdict.mixed:
+        print(f"- {', '.join(names)}")
+    if verdict.missed:
+        print(f"\nCopies outside their source's group: {', '.join(verdict.missed)}.")
+    print("\n#### What the rules see\n")
+    print("\n".join(seen))
+    print("\n#### Cost per add\n")
+    print(f"{len(uploads)} adds in {added_s:.0f} s.\n")
+    print("| step | ms p50 / p95 |\n|---|---|")
+    add_ms = percentiles([s * 1000 for s in seconds])
+    print(f"| add through the gateway (3 services, catalog, copies link) | {add_ms} |")
+    print(
+        f"\nThe copies link's calls made directly for {min(TIMED_SAMPLE, len(uploads))} uploads against "
+        f"the full collection ({len(uploads)} images):\n"
+    )
+    print("| call | ms p50 / p95 |\n|---|---|")
+    for label, values in costs:
+        print(f"| {label} | {percentiles(values)} |")
+
+
+if __name__ == "__main__":
+    main()
