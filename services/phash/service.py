@@ -17,9 +17,6 @@ from services.common.vectors import stored_rows
 from services.phash.descriptor import DESCRIPTOR
 from services.phash.hashing import HASH_BITS, HASH_BYTES, phash, phash_variants
 
-#: Hamming distance under which the gateway calls two images duplicates.
-DUPLICATE_THRESHOLD = 64
-
 
 class PhashSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
