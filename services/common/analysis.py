@@ -11,7 +11,8 @@ compared by cosine: every function L2-normalises its input first.
   ``ANALYSIS_DIM`` dimensions; representatives and member order are computed there too (in 1280
   dimensions the distances cost more than the clustering). ``density`` is DBSCAN on cosine distance
   (core rows: ``min_samples`` neighbours within ``eps``; clusters: connected core rows plus the
-  rows they reach; the rest is noise).
+  rows they reach; the rest is noise); past ``EXACT_DENSITY_LIMIT`` rows the neighbourhoods are
+  those of an approximate k-nearest-neighbour graph instead of an exact range search.
 - **The map** is a landmark t-SNE: t-SNE (exact, PCA-initialised, so the same rows give the same
   map) over at most ``MAP_LANDMARKS`` k-means centroids, and every row placed at the
   similarity-weighted mean of its nearest landmarks. Full t-SNE or UMAP over 100,000 rows costs
@@ -250,6 +251,44 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         parent = hooked
 
 
+#: Up to this many rows density clustering is exact DBSCAN (a range search over every row); past it,
+#: the neighbourhoods come from an approximate k-nearest-neighbour graph (IVF). The range search's
+#: cost and output grow with the square of a dense region's size: 454 s for 100,000 rows.
+EXACT_DENSITY_LIMIT = 20_000
+#: Neighbours per row in the approximate graph (at least min_samples).
+DENSITY_NEIGHBOURS = 24
+#: IVF lists probed per row of the approximate graph.
+DENSITY_NPROBE = 8
+
+
+def _neighbours_within(
+    reduced: np.ndarray, eps: float, min_samples: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, neighbour, cosine similarity) of every pair within cosine distance ``eps``, the row
+    itself included: all of them up to EXACT_DENSITY_LIMIT rows, else those among each row's
+    ``max(DENSITY_NEIGHBOURS, min_samples)`` approximate nearest (IVF, sqrt(n) * 4 lists)."""
+    n, d = reduced.shape
+    if n <= EXACT_DENSITY_LIMIT:
+        index = faiss.IndexFlatIP(d)
+        index.add(reduced)
+        lims, sims, ids = index.range_search(reduced, 1.0 - eps)
+        return np.repeat(np.arange(n), np.diff(lims).astype(np.int64)), ids.astype(np.int64), sims
+    lists = int(4 * math.sqrt(n))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)
+    index.train(reduced[np.sort(sample)])
+    index.add(reduced)
+    index.nprobe = DENSITY_NPROBE
+    k = max(DENSITY_NEIGHBOURS, min_samples)
+    sims, ids = index.search(reduced, k)
+    rows = np.repeat(np.arange(n), k).reshape(n, k)
+    keep = (ids >= 0) & (sims >= 1.0 - eps) & (ids != rows)
+    # every row neighbours itself once (an approximate search may miss it)
+    source = np.concatenate([np.arange(n), rows[keep]])
+    target = np.concatenate([np.arange(n), ids[keep].astype(np.int64)])
+    return source, target, np.concatenate([np.ones(n, np.float32), sims[keep]])
+
+
 @single_threaded
 def density_moments(
     x: np.ndarray,
@@ -258,33 +297,26 @@ def density_moments(
     dim: int = ANALYSIS_DIM,
     progress: Progress = _quiet,
 ) -> Clustering:
-    """DBSCAN with cosine distance ``eps`` (neighbours within eps, the row itself included)."""
+    """DBSCAN with cosine distance ``eps`` (neighbours within eps, the row itself included); past
+    EXACT_DENSITY_LIMIT rows over an approximate neighbour graph (see :func:`_neighbours_within`)."""
     n = len(x)
     if n == 0:
         return Clustering([])
     reduced = pca_project(unit_rows(x), dim)
-    index = faiss.IndexFlatIP(reduced.shape[1])
-    index.add(reduced)
-    lims, _, ids = index.range_search(reduced, 1.0 - eps)
+    source, ids, sims = _neighbours_within(reduced, eps, min_samples)
     progress(0.8)
-    counts = np.diff(lims).astype(np.int64)
+    counts = np.bincount(source, minlength=n)
     core = counts >= min_samples
-    source = np.repeat(np.arange(n), counts)
-    ids = ids.astype(np.int64)
     both_core = core[source] & core[ids]
     labels = connected_components(n, source[both_core], ids[both_core])
     labels = np.where(core, labels, -1)
-    # Border rows join the cluster of their first core neighbour (range results come unordered,
-    # so the most similar one: the highest inner product).
+    # Border rows join the cluster of their most similar core neighbour.
     border = ~core[source] & core[ids]
     if border.any():
-        sims = np.einsum("nd,nd->n", reduced[source[border]], reduced[ids[border]])
-        best: dict[int, tuple[float, int]] = {}
-        for row, other, sim in zip(source[border].tolist(), ids[border].tolist(), sims.tolist(), strict=True):
-            if row not in best or sim > best[row][0]:
-                best[row] = (sim, other)
-        for row, (_, other) in best.items():
-            labels[row] = labels[other]
+        rows, others, similarity = source[border], ids[border], sims[border]
+        order = np.lexsort((-similarity, rows))
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+        labels[rows[first]] = labels[others[first]]
     progress(1.0)
     return clusters_from_labels(reduced, labels)
 

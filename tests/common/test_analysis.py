@@ -58,6 +58,23 @@ def test_density_moments_put_isolated_rows_in_noise() -> None:
     assert sorted(found.noise) == list(range(60, 65))
 
 
+def test_density_moments_over_the_approximate_graph_agree_with_exact_dbscan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # four clusters of 300 rows (more than the graph's 24 neighbours each) and 12 isolated rows
+    x = np.concatenate(
+        [blobs(per_cluster=300, clusters=4, dim=96, spread=0.012), blobs(1, 12, dim=96, seed=9)]
+    )
+    exact = analysis.density_moments(x, eps=0.2, min_samples=3)
+    monkeypatch.setattr(analysis, "EXACT_DENSITY_LIMIT", 100)
+    approximate = analysis.density_moments(x, eps=0.2, min_samples=3)
+    assert len(exact.clusters) == 4 and sorted(exact.noise) == list(range(1200, 1212))
+    assert sorted(sorted(c.members) for c in approximate.clusters) == sorted(
+        sorted(c.members) for c in exact.clusters
+    )
+    assert approximate.noise == exact.noise
+
+
 def test_empty_and_single_collections() -> None:
     empty = np.zeros((0, 8), np.float32)
     assert analysis.kmeans_moments(empty, 3).clusters == []
