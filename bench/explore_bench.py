@@ -5,17 +5,17 @@
   converted by tools/convert_efficientnet_lite0.py) through the global_features service's own
   extraction; k-means moments with as many clusters as classes, and density moments (eps 0.2), scored
   by normalised mutual information with the classes.
-- **Copies groups**: every shared photo added with 4 edited copies (JPEG quality 30, half size, a crop
-  keeping 80% of the area, mirrored; tools/photo_variants.py), each linked at add time to what the
-  gateway's duplicate search finds for it (phash within DUPLICATE_DISTANCE over the image and its
-  mirror, the phash service's own hashing and index), groups = connected components
-  (services.common.analysis.LinkGroups). Byte-identical photos count as one photo.
+- Copies groups on the shared photos are measured through the gateway by
+  bench/duplicate_groups_bench.py.
 - **Scale**: synthetic rows with the statistics of the Caltech embeddings (bench.evaluate.scale's
   generator), 100,000 of them (``--small``: 10,000): moments (k-means at granularity 0.3 and 0.01,
-  density), the map (fit), placing 1,000 new rows on it, and the incremental duplicate update per add
-  (range search of a random 576-bit hash in the phash service's index of N hashes plus the group
-  update). Peak resident memory after each step. Wall and CPU seconds: the analysis runs on one thread, so on
-  a machine shared with other work CPU seconds are what the step costs on an idle core.
+  density: exact up to 20,000 rows, over an approximate neighbour graph past that), the map (fit),
+  placing 1,000 new rows on it, and the incremental duplicate update per add
+  (range search of a random 576-bit hash and its mirror within DUPLICATE_DISTANCE in the phash
+  service's index of N hashes plus the group update; the local-feature verification and the colour
+  check an add also makes are measured by bench/duplicate_groups_bench.py). Peak resident memory
+  after each step. Wall and CPU seconds: the analysis runs on one thread, so on a machine shared
+  with other work CPU seconds are what the step costs on an idle core.
 
     python -m bench.explore_bench [--small] [--size N]
 """
@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import resource
 import sys
 import tempfile
@@ -32,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ambience_support.photos import PHOTOS, REPO, load_rgb, photo_paths
-from ambience_support.transforms import VARIANTS, source_bytes, variants
+from ambience_support.photos import REPO
 from bench.evaluate.scale import synthetic
 from bench.timing import machine
 from services.common import analysis
@@ -101,61 +99,8 @@ def moments_quality(x: np.ndarray, classes: np.ndarray) -> list[str]:
     return out
 
 
-def copies_quality(limit: int | None) -> list[str]:
-    from gateway.settings import GatewaySettings
-    from services.common.index import VectorIndex
-    from services.phash.service import PhashFeature, PhashParams, PhashSettings
-
-    threshold = GatewaySettings().duplicate_distance
-    feature = PhashFeature(PhashSettings())
-    feature.load()
-    index = VectorIndex(feature.index_layout().new_index)
-    groups = analysis.LinkGroups()
-    paths = photo_paths(PHOTOS, limit)
-    photo_of: dict[int, str] = {}  # image id -> content digest of its photo
-    kind_of: dict[int, str] = {}
-    source_id: dict[int, int] = {}
-    next_id = 0
-    for n, path in enumerate(paths):
-        img = load_rgb(path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        uploads = {"source": source_bytes(img), **variants(img, seed=n)}
-        for kind, data in uploads.items():
-            image_id = next_id
-            next_id += 1
-            queries = feature.query_vectors(data, PhashParams())
-            found: dict[int, float] = {}
-            if index.count():
-                for hit in index.range_search(queries, threshold):
-                    for other, d in zip(hit.ids.tolist(), hit.distances.tolist(), strict=True):
-                        found[other] = min(d, found.get(other, np.inf))
-            groups.add(image_id, found.items())
-            index.add(np.array([image_id], np.int64), np.frombuffer(feature.extract(data), np.uint8)[None])
-            photo_of[image_id], kind_of[image_id] = digest, kind
-            source_id[image_id] = image_id if kind == "source" else source_id[image_id - 1]
-        if n % 20 == 0:
-            progress(f"copies: {n + 1}/{len(paths)} photos")
-    in_source_group = {v: 0 for v in VARIANTS}
-    for image_id, kind in kind_of.items():
-        if kind != "source" and groups.group_of[image_id] == groups.group_of[source_id[image_id]]:
-            in_source_group[kind] += 1
-    mixed = [g for g in groups.groups() if len({photo_of[m] for m in g}) > 1]
-    names = {photo_of[i]: paths[n].name for n, i in enumerate(i for i, k in kind_of.items() if k == "source")}
-    mixed_names = sorted({", ".join(sorted({names[photo_of[m]] for m in g})) for g in mixed})
-    out = [
-        f"{len(paths)} photos ({len(set(photo_of.values()))} distinct contents) + {len(VARIANTS)} copies "
-        f"each, phash within {threshold:g} bits (mirrored query included).",
-        "",
-        "| copy | in its source's group |",
-        "|---|---|",
-    ]
-    out += [f"| {v} | {in_source_group[v]}/{len(paths)} |" for v in VARIANTS]
-    out += ["", f"Groups holding more than one photo: {len(mixed)} of {len(groups.groups())}."]
-    out += [f"- {names_}" for names_ in mixed_names]
-    return out
-
-
 def scale(size: int, real: np.ndarray) -> list[str]:
+    from gateway.settings import GatewaySettings
     from services.common.index import VectorIndex
     from services.phash.service import PhashFeature, PhashSettings
 
@@ -180,13 +125,17 @@ def scale(size: int, real: np.ndarray) -> list[str]:
 
     timed("moments, kmeans, granularity 0.3", lambda: analysis.kmeans_moments(rows, round(0.3 * size)))
     timed("moments, kmeans, granularity 0.01", lambda: analysis.kmeans_moments(rows, round(0.01 * size)))
-    timed("moments, density (eps 0.2)", lambda: analysis.density_moments(rows, 0.2, 3))
+    timed(
+        "moments, density (eps 0.2; approximate neighbour graph past 20,000 rows)",
+        lambda: analysis.density_moments(rows, 0.2, 3),
+    )
     layout, _ = timed("map: fit (landmark t-SNE) and place every row", lambda: analysis.fit_layout(rows))  # type: ignore[misc]
     new = synthetic(real, rng)(1000)
     timed("map: place 1,000 new rows on the cached map", lambda: layout.place(new))
 
     feature = PhashFeature(PhashSettings())
     index = VectorIndex(feature.index_layout().new_index)
+    threshold = GatewaySettings().duplicate_distance
     codes = rng.integers(0, 256, size=(size, 72), dtype=np.uint8)
     index.add(np.arange(size, dtype=np.int64), codes)
     groups = analysis.LinkGroups()
@@ -199,14 +148,15 @@ def scale(size: int, real: np.ndarray) -> list[str]:
         code = codes[n].copy() if n % 2 else rng.integers(0, 256, size=72, dtype=np.uint8)
         code[: n % 4] ^= 1
         started = time.perf_counter()
-        hits = index.range_search(np.stack([code, code[::-1]]), 64)
+        hits = index.range_search(np.stack([code, code[::-1]]), threshold)
         found = {int(i): float(d) for h in hits for i, d in zip(h.ids, h.distances, strict=True)}
         groups.add(image_id, found.items())
         index.add(np.array([image_id], np.int64), code[None])
         samples.append((time.perf_counter() - started) * 1000)
     p50, p95 = np.percentile(samples, [50, 95])
     lines.append(
-        f"| duplicate update per add (search + group update), ms | p50 {p50:.2f}, p95 {p95:.2f} | "
+        f"| duplicate update per add (phash search within {threshold:g} bits + group update), ms | "
+        f"p50 {p50:.2f}, p95 {p95:.2f} | "
         f"| {peak_mib():,.0f} |"
     )
     return lines
@@ -227,11 +177,6 @@ def main() -> None:
     progress(f"caltech embedded in {time.perf_counter() - started:.0f} s")
     print("#### Moments against Caltech-101 classes (EfficientNet-Lite0)\n")
     print("\n".join(moments_quality(x, classes)))
-    print("\n#### Copies groups on the shared photos\n")
-    if photo_paths(PHOTOS):
-        print("\n".join(copies_quality(6 if args.small else None)))
-    else:
-        print(f"**Not measured**: no photos at {PHOTOS}.")
     print("\n#### Cost at scale\n")
     print("\n".join(scale(size, x)))
 
