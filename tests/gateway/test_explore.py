@@ -129,6 +129,25 @@ def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: GatewayStack)
     assert all(g["size"] >= 2 for g in after)
 
 
+def test_a_recolouring_is_no_copy_at_add_time_nor_after_a_rebuild(stack: GatewayStack) -> None:
+    url = stack.url
+    picture = textured(5)
+    add(url, 1, encode(picture))
+    add(url, 2, encode(ImageOps.mirror(picture)))
+    # the same luminance (phash hashes grey levels: 0 bits apart), other colours: not a copy
+    add(url, 3, encode(ImageOps.grayscale(picture).convert("RGB")))
+    add(url, 4, encode(textured(6)))
+
+    def grouped() -> list[list[int]]:
+        groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
+        return sorted(sorted(m["image_id"] for m in g["members"]) for g in groups)
+
+    assert grouped() == [[1, 2]]
+    rebuilt = post(url, "/duplicate_groups/rebuild", {"kind": "copies"}).json()
+    assert rebuilt["links"] == 1  # the mirror link of the add path is kept; the grey pair is not
+    assert grouped() == [[1, 2]]
+
+
 def test_moments_never_span_a_capture_time_gap(stack: GatewayStack) -> None:
     url = stack.url
     picture = synthetic_image(5)
