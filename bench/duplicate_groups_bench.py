@@ -131,28 +131,19 @@ def link_costs(
 ) -> list[tuple[str, list[float]]]:
     """Milliseconds of each call the copies link of an add makes, against the full collection."""
     sample = uploads[:: max(1, len(uploads) // TIMED_SAMPLE)][:TIMED_SAMPLE]
+    searches = {
+        "phash": {"distance_threshold": str(settings.duplicate_distance)},
+        "local_features": {"min_matches": str(settings.duplicate_local_min_inliers)},
+    }
     costs: dict[str, list[float]] = {"phash": [], "local_features": [], "color": []}
     for upload in sample:
+        hits = {}
+        for name, fields in searches.items():
+            started = time.perf_counter()
+            hits[name] = search_form(client, urls[name], name, upload.data, fields)
+            costs[name].append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        found = search_form(
-            client,
-            urls["phash"],
-            "phash",
-            upload.data,
-            {"distance_threshold": str(settings.duplicate_distance)},
-        )
-        costs["phash"].append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        search_form(
-            client,
-            urls["local_features"],
-            "local_features",
-            upload.data,
-            {"min_matches": str(settings.duplicate_local_min_inliers)},
-        )
-        costs["local_features"].append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        pairs = [[upload.image_id, h["image_id"]] for h in found]
+        pairs = [[upload.image_id, h["image_id"]] for h in hits["phash"]]  # the found copies
         client.post(urls["color"] + "/analysis/distances", json={"pairs": pairs}).raise_for_status()
         costs["color"].append((time.perf_counter() - started) * 1000)
     return [
