@@ -6,7 +6,9 @@ in every run into a temporary folder (cheap next to importing torch and timm, wh
 anyway, so nothing is cached). The photos are added over HTTP;
 each query is an edited copy (JPEG quality 30, half size, a crop keeping 80% of the area, mirrored).
 Configurations: raw vectors without query expansion (the reference), the mirrored query, alpha
-query expansion, and PCA whitening variants trained over HTTP by ``/train_global_features_pca``.
+query expansion, and PCA whitening variants trained over HTTP by ``/train_global_features_pca``
+(forced, so that each variant is measured; the table says whether the training's self-check would
+have let it switch), including what training with the service's defaults learns.
 The configuration that the service's default settings search with (an untrained collection, its
 default alpha-QE) is marked "(default)" in the table, from the settings themselves.
 
@@ -42,16 +44,22 @@ from bench.timing import machine
 from services.common.embedding import AQEParams
 from services.common.schemas import SearchParams
 from services.global_features.service import GlobalFeature, GlobalFeaturesSettings, build_app
+from services.global_features.whitening import SELF_CHECK_FIGURE
 from tools.convert_efficientnet_lite0 import convert
 
 #: Results asked for per query: the whole collection, so the source's rank is always known.
 K = 1000
 
 
+#: a ``Config.whitening`` that sends neither dim nor power: what the training route does by default
+DEFAULTS = (-1, -1.0)
+
+
 @dataclass
 class Config:
     label: str
-    whitening: tuple[int, float] | None = None  # (dim, 0 = all; power), trained before searching
+    #: (dim, power) trained before searching: dim 0 = every direction; DEFAULTS = the training defaults
+    whitening: tuple[int, float] | None = None
     aqe_n: int = 0
     aqe_alpha: float = 3.0
     mirrored: bool = False
@@ -73,6 +81,7 @@ FULL_CONFIGS = [
     Config("PCA-whitened, all dims, power 0.25", (0, 0.25)),
     Config("PCA-whitened, 64 dims, power 0.25", (64, 0.25)),
     Config("PCA-whitened, 64 dims, power 0.25, alpha-QE n=2", (64, 0.25), aqe_n=2),
+    Config("PCA-whitened, the training defaults", DEFAULTS),
 ]
 SMALL_CONFIGS = [FULL_CONFIGS[0], FULL_CONFIGS[4]]
 
@@ -179,6 +188,7 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
     )
     results: dict[str, Ranks] = {}
     out_dims: dict[str, int] = {}
+    verdicts: dict[str, str] = {}
     with TestClient(build_app(settings)) as client:
         feature = client.app.state.service  # type: ignore[attr-defined]
         assert isinstance(feature, GlobalFeature)
@@ -205,14 +215,23 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
                 raw[i, name] = vectors[[n, n + len(decoded)]] if need_mirror else vectors[[n]]
         embed_s = time.perf_counter() - t0
         trained: tuple[int, float] | None = None
+        verdict = ""  # the self-check of the whitening in place, as "raw -> whitened, what training does"
         checked = 0
         for config in configs:
             if config.whitening is not None and config.whitening != trained:
                 dim, power = config.whitening
-                r = client.post("/train_global_features_pca", json={"dim": dim or None, "power": power})
+                body: dict[str, object] = {"force": True}
+                if config.whitening != DEFAULTS:  # dim 0: every direction the data has
+                    body |= {"dim": dim or feature.session.dim, "power": power}
+                r = client.post("/train_global_features_pca", json=body)
                 if r.status_code != 200:
                     raise SystemExit(f"training {config.label} failed: {r.status_code} {r.text}")
+                check = r.json()["self_check"]
+                would = "switches" if check["whitened"] >= check["raw"] else "refused"
+                verdict = f"{check['raw']:.3f} → {check['whitened']:.3f}, {would}"
                 trained = config.whitening
+            if config.whitening is not None:
+                verdicts[config.label] = verdict
             out_dims[config.label] = feature.out_dim()
             ranks: Ranks = {v: [] for v in VARIANTS}
             for (i, name), rows in raw.items():
@@ -232,7 +251,9 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
                     checked += 1
             log(f"{config.label}: {', '.join(f'{v} {rank1(ranks[v]):.1f}%' for v in VARIANTS)}")
     labels = {c.label: c.label + (" (default)" if c.is_default(settings) else "") for c in configs}
-    print_report(small, len(paths), twins, configs, labels, results, out_dims, add_s, embed_s, checked)
+    print_report(
+        small, len(paths), twins, configs, labels, results, out_dims, verdicts, add_s, embed_s, checked
+    )
 
 
 def print_report(
@@ -243,6 +264,7 @@ def print_report(
     labels: dict[str, str],
     results: dict[str, Ranks],
     out_dims: dict[str, int],
+    verdicts: dict[str, str],
     add_s: float,
     embed_s: float,
     checked: int,
@@ -264,19 +286,23 @@ def print_report(
             if twins
             else ""
         )
-        + f"Cells: share of photos whose source is at rank 1 / mean rank of the source (k = {K}); "
+        + "Whitening is trained with `force` so that every variant is measured; its column shows the "
+        f"training's self-check ({SELF_CHECK_FIGURE}) raw → whitened and what training without `force` "
+        "does. " + f"Cells: share of photos whose source is at rank 1 / mean rank of the source (k = {K}); "
         f"{machine()}.\n"
     )
-    print("| configuration | whitened dims | " + " | ".join(VARIANTS) + " |")
-    print("|---|---|" + "---|" * len(VARIANTS))
+    print("| configuration | whitened dims | self-check, training | " + " | ".join(VARIANTS) + " |")
+    print("|---|---|---|" + "---|" * len(VARIANTS))
     for config in configs:
         r = results[config.label]
         dims = str(out_dims[config.label]) if config.whitening else "–"
-        print(f"| {labels[config.label]} | {dims} | " + " | ".join(cell(r[v]) for v in VARIANTS) + " |")
+        verdict = verdicts.get(config.label, "–")
+        cells = " | ".join(cell(r[v]) for v in VARIANTS)
+        print(f"| {labels[config.label]} | {dims} | {verdict} | {cells} |")
     ref = results[configs[0].label]
     misses = {v: sum(1 for x in ref[v] if x != 1) for v in VARIANTS}
     print(
-        f"\n{REFERENCE.capitalize()} miss the source at rank 1 for {sum(misses.values())} of "
+        f"\n{REFERENCE[0].upper() + REFERENCE[1:]} miss the source at rank 1 for {sum(misses.values())} of "
         f"{photos * len(VARIANTS)} queries ("
         + ", ".join(f"{v}: {m}" for v, m in misses.items())
         + "). Against them, in this run:\n"
