@@ -5,8 +5,12 @@ converted to a timm ``tf_efficientnet_lite0`` checkpoint by ``tools/convert_effi
 in every run into a temporary folder (cheap next to importing torch and timm, which the service needs
 anyway, so nothing is cached). The photos are added over HTTP;
 each query is an edited copy (JPEG quality 30, half size, a crop keeping 80% of the area, mirrored).
-Configurations: raw vectors (the default), the mirrored query, alpha query expansion, and PCA
-whitening variants trained over HTTP by ``/train_global_features_pca``.
+Configurations: raw vectors without query expansion (the reference), the mirrored query, alpha
+query expansion, and PCA whitening variants trained over HTTP by ``/train_global_features_pca``
+(forced, so that each variant is measured; the table says whether the training's self-check would
+have let it switch), including what training with the service's defaults learns.
+The configuration that the service's default settings search with (an untrained collection, its
+default alpha-QE) is marked "(default)" in the table, from the settings themselves.
 
     python -m bench.global_features_photos_bench [--photos ../shared/photos] [--limit N] [--small]
 
@@ -40,22 +44,35 @@ from bench.timing import machine
 from services.common.embedding import AQEParams
 from services.common.schemas import SearchParams
 from services.global_features.service import GlobalFeature, GlobalFeaturesSettings, build_app
+from services.global_features.whitening import SELF_CHECK_FIGURE
 from tools.convert_efficientnet_lite0 import convert
 
 #: Results asked for per query: the whole collection, so the source's rank is always known.
 K = 1000
 
 
+#: a ``Config.whitening`` that sends neither dim nor power: what the training route does by default
+DEFAULTS = (-1, -1.0)
+
+
 @dataclass
 class Config:
     label: str
-    whitening: tuple[int, float] | None = None  # (dim, 0 = all; power), trained before searching
+    #: (dim, power) trained before searching: dim 0 = every direction; DEFAULTS = the training defaults
+    whitening: tuple[int, float] | None = None
     aqe_n: int = 0
+    aqe_alpha: float = 3.0
     mirrored: bool = False
+
+    def is_default(self, settings: GlobalFeaturesSettings) -> bool:
+        """What an untrained collection searches with under the service's default settings."""
+        aqe = (self.aqe_n, self.aqe_alpha if self.aqe_n else None)
+        default_aqe = (settings.aqe_n, settings.aqe_alpha if settings.aqe_n else None)
+        return self.whitening is None and self.mirrored == settings.mirrored_query and aqe == default_aqe
 
 
 FULL_CONFIGS = [
-    Config("raw vectors (default)"),
+    Config("raw vectors, no alpha-QE"),
     Config("raw, mirrored query too", mirrored=True),
     Config("raw, alpha-QE n=2 alpha=3", aqe_n=2),
     Config("raw, alpha-QE n=5 alpha=3", aqe_n=5),
@@ -64,8 +81,12 @@ FULL_CONFIGS = [
     Config("PCA-whitened, all dims, power 0.25", (0, 0.25)),
     Config("PCA-whitened, 64 dims, power 0.25", (64, 0.25)),
     Config("PCA-whitened, 64 dims, power 0.25, alpha-QE n=2", (64, 0.25), aqe_n=2),
+    Config("PCA-whitened, the training defaults", DEFAULTS),
 ]
 SMALL_CONFIGS = [FULL_CONFIGS[0], FULL_CONFIGS[4]]
+
+#: what the first configuration is, which every other is compared with
+REFERENCE = "raw vectors without alpha-QE"
 
 Ranks = dict[str, list[int]]  # edit -> rank (1 = first) of the source, one per photo
 
@@ -82,10 +103,11 @@ def rank_of_source(hits: list[dict[str, float]], source: int, content: dict[int,
     return len(hits) + 1
 
 
-def search(feature: GlobalFeature, raw: np.ndarray, aqe_n: int) -> list[dict[str, float]]:
+def search(feature: GlobalFeature, raw: np.ndarray, config: Config) -> list[dict[str, float]]:
     """The search route after the forward pass: map raw query rows, expand, search (k = K)."""
     queries = feature.to_index_space(raw)
-    return feature.search_vectors(feature.expand(queries, AQEParams(aqe_n=aqe_n)), SearchParams(k=K))
+    aqe = AQEParams(aqe_n=config.aqe_n, aqe_alpha=config.aqe_alpha)
+    return feature.search_vectors(feature.expand(queries, aqe), SearchParams(k=K))
 
 
 def rank1(ranks: list[int]) -> float:
@@ -111,14 +133,14 @@ def compare(label: str, r: Ranks, ref: Ranks) -> str:
     changed = {v: d for v, d in deltas.items() if abs(d) > 1e-9}
     ranks = f"mean rank of the source {mean_rank(r):.3f} vs {mean_rank(ref):.3f}"
     if not changed:
-        return f"- {label}: the same rank-1 rate as raw vectors for every edit ({ranks})."
+        return f"- {label}: the same rank-1 rate as {REFERENCE} for every edit ({ranks})."
     total = overall(r) - overall(ref)
     verb = "raises" if total > 0 else "lowers" if total < 0 else "leaves"
     parts = ", ".join(f"{v} {d:+.1f} points" for v, d in changed.items())
     same = [v for v in VARIANTS if v not in changed]
     rest = f"; {', '.join(same)} unchanged" if same else ""
     return (
-        f"- {label} {verb} the rank-1 rate over all edits by {abs(total):.1f} points vs raw vectors "
+        f"- {label} {verb} the rank-1 rate over all edits by {abs(total):.1f} points vs {REFERENCE} "
         f"({overall(r):.1f}% vs {overall(ref):.1f}%; {ranks}): {parts}{rest}."
     )
 
@@ -166,6 +188,7 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
     )
     results: dict[str, Ranks] = {}
     out_dims: dict[str, int] = {}
+    verdicts: dict[str, str] = {}
     with TestClient(build_app(settings)) as client:
         feature = client.app.state.service  # type: ignore[attr-defined]
         assert isinstance(feature, GlobalFeature)
@@ -192,18 +215,27 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
                 raw[i, name] = vectors[[n, n + len(decoded)]] if need_mirror else vectors[[n]]
         embed_s = time.perf_counter() - t0
         trained: tuple[int, float] | None = None
+        verdict = ""  # the self-check of the whitening in place, as "raw -> whitened, what training does"
         checked = 0
         for config in configs:
             if config.whitening is not None and config.whitening != trained:
                 dim, power = config.whitening
-                r = client.post("/train_global_features_pca", json={"dim": dim or None, "power": power})
+                body: dict[str, object] = {"force": True}
+                if config.whitening != DEFAULTS:  # dim 0: every direction the data has
+                    body |= {"dim": dim or feature.session.dim, "power": power}
+                r = client.post("/train_global_features_pca", json=body)
                 if r.status_code != 200:
                     raise SystemExit(f"training {config.label} failed: {r.status_code} {r.text}")
+                check = r.json()["self_check"]
+                would = "switches" if check["whitened"] >= check["raw"] else "refused"
+                verdict = f"{check['raw']:.3f} → {check['whitened']:.3f}, {would}"
                 trained = config.whitening
+            if config.whitening is not None:
+                verdicts[config.label] = verdict
             out_dims[config.label] = feature.out_dim()
             ranks: Ranks = {v: [] for v in VARIANTS}
             for (i, name), rows in raw.items():
-                hits = search(feature, rows if config.mirrored else rows[:1], config.aqe_n)
+                hits = search(feature, rows if config.mirrored else rows[:1], config)
                 ranks[name].append(rank_of_source(hits, i, content))
             results[config.label] = ranks
             if not config.mirrored:  # the shortcut must match the route: check one photo's copies
@@ -211,14 +243,17 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
                     over_http = client.post(
                         "/global_features_get_similar_images_by_image_buffer",
                         files={"image": ("q.jpg", data)},
-                        data={"k": str(K), "aqe_n": str(config.aqe_n)},
+                        data={"k": str(K), "aqe_n": str(config.aqe_n), "aqe_alpha": str(config.aqe_alpha)},
                     ).json()
-                    local = search(feature, raw[0, name][:1], config.aqe_n)
+                    local = search(feature, raw[0, name][:1], config)
                     if [h["image_id"] for h in over_http] != [h["image_id"] for h in local]:
                         raise SystemExit(f"{config.label}, {name}: HTTP and in-process hits differ")
                     checked += 1
             log(f"{config.label}: {', '.join(f'{v} {rank1(ranks[v]):.1f}%' for v in VARIANTS)}")
-    print_report(small, len(paths), twins, configs, results, out_dims, add_s, embed_s, checked)
+    labels = {c.label: c.label + (" (default)" if c.is_default(settings) else "") for c in configs}
+    print_report(
+        small, len(paths), twins, configs, labels, results, out_dims, verdicts, add_s, embed_s, checked
+    )
 
 
 def print_report(
@@ -226,8 +261,10 @@ def print_report(
     photos: int,
     twins: int,
     configs: list[Config],
+    labels: dict[str, str],
     results: dict[str, Ranks],
     out_dims: dict[str, int],
+    verdicts: dict[str, str],
     add_s: float,
     embed_s: float,
     checked: int,
@@ -249,29 +286,33 @@ def print_report(
             if twins
             else ""
         )
-        + f"Cells: share of photos whose source is at rank 1 / mean rank of the source (k = {K}); "
+        + "Whitening is trained with `force` so that every variant is measured; its column shows the "
+        f"training's self-check ({SELF_CHECK_FIGURE}) raw → whitened and what training without `force` "
+        "does. " + f"Cells: share of photos whose source is at rank 1 / mean rank of the source (k = {K}); "
         f"{machine()}.\n"
     )
-    print("| configuration | whitened dims | " + " | ".join(VARIANTS) + " |")
-    print("|---|---|" + "---|" * len(VARIANTS))
+    print("| configuration | whitened dims | self-check, training | " + " | ".join(VARIANTS) + " |")
+    print("|---|---|---|" + "---|" * len(VARIANTS))
     for config in configs:
         r = results[config.label]
         dims = str(out_dims[config.label]) if config.whitening else "–"
-        print(f"| {config.label} | {dims} | " + " | ".join(cell(r[v]) for v in VARIANTS) + " |")
+        verdict = verdicts.get(config.label, "–")
+        cells = " | ".join(cell(r[v]) for v in VARIANTS)
+        print(f"| {labels[config.label]} | {dims} | {verdict} | {cells} |")
     ref = results[configs[0].label]
     misses = {v: sum(1 for x in ref[v] if x != 1) for v in VARIANTS}
     print(
-        f"\nRaw vectors miss the source at rank 1 for {sum(misses.values())} of "
+        f"\n{REFERENCE[0].upper() + REFERENCE[1:]} miss the source at rank 1 for {sum(misses.values())} of "
         f"{photos * len(VARIANTS)} queries ("
         + ", ".join(f"{v}: {m}" for v, m in misses.items())
-        + "). Against raw vectors, in this run:\n"
+        + "). Against them, in this run:\n"
     )
     for config in configs[1:]:
-        print(compare(config.label, results[config.label], ref))
+        print(compare(labels[config.label], results[config.label], ref))
     best = max(configs, key=lambda c: (round(overall(results[c.label]), 9), c is configs[0]))
     print(
-        f"\nHighest rank-1 rate over all edits: {best.label} ({overall(results[best.label]):.1f}%)"
-        + ("." if best is configs[0] else f", vs {overall(ref):.1f}% for raw vectors.")
+        f"\nHighest rank-1 rate over all edits: {labels[best.label]} ({overall(results[best.label]):.1f}%)"
+        + ("." if best is configs[0] else f", vs {overall(ref):.1f}% for {REFERENCE}.")
     )
 
 

@@ -69,20 +69,36 @@ def reciprocal_rank_fusion(
         weight = float(weights.get(service, 1.0))
         if weight <= 0:
             continue
-        limit = (max_distance or {}).get(service)
-        kept = clean_hits(hits, len(hits))
-        if limit is not None:
-            kept = [h for h in kept if isinstance(h.get("distance"), int | float) and h["distance"] <= limit]
-        ratio = (relative_distance or {}).get(service)
-        if ratio is not None:
-            kept = within_relative_distance(kept, clean_hits(hits, len(hits)), ratio)
-        ranks = tolerant_ranks(kept, (tie_tolerance or {}).get(service, 0.0))
-        for rank, hit in zip(ranks, kept, strict=True):
-            image_id = int(hit["image_id"])
+        votes = voting_ranks(
+            hits,
+            (max_distance or {}).get(service),
+            (relative_distance or {}).get(service),
+            (tie_tolerance or {}).get(service, 0.0),
+        )
+        for image_id, rank in votes:
             scores[image_id] = scores.get(image_id, 0.0) + weight / (constant + rank)
             best_rank[image_id] = min(best_rank.get(image_id, rank), rank)
     order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
     return [{"image_id": i, "score": round(scores[i], 6)} for i in order[:length]]
+
+
+def voting_ranks(
+    hits: Sequence[Mapping[str, Any]],
+    max_distance: float | None = None,
+    relative_distance: float | None = None,
+    tolerance: float = 0.0,
+) -> list[tuple[int, int]]:
+    """``(image id, rank from 1)`` of the hits of one service's reply that vote in the fusion: valid
+    ids once each, within ``max_distance`` and within ``relative_distance`` times the reply's median
+    distance, near-ties sharing a rank within ``tolerance``."""
+    reply = clean_hits(hits, len(hits))
+    kept = reply
+    if max_distance is not None:
+        kept = [h for h in kept if isinstance(d := h.get("distance"), int | float) and d <= max_distance]
+    if relative_distance is not None:
+        kept = within_relative_distance(kept, reply, relative_distance)
+    ranks = tolerant_ranks(kept, tolerance)
+    return [(int(hit["image_id"]), rank) for rank, hit in zip(ranks, kept, strict=True)]
 
 
 #: fewest distances a list needs before its median says what "far" is for this query

@@ -233,7 +233,9 @@ def stack_parts(
             )
         )
         log("fusion: scoring candidate settings")
+        grid_started = time.perf_counter()
         scores, baseline = fusion_grid.search(ranks, up)
+        log(f"fusion: {len(scores)} candidates scored in {time.perf_counter() - grid_started:.0f}s")
         chosen = fusion_grid.recommend(scores, baseline)
         verdict = (
             "The current gateway defaults stay: no candidate beat them on the selection half without "
@@ -246,9 +248,11 @@ def stack_parts(
             (
                 "evaluate.fusion",
                 "### Fusion settings (gateway defaults)",
-                "Offline grid over the per-service lists of every query above, fused with "
-                "`gateway.fusion.reciprocal_rank_fusion` (the gateway's own function; weights relative to "
-                "phash, constant c, phash distance gate).\n\n"
+                "Offline grid over the per-service lists of every query above, fused as the gateway "
+                "fuses them (weights relative to phash, constant c, phash distance gate, relative gate of "
+                "colour and phash: ratio to the median distance of their own list; scored with numpy, and "
+                "every row shown here checked query by query against "
+                "`gateway.fusion.reciprocal_rank_fusion`).\n\n"
                 + fusion_grid.markdown(scores, baseline)
                 + "\n\n"
                 + verdict,
