@@ -17,6 +17,11 @@ from ambience_support.photos import REPO
 from services.registry import SERVICES
 
 
+def ambience_command(*args: str) -> list[str]:
+    """The ``ambience`` CLI of this checkout, as a command line for a child process."""
+    return [sys.executable, "-m", "ambience", *args]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

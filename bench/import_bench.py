@@ -23,7 +23,6 @@ import os
 import re
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from ambience_support.photos import PHOTOS_FULL, REPO, photo_paths
-from ambience_support.processes import ServiceProcess
+from ambience_support.processes import ServiceProcess, ambience_command
 from bench.timing import machine
 
 
@@ -103,20 +102,8 @@ def http_rate(files: list[Path], work: Path, concurrency: int) -> Measured:
 def import_rate(folder: Path, n_files: int, work: Path, jobs: int) -> Measured:
     """The whole ``ambience import`` command, interpreter and worker start-up included."""
     data_root = work / f"import-{jobs}-{time.monotonic_ns()}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ambience",
-        "import",
-        "phash",
-        str(folder),
-        "--ids-from-filenames",
-        "--jobs",
-        str(jobs),
-        "--no-progress",
-        "--data-dir",
-        str(data_root),
-    ]
+    cmd = ambience_command("import", "phash", str(folder), "--ids-from-filenames", "--no-progress")
+    cmd += ["--jobs", str(jobs), "--data-dir", str(data_root)]
     started, cpu = time.perf_counter(), children_cpu_s()
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     wall, cpu = time.perf_counter() - started, children_cpu_s() - cpu  # workers included: reaped

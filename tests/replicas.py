@@ -55,6 +55,12 @@ def replica(kind: Kind, data_dir: Path, dsn: str, **extra: str) -> ServiceProces
     return ServiceProcess(SERVICES[kind.name].module, prefix, data_dir, extra_env=env)
 
 
+def add(url: str, kind: Kind, image_id: int, client: httpx.Client) -> httpx.Response:
+    """Adds the picture of seed ``image_id`` under that id through the replica at ``url``."""
+    files = {"image": ("x.jpg", picture(image_id, kind))}
+    return client.post(url + kind.add, files=files, data={"image_id": str(image_id)})
+
+
 def found(url: str, kind: Kind, seed: int, image_id: int, client: httpx.Client) -> bool:
     reply = client.post(url + kind.by_image, files={"image": ("q.jpg", picture(seed, kind))}, data={"k": "3"})
     reply.raise_for_status()

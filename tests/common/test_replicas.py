@@ -22,7 +22,7 @@ import pytest
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from tests.pg import TestServer
-from tests.replicas import LOCAL, PHASH, Kind, found, generations, picture, replica, wait_until
+from tests.replicas import LOCAL, PHASH, Kind, add, found, generations, picture, replica, wait_until
 
 
 @pytest.fixture(params=[PHASH, LOCAL], ids=lambda k: k.name)
@@ -44,9 +44,7 @@ def test_a_write_through_one_replica_is_found_through_the_other(
 ) -> None:
     a, b = replicas
     with httpx.Client(timeout=60) as client:
-        r = client.post(
-            a.url + kind.add, files={"image": ("x.jpg", picture(1, kind))}, data={"image_id": "1"}
-        )
+        r = add(a.url, kind, 1, client)
         assert r.status_code == 200, r.text
         # The replication lag is how long B's index takes to apply the write (its /stats generation);
         # a local-features search itself takes about a second on a busy two-core machine.
@@ -68,14 +66,10 @@ def test_kill_9_of_a_replica_during_adds_loses_nothing_acknowledged(
     acked: list[int] = []
     lock = threading.Lock()
 
-    def add(image_id: int) -> None:
+    def add_to_a(image_id: int) -> None:
         try:
             with httpx.Client(timeout=60) as client:
-                r = client.post(
-                    a.url + kind.add,
-                    files={"image": ("x.jpg", picture(image_id, kind))},
-                    data={"image_id": str(image_id)},
-                )
+                r = add(a.url, kind, image_id, client)
             if r.status_code == 200:
                 with lock:
                     acked.append(image_id)
@@ -83,7 +77,7 @@ def test_kill_9_of_a_replica_during_adds_loses_nothing_acknowledged(
             pass  # the replica died under this request: not acknowledged
 
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(add, i) for i in range(10, 40)]
+        futures = [pool.submit(add_to_a, i) for i in range(10, 40)]
         wait_until(lambda: len(acked) >= 5, timeout=60)
         a.kill()
         for f in futures:
@@ -108,18 +102,12 @@ def test_postgres_restart_during_adds_answers_503_and_loses_nothing(
     statuses: list[int] = []
     with httpx.Client(timeout=60) as client:
         for image_id in range(100, 104):
-            r = client.post(
-                a.url + kind.add,
-                files={"image": ("x.jpg", picture(image_id, kind))},
-                data={"image_id": str(image_id)},
-            )
+            r = add(a.url, kind, image_id, client)
             assert r.status_code == 200, r.text
             acked.append(image_id)
         embedded.stop()
         try:
-            r = client.post(
-                a.url + kind.add, files={"image": ("x.jpg", picture(104, kind))}, data={"image_id": "104"}
-            )
+            r = add(a.url, kind, 104, client)
             statuses.append(r.status_code)
             assert r.status_code == 503, r.text
             assert "PostgreSQL" in r.json()["detail"] and r.headers.get("retry-after")
@@ -133,11 +121,7 @@ def test_postgres_restart_during_adds_answers_503_and_loses_nothing(
         finally:
             embedded.start()
         for image_id in range(104, 108):
-            r = client.post(
-                a.url + kind.add,
-                files={"image": ("x.jpg", picture(image_id, kind))},
-                data={"image_id": str(image_id)},
-            )
+            r = add(a.url, kind, image_id, client)
             assert r.status_code == 200, r.text
             acked.append(image_id)
         for image_id in acked:

@@ -72,6 +72,15 @@ def standard_manifest(server: WeightsServer, models_dir: Path, weights_sha: str 
     ]
 
 
+@pytest.fixture
+def weights(server: WeightsServer, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The standard manifest in force; where its weights file goes (folder made, file absent)."""
+    write_manifest(tmp_path / "manifest.json", standard_manifest(server, models_dir), monkeypatch)
+    path = models_dir / "fixture_model" / "model.pth"
+    path.parent.mkdir(parents=True)
+    return path
+
+
 def fetch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["models", "fetch", fixture_service.NAME, *args])
     out = capsys.readouterr()
@@ -79,11 +88,9 @@ def fetch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 
 
 def test_fetch_downloads_verifies_shows_progress_and_is_idempotent(
-    server: WeightsServer, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    server: WeightsServer, weights: Path, capsys
 ) -> None:
-    write_manifest(tmp_path / "manifest.json", standard_manifest(server, models_dir), monkeypatch)
-    weights = models_dir / "fixture_model" / "model.pth"
-    labels = models_dir / "fixture_model" / "labels.txt"
+    labels = weights.parent / "labels.txt"
 
     assert main(["models", "list", fixture_service.NAME]) == 1
     listing = capsys.readouterr().out
@@ -115,11 +122,8 @@ def test_fetch_downloads_verifies_shows_progress_and_is_idempotent(
 
 
 def test_resumes_a_truncated_part_file_with_a_range_request(
-    server: WeightsServer, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    server: WeightsServer, weights: Path, capsys
 ) -> None:
-    write_manifest(tmp_path / "manifest.json", standard_manifest(server, models_dir), monkeypatch)
-    weights = models_dir / "fixture_model" / "model.pth"
-    weights.parent.mkdir(parents=True)
     kept = 300_000
     part_path(weights).write_bytes(WEIGHTS[:kept])
 
@@ -135,14 +139,11 @@ def test_resumes_a_truncated_part_file_with_a_range_request(
     assert req.sent == len(WEIGHTS) - kept
 
 
-def test_dropped_connection_is_resumed_in_the_same_run(
-    server: WeightsServer, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    write_manifest(tmp_path / "manifest.json", standard_manifest(server, models_dir), monkeypatch)
+def test_dropped_connection_is_resumed_in_the_same_run(server: WeightsServer, weights: Path, capsys) -> None:
     server.drop_after["model.pth"] = 200_000
     code, _out, err = fetch(capsys)
     assert code == 0, err
-    assert (models_dir / "fixture_model" / "model.pth").read_bytes() == WEIGHTS
+    assert weights.read_bytes() == WEIGHTS
     first, second = server.requests_for("model.pth")
     assert first.range is None and first.sent == 200_000
     assert second.range == "bytes=200000-" and second.sent == len(WEIGHTS) - 200_000
@@ -206,12 +207,7 @@ def test_digest_mismatch_is_refused_and_nothing_is_installed(
     assert "missing  fixture weights" in capsys.readouterr().out
 
 
-def test_a_file_already_present_with_the_wrong_digest_is_reported(
-    server: WeightsServer, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    write_manifest(tmp_path / "manifest.json", standard_manifest(server, models_dir), monkeypatch)
-    weights = models_dir / "fixture_model" / "model.pth"
-    weights.parent.mkdir(parents=True)
+def test_a_file_already_present_with_the_wrong_digest_is_reported(weights: Path, capsys) -> None:
     weights.write_bytes(WEIGHTS[:-1] + b"\x00")  # corrupted on disk
     code, _out, err = fetch(capsys)
     assert code != 0

@@ -12,7 +12,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from ambience.cli import main as cli_main
 from ambience_support.images import encode, png_bomb, synthetic_image
 from ambience_support.photos import PHOTOS, REPO
-from ambience_support.processes import ServiceProcess
+from ambience_support.processes import ServiceProcess, ambience_command
 from services.color.service import ColorFeature, ColorSettings
 from services.color.service import build_app as build_color_app
 from services.common.images import DecodedImage
@@ -54,7 +53,7 @@ PHASH = ("services.phash", "AMBIENCE_PHASH_")
 def run_cli(*args: str, data_dir: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AMBIENCE_PHASH_DATA_DIR": str(data_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "ambience", "import", "phash", *args],
+        ambience_command("import", "phash", *args),
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -418,19 +417,7 @@ def test_sigkilled_import_resumes_without_duplicates(tmp_path: Path, photos: lis
     feature = PhashFeature(PhashSettings(data_dir=data_dir))
     env = {**os.environ, "AMBIENCE_PHASH_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ambience",
-            "import",
-            "phash",
-            str(folder),
-            "--jobs",
-            "1",
-            "--chunk-size",
-            "4",
-            "--no-progress",
-        ],
+        ambience_command("import", "phash", str(folder), "--jobs", "1", "--chunk-size", "4", "--no-progress"),
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

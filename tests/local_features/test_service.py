@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,17 @@ def proc(tmp_path: Path, **env: str) -> ServiceProcess:
     )
 
 
+@contextmanager
+def restarted_then_killed(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, Any]]]:
+    """The service started again on the same data dir: a client and its first /stats; kill -9 after."""
+    svc = proc(tmp_path).start()
+    try:
+        with httpx.Client(base_url=svc.url, timeout=60) as client:
+            yield client, client.get("/stats").json()
+    finally:
+        svc.kill()
+
+
 def test_acknowledged_writes_survive_kill_9_and_so_does_the_old_index_during_training(tmp_path: Path) -> None:
     svc = proc(tmp_path, KMEANS_ITERATIONS="100000").start()
     try:
@@ -316,10 +328,7 @@ def test_acknowledged_writes_survive_kill_9_and_so_does_the_old_index_during_tra
         time.sleep(0.5)
     finally:
         svc.kill()
-    svc = proc(tmp_path).start()
-    try:
-        client = httpx.Client(base_url=svc.url, timeout=60)
-        stats = client.get("/stats").json()
+    with restarted_then_killed(tmp_path) as (client, stats):
         assert stats["count"] == 15 and stats["index_trained"] is False
         hits = search(client, images[4].crop((80, 60, 560, 420))).json()
         assert hits[0]["image_id"] == 4
@@ -327,16 +336,9 @@ def test_acknowledged_writes_survive_kill_9_and_so_does_the_old_index_during_tra
         # Train to completion, kill -9 right after: the trained index is what comes back.
         assert client.post("/train_local_features_index", timeout=300).status_code == 200
         assert add(client, 50, images[2]).status_code == 200
-    finally:
-        svc.kill()
-    svc = proc(tmp_path).start()
-    try:
-        client = httpx.Client(base_url=svc.url, timeout=60)
-        stats = client.get("/stats").json()
+    with restarted_then_killed(tmp_path) as (client, stats):
         assert stats["count"] == 16 and stats["index_trained"] is True
         assert search(client, images[2]).json()[0]["image_id"] == 50
-    finally:
-        svc.stop()
 
 
 # -- HardNet8 ------------------------------------------------------------------------------------------
