@@ -13,15 +13,18 @@ service's own app; every image is then the query once, by id, with itself left o
   of what training with the defaults does (its self-check included), and with alpha query expansion
   on and off, by id (the service's own expansion).
 - ``unified_res``: each service's list (the gateway's ``result_k``) fused by the gateway's own
-  :func:`gateway.fusion.reciprocal_rank_fusion` with its default settings, against each service alone,
-  and every setting of the fusion grid (``bench/evaluate/fusion_grid.py``) on the same lists.
+  :func:`gateway.fusion.reciprocal_rank_fusion` with its default settings, against each service alone
+  (precision@10), and every setting of the fusion grid (``bench/evaluate/fusion_grid.py``) on the same
+  lists; mAP@100 of each service's 100-result lists and of their fusion into 100 (the gateway with
+  ``result_k`` and ``fused_length`` 100).
 
     python -m bench.caltech_bench [--caltech DIR] [--small] [--queries-per-class N]
 
 Prints markdown on stdout; skips (exit 0, says so) when the set is absent. The extracted vectors and
 per-service lists are cached in ``AMBIENCE_BENCH_CACHE`` when that is set (a repeated run reads
-them instead of extracting 2,608 images again; the report says so). image_text has no weights
-offline and is not part of this bench.
+them instead of extracting 2,608 images again; the report says so); global_features' lists are searched
+again from the cached vectors every run (seconds), so they follow the service's current defaults.
+image_text has no weights offline and is not part of this bench.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +135,20 @@ class Collected:
     queries: list[int]
     seconds: dict[str, float]
     cached: bool = False
+    #: service -> per query id: up to MAP_AT hits (for mAP@100), and how each service's were obtained
+    long_lists: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    long_source: dict[str, str] = field(default_factory=dict)
 
 
 def cache_key(items: list[tuple[Path, str]], queries: list[int], k: int) -> str:
     h = hashlib.sha256(json.dumps([[str(p), c] for p, c in items]).encode())
     h.update(json.dumps([queries, k, SERVICES]).encode())
     return h.hexdigest()[:16]
+
+
+def part_path(cache: Path, name: str, k: int) -> Path:
+    """A service's cached lists: ``NAME.json`` at the gateway's length, ``NAME@K.json`` at any other."""
+    return cache / (f"{name}.json" if k == RESULT_K else f"{name}@{k}.json")
 
 
 def jpeg(path: Path) -> bytes:
@@ -148,16 +159,12 @@ def jpeg(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def collect(
-    items: list[tuple[Path, str]], queries: list[int], k: int, tmp: Path, cache: Path | None
-) -> Collected:
-    """Add every image to each service through its app, then query each query id by id; each
-    service's part is cached on its own (a later run resumes where an earlier one stopped)."""
-    from fastapi.testclient import TestClient
-
+def service_apps(tmp: Path, data: Path) -> dict[str, Callable[[], Any]]:
+    """Each service's app as this bench runs it (global_features with the real Lite0 weights, converted
+    into ``tmp`` once), its data under ``data``."""
     from services.color.service import ColorSettings
     from services.color.service import build_app as color_app
-    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+    from services.global_features.service import GlobalFeaturesSettings
     from services.global_features.service import build_app as gf_app
     from services.local_features.service import LocalFeaturesSettings
     from services.local_features.service import build_app as lf_app
@@ -165,25 +172,52 @@ def collect(
     from services.phash.service import build_app as phash_app
     from tools.convert_efficientnet_lite0 import convert
 
-    weights = convert(tmp / "tf_efficientnet_lite0.pth")
+    weights = tmp / "tf_efficientnet_lite0.pth"
+    if not weights.exists():
+        convert(weights)
     os.environ.pop("AMBIENCE_ALLOW_RANDOM_WEIGHTS", None)  # real weights only
-    apps: dict[str, Callable[[], Any]] = {
-        "phash": lambda: phash_app(PhashSettings(data_dir=tmp / "phash")),
-        "color": lambda: color_app(ColorSettings(data_dir=tmp / "color")),
+    return {
+        "phash": lambda: phash_app(PhashSettings(data_dir=data / "phash")),
+        "color": lambda: color_app(ColorSettings(data_dir=data / "color")),
         "global_features": lambda: gf_app(
-            GlobalFeaturesSettings(data_dir=tmp / "gf", model="tf_efficientnet_lite0", weights=str(weights))
+            GlobalFeaturesSettings(data_dir=data / "gf", model="tf_efficientnet_lite0", weights=str(weights))
         ),
-        "local_features": lambda: lf_app(LocalFeaturesSettings(data_dir=tmp / "lf", descriptor="rootsift")),
+        "local_features": lambda: lf_app(LocalFeaturesSettings(data_dir=data / "lf", descriptor="rootsift")),
     }
+
+
+def search_by_id(client: Any, name: str, queries: list[int], k: int) -> list[list[dict[str, Any]]]:
+    """Each query's k nearest other images through the service's by-id route (its default settings)."""
+    per_query = []
+    for n, q in enumerate(queries):
+        r = client.post(f"/{name}_get_similar_images_by_id", json={"image_id": q, "k": k + 1})
+        if r.status_code != 200:
+            raise SystemExit(f"{name}: search by id {q} failed: {r.status_code} {r.text}")
+        per_query.append([h for h in r.json() if h["image_id"] != q][:k])
+        if (n + 1) % 500 == 0:
+            log(f"{name}: searched {n + 1}/{len(queries)}")
+    return per_query
+
+
+def collect(
+    items: list[tuple[Path, str]],
+    queries: list[int],
+    k: int,
+    tmp: Path,
+    cache: Path | None,
+    services: Sequence[str] = SERVICES,
+) -> Collected:
+    """Add every image to each of ``services`` through its app, then query each query id by id (k
+    results); each service's part is cached on its own (a later run resumes where an earlier one
+    stopped)."""
+    from fastapi.testclient import TestClient
+
+    from services.global_features.service import GlobalFeature
+
+    apps = service_apps(tmp, tmp / f"k{k}")
     routes = {
         "phash": "phash_features",
         "color": "color_features",
-        "global_features": "global_features",
-        "local_features": "local_features",
-    }
-    search = {
-        "phash": "phash",
-        "color": "color",
         "global_features": "global_features",
         "local_features": "local_features",
     }
@@ -191,8 +225,8 @@ def collect(
     lists: dict[str, list[list[dict[str, Any]]]] = {}
     seconds: dict[str, float] = {}
     raw = np.zeros((0, 0), np.float32)
-    for name in SERVICES:
-        part = cache / f"{name}.json" if cache is not None else None
+    for name in services:
+        part = part_path(cache, name, k) if cache is not None else None
         if part is not None and part.exists():
             saved = json.loads(part.read_text())
             lists[name] = saved["lists"]
@@ -216,15 +250,7 @@ def collect(
                     log(f"{name}: added {i + 1}/{len(data)}")
             seconds[f"{name} add"] = time.perf_counter() - started
             started = time.perf_counter()
-            per_query = []
-            for n, q in enumerate(queries):
-                r = client.post(f"/{search[name]}_get_similar_images_by_id", json={"image_id": q, "k": k + 1})
-                if r.status_code != 200:
-                    raise SystemExit(f"{name}: search by id {q} failed: {r.status_code} {r.text}")
-                per_query.append([h for h in r.json() if h["image_id"] != q][:k])
-                if (n + 1) % 500 == 0:
-                    log(f"{name}: searched {n + 1}/{len(queries)}")
-            lists[name] = per_query
+            lists[name] = search_by_id(client, name, queries, k)
             seconds[f"{name} search"] = time.perf_counter() - started
             if name == "global_features":
                 feature = client.app.state.service  # type: ignore[attr-defined]
@@ -242,6 +268,74 @@ def collect(
     return Collected(raw, lists, queries, seconds)
 
 
+def global_lists_from_raw(
+    raw: np.ndarray, queries: list[int], lengths: Sequence[int], tmp: Path
+) -> list[list[list[dict[str, Any]]]]:
+    """global_features' lists of each length through the service's own by-id search with its current
+    defaults (alpha-QE included; no whitening, none is trained here) on the stored raw vectors: cheap,
+    so run every time rather than cached (the lists follow the service's defaults, not the cache's age)."""
+    from fastapi.testclient import TestClient
+
+    from services.global_features.service import GlobalFeature
+
+    with TestClient(service_apps(tmp, tmp / "from-raw")["global_features"]()) as client:
+        feature = client.app.state.service  # type: ignore[attr-defined]
+        assert isinstance(feature, GlobalFeature)
+        for i, row in enumerate(raw):
+            feature.collection.add(i, row.astype(np.float32).tobytes())
+        return [search_by_id(client, "global_features", queries, k) for k in lengths]
+
+
+def ids_of(lists: list[list[dict[str, Any]]], k: int | None = None) -> list[list[int]]:
+    return [[h["image_id"] for h in hits[:k]] for hits in lists]
+
+
+def complete(lists: list[list[dict[str, Any]]], k: int) -> bool:
+    """Every list shorter than the k asked: the service had no more to give, so any longer k is the same."""
+    return all(len(hits) < k for hits in lists)
+
+
+def collect_long_lists(items: list[tuple[Path, str]], got: Collected, tmp: Path, cache: Path | None) -> None:
+    """Each service's MAP_AT-long lists (the gateway with result_k = MAP_AT), as cheaply as they come:
+    global_features searched again on its stored vectors (both lengths), complete lists reused, others
+    extracted again (cached under their own name)."""
+    started = time.perf_counter()
+    short, long = global_lists_from_raw(got.raw, got.queries, (RESULT_K, MAP_AT), tmp)
+    if ids_of(long, RESULT_K) != ids_of(short):
+        raise AssertionError(f"global_features: the first {RESULT_K} of the {MAP_AT}-result lists differ")
+    got.lists["global_features"], got.long_lists["global_features"] = short, long
+    got.long_source["global_features"] = (
+        f"both lengths by the service's by-id search with its defaults on its stored vectors, again this run "
+        f"({time.perf_counter() - started:.0f} s; the first {RESULT_K} of each {MAP_AT}-result list are its "
+        f"{RESULT_K}-result list, checked)"
+    )
+    for name in SERVICES:
+        if name not in got.long_lists and complete(got.lists[name], RESULT_K):
+            got.long_lists[name] = got.lists[name]
+            longest = max(map(len, got.lists[name]))
+            got.long_source[name] = (
+                f"the {RESULT_K}-result lists, already complete (none longer than {longest})"
+            )
+    rest = [name for name in SERVICES if name not in got.long_lists]
+    if rest:
+        again = collect(items, got.queries, MAP_AT, tmp, cache, rest)
+        for name in rest:
+            got.long_lists[name] = again.lists[name]
+            shared = sum(
+                longer == shorter
+                for longer, shorter in zip(
+                    ids_of(again.lists[name], RESULT_K), ids_of(got.lists[name]), strict=True
+                )
+            )
+            took = ", ".join(
+                f"{v:.0f} s to {k.split()[-1]}" for k, v in again.seconds.items() if k.startswith(name)
+            )
+            got.long_source[name] = (
+                f"extracted again, {MAP_AT} asked ({took}); its first {RESULT_K} are its {RESULT_K}-result "
+                f"list for {shared}/{len(got.queries)} queries"
+            )
+
+
 def collect_cached(items: list[tuple[Path, str]], queries: list[int], k: int) -> Collected:
     cache_dir = os.environ.get("AMBIENCE_BENCH_CACHE")
     cache = Path(cache_dir) / f"caltech-{cache_key(items, queries, k)}" if cache_dir else None
@@ -249,6 +343,7 @@ def collect_cached(items: list[tuple[Path, str]], queries: list[int], k: int) ->
     tmp = Path(tempfile.mkdtemp(prefix="ambience-caltech-"))
     try:
         got = collect(items, queries, k, tmp, cache)
+        collect_long_lists(items, got, tmp, cache)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     got.cached = cached
@@ -349,25 +444,41 @@ def fusion_report(labels: np.ndarray, got: Collected) -> None:
 
     q = got.queries
     settings = GatewaySettings()
-    print("### unified_res against each service alone (same-class precision@10)\n")
-    print("| list | precision@10 |")
-    print("|---|---|")
+    print("### unified_res against each service alone (same-class precision@10 and mAP@100)\n")
+    print(
+        f"precision@10: each service's first {settings.result_k} results, fused into {settings.fused_length} "
+        "(the gateway's defaults). mAP@100: each service's first "
+        f"{MAP_AT}, fused into {MAP_AT}, as the gateway answers with "
+        f"`AMBIENCE_GATEWAY_RESULT_K={MAP_AT}` and "
+        f"`AMBIENCE_GATEWAY_FUSED_LENGTH={MAP_AT}`. The {MAP_AT}-result lists: "
+        + "; ".join(f"{name}: {got.long_source[name]}" for name in SERVICES)
+        + ".\n"
+    )
+    print(f"| list | precision@10 (result_k {settings.result_k}) | mAP@100 (result_k {MAP_AT}) |")
+    print("|---|---|---|")
     lists_per_query = [{s: got.lists[s][n] for s in SERVICES} for n in range(len(q))]
+    long_per_query = [{s: got.long_lists[s][n] for s in SERVICES} for n in range(len(q))]
 
     def p10_of(ranked: list[list[int]]) -> float:
         return float(np.mean([precision_at(r, labels, qid) for r, qid in zip(ranked, q, strict=True)]))
 
+    def map_of(ranked: list[list[int]]) -> float:
+        return float(np.mean([average_precision(r, labels, qid) for r, qid in zip(ranked, q, strict=True)]))
+
     singles = {}
     for name in SERVICES:
         singles[name] = p10_of([[h["image_id"] for h in got.lists[name][n]] for n in range(len(q))])
-        print(f"| `{name}` alone | {singles[name]:.3f} |")
+        long_map = map_of([[h["image_id"] for h in got.long_lists[name][n]] for n in range(len(q))])
+        print(f"| `{name}` alone | {singles[name]:.3f} | {long_map:.3f} |")
     services = sorted(SERVICES, key=lambda s: (s != "phash", s))
     default = current(services)
-    unified = p10_of([default.fuse(lists, settings.fused_length) for lists in lists_per_query])
     ungated = Candidate(default.weights, default.constant, default.phash_gate, None)
     before = p10_of([ungated.fuse(lists, settings.fused_length) for lists in lists_per_query])
-    print(f"| `unified_res`, gateway defaults without the relative gate | {before:.3f} |")
-    print(f"| **`unified_res`, gateway defaults** ({default.label()}) | {unified:.3f} |")
+    before_map = map_of([ungated.fuse(lists, MAP_AT) for lists in long_per_query])
+    unified = p10_of([default.fuse(lists, settings.fused_length) for lists in lists_per_query])
+    unified_map = map_of([default.fuse(lists, MAP_AT) for lists in long_per_query])
+    print(f"| `unified_res`, gateway defaults without the relative gate | {before:.3f} | {before_map:.3f} |")
+    print(f"| **`unified_res`, gateway defaults** ({default.label()}) | {unified:.3f} | {unified_map:.3f} |")
     best = max(singles.values())
     table = ReplyTable(lists_per_query)
     same_class = table.relevant([set(np.flatnonzero(labels == labels[qid]).tolist()) for qid in q])

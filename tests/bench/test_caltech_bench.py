@@ -1,0 +1,49 @@
+"""caltech_bench's fusion table: precision@10 on each service's gateway-length lists, mAP@100 on the
+100-result lists, fused by the gateway's own fusion (synthetic lists: no images, no models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.caltech_bench import MAP_AT, RESULT_K, SERVICES, Collected, fusion_report
+
+PER_CLASS = 120
+
+
+def hits(service: str, ids: list[int]) -> list[dict[str, Any]]:
+    if service == "local_features":
+        return [{"image_id": i, "matches": 200 - rank} for rank, i in enumerate(ids)]
+    scale = {"phash": 1, "color": 1e4, "global_features": 0.01}[service]
+    return [{"image_id": i, "distance": (rank + 1) * scale} for rank, i in enumerate(ids)]
+
+
+def table_row(out: str, label: str) -> list[float]:
+    (line,) = [line for line in out.splitlines() if line.startswith(f"| {label}")]
+    return [float(cell) for cell in line.strip("|").split("|")[1:]]
+
+
+def test_map_column_scores_the_100_result_lists_and_their_fusion(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every service puts the query's class only after its first 20 results: precision@10 (on the
+    20-result lists the gateway asks by default) is 0, mAP@100 (on the 100-result lists) is not."""
+    labels = np.array(["a"] * PER_CLASS + ["b"] * PER_CLASS)
+    query = 0
+    other_class = list(range(PER_CLASS, PER_CLASS + RESULT_K))
+    same_class = list(range(1, MAP_AT - RESULT_K + 1))
+    long = {s: [hits(s, other_class + same_class)] for s in SERVICES}
+    short = {s: [lists[0][:RESULT_K]] for s, lists in long.items()}
+    got = Collected(np.zeros((0, 0), np.float32), short, [query], {}, long_lists=long)
+    got.long_source = dict.fromkeys(SERVICES, "synthetic")
+    fusion_report(labels, got)
+    out = capsys.readouterr().out
+
+    # AP over the first 100: hits at ranks 21..100, the relevant set (119 others) capped at 100
+    expected = sum(h / (RESULT_K + h) for h in range(1, len(same_class) + 1)) / MAP_AT
+    for service in SERVICES:
+        assert table_row(out, f"`{service}` alone") == pytest.approx([0.0, expected], abs=5e-4)
+    precision, fused_map = table_row(out, "**`unified_res`, gateway defaults**")
+    assert precision == 0.0
+    assert fused_map > 0.1  # fused into 100, not the gateway's default 20 (that would score 0)
+    assert "AMBIENCE_GATEWAY_RESULT_K=100" in out and "AMBIENCE_GATEWAY_FUSED_LENGTH=100" in out
