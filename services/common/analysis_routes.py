@@ -21,18 +21,21 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.common import analysis
 from services.common.collection import Collection
 from services.common.feature import VectorFeature
 from services.common.index import VectorIndex
+from services.common.schemas import ImageId
 
 log = logging.getLogger(__name__)
 
 
 class MomentsBody(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     granularity: float = Field(
         0.3, gt=0, le=1, description="kmeans: clusters per image (0.3: one moment per ~3 photos)"
     )
@@ -42,6 +45,8 @@ class MomentsBody(BaseModel):
 
 
 class PairsBody(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     distance_threshold: float = Field(ge=0, description="pairs within this distance (the search's own)")
     max_per_image: int = Field(50, ge=1, le=1000, description="at most this many pairs per image")
 
@@ -51,7 +56,7 @@ MAX_DISTANCE_PAIRS = 10_000
 
 
 class DistancesBody(BaseModel):
-    pairs: list[tuple[int, int]] = Field(
+    pairs: list[tuple[ImageId, ImageId]] = Field(
         max_length=MAX_DISTANCE_PAIRS, description="pairs of stored image ids, [[a, b], ...]"
     )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.store import ID_MAX
+
+#: A stored image's id wherever a body names one (a negative or 64-bit-overflowing id is a 422).
+ImageId = Annotated[int, Field(ge=0, lt=ID_MAX)]
 
 
 class NoParams(BaseModel):
@@ -34,7 +37,7 @@ class SearchParams(BaseModel):
 
 class ImageIdBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_id: int = Field(ge=0, lt=ID_MAX, description="Image id, 0 <= id < 2^63")
+    image_id: ImageId = Field(description="Image id, 0 <= id < 2^63")
 
 
 class AddResult(BaseModel):

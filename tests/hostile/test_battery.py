@@ -22,6 +22,7 @@ from ambience_support.images import encode, png_bomb, synthetic_image
 from ambience_support.processes import running_service
 from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
+from services.common.feature import VectorFeature
 from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route, peak_rss_mb
 from tests.hostile_images import big_png, jpeg_claiming, png_claiming
 from tests.pg import TestServer
@@ -223,6 +224,7 @@ def service_cases(spec: ServiceDescriptor) -> list[Case]:
             *id_cases(delete),
             *json_limit_cases(delete),
             *search_cases(by_id, by_image),
+            *(analysis_cases() if issubclass(spec.feature_class(), VectorFeature) else []),
         ]
     route = image_route(spec)
     assert route is not None
@@ -247,6 +249,29 @@ def service_cases(spec: ServiceDescriptor) -> list[Case]:
             ),
         ]
     return cases
+
+
+def analysis_cases() -> list[Case]:
+    """The collection-analysis routes every vector service offers (the gateway's explore layer)."""
+    bad = frozenset({422})
+    moments, pairs, distances = "/analysis/moments", "/analysis/pairs", "/analysis/distances"
+    return [
+        Case("analysis granularity NaN", moments, raw_json('{"granularity": NaN}'), bad),
+        Case("analysis eps Infinity", moments, raw_json('{"method": "density", "eps": Infinity}'), bad),
+        Case("analysis min_samples 10^9", moments, raw_json('{"min_samples": 1000000000}'), bad),
+        Case("analysis pairs threshold 1e400", pairs, raw_json('{"distance_threshold": 1e400}'), bad),
+        Case("analysis pairs threshold NaN", pairs, raw_json('{"distance_threshold": NaN}'), bad),
+        Case(
+            "analysis pairs per image 10^9",
+            pairs,
+            raw_json('{"distance_threshold": 1, "max_per_image": 1e9}'),
+            bad,
+        ),
+        Case("distances of a negative id", distances, raw_json('{"pairs": [[-1, 1]]}'), bad),
+        Case("distances of id 2^63", distances, raw_json(f'{{"pairs": [[1, {2**63}]]}}'), bad),
+        Case("distances of a half pair", distances, raw_json('{"pairs": [[1]]}'), bad),
+        Case("10,001 distance pairs", distances, lambda: {"json": {"pairs": [[1, 2]] * 10_001}}, bad),
+    ]
 
 
 def gateway_cases() -> list[Case]:
