@@ -32,7 +32,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from gateway import thumbnails
 from gateway.catalog import Catalog
+from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.photo_metadata import read_metadata
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
@@ -242,6 +244,7 @@ class Explorer:
                 return []
             # local-only matches carry no distance; they count as linked at distance 0 of phash
             links = [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
+            links += await self.aligned_crops(image_id, {other for other, _ in links})
             kept = await self.same_colours([(image_id, other, d) for other, d in links])
             return [(other, d) for _, other, d in kept]
         source = await self.resolve_source(None)
@@ -255,6 +258,47 @@ class Explorer:
             return []
         hits = [(h["image_id"], float(h["distance"])) for h in result.body if h["image_id"] != image_id]
         return await self.within_time(image_id, hits)
+
+    async def aligned_crops(self, image_id: int, linked: set[int]) -> list[tuple[int, float]]:
+        """Crops of smooth pictures: the ``COPY_ALIGNMENT_CANDIDATES`` colour-nearest stored images
+        (a crop keeps its source's colours: the source is its nearest on every shared photo) whose
+        thumbnail aligns with the upload's at ``COPY_ALIGNMENT_MIN_CORRELATION`` or more, either
+        one the part (gateway/crop_alignment.py). Linked at distance 0, as a verified crop. Needs
+        the color service and the thumbnails (made before this runs, by the thumbnail keeper)."""
+        wanted = self.settings.copy_alignment_candidates
+        if wanted <= 0 or "color" not in self.enabled:
+            return []
+        result = await self.clients.call(
+            "color",
+            f"/{UPSTREAMS['color'].search}_get_similar_images_by_id",
+            json={"image_id": image_id, "k": wanted + 1},
+        )
+        if not result.ok:
+            log.warning("duplicate groups: no crop alignment for %d: %s", image_id, result.detail)
+            return []
+        candidates = [h["image_id"] for h in result.body if h["image_id"] not in {image_id, *linked}]
+        if not candidates:
+            return []
+        settings = self.settings
+        db = self.catalog.db
+
+        def align() -> list[tuple[int, float]]:
+            mine = thumbnails.get(db, image_id)
+            if mine is None:
+                return []
+            upload = grey_thumbnail(mine.webp)
+            found = []
+            for other in candidates[:wanted]:
+                theirs = thumbnails.get(db, other)
+                if theirs is None:
+                    continue
+                stored = grey_thumbnail(theirs.webp)
+                aligned = part_correlation(upload, stored, settings.copy_alignment_min_area)
+                if aligned.correlation >= settings.copy_alignment_min_correlation:
+                    found.append((other, 0.0))
+            return found
+
+        return await run_in_threadpool(align)
 
     async def same_colours(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         """The copy links whose images' colour histograms are within ``COPY_MAX_COLOR_DISTANCE``

@@ -182,6 +182,28 @@ class GatewaySettings(BaseSettings):
         "apart than this (the color service's L1, histograms summing to 1e7): a recolouring is a near shot, "
         "not a copy (0 = no colour check; needs the color service)",
     )
+    copy_alignment_candidates: int = Field(
+        3,
+        ge=0,
+        le=50,
+        description="Duplicate groups 'copies': the colour-nearest stored images whose thumbnails are "
+        "aligned with an upload's to find crops of smooth pictures, which local features cannot verify "
+        "(0 = off; needs the color service)",
+    )
+    copy_alignment_min_correlation: float = Field(
+        0.98,
+        gt=0,
+        le=1,
+        description="Duplicate groups 'copies': normalised cross-correlation of the aligned thumbnails that "
+        "makes a copy (crops of the shared photos 0.99+, different photos at most 0.92)",
+    )
+    copy_alignment_min_area: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Duplicate groups 'copies': the smallest crop the thumbnail alignment looks for, as a "
+        "fraction of the picture's area",
+    )
     retry_interval_s: float = Field(
         2.0, gt=0, description="How often the retry worker looks for pending parts"
     )
