@@ -8,10 +8,11 @@ embedded PostgreSQL. Then ``/duplicate_groups {"kind": "copies"}``: every copy s
 source's group, and no group should hold two different photos (byte-identical files under two
 names are one photo; recoloured versions of one shot are different photos).
 
-Also measured: what the rules see (colour distance and local-feature inliers of true copies against
-the recoloured shots and the best unrelated match), and what an add costs: the whole add through
-the gateway, and, for a sample of uploads against the full collection, each call the copies link
-makes (phash duplicate search, local-feature verification, the colour check) made directly.
+Also measured: what the rules see (colour distance, local-feature inliers and thumbnail alignment
+of true copies against the recoloured shots and the best unrelated match), and what an add costs:
+the whole add through the gateway, and, for a sample of uploads against the full collection, each
+call the copies link makes (phash duplicate search, local-feature verification, the colour check,
+the crop alignment) made directly.
 
     python -m bench.duplicate_groups_bench [--small]
 """
@@ -41,6 +42,7 @@ from ambience_support.photos import PHOTOS, photo_paths
 from ambience_support.stacks import QUICK_SERVICE_ENV, launch_stack
 from ambience_support.transforms import VARIANTS
 from bench.timing import machine
+from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.settings import GatewaySettings
 from services.common.postgres import EmbeddedPostgres, ensure_database
 
@@ -113,17 +115,62 @@ def evidence(
             and family_of.get(photo_of.get(h["image_id"], ""), -1) != family_of.get(name, -2)
         ]
         unrelated.append(max(others, default=0))
+    aligned_own, aligned_unrelated = alignment_evidence(client, urls, by_photo, family_of, settings)
     lines += [
         "",
         f"Local-feature inliers of an 80% crop (query) to its source: min {min(own)}, median "
         f"{np.median(own):.0f}; to the best-matching unrelated photo (not an edit of the same shot): max "
         f"{max(unrelated)}, median {np.median(unrelated):.0f} (searched with min_matches 4).",
         "",
+        f"Thumbnail alignment of an 80% crop with its source: min {min(aligned_own):.3f}, median "
+        f"{np.median(aligned_own):.3f}; with its {settings.copy_alignment_candidates} colour-nearest "
+        f"unrelated photos: max {max(aligned_unrelated):.3f}, median {np.median(aligned_unrelated):.3f}.",
+        "",
         f"Rules: phash within {settings.duplicate_distance:g} bits (image and mirror), or "
-        f"{settings.duplicate_local_min_inliers} local-feature inliers; no link beyond a colour L1 of "
+        f"{settings.duplicate_local_min_inliers} local-feature inliers, or thumbnails aligned at "
+        f"{settings.copy_alignment_min_correlation:g} with one of the "
+        f"{settings.copy_alignment_candidates} colour-nearest; no link beyond a colour L1 of "
         f"{settings.copy_max_color_distance:,.0f}.",
     ]
     return lines
+
+
+def thumbnail(client: httpx.Client, gateway: str, image_id: int) -> np.ndarray:
+    reply = client.get(f"{gateway}/thumbnails/{image_id}")
+    reply.raise_for_status()
+    return grey_thumbnail(reply.content)
+
+
+def colour_neighbours(client: httpx.Client, color: str, image_id: int, k: int) -> list[int]:
+    reply = client.post(f"{color}/color_get_similar_images_by_id", json={"image_id": image_id, "k": k + 1})
+    reply.raise_for_status()
+    return [h["image_id"] for h in reply.json() if h["image_id"] != image_id][:k]
+
+
+def alignment_evidence(
+    client: httpx.Client,
+    urls: dict[str, str],
+    by_photo: dict[str, dict[str, Upload]],
+    family_of: dict[str, int],
+    settings: GatewaySettings,
+) -> tuple[list[float], list[float]]:
+    """The thumbnail alignment of each 80% crop with its source, and with the colour-nearest stored
+    images that are not the same photo nor an edit of its shot (what the add path would check)."""
+    photo_of = {u.image_id: u.photo for photo in by_photo.values() for u in photo.values()}
+    own, unrelated = [], []
+    for name, photo in by_photo.items():
+        crop = thumbnail(client, urls["gateway"], photo["crop80"].image_id)
+        source = thumbnail(client, urls["gateway"], photo[SOURCE].image_id)
+        own.append(part_correlation(crop, source, settings.copy_alignment_min_area).correlation)
+        for other in colour_neighbours(
+            client, urls["color"], photo["crop80"].image_id, settings.copy_alignment_candidates
+        ):
+            other_photo = photo_of.get(other, name)
+            if other_photo == name or family_of.get(other_photo, -1) == family_of.get(name, -2):
+                continue
+            theirs = thumbnail(client, urls["gateway"], other)
+            unrelated.append(part_correlation(crop, theirs, settings.copy_alignment_min_area).correlation)
+    return own, unrelated or [float("nan")]
 
 
 def link_costs(
@@ -135,7 +182,7 @@ def link_costs(
         "phash": {"distance_threshold": str(settings.duplicate_distance)},
         "local_features": {"min_matches": str(settings.duplicate_local_min_inliers)},
     }
-    costs: dict[str, list[float]] = {"phash": [], "local_features": [], "color": []}
+    costs: dict[str, list[float]] = {"phash": [], "local_features": [], "color": [], "alignment": []}
     for upload in sample:
         hits = {}
         for name, fields in searches.items():
@@ -146,6 +193,15 @@ def link_costs(
         pairs = [[upload.image_id, h["image_id"]] for h in hits["phash"]]  # the found copies
         client.post(urls["color"] + "/analysis/distances", json={"pairs": pairs}).raise_for_status()
         costs["color"].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        mine = thumbnail(client, urls["gateway"], upload.image_id)
+        for other in colour_neighbours(
+            client, urls["color"], upload.image_id, settings.copy_alignment_candidates
+        ):
+            part_correlation(
+                mine, thumbnail(client, urls["gateway"], other), settings.copy_alignment_min_area
+            )
+        costs["alignment"].append((time.perf_counter() - started) * 1000)
     return [
         ("phash duplicate search (image and mirror)", costs["phash"]),
         (
@@ -153,6 +209,11 @@ def link_costs(
             costs["local_features"],
         ),
         ("colour check of the found links (/analysis/distances)", costs["color"]),
+        (
+            f"crop alignment: colour-nearest {settings.copy_alignment_candidates} by id, their thumbnails, "
+            "the correlation",
+            costs["alignment"],
+        ),
     ]
 
 
@@ -177,7 +238,7 @@ def main() -> None:
             dsn = ensure_database(admin, "gw")
             stack = launch_stack(tmp / "stack", dsn, STACK, service_env=QUICK_SERVICE_ENV)
             try:
-                urls = {name: svc.url for name, svc in stack.services.items()}
+                urls = {name: svc.url for name, svc in stack.services.items()} | {"gateway": stack.url}
                 with httpx.Client(timeout=300) as client:
                     total = len(paths) * (1 + len(VARIANTS))
                     started = time.perf_counter()
