@@ -5,6 +5,8 @@
   converted by tools/convert_efficientnet_lite0.py) through the global_features service's own
   extraction; k-means moments with as many clusters as classes, and density moments (eps 0.2), scored
   by normalised mutual information with the classes.
+- **Near shots**: the shared photos, their 4 copies and the edits of one shot embedded the same way;
+  the distances the ``similar`` groups' threshold (SIMILAR_DISTANCE) is set against.
 - Copies groups on the shared photos are measured through the gateway by
   bench/duplicate_groups_bench.py.
 - **Scale**: synthetic rows with the statistics of the Caltech embeddings (bench.evaluate.scale's
@@ -47,15 +49,12 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def caltech_embeddings(max_per_class: int | None, classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+def embed(images: list[bytes], label: str) -> np.ndarray:
+    """Unit EfficientNet-Lite0 vectors of ``images`` (the global_features service's own extraction,
+    no whitening: what a collection holds until PCA is trained)."""
     from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
     from tools.convert_efficientnet_lite0 import convert
 
-    folders = sorted(p for p in CALTECH.iterdir() if p.is_dir())[:classes]
-    paths = []
-    for folder in folders:
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-        paths += files[:max_per_class]
     with tempfile.TemporaryDirectory() as tmp:
         weights = convert(Path(tmp) / "tf_efficientnet_lite0.pth")
         feature = GlobalFeature(
@@ -66,14 +65,93 @@ def caltech_embeddings(max_per_class: int | None, classes: int | None) -> tuple[
         feature.load()
         rows: list[np.ndarray] = []
         try:
-            for start in range(0, len(paths), 32):
-                prepared = [feature.prepare(p.read_bytes()) for p in paths[start : start + 32]]
+            for start in range(0, len(images), 32):
+                prepared = [feature.prepare(data) for data in images[start : start + 32]]
                 rows += [np.frombuffer(b, np.float32) for b in feature.extract_batch(prepared)]
                 if start % 320 == 0:
-                    progress(f"caltech: {start + len(prepared)}/{len(paths)} embedded")
+                    progress(f"{label}: {start + len(prepared)}/{len(images)} embedded")
         finally:
             feature.close()
-    return np.stack(rows), np.array([p.parent.name for p in paths])
+    x = np.stack(rows)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def caltech_embeddings(max_per_class: int | None, classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    folders = sorted(p for p in CALTECH.iterdir() if p.is_dir())[:classes]
+    paths = []
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        paths += files[:max_per_class]
+    x = embed([p.read_bytes() for p in paths], "caltech")
+    return x, np.array([p.parent.name for p in paths])
+
+
+def near_shots(small: bool) -> list[str]:
+    """What the 'similar' threshold sees: squared L2 between unit EfficientNet-Lite0 vectors (the
+    distance the by-id search returns) of each shared photo's copies to it, between the edits of
+    one shot, and from each photo to its nearest different photo."""
+    from ambience_support.copy_groups import DAY_AND_NIGHT, RECOLOURED_SERIES, SOURCE, copy_uploads
+    from ambience_support.photos import PHOTOS, photo_paths
+    from ambience_support.transforms import VARIANTS
+    from gateway.settings import GatewaySettings
+
+    paths = photo_paths(PHOTOS)
+    if not paths:
+        return [f"**Not measured**: no photos at {PHOTOS}."]
+    if small:
+        paths = [p for p in paths if p.name in RECOLOURED_SERIES] + paths[:4]
+    uploads = list(copy_uploads(paths))
+    x = embed([u.data for u in uploads], "shared photos")
+    distance = np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)
+    shot_of = {name: n for n, shot in enumerate((RECOLOURED_SERIES, DAY_AND_NIGHT)) for name in shot}
+    sources = [i for i, u in enumerate(uploads) if u.kind == SOURCE]
+    source_of = {uploads[i].content: i for i in sources}
+
+    def same_shot(a: int, b: int) -> bool:
+        return shot_of.get(uploads[a].photo, -1) == shot_of.get(uploads[b].photo, -2)
+
+    threshold = GatewaySettings().similar_distance
+    lines = [
+        f"{len(sources)} shared photo files and {len(VARIANTS)} copies each; squared L2 of unit vectors "
+        f"(2 - 2 cos; SIMILAR_DISTANCE is {threshold:g}).",
+        "",
+        "| pair | median | max | within SIMILAR_DISTANCE |",
+        "|---|---|---|---|",
+    ]
+    for kind in VARIANTS:
+        values = [distance[i, source_of[u.content]] for i, u in enumerate(uploads) if u.kind == kind]
+        within = sum(v <= threshold for v in values)
+        lines.append(
+            f"| {kind} copy and its source | {np.median(values):.3f} | {max(values):.3f} | "
+            f"{within}/{len(values)} |"
+        )
+    edits = [
+        distance[a, b]
+        for n, a in enumerate(sources)
+        for b in sources[n + 1 :]
+        if uploads[a].content != uploads[b].content and same_shot(a, b)
+    ]
+    if edits:
+        within = sum(v <= threshold for v in edits)
+        lines.append(
+            f"| edits of one shot (recolourings, day and night) | {np.median(edits):.3f} | "
+            f"{max(edits):.3f} | {within}/{len(edits)} |"
+        )
+    nearest = [
+        min(
+            distance[a, b]
+            for b in sources
+            if uploads[b].content != uploads[a].content and not same_shot(a, b)
+        )
+        for a in sources
+    ]
+    lines += [
+        "",
+        f"Nearest different photo (not an edit of the same shot): min {min(nearest):.3f}, 5th percentile "
+        f"{np.percentile(nearest, 5):.3f}, median {np.median(nearest):.3f}; "
+        f"{sum(v <= threshold for v in nearest)} of {len(nearest)} photos have one within SIMILAR_DISTANCE.",
+    ]
+    return lines
 
 
 def moments_quality(x: np.ndarray, classes: np.ndarray) -> list[str]:
@@ -177,6 +255,8 @@ def main() -> None:
     progress(f"caltech embedded in {time.perf_counter() - started:.0f} s")
     print("#### Moments against Caltech-101 classes (EfficientNet-Lite0)\n")
     print("\n".join(moments_quality(x, classes)))
+    print("\n#### Near shots: the 'similar' threshold (EfficientNet-Lite0, shared photos)\n")
+    print("\n".join(near_shots(args.small)))
     print("\n#### Cost at scale\n")
     print("\n".join(scale(size, x)))
 
