@@ -51,6 +51,8 @@ STACK = ["phash", "color", "local_features"]
 #: Edits of one shot: different photos that local features (and phash, for the first) cannot tell
 #: from a copy; the colour rule keeps them apart.
 RELATED = (RECOLOURED_SERIES, DAY_AND_NIGHT)
+#: Colour neighbours asked to find a crop's nearest images of other photos (past its own copies).
+UNRELATED_LOOKUP = 20
 #: Uploads whose link calls are timed directly against the full collection.
 TIMED_SAMPLE = 40
 
@@ -123,8 +125,9 @@ def evidence(
         f"{max(unrelated)}, median {np.median(unrelated):.0f} (searched with min_matches 4).",
         "",
         f"Thumbnail alignment of an 80% crop with its source: min {min(aligned_own):.3f}, median "
-        f"{np.median(aligned_own):.3f}; with its {settings.copy_alignment_candidates} colour-nearest "
-        f"unrelated photos: max {max(aligned_unrelated):.3f}, median {np.median(aligned_unrelated):.3f}.",
+        f"{np.median(aligned_own):.3f}; with the {settings.copy_alignment_candidates} colour-nearest images "
+        f"of other photos (not edits of its shot): max {max(aligned_unrelated):.3f}, median "
+        f"{np.median(aligned_unrelated):.3f}.",
         "",
         f"Rules: phash within {settings.duplicate_distance:g} bits (image and mirror), or "
         f"{settings.duplicate_local_min_inliers} local-feature inliers, or thumbnails aligned at "
@@ -162,12 +165,15 @@ def alignment_evidence(
         crop = thumbnail(client, urls["gateway"], photo["crop80"].image_id)
         source = thumbnail(client, urls["gateway"], photo[SOURCE].image_id)
         own.append(part_correlation(crop, source, settings.copy_alignment_min_area).correlation)
-        for other in colour_neighbours(
-            client, urls["color"], photo["crop80"].image_id, settings.copy_alignment_candidates
-        ):
-            other_photo = photo_of.get(other, name)
-            if other_photo == name or family_of.get(other_photo, -1) == family_of.get(name, -2):
-                continue
+        # the crop's own copies are its colour-nearest: look past them to the nearest others
+        nearest = colour_neighbours(client, urls["color"], photo["crop80"].image_id, UNRELATED_LOOKUP)
+        others = [
+            other
+            for other in nearest
+            if photo_of.get(other, name) != name
+            and family_of.get(photo_of.get(other, name), -1) != family_of.get(name, -2)
+        ]
+        for other in others[: settings.copy_alignment_candidates]:
             theirs = thumbnail(client, urls["gateway"], other)
             unrelated.append(part_correlation(crop, theirs, settings.copy_alignment_min_area).correlation)
     return own, unrelated or [float("nan")]
