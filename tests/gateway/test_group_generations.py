@@ -21,7 +21,7 @@ from gateway.explore import Explorer
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.settings import GatewaySettings
-from services.common.postgres import PostgresComponent, PostgresSettings
+from services.common.postgres import Database, PostgresComponent, PostgresSettings
 
 
 @asynccontextmanager
@@ -154,5 +154,32 @@ def test_concurrent_adds_deletes_and_requests_settle_on_the_catalogs_groups(
             assert expected["groups"], "the scenario should leave some groups"
             assert final_a == expected and final_b == expected
             assert a.group_refreshes["whole"] == b.group_refreshes["whole"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_catalog_from_before_the_log_migrates_and_its_links_load_whole(tmp_path: Path, pg_dsn: str) -> None:
+    """Links recorded by a gateway of the previous schema (no generation) are all there after the
+    migration; the change log starts from them."""
+    older = Database(pg_dsn, migrations={COMPONENT: MIGRATIONS[:5]})
+    try:
+
+        def record(cur: Any) -> None:
+            for image_id in (1, 2, 3):
+                cur.execute("INSERT INTO gateway_images (image_id, op) VALUES (%s, 'add')", (image_id,))
+            cur.execute(
+                "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES ('copies', 2, 1, 4)"
+            )
+
+        older.run(record)
+    finally:
+        older.close()
+
+    async def scenario() -> None:
+        async with replica(tmp_path, pg_dsn) as a, replica(tmp_path, pg_dsn) as b:
+            assert await grouped(a) == await grouped(b) == [[1, 2]]
+            await asyncio.to_thread(a.catalog.add_links, "copies", 3, [(2, 5.0)])
+            assert await grouped(b) == [[1, 2, 3]]
+            assert b.group_refreshes == {"whole": 1, "changes": 1}
 
     asyncio.run(scenario())
