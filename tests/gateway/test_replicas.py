@@ -19,8 +19,9 @@ from tests.gateway.test_explore import SOURCES, add, post, textured
 from tests.pg import TestServer
 
 #: Gateway A links copies at add time and rebuilds with a wide threshold; B links at add time only
-#: near-identical pictures, so that pairs B added become a group only through A's rebuild.
-#: Generated pictures are 240+ phash bits apart, their half-size copies 82-136 from them.
+#: near-identical pictures (and aligns no thumbnails), so that pairs B added become a group only
+#: through A's rebuild. Generated pictures are 240+ phash bits apart, their half-size copies 82-136
+#: from them.
 WIDE, TIGHT = "200", "60"
 
 
@@ -28,6 +29,7 @@ def gateway_b(stack: GatewayStack, tmp_path: Path) -> ServiceProcess:
     env = {
         **stack.env,
         "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": TIGHT,
+        "AMBIENCE_GATEWAY_COPY_ALIGNMENT_CANDIDATES": "0",
         "AMBIENCE_GATEWAY_RUNNER_STATE_DIR": str(tmp_path / "run-b"),
     }
     return ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp_path / "gateway-b", extra_env=env).start()
