@@ -289,9 +289,11 @@ class Catalog:
         names = set(services)
 
         def run(cur: Cursor) -> tuple[str | None, list[str]]:
-            cur.execute("SELECT spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            cur.execute("SELECT spool, op FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
             row = cur.fetchone()
             spool = row[0] if row else None
+            if row is not None and row[1] == "add":
+                self._log_removal(cur, image_id)  # no longer in the duplicate groups
             cur.execute("SELECT service FROM gateway_parts WHERE image_id = %s", (image_id,))
             names.update(r[0] for r in cur.fetchall())
             cur.execute(
@@ -315,6 +317,7 @@ class Catalog:
             row = cur.fetchone()
             if row is None or row[0] != "add":
                 return
+            self._log_removal(cur, image_id)  # another image's links may name it already
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s AND op = 'add'", (image_id,))
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = false WHERE image_id = %s RETURNING service",
@@ -555,9 +558,10 @@ class Catalog:
 
     # -- the duplicate links and their change log (gateway/explore.py) -----------------------
     #
-    # Every change of a kind's links is one transaction that first bumps the kind's generation (its
-    # row lock orders the writers of a kind, so a generation is visible only once it and every
-    # earlier one are committed) and logs the change under it. A gateway remembers the generation
+    # Every change of a kind's links, and every image that stops being an added one (begin_delete,
+    # forget), is in a transaction that bumps the kind's generation (its row lock orders the
+    # writers of a kind, so a generation is visible only once it and every earlier one are
+    # committed) and logs the change under it. A gateway remembers the generation
     # its groups in memory reflect, and on each request applies the changes logged since: its own
     # and other replicas' alike.
 
@@ -577,6 +581,12 @@ class Catalog:
             (kind, generation - self.link_changes_kept),
         )
         return generation
+
+    def _log_removal(self, cur: Cursor, image_id: int) -> None:
+        """Log that ``image_id`` left the groups of every kind: it is no longer an added image (the
+        groups hold added images only), or its links are gone."""
+        for kind in LINK_KINDS:  # always in this order: two removals never wait on each other
+            self._log_link_change(cur, kind, "remove", image_id)
 
     def add_links(self, kind: str, image_id: int, links: list[tuple[int, float]]) -> int:
         """Record an added image and its links (none is a change too: the image joins the groups);
@@ -665,8 +675,7 @@ class Catalog:
         """Drop an image's metadata and links (it is being deleted)."""
 
         def run(cur: Cursor) -> None:
-            for kind in LINK_KINDS:  # always in this order: two deletes never wait on each other
-                self._log_link_change(cur, kind, "remove", image_id)
+            self._log_removal(cur, image_id)
             cur.execute("DELETE FROM gateway_image_info WHERE image_id = %s", (image_id,))
             cur.execute(
                 "DELETE FROM gateway_links WHERE image_id = %s OR other_id = %s", (image_id, image_id)

@@ -90,13 +90,22 @@ def test_a_replica_applies_the_others_adds_and_deletes_and_reloads_after_their_r
             await asyncio.to_thread(a.catalog.begin_add, 6, [], "/spool/6.upload")
             await asyncio.to_thread(added, a.catalog, 7, [(6, 3.0)])
             assert await grouped(b) == [[1, 3, 4, 5], [6, 7]]
+            # an add every service rejected (forgotten) and a delete still in flight (links not
+            # dropped yet) leave the groups at once, as they leave a whole load
+            await asyncio.to_thread(a.catalog.begin_add, 8, [], "/spool/8.upload")
+            await asyncio.to_thread(added, a.catalog, 9, [(8, 2.0), (7, 2.0)])
+            assert await grouped(b) == [[1, 3, 4, 5], [6, 7, 8, 9]]
+            await asyncio.to_thread(a.catalog.forget, 8)
+            await asyncio.to_thread(a.catalog.begin_delete, 6, [])
+            assert await grouped(b) == [[1, 3, 4, 5], [7, 9]]
             reply = await b.duplicate_groups("copies")
             assert await a.duplicate_groups("copies") == reply
             async with replica(tmp_path, pg_dsn) as restarted:
                 assert await restarted.duplicate_groups("copies") == reply
             # the other kind has its own generation: untouched by copies' changes but the deletes
             similar = await asyncio.to_thread(a.catalog.link_changes, "similar", 0)
-            assert similar.generation == 1 and [c.change for c in similar.changes] == ["remove"]
+            assert [c.change for c in similar.changes] == ["remove"] * 4  # begin_delete, forget_info...
+            assert similar.generation == 4 and [c.image_id for c in similar.changes] == [2, 2, 8, 6]
 
     asyncio.run(scenario())
 
