@@ -104,7 +104,31 @@ MIGRATIONS = [
         ALTER TABLE gateway_parts ADD COLUMN add_queued boolean NOT NULL DEFAULT false;
         """,
     ),
+    Migration(
+        6,
+        "a generation and change log of the duplicate links, so that every gateway replica follows them",
+        """
+        CREATE TABLE gateway_link_generations (
+            kind text PRIMARY KEY CHECK (kind IN ('copies', 'similar')),
+            generation bigint NOT NULL
+        );
+        INSERT INTO gateway_link_generations (kind, generation) VALUES ('copies', 0), ('similar', 0);
+        CREATE TABLE gateway_link_changes (
+            kind text NOT NULL,
+            generation bigint NOT NULL,
+            change text NOT NULL CHECK (change IN ('add', 'remove', 'rebuild')),
+            image_id bigint,
+            PRIMARY KEY (kind, generation)
+        );
+        """,
+    ),
 ]
+
+#: Kinds of duplicate links (gateway/explore.py), each with its own generation.
+LINK_KINDS = ("copies", "similar")
+#: Changes of the links kept per kind: a gateway further behind than this reloads its groups whole
+#: (as cheap as applying that many changes).
+LINK_CHANGES_KEPT = 10_000
 
 INFO_COLUMNS = (
     "width",
@@ -143,6 +167,34 @@ class DuePart:
 
 
 @dataclass(frozen=True)
+class LinkChange:
+    """One change of a kind's links: an image ``add``ed (linked to what it matched), ``remove``d
+    (with its links), or every link replaced (``rebuild``, ``image_id`` None)."""
+
+    generation: int
+    change: str
+    image_id: int | None
+
+
+@dataclass(frozen=True)
+class LinkChanges:
+    """A kind's generation now and the changes after the one asked about, oldest first."""
+
+    generation: int
+    changes: list[LinkChange]
+
+
+@dataclass(frozen=True)
+class LinkSnapshot:
+    """A kind's links whole: the images that are added, the links, and a generation whose changes
+    they include (they may include later ones too: the generation is read first)."""
+
+    generation: int
+    images: list[int]
+    links: list[tuple[int, int, float]]
+
+
+@dataclass(frozen=True)
 class PartState:
     """One part as it stands: its operation, status, the image's spool file, a queued add."""
 
@@ -163,12 +215,18 @@ def pending_steps(cur: Cursor, image_id: int) -> list[Step]:
 
 class Catalog:
     def __init__(
-        self, db: Database, backoff_s: float = 2.0, backoff_max_s: float = 300.0, max_attempts: int = 300
+        self,
+        db: Database,
+        backoff_s: float = 2.0,
+        backoff_max_s: float = 300.0,
+        max_attempts: int = 300,
+        link_changes_kept: int = LINK_CHANGES_KEPT,
     ) -> None:
         self.db = db
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
+        self.link_changes_kept = link_changes_kept
 
     # -- starting operations ------------------------------------------------------------------
 
@@ -231,9 +289,11 @@ class Catalog:
         names = set(services)
 
         def run(cur: Cursor) -> tuple[str | None, list[str]]:
-            cur.execute("SELECT spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
+            cur.execute("SELECT spool, op FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
             row = cur.fetchone()
             spool = row[0] if row else None
+            if row is not None and row[1] == "add":
+                self._log_removal(cur, image_id)  # no longer in the duplicate groups
             cur.execute("SELECT service FROM gateway_parts WHERE image_id = %s", (image_id,))
             names.update(r[0] for r in cur.fetchall())
             cur.execute(
@@ -257,6 +317,7 @@ class Catalog:
             row = cur.fetchone()
             if row is None or row[0] != "add":
                 return
+            self._log_removal(cur, image_id)  # another image's links may name it already
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s AND op = 'add'", (image_id,))
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = false WHERE image_id = %s RETURNING service",
@@ -495,25 +556,67 @@ class Catalog:
 
         return self.db.run(run)
 
-    def add_links(self, kind: str, image_id: int, links: list[tuple[int, float]]) -> None:
-        self.db.run(
-            lambda cur: cur.executemany(
+    # -- the duplicate links and their change log (gateway/explore.py) -----------------------
+    #
+    # Every change of a kind's links, and every image that stops being an added one (begin_delete,
+    # forget), is in a transaction that bumps the kind's generation (its row lock orders the
+    # writers of a kind, so a generation is visible only once it and every earlier one are
+    # committed) and logs the change under it. A gateway remembers the generation
+    # its groups in memory reflect, and on each request applies the changes logged since: its own
+    # and other replicas' alike.
+
+    def _log_link_change(self, cur: Cursor, kind: str, change: str, image_id: int | None) -> int:
+        cur.execute(
+            "UPDATE gateway_link_generations SET generation = generation + 1 WHERE kind = %s"
+            " RETURNING generation",
+            (kind,),
+        )
+        generation = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO gateway_link_changes (kind, generation, change, image_id) VALUES (%s, %s, %s, %s)",
+            (kind, generation, change, image_id),
+        )
+        cur.execute(
+            "DELETE FROM gateway_link_changes WHERE kind = %s AND generation <= %s",
+            (kind, generation - self.link_changes_kept),
+        )
+        return generation
+
+    def _log_removal(self, cur: Cursor, image_id: int) -> None:
+        """Log that ``image_id`` left the groups of every kind: it is no longer an added image (the
+        groups hold added images only), or its links are gone."""
+        for kind in LINK_KINDS:  # always in this order: two removals never wait on each other
+            self._log_link_change(cur, kind, "remove", image_id)
+
+    def add_links(self, kind: str, image_id: int, links: list[tuple[int, float]]) -> int:
+        """Record an added image and its links (none is a change too: the image joins the groups);
+        returns the kind's new generation."""
+
+        def run(cur: Cursor) -> int:
+            generation = self._log_link_change(cur, kind, "add", image_id)
+            cur.executemany(
                 "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (kind, image_id, other_id) DO UPDATE SET distance = EXCLUDED.distance",
                 [(kind, image_id, other, distance) for other, distance in links],
             )
-        )
+            return generation
 
-    def replace_links(self, kind: str, links: list[tuple[int, int, float]]) -> None:
-        def run(cur: Cursor) -> None:
+        return self.db.run(run)
+
+    def replace_links(self, kind: str, links: list[tuple[int, int, float]]) -> int:
+        """Every link of ``kind`` at once (a rebuild); returns the kind's new generation."""
+
+        def run(cur: Cursor) -> int:
+            generation = self._log_link_change(cur, kind, "rebuild", None)
             cur.execute("DELETE FROM gateway_links WHERE kind = %s", (kind,))
             cur.executemany(
                 "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT DO NOTHING",
                 [(kind, a, b, d) for a, b, d in links],
             )
+            return generation
 
-        self.db.run(run)
+        return self.db.run(run)
 
     def links(self, kind: str) -> list[tuple[int, int, float]]:
         def run(cur: Cursor) -> list[tuple[int, int, float]]:
@@ -522,10 +625,49 @@ class Catalog:
 
         return self.db.run(run)
 
-    def added_images(self) -> list[int]:
-        def run(cur: Cursor) -> list[int]:
+    def link_changes(self, kind: str, since: int) -> LinkChanges:
+        """The kind's generation and the changes after ``since``: one indexed query, no rows when
+        nothing changed."""
+
+        def run(cur: Cursor) -> LinkChanges:
+            cur.execute(
+                "SELECT g.generation, c.generation, c.change, c.image_id FROM gateway_link_generations g"
+                " LEFT JOIN gateway_link_changes c ON c.kind = g.kind AND c.generation > %s"
+                " WHERE g.kind = %s ORDER BY c.generation",
+                (since, kind),
+            )
+            rows = cur.fetchall()
+            changes = [LinkChange(g, change, image) for _, g, change, image in rows if g is not None]
+            return LinkChanges(rows[0][0], changes)
+
+        return self.db.run(run)
+
+    def link_snapshot(self, kind: str) -> LinkSnapshot:
+        """Every added image and link of ``kind``, with the generation read before them."""
+
+        def run(cur: Cursor) -> LinkSnapshot:
+            cur.execute("SELECT generation FROM gateway_link_generations WHERE kind = %s", (kind,))
+            generation = cur.fetchone()[0]
             cur.execute("SELECT image_id FROM gateway_images WHERE op = 'add' ORDER BY image_id")
-            return [row[0] for row in cur.fetchall()]
+            images = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT image_id, other_id, distance FROM gateway_links WHERE kind = %s", (kind,))
+            return LinkSnapshot(generation, images, [(a, b, float(d)) for a, b, d in cur.fetchall()])
+
+        return self.db.run(run)
+
+    def links_of(self, kind: str, image_ids: list[int]) -> list[tuple[int, int, float]]:
+        """The links of ``kind`` that touch ``image_ids``, between images that are added (as a
+        snapshot holds them)."""
+
+        def run(cur: Cursor) -> list[tuple[int, int, float]]:
+            cur.execute(
+                "SELECT l.image_id, l.other_id, l.distance FROM gateway_links l"
+                " JOIN gateway_images a ON a.image_id = l.image_id AND a.op = 'add'"
+                " JOIN gateway_images b ON b.image_id = l.other_id AND b.op = 'add'"
+                " WHERE l.kind = %s AND (l.image_id = ANY(%s) OR l.other_id = ANY(%s))",
+                (kind, image_ids, image_ids),
+            )
+            return [(a, b, float(d)) for a, b, d in cur.fetchall()]
 
         return self.db.run(run)
 
@@ -533,6 +675,7 @@ class Catalog:
         """Drop an image's metadata and links (it is being deleted)."""
 
         def run(cur: Cursor) -> None:
+            self._log_removal(cur, image_id)
             cur.execute("DELETE FROM gateway_image_info WHERE image_id = %s", (image_id,))
             cur.execute(
                 "DELETE FROM gateway_links WHERE image_id = %s OR other_id = %s", (image_id, image_id)

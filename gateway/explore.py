@@ -15,11 +15,14 @@ histograms are further apart than ``COPY_MAX_COLOR_DISTANCE``: a copy has the sa
 re-encoded, resized, cropped or mirrored, while a recolouring of one shot has the same structure
 (phash and local features cannot tell it from a JPEG copy) and belongs to ``similar``. ``similar``
 links to the stored images within ``SIMILAR_DISTANCE`` in the embedding source and, when both have a
-capture time, ``SIMILAR_MAX_GAP_S``. Links live in the catalog; the groups are rebuilt from them in
-memory at the first request and then updated per add and delete. ``rebuild`` recomputes the links
-from the services after a bulk import (``copies``: the pairs within ``DUPLICATE_DISTANCE`` over the
-stored hashes, added to the links recorded at add time, which hold the mirrors and crops stored
-hashes cannot show, and all checked by colour again).
+capture time, ``SIMILAR_MAX_GAP_S``. Links live in the catalog; the groups are built from them in
+memory at the first request and then brought up to date at each request from the catalog's change
+log of links (:meth:`gateway.catalog.Catalog.link_changes`): the adds and deletes of every gateway
+replica sharing the catalog, this one's included, applied one image at a time; a rebuild, or a log
+that no longer reaches back to this copy's generation, reloads them whole. ``rebuild`` recomputes
+the links from the services after a bulk import (``copies``: the pairs within ``DUPLICATE_DISTANCE``
+over the stored hashes, added to the links recorded at add time, which hold the mirrors and crops
+stored hashes cannot show, and all checked by colour again).
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.photo_metadata import read_metadata
 from gateway.proxy import ServiceClients
@@ -81,6 +85,14 @@ class GroupsBody(BaseModel):
     kind: Kind = Field("copies", description="copies: the same picture; similar: near shots and bursts")
 
 
+@dataclass
+class KindGroups:
+    """One kind's groups in memory and the catalog generation of links they reflect."""
+
+    groups: LinkGroups
+    generation: int
+
+
 class Explorer:
     def __init__(
         self,
@@ -94,8 +106,11 @@ class Explorer:
         self.enabled = {u.name for u in enabled}
         self.reverse_search = reverse_search
         self._catalog: Catalog | None = None
-        self._groups: dict[str, LinkGroups] = {}
+        self._groups: dict[str, KindGroups] = {}
+        #: Held while groups are brought up to date and read: they change only under it.
         self._groups_lock = asyncio.Lock()
+        #: How the groups were brought up to date: reloaded ``whole``, or by applying ``changes``.
+        self.group_refreshes = {"whole": 0, "changes": 0}
         self._default_source: str | None = None
         self._default_checked = 0.0
 
@@ -201,18 +216,52 @@ class Explorer:
 
     # -- duplicate groups ---------------------------------------------------------------------
 
-    async def groups(self, kind: str) -> LinkGroups:
-        """The groups of ``kind``, loaded from the catalog's links on first use."""
-        async with self._groups_lock:
-            if kind not in self._groups:
-                images, links = await asyncio.gather(
-                    run_in_threadpool(self.catalog.added_images), run_in_threadpool(self.catalog.links, kind)
-                )
-                self._groups[kind] = groups_from_links(images, links)
-            return self._groups[kind]
+    async def _current_groups(self, kind: str) -> LinkGroups:
+        """The groups of ``kind`` as the catalog has them now (hold ``_groups_lock``): the changes
+        logged since this copy's generation applied (one query when there are none), else loaded
+        whole."""
+        cached = self._groups.get(kind)
+        if cached is not None:
+            logged = await run_in_threadpool(self.catalog.link_changes, kind, cached.generation)
+            if await self._apply_changes(kind, cached, logged):
+                return cached.groups
+        snapshot = await run_in_threadpool(self.catalog.link_snapshot, kind)
+        groups = groups_from_links(snapshot.images, snapshot.links)
+        self._groups[kind] = KindGroups(groups, snapshot.generation)
+        self.group_refreshes["whole"] += 1
+        return groups
+
+    async def _apply_changes(self, kind: str, cached: KindGroups, logged: LinkChanges) -> bool:
+        """Apply the logged changes to ``cached``; False when only a whole reload can bring it up to
+        date: every link was replaced (a rebuild), the log no longer reaches back to the copy's
+        generation, or the catalog is behind it (restored from a backup)."""
+        changes = logged.changes
+        if not changes:
+            return logged.generation == cached.generation
+        if changes[0].generation != cached.generation + 1 or any(c.change == "rebuild" for c in changes):
+            return False
+        added = sorted({c.image_id for c in changes if c.change == "add" and c.image_id is not None})
+        links = await run_in_threadpool(self.catalog.links_of, kind, added) if added else []
+        by_image = links_by_image(links)
+        # The links are read now, so they may be newer than a change (a later delete has dropped
+        # them already): the changes after it, applied in the next request, settle the same state.
+        for change in changes:
+            if change.image_id is None:
+                continue
+            if change.change == "remove":
+                cached.groups.remove(change.image_id)
+            else:
+                add_linked(cached.groups, change.image_id, by_image.get(change.image_id, []))
+        cached.generation = changes[-1].generation
+        self.group_refreshes["changes"] += 1
+        return True
 
     async def duplicate_groups(self, kind: str) -> dict[str, Any]:
-        groups = await self.groups(kind)
+        async with self._groups_lock:  # held throughout: the reply is one state of the groups
+            groups = await self._current_groups(kind)
+            return await self._describe_groups(kind, groups)
+
+    async def _describe_groups(self, kind: str, groups: LinkGroups) -> dict[str, Any]:
         found = groups.groups()
         info = await run_in_threadpool(self.catalog.info, sorted(m for g in found for m in g))
         out = []
@@ -348,9 +397,8 @@ class Explorer:
                 if kind == "similar" and not self.has_default_source():
                     continue  # no embedding service: nothing to call a near shot
                 links = await self.links_for(kind, image_id, data)
+                # logged: every replica's groups (this one's too) take it in at their next request
                 await run_in_threadpool(self.catalog.add_links, kind, image_id, links)
-                if kind in self._groups:
-                    self._groups[kind].add(image_id, links)
         except (SourceUnavailable, ValueError) as exc:
             log.warning("explore: image %d only partly recorded: %s", image_id, exc)
         except Exception:
@@ -358,11 +406,9 @@ class Explorer:
 
     async def image_deleted(self, image_id: int) -> None:
         try:
-            await run_in_threadpool(self.catalog.forget_info, image_id)
+            await run_in_threadpool(self.catalog.forget_info, image_id)  # logged, as add_links
         except Exception:
             log.exception("explore: forgetting image %d failed", image_id)
-        for groups in self._groups.values():
-            groups.remove(image_id)
 
     async def rebuild(self, kind: str) -> dict[str, Any]:
         """Recompute every link of ``kind`` from the services (after a bulk import)."""
@@ -385,9 +431,7 @@ class Explorer:
                 for a, b, d in pairs
                 if a not in times or b not in times or abs(times[a] - times[b]) <= gap
             ]
-        await run_in_threadpool(self.catalog.replace_links, kind, pairs)
-        async with self._groups_lock:
-            self._groups.pop(kind, None)
+        await run_in_threadpool(self.catalog.replace_links, kind, pairs)  # every replica reloads
         return {"kind": kind, "source": source, "links": len(pairs), "stale": reply["stale"]}
 
 
@@ -414,12 +458,29 @@ def keeper_rank(info: dict[str, Any], image_id: int) -> tuple[int, int, int]:
     return pixels, info.get("bytes") or 0, -image_id
 
 
-def groups_from_links(images: list[int], links: list[tuple[int, int, float]]) -> LinkGroups:
-    groups = LinkGroups()
+def links_by_image(links: list[tuple[int, int, float]]) -> dict[int, list[tuple[int, float]]]:
+    """Per image, the other end and distance of each of its links."""
     by_image: dict[int, list[tuple[int, float]]] = {}
     for a, b, d in links:
         by_image.setdefault(a, []).append((b, d))
         by_image.setdefault(b, []).append((a, d))
+    return by_image
+
+
+def groups_from_links(images: list[int], links: list[tuple[int, int, float]]) -> LinkGroups:
+    """The groups of ``images`` (links to others are left out)."""
+    groups = LinkGroups()
+    by_image = links_by_image(links)
     for image in images:
         groups.add(image, by_image.get(image, []))
     return groups
+
+
+def add_linked(groups: LinkGroups, image: int, links: list[tuple[int, float]]) -> None:
+    """Record ``image`` with its links, and the images at their other ends that ``groups`` does not
+    hold yet (added images whose own change is not applied yet, or that have no change logged:
+    a whole load holds them too)."""
+    for other, _ in links:
+        if other not in groups.group_of:
+            groups.add(other, [])
+    groups.add(image, links)

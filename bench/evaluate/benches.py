@@ -31,6 +31,7 @@ BENCHES = (
     "hostile_memory_bench",
     "import_bench",
     "inference_bench",
+    "link_log_bench",
     "local_features_bench",
     "local_features_recall_bench",
     "model_choices_bench",
