@@ -122,6 +122,14 @@ MIGRATIONS = [
         );
         """,
     ),
+    Migration(
+        7,
+        "the exact exposure time of an image (two shots are never copies of each other)",
+        """
+        ALTER TABLE gateway_image_info ADD COLUMN exposed_at timestamp;
+        ALTER TABLE gateway_image_info ADD COLUMN exposure_subsecond boolean;
+        """,
+    ),
 ]
 
 #: Kinds of duplicate links (gateway/explore.py), each with its own generation.
@@ -136,6 +144,8 @@ INFO_COLUMNS = (
     "bytes",
     "file_name",
     "captured_at",
+    "exposed_at",
+    "exposure_subsecond",
     "gps_latitude",
     "gps_longitude",
 )

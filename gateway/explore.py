@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -39,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway import thumbnails
 from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
-from gateway.photo_metadata import read_metadata
+from gateway.photo_metadata import different_exposures, read_metadata
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
 from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
@@ -294,7 +295,7 @@ class Explorer:
             # local-only matches carry no distance; they count as linked at distance 0 of phash
             links = [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
             links += await self.aligned_crops(image_id, {other for other, _ in links})
-            kept = await self.same_colours([(image_id, other, d) for other, d in links])
+            kept = await self.copy_checks([(image_id, other, d) for other, d in links])
             return [(other, d) for _, other, d in kept]
         source = await self.resolve_source(None)
         result = await self.clients.call(
@@ -348,6 +349,27 @@ class Explorer:
             return found
 
         return await run_in_threadpool(align)
+
+    async def copy_checks(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        """The copy links that neither rule vetoes: one exposure (:meth:`same_exposure`), then the
+        same colours (:meth:`same_colours`)."""
+        return await self.same_colours(await self.same_exposure(links))
+
+    async def same_exposure(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        """The copy links whose images are not two exposures: a burst's frames can be as alike as a
+        re-encode (phash bits, local features, aligned pixels), but the camera stamped each with its
+        own time. Where either time is unknown (no EXIF, or stripped by a copy) the link stays."""
+        if not links or not self.settings.copy_exposure_check:
+            return links
+        ids = sorted({i for a, b, _ in links for i in (a, b)})
+        info = await run_in_threadpool(self.catalog.info, ids)
+
+        def exposure(image_id: int) -> tuple[datetime, bool] | None:
+            found = info.get(image_id, {})
+            when = found.get("exposed_at")
+            return None if when is None else (when, bool(found.get("exposure_subsecond")))
+
+        return [(a, b, d) for a, b, d in links if not different_exposures(exposure(a), exposure(b))]
 
     async def same_colours(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         """The copy links whose images' colour histograms are within ``COPY_MAX_COLOR_DISTANCE``
@@ -422,7 +444,7 @@ class Explorer:
         pairs = [(int(a), int(b), float(d)) for a, b, d in reply["pairs"]]
         if kind == "copies":
             recorded = await run_in_threadpool(self.catalog.links, kind)
-            pairs = await self.same_colours(union_of_links(pairs, recorded))
+            pairs = await self.copy_checks(union_of_links(pairs, recorded))
         else:
             times = await run_in_threadpool(self.catalog.capture_times)
             gap = self.settings.similar_max_gap_s

@@ -1,6 +1,7 @@
 """What the gateway remembers of an upload: size in pixels and bytes, file name, EXIF capture time
-and GPS position. Only the header is read (PIL opens lazily, no pixels are decoded); a file PIL
-cannot read still gets its byte count and name (the services decide whether it is an image)."""
+(and the exact exposure time, which tells two shots apart) and GPS position. Only the header is
+read (PIL opens lazily, no pixels are decoded); a file PIL cannot read still gets its byte count
+and name (the services decide whether it is an image)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,35 @@ def capture_time(exif: Image.Exif) -> datetime | None:
     return None
 
 
+def exposure_time(exif: Image.Exif) -> tuple[datetime, bool] | None:
+    """When the shutter opened, from the camera's own record only (DateTimeOriginal with
+    SubSecTimeOriginal), and whether that record has sub-second precision. Unlike
+    :func:`capture_time` never the file's DateTime, which an editor rewrites: two different
+    exposure times mean two different shots, so a re-encode or crop keeps its original's."""
+    sub = exif.get_ifd(ExifTags.IFD.Exif)
+    text = sub.get(ExifTags.Base.DateTimeOriginal)
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.strptime(text.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    fraction = str(sub.get(ExifTags.Base.SubsecTimeOriginal) or "").strip("\x00 ")
+    if not fraction.isdigit():
+        return when, False
+    return when.replace(microsecond=int(fraction[:6].ljust(6, "0"))), True
+
+
+def different_exposures(a: tuple[datetime, bool] | None, b: tuple[datetime, bool] | None) -> bool:
+    """True when both exposure times are known and differ: at sub-second precision when both have
+    it, else to the second (a copy may keep the second and drop the fraction)."""
+    if a is None or b is None:
+        return False
+    if a[1] and b[1]:
+        return a[0] != b[0]
+    return a[0].replace(microsecond=0) != b[0].replace(microsecond=0)
+
+
 def gps_position(exif: Image.Exif) -> tuple[float, float] | None:
     gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
     lat = _degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef, "N"), "S")
@@ -55,13 +85,16 @@ def gps_position(exif: Image.Exif) -> tuple[float, float] | None:
 
 def read_metadata(data: bytes, file_name: str | None) -> dict[str, Any]:
     """``width``, ``height`` (as displayed: EXIF rotation applied), ``bytes``, ``file_name``,
-    ``captured_at``, ``gps_latitude``, ``gps_longitude``; None where unknown."""
+    ``captured_at``, ``exposed_at`` and ``exposure_subsecond`` (:func:`exposure_time`),
+    ``gps_latitude``, ``gps_longitude``; None where unknown."""
     out: dict[str, Any] = {
         "bytes": len(data),
         "file_name": (file_name or None) and file_name[:255],
         "width": None,
         "height": None,
         "captured_at": None,
+        "exposed_at": None,
+        "exposure_subsecond": None,
         "gps_latitude": None,
         "gps_longitude": None,
     }
@@ -72,6 +105,9 @@ def read_metadata(data: bytes, file_name: str | None) -> dict[str, Any]:
             if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
                 width, height = height, width
             out.update(width=width, height=height, captured_at=capture_time(exif))
+            exposure = exposure_time(exif)
+            if exposure is not None:
+                out.update(exposed_at=exposure[0], exposure_subsecond=exposure[1])
             position = gps_position(exif)
             if position is not None:
                 out.update(gps_latitude=position[0], gps_longitude=position[1])

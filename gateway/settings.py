@@ -182,6 +182,12 @@ class GatewaySettings(BaseSettings):
         "apart than this (the color service's L1, histograms summing to 1e7): a recolouring is a near shot, "
         "not a copy (0 = no colour check; needs the color service)",
     )
+    copy_exposure_check: bool = Field(
+        True,
+        description="Duplicate groups 'copies': no link between images whose EXIF exposure times "
+        "(DateTimeOriginal and its fraction of a second) differ: two shots of a burst are near shots, "
+        "however alike",
+    )
     copy_alignment_candidates: int = Field(
         3,
         ge=0,

@@ -62,10 +62,9 @@ def add_routes(app: FastAPI, explorer: Explorer) -> None:
     @app.post("/image_info", tags=["explore"])
     async def image_info(body: ImageIds) -> dict[str, Any]:
         """What the gateway recorded per image at add time: ``width``, ``height``, ``bytes``,
-        ``file_name``, ``captured_at`` (EXIF, camera-local ISO time), ``gps_latitude``,
-        ``gps_longitude``; null where unknown. Unknown ids are absent."""
+        ``file_name``, ``captured_at`` (EXIF, camera-local ISO time), ``exposed_at`` (the camera's
+        DateTimeOriginal with its fraction of a second) and ``exposure_subsecond`` (whether it had
+        one), ``gps_latitude``, ``gps_longitude``; null where unknown. Unknown ids are absent."""
         found = await run_in_threadpool(explorer.catalog.info, body.image_ids)
-        return {
-            str(i): {**v, "captured_at": v["captured_at"] and v["captured_at"].isoformat()}
-            for i, v in found.items()
-        }
+        times = ("captured_at", "exposed_at")
+        return {str(i): {**v, **{t: v[t] and v[t].isoformat() for t in times}} for i, v in found.items()}

@@ -33,10 +33,17 @@ def textured(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:
     return Image.fromarray(grid, "RGB").resize(size, Image.Resampling.BICUBIC)
 
 
-def with_exif(img: Image.Image, taken: str | None = None, gps: tuple[float, float] | None = None) -> bytes:
+def with_exif(
+    img: Image.Image,
+    taken: str | None = None,
+    gps: tuple[float, float] | None = None,
+    subsecond: str | None = None,
+) -> bytes:
     exif = Image.Exif()
     if taken:
         exif.get_ifd(0x8769)[0x9003] = taken  # DateTimeOriginal
+    if subsecond:
+        exif.get_ifd(0x8769)[0x9291] = subsecond  # SubsecTimeOriginal
     if gps:
         exif.get_ifd(0x8825).update(
             {
@@ -92,6 +99,8 @@ def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
             "bytes": info["7"]["bytes"],
             "file_name": "beach.jpg",
             "captured_at": "2024-05-01T10:00:00",
+            "exposed_at": "2024-05-01T10:00:00",
+            "exposure_subsecond": False,
             "gps_latitude": 48.5,
             "gps_longitude": -3.25,
         }
@@ -146,6 +155,30 @@ def test_a_recolouring_is_no_copy_at_add_time_nor_after_a_rebuild(stack: Gateway
     rebuilt = post(url, "/duplicate_groups/rebuild", {"kind": "copies"}).json()
     assert rebuilt["links"] == 1  # the mirror link of the add path is kept; the grey pair is not
     assert grouped() == [[1, 2]]
+
+
+def test_two_exposures_are_no_copies_however_alike(stack: GatewayStack) -> None:
+    url = stack.url
+    picture = textured(7)
+    add(url, 1, with_exif(picture, "2024:05:01 10:00:00", subsecond="20"))
+    # the next frame of a burst: as alike as can be (the same pixels), its own exposure time
+    add(url, 2, with_exif(picture, "2024:05:01 10:00:00", subsecond="45"))
+    # a half-size copy of frame 1 that kept its exposure time (a copy that dropped the fraction
+    # could be of either frame: it links to both, see test_photo_metadata)
+    add(url, 3, with_exif(picture.resize((200, 150)), "2024:05:01 10:00:00", subsecond="20"))
+    # another photo and its copy without EXIF: no time, no veto
+    other = textured(8)
+    add(url, 4, with_exif(other, "2024:05:01 11:00:00"))
+    add(url, 5, encode(other.resize((200, 150))))
+    groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
+    assert sorted(sorted(m["image_id"] for m in g["members"]) for g in groups) == [[1, 3], [4, 5]]
+    info = post(url, "/image_info", {"image_ids": [1, 3]}).json()
+    assert info["1"]["exposed_at"] == "2024-05-01T10:00:00.200000" and info["1"]["exposure_subsecond"]
+    assert info["3"]["exposed_at"] == info["1"]["exposed_at"]
+    # a rebuild applies the same rule to the pairs it finds
+    post(url, "/duplicate_groups/rebuild", {"kind": "copies"})
+    groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
+    assert sorted(sorted(m["image_id"] for m in g["members"]) for g in groups) == [[1, 3], [4, 5]]
 
 
 def test_moments_never_span_a_capture_time_gap(stack: GatewayStack) -> None:
