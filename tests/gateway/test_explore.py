@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import ServiceProcess, free_port
 from ambience_support.stacks import GatewayStack, start_stack
+from services.color.histogram import histogram, l1
 from tests.pg import TestServer
 
 SOURCES = {
@@ -179,6 +180,41 @@ def test_two_exposures_are_no_copies_however_alike(stack: GatewayStack) -> None:
     post(url, "/duplicate_groups/rebuild", {"kind": "copies"})
     groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
     assert sorted(sorted(m["image_id"] for m in g["members"]) for g in groups) == [[1, 3], [4, 5]]
+
+
+def test_near_shots_are_similar_within_the_distance_and_the_time_gap(
+    tmp_path: Path, pg_server: TestServer
+) -> None:
+    picture = textured(11)
+    near = picture.copy()  # the next shot: something small moved
+    near.paste(picture.crop((40, 40, 100, 100)), (300, 200))
+    uploads = {
+        1: with_exif(picture, "2024:05:01 10:00:00"),
+        2: with_exif(near, "2024:05:01 10:00:04"),
+        3: with_exif(near, "2024:05:01 12:00:00"),  # the same again, two hours later: no burst
+        4: with_exif(textured(12), "2024:05:01 10:00:02"),
+    }
+    colours = {i: histogram(Image.open(io.BytesIO(data)).convert("RGB")) for i, data in uploads.items()}
+    close, far = l1(colours[1], colours[2]), l1(colours[1], colours[4])
+    assert far > 10 * close
+    env = {**SOURCES, "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": str((close * far) ** 0.5)}
+    stack = start_stack(tmp_path, pg_server, ["phash", "color"], env)
+    try:
+        for image_id, data in uploads.items():
+            add(stack.url, image_id, data)
+
+        def grouped(kind: str) -> list[list[int]]:
+            groups = post(stack.url, "/duplicate_groups", {"kind": kind}).json()["groups"]
+            return sorted(sorted(m["image_id"] for m in g["members"]) for g in groups)
+
+        assert grouped("similar") == [[1, 2]]
+        # two exposures: never copies, however alike (the shots 2 and 3 are the same picture)
+        assert grouped("copies") == []
+        rebuilt = post(stack.url, "/duplicate_groups/rebuild", {"kind": "similar"}).json()
+        assert rebuilt["source"] == "color"
+        assert grouped("similar") == [[1, 2]]
+    finally:
+        stack.stop()
 
 
 def test_moments_never_span_a_capture_time_gap(stack: GatewayStack) -> None:
