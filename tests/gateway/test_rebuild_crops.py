@@ -1,0 +1,138 @@
+"""``POST /duplicate_groups/rebuild {"kind": "copies"}`` after a bulk import, over real HTTP: real
+phash, color and local_features (RootSIFT) processes, a gateway, a real catalog. The photos and their
+copies are written to the services directly, as ``ambience import`` does: the gateway has no add-time
+links, so only the rebuild's search of every stored image can find the crops (phash puts an 80% crop
+as far from its source as another photo).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ambience_support.photos import load_rgb
+from ambience_support.stacks import GatewayStack, start_stack
+from ambience_support.transforms import source_bytes, variants
+from services.registry import SERVICES
+from tests.pg import TestServer
+
+STORED = ("phash", "color", "local_features")
+#: Two textured photos: dozens of inliers between each and its 80% crop (benchmarks.md).
+PHOTOS = ("Barn_Grafitti.jpg", "Alpine_lake.jpg")
+#: photo 1: source, JPEG-30 copy (phash links it), crop; photo 2: source, crop
+SOURCE_A, JPEG_A, CROP_A, SOURCE_B, CROP_B = 1, 2, 3, 4, 5
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
+    st = start_stack(tmp_path, pg_server, list(STORED))
+    yield st
+    st.stop()
+
+
+def import_directly(stack: GatewayStack, photos: list[Path]) -> None:
+    """Each image into every service's own /calculate route, past the gateway (as a bulk import)."""
+    by_name = {p.name: p for p in photos}
+    missing = [n for n in PHOTOS if n not in by_name]
+    assert not missing, f"the shared photos lack {missing}"
+    images: dict[int, bytes] = {}
+    for (source, copies), name in zip(
+        ((SOURCE_A, (JPEG_A, CROP_A)), (SOURCE_B, (CROP_B,))), PHOTOS, strict=True
+    ):
+        img = load_rgb(by_name[name])
+        made = variants(img, seed=zlib.crc32(name.encode()))
+        images[source] = source_bytes(img)
+        for image_id in copies:
+            images[image_id] = made["jpeg30" if image_id == JPEG_A else "crop80"]
+    with httpx.Client(timeout=60) as client:
+        for name in STORED:
+            route = f"{stack.services[name].url}/calculate_{SERVICES[name].store}"
+            for image_id, data in images.items():
+                reply = client.post(route, files={"image": ("a.jpg", data)}, data={"image_id": str(image_id)})
+                assert reply.status_code == 200, (name, reply.text)
+
+
+def rebuild(url: str) -> httpx.Response:
+    return httpx.post(url + "/duplicate_groups/rebuild", json={"kind": "copies"}, timeout=60)
+
+
+def finish(url: str, timeout: float = 180) -> dict[str, Any]:
+    """Ask again (as Retry-After says) until the rebuild answers with its result; every answer
+    before it is a 202 with progress that never goes back."""
+    deadline = time.monotonic() + timeout
+    done = 0
+    while True:
+        reply = rebuild(url)
+        if reply.status_code == 200:
+            return reply.json()
+        assert reply.status_code == 202, reply.text
+        progress = reply.json()["progress"]
+        assert done <= progress["done"] <= max(progress["total"], progress["done"])
+        done = progress["done"]
+        assert time.monotonic() < deadline, f"still running after {timeout}s: {reply.json()}"
+        time.sleep(0.2)
+
+
+def groups(url: str) -> list[list[int]]:
+    reply = httpx.post(url + "/duplicate_groups", json={"kind": "copies"}, timeout=60)
+    return sorted(sorted(m["image_id"] for m in g["members"]) for g in reply.json()["groups"])
+
+
+def test_a_rebuild_finds_crops_among_images_the_gateway_never_added(
+    photos: list[Path], stack: GatewayStack
+) -> None:
+    import_directly(stack, photos)
+    assert groups(stack.url) == []  # no add-time links: the gateway knows nothing yet
+    local = stack.services["local_features"].proc
+    assert local is not None
+    # Paused, local_features cannot answer the listing of its images: the rebuild is still running
+    # at every ask until it resumes.
+    os.kill(local.pid, signal.SIGSTOP)
+    try:
+        first = rebuild(stack.url)
+        assert first.status_code == 202 and first.headers["Retry-After"]
+        assert first.json() == {
+            "status": "running",
+            "kind": "copies",
+            "progress": {"phase": "pairs", "done": 0, "total": 0, "failed": 0},
+        }
+        again = rebuild(stack.url)
+        assert again.status_code == 202 and again.json()["progress"]["done"] == 0
+    finally:
+        os.kill(local.pid, signal.SIGCONT)
+    result = finish(stack.url)
+    assert result["crops"] == {
+        "complete": True,
+        "images": 5,
+        "searched": 5,
+        "failed": 0,
+        "links": result["crops"]["links"],
+        "error": None,
+    }
+    assert result["crops"]["links"] >= 2
+    assert groups(stack.url) == [[SOURCE_A, JPEG_A, CROP_A], [SOURCE_B, CROP_B]]
+    # finished and answered: the next ask starts a new rebuild
+    assert rebuild(stack.url).status_code == 202
+    assert finish(stack.url)["crops"]["searched"] == 5
+
+
+def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
+    photos: list[Path], stack: GatewayStack
+) -> None:
+    import_directly(stack, photos)
+    stack.services["local_features"].stop()
+    assert rebuild(stack.url).status_code == 202
+    result = finish(stack.url)
+    crops = result["crops"]
+    assert crops["complete"] is False and crops["searched"] == 0
+    assert "local_features" in crops["error"]
+    assert result["links"] == 1  # the JPEG copy, over the stored hashes
+    assert groups(stack.url) == [[SOURCE_A, JPEG_A]]
