@@ -14,12 +14,19 @@ the whole add through the gateway, and, for a sample of uploads against the full
 call the copies link makes (phash duplicate search, local-feature verification, the colour check,
 the crop alignment) made directly.
 
-    python -m bench.duplicate_groups_bench [--small]
+With ``--after-import`` the same images are written to the services' stores by ``ambience import``
+instead (no gateway add, so no add-time links) and the groups come from
+``/duplicate_groups/rebuild {"kind": "copies"}``: the phash pairs over the stored hashes and a
+local-feature search of every stored image for crops, in the background; its wall time is measured.
+
+    python -m bench.duplicate_groups_bench [--small] [--after-import]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +45,8 @@ from ambience_support.copy_groups import (
     groups_of,
     judge,
 )
-from ambience_support.photos import PHOTOS, photo_paths
+from ambience_support.photos import PHOTOS, REPO, photo_paths
+from ambience_support.processes import ambience_command
 from ambience_support.stacks import QUICK_SERVICE_ENV, launch_stack
 from ambience_support.transforms import VARIANTS
 from bench.timing import machine
@@ -223,9 +231,94 @@ def link_costs(
     ]
 
 
+def import_uploads(uploads: list[Upload], folder: Path, data_root: Path) -> float:
+    """Every upload written to each service's store by ``ambience import`` (file name = id), with the
+    stack's service settings; the wall seconds of the imports."""
+    folder.mkdir()
+    for upload in uploads:
+        (folder / f"{upload.image_id}.jpg").write_bytes(upload.data)
+    started = time.perf_counter()
+    for name in STACK:
+        command = ambience_command("import", name, str(folder), "--ids-from-filenames", "--no-progress")
+        env = {**os.environ, **QUICK_SERVICE_ENV.get(name, {})}
+        done = subprocess.run(
+            [*command, "--data-dir", str(data_root)], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"ambience import {name} failed ({done.returncode}):\n{done.stderr}")
+        progress(f"imported into {name}")
+    return time.perf_counter() - started
+
+
+def rebuild_copies(client: httpx.Client, url: str) -> tuple[dict, float]:
+    """``/duplicate_groups/rebuild {"kind": "copies"}`` asked until it answers with its result (as
+    its Retry-After says); the result and its wall seconds."""
+    started = time.perf_counter()
+    last_log = started
+    while True:
+        reply = client.post(url + "/duplicate_groups/rebuild", json={"kind": "copies"})
+        if reply.status_code == 200:
+            return reply.json(), time.perf_counter() - started
+        if reply.status_code != 202:
+            raise SystemExit(f"rebuild failed: {reply.status_code} {reply.text}")
+        if time.perf_counter() - last_log > 30:
+            last_log = time.perf_counter()
+            progress(f"rebuild: {reply.json()['progress']}")
+        time.sleep(float(reply.headers.get("Retry-After", "2")))
+
+
+def after_import(paths: list[Path]) -> None:
+    """The ``--after-import`` run: import, rebuild, judge (see the module docstring)."""
+    uploads = list(copy_uploads(paths))
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        pg = EmbeddedPostgres(tmp / "pgdata")
+        admin = pg.start()
+        try:
+            (tmp / "stack").mkdir()
+            imported_s = import_uploads(uploads, tmp / "images", tmp / "stack")
+            stack = launch_stack(
+                tmp / "stack", ensure_database(admin, "gw"), STACK, service_env=QUICK_SERVICE_ENV
+            )
+            try:
+                with httpx.Client(timeout=300) as client:
+                    result, rebuild_s = rebuild_copies(client, stack.url)
+                    verdict = judge(uploads, groups_of(client, stack.url))
+            finally:
+                stack.stop()
+        finally:
+            pg.release()
+    distinct = len({u.content for u in uploads})
+    print(
+        f"#### Copies groups after a bulk import\n\n{len(paths)} photo files ({distinct} distinct photos) "
+        f"with {len(VARIANTS)} copies each ({len(uploads)} images), written by `ambience import` into "
+        f"{', '.join(STACK)} ({imported_s:.0f} s), then `/duplicate_groups/rebuild` of copies.\n"
+    )
+    print("| copy | in its source's group |\n|---|---|")
+    for kind in VARIANTS:
+        print(f"| {kind} | {verdict.in_source_group[kind]}/{verdict.photos} |")
+    print(f"\nGroups: {verdict.groups}; groups holding more than one photo: {len(verdict.mixed)}.")
+    for names in verdict.mixed:
+        print(f"- {', '.join(names)}")
+    if verdict.missed:
+        print(f"\nCopies outside their source's group: {', '.join(verdict.missed)}.")
+    crops = result["crops"]
+    print(
+        f"\nRebuild: {rebuild_s:.0f} s wall ({rebuild_s / len(uploads):.2f} s per image), "
+        f"{result['links']} links; crop search of {crops['images']} stored images: {crops['searched']} "
+        f"searched, {crops['failed']} failed, {crops['links']} crop links, "
+        f"{GatewaySettings().rebuild_crop_searches} searches at a time."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="6 photos (smoke test)")
+    parser.add_argument(
+        "--after-import",
+        action="store_true",
+        help="write the images with `ambience import` and group them by a rebuild (no gateway adds)",
+    )
     args = parser.parse_args()
     print(f"Machine: {machine()}.\n")
     paths = photo_paths(PHOTOS)
@@ -234,6 +327,9 @@ def main() -> None:
         return
     if args.small:
         paths = [p for p in paths if p.name in RECOLOURED_SERIES][:4] + paths[:2]
+    if args.after_import:
+        after_import(paths)
+        return
     settings = GatewaySettings()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
