@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -40,6 +42,7 @@ from ambience_support.copy_groups import (
     RECOLOURED_SERIES,
     SOURCE,
     Upload,
+    Verdict,
     add_through_gateway,
     copy_uploads,
     groups_of,
@@ -47,7 +50,7 @@ from ambience_support.copy_groups import (
 )
 from ambience_support.photos import PHOTOS, REPO, photo_paths
 from ambience_support.processes import ambience_command
-from ambience_support.stacks import QUICK_SERVICE_ENV, launch_stack
+from ambience_support.stacks import QUICK_SERVICE_ENV, GatewayStack, launch_stack
 from ambience_support.transforms import VARIANTS
 from bench.timing import machine
 from gateway.crop_alignment import grey_thumbnail, part_correlation
@@ -231,6 +234,41 @@ def link_costs(
     ]
 
 
+@contextmanager
+def bench_stack(prepare: Callable[[Path], None] | None = None) -> Iterator[GatewayStack]:
+    """The bench's services and gateway over an embedded PostgreSQL, all in a temporary folder;
+    ``prepare(folder)`` runs before they start (the services' data under ``folder / "stack"``)."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        pg = EmbeddedPostgres(tmp / "pgdata")
+        admin = pg.start()
+        try:
+            (tmp / "stack").mkdir()
+            if prepare is not None:
+                prepare(tmp)
+            stack = launch_stack(
+                tmp / "stack", ensure_database(admin, "gw"), STACK, service_env=QUICK_SERVICE_ENV
+            )
+            try:
+                yield stack
+            finally:
+                stack.stop()
+        finally:
+            pg.release()
+
+
+def print_verdict(verdict: Verdict) -> None:
+    """Per copy kind, how many are in their source's group; the groups that mix photos; the misses."""
+    print("| copy | in its source's group |\n|---|---|")
+    for kind in VARIANTS:
+        print(f"| {kind} | {verdict.in_source_group[kind]}/{verdict.photos} |")
+    print(f"\nGroups: {verdict.groups}; groups holding more than one photo: {len(verdict.mixed)}.")
+    for names in verdict.mixed:
+        print(f"- {', '.join(names)}")
+    if verdict.missed:
+        print(f"\nCopies outside their source's group: {', '.join(verdict.missed)}.")
+
+
 def import_uploads(uploads: list[Upload], folder: Path, data_root: Path) -> float:
     """Every upload written to each service's store by ``ambience import`` (file name = id), with the
     stack's service settings; the wall seconds of the imports."""
@@ -270,38 +308,21 @@ def rebuild_copies(client: httpx.Client, url: str) -> tuple[dict, float]:
 def after_import(paths: list[Path]) -> None:
     """The ``--after-import`` run: import, rebuild, judge (see the module docstring)."""
     uploads = list(copy_uploads(paths))
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        pg = EmbeddedPostgres(tmp / "pgdata")
-        admin = pg.start()
-        try:
-            (tmp / "stack").mkdir()
-            imported_s = import_uploads(uploads, tmp / "images", tmp / "stack")
-            stack = launch_stack(
-                tmp / "stack", ensure_database(admin, "gw"), STACK, service_env=QUICK_SERVICE_ENV
-            )
-            try:
-                with httpx.Client(timeout=300) as client:
-                    result, rebuild_s = rebuild_copies(client, stack.url)
-                    verdict = judge(uploads, groups_of(client, stack.url))
-            finally:
-                stack.stop()
-        finally:
-            pg.release()
+    imported_s: list[float] = []
+
+    def imported(tmp: Path) -> None:
+        imported_s.append(import_uploads(uploads, tmp / "images", tmp / "stack"))
+
+    with bench_stack(imported) as stack, httpx.Client(timeout=300) as client:
+        result, rebuild_s = rebuild_copies(client, stack.url)
+        verdict = judge(uploads, groups_of(client, stack.url))
     distinct = len({u.content for u in uploads})
     print(
         f"#### Copies groups after a bulk import\n\n{len(paths)} photo files ({distinct} distinct photos) "
         f"with {len(VARIANTS)} copies each ({len(uploads)} images), written by `ambience import` into "
-        f"{', '.join(STACK)} ({imported_s:.0f} s), then `/duplicate_groups/rebuild` of copies.\n"
+        f"{', '.join(STACK)} ({imported_s[0]:.0f} s), then `/duplicate_groups/rebuild` of copies.\n"
     )
-    print("| copy | in its source's group |\n|---|---|")
-    for kind in VARIANTS:
-        print(f"| {kind} | {verdict.in_source_group[kind]}/{verdict.photos} |")
-    print(f"\nGroups: {verdict.groups}; groups holding more than one photo: {len(verdict.mixed)}.")
-    for names in verdict.mixed:
-        print(f"- {', '.join(names)}")
-    if verdict.missed:
-        print(f"\nCopies outside their source's group: {', '.join(verdict.missed)}.")
+    print_verdict(verdict)
     crops = result["crops"]
     print(
         f"\nRebuild: {rebuild_s:.0f} s wall ({rebuild_s / len(uploads):.2f} s per image), "
@@ -331,48 +352,28 @@ def main() -> None:
         after_import(paths)
         return
     settings = GatewaySettings()
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        pg = EmbeddedPostgres(tmp / "pgdata")
-        admin = pg.start()
-        try:
-            (tmp / "stack").mkdir()
-            dsn = ensure_database(admin, "gw")
-            stack = launch_stack(tmp / "stack", dsn, STACK, service_env=QUICK_SERVICE_ENV)
-            try:
-                urls = {name: svc.url for name, svc in stack.services.items()} | {"gateway": stack.url}
-                with httpx.Client(timeout=300) as client:
-                    total = len(paths) * (1 + len(VARIANTS))
-                    started = time.perf_counter()
-                    uploads, seconds = add_through_gateway(
-                        client,
-                        stack.url,
-                        copy_uploads(paths),
-                        lambda n: n % 50 == 0 and progress(f"{n}/{total} added"),
-                    )
-                    added_s = time.perf_counter() - started
-                    verdict = judge(uploads, groups_of(client, stack.url))
-                    progress("groups judged; measuring the rules' evidence")
-                    seen = evidence(client, urls, uploads, settings)
-                    progress("timing the link calls")
-                    costs = link_costs(client, urls, uploads, settings)
-            finally:
-                stack.stop()
-        finally:
-            pg.release()
+    with bench_stack() as stack, httpx.Client(timeout=300) as client:
+        urls = {name: svc.url for name, svc in stack.services.items()} | {"gateway": stack.url}
+        total = len(paths) * (1 + len(VARIANTS))
+        started = time.perf_counter()
+        uploads, seconds = add_through_gateway(
+            client,
+            stack.url,
+            copy_uploads(paths),
+            lambda n: n % 50 == 0 and progress(f"{n}/{total} added"),
+        )
+        added_s = time.perf_counter() - started
+        verdict = judge(uploads, groups_of(client, stack.url))
+        progress("groups judged; measuring the rules' evidence")
+        seen = evidence(client, urls, uploads, settings)
+        progress("timing the link calls")
+        costs = link_costs(client, urls, uploads, settings)
     distinct = len({u.content for u in uploads})
     print(
         f"#### Copies groups\n\n{len(paths)} photo files ({distinct} distinct photos) with {len(VARIANTS)} "
         f"copies each ({len(uploads)} images), added one by one through the gateway.\n"
     )
-    print("| copy | in its source's group |\n|---|---|")
-    for kind in VARIANTS:
-        print(f"| {kind} | {verdict.in_source_group[kind]}/{verdict.photos} |")
-    print(f"\nGroups: {verdict.groups}; groups holding more than one photo: {len(verdict.mixed)}.")
-    for names in verdict.mixed:
-        print(f"- {', '.join(names)}")
-    if verdict.missed:
-        print(f"\nCopies outside their source's group: {', '.join(verdict.missed)}.")
+    print_verdict(verdict)
     print("\n#### What the rules see\n")
     print("\n".join(seen))
     print("\n#### Cost per add\n")
