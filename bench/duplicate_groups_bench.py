@@ -25,6 +25,7 @@ local-feature search of every stored image for crops, in the background; its wal
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
 from ambience_support.copy_groups import (
     DAY_AND_NIGHT,
@@ -56,6 +58,7 @@ from bench.timing import machine
 from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.settings import GatewaySettings
 from services.common.postgres import EmbeddedPostgres, ensure_database
+from services.phash.hashing import hamming, mirror_hash, phash
 
 #: The services of the stack (local_features with the weight-free descriptor, QUICK_SERVICE_ENV).
 STACK = ["phash", "color", "local_features"]
@@ -305,6 +308,25 @@ def rebuild_copies(client: httpx.Client, url: str) -> tuple[dict, float]:
         time.sleep(float(reply.headers.get("Retry-After", "2")))
 
 
+def mirror_evidence(uploads: list[Upload]) -> str:
+    """How far the mirror a rebuild makes of a stored hash (phash's ``mirror_hash``, no pixels) is
+    from the hash of the mirrored copy itself."""
+    by_photo: dict[str, dict[str, Upload]] = {}
+    for u in uploads:
+        by_photo.setdefault(u.photo, {})[u.kind] = u
+
+    def hashed(upload: Upload) -> np.ndarray:
+        return phash(Image.open(io.BytesIO(upload.data)).convert("L"))
+
+    bits = [
+        hamming(mirror_hash(hashed(photo[SOURCE])), hashed(photo["mirrored"])) for photo in by_photo.values()
+    ]
+    return (
+        f"The mirror of a source's stored hash to its mirrored copy's hash: min {min(bits)}, median "
+        f"{np.median(bits):.0f}, max {max(bits)} bits (phash of the decoded files)."
+    )
+
+
 def after_import(paths: list[Path]) -> None:
     """The ``--after-import`` run: import, rebuild, judge (see the module docstring)."""
     uploads = list(copy_uploads(paths))
@@ -323,6 +345,7 @@ def after_import(paths: list[Path]) -> None:
         f"{', '.join(STACK)} ({imported_s[0]:.0f} s), then `/duplicate_groups/rebuild` of copies.\n"
     )
     print_verdict(verdict)
+    print(f"\n{mirror_evidence(uploads)}")
     crops = result["crops"]
     print(
         f"\nRebuild: {rebuild_s:.0f} s wall ({rebuild_s / len(uploads):.2f} s per image), "

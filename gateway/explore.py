@@ -510,7 +510,9 @@ class Explorer:
         (a large collection) is waited out; a rebuild answered at once passes it on."""
         while True:
             try:
-                return await self.analyse(source, "pairs", {"distance_threshold": threshold})
+                # copies: a mirror is a copy; the service mirrors the stored hashes (phash)
+                body = {"distance_threshold": threshold, "mirrored": job.kind == "copies"}
+                return await self.analyse(source, "pairs", body)
             except Running:
                 if job.task is None:
                     raise

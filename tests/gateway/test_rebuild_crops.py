@@ -2,7 +2,7 @@
 phash, color and local_features (RootSIFT) processes, a gateway, a real catalog. The photos and their
 copies are written to the services directly, as ``ambience import`` does: the gateway has no add-time
 links, so only the rebuild's search of every stored image can find the crops (phash puts an 80% crop
-as far from its source as another photo).
+as far from its source as another photo), and the mirrors only through the mirrored stored hashes.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from tests.pg import TestServer
 STORED = ("phash", "color", "local_features")
 #: Two textured photos: dozens of inliers between each and its 80% crop (benchmarks.md).
 PHOTOS = ("Barn_Grafitti.jpg", "Alpine_lake.jpg")
-#: photo 1: source, JPEG-30 copy (phash links it), crop; photo 2: source, crop
-SOURCE_A, JPEG_A, CROP_A, SOURCE_B, CROP_B = 1, 2, 3, 4, 5
+#: photo 1: source, JPEG-30 copy (phash links it), crop; photo 2: source, crop, mirror (phash links
+#: it through the mirror of the stored hash)
+SOURCE_A, JPEG_A, CROP_A, SOURCE_B, CROP_B, MIRROR_B = 1, 2, 3, 4, 5, 6
+COPIES = {JPEG_A: "jpeg30", CROP_A: "crop80", CROP_B: "crop80", MIRROR_B: "mirrored"}
 
 
 @pytest.fixture
@@ -45,13 +47,13 @@ def import_directly(stack: GatewayStack, photos: list[Path]) -> None:
     assert not missing, f"the shared photos lack {missing}"
     images: dict[int, bytes] = {}
     for (source, copies), name in zip(
-        ((SOURCE_A, (JPEG_A, CROP_A)), (SOURCE_B, (CROP_B,))), PHOTOS, strict=True
+        ((SOURCE_A, (JPEG_A, CROP_A)), (SOURCE_B, (CROP_B, MIRROR_B))), PHOTOS, strict=True
     ):
         img = load_rgb(by_name[name])
         made = variants(img, seed=zlib.crc32(name.encode()))
         images[source] = source_bytes(img)
         for image_id in copies:
-            images[image_id] = made["jpeg30" if image_id == JPEG_A else "crop80"]
+            images[image_id] = made[COPIES[image_id]]
     with httpx.Client(timeout=60) as client:
         for name in STORED:
             route = f"{stack.services[name].url}/calculate_{SERVICES[name].store}"
@@ -111,17 +113,17 @@ def test_a_rebuild_finds_crops_among_images_the_gateway_never_added(
     result = finish(stack.url)
     assert result["crops"] == {
         "complete": True,
-        "images": 5,
-        "searched": 5,
+        "images": 6,
+        "searched": 6,
         "failed": 0,
         "links": result["crops"]["links"],
         "error": None,
     }
     assert result["crops"]["links"] >= 2
-    assert groups(stack.url) == [[SOURCE_A, JPEG_A, CROP_A], [SOURCE_B, CROP_B]]
+    assert groups(stack.url) == [[SOURCE_A, JPEG_A, CROP_A], [SOURCE_B, CROP_B, MIRROR_B]]
     # finished and answered: the next ask starts a new rebuild
     assert rebuild(stack.url).status_code == 202
-    assert finish(stack.url)["crops"]["searched"] == 5
+    assert finish(stack.url)["crops"]["searched"] == 6
 
 
 def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
@@ -134,5 +136,5 @@ def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
     crops = result["crops"]
     assert crops["complete"] is False and crops["searched"] == 0
     assert "local_features" in crops["error"]
-    assert result["links"] == 1  # the JPEG copy, over the stored hashes
-    assert groups(stack.url) == [[SOURCE_A, JPEG_A]]
+    assert result["links"] == 2  # the JPEG copy and the mirror, over the stored hashes
+    assert groups(stack.url) == [[SOURCE_A, JPEG_A], [SOURCE_B, MIRROR_B]]
