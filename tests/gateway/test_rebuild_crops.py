@@ -7,6 +7,7 @@ as far from its source as another photo), and the mirrors only through the mirro
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -22,6 +23,7 @@ from ambience_support.photos import load_rgb
 from ambience_support.stacks import GatewayStack, start_stack
 from ambience_support.transforms import source_bytes, variants
 from services.registry import SERVICES
+from tests.gateway.test_group_generations import added, deleted, grouped, replica
 from tests.pg import TestServer
 
 STORED = ("phash", "color", "local_features")
@@ -138,3 +140,31 @@ def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
     assert "local_features" in crops["error"]
     assert result["links"] == 2  # the JPEG copy and the mirror, over the stored hashes
     assert groups(stack.url) == [[SOURCE_A, JPEG_A], [SOURCE_B, MIRROR_B]]
+
+
+def test_imported_images_join_the_groups_and_a_rebuild_never_relinks_an_image_deleted_meanwhile(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The catalog's side, on two replicas of one catalog (no services): images the gateway never
+    added are group members through their links, on every replica, through a whole load and through
+    the change log alike; links to an image deleted (through the other replica) while a rebuild
+    computed them are not written."""
+
+    async def scenario() -> None:
+        async with replica(tmp_path, pg_dsn) as a, replica(tmp_path, pg_dsn) as b:
+            await asyncio.to_thread(added, a.catalog, 1, [])
+            assert await grouped(b) == []
+            started = await asyncio.to_thread(a.catalog.link_generation, "copies")
+            await asyncio.to_thread(deleted, b.catalog, 1)  # while A's rebuild computes
+            links = [(1, 100, 5.0), (100, 101, 0.0), (102, 103, 3.0)]  # 100-103 imported
+            written = await asyncio.to_thread(a.catalog.replace_links, "copies", links, started)
+            assert written == 2
+            assert await grouped(a) == await grouped(b) == [[100, 101], [102, 103]]
+            # an add linked to an imported image joins its group, applied from the log
+            await asyncio.to_thread(added, b.catalog, 5, [(101, 7.0)])
+            assert await grouped(a) == await grouped(b) == [[5, 100, 101], [102, 103]]
+            assert a.group_refreshes["changes"] == 1
+            async with replica(tmp_path, pg_dsn) as restarted:
+                assert await grouped(restarted) == [[5, 100, 101], [102, 103]]
+
+    asyncio.run(scenario())
