@@ -14,37 +14,51 @@ the whole add through the gateway, and, for a sample of uploads against the full
 call the copies link makes (phash duplicate search, local-feature verification, the colour check,
 the crop alignment) made directly.
 
-    python -m bench.duplicate_groups_bench [--small]
+With ``--after-import`` the same images are written to the services' stores by ``ambience import``
+instead (no gateway add, so no add-time links) and the groups come from
+``/duplicate_groups/rebuild {"kind": "copies"}``: the phash pairs over the stored hashes and a
+local-feature search of every stored image for crops, in the background; its wall time is measured.
+
+    python -m bench.duplicate_groups_bench [--small] [--after-import]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
 from ambience_support.copy_groups import (
     DAY_AND_NIGHT,
     RECOLOURED_SERIES,
     SOURCE,
     Upload,
+    Verdict,
     add_through_gateway,
     copy_uploads,
     groups_of,
     judge,
 )
-from ambience_support.photos import PHOTOS, photo_paths
-from ambience_support.stacks import QUICK_SERVICE_ENV, launch_stack
+from ambience_support.photos import PHOTOS, REPO, photo_paths
+from ambience_support.processes import ambience_command
+from ambience_support.stacks import QUICK_SERVICE_ENV, GatewayStack, launch_stack
 from ambience_support.transforms import VARIANTS
 from bench.timing import machine
 from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.settings import GatewaySettings
 from services.common.postgres import EmbeddedPostgres, ensure_database
+from services.phash.hashing import hamming, mirror_hash, phash
 
 #: The services of the stack (local_features with the weight-free descriptor, QUICK_SERVICE_ENV).
 STACK = ["phash", "color", "local_features"]
@@ -223,52 +237,31 @@ def link_costs(
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="6 photos (smoke test)")
-    args = parser.parse_args()
-    print(f"Machine: {machine()}.\n")
-    paths = photo_paths(PHOTOS)
-    if not paths:
-        print(f"**Not measured**: no photos at {PHOTOS}.")
-        return
-    if args.small:
-        paths = [p for p in paths if p.name in RECOLOURED_SERIES][:4] + paths[:2]
-    settings = GatewaySettings()
+@contextmanager
+def bench_stack(prepare: Callable[[Path], None] | None = None) -> Iterator[GatewayStack]:
+    """The bench's services and gateway over an embedded PostgreSQL, all in a temporary folder;
+    ``prepare(folder)`` runs before they start (the services' data under ``folder / "stack"``)."""
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         pg = EmbeddedPostgres(tmp / "pgdata")
         admin = pg.start()
         try:
             (tmp / "stack").mkdir()
-            dsn = ensure_database(admin, "gw")
-            stack = launch_stack(tmp / "stack", dsn, STACK, service_env=QUICK_SERVICE_ENV)
+            if prepare is not None:
+                prepare(tmp)
+            stack = launch_stack(
+                tmp / "stack", ensure_database(admin, "gw"), STACK, service_env=QUICK_SERVICE_ENV
+            )
             try:
-                urls = {name: svc.url for name, svc in stack.services.items()} | {"gateway": stack.url}
-                with httpx.Client(timeout=300) as client:
-                    total = len(paths) * (1 + len(VARIANTS))
-                    started = time.perf_counter()
-                    uploads, seconds = add_through_gateway(
-                        client,
-                        stack.url,
-                        copy_uploads(paths),
-                        lambda n: n % 50 == 0 and progress(f"{n}/{total} added"),
-                    )
-                    added_s = time.perf_counter() - started
-                    verdict = judge(uploads, groups_of(client, stack.url))
-                    progress("groups judged; measuring the rules' evidence")
-                    seen = evidence(client, urls, uploads, settings)
-                    progress("timing the link calls")
-                    costs = link_costs(client, urls, uploads, settings)
+                yield stack
             finally:
                 stack.stop()
         finally:
             pg.release()
-    distinct = len({u.content for u in uploads})
-    print(
-        f"#### Copies groups\n\n{len(paths)} photo files ({distinct} distinct photos) with {len(VARIANTS)} "
-        f"copies each ({len(uploads)} images), added one by one through the gateway.\n"
-    )
+
+
+def print_verdict(verdict: Verdict) -> None:
+    """Per copy kind, how many are in their source's group; the groups that mix photos; the misses."""
     print("| copy | in its source's group |\n|---|---|")
     for kind in VARIANTS:
         print(f"| {kind} | {verdict.in_source_group[kind]}/{verdict.photos} |")
@@ -277,6 +270,133 @@ def main() -> None:
         print(f"- {', '.join(names)}")
     if verdict.missed:
         print(f"\nCopies outside their source's group: {', '.join(verdict.missed)}.")
+
+
+def import_uploads(uploads: list[Upload], folder: Path, data_root: Path) -> float:
+    """Every upload written to each service's store by ``ambience import`` (file name = id), with the
+    stack's service settings; the wall seconds of the imports."""
+    folder.mkdir()
+    for upload in uploads:
+        (folder / f"{upload.image_id}.jpg").write_bytes(upload.data)
+    started = time.perf_counter()
+    for name in STACK:
+        command = ambience_command("import", name, str(folder), "--ids-from-filenames", "--no-progress")
+        env = {**os.environ, **QUICK_SERVICE_ENV.get(name, {})}
+        done = subprocess.run(
+            [*command, "--data-dir", str(data_root)], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"ambience import {name} failed ({done.returncode}):\n{done.stderr}")
+        progress(f"imported into {name}")
+    return time.perf_counter() - started
+
+
+def rebuild_copies(client: httpx.Client, url: str) -> tuple[dict, float]:
+    """``/duplicate_groups/rebuild {"kind": "copies"}`` asked until it answers with its result (as
+    its Retry-After says); the result and its wall seconds."""
+    started = time.perf_counter()
+    last_log = started
+    while True:
+        reply = client.post(url + "/duplicate_groups/rebuild", json={"kind": "copies"})
+        if reply.status_code == 200:
+            return reply.json(), time.perf_counter() - started
+        if reply.status_code != 202:
+            raise SystemExit(f"rebuild failed: {reply.status_code} {reply.text}")
+        if time.perf_counter() - last_log > 30:
+            last_log = time.perf_counter()
+            progress(f"rebuild: {reply.json()['progress']}")
+        time.sleep(float(reply.headers.get("Retry-After", "2")))
+
+
+def mirror_evidence(uploads: list[Upload]) -> str:
+    """How far the mirror a rebuild makes of a stored hash (phash's ``mirror_hash``, no pixels) is
+    from the hash of the mirrored copy itself."""
+    by_photo: dict[str, dict[str, Upload]] = {}
+    for u in uploads:
+        by_photo.setdefault(u.photo, {})[u.kind] = u
+
+    def hashed(upload: Upload) -> np.ndarray:
+        return phash(Image.open(io.BytesIO(upload.data)).convert("L"))
+
+    bits = [
+        hamming(mirror_hash(hashed(photo[SOURCE])), hashed(photo["mirrored"])) for photo in by_photo.values()
+    ]
+    return (
+        f"The mirror of a source's stored hash to its mirrored copy's hash: min {min(bits)}, median "
+        f"{np.median(bits):.0f}, max {max(bits)} bits (phash of the decoded files)."
+    )
+
+
+def after_import(paths: list[Path]) -> None:
+    """The ``--after-import`` run: import, rebuild, judge (see the module docstring)."""
+    uploads = list(copy_uploads(paths))
+    imported_s: list[float] = []
+
+    def imported(tmp: Path) -> None:
+        imported_s.append(import_uploads(uploads, tmp / "images", tmp / "stack"))
+
+    with bench_stack(imported) as stack, httpx.Client(timeout=300) as client:
+        result, rebuild_s = rebuild_copies(client, stack.url)
+        verdict = judge(uploads, groups_of(client, stack.url))
+    distinct = len({u.content for u in uploads})
+    print(
+        f"#### Copies groups after a bulk import\n\n{len(paths)} photo files ({distinct} distinct photos) "
+        f"with {len(VARIANTS)} copies each ({len(uploads)} images), written by `ambience import` into "
+        f"{', '.join(STACK)} ({imported_s[0]:.0f} s), then `/duplicate_groups/rebuild` of copies.\n"
+    )
+    print_verdict(verdict)
+    print(f"\n{mirror_evidence(uploads)}")
+    crops = result["crops"]
+    print(
+        f"\nRebuild: {rebuild_s:.0f} s wall ({rebuild_s / len(uploads):.2f} s per image), "
+        f"{result['links']} links; crop search of {crops['images']} stored images: {crops['searched']} "
+        f"searched, {crops['failed']} failed, {crops['links']} crop links, "
+        f"{GatewaySettings().rebuild_crop_searches} searches at a time."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="6 photos (smoke test)")
+    parser.add_argument(
+        "--after-import",
+        action="store_true",
+        help="write the images with `ambience import` and group them by a rebuild (no gateway adds)",
+    )
+    args = parser.parse_args()
+    print(f"Machine: {machine()}.\n")
+    paths = photo_paths(PHOTOS)
+    if not paths:
+        print(f"**Not measured**: no photos at {PHOTOS}.")
+        return
+    if args.small:
+        paths = [p for p in paths if p.name in RECOLOURED_SERIES][:4] + paths[:2]
+    if args.after_import:
+        after_import(paths)
+        return
+    settings = GatewaySettings()
+    with bench_stack() as stack, httpx.Client(timeout=300) as client:
+        urls = {name: svc.url for name, svc in stack.services.items()} | {"gateway": stack.url}
+        total = len(paths) * (1 + len(VARIANTS))
+        started = time.perf_counter()
+        uploads, seconds = add_through_gateway(
+            client,
+            stack.url,
+            copy_uploads(paths),
+            lambda n: n % 50 == 0 and progress(f"{n}/{total} added"),
+        )
+        added_s = time.perf_counter() - started
+        verdict = judge(uploads, groups_of(client, stack.url))
+        progress("groups judged; measuring the rules' evidence")
+        seen = evidence(client, urls, uploads, settings)
+        progress("timing the link calls")
+        costs = link_costs(client, urls, uploads, settings)
+    distinct = len({u.content for u in uploads})
+    print(
+        f"#### Copies groups\n\n{len(paths)} photo files ({distinct} distinct photos) with {len(VARIANTS)} "
+        f"copies each ({len(uploads)} images), added one by one through the gateway.\n"
+    )
+    print_verdict(verdict)
     print("\n#### What the rules see\n")
     print("\n".join(seen))
     print("\n#### Cost per add\n")

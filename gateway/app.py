@@ -83,6 +83,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             yield
         finally:
             await writer.stop()
+            await explorer.stop()
             await clients.close()
             await run_in_threadpool(postgres.close)
 

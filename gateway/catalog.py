@@ -328,6 +328,11 @@ class Catalog:
             if row is None or row[0] != "add":
                 return
             self._log_removal(cur, image_id)  # another image's links may name it already
+            # stored nowhere: no link may keep it in the groups (an unknown id named by a link is
+            # an imported image)
+            cur.execute(
+                "DELETE FROM gateway_links WHERE image_id = %s OR other_id = %s", (image_id, image_id)
+            )
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s AND op = 'add'", (image_id,))
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = false WHERE image_id = %s RETURNING service",
@@ -613,18 +618,31 @@ class Catalog:
 
         return self.db.run(run)
 
-    def replace_links(self, kind: str, links: list[tuple[int, int, float]]) -> int:
-        """Every link of ``kind`` at once (a rebuild); returns the kind's new generation."""
+    def replace_links(
+        self, kind: str, links: list[tuple[int, int, float]], computed_from: int | None = None
+    ) -> int:
+        """Every link of ``kind`` at once (a rebuild), but those of images removed after generation
+        ``computed_from`` (deleted while the links were computed: they must not come back); returns
+        how many links were written."""
 
         def run(cur: Cursor) -> int:
-            generation = self._log_link_change(cur, kind, "rebuild", None)
+            removed: set[int] = set()
+            if computed_from is not None:
+                cur.execute(
+                    "SELECT image_id FROM gateway_link_changes"
+                    " WHERE kind = %s AND change = 'remove' AND generation > %s",
+                    (kind, computed_from),
+                )
+                removed = {row[0] for row in cur.fetchall()}
+            kept = [(a, b, d) for a, b, d in links if a not in removed and b not in removed]
+            self._log_link_change(cur, kind, "rebuild", None)
             cur.execute("DELETE FROM gateway_links WHERE kind = %s", (kind,))
             cur.executemany(
                 "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT DO NOTHING",
-                [(kind, a, b, d) for a, b, d in links],
+                [(kind, a, b, d) for a, b, d in kept],
             )
-            return generation
+            return len(kept)
 
         return self.db.run(run)
 
@@ -652,29 +670,43 @@ class Catalog:
 
         return self.db.run(run)
 
+    def link_generation(self, kind: str) -> int:
+        def run(cur: Cursor) -> int:
+            cur.execute("SELECT generation FROM gateway_link_generations WHERE kind = %s", (kind,))
+            return int(cur.fetchone()[0])
+
+        return self.db.run(run)
+
     def link_snapshot(self, kind: str) -> LinkSnapshot:
-        """Every added image and link of ``kind``, with the generation read before them."""
+        """Every added image and link of ``kind``, with the generation read before them. A link
+        counts unless one of its images is known here as not added (being deleted, or an add
+        forgotten while a delete is pending): one the gateway never saw (``ambience import``) is
+        named by its links."""
 
         def run(cur: Cursor) -> LinkSnapshot:
             cur.execute("SELECT generation FROM gateway_link_generations WHERE kind = %s", (kind,))
             generation = cur.fetchone()[0]
             cur.execute("SELECT image_id FROM gateway_images WHERE op = 'add' ORDER BY image_id")
             images = [row[0] for row in cur.fetchall()]
-            cur.execute("SELECT image_id, other_id, distance FROM gateway_links WHERE kind = %s", (kind,))
+            cur.execute(
+                "SELECT l.image_id, l.other_id, l.distance FROM gateway_links l WHERE l.kind = %s"
+                " AND NOT EXISTS (SELECT 1 FROM gateway_images g"
+                " WHERE g.image_id IN (l.image_id, l.other_id) AND g.op <> 'add')",
+                (kind,),
+            )
             return LinkSnapshot(generation, images, [(a, b, float(d)) for a, b, d in cur.fetchall()])
 
         return self.db.run(run)
 
     def links_of(self, kind: str, image_ids: list[int]) -> list[tuple[int, int, float]]:
-        """The links of ``kind`` that touch ``image_ids``, between images that are added (as a
-        snapshot holds them)."""
+        """The links of ``kind`` that touch ``image_ids``, as a snapshot holds them."""
 
         def run(cur: Cursor) -> list[tuple[int, int, float]]:
             cur.execute(
                 "SELECT l.image_id, l.other_id, l.distance FROM gateway_links l"
-                " JOIN gateway_images a ON a.image_id = l.image_id AND a.op = 'add'"
-                " JOIN gateway_images b ON b.image_id = l.other_id AND b.op = 'add'"
-                " WHERE l.kind = %s AND (l.image_id = ANY(%s) OR l.other_id = ANY(%s))",
+                " WHERE l.kind = %s AND (l.image_id = ANY(%s) OR l.other_id = ANY(%s))"
+                " AND NOT EXISTS (SELECT 1 FROM gateway_images g"
+                " WHERE g.image_id IN (l.image_id, l.other_id) AND g.op <> 'add')",
                 (kind, image_ids, image_ids),
             )
             return [(a, b, float(d)) for a, b, d in cur.fetchall()]

@@ -21,8 +21,9 @@ log of links (:meth:`gateway.catalog.Catalog.link_changes`): the adds and delete
 replica sharing the catalog, this one's included, applied one image at a time; a rebuild, or a log
 that no longer reaches back to this copy's generation, reloads them whole. ``rebuild`` recomputes
 the links from the services after a bulk import (``copies``: the pairs within ``DUPLICATE_DISTANCE``
-over the stored hashes, added to the links recorded at add time, which hold the mirrors and crops
-stored hashes cannot show, and all checked by colour again).
+over the stored hashes and their mirrors, the crops local features verifies among every stored
+image (a search per image, in the background: gateway/rebuild.py) and the links recorded at add
+time, all checked by colour again).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.photo_metadata import different_exposures, read_metadata
 from gateway.proxy import ServiceClients
+from gateway.rebuild import CropSearch, RebuildJob
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
 from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
 from services.common.analysis import LinkGroups, split_by_time
@@ -114,6 +116,8 @@ class Explorer:
         self.group_refreshes = {"whole": 0, "changes": 0}
         self._default_source: str | None = None
         self._default_checked = 0.0
+        #: the background rebuilds, running or finished and not answered yet
+        self._background: dict[str, RebuildJob] = {}
 
     def attach(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -432,18 +436,61 @@ class Explorer:
         except Exception:
             log.exception("explore: forgetting image %d failed", image_id)
 
+    def searches_crops(self) -> bool:
+        """Whether a copies rebuild searches every image for crops (local_features enabled and
+        ``DUPLICATE_LOCAL_MIN_INLIERS`` above 0, as the add path)."""
+        return "local_features" in self.enabled and self.settings.duplicate_local_min_inliers > 0
+
     async def rebuild(self, kind: str) -> dict[str, Any]:
-        """Recompute every link of ``kind`` from the services (after a bulk import)."""
+        """Recompute every link of ``kind`` from the services (after a bulk import). A copies rebuild
+        that searches for crops runs in the background: the first call starts it, every call while
+        it runs raises :class:`Running` with its progress, the first call after it has finished gets
+        its result (or its error); the next one starts a new rebuild."""
+        if kind == "copies" and "phash" not in self.enabled:
+            raise SourceUnavailable("copies need the phash service, which is not enabled")
+        if kind != "copies" or not self.searches_crops():
+            return await self.recompute_links(RebuildJob(kind))
+        job = self._background.get(kind)
+        if job is None:
+            job = self._background[kind] = RebuildJob(kind)
+            job.start(self.recompute_links)
+            raise Running(job.running())
+        if not job.finished:
+            raise Running(job.running())
+        del self._background[kind]
+        assert job.task is not None
+        return job.task.result()  # the job's result, or its exception raised here
+
+    async def stop(self) -> None:
+        """Cancel the background rebuilds (the gateway is stopping; nothing was written yet)."""
+        tasks = [job.task for job in self._background.values() if job.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def recompute_links(self, job: RebuildJob) -> dict[str, Any]:
+        kind = job.kind
+        # images deleted from here on (through any replica) must not be linked again
+        started = await run_in_threadpool(self.catalog.link_generation, kind)
         if kind == "copies":
-            if "phash" not in self.enabled:
-                raise SourceUnavailable("copies need the phash service, which is not enabled")
             source, threshold = "phash", self.settings.duplicate_distance
         else:
             source, threshold = await self.resolve_source(None), self.settings.similar_distance
-        reply = await self.analyse(source, "pairs", {"distance_threshold": threshold})
+        reply = await self.pairs(source, threshold, job)
         pairs = [(int(a), int(b), float(d)) for a, b, d in reply["pairs"]]
+        result: dict[str, Any] = {"kind": kind, "source": source, "stale": reply["stale"]}
         if kind == "copies":
+            if self.searches_crops():
+                crops = await CropSearch(
+                    self.clients,
+                    self.settings.duplicate_local_min_inliers,
+                    self.settings.rebuild_crop_searches,
+                ).links(job.progress)
+                result["crops"] = crops.summary()
+                pairs = union_of_links(pairs, crops.links, prefer_found=True)
+            # read last: the links recorded by adds made while the crops were searched count
             recorded = await run_in_threadpool(self.catalog.links, kind)
+            job.progress.phase = "colours"  # and the other checks of a copy link
             pairs = await self.copy_checks(union_of_links(pairs, recorded))
         else:
             times = await run_in_threadpool(self.catalog.capture_times)
@@ -453,10 +500,27 @@ class Explorer:
                 for a, b, d in pairs
                 if a not in times or b not in times or abs(times[a] - times[b]) <= gap
             ]
-        await run_in_threadpool(self.catalog.replace_links, kind, pairs)  # every replica reloads
-        return {"kind": kind, "source": source, "links": len(pairs), "stale": reply["stale"]}
+        job.progress.phase = "saving"
+        # logged: every replica reloads its groups
+        written = await run_in_threadpool(self.catalog.replace_links, kind, pairs, started)
+        return {**result, "links": written}
+
+    async def pairs(self, source: str, threshold: float, job: RebuildJob) -> dict[str, Any]:
+        """The source's pairs within ``threshold``. In a background rebuild the service's own 202
+        (a large collection) is waited out; a rebuild answered at once passes it on."""
+        while True:
+            try:
+                # copies: a mirror is a copy; the service mirrors the stored hashes (phash)
+                body = {"distance_threshold": threshold, "mirrored": job.kind == "copies"}
+                return await self.analyse(source, "pairs", body)
+            except Running:
+                if job.task is None:
+                    raise
+                await asyncio.sleep(PAIRS_POLL_S)
 
 
+#: Seconds between asks of a service still computing the pairs of a background rebuild.
+PAIRS_POLL_S = 2.0
 #: Services whose stored vectors the kit's analysis routes serve (one vector per image).
 ANALYSABLE = ("image_text", "global_features", "color", "phash")
 #: Pairs per /analysis/distances call (the services' MAX_DISTANCE_PAIRS).
@@ -464,13 +528,19 @@ DISTANCE_PAIRS_PER_CALL = 10_000
 
 
 def union_of_links(
-    found: list[tuple[int, int, float]], recorded: list[tuple[int, int, float]]
+    found: list[tuple[int, int, float]], recorded: list[tuple[int, int, float]], prefer_found: bool = False
 ) -> list[tuple[int, int, float]]:
-    """Both lists of links, each pair once (smaller id first) at its smallest distance."""
+    """Both lists of links, each pair once (smaller id first) at its smallest distance, or with
+    ``prefer_found`` at its distance in ``found`` where it is there (a crop local features verified
+    is linked at 0, but a pair phash also found keeps its phash distance, as at add time)."""
     best: dict[tuple[int, int], float] = {}
-    for a, b, d in (*found, *recorded):
+    for a, b, d in found:
         key = (min(a, b), max(a, b))
         best[key] = min(d, best.get(key, d))
+    for a, b, d in recorded:
+        key = (min(a, b), max(a, b))
+        if not (prefer_found and key in best):
+            best[key] = min(d, best.get(key, d))
     return [(a, b, d) for (a, b), d in sorted(best.items())]
 
 
@@ -490,10 +560,12 @@ def links_by_image(links: list[tuple[int, int, float]]) -> dict[int, list[tuple[
 
 
 def groups_from_links(images: list[int], links: list[tuple[int, int, float]]) -> LinkGroups:
-    """The groups of ``images`` (links to others are left out)."""
+    """The groups of ``images`` and of every image a link names: one written to the services by
+    ``ambience import`` is known to the gateway by its links only (the catalog leaves out the links
+    of images being deleted or forgotten)."""
     groups = LinkGroups()
     by_image = links_by_image(links)
-    for image in images:
+    for image in sorted({*images, *by_image}):
         groups.add(image, by_image.get(image, []))
     return groups
 

@@ -176,6 +176,13 @@ class GatewaySettings(BaseSettings):
         description="Duplicate mode and copies groups: also call a crop a duplicate when local_features "
         "(if enabled) verifies it with this many inliers (0 = phash only)",
     )
+    rebuild_crop_searches: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="/duplicate_groups/rebuild of copies: local-feature searches for crops run at once "
+        "(one per stored image; each keeps a core of local_features busy)",
+    )
     copy_max_color_distance: float = Field(
         7_000_000,
         ge=0,

@@ -63,6 +63,22 @@ class StandardRoutesContract:
         assert client.post(f"/delete_{self.store_route}", json={"image_id": 1001}).json()["deleted"] is False
         assert all(h["image_id"] != 1001 for h in self.by_image(client, data, k=5).json())
 
+    def test_stored_ids_come_in_pages(self, client: Any) -> None:
+        for image_id in (1003, 1001, 1002):
+            assert self.add(client, image_id, encode(self.image(image_id))).status_code == 200
+        pages, after = [], None
+        while True:
+            reply = client.post("/stored_ids", json={"after": after, "limit": 2}).json()
+            assert reply["count"] == 3
+            pages.append(reply["image_ids"])
+            if len(reply["image_ids"]) < 2:
+                break
+            after = reply["image_ids"][-1]
+        assert pages == [[1001, 1002], [1003]]
+        assert client.post("/stored_ids", json={}).json() == {"image_ids": [1001, 1002, 1003], "count": 3}
+        for body in ({"limit": 0}, {"limit": 100_001}, {"after": -1}, {"after": 1, "limit": 2, "k": 3}):
+            assert client.post("/stored_ids", json=body).status_code == 422, body
+
     def test_k_is_capped_and_never_pads(self, client: Any) -> None:
         for i in range(3):
             assert self.add(client, 1100 + i, encode(self.image(100 + i))).status_code == 200

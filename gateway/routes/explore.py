@@ -56,7 +56,11 @@ def add_routes(app: FastAPI, explorer: Explorer) -> None:
 
     @app.post("/duplicate_groups/rebuild", tags=["explore"])
     async def rebuild_duplicate_groups(body: GroupsBody) -> Any:
-        """Recompute every link of ``kind`` from the services (after a bulk import)."""
+        """Recompute every link of ``kind`` from the services (after a bulk import). A copies rebuild
+        with local_features enabled searches every stored image for crops in the background: 202
+        ``{"status": "running", "kind", "progress": {"phase", "done", "total", "failed"}}`` until
+        it has finished, then its result once (``crops`` says how far the crop search got); the
+        next call starts a new rebuild."""
         return await answer(lambda: explorer.rebuild(body.kind))
 
     @app.post("/image_info", tags=["explore"])

@@ -49,6 +49,11 @@ class PairsBody(BaseModel):
 
     distance_threshold: float = Field(ge=0, description="pairs within this distance (the search's own)")
     max_per_image: int = Field(50, ge=1, le=1000, description="at most this many pairs per image")
+    mirrored: bool = Field(
+        False,
+        description="also the pairs where one image's mirror is within the threshold, at that "
+        "distance (where the service can mirror a stored value: phash; ignored elsewhere)",
+    )
 
 
 #: Pairs one /analysis/distances request may ask for (a rebuild sends its pairs in chunks).
@@ -253,22 +258,29 @@ def add_analysis_routes(app: FastAPI, service: VectorFeature, collection: Callab
         def pairs(job: Job) -> tuple[int, Any]:
             store = collection().store
             generation, batches = store.snapshot_items()
-            found: set[tuple[int, int, float]] = set()
+            found: dict[tuple[int, int], float] = {}
+            index = service.collection.index
             for batch in batches:
                 ids, _ = service.collection.layout.index_rows(batch)
-                hits = service.collection.index.range_search(
-                    np.stack([service.vector_from_stored(v) for _, v in batch]), body.distance_threshold
-                )
-                for image_id, hit in zip(ids.tolist(), hits, strict=True):
-                    order = np.argsort(hit.distances, kind="stable")[: body.max_per_image + 1]
-                    for other, distance in zip(
-                        hit.ids[order].tolist(), hit.distances[order].tolist(), strict=True
-                    ):
-                        if other != image_id:
-                            a, b = sorted((image_id, int(other)))
-                            found.add((a, b, float(distance)))
+                queries = np.stack([service.vector_from_stored(v) for _, v in batch])
+                hits = [index.range_search(queries, body.distance_threshold)]
+                mirrors = [service.mirrored_from_stored(v) for _, v in batch] if body.mirrored else []
+                if mirrors and all(m is not None for m in mirrors):
+                    hits.append(index.range_search(np.stack(mirrors), body.distance_threshold))
+                for row, image_id in enumerate(ids.tolist()):
+                    nearest: dict[int, float] = {}  # as itself or mirrored, whichever is closer
+                    for variant in hits:
+                        hit = variant[row]
+                        for other, distance in zip(hit.ids.tolist(), hit.distances.tolist(), strict=True):
+                            if other != image_id:
+                                nearest[other] = min(float(distance), nearest.get(other, float(distance)))
+                    closest = sorted(nearest.items(), key=lambda item: (item[1], item[0]))
+                    for other, distance in closest[: body.max_per_image]:
+                        key = (min(image_id, other), max(image_id, other))
+                        found[key] = min(distance, found.get(key, distance))
                 job.progress = min(0.99, job.progress + len(batch) / max(store.count(), 1))
-            return generation, {"generation": generation, "pairs": sorted(found)}
+            pairs = [(a, b, d) for (a, b), d in sorted(found.items())]
+            return generation, {"generation": generation, "pairs": pairs}
 
         key = f"pairs:{body.model_dump_json()}"
         found = await run_in_threadpool(cache.get, key, pairs)

@@ -7,6 +7,7 @@ service (docs/api.md): calculate / delete / by-id search / by-image search. CPU 
 feature extraction, searching, LMDB commits) runs in the thread pool, never on the event loop.
 """
 
+import bisect
 import hashlib
 import logging
 import time
@@ -35,6 +36,8 @@ from services.common.schemas import (
     ImageIdBody,
     SearchParams,
     SimilarImage,
+    StoredIds,
+    StoredIdsBody,
 )
 from services.common.service import ServiceBase
 
@@ -172,6 +175,14 @@ def create_app(service: FeatureService) -> FastAPI:
         search, params = split(form)
         data = await read_upload(image, settings.max_upload_bytes)
         return await run_in_threadpool(service.search_by_image, data, search, params)
+
+    @app.post("/stored_ids", response_model=StoredIds, responses=ERROR_RESPONSES)
+    async def stored_ids(body: StoredIdsBody) -> dict[str, Any]:
+        """The stored image ids, ascending, a page at a time: what a client that did not add them
+        (the gateway after ``ambience import``) needs to go over every stored image."""
+        ids = sorted(await run_in_threadpool(collection().store.ids))
+        start = bisect.bisect_right(ids, body.after) if body.after is not None else 0
+        return {"image_ids": ids[start : start + body.limit], "count": len(ids)}
 
     if isinstance(service, VectorFeature):
         add_analysis_routes(app, service, collection)

@@ -184,6 +184,11 @@ class VectorFeature(FeatureService):
     def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
         """Image file bytes -> query rows (2-D)."""
 
+    def mirrored_from_stored(self, stored: bytes) -> np.ndarray | None:
+        """The index row of the stored image's mirror, where the feature can tell it from the
+        stored value (phash); None where it cannot."""
+        return None
+
     def stored_query_vectors(self, stored: bytes, params: BaseModel) -> np.ndarray:
         """Query rows for a by-id search; by default the stored vector alone."""
         return self.vector_from_stored(stored)[None, :]

@@ -40,6 +40,23 @@ class ImageIdBody(BaseModel):
     image_id: ImageId = Field(description="Image id, 0 <= id < 2^63")
 
 
+#: Ids one /stored_ids page may hold.
+MAX_STORED_IDS_PAGE = 100_000
+
+
+class StoredIdsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: ImageId | None = Field(
+        None, description="Only ids above this one (the last id of the previous page)"
+    )
+    limit: int = Field(10_000, ge=1, le=MAX_STORED_IDS_PAGE, description="At most this many ids")
+
+
+class StoredIds(BaseModel):
+    image_ids: list[int] = Field(description="Stored ids above ``after``, ascending")
+    count: int = Field(description="Images stored in all")
+
+
 class AddResult(BaseModel):
     image_id: int
 

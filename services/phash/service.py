@@ -15,7 +15,7 @@ from services.common.feature import VectorFeature
 from services.common.settings import ServiceSettings
 from services.common.vectors import stored_rows
 from services.phash.descriptor import DESCRIPTOR
-from services.phash.hashing import HASH_BITS, HASH_BYTES, phash, phash_variants
+from services.phash.hashing import HASH_BITS, HASH_BYTES, mirror_hash, phash, phash_variants
 
 
 class PhashSettings(ServiceSettings):
@@ -53,6 +53,9 @@ class PhashFeature(VectorFeature):
 
     def vector_from_stored(self, stored: bytes) -> np.ndarray:
         return np.frombuffer(stored, dtype=np.uint8, count=HASH_BYTES)
+
+    def mirrored_from_stored(self, stored: bytes) -> np.ndarray:
+        return mirror_hash(self.vector_from_stored(stored))
 
     def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
         assert isinstance(params, PhashParams)

@@ -204,6 +204,35 @@ def test_pair_distances_are_the_services_own_search_distances(color: TestClient,
         assert color.post("/analysis/distances", json=too_many).status_code == 422
 
 
+def test_mirrored_pairs_of_stored_hashes(color: TestClient, tmp_path: Path) -> None:
+    """phash mirrors its stored hashes for /analysis/pairs: a mirrored copy pairs with its source
+    (as a mirrored query finds it); a service that cannot mirror ignores the flag."""
+    from PIL import ImageOps
+
+    from services.phash.service import PhashSettings
+    from services.phash.service import build_app as build_phash
+
+    picture = synthetic_image(5)
+    images = {1: picture, 2: ImageOps.mirror(picture), 3: synthetic_image(6)}
+    with color, TestClient(build_phash(PhashSettings(data_dir=tmp_path / "phash"))) as phash:
+        for client, route in ((color, "color"), (phash, "phash")):
+            for image_id, img in images.items():
+                r = client.post(
+                    f"/calculate_{route}_features",
+                    files={"image": ("a.jpg", encode(img))},
+                    data={"image_id": image_id},
+                )
+                assert r.status_code == 200, r.text
+        plain = phash.post("/analysis/pairs", json={"distance_threshold": 96}).json()["pairs"]
+        assert plain == []  # a mirror is ~280 bits from its source, as far as another picture
+        mirrored = phash.post("/analysis/pairs", json={"distance_threshold": 96, "mirrored": True}).json()
+        assert [p[:2] for p in mirrored["pairs"]] == [[1, 2]]
+        assert mirrored["pairs"][0][2] <= 40
+        for flag in (False, True):
+            body = {"distance_threshold": 0.01, "mirrored": flag}
+            assert color.post("/analysis/pairs", json=body).json()["pairs"] == []
+
+
 def test_analysis_bad_parameters_are_422(color: TestClient) -> None:
     with color:
         assert color.post("/analysis/moments", json={"granularity": 0}).status_code == 422

@@ -224,6 +224,8 @@ def service_cases(spec: ServiceDescriptor) -> list[Case]:
             *id_cases(delete),
             *json_limit_cases(delete),
             *search_cases(by_id, by_image),
+            Case("stored ids limit 10^9", "/stored_ids", raw_json('{"limit": 1000000000}'), frozenset({422})),
+            Case("stored ids after NaN", "/stored_ids", raw_json('{"after": NaN}'), frozenset({422})),
             *(analysis_cases() if issubclass(spec.feature_class(), VectorFeature) else []),
         ]
     route = image_route(spec)

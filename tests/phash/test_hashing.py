@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from ambience_support.photos import PHOTOS, photo_paths
-from services.phash.hashing import HASH_BYTES, hamming, phash, phash_variants
+from services.phash.hashing import HASH_BYTES, hamming, mirror_hash, phash, phash_variants
 
 #: Rotating by 90 degrees swaps the axes PIL resamples first, and its 8-bit rounding between the
 #: two passes moves a few coefficients across the median; unrelated pictures are ~150-300 apart.
@@ -79,6 +79,20 @@ def test_sign_flipped_block_hashes_like_the_transformed_picture(index: int) -> N
         # ... and the variant is a different hash, not the original one again
         if variant != "identity":
             assert hamming(flipped, phash(gray)) > 4 * ROTATION_TOLERANCE_BITS, variant
+
+
+#: A mirror hashed from the stored bits misses the coefficients between the two medians; the
+#: shared photos reach 38 bits, copies are linked within 96.
+MIRROR_FROM_BITS_TOLERANCE = 48
+
+
+def test_the_mirror_of_a_stored_hash_is_near_the_mirrored_pictures_hash() -> None:
+    for gray in pictures():
+        from_bits = mirror_hash(phash(gray))
+        rehashed = phash(ImageOps.mirror(gray))
+        assert hamming(from_bits, rehashed) <= MIRROR_FROM_BITS_TOLERANCE
+        assert hamming(phash(gray), rehashed) > 2 * MIRROR_FROM_BITS_TOLERANCE  # a real change
+        assert hamming(mirror_hash(from_bits), phash(gray)) == 0  # flipping twice is the identity
 
 
 def test_variant_counts_follow_the_flags() -> None:

@@ -1,0 +1,186 @@
+"""The long part of ``POST /duplicate_groups/rebuild``: the crops local features verify among every
+stored image, searched in the background (gateway/explore.py runs the rebuild).
+
+A crop is 158-342 phash bits from its source, as far as different photos, so the stored hashes
+cannot show it; local_features can. An image added through the gateway was searched at add time,
+but ``ambience import`` writes the services' stores directly: after it, only a search per stored
+image finds the crops. That is one verified search per image (0.3-1.5 s on two busy cores), minutes
+for a collection, so :class:`RebuildJob` runs it as a task whose progress a request reads, and
+:class:`CropSearch` makes the searches, a few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.proxy import ServiceClients
+from gateway.settings import UPSTREAMS
+
+log = logging.getLogger("ambience.gateway")
+
+#: Ids asked per /stored_ids page.
+IDS_PER_PAGE = 10_000
+#: Failed searches in a row after which the rest are not tried (the service is down or overloaded:
+#: every further call would wait out its timeout).
+FAILURES_IN_A_ROW = 3
+#: Seconds between progress lines in the log.
+LOG_EVERY_S = 10.0
+
+
+@dataclass
+class Progress:
+    #: pairs (the phash service's pairs), crops (local-feature searches), colours (the colour check),
+    #: saving (the catalog)
+    phase: str = "pairs"
+    done: int = 0
+    total: int = 0
+    failed: int = 0
+
+
+class RebuildJob:
+    """One rebuild of ``kind``'s links and its progress; :meth:`start` runs ``work`` as a background
+    task."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.progress = Progress()
+        self.task: asyncio.Task[dict[str, Any]] | None = None
+
+    def start(self, work: Callable[[RebuildJob], Awaitable[dict[str, Any]]]) -> None:
+        self.task = asyncio.create_task(work(self), name=f"rebuild-{self.kind}")
+        self.task.add_done_callback(self._log_failure)
+
+    def _log_failure(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("duplicate groups: rebuilding %s failed: %s", self.kind, task.exception())
+
+    @property
+    def finished(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    def running(self) -> dict[str, Any]:
+        """The 202 body while the job runs."""
+        return {"status": "running", "kind": self.kind, "progress": asdict(self.progress)}
+
+
+@dataclass
+class CropLinks:
+    """What the crop searches found: ``links`` (smaller id first, distance 0: a verified crop has no
+    phash distance) and how far they got."""
+
+    links: list[tuple[int, int, float]] = field(default_factory=list)
+    images: int = 0
+    searched: int = 0
+    failed: int = 0
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "complete": self.failed == 0 and self.error is None,
+            "images": self.images,
+            "searched": self.searched,
+            "failed": self.failed,
+            "links": len(self.links),
+            "error": self.error,
+        }
+
+
+class CropSearch:
+    """Every image local_features stores, searched by id for the stored images it verifies with at
+    least ``min_inliers`` inliers; ``concurrency`` searches at a time."""
+
+    def __init__(self, clients: ServiceClients, min_inliers: int, concurrency: int) -> None:
+        self.clients = clients
+        self.min_inliers = min_inliers
+        self.concurrency = concurrency
+        self.service = UPSTREAMS["local_features"]
+
+    async def stored_ids(self) -> list[int]:
+        """Every id the service stores (ValueError naming why when it cannot say)."""
+        ids: list[int] = []
+        after: int | None = None
+        while True:
+            result = await self.clients.call(
+                self.service.name, "/stored_ids", json={"after": after, "limit": IDS_PER_PAGE}
+            )
+            if not result.ok:
+                raise ValueError(f"{self.service.name} could not list its images: {result.detail}")
+            page: list[int] = result.body["image_ids"]
+            ids += page
+            if len(page) < IDS_PER_PAGE:
+                return ids
+            after = page[-1]
+
+    async def links(self, progress: Progress) -> CropLinks:
+        """Search every stored image; a search that fails is counted in ``failed``, and after
+        :data:`FAILURES_IN_A_ROW` of them, or as soon as the service is unreachable, the rest are
+        counted there too without being tried."""
+        found = CropLinks()
+        progress.phase = "crops"
+        try:
+            ids = await self.stored_ids()
+        except ValueError as exc:
+            found.error = str(exc)
+            log.warning("duplicate groups: no crop search: %s", exc)
+            return found
+        found.images = progress.total = len(ids)
+        pairs: set[tuple[int, int]] = set()
+        pending = iter(ids)
+        in_a_row = 0
+        last_log = time.monotonic()
+        log.info("duplicate groups: searching %d images for crops, %d at a time", len(ids), self.concurrency)
+
+        async def worker() -> None:
+            nonlocal in_a_row, last_log
+            for image_id in pending:
+                if found.error is not None:  # given up: what is left is counted below
+                    return
+                result = await self.clients.call(
+                    self.service.name,
+                    f"/{self.service.search}_get_similar_images_by_id",
+                    json={"image_id": image_id, "min_matches": self.min_inliers},
+                )
+                progress.done += 1
+                if result.ok:
+                    in_a_row = 0
+                    found.searched += 1
+                    for hit in result.body:
+                        other = int(hit["image_id"])
+                        if other != image_id and hit.get("matches", 0) >= self.min_inliers:
+                            pairs.add((min(image_id, other), max(image_id, other)))
+                elif result.status_code == 404:
+                    in_a_row = 0  # deleted since the listing: nothing to link
+                else:
+                    in_a_row += 1
+                    found.failed += 1
+                    progress.failed += 1
+                    if result.outcome == "unavailable" or in_a_row >= FAILURES_IN_A_ROW:
+                        found.error = f"{self.service.name} stopped answering: {result.detail}"
+                if time.monotonic() - last_log >= LOG_EVERY_S:
+                    last_log = time.monotonic()
+                    log.info(
+                        "duplicate groups: crops %d/%d searched (%d failed)",
+                        progress.done,
+                        progress.total,
+                        progress.failed,
+                    )
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        untried = len(ids) - progress.done
+        found.failed += untried
+        progress.failed += untried
+        found.links = [(a, b, 0.0) for a, b in sorted(pairs)]
+        log.info(
+            "duplicate groups: crop search done: %d of %d images searched, %d failed, %d links%s",
+            found.searched,
+            found.images,
+            found.failed,
+            len(found.links),
+            f" ({found.error})" if found.error else "",
+        )
+        return found
