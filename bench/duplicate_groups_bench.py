@@ -15,9 +15,10 @@ call the copies link makes (phash duplicate search, local-feature verification, 
 the crop alignment) made directly.
 
 With ``--after-import`` the same images are written to the services' stores by ``ambience import``
-instead (no gateway add, so no add-time links) and the groups come from
-``/duplicate_groups/rebuild {"kind": "copies"}``: the phash pairs over the stored hashes and a
-local-feature search of every stored image for crops, in the background; its wall time is measured.
+instead (no gateway add, so no add-time links), their previews made from the files
+(``POST /thumbnails/{id}``), and the groups come from ``/duplicate_groups/rebuild {"kind":
+"copies"}``: the phash pairs over the stored hashes, a local-feature search of every stored image
+for crops and the thumbnail alignment, in the background; its wall time is measured.
 
     python -m bench.duplicate_groups_bench [--small] [--after-import]
 """
@@ -336,6 +337,12 @@ def after_import(paths: list[Path]) -> None:
         imported_s.append(import_uploads(uploads, tmp / "images", tmp / "stack"))
 
     with bench_stack(imported) as stack, httpx.Client(timeout=300) as client:
+        # the previews the page shows, made from the files: what the rebuild's alignment compares
+        for upload in uploads:
+            made = client.post(
+                f"{stack.url}/thumbnails/{upload.image_id}", files={"image": ("a.jpg", upload.data)}
+            )
+            made.raise_for_status()
         result, rebuild_s = rebuild_copies(client, stack.url)
         verdict = judge(uploads, groups_of(client, stack.url))
     distinct = len({u.content for u in uploads})
@@ -351,7 +358,8 @@ def after_import(paths: list[Path]) -> None:
         f"\nRebuild: {rebuild_s:.0f} s wall ({rebuild_s / len(uploads):.2f} s per image), "
         f"{result['links']} links; crop search of {crops['images']} stored images: {crops['searched']} "
         f"searched, {crops['failed']} failed, {crops['links']} crop links, "
-        f"{GatewaySettings().rebuild_crop_searches} searches at a time."
+        f"{GatewaySettings().rebuild_crop_searches} searches at a time; {result.get('aligned', 0)} links "
+        "from aligned thumbnails."
     )
 
 

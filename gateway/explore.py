@@ -320,7 +320,7 @@ class Explorer:
         one the part (gateway/crop_alignment.py). Linked at distance 0, as a verified crop. Needs
         the color service and the thumbnails (made before this runs, by the thumbnail keeper)."""
         wanted = self.settings.copy_alignment_candidates
-        if wanted <= 0 or "color" not in self.enabled:
+        if not self.aligns_crops():
             return []
         result = await self.clients.call(
             "color",
@@ -441,6 +441,25 @@ class Explorer:
         ``DUPLICATE_LOCAL_MIN_INLIERS`` above 0, as the add path)."""
         return "local_features" in self.enabled and self.settings.duplicate_local_min_inliers > 0
 
+    def aligns_crops(self) -> bool:
+        """Whether crops are looked for by aligning thumbnails (the color service finds the
+        candidates)."""
+        return self.settings.copy_alignment_candidates > 0 and "color" in self.enabled
+
+    async def aligned_links(self, job: RebuildJob) -> list[tuple[int, int, float]]:
+        """The add path's thumbnail alignment (:meth:`aligned_crops`) for every image that has a
+        thumbnail: the crops of smooth pictures among images the add path never saw (imported,
+        their previews made since). Part of the background copies rebuild, after the crops."""
+        job.progress.phase = "alignment"
+        ids = await run_in_threadpool(thumbnails.ids, self.catalog.db)
+        job.progress.done, job.progress.total, job.progress.failed = 0, len(ids), 0
+        pairs: set[tuple[int, int]] = set()
+        for image_id in ids:
+            for other, _ in await self.aligned_crops(image_id, set()):
+                pairs.add((min(image_id, other), max(image_id, other)))
+            job.progress.done += 1
+        return [(a, b, 0.0) for a, b in sorted(pairs)]
+
     async def rebuild(self, kind: str) -> dict[str, Any]:
         """Recompute every link of ``kind`` from the services (after a bulk import). A copies rebuild
         that searches for crops runs in the background: the first call starts it, every call while
@@ -488,6 +507,10 @@ class Explorer:
                 ).links(job.progress)
                 result["crops"] = crops.summary()
                 pairs = union_of_links(pairs, crops.links, prefer_found=True)
+                if self.aligns_crops():
+                    aligned = await self.aligned_links(job)
+                    result["aligned"] = len(aligned)
+                    pairs = union_of_links(pairs, aligned, prefer_found=True)
             # read last: the links recorded by adds made while the crops were searched count
             recorded = await run_in_threadpool(self.catalog.links, kind)
             job.progress.phase = "colours"  # and the other checks of a copy link

@@ -34,8 +34,8 @@ LOG_EVERY_S = 10.0
 
 @dataclass
 class Progress:
-    #: pairs (the phash service's pairs), crops (local-feature searches), colours (the colour check),
-    #: saving (the catalog)
+    #: pairs (the phash service's pairs), crops (local-feature searches), alignment (thumbnails of
+    #: colour neighbours), colours (the colour check), saving (the catalog)
     phase: str = "pairs"
     done: int = 0
     total: int = 0

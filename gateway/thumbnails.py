@@ -141,6 +141,16 @@ def missing_in_catalog(db: Database, limit: int = 10_000) -> list[tuple[int, str
     return db.run(query)
 
 
+def ids(db: Database) -> list[int]:
+    """Every image id that has a thumbnail, ascending."""
+
+    def query(cur: Cursor) -> list[int]:
+        cur.execute("SELECT image_id FROM gateway_thumbnails ORDER BY image_id")
+        return [int(r[0]) for r in cur.fetchall()]
+
+    return db.run(query)
+
+
 def count(db: Database) -> int:
     def query(cur: Cursor) -> int:
         cur.execute("SELECT count(*) FROM gateway_thumbnails")

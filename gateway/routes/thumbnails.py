@@ -60,18 +60,28 @@ def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: Decod
     async def set_thumbnail(
         image_id: int, image: Annotated[UploadFile, File(description="The image's picture")]
     ) -> dict[str, Any]:
-        """Make the preview of an image the catalog knows from its picture (for images added before
-        previews were kept). 404 for ids the catalog does not know."""
+        """Make the preview of an image from its picture: one added before previews were kept, or
+        one ``ambience import`` wrote into the services' stores (the catalog never saw it). 404 for
+        ids neither the catalog nor any feature service knows."""
         check_id(image_id)
         data = await read_image(image, limits.max_bytes)
         known = await writer.status([image_id])
-        if image_id not in known:
-            raise HTTPException(404, f"image {image_id} is not in the catalog")
+        if image_id not in known and not await stored_by_a_service(image_id):
+            raise HTTPException(404, f"image {image_id} is neither in the catalog nor stored by a service")
         try:
             await keep(image_id, data)
         except ImageError as exc:
             raise HTTPException(exc.status, exc.message) from exc
         return {"image_id": image_id}
+
+    async def stored_by_a_service(image_id: int) -> bool:
+        """Whether a feature service stores ``image_id`` (its ``/stored_ids`` page from just below)."""
+        after = image_id - 1 if image_id > 0 else None
+        for name in writer.services:
+            result = await writer.clients.call(name, "/stored_ids", json={"after": after, "limit": 1})
+            if result.ok and result.body["image_ids"][:1] == [image_id]:
+                return True
+        return False
 
     async def keep(image_id: int, data: bytes) -> None:
         webp = await run_in_threadpool(thumbnails.make_thumbnail, data, long_side, 80, limits)

@@ -168,3 +168,32 @@ def test_imported_images_join_the_groups_and_a_rebuild_never_relinks_an_image_de
                 assert await grouped(restarted) == [[5, 100, 101], [102, 103]]
 
     asyncio.run(scenario())
+
+
+def test_a_rebuild_aligns_the_thumbnails_of_imported_smooth_pictures(
+    photos: list[Path], stack: GatewayStack
+) -> None:
+    """A crop of a smooth wallpaper keeps too few keypoints for local features: the rebuild finds it
+    by aligning thumbnails, once the imported images have them (``POST /thumbnails/{id}``, what the
+    web page needs too)."""
+    name = "Mesh_Gradient_by_Jazil_T_S.jpg"
+    path = next((p for p in photos if p.name == name), None)
+    assert path is not None, f"the shared photos lack {name}"
+    img = load_rgb(path)
+    images = {1: source_bytes(img), 2: variants(img, seed=zlib.crc32(name.encode()))["crop80"]}
+    with httpx.Client(timeout=60) as client:
+        for service in STORED:
+            route = f"{stack.services[service].url}/calculate_{SERVICES[service].store}"
+            for image_id, data in images.items():
+                reply = client.post(route, files={"image": ("a.jpg", data)}, data={"image_id": str(image_id)})
+                assert reply.status_code == 200, (service, reply.text)
+        rebuild(stack.url)
+        result = finish(stack.url)
+        assert result["aligned"] == 0 and groups(stack.url) == []  # no thumbnails yet
+        for image_id, data in images.items():
+            made = client.post(f"{stack.url}/thumbnails/{image_id}", files={"image": ("a.jpg", data)})
+            assert made.status_code == 200, made.text
+    rebuild(stack.url)
+    result = finish(stack.url)
+    assert result["aligned"] == 1
+    assert groups(stack.url) == [[1, 2]]

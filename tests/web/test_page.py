@@ -220,7 +220,7 @@ def test_missing_thumbnails_are_reported_and_made_again(
     unknown = httpx.post(
         stack.url + "/thumbnails/777777", files={"image": ("x.jpg", photos[1].read_bytes())}, timeout=60
     )
-    assert unknown.status_code == 404 and "not in the catalog" in unknown.json()["detail"]
+    assert unknown.status_code == 404 and "neither in the catalog nor stored" in unknown.json()["detail"]
     # the command makes it from the folder the image was indexed from (its id mapping names the file)
     mapping = tmp_path / "ids.csv"
     mapping.write_text(f"2,{photos[1].name}\n")
