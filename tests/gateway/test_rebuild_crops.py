@@ -43,7 +43,7 @@ def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
 
 
 def import_directly(stack: GatewayStack, photos: list[Path]) -> None:
-    """Each image into every service's own /calculate route, past the gateway (as a bulk import)."""
+    """The two photos and their copies stored past the gateway (:func:`store_directly`)."""
     by_name = {p.name: p for p in photos}
     missing = [n for n in PHOTOS if n not in by_name]
     assert not missing, f"the shared photos lack {missing}"
@@ -56,6 +56,11 @@ def import_directly(stack: GatewayStack, photos: list[Path]) -> None:
         images[source] = source_bytes(img)
         for image_id in copies:
             images[image_id] = made[COPIES[image_id]]
+    store_directly(stack, images)
+
+
+def store_directly(stack: GatewayStack, images: dict[int, bytes]) -> None:
+    """Each image into every service's own /calculate route, past the gateway (as a bulk import)."""
     with httpx.Client(timeout=60) as client:
         for name in STORED:
             route = f"{stack.services[name].url}/calculate_{SERVICES[name].store}"
@@ -181,12 +186,8 @@ def test_a_rebuild_aligns_the_thumbnails_of_imported_smooth_pictures(
     assert path is not None, f"the shared photos lack {name}"
     img = load_rgb(path)
     images = {1: source_bytes(img), 2: variants(img, seed=zlib.crc32(name.encode()))["crop80"]}
+    store_directly(stack, images)
     with httpx.Client(timeout=60) as client:
-        for service in STORED:
-            route = f"{stack.services[service].url}/calculate_{SERVICES[service].store}"
-            for image_id, data in images.items():
-                reply = client.post(route, files={"image": ("a.jpg", data)}, data={"image_id": str(image_id)})
-                assert reply.status_code == 200, (service, reply.text)
         rebuild(stack.url)
         result = finish(stack.url)
         assert result["aligned"] == 0 and groups(stack.url) == []  # no thumbnails yet
