@@ -10,10 +10,12 @@ duplicates, recorded at add time.
 Duplicate groups are connected components of links (:class:`services.common.analysis.LinkGroups`):
 ``copies`` links an upload to what the duplicate search finds for it (phash within
 ``DUPLICATE_DISTANCE`` over the original and mirrored image, plus crops verified by local_features
-with ``DUPLICATE_LOCAL_MIN_INLIERS`` inliers when that service is enabled), except where the colour
-histograms are further apart than ``COPY_MAX_COLOR_DISTANCE``: a copy has the same pixels
-re-encoded, resized, cropped or mirrored, while a recolouring of one shot has the same structure
-(phash and local features cannot tell it from a JPEG copy) and belongs to ``similar``. ``similar``
+with ``DUPLICATE_LOCAL_MIN_INLIERS`` inliers when that service is enabled, plus crops of smooth
+pictures whose thumbnails align with the upload's: gateway/crop_alignment.py), except between two
+different EXIF exposure times (a burst's frames) and where the colour histograms are further apart
+than ``COPY_MAX_COLOR_DISTANCE``: a copy has the same pixels re-encoded, resized, cropped or
+mirrored, while a recolouring of one shot has the same structure (phash and local features cannot
+tell it from a JPEG copy) and belongs to ``similar``, as do a burst's frames. ``similar``
 links to the stored images within ``SIMILAR_DISTANCE`` in the embedding source and, when both have a
 capture time, ``SIMILAR_MAX_GAP_S``. Links live in the catalog; the groups are built from them in
 memory at the first request and then brought up to date at each request from the catalog's change
@@ -22,8 +24,8 @@ replica sharing the catalog, this one's included, applied one image at a time; a
 that no longer reaches back to this copy's generation, reloads them whole. ``rebuild`` recomputes
 the links from the services after a bulk import (``copies``: the pairs within ``DUPLICATE_DISTANCE``
 over the stored hashes and their mirrors, the crops local features verifies among every stored
-image (a search per image, in the background: gateway/rebuild.py) and the links recorded at add
-time, all checked by colour again).
+image (a search per image, in the background: gateway/rebuild.py), the thumbnail alignment of
+every image with a preview, and the links recorded at add time, all checked again).
 """
 
 from __future__ import annotations
