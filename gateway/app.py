@@ -76,6 +76,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         )
         writer.attach(catalog)
         explorer.attach(catalog)
+        reverse_search.attach(catalog)
         await run_in_threadpool(writer.reconcile_spool)
         writer.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(u.name for u in enabled), db.where)

@@ -34,7 +34,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -43,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway import thumbnails
 from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
-from gateway.photo_metadata import different_exposures, read_metadata
+from gateway.photo_metadata import different_exposures, read_metadata, recorded_exposure
 from gateway.proxy import ServiceClients
 from gateway.rebuild import CropSearch, RebuildJob
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
@@ -369,13 +368,8 @@ class Explorer:
             return links
         ids = sorted({i for a, b, _ in links for i in (a, b)})
         info = await run_in_threadpool(self.catalog.info, ids)
-
-        def exposure(image_id: int) -> tuple[datetime, bool] | None:
-            found = info.get(image_id, {})
-            when = found.get("exposed_at")
-            return None if when is None else (when, bool(found.get("exposure_subsecond")))
-
-        return [(a, b, d) for a, b, d in links if not different_exposures(exposure(a), exposure(b))]
+        exposure = {i: recorded_exposure(info.get(i, {})) for i in ids}
+        return [(a, b, d) for a, b, d in links if not different_exposures(exposure[a], exposure[b])]
 
     async def same_colours(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         """The copy links whose images' colour histograms are within ``COPY_MAX_COLOR_DISTANCE``

@@ -74,6 +74,13 @@ def different_exposures(a: tuple[datetime, bool] | None, b: tuple[datetime, bool
     return a[0].replace(microsecond=0) != b[0].replace(microsecond=0)
 
 
+def recorded_exposure(info: dict[str, Any]) -> tuple[datetime, bool] | None:
+    """The exposure time as :func:`exposure_time` gives it, from what :func:`read_metadata`
+    returned or the catalog recorded (``exposed_at``, ``exposure_subsecond``)."""
+    when = info.get("exposed_at")
+    return None if when is None else (when, bool(info.get("exposure_subsecond")))
+
+
 def gps_position(exif: Image.Exif) -> tuple[float, float] | None:
     gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
     lat = _degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef, "N"), "S")

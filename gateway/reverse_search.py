@@ -7,7 +7,8 @@ fused.
   the gallery iterates every key of it); the rankings are fused by weighted reciprocal rank
   (gateway/fusion.py);
 - duplicate mode (:meth:`ReverseSearch.duplicates`): phash within ``duplicate_distance``, plus, when
-  configured, local-feature matches with enough inliers (a crop that phash cannot see).
+  configured, local-feature matches with enough inliers (a crop that phash cannot see), less the
+  images the camera stamped with another exposure time than the query's (a burst's other frames).
 
 :func:`merge_rankings` and :func:`merge_duplicates` are the policies, pure functions over the
 services' replies; :class:`ReverseSearch` makes the calls. No HTTP server here: the route
@@ -19,9 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
+from gateway.catalog import Catalog
 from gateway.fusion import clean_hits, reciprocal_rank_fusion
+from gateway.photo_metadata import different_exposures, read_metadata, recorded_exposure
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
 
@@ -124,6 +130,22 @@ def merge_duplicates(
     return {"duplicate": ordered}
 
 
+def other_exposures(
+    query: tuple[datetime, bool] | None, stored: dict[int, dict[str, Any]], found: dict[str, Any]
+) -> dict[str, Any]:
+    """``found`` (a duplicate-mode reply) without the images whose recorded exposure time differs
+    from the query's (``stored``: the catalog's info per id): another frame of a burst is a near
+    shot, not a duplicate, however alike. ``{}`` when nothing is left."""
+    if query is None or not found:
+        return found
+    kept = [
+        h
+        for h in found["duplicate"]
+        if not different_exposures(query, recorded_exposure(stored.get(h["image_id"], {})))
+    ]
+    return {"duplicate": kept} if kept else {}
+
+
 class ReverseSearch:
     """Reverse search over the ``enabled`` upstreams, calling them through ``clients``."""
 
@@ -132,6 +154,11 @@ class ReverseSearch:
         self.clients = clients
         self.enabled = enabled
         self.search_services = [u for u in enabled if u.search]
+        self._catalog: Catalog | None = None
+
+    def attach(self, catalog: Catalog) -> None:
+        """The catalog, for the exposure times of the images a duplicate search finds."""
+        self._catalog = catalog
 
     async def search(self, upstream: Upstream, data: bytes, fields: dict[str, str]) -> CallResult:
         """One service's by-image search; the whole call, connection included, is bounded by its
@@ -167,4 +194,11 @@ class ReverseSearch:
             calls.append(self.search(local, data, needed))
         replies = await asyncio.gather(*calls)
         refuse_if_rejected(replies[:1])  # phash decides: local features alone never make the answer
-        return merge_duplicates(replies[0], replies[1] if use_local else None, self.settings)
+        found = merge_duplicates(replies[0], replies[1] if use_local else None, self.settings)
+        if not found or not self.settings.copy_exposure_check or self._catalog is None:
+            return found
+        query = recorded_exposure(read_metadata(data, None))
+        if query is None:
+            return found
+        stored = await run_in_threadpool(self._catalog.info, [h["image_id"] for h in found["duplicate"]])
+        return other_exposures(query, stored, found)

@@ -181,6 +181,18 @@ def test_two_exposures_are_no_copies_however_alike(stack: GatewayStack) -> None:
     groups = post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"]
     assert sorted(sorted(m["image_id"] for m in g["members"]) for g in groups) == [[1, 3], [4, 5]]
 
+    # and the gallery's duplicate check of an upload: a third frame of the burst has no duplicate,
+    # a copy of frame 1 has frame 1 and its copy, a copy without EXIF has every frame
+    def duplicates(data: bytes) -> list[int]:
+        query = {"image": ("q.jpg", data)}
+        reply = httpx.post(url + "/reverse_search", files=query, data={"find_duplicate": "1"}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        return sorted(h["image_id"] for h in reply.json().get("duplicate", []))
+
+    assert duplicates(with_exif(picture, "2024:05:01 10:00:00", subsecond="70")) == []
+    assert duplicates(with_exif(picture, "2024:05:01 10:00:00", subsecond="20")) == [1, 3]
+    assert duplicates(encode(picture)) == [1, 2, 3]
+
 
 def test_near_shots_are_similar_within_the_distance_and_the_time_gap(
     tmp_path: Path, pg_server: TestServer
