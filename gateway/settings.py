@@ -192,9 +192,9 @@ class GatewaySettings(BaseSettings):
     )
     copy_exposure_check: bool = Field(
         True,
-        description="Duplicate groups 'copies': no link between images whose EXIF exposure times "
-        "(DateTimeOriginal and its fraction of a second) differ: two shots of a burst are near shots, "
-        "however alike",
+        description="Duplicate groups 'copies' and duplicate mode: images whose EXIF exposure times "
+        "(DateTimeOriginal and its fraction of a second) differ are no duplicates: two shots of a burst "
+        "are near shots, however alike",
     )
     copy_alignment_candidates: int = Field(
         3,
