@@ -2,7 +2,9 @@
 
 The gateway makes those whose upload is still spooled (``POST /thumbnails/backfill``); with a folder
 that ``ambience index`` added, the others are made from its files (``POST /thumbnails/{id}``), found
-through the folder's id mapping. Whatever is still missing is listed.
+through the folder's id mapping. Whatever is still missing is listed. With ``--imported``, also the
+images ``ambience import`` wrote from the folder (the catalog never saw them): every id of the
+mapping, or of the file names, without a preview gets one.
 """
 
 from __future__ import annotations
@@ -26,12 +28,75 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         nargs="?",
         help="a folder `ambience index` added: missing previews come from its files",
     )
-    backfill.add_argument("--mapping", type=Path, help="the folder's id mapping (default: the data dir's)")
+    backfill.add_argument(
+        "--mapping",
+        type=Path,
+        help="the folder's id mapping (default: the data dir's; for `ambience import` with sequential "
+        "ids, the service's import_ids.csv)",
+    )
+    backfill.add_argument(
+        "--imported",
+        action="store_true",
+        help="also every image of the folder the catalog never saw (`ambience import`): each id of the "
+        "mapping without a preview gets one from its file",
+    )
+    backfill.add_argument(
+        "--ids-from-filenames",
+        action="store_true",
+        help="with --imported: ids are the file names (123.jpg -> 123), as `ambience import` gave them",
+    )
     add_gateway_option(backfill)
 
 
 def run(args: argparse.Namespace) -> int:
-    return reporting_errors("thumbnails", lambda: backfill(args.gateway, args.folder, args.mapping))
+    if (args.imported or args.ids_from_filenames) and args.folder is None:
+        print("thumbnails: --imported and --ids-from-filenames need the FOLDER", file=sys.stderr)
+        return 2
+
+    def work() -> int:
+        code = backfill(args.gateway, args.folder, args.mapping)
+        if args.imported:
+            names = names_from_files(args.folder) if args.ids_from_filenames else None
+            code = code or backfill_imported(args.gateway, args.folder, args.mapping, names)
+        return code
+
+    return reporting_errors("thumbnails", work)
+
+
+def names_from_files(folder: Path) -> dict[int, str]:
+    """id -> file for files named by their id (``123.jpg``), as ``ambience import
+    --ids-from-filenames`` numbers them."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.stem.isdigit())
+    return {int(p.stem): str(p.relative_to(folder)) for p in files}
+
+
+def backfill_imported(
+    url: str | None, folder: Path, mapping_path: Path | None, names: dict[int, str] | None
+) -> int:
+    """A preview for every image of ``folder`` (by ``names``, else its id mapping) that has none:
+    imported images the catalog never saw, which ``POST /thumbnails/backfill`` cannot list."""
+    base = gateway_url(url)
+    if names is None:
+        names = folder_mapping(folder, mapping_path).names()
+    made, failed = 0, 0
+    with httpx.Client(timeout=120, headers=auth_headers()) as client:
+        for n, (image_id, name) in enumerate(sorted(names.items()), start=1):
+            if client.get(f"{base}/thumbnails/{image_id}").status_code == 404:
+                path = folder / name
+                reply = None
+                if path.is_file():
+                    picture = {"image": (path.name, path.read_bytes())}
+                    reply = client.post(f"{base}/thumbnails/{image_id}", files=picture)
+                if reply is not None and reply.status_code == 200:
+                    made += 1
+                else:
+                    failed += 1
+                    why = f"{reply.status_code} {reply.text[:200]}" if reply is not None else "no such file"
+                    print(f"  {path}: {why}", file=sys.stderr)
+            if n % 1000 == 0:
+                print(f"  {n}/{len(names)} checked, {made} made", file=sys.stderr, flush=True)
+    print(f"imported images: {len(names)} checked, previews made: {made}, failed: {failed}")
+    return 0
 
 
 def backfill(url: str | None, folder: Path | None, mapping_path: Path | None) -> int:

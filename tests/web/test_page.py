@@ -246,3 +246,40 @@ def test_missing_thumbnails_are_reported_and_made_again(
     assert "from files: 1, still missing: 0" in backfill_command.stdout
     assert httpx.get(stack.url + "/thumbnails/2", timeout=30).status_code == 200
     assert httpx.post(stack.url + "/thumbnails/backfill", timeout=60).json() == {"made": 0, "missing": []}
+
+
+def test_imported_images_get_previews_from_their_folder(
+    stack: GatewayStack, photos: list[Path], tmp_path: Path
+) -> None:
+    """``ambience import`` writes past the gateway: the catalog cannot list the missing previews, the
+    command finds them through the folder (ids from the file names, as the import gave them)."""
+    folder = tmp_path / "imported"
+    folder.mkdir()
+    image_id = 950  # not SIGN_ID: the stack holds that one
+    picture = photos[2].read_bytes()
+    (folder / f"{image_id}.jpg").write_bytes(picture)
+    stored = httpx.post(
+        stack.services["phash"].url + "/calculate_phash_features",
+        files={"image": ("x.jpg", picture)},
+        data={"image_id": str(image_id)},
+        timeout=60,
+    )
+    assert stored.status_code == 200, stored.text
+    assert httpx.get(f"{stack.url}/thumbnails/{image_id}", timeout=30).status_code == 404
+
+    def backfill() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "ambience", "thumbnails", "backfill", str(folder)]
+        return subprocess.run(
+            [*command, "--imported", "--ids-from-filenames", "--gateway", stack.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = backfill()
+    assert first.returncode == 0, first.stderr
+    assert "1 checked, previews made: 1, failed: 0" in first.stdout
+    assert httpx.get(f"{stack.url}/thumbnails/{image_id}", timeout=30).status_code == 200
+    again = backfill()
+    assert "1 checked, previews made: 0, failed: 0" in again.stdout
