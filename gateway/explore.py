@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway import thumbnails
 from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
-from gateway.photo_metadata import different_exposures, read_metadata, recorded_exposure
+from gateway.photo_metadata import exposure_consistent, read_metadata, recorded_exposure
 from gateway.proxy import ServiceClients
 from gateway.rebuild import CropSearch, RebuildJob
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
@@ -355,21 +355,30 @@ class Explorer:
 
         return await run_in_threadpool(align)
 
-    async def copy_checks(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-        """The copy links that neither rule vetoes: one exposure (:meth:`same_exposure`), then the
-        same colours (:meth:`same_colours`)."""
-        return await self.same_colours(await self.same_exposure(links))
+    async def copy_checks(
+        self, links: list[tuple[int, int, float]], whole: bool = False
+    ) -> list[tuple[int, int, float]]:
+        """The copy links that neither rule vetoes: the same colours (:meth:`same_colours`), then
+        one exposure per group (:meth:`same_exposure`). ``whole``: ``links`` are every link of the
+        kind (a rebuild), else new links of one image next to the recorded ones."""
+        return await self.same_exposure(await self.same_colours(links), whole)
 
-    async def same_exposure(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-        """The copy links whose images are not two exposures: a burst's frames can be as alike as a
-        re-encode (phash bits, local features, aligned pixels), but the camera stamped each with its
-        own time. Where either time is unknown (no EXIF, or stripped by a copy) the link stays."""
+    async def same_exposure(
+        self, links: list[tuple[int, int, float]], whole: bool = False
+    ) -> list[tuple[int, int, float]]:
+        """The copy links that keep each group to one exposure time: a burst's frames can be as
+        alike as a re-encode (phash bits, local features, aligned pixels), but the camera stamped
+        each with its own time; a copy that lost its EXIF has none and joins only the frame it is
+        nearest to (:func:`gateway.photo_metadata.exposure_consistent`). New links are weighed
+        against the recorded links of the images they touch (one hop of their groups)."""
         if not links or not self.settings.copy_exposure_check:
             return links
-        ids = sorted({i for a, b, _ in links for i in (a, b)})
+        touched = sorted({i for a, b, _ in links for i in (a, b)})
+        pinned = [] if whole else await run_in_threadpool(self.catalog.links_of, "copies", touched)
+        ids = sorted({*touched, *(i for a, b, _ in pinned for i in (a, b))})
         info = await run_in_threadpool(self.catalog.info, ids)
         exposure = {i: recorded_exposure(info.get(i, {})) for i in ids}
-        return [(a, b, d) for a, b, d in links if not different_exposures(exposure[a], exposure[b])]
+        return exposure_consistent(links, exposure, pinned)
 
     async def same_colours(self, links: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         """The copy links whose images' colour histograms are within ``COPY_MAX_COLOR_DISTANCE``
@@ -510,7 +519,7 @@ class Explorer:
             # read last: the links recorded by adds made while the crops were searched count
             recorded = await run_in_threadpool(self.catalog.links, kind)
             job.progress.phase = "colours"  # and the other checks of a copy link
-            pairs = await self.copy_checks(union_of_links(pairs, recorded))
+            pairs = await self.copy_checks(union_of_links(pairs, recorded), whole=True)
         else:
             times = await run_in_threadpool(self.catalog.capture_times)
             gap = self.settings.similar_max_gap_s

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from PIL import Image
 
-from gateway.photo_metadata import different_exposures, read_metadata
+from gateway.photo_metadata import different_exposures, exposure_consistent, read_metadata
 
 
 def jpeg(exif: dict[int, str] | None = None, top: dict[int, str] | None = None) -> bytes:
@@ -51,3 +51,16 @@ def test_two_exposures_differ_at_the_precision_both_have() -> None:
     assert different_exposures((burst, True), (at.replace(second=8), False))
     assert not different_exposures(None, (at, True))  # unknown: no evidence
     assert not different_exposures((at, False), (at, False))
+
+
+def test_a_copy_without_exif_joins_only_the_frame_it_is_nearest_to() -> None:
+    first, second = datetime(2024, 5, 1, 10, 0, 0, 200_000), datetime(2024, 5, 1, 10, 0, 0, 450_000)
+    exposure = {1: (first, True), 2: (second, True), 3: None, 4: None, 5: (first, False)}
+    # 3 lost its EXIF: 12 bits from frame 1, 30 from frame 2 (and 1-2 directly, 20)
+    links = [(2, 3, 30.0), (1, 3, 12.0), (1, 2, 20.0), (4, 3, 2.0), (5, 1, 8.0)]
+    assert exposure_consistent(links, exposure) == [(1, 3, 12.0), (4, 3, 2.0), (5, 1, 8.0)]
+    # recorded links come first whatever their distance: 3 already with frame 2, the new link to
+    # frame 1 would join the two frames
+    assert exposure_consistent([(1, 3, 1.0)], exposure, pinned=[(2, 3, 30.0)]) == []
+    # without any exposure time nothing is left out
+    assert exposure_consistent(links, {}) == links
