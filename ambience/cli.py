@@ -6,7 +6,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from ambience import catalog, import_folder, index, models, search, serve, settings, thumbnails, train
+from ambience import catalog, groups, import_folder, index, models, search, serve, settings, thumbnails, train
 
 #: In the order ``ambience --help`` lists them.
 COMMANDS: dict[str, ModuleType] = {
@@ -19,6 +19,7 @@ COMMANDS: dict[str, ModuleType] = {
     "models": models,
     "train": train,
     "thumbnails": thumbnails,
+    "groups": groups,
 }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -131,6 +133,16 @@ def test_a_rebuild_finds_crops_among_images_the_gateway_never_added(
     # finished and answered: the next ask starts a new rebuild
     assert rebuild(stack.url).status_code == 202
     assert finish(stack.url)["crops"]["searched"] == 6
+    # the command asks until the result, and says what it found
+    done = groups_command(stack.url)
+    assert done.returncode == 0, done.stderr
+    assert "crops: 6 of 6 images searched" in done.stdout
+    assert groups(stack.url) == [[SOURCE_A, JPEG_A, CROP_A], [SOURCE_B, CROP_B, MIRROR_B]]
+
+
+def groups_command(url: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ambience", "groups", "rebuild", "--kind", "copies", "--gateway", url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
@@ -145,6 +157,9 @@ def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
     assert "local_features" in crops["error"]
     assert result["links"] == 2  # the JPEG copy and the mirror, over the stored hashes
     assert groups(stack.url) == [[SOURCE_A, JPEG_A], [SOURCE_B, MIRROR_B]]
+    done = groups_command(stack.url)
+    assert done.returncode == 1
+    assert "2 links from phash; crops not searched: local_features could not list" in done.stdout
 
 
 def test_imported_images_join_the_groups_and_a_rebuild_never_relinks_an_image_deleted_meanwhile(
