@@ -86,6 +86,10 @@ def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
     assert post(url, "/moments", {}).json()["moments"] == []
     assert httpx.get(url + "/map", timeout=60).json()["points"] == []
     assert post(url, "/duplicate_groups", {"kind": "copies"}).json()["groups"] == []
+    for kind in ("copies", "similar"):
+        rebuilt = post(url, "/duplicate_groups/rebuild", {"kind": kind})
+        assert rebuilt.status_code == 200 and rebuilt.json()["links"] == 0, rebuilt.text
+    assert post(url, "/image_info", {"image_ids": [7]}).json() == {}
     add(url, 7, with_exif(synthetic_image(1), "2024:05:01 10:00:00", (48.5, -3.25)), "beach.jpg")
     moments = post(url, "/moments", {"granularity": 1}).json()["moments"]
     assert moments == [{"moment": 0, "representative": 7, "size": 1, "members": [7]}]
@@ -269,7 +273,11 @@ def test_bad_parameters_are_422(stack: GatewayStack) -> None:
         assert r.status_code == 422, (body, r.text)
     assert "source must be one of" in post(url, "/moments", {"source": "ocr"}).text
     assert post(url, "/duplicate_groups", {"kind": "twins"}).status_code == 422
+    assert post(url, "/duplicate_groups/rebuild", {"kind": "twins"}).status_code == 422
     assert httpx.get(url + "/map", params={"granularity": 0}, timeout=30).status_code == 422
+    for body in ({"image_ids": ["seven"]}, {"image_ids": list(range(10_001))}, {}):
+        r = post(url, "/image_info", body)
+        assert r.status_code == 422, (body, r.text)
 
 
 def test_an_unavailable_source_is_a_503_naming_it(tmp_path: Path, pg_server: TestServer) -> None:
