@@ -76,6 +76,9 @@ class StandardRoutesContract:
             after = reply["image_ids"][-1]
         assert pages == [[1001, 1002], [1003]]
         assert client.post("/stored_ids", json={}).json() == {"image_ids": [1001, 1002, 1003], "count": 3}
+        # a change is seen at once (the sorted ids are kept per store generation)
+        assert self.add(client, 1000, encode(self.image(1000))).status_code == 200
+        assert client.post("/stored_ids", json={"limit": 2}).json() == {"image_ids": [1000, 1001], "count": 4}
         for body in ({"limit": 0}, {"limit": 100_001}, {"after": -1}, {"after": 1, "limit": 2, "k": 3}):
             assert client.post("/stored_ids", json=body).status_code == 422, body
 

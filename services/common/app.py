@@ -176,11 +176,22 @@ def create_app(service: FeatureService) -> FastAPI:
         data = await read_upload(image, settings.max_upload_bytes)
         return await run_in_threadpool(service.search_by_image, data, search, params)
 
+    # The sorted ids of the store's last generation asked: a client pages through them (or checks
+    # one id per request: the gateway's thumbnails of imported images) without a sort per page.
+    sorted_ids: dict[str, Any] = {"generation": None, "ids": []}
+
+    def current_sorted_ids() -> list[int]:
+        store = collection().store
+        generation = (store.uuid, store.generation)  # read first: a write in between costs a re-sort
+        if sorted_ids["generation"] != generation:
+            sorted_ids.update(generation=generation, ids=sorted(store.ids()))
+        return sorted_ids["ids"]
+
     @app.post("/stored_ids", response_model=StoredIds, responses=ERROR_RESPONSES)
     async def stored_ids(body: StoredIdsBody) -> dict[str, Any]:
         """The stored image ids, ascending, a page at a time: what a client that did not add them
         (the gateway after ``ambience import``) needs to go over every stored image."""
-        ids = sorted(await run_in_threadpool(collection().store.ids))
+        ids = await run_in_threadpool(current_sorted_ids)
         start = bisect.bisect_right(ids, body.after) if body.after is not None else 0
         return {"image_ids": ids[start : start + body.limit], "count": len(ids)}
 
