@@ -1,5 +1,5 @@
 """``ambience import``: compute one service's features for a folder of images, straight into its store
-(no service running; see services/common/importer.py)."""
+(no service running; see ambience/importer.py)."""
 
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     """``ambience import``: exit 0 when every file is stored, 1 when some failed, 3 when refused."""
-    from services.common.importer import ImportRefused, build_feature, run_import
-    from services.common.store import StoreMismatchError
+    from ambience.importer import ImportRefused, build_feature, run_import
+    from services.common.errors import StoreMismatchError
 
     data_dir = args.data_dir / args.service if args.data_dir is not None else None
     try:

@@ -5,7 +5,7 @@ The files derive from each registered model service's model spec
 :class:`~services.common.models.weights.WeightsFile` objects it needs with its current settings
 (``AMBIENCE_<SERVICE>_MODEL`` / ``_WEIGHTS`` ...), hub tags already mapped to files. ``fetch`` runs
 each through :func:`~services.common.models.weights.fetch_weights` (resumable, verified download; see
-services/common/fetch.py), so a service started afterwards finds exactly the file it looks for.
+services/common/models/fetch.py), so a service started afterwards finds exactly the file it looks for.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.errors import StartupError
-from services.common.fetch import part_path
-from services.common.models.spec import required_weights
+from services.common.models.fetch import part_path
 from services.common.models.weights import WeightsFile, fetch_weights, sha256_file
-from services.registry import SERVICES
+from services.registry import SERVICES, required_weights
 
 
 @dataclass

@@ -67,7 +67,7 @@ def serve(names: list[str], data_dir: Path | None, gateway: bool = False) -> int
         stale.unlink()
     embedded = None
     if (gateway or "ocr" in names) and not env.get("AMBIENCE_PG_DSN"):
-        from services.common.postgres import EmbeddedPostgres, PostgresSettings, ensure_database
+        from services.common.postgres.database import EmbeddedPostgres, PostgresSettings, ensure_database
 
         pg = PostgresSettings()
         embedded = EmbeddedPostgres(pg.data_dir or root / "postgres")

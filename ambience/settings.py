@@ -20,7 +20,7 @@ def run(_args: argparse.Namespace) -> int:
 def settings_markdown() -> str:
     """Every setting of every service, one table per service."""
     from gateway.settings import GatewaySettings
-    from services.common.postgres import PostgresSettings
+    from services.common.postgres.database import PostgresSettings
 
     parts = ["### Shared", "", markdown_table([CommonSettings, PostgresSettings])]
     for info in SERVICES.values():

@@ -358,7 +358,7 @@ AQE = [(1, 3.0), (2, 3.0), (3, 3.0), (5, 3.0)]
 
 def expanded(rows: np.ndarray, queries: Sequence[int], n: int, alpha: float) -> np.ndarray:
     """The by-id route's alpha-QE: each query's n nearest other images folded into it."""
-    from services.common.vectors import alpha_query_expansion
+    from services.common.features.vectors import alpha_query_expansion
 
     if n == 0:
         return rows[list(queries)]

@@ -58,7 +58,7 @@ from ambience_support.transforms import VARIANTS
 from bench.timing import machine
 from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.settings import GatewaySettings
-from services.common.postgres import EmbeddedPostgres, ensure_database
+from services.common.postgres.database import EmbeddedPostgres, ensure_database
 from services.phash.hashing import hamming, mirror_hash, phash
 
 #: The services of the stack (local_features with the weight-free descriptor, QUICK_SERVICE_ENV).

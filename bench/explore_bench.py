@@ -36,7 +36,8 @@ import numpy as np
 from ambience_support.photos import REPO
 from bench.evaluate.scale import synthetic
 from bench.timing import machine
-from services.common import analysis
+from gateway.duplicates.groups import LinkGroups
+from services.common.features import analysis
 
 CALTECH = REPO.parent / "shared" / "caltech101-dev"
 
@@ -179,7 +180,7 @@ def moments_quality(x: np.ndarray, classes: np.ndarray) -> list[str]:
 
 def scale(size: int, real: np.ndarray) -> list[str]:
     from gateway.settings import GatewaySettings
-    from services.common.index import VectorIndex
+    from services.common.features.index import VectorIndex
     from services.phash.service import PhashFeature, PhashSettings
 
     rng = np.random.default_rng(0)
@@ -216,7 +217,7 @@ def scale(size: int, real: np.ndarray) -> list[str]:
     threshold = GatewaySettings().duplicate_distance
     codes = rng.integers(0, 256, size=(size, 72), dtype=np.uint8)
     index.add(np.arange(size, dtype=np.int64), codes)
-    groups = analysis.LinkGroups()
+    groups = LinkGroups()
     for i in range(size):
         groups.add(i, [])
     samples = []

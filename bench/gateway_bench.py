@@ -29,7 +29,7 @@ from ambience_support.photos import PHOTOS, REPO, photo_paths
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, launch_stack
 from bench.timing import machine
-from services.common.postgres import EmbeddedPostgres, ensure_database
+from services.common.postgres.database import EmbeddedPostgres, ensure_database
 from services.registry import SERVICES as REGISTRY
 
 #: The services the gateway fans out to in this bench (their descriptors: module, env prefix, routes).

@@ -41,7 +41,7 @@ from PIL import ImageOps
 from ambience_support.photos import PHOTOS, load_rgb, photo_paths
 from ambience_support.transforms import VARIANTS, source_bytes, variants
 from bench.timing import machine
-from services.common.embedding import AQEParams
+from services.common.models.embedding import AQEParams
 from services.common.schemas import SearchParams
 from services.global_features.service import GlobalFeature, GlobalFeaturesSettings, build_app
 from services.global_features.whitening import SELF_CHECK_FIGURE

@@ -14,7 +14,7 @@ against the towers over the whole prefix, alternating, their logits compared.
 
 Part 2, the image towers of global_features (BEiT-base), image_text (ViT-B-16), tagger
 (ResNet50/Places365) and the captioner's encoder (CoCa ViT-L-14) under each runtime of
-``services/common/inference.py``, through the same ``build_image_tower`` the services use: images/s
+``services/common/models/inference.py``, through the same ``build_image_tower`` the services use: images/s
 on a batch of 4 (random pixels; speed does not depend on them), the runtimes alternating for a few
 rounds and the best round of each counting (the machine is shared), eager fp32 being the
 reference. Each runtime's largest difference from eager is reported too.
@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from services.common.inference import build_image_tower
+from services.common.models.inference import build_image_tower
 from services.common.models.weights import ResolvedWeights
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ from gateway.explore import Explorer
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.settings import GatewaySettings
-from services.common.postgres import Cursor, Database, EmbeddedPostgres, ensure_database
+from services.common.postgres.database import Cursor, Database, EmbeddedPostgres, ensure_database
 
 ADDS = 200
 BATCH = 1000

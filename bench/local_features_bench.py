@@ -37,11 +37,11 @@ from PIL import Image, ImageOps
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, load_rgb, photo_paths, same_source_groups
 from ambience_support.transforms import crop, half, jpeg, rotate
-from services.common.headless import new_feature, open_feature
 from services.common.schemas import SearchParams
 from services.local_features.extraction import decode_record
 from services.local_features.matching import same_point_mask, verify
 from services.local_features.service import LocalFeatures, LocalFeaturesParams
+from services.registry import new_feature, open_feature
 
 
 def log(message: str) -> None:

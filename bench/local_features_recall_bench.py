@@ -25,9 +25,9 @@ import numpy as np
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, load_rgb, photo_paths, same_source_groups
 from ambience_support.transforms import LOCAL_FEATURES_COPIES
-from services.common.headless import open_feature
 from services.common.schemas import SearchParams
 from services.local_features.service import LocalFeatures, LocalFeaturesParams
+from services.registry import open_feature
 
 DESCRIPTIONS = {
     "crop50": "crop, 50% of the area",

@@ -31,9 +31,9 @@ import numpy as np
 
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
-from services.common.embedding import EmbeddingFeature
-from services.common.headless import new_feature
+from services.common.models.embedding import EmbeddingFeature
 from services.image_text.service import ImageTextFeature
+from services.registry import new_feature
 
 TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
 TEXTS = [f"a photo of {w} at the beach in summer" for w in ("a dog", "two cats", "a red car", "mountains")]

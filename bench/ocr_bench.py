@@ -25,7 +25,7 @@ from typing import Any
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, photo_paths
 from services.common.images import decode_image
-from services.common.postgres import (
+from services.common.postgres.database import (
     Database,
     EmbeddedPostgres,
     PostgresSettings,

@@ -43,7 +43,7 @@ from bench.evaluate.scale import synthetic
 from bench.explore_bench import CALTECH, caltech_embeddings
 from bench.timing import machine
 from gateway.thumbnails import make_thumbnail
-from services.common.headless import open_feature
+from services.registry import open_feature
 from tests.pg import TestServer, start_test_server
 from tests.web.browser import chromium_path
 

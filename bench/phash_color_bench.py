@@ -26,8 +26,8 @@ from ambience_support.photos import PHOTOS, PHOTOS_FULL
 from bench.timing import machine, percentiles_ms
 from services.color.histogram import DIM, histogram
 from services.color.service import ColorFeature, ColorSettings
+from services.common.features.index import VectorIndex, new_binary_flat_index, new_flat_index
 from services.common.images import decode_image
-from services.common.index import VectorIndex, new_binary_flat_index, new_flat_index
 from services.phash.hashing import HASH_BITS, HASH_BYTES, hamming
 from services.phash.service import PhashFeature, PhashSettings
 

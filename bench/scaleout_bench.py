@@ -41,13 +41,13 @@ import httpx
 import numpy as np
 import psycopg2
 
+from ambience.importer import build_feature, run_import
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import PHOTOS, photo_paths
 from ambience_support.processes import ServiceProcess
 from bench.timing import machine
-from services.common.headless import open_feature
-from services.common.importer import build_feature, run_import
-from services.common.pgvector import (
+from services.common.postgres.database import Cursor, Database, EmbeddedPostgres, ensure_database, quote_ident
+from services.common.postgres.vectors import (
     PgVectorIndex,
     copy_rows,
     create_hnsw_index,
@@ -55,9 +55,8 @@ from services.common.pgvector import (
     hnsw_build_memory_mb,
     table_name,
 )
-from services.common.postgres import Cursor, Database, EmbeddedPostgres, ensure_database, quote_ident
 from services.common.schemas import SearchParams
-from services.registry import SERVICES
+from services.registry import SERVICES, open_feature
 
 DIM = 512
 K = 10

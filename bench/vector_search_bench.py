@@ -32,7 +32,7 @@ import faiss
 import numpy as np
 
 from bench.timing import machine
-from services.common.index import VectorIndex, new_flat_index
+from services.common.features.index import VectorIndex, new_flat_index
 from services.global_features.service import make_compressed_index
 
 SEARCH_THREADS = 1  # as the services' SEARCH_THREADS default: one FAISS thread per search

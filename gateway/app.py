@@ -36,11 +36,11 @@ from gateway.routes import explore, health, passthrough, search, writes
 from gateway.routes import thumbnails as thumbnail_routes
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter, Spool
-from services.common.app import add_common_handlers
+from services.common.app import add_common_handlers, add_unavailable_handler
 from services.common.images import DecodeLimits
 from services.common.limits import MemoryBudget
 from services.common.metrics import ServiceMetrics
-from services.common.postgres import PostgresComponent, PostgresSettings, add_unavailable_handler
+from services.common.postgres.database import PostgresComponent, PostgresSettings
 
 log = logging.getLogger("ambience.gateway")
 

@@ -18,7 +18,7 @@ after the image was deleted cannot mark it added again; the gateway additionally
 work on one image id (see ``gateway.writer``), so an add never reaches a service before the delete
 that preceded it, nor after the delete that followed it.
 
-Plain synchronous functions over :class:`services.common.postgres.Database`; the app calls them in
+Plain synchronous functions over :class:`services.common.postgres.database.Database`; the app calls them in
 worker threads.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.postgres import Cursor, Database, Migration
+from services.common.postgres.database import Cursor, Database, Migration
 
 COMPONENT = "gateway"
 

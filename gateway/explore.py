@@ -1,13 +1,13 @@
 """Explore the collection: moments, duplicate and burst groups, the map, composed by the gateway.
 
 Clustering and layout run inside the vector service that holds the vectors (the kit's
-``/analysis/*`` routes, services/common/analysis_routes.py): the gateway never downloads the
+``/analysis/*`` routes, services/common/features/analysis_routes.py): the gateway never downloads the
 vectors, it sends a small request and receives image ids. What only the gateway knows is added
 here: capture times from its catalog (a moment never spans a longer gap than
 ``MOMENT_MAX_GAP_S``), file and pixel sizes (the keeper of a duplicate group), and the links between
 duplicates, recorded at add time.
 
-Duplicate groups are connected components of links (:class:`services.common.analysis.LinkGroups`):
+Duplicate groups are connected components of links (:class:`services.common.features.analysis.LinkGroups`):
 ``copies`` links an upload to what the duplicate search finds for it (phash within
 ``DUPLICATE_DISTANCE`` over the original and mirrored image, plus crops verified by local_features
 with ``DUPLICATE_LOCAL_MIN_INLIERS`` inliers when that service is enabled, plus crops of smooth
@@ -42,12 +42,13 @@ from starlette.concurrency import run_in_threadpool
 from gateway import thumbnails
 from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
+from gateway.duplicates.groups import LinkGroups
+from gateway.moments import split_by_time
 from gateway.photo_metadata import exposure_consistent, read_metadata, recorded_exposure
 from gateway.proxy import ServiceClients
 from gateway.rebuild import CropSearch, RebuildJob
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
 from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
-from services.common.analysis import LinkGroups, split_by_time
 
 log = logging.getLogger("ambience.gateway")
 
@@ -126,7 +127,7 @@ class Explorer:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            from services.common.postgres import DatabaseUnavailable
+            from services.common.errors import DatabaseUnavailable
 
             raise DatabaseUnavailable("the catalog is not open yet (the gateway is starting)")
         return self._catalog

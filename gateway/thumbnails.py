@@ -5,7 +5,7 @@ in PostgreSQL next to the catalog: every gateway replica reads the same database
 same previews, and a backup of the catalog holds them too. At 256 px on the long side as WebP a
 preview is 5-15 KB, so 100,000 images cost about 1 GB of database.
 
-Plain synchronous functions over :class:`services.common.postgres.Database`; the app calls them in
+Plain synchronous functions over :class:`services.common.postgres.database.Database`; the app calls them in
 worker threads.
 """
 
@@ -20,7 +20,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from services.common.images import DecodeLimits, decode_image
-from services.common.postgres import Cursor, Database, Migration
+from services.common.postgres.database import Cursor, Database, Migration
 
 COMPONENT = "thumbnails"
 

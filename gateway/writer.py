@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, DuePart, Step
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings
-from services.common.postgres import DatabaseUnavailable
+from services.common.errors import DatabaseUnavailable
 
 log = logging.getLogger("ambience.gateway")
 

@@ -45,7 +45,7 @@ class CaltechCollection:
 
     def raw_vectors(self) -> np.ndarray:
         """The stored vectors, row i for image id i."""
-        from services.common.headless import open_feature
+        from services.registry import open_feature
 
         with open_feature(
             "global_features", self.data_dir, model="tf_efficientnet_lite0", weights=str(self.weights)

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from services.common.postgres import EmbeddedPostgres, ensure_database, quote_ident
+from services.common.postgres.database import EmbeddedPostgres, ensure_database, quote_ident
 
 
 class TestServer:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, synthetic_image
 from services.common.descriptor import ServiceDescriptor
+from services.common.runner import build_app
 from services.registry import load_descriptor
 from tests.contract import StandardRoutesContract
 from tests.toy_service.descriptor import DESCRIPTOR
@@ -22,7 +23,7 @@ assert DESCRIPTOR.store is not None and DESCRIPTOR.search is not None
 
 
 def toy_client(data_dir: Path) -> TestClient:
-    return TestClient(DESCRIPTOR.build_app(DESCRIPTOR.settings_class()(data_dir=data_dir)))
+    return TestClient(build_app(DESCRIPTOR, DESCRIPTOR.settings_class()(data_dir=data_dir)))
 
 
 class TestToyServiceRoutes(StandardRoutesContract):

@@ -13,6 +13,7 @@ import pytest
 from ambience_support.photos import REPO
 from gateway.settings import UPSTREAMS, GatewaySettings
 from services.common.descriptor import ServiceDescriptor
+from services.common.runner import build_app
 from services.registry import SERVICES
 
 HEAVY = ("torch", "cv2", "numba", "timm", "open_clip", "kornia", "onnxruntime", "rapidocr_onnxruntime")
@@ -74,7 +75,7 @@ def test_settings_features_and_app_agree_with_the_descriptor(name: str) -> None:
     feature_cls = info.feature_class()
     if feature_cls is not None:
         assert (feature_cls.store_route, feature_cls.search_route) == (info.store, info.search)
-    app = info.build_app(settings_cls())  # routes only: models load in the lifespan
+    app = build_app(info, settings_cls())  # routes only: models load in the lifespan
     served = {getattr(route, "path", None) for route in app.routes}
     wanted = set(info.routes()) | ({info.train_route} if info.train_route else set())
     assert wanted <= served, wanted - served

@@ -23,8 +23,8 @@ import faiss
 import numpy as np
 
 from bench.timing import percentiles_ms
-from services.common.feature import VectorFeature
-from services.common.index import VectorIndex, is_binary
+from services.common.features.feature import VectorFeature
+from services.common.features.index import VectorIndex, is_binary
 from services.common.schemas import SearchParams
 
 #: service -> its feature class (the object the service wires to the kit)

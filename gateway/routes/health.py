@@ -18,8 +18,8 @@ from gateway.auth import authorised
 from gateway.proxy import ServiceClients
 from gateway.settings import GatewaySettings
 from gateway.writer import FanOutWriter
+from services.common.errors import DatabaseUnavailable
 from services.common.metrics import ServiceMetrics
-from services.common.postgres import DatabaseUnavailable
 
 #: Seconds a keyless /health answer is reused.
 PUBLIC_HEALTH_TTL_S = 1.0

@@ -12,8 +12,8 @@ from gateway import thumbnails
 from gateway.routes.uploads import read_image
 from gateway.writer import FanOutWriter, Spool
 from services.common.images import DecodeLimits, ImageError
-from services.common.postgres import Database
-from services.common.store import ID_MAX
+from services.common.postgres.database import Database
+from services.common.schemas import ID_MAX
 
 
 def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: DecodeLimits) -> None:

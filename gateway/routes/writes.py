@@ -11,7 +11,7 @@ from gateway.catalog import CatalogConflict
 from gateway.routes.uploads import held_image
 from gateway.writer import FanOutWriter, ImageRejected, reply_entries
 from services.common.limits import MemoryBudget
-from services.common.store import ID_MAX
+from services.common.schemas import ID_MAX
 
 
 class ImageIdBody(BaseModel):

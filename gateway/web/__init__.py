@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.web import session
-from services.common.postgres import Cursor, Database, Migration
-from services.common.store import ID_MAX
+from services.common.postgres.database import Cursor, Database, Migration
+from services.common.schemas import ID_MAX
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {

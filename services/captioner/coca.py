@@ -38,7 +38,7 @@ from PIL import Image
 
 from services.captioner.incremental import CachedCocaDecoder, unsupported_reason
 from services.common.errors import StartupError
-from services.common.inference import build_image_tower
+from services.common.models.inference import build_image_tower
 from services.common.models.open_clip_loader import load_open_clip_model
 from services.common.models.weights import ResolvedWeights
 

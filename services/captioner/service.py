@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.captioner.descriptor import DESCRIPTOR, MODEL
-from services.common.inference import resolve_runtime
 from services.common.models.batching import MicroBatcher
+from services.common.models.inference import resolve_runtime
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
 from services.common.models.sessions import configure_torch, select_device
 from services.common.models.spec import ModelServiceSettings, weights_field

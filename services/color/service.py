@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 
 from services.color.descriptor import DESCRIPTOR
 from services.color.histogram import DIM, histogram
-from services.common.app import create_app
-from services.common.collection import IndexLayout
-from services.common.feature import VectorFeature
+from services.common.features.app import create_app
+from services.common.features.collection import IndexLayout
+from services.common.features.feature import VectorFeature
+from services.common.features.vectors import stored_rows
 from services.common.settings import ServiceSettings
-from services.common.vectors import stored_rows
 
 
 class ColorSettings(ServiceSettings):

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
-    from services.common.models.spec import ModelSpec
+class ModelDeclaration(Protocol):
+    """A service's model as its descriptor declares it: plain data from which its weights files
+    follow (:class:`services.common.models.spec.ModelSpec`, the one implementation; the descriptor
+    names it through this protocol so that it stays below the model layer)."""
+
+    def weights_files(self, settings: Any) -> list[Any]: ...
 
 
 def load_attr(spec: str) -> Any:
@@ -75,7 +78,7 @@ class ServiceDescriptor:
     #: The model the service runs (services.common.models.spec.ModelSpec, plain data): the weights
     #: files ``ambience models fetch`` downloads and the weights the service loads derive from it.
     #: None: the service runs no model.
-    model: ModelSpec | None = None
+    model: ModelDeclaration | None = None
     #: "module:function" listing the weights files instead (services.common.models.weights.WeightsFile),
     #: for a service whose files no model spec describes (the download tests' fixture); empty for
     #: every real service.
@@ -142,18 +145,3 @@ class ServiceDescriptor:
 
     def weights_function(self) -> Any:
         return load_attr(self.weights) if self.weights else None
-
-    def build_app(self, settings: Any = None) -> FastAPI:
-        """The service's FastAPI app with ``settings`` (default: from the environment)."""
-        settings = settings if settings is not None else self.settings_class()()
-        if self.app:
-            return load_attr(self.app)(settings)
-        own_app = getattr(importlib.import_module(f"{self.module}.service"), "build_app", None)
-        if own_app is not None:
-            return own_app(settings)
-        feature_cls = self.feature_class()
-        if feature_cls is None:
-            raise ValueError(f"service {self.name!r} names neither an app nor a feature class")
-        from services.common.app import create_app
-
-        return create_app(feature_cls(settings))

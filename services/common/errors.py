@@ -1,4 +1,6 @@
-"""Start-up refusals and the process exit codes the runner turns them into."""
+"""Errors every part of the kit may raise, light enough for any of them to import: start-up
+refusals with the process exit codes the runner turns them into, refusal of data built otherwise,
+and an unreachable database (HTTP 503), which the app shell answers without importing a driver."""
 
 from __future__ import annotations
 
@@ -17,3 +19,13 @@ class WeightsMissingError(StartupError):
     tells ``ambience serve`` to mark the service unavailable instead of failing the stack."""
 
     exit_code = EXIT_WEIGHTS_MISSING
+
+
+class StoreMismatchError(RuntimeError):
+    """The data on disk was built with a different feature configuration than the one asked for."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The PostgreSQL server cannot be reached (HTTP 503). The message names the server and why."""
+
+    status = 503

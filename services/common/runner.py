@@ -1,18 +1,20 @@
-"""Run one service as a process: ``python -m services.<name>``."""
+"""Run one service as a process: ``python -m services.<name>``, its app built from its descriptor
+(:func:`build_app`)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-from services.common.descriptor import ServiceDescriptor
-from services.common.errors import EXIT_STARTUP_FAILED, StartupError
+from services.common.descriptor import ServiceDescriptor, load_attr
+from services.common.errors import EXIT_STARTUP_FAILED, StartupError, StoreMismatchError
 from services.common.settings import ServiceSettings
-from services.common.store import StoreMismatchError
 
 log = logging.getLogger("ambience")
 
@@ -84,6 +86,24 @@ def run_app(settings: ServiceSettings, build: Callable[[ServiceSettings], FastAP
         sys.exit(EXIT_STARTUP_FAILED)
 
 
+def build_app(descriptor: ServiceDescriptor, settings: Any = None) -> FastAPI:
+    """The service's FastAPI app with ``settings`` (default: from the environment): the
+    descriptor's ``app`` function, else the service module's ``build_app``, else the kit's feature
+    app around the descriptor's feature class."""
+    settings = settings if settings is not None else descriptor.settings_class()()
+    if descriptor.app:
+        return load_attr(descriptor.app)(settings)
+    own_app = getattr(importlib.import_module(f"{descriptor.module}.service"), "build_app", None)
+    if own_app is not None:
+        return own_app(settings)
+    feature_cls = descriptor.feature_class()
+    if feature_cls is None:
+        raise ValueError(f"service {descriptor.name!r} names neither an app nor a feature class")
+    from services.common.features.app import create_app
+
+    return create_app(feature_cls(settings))
+
+
 def run_service(descriptor: ServiceDescriptor) -> None:
     """``python -m <service>``: the descriptor's app with settings from the environment."""
-    run_app(descriptor.settings_class()(), descriptor.build_app)
+    run_app(descriptor.settings_class()(), lambda settings: build_app(descriptor, settings))

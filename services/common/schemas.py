@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.store import ID_MAX
+#: Image ids are 0 <= id < 2^63: an 8-byte big-endian key in every store, a bigint in PostgreSQL.
+ID_MAX = 2**63
 
 #: A stored image's id wherever a body names one (a negative or 64-bit-overflowing id is a 422).
 ImageId = Annotated[int, Field(ge=0, lt=ID_MAX)]

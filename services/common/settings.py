@@ -16,8 +16,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from services.common.descriptor import ServiceDescriptor
-    from services.common.models.spec import ModelSpec
+    from services.common.descriptor import ModelDeclaration, ServiceDescriptor
 
 
 class CommonSettings(BaseSettings):
@@ -47,7 +46,7 @@ class ServiceSettings(BaseSettings):
     service_name: ClassVar[str] = "service"
     default_port: ClassVar[int] = 0
     #: The model the service runs: its descriptor's ``model`` (None: no model).
-    model_spec: ClassVar[ModelSpec | None] = None
+    model_spec: ClassVar[ModelDeclaration | None] = None
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from services.common.errors import StartupError
-from services.common.inference import build_image_tower
+from services.common.models.inference import build_image_tower
 from services.common.models.sessions import PixelPipeline
 from services.common.models.timm_loader import load_timm_model
 from services.common.models.weights import ResolvedWeights

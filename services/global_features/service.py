@@ -22,15 +22,15 @@ import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from services.common.app import create_app
-from services.common.collection import IndexLayout
-from services.common.embedding import EmbeddingFeature, EmbeddingSettings
 from services.common.errors import StartupError
-from services.common.index import AnyIndex, new_flat_index, write_atomic
-from services.common.inference import resolve_runtime
+from services.common.features.app import create_app
+from services.common.features.collection import IndexLayout
+from services.common.features.index import AnyIndex, new_flat_index, write_atomic
+from services.common.features.training import Phase, Retraining, TrainingError, add_training_route
+from services.common.features.vectors import stored_rows
+from services.common.models.embedding import EmbeddingFeature, EmbeddingSettings
+from services.common.models.inference import resolve_runtime
 from services.common.models.sessions import ImageEmbeddingSession, select_device
-from services.common.training import Phase, Retraining, TrainingError, add_training_route
-from services.common.vectors import stored_rows
 from services.global_features.descriptor import DESCRIPTOR, MODEL
 from services.global_features.whitening import SELF_CHECK_FIGURE, PCAWhitening, train_checked_whitening
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.vectors import l2_normalize
+from services.common.features.vectors import l2_normalize
 
 
 @dataclass(frozen=True)

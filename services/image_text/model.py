@@ -11,7 +11,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from open_clip.utils import to_2tuple
 from PIL import Image
 
-from services.common.inference import build_image_tower
+from services.common.models.inference import build_image_tower
 from services.common.models.open_clip_loader import load_open_clip_model
 from services.common.models.sessions import PixelPipeline
 from services.common.models.weights import ResolvedWeights

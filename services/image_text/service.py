@@ -9,11 +9,11 @@ from fastapi import FastAPI
 from pydantic import Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from services.common.app import create_app
-from services.common.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
-from services.common.feature import Hit
-from services.common.inference import resolve_runtime
+from services.common.features.app import create_app
+from services.common.features.feature import Hit
 from services.common.models.batching import MicroBatcher
+from services.common.models.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
+from services.common.models.inference import resolve_runtime
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
 from services.common.models.sessions import select_device
 from services.common.models.spec import weights_field

@@ -16,14 +16,20 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field, model_validator
 from threadpoolctl import threadpool_limits
 
-from services.common.app import create_app
-from services.common.collection import IndexLayout
 from services.common.errors import StartupError, WeightsMissingError
-from services.common.feature import FeatureService, Hit
-from services.common.index import AnyIndex, new_flat_index, write_atomic
+from services.common.features.app import create_app
+from services.common.features.collection import IndexLayout
+from services.common.features.feature import FeatureService, Hit
+from services.common.features.index import AnyIndex, new_flat_index, write_atomic
+from services.common.features.training import (
+    Phase,
+    Retraining,
+    TrainingError,
+    TrainingParamsError,
+    add_training_route,
+)
 from services.common.schemas import SearchParams
 from services.common.settings import ServiceSettings
-from services.common.training import Phase, Retraining, TrainingError, TrainingParamsError, add_training_route
 from services.local_features import indexing
 from services.local_features.descriptor import DESCRIPTOR, MODEL
 from services.local_features.extraction import (

@@ -15,19 +15,15 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from services.common.app import create_service_app, id_taken, read_upload
+from services.common.app import add_unavailable_handler, create_service_app, read_upload
+from services.common.errors import DatabaseUnavailable
+from services.common.features.app import id_taken
 from services.common.images import decode_image
 from services.common.limits import check_k
-from services.common.postgres import (
-    DatabaseUnavailable,
-    PostgresComponent,
-    PostgresSettings,
-    add_unavailable_handler,
-)
-from services.common.schemas import ERROR_RESPONSES, AddResult, DeleteResult, ErrorBody, ImageIdBody
+from services.common.postgres.database import PostgresComponent, PostgresSettings
+from services.common.schemas import ERROR_RESPONSES, ID_MAX, AddResult, DeleteResult, ErrorBody, ImageIdBody
 from services.common.service import ServiceBase
 from services.common.settings import ServiceSettings
-from services.common.store import ID_MAX
 from services.ocr.descriptor import DESCRIPTOR
 from services.ocr.recognizer import Recognizer, TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, Ranking, TextStore

@@ -25,7 +25,7 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 
-from services.common.postgres import Database, Migration
+from services.common.postgres.database import Database, Migration
 from services.ocr.recognizer import TextLine
 from services.ocr.text import normalise, query_words, words
 

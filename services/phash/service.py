@@ -9,11 +9,11 @@ import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from services.common.app import create_app
-from services.common.collection import IndexLayout
-from services.common.feature import VectorFeature
+from services.common.features.app import create_app
+from services.common.features.collection import IndexLayout
+from services.common.features.feature import VectorFeature
+from services.common.features.vectors import stored_rows
 from services.common.settings import ServiceSettings
-from services.common.vectors import stored_rows
 from services.phash.descriptor import DESCRIPTOR
 from services.phash.hashing import HASH_BITS, HASH_BYTES, mirror_hash, phash, phash_variants
 

@@ -23,7 +23,7 @@ import torchvision
 from PIL import Image
 
 from services.common.errors import StartupError, WeightsMissingError
-from services.common.inference import build_image_tower
+from services.common.models.inference import build_image_tower
 
 NUM_CLASSES = 365
 INPUT_SIZE = 224

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.common.errors import StartupError
-from services.common.inference import RuntimeName, resolve_runtime, runtime_field
 from services.common.models.batching import MicroBatcher
+from services.common.models.inference import RuntimeName, resolve_runtime, runtime_field
 from services.common.models.sessions import configure_torch, select_device
 from services.common.models.spec import ModelServiceSettings, weights_field
 from services.common.models.weights import RANDOM_SEED

@@ -22,8 +22,8 @@ from services.captioner.incremental import CachedCocaDecoder
 from services.captioner.service import CaptionerSettings, build_app
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models.open_clip_loader import initialise_open_clip_leftovers
-from services.common.models.spec import required_weights
 from services.common.models.weights import ResolvedWeights
+from services.registry import required_weights
 from tests.models.checkpoints import checkpoint_variants
 
 TINY_COCA = Path(__file__).with_name("tiny-coca.json")

@@ -1,4 +1,4 @@
-"""Collection analysis: the algorithms (services/common/analysis.py) on their own, the kit's
+"""Collection analysis: the algorithms (services/common/features/analysis.py) on their own, the kit's
 /analysis routes on a real service (color), and moment quality on Caltech-101 with real weights."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, synthetic_image
 from services.color.service import ColorSettings, build_app
-from services.common import analysis
-from services.common.analysis_routes import AnalysisCache, Job, reply
+from services.common.features import analysis
+from services.common.features.analysis_routes import AnalysisCache, Job, reply
 from tests.caltech import CaltechCollection
 
 
@@ -98,13 +98,6 @@ def test_connected_components() -> None:
     assert labels.tolist() == [0, 0, 2, 3, 3, 2, 2]
 
 
-def test_split_by_time_never_spans_a_gap() -> None:
-    times = {1: 0.0, 2: 100.0, 3: 5000.0, 4: 5050.0}
-    parts = analysis.split_by_time([2, 3, 1, 9, 4], times, max_gap_s=600)
-    assert parts == [[2, 1, 9], [3, 4]]  # 9 has no time: it stays with the representative
-    assert analysis.split_by_time([1, 2, 9], times, 600) == [[1, 2, 9]]
-
-
 def test_map_keeps_clusters_apart_and_places_new_rows_near_their_cluster() -> None:
     x = blobs(per_cluster=100, clusters=4, dim=96)
     layout, xy = analysis.fit_layout(x, landmarks=60)
@@ -117,18 +110,6 @@ def test_map_keeps_clusters_apart_and_places_new_rows_near_their_cluster() -> No
     placed = layout.place(new + 0.01)
     nearest = np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1)
     assert nearest.tolist() == [0, 1, 2, 3]
-
-
-def test_link_groups_merge_on_add_and_split_on_remove() -> None:
-    groups = analysis.LinkGroups()
-    groups.add(1, [])
-    groups.add(2, [(1, 3.0)])
-    groups.add(3, [(2, 4.0)])
-    groups.add(4, [(99, 1.0)])  # links to unknown images are ignored
-    assert groups.groups() == [{1, 2, 3}]
-    assert groups.distances_from(1) == {1: (0.0, True), 2: (3.0, True), 3: (7.0, False)}
-    groups.remove(2)
-    assert sorted(map(sorted, groups.groups(min_size=1))) == [[1], [3], [4]]
 
 
 # -- the kit's routes ----------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ambience_support.photos import REPO
-from services.common.collection import Collection, IndexLayout
-from services.common.index import new_flat_index
-from services.common.store import FeatureStore
-from services.common.vectors import stored_rows
+from services.common.features.collection import Collection, IndexLayout
+from services.common.features.index import new_flat_index
+from services.common.features.store import FeatureStore
+from services.common.features.vectors import stored_rows
 
 
 def flat_layout(config: str = "flat-l2-4") -> IndexLayout:
@@ -72,7 +72,7 @@ def test_writes_of_another_process_are_picked_up_by_sync(tmp_path: Path) -> None
     c = open_collection(tmp_path)
     # e.g. `ambience import` writing while the service runs
     script = (
-        "import sys, numpy as np; from services.common.store import FeatureStore;"
+        "import sys, numpy as np; from services.common.features.store import FeatureStore;"
         "s = FeatureStore(sys.argv[1], {'feature': 't'});"
         "s.add_many([(i, np.full(4, i, dtype=np.float32).tobytes()) for i in (5, 6)])"
     )

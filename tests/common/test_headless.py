@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, synthetic_image
-from services.common.headless import UnknownFeatureError, new_feature, open_feature
 from services.common.schemas import SearchParams
 from services.phash.service import PhashFeature, PhashParams, PhashSettings, build_app
+from services.registry import UnknownFeatureError, new_feature, open_feature
 
 
 def test_headless_writes_are_what_the_service_serves(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from services.common.pgstore import COMPONENT, MIGRATIONS, PostgresFeatureStore
-from services.common.postgres import Database
-from services.common.store import FeatureStore, StoreMismatchError
+from services.common.errors import StoreMismatchError
+from services.common.features.store import FeatureStore
+from services.common.postgres.database import Database
+from services.common.postgres.store import COMPONENT, MIGRATIONS, PostgresFeatureStore
 
 META = {"feature": "test", "dim": 4}
 

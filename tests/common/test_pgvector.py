@@ -17,8 +17,13 @@ from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, synthetic_image
 from services.common.errors import StartupError
-from services.common.pgvector import copy_rows, create_hnsw_index, ensure_extension, hnsw_build_memory_mb
-from services.common.postgres import Cursor, Database
+from services.common.postgres.database import Cursor, Database
+from services.common.postgres.vectors import (
+    copy_rows,
+    create_hnsw_index,
+    ensure_extension,
+    hnsw_build_memory_mb,
+)
 from services.global_features.service import GlobalFeaturesSettings
 from services.global_features.service import build_app as build_global_app
 from services.image_text.service import ImageTextSettings

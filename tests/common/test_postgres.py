@@ -1,4 +1,4 @@
-"""services.common.postgres against a real PostgreSQL server (the session's embedded one)."""
+"""services.common.postgres.database against a real PostgreSQL server (the session's embedded one)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from services.common.postgres import (
+from services.common.errors import DatabaseUnavailable
+from services.common.postgres.database import (
     Database,
-    DatabaseUnavailable,
     EmbeddedPostgres,
     Migration,
     PostgresComponent,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.index import write_atomic
-from services.common.locks import RWLock
-from services.common.store import FeatureStore, StoreMismatchError
+from services.common.errors import StoreMismatchError
+from services.common.features.index import write_atomic
+from services.common.features.locks import RWLock
+from services.common.features.store import FeatureStore
 
 META = {"feature": "test", "dim": 4}
 

@@ -1,4 +1,4 @@
-"""services/common/training.py: one training job at a time, its state, and the HTTP mapping that
+"""services/common/features/training.py: one training job at a time, its state, and the HTTP mapping that
 global_features and local_features share."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
-from services.common.training import (
+from services.common.features.training import (
     Phase,
     Retraining,
     TrainingBusyError,

@@ -215,7 +215,9 @@ def test_image_extras_exist_and_keep_pytorch_out_of_light_images(compose: dict[s
         # an extra named in compose but missing from pyproject would leave the image without its
         # dependencies (pip only warns; the Dockerfile turns that warning into a build failure)
         for extra in wanted:
-            written = (REPO / "services/common/postgres.py").exists() if extra == "postgres" else code_here
+            written = (
+                (REPO / "services/common/postgres/database.py").exists() if extra == "postgres" else code_here
+            )
             if written:
                 assert extra in extras, f"{name}: extra {extra!r} is not in pyproject.toml"
         deps = extras_closure(extras, wanted)

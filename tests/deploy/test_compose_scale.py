@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.common.embedding import EmbeddingSettings
+from services.common.models.embedding import EmbeddingSettings
 from services.registry import SERVICES
 from tests.deploy.test_compose import COMPOSE, DEPLOY, check_jsonschema, interpolate, load
 

@@ -19,7 +19,13 @@ import pytest
 
 from ambience.cli import main
 from ambience_support.photos import REPO
-from services.common.fetch import DigestMismatchError, DownloadError, digest_from_url, download, part_path
+from services.common.models.fetch import (
+    DigestMismatchError,
+    DownloadError,
+    digest_from_url,
+    download,
+    part_path,
+)
 from services.registry import SERVICES
 from tests.deploy import fixture_service
 from tests.deploy.weights_server import WeightsServer

@@ -14,7 +14,7 @@ from ambience_support.processes import free_port
 from gateway.app import create_app
 from gateway.auth import OPEN_PATHS
 from gateway.settings import GatewaySettings
-from services.common.postgres import PostgresSettings
+from services.common.postgres.database import PostgresSettings
 
 KEY = "s3cret-key"
 

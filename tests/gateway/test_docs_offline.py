@@ -14,7 +14,7 @@ from ambience_support.processes import ServiceProcess, free_port
 from ambience_support.stacks import start_services
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from services.common.postgres import PostgresSettings
+from services.common.postgres.database import PostgresSettings
 from tests.pg import TestServer
 
 

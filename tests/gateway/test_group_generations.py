@@ -21,7 +21,7 @@ from gateway.explore import Explorer
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.settings import GatewaySettings
-from services.common.postgres import Database, PostgresComponent, PostgresSettings
+from services.common.postgres.database import Database, PostgresComponent, PostgresSettings
 
 
 @asynccontextmanager

@@ -29,7 +29,8 @@ from gateway.writer import (
     add_outcome,
     delete_outcome,
 )
-from services.common.postgres import DatabaseUnavailable, PostgresComponent, PostgresSettings
+from services.common.errors import DatabaseUnavailable
+from services.common.postgres.database import PostgresComponent, PostgresSettings
 from tests.pg import TestServer
 
 NAMES = ["phash", "color"]

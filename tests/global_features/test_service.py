@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from ambience.cli import main as cli_main
 from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import running_service
-from services.common.store import StoreMismatchError
-from services.common.vectors import alpha_query_expansion, l2_normalize
+from services.common.errors import StoreMismatchError
+from services.common.features.vectors import alpha_query_expansion, l2_normalize
 from services.global_features.service import STATE_FILE, GlobalFeaturesSettings, build_app
 from services.global_features.whitening import train_pca_whitening
 from tests.contract import StandardRoutesContract

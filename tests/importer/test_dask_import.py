@@ -17,10 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
+from ambience.importer import _WORKER_FEATURES, FAILURES_CSV, IDS_CSV, _feature_key, _process_chunk
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
-from services.common.importer import _WORKER_FEATURES, FAILURES_CSV, IDS_CSV, _feature_key, _process_chunk
 from services.image_text.service import ImageTextFeature, ImageTextSettings
 from tests.image_text.test_service import TINY as TINY_IMAGE_TEXT
 from tests.replicas import PHASH, found, generations, picture, replica, wait_until

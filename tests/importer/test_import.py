@@ -25,13 +25,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from ambience.cli import main as cli_main
-from ambience_support.images import encode, png_bomb, synthetic_image
-from ambience_support.photos import PHOTOS, REPO
-from ambience_support.processes import ServiceProcess, ambience_command
-from services.color.service import ColorFeature, ColorSettings
-from services.color.service import build_app as build_color_app
-from services.common.images import DecodedImage
-from services.common.importer import (
+from ambience.importer import (
     FAILURES_CSV,
     IDS_CSV,
     IdMapping,
@@ -43,7 +37,13 @@ from services.common.importer import (
     scan_folder,
     service_classes,
 )
-from services.common.store import FeatureStore
+from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.photos import PHOTOS, REPO
+from ambience_support.processes import ServiceProcess, ambience_command
+from services.color.service import ColorFeature, ColorSettings
+from services.color.service import build_app as build_color_app
+from services.common.features.store import FeatureStore
+from services.common.images import DecodedImage
 from services.phash.hashing import phash
 from services.phash.service import PhashFeature, PhashSettings
 

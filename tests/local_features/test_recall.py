@@ -16,9 +16,9 @@ import pytest
 from ambience_support.images import encode
 from ambience_support.photos import load_rgb, same_source_groups
 from ambience_support.transforms import LOCAL_FEATURES_COPIES
-from services.common.headless import open_feature
 from services.common.schemas import SearchParams
 from services.local_features.service import LocalFeatures, LocalFeaturesParams
+from services.registry import open_feature
 
 QUERY_EVERY = 4
 

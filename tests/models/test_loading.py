@@ -16,10 +16,10 @@ from ambience_support.photos import REPO
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError, WeightsMissingError
 from services.common.models.batching import MicroBatcher
 from services.common.models.open_clip_loader import load_open_clip_model
-from services.common.models.spec import required_weights
 from services.common.models.timm_loader import load_timm_model
 from services.common.models.weights import ResolvedWeights, sha256_file
 from services.global_features.service import GlobalFeaturesSettings
+from services.registry import required_weights
 from tests.models.checkpoints import checkpoint_variants
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")

@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from services.common.errors import StartupError
-from services.common.inference import (
+from services.common.models.inference import (
     LOWER_PRECISION,
     RUNTIMES,
     build_image_tower,

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, png_bomb, synthetic_image
 from ambience_support.processes import ServiceProcess
-from services.common.postgres import PostgresSettings
+from services.common.postgres.database import PostgresSettings
 from services.ocr.service import OcrSettings, build_app
 from tests.ocr.signs import Sign, render
 from tests.pg import TestServer

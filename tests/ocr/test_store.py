@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.common.postgres import Database
+from services.common.postgres.database import Database
 from services.ocr.recognizer import TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, SEARCH_SQL, TextStore, row_values
 from tests.pg import TestServer

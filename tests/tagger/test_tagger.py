@@ -20,7 +20,7 @@ from ambience_support.images import bad_uploads, encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
-from services.common.models.spec import required_weights
+from services.registry import required_weights
 from services.tagger.descriptor import CHECKPOINT_URL
 from services.tagger.places import (
     PlacesLabels,

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from services.common.collection import IndexLayout
-from services.common.feature import VectorFeature
+from services.common.features.collection import IndexLayout
+from services.common.features.feature import VectorFeature
+from services.common.features.vectors import stored_rows
 from services.common.settings import ServiceSettings
-from services.common.vectors import stored_rows
 from tests.toy_service.descriptor import DESCRIPTOR
 
 SIDE = 8

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from services.common.errors import StartupError, WeightsMissingError
-from services.common.inference import RuntimeName, runtime_field
+from services.common.models.inference import RuntimeName, runtime_field
 from services.common.models.open_clip_loader import open_clip_weights_file
 from services.common.models.timm_loader import timm_weights_file
 from services.common.models.weights import (
@@ -180,6 +180,9 @@ class ModelServiceSettings(ServiceSettings):
     """Settings every model service has (subclasses override the defaults and set the descriptor,
     whose model spec becomes ``model_spec``)."""
 
+    #: The model the service runs: its descriptor's ``model`` (always a ModelSpec).
+    model_spec: ClassVar[ModelSpec | None] = None  # type: ignore[assignment]
+
     model: str = Field("", description="Model architecture name (timm / open_clip name)")
     weights: str = weights_field("", "'' = the model's default pretrained tag, a hub tag")
     device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
@@ -197,22 +200,3 @@ class ModelServiceSettings(ServiceSettings):
 
     def weights_env_var(self) -> str:
         return f"{self.env_prefix()}WEIGHTS"
-
-
-def required_weights(service: str, settings: ServiceSettings | None = None) -> list[WeightsFile]:
-    """Every weights file registered service ``service`` needs with its current settings (env),
-    derived from the model spec of its descriptor.
-
-    A descriptor may instead name a ``"module:function"`` listing its files (the download tests'
-    fixture service, whose files come from a manifest)."""
-    from services.registry import SERVICES
-
-    descriptor = SERVICES[service]
-    if descriptor.weights:
-        return list(descriptor.weights_function()(settings))
-    if descriptor.model is None:
-        return []
-    settings_class = descriptor.settings_class()
-    if not isinstance(settings, settings_class):
-        settings = settings_class()
-    return descriptor.model.weights_files(settings)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import StartupError, WeightsMissingError
-from services.common.fetch import HostUnreachableError, download
+from services.common.models.fetch import HostUnreachableError, download
 from services.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _download(url: str, dest: Path, timeout: float, sha256: str = "") -> None:
-    # Resumable, verified, progress bar: services/common/fetch.py.
+    # Resumable, verified, progress bar: services/common/models/fetch.py.
     download(url, dest, sha256=sha256, timeout=timeout, description=f"{dest.parent.name}/{dest.name}")
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
@@ -34,11 +34,8 @@ import psycopg2.pool
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.errors import StartupError
+from services.common.errors import DatabaseUnavailable, StartupError
 from services.common.settings import CommonSettings
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +67,6 @@ class PostgresSettings(BaseSettings):
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else CommonSettings().data_dir / "postgres"
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The PostgreSQL server cannot be reached (HTTP 503). The message names the server and why."""
-
-    status = 503
 
 
 class SchemaMismatchError(StartupError):
@@ -493,13 +484,3 @@ class PostgresComponent:
         if self._db is not None:
             out.update(self._db.describe())
         return out
-
-
-def add_unavailable_handler(app: FastAPI) -> None:
-    """Answer DatabaseUnavailable with 503 and its message (the service itself stays up)."""
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
-
-    @app.exception_handler(DatabaseUnavailable)
-    async def unavailable(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})

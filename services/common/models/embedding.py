@@ -18,8 +18,9 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.collection import IndexLayout
-from services.common.feature import Hit, VectorFeature
+from services.common.features.collection import IndexLayout
+from services.common.features.feature import Hit, VectorFeature
+from services.common.features.vectors import alpha_query_expansion, stored_rows
 from services.common.models.batching import MicroBatcher
 from services.common.models.sessions import (
     ImageEmbeddingSession,
@@ -29,7 +30,6 @@ from services.common.models.sessions import (
 )
 from services.common.models.spec import ModelServiceSettings
 from services.common.schemas import SearchParams
-from services.common.vectors import alpha_query_expansion, stored_rows
 
 
 class EmbeddingSettings(ModelServiceSettings):
@@ -129,7 +129,7 @@ class EmbeddingFeature(VectorFeature):
     def decode_rgb(self, data: bytes) -> Image.Image:
         return self.decode(data, "RGB", draft_size=self.settings.decode_size).image
 
-    # -- bulk import (services.common.importer): workers decode, this process runs the model -----
+    # -- bulk import (ambience.importer): workers decode, this process runs the model -----
 
     batched_extract: ClassVar[bool] = True
 

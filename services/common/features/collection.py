@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.index import (
+from services.common.features.index import (
     AnyIndex,
     VectorIndex,
     is_binary,
@@ -36,8 +36,8 @@ from services.common.index import (
     new_flat_index,
     write_atomic,
 )
-from services.common.storage import Store
-from services.common.store import OP_ADD
+from services.common.features.storage import Store
+from services.common.features.store import OP_ADD
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Where a feature service keeps its truth: the store interface and the choice between its two
 implementations.
 
-- ``lmdb`` (default): :class:`services.common.store.FeatureStore`, a file in the service's data dir.
+- ``lmdb`` (default): :class:`services.common.features.store.FeatureStore`, a file in the service's data dir.
   One machine; several processes on it may share the folder.
-- ``postgres``: :class:`services.common.pgstore.PostgresFeatureStore`, tables in the PostgreSQL
+- ``postgres``: :class:`services.common.postgres.store.PostgresFeatureStore`, tables in the PostgreSQL
   server of ``AMBIENCE_PG_*`` (the embedded one when no DSN is set). Any number of replicas of the
   service, on any hosts, pointed at one server serve the same collection; each keeps its own index
   and snapshots in its own data dir.
@@ -19,6 +19,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from services.common.descriptor import load_attr
 
 StoreKind = Literal["lmdb", "postgres"]
 
@@ -55,23 +57,18 @@ def replica_name(data_dir: Path) -> str:
     return f"{socket.gethostname()}:{data_dir.resolve()}"
 
 
+#: The implementation of each store kind, as ``"module:function(service, data_dir, metadata)"``:
+#: loaded when a service chooses the kind, so a service that keeps its features in LMDB never
+#: imports PostgreSQL's driver (and this engine depends on no implementation built on it).
+STORE_OPENERS: dict[str, str] = {
+    "lmdb": "services.common.features.store:open_lmdb_store",
+    "postgres": "services.common.postgres.store:open_postgres_store",
+}
+
+
 def open_store(kind: StoreKind, service: str, data_dir: Path, metadata: dict[str, Any]) -> Store:
     """The service's store of ``kind``; refuses (StoreMismatchError) data built otherwise."""
-    if kind == "lmdb":
-        from services.common.store import FeatureStore
-
-        return FeatureStore(data_dir, metadata)
-    if kind == "postgres":
-        from services.common.pgstore import COMPONENT, MIGRATIONS, PostgresFeatureStore
-        from services.common.postgres import PostgresComponent, PostgresSettings
-
-        component = PostgresComponent(PostgresSettings(), {COMPONENT: MIGRATIONS}, f"ambience-{service}")
-        db = component.open()
-        try:
-            return PostgresFeatureStore(
-                db, service, metadata, replica=replica_name(data_dir), owner=component
-            )
-        except BaseException:
-            component.close()
-            raise
-    raise ValueError(f"unknown store {kind!r}: use lmdb or postgres")
+    opener = STORE_OPENERS.get(kind)
+    if opener is None:
+        raise ValueError(f"unknown store {kind!r}: use {' or '.join(STORE_OPENERS)}")
+    return load_attr(opener)(service, data_dir, metadata)

@@ -47,11 +47,11 @@ from typing import Any, TextIO
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from services.common.feature import FeatureService
-from services.common.headless import UnknownFeatureError, new_feature
+from services.common.features.feature import FeatureService
+from services.common.features.storage import Store, open_store
 from services.common.images import ImageError
 from services.common.settings import ServiceSettings
-from services.common.storage import Store, open_store
+from services.registry import UnknownFeatureError, new_feature
 
 #: File name suffixes the import looks at (everything the decode path accepts).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})

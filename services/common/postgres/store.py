@@ -1,6 +1,6 @@
 """PostgreSQL feature store: the same contract as the LMDB store, shared by replicas on many hosts.
 
-Same semantics as :class:`services.common.store.FeatureStore`: raw feature bytes per image id, a
+Same semantics as :class:`services.common.features.store.FeatureStore`: raw feature bytes per image id, a
 metadata record that refuses a mismatching configuration, a change log with a write generation that
 every replica's in-memory FAISS index replays, durable acknowledged writes (a write returns after
 COMMIT). Any number of processes of a service, on any hosts, pointed at one database serve the same
@@ -29,13 +29,16 @@ import select
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
 import psycopg2.extras
 
-from services.common.postgres import Cursor, Database, DatabaseUnavailable, Migration
-from services.common.store import OP_ADD, OP_DELETE, SCHEMA_VERSION, check_metadata
+from services.common.errors import DatabaseUnavailable
+from services.common.features.storage import replica_name
+from services.common.features.store import OP_ADD, OP_DELETE, SCHEMA_VERSION, check_metadata
+from services.common.postgres.database import Cursor, Database, Migration, PostgresComponent, PostgresSettings
 
 COMPONENT = "feature_store"
 CHANNEL = "ambience_store_changes"
@@ -405,3 +408,15 @@ class PostgresFeatureStore:
         self._close_listener()
         if self._owner is not None:
             self._owner.close()
+
+
+def open_postgres_store(service: str, data_dir: Path, metadata: dict[str, Any]) -> PostgresFeatureStore:
+    """``AMBIENCE_<SERVICE>_STORE=postgres`` (services.common.features.storage.open_store): the
+    store in the server of ``AMBIENCE_PG_*`` (the embedded one when no DSN is set)."""
+    component = PostgresComponent(PostgresSettings(), {COMPONENT: MIGRATIONS}, f"ambience-{service}")
+    db = component.open()
+    try:
+        return PostgresFeatureStore(db, service, metadata, replica=replica_name(data_dir), owner=component)
+    except BaseException:
+        component.close()
+        raise

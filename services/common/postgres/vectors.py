@@ -8,7 +8,7 @@ without a rebuild, and a write is searchable through every replica as soon as it
 
 The seam is the collection: :class:`PgVectorCollection` keeps the :class:`Collection` interface
 (open, sync, add, delete, rebuild, relayout, snapshot) and its ``index`` answers the
-:class:`~services.common.index.VectorIndex` calls the features make (search, range_search, count,
+:class:`~services.common.features.index.VectorIndex` calls the features make (search, range_search, count,
 dim, type_name), so the features do not know where they search.
 
 The table holds index-space rows, i.e. what the FAISS index would hold: for global_features the
@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import psycopg2.extras
 
-from services.common.collection import Collection, IndexLayout, IndexState
 from services.common.errors import StartupError
-from services.common.index import RangeResult
-from services.common.postgres import Cursor, Database, quote_ident
-from services.common.storage import Store
-from services.common.store import OP_ADD
+from services.common.features.collection import Collection, IndexLayout, IndexState
+from services.common.features.index import RangeResult
+from services.common.features.storage import Store
+from services.common.features.store import OP_ADD
+from services.common.postgres.database import Cursor, Database, quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -388,24 +388,3 @@ class PgVectorCollection(Collection):
     def snapshot(self, force: bool = False) -> bool:
         self.store.trim_log(self.state.generation)
         return False
-
-
-def new_collection(store: Store, layout: IndexLayout, snapshot_path: Path, settings: Any) -> Collection:
-    """The collection a service's settings ask for: FAISS in memory (default) or pgvector."""
-    if getattr(settings, "index", "faiss") != "pgvector":
-        return Collection(store, layout, snapshot_path)
-    prefix = settings.env_prefix()
-    if getattr(settings, "index_factory", ""):
-        raise StartupError(
-            f"{prefix}INDEX=pgvector searches with HNSW inside PostgreSQL: "
-            f"unset {prefix}INDEX_FACTORY (a FAISS layout)"
-        )
-    return PgVectorCollection(
-        store,
-        layout,
-        snapshot_path,
-        settings.service_name,
-        settings.pgvector_ef_search,
-        settings.pgvector_build_memory_mb,
-        settings.pgvector_build_workers,
-    )

@@ -24,10 +24,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from services.common import analysis
-from services.common.collection import Collection
-from services.common.feature import VectorFeature
-from services.common.index import VectorIndex
+from services.common.features import analysis
+from services.common.features.collection import Collection
+from services.common.features.feature import VectorFeature
+from services.common.features.index import VectorIndex
 from services.common.schemas import ImageId
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A service subclasses :class:`FeatureService` (or :class:`VectorFeature` for the common case of
 one vector per image searched by nearest neighbours) and hands an instance to
-:func:`services.common.app.create_app`. The subclass holds the algorithm's wiring only; the
+:func:`services.common.features.app.create_app`. The subclass holds the algorithm's wiring only; the
 algorithm itself lives in plain modules of the service package.
 """
 
@@ -17,10 +17,10 @@ import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from services.common.collection import Collection, IndexLayout, Maintenance
-from services.common.schemas import NoParams, SearchParams
+from services.common.features.collection import Collection, IndexLayout, Maintenance
+from services.common.features.opening import OpenFeature, open_feature_object
+from services.common.schemas import ID_MAX, NoParams, SearchParams
 from services.common.service import ServiceBase
-from services.common.store import ID_MAX
 
 Hit = dict[str, Any]
 
@@ -37,7 +37,7 @@ class FeatureService(ServiceBase, ABC):
     max_image_id: ClassVar[int] = ID_MAX
     #: The schema of one search result (for the OpenAPI docs).
     ResultModel: ClassVar[type[BaseModel] | None] = None
-    #: Bulk import (``ambience import``, services.common.importer). False: worker processes run
+    #: Bulk import (``ambience import``, ambience.importer). False: worker processes run
     #: ``extract`` on file bytes (cheap features). True: workers only run ``prepare`` (decoding and
     #: preprocessing) and the importing process runs ``extract_batch`` on batches of prepared
     #: inputs with its one loaded model (model services).
@@ -63,10 +63,8 @@ class FeatureService(ServiceBase, ABC):
     def start(self) -> None:
         """Open the feature as the service runs it: models, store, index, and the maintenance
         thread that picks up other processes' writes and snapshots the index."""
-        from services.common.headless import open_feature  # headless builds on this module
-
         faiss.omp_set_num_threads(self.settings.search_threads)
-        self._opened = open_feature(self)
+        self._opened: OpenFeature = open_feature_object(self)
         collection = self._opened.collection
         self._maintenance = Maintenance(
             collection, self.settings.sync_interval_s, self.settings.snapshot_interval_s

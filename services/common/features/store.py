@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from services.common.locks import RWLock
+from services.common.errors import StoreMismatchError
+from services.common.features.locks import RWLock
 
 SCHEMA_VERSION = 1
-ID_MAX = 2**63  # image ids are 0 <= id < 2^63
 _U64 = struct.Struct(">Q")
 _META_RECORD = b"metadata"
 _META_UUID = b"uuid"
@@ -41,10 +41,6 @@ OP_ADD = b"A"
 OP_DELETE = b"D"
 
 T = TypeVar("T")
-
-
-class StoreMismatchError(RuntimeError):
-    """The data on disk was built with a different feature configuration than the one asked for."""
 
 
 def check_metadata(stored: dict[str, Any], wanted: dict[str, Any], where: str, fix: str) -> None:
@@ -321,3 +317,8 @@ class _ReadTxn:
                 self._txn.abort()
         finally:
             self._lock_ctx.__exit__(None, None, None)
+
+
+def open_lmdb_store(service: str, data_dir: Path, metadata: dict[str, Any]) -> FeatureStore:
+    """``AMBIENCE_<SERVICE>_STORE=lmdb`` (services.common.features.storage.open_store)."""
+    return FeatureStore(data_dir, metadata)

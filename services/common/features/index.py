@@ -18,7 +18,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from services.common.locks import RWLock
+from services.common.features.locks import RWLock
 
 AnyIndex = Any  # faiss.Index | faiss.IndexBinary; SWIG types are not useful for typing
 

@@ -1,6 +1,6 @@
-"""Collection analysis over stored vectors: moments (clusters), a 2-D map, duplicate groups.
+"""Collection analysis over stored vectors: moments (clusters) and a 2-D map.
 
-Plain numpy and FAISS, no HTTP: the kit's analysis routes (services/common/analysis_routes.py) run
+Plain numpy and FAISS, no HTTP: the kit's analysis routes (services/common/features/analysis_routes.py) run
 these where the vectors are, and the gateway composes the answers (gateway/explore.py). Rows are
 compared by cosine: every function L2-normalises its input first.
 
@@ -18,17 +18,16 @@ compared by cosine: every function L2-normalises its input first.
   similarity-weighted mean of its nearest landmarks. Full t-SNE or UMAP over 100,000 rows costs
   minutes on two cores and cannot place a new row without refitting; here a new row is placed by
   the same interpolation, against the landmarks of the cached map.
-- **Duplicate groups** are connected components of "is a copy of" links (:class:`LinkGroups`),
-  updated one image at a time.
+
+Duplicate groups and the capture-time split of moments are the gateway's (gateway/duplicates/,
+gateway/moments.py): only it knows the links and the capture times.
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
-import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
@@ -321,29 +320,6 @@ def density_moments(
     return clusters_from_labels(reduced, labels)
 
 
-def split_by_time(members: list[int], times: dict[int, float], max_gap_s: float) -> list[list[int]]:
-    """Split one moment (members in their order) wherever two photos with a capture time, adjacent in
-    time, are more than ``max_gap_s`` apart. Members without a time stay with the first part (the one
-    holding the representative when it has a time, else the earliest). Each part keeps the order."""
-    timed = sorted((times[m], m) for m in members if m in times)
-    if len(timed) < 2:
-        return [members]
-    part_of: dict[int, int] = {}
-    part = 0
-    for (prev, _), (now, image) in itertools.pairwise(timed):
-        if now - prev > max_gap_s:
-            part += 1
-        part_of[image] = part
-    part_of[timed[0][1]] = 0
-    if part == 0:
-        return [members]
-    home = part_of.get(members[0], 0)
-    parts: list[list[int]] = [[] for _ in range(part + 1)]
-    for m in members:
-        parts[part_of.get(m, home)].append(m)
-    return sorted((p for p in parts if p), key=lambda p: members.index(p[0]))
-
-
 # -- the map -------------------------------------------------------------------------------------
 
 
@@ -478,89 +454,3 @@ def fit_layout(
     positions = layout.landmark_xy if len(x) <= landmarks else layout.place(x)
     progress(1.0)
     return layout, positions
-
-
-# -- duplicate groups ----------------------------------------------------------------------------
-
-
-class LinkGroups:
-    """Groups = connected components of links between images (each with a distance), kept up to
-    date one image at a time: linking merges groups (the smaller into the larger), removing an image
-    re-splits only its own group."""
-
-    def __init__(self) -> None:
-        self.links: dict[int, dict[int, float]] = {}
-        self.group_of: dict[int, int] = {}
-        self.members: dict[int, set[int]] = {}
-        self._next = 0
-
-    def __len__(self) -> int:
-        return len(self.group_of)
-
-    def add(self, image: int, links: Iterable[tuple[int, float]]) -> int:
-        """Record ``image`` with its links to images already recorded; returns its group id."""
-        mine = self.links.setdefault(image, {})
-        if image not in self.group_of:
-            self._new_group({image})
-        for other, distance in links:
-            if other == image or other not in self.group_of:
-                continue
-            mine[other] = self.links[other][image] = float(distance)
-            self._merge(self.group_of[image], self.group_of[other])
-        return self.group_of[image]
-
-    def _new_group(self, members: set[int]) -> int:
-        gid = self._next
-        self._next += 1
-        self.members[gid] = members
-        for m in members:
-            self.group_of[m] = gid
-        return gid
-
-    def _merge(self, a: int, b: int) -> None:
-        if a == b:
-            return
-        if len(self.members[a]) < len(self.members[b]):
-            a, b = b, a
-        for m in self.members.pop(b):
-            self.group_of[m] = a
-            self.members[a].add(m)
-
-    def remove(self, image: int) -> None:
-        gid = self.group_of.pop(image, None)
-        if gid is None:
-            return
-        for other in self.links.pop(image, {}):
-            self.links[other].pop(image, None)
-        rest = self.members.pop(gid)
-        rest.discard(image)
-        while rest:  # the group may fall apart: one new group per remaining component
-            start = rest.pop()
-            component, queue = {start}, [start]
-            while queue:
-                for other in self.links[queue.pop()]:
-                    if other in rest:
-                        rest.discard(other)
-                        component.add(other)
-                        queue.append(other)
-            self._new_group(component)
-
-    def groups(self, min_size: int = 2) -> list[set[int]]:
-        return [m for m in self.members.values() if len(m) >= min_size]
-
-    def distances_from(self, source: int) -> dict[int, tuple[float, bool]]:
-        """Per member of ``source``'s group: (distance, linked directly). Members not linked to
-        ``source`` get the shortest path length over links, an upper bound of their distance when
-        the distance is a metric (Hamming, angle)."""
-        best = {source: 0.0}
-        heap = [(0.0, source)]
-        while heap:
-            d, node = heapq.heappop(heap)
-            if d > best.get(node, math.inf):
-                continue
-            for other, step in self.links.get(node, {}).items():
-                if d + step < best.get(other, math.inf):
-                    best[other] = d + step
-                    heapq.heappush(heap, (d + step, other))
-        direct = self.links.get(source, {})
-        return {m: (direct.get(m, d), m in direct or m == source) for m, d in best.items()}

@@ -1,0 +1,1 @@
+"""Duplicate groups: copies, near shots, their links, rebuilds and keepers."""
