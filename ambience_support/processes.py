@@ -31,8 +31,18 @@ def free_port() -> int:
 class ServiceProcess:
     """A service running as a real process (``python -m module``) on a free port."""
 
-    def __init__(self, module: str, env_prefix: str, data_dir: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        module: str,
+        env_prefix: str,
+        data_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        guard_extras: list[str] | None = None,
+    ):
+        """``guard_extras``: run it as its container image would, with only the distributions of
+        those pyproject extras and the project's packages importable (ambience_support.extras)."""
         self.module = module
+        self.guard_extras = guard_extras
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -51,10 +61,26 @@ class ServiceProcess:
         return cls(descriptor.module, descriptor.env_prefix, data_dir, extra_env)
 
     def start(self, timeout: float = 60) -> ServiceProcess:
+        return self.launch().wait_healthy(timeout)
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it (:meth:`wait_healthy` waits)."""
+        command, env, cwd = [sys.executable, "-m", self.module], self.env, REPO
+        if self.guard_extras is not None:
+            from ambience_support.extras import image_site
+
+            site = image_site(self.guard_extras, self.log.parent / f"site-{'-'.join(self.guard_extras)}")
+            command = [sys.executable, "-S", "-m", self.module]
+            # the working directory is sys.path[0]: neither the repository nor the site itself
+            # (a package that re-imports its native part would find its own folder again there)
+            env, cwd = {**env, "PYTHONPATH": str(site)}, self.log.parent
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_healthy(self, timeout: float = 60) -> ServiceProcess:
+        """Wait until /health answers 200 (RuntimeError when the process exits first)."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         # One client for every poll: a new one per call (httpx.get) builds an SSL context each time,
         # ~20 ms of CPU per poll that competes with the starting service.
