@@ -34,7 +34,7 @@ RECOLOURED_SERIES = (
 #: A day and a night edit of one shot: 156 phash bits apart but 60-65 local-feature inliers.
 DAY_AND_NIGHT = ("Ashim_DSilva.jpg", "Ashim_DSilva_Night.jpg")
 #: Smooth wallpapers: their 80% crops keep 4-6 local-feature inliers, no more than unrelated photos;
-#: only the thumbnail alignment (gateway/crop_alignment.py) verifies them.
+#: only the thumbnail alignment (gateway/duplicates/alignment.py) verifies them.
 SMOOTH = ("Glow.jpg", "Mesh_Gradient_by_Jazil_T_S.jpg")
 
 

@@ -56,7 +56,7 @@ from ambience_support.processes import ambience_command
 from ambience_support.stacks import QUICK_SERVICE_ENV, GatewayStack, launch_stack
 from ambience_support.transforms import VARIANTS
 from bench.timing import machine
-from gateway.crop_alignment import grey_thumbnail, part_correlation
+from gateway.duplicates.alignment import grey_thumbnail, part_correlation
 from gateway.settings import GatewaySettings
 from services.common.postgres.database import EmbeddedPostgres, ensure_database
 from services.phash.hashing import hamming, mirror_hash, phash

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,15 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from bench.timing import machine
-from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
-from gateway.explore import Explorer
+from gateway.catalog import Catalog
+from gateway.duplicates.links import PostgresLinkStore
+from gateway.duplicates.service import DuplicateGroups
+from gateway.image_facts import ImageFacts
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
+from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
+from gateway.sources import AnalysisSources
 from services.common.postgres.database import Cursor, Database, EmbeddedPostgres, ensure_database
 
 ADDS = 200
@@ -44,13 +49,27 @@ def progress(message: str) -> None:
     print(f"[link_log_bench] {message}", file=sys.stderr, flush=True)
 
 
-def explorer_over(tmp: Path, dsn: str) -> tuple[Explorer, Database, ServiceClients]:
+@dataclass
+class Replica:
+    """What one gateway holds of the duplicate groups, over its own connection pool."""
+
+    catalog: Catalog
+    links: PostgresLinkStore
+    groups: DuplicateGroups
+    db: Database
+    clients: ServiceClients
+
+
+def replica_over(tmp: Path, dsn: str) -> Replica:
     settings = GatewaySettings(data_dir=tmp / "gateway", services=[])
     clients = ServiceClients(settings, CollectorRegistry())
     db = Database(dsn, migrations={COMPONENT: MIGRATIONS})
-    explorer = Explorer(settings, clients, [], ReverseSearch(settings, clients, []))
-    explorer.attach(Catalog(db))
-    return explorer, db, clients
+    links, facts = PostgresLinkStore(db), ImageFacts(db)
+    search = ReverseSearch(settings, clients, [], facts)
+    groups = DuplicateGroups.build(
+        settings, clients, AnalysisSources(settings, clients, []), search, facts, links, db
+    )
+    return Replica(Catalog(db, removals=links), links, groups, db, clients)
 
 
 def fill(db: Database, size: int) -> None:
@@ -87,10 +106,10 @@ async def timed_ms(step: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def measure(a: Explorer, b: Explorer, size: int) -> list[str]:
+async def measure(a: Replica, b: Replica, size: int) -> list[str]:
     async def b_update() -> None:
-        async with b._groups_lock:
-            await b._current_groups("copies")
+        async with b.groups.follower.current("copies"):
+            pass
 
     lines = ["| step | ms |", "|---|---|"]
     whole = await timed_ms(b_update)
@@ -101,25 +120,27 @@ async def measure(a: Explorer, b: Explorer, size: int) -> list[str]:
         image_id = size + n
         a.catalog.begin_add(image_id, [], f"/spool/{image_id}.upload")
         started = time.perf_counter()
-        a.catalog.add_links("copies", image_id, [((n * 10 + 5) % size, 30.0)])
+        a.links.add("copies", image_id, [((n * 10 + 5) % size, 30.0)])
         adds.append((time.perf_counter() - started) * 1000)
         updates.append(await timed_ms(b_update))
         checks.append(await timed_ms(b_update))
-    assert b.group_refreshes == {"whole": 1, "changes": ADDS}, b.group_refreshes
-    lines.append(f"| A: `add_links` per add (generation, log, link: one transaction) | {percentiles(adds)} |")
+    assert b.groups.follower.refreshes == {"whole": 1, "changes": ADDS}, b.groups.follower.refreshes
+    lines.append(
+        f"| A: the links' add per add (generation, log, link: one transaction) | {percentiles(adds)} |"
+    )
     lines.append(f"| B: update after one add of A's | {percentiles(updates)} |")
     lines.append(f"| B: check, nothing changed (one query) | {percentiles(checks)} |")
     progress("single adds measured")
     for n in range(BATCH):
         image_id = size + ADDS + n
         a.catalog.begin_add(image_id, [], f"/spool/{image_id}.upload")
-        a.catalog.add_links("copies", image_id, [((n * 10 + 3) % size, 30.0)])
+        a.links.add("copies", image_id, [((n * 10 + 3) % size, 30.0)])
     batch = await timed_ms(b_update)
     lines.append(f"| B: update after {BATCH:,} adds of A's | {batch:,.0f} |")
-    reply = await timed_ms(lambda: b.duplicate_groups("copies"))
-    groups = len((await b.duplicate_groups("copies"))["groups"])
+    reply = await timed_ms(lambda: b.groups.groups("copies"))
+    groups = len((await b.groups.groups("copies"))["groups"])
     lines.append(f"| B: a whole `/duplicate_groups` reply ({groups:,} groups), for scale | {reply:,.0f} |")
-    assert b.group_refreshes["whole"] == 1, b.group_refreshes
+    assert b.groups.follower.refreshes["whole"] == 1, b.groups.follower.refreshes
     return lines
 
 
@@ -136,17 +157,15 @@ def main() -> None:
         admin = pg.start()
         try:
             dsn = ensure_database(admin, "gw")
-            a, a_db, a_clients = explorer_over(tmp / "a", dsn)
-            b, b_db, b_clients = explorer_over(tmp / "b", dsn)
+            a, b = replica_over(tmp / "a", dsn), replica_over(tmp / "b", dsn)
             try:
-                fill(a_db, size)
+                fill(a.db, size)
                 progress(f"{size:,} images in the catalog")
                 lines = asyncio.run(measure(a, b, size))
             finally:
-                asyncio.run(a_clients.close())
-                asyncio.run(b_clients.close())
-                a_db.close()
-                b_db.close()
+                for replica in (a, b):
+                    asyncio.run(replica.clients.close())
+                    replica.db.close()
         finally:
             pg.release()
     print("\n".join(lines))

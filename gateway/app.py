@@ -11,8 +11,9 @@
 - optional API key (gateway/auth.py; the page signs in with a cookie, gateway/web/session.py),
   CORS, /health with each service's state, /metrics
   (gateway/routes/health.py), Swagger at /docs;
-- ``/moments``, ``/map``, ``/duplicate_groups``: the collection explored, clustering run inside the
-  vector services (gateway/explore.py, gateway/routes/explore.py).
+- ``/moments``, ``/map``: the collection explored, clustering run inside the vector services
+  (gateway/explore.py, gateway/routes/explore.py); ``/duplicate_groups``: copies and near shots
+  (gateway/duplicates/, gateway/routes/duplicates.py).
 """
 
 from __future__ import annotations
@@ -27,14 +28,20 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails, web
 from gateway.auth import ApiKeyMiddleware
-from gateway.catalog import COMPONENT, MIGRATIONS, Catalog
+from gateway.catalog import Catalog
+from gateway.duplicates.links import PostgresLinkStore
+from gateway.duplicates.service import DuplicateGroups
 from gateway.explore import Explorer
+from gateway.image_facts import ImageFacts
 from gateway.openapi import openapi_with_service_schemas
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
+from gateway.routes import duplicates as duplicate_routes
 from gateway.routes import explore, health, passthrough, search, writes
 from gateway.routes import thumbnails as thumbnail_routes
+from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
+from gateway.sources import AnalysisSources
 from gateway.writer import FanOutWriter, Spool
 from services.common.app import add_common_handlers, add_unavailable_handler
 from services.common.images import DecodeLimits
@@ -48,43 +55,53 @@ log = logging.getLogger("ambience.gateway")
 def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     enabled = settings.enabled()
+    names = {u.name for u in enabled}
+    stored_by = [u.name for u in enabled if u.store]
     metrics = ServiceMetrics("gateway")
     clients = ServiceClients(settings, metrics.registry)
+    # Every store below is built over the component now and answers DatabaseUnavailable (503) until
+    # the lifespan has opened it.
     postgres = PostgresComponent(
         pg or PostgresSettings(),
         {COMPONENT: MIGRATIONS, thumbnails.COMPONENT: thumbnails.MIGRATIONS, web.COMPONENT: web.MIGRATIONS},
         "ambience-gateway",
     )
-    writer = FanOutWriter(
-        settings, clients, Spool(settings.resolved_data_dir() / "spool"), [u.name for u in enabled if u.store]
+    links = PostgresLinkStore(postgres)
+    catalog = Catalog(
+        postgres,
+        settings.retry_backoff_s,
+        settings.retry_backoff_max_s,
+        settings.retry_max_attempts,
+        removals=links,
     )
-    reverse_search = ReverseSearch(settings, clients, enabled)
+    facts = ImageFacts(postgres)
+    writer = FanOutWriter(
+        settings, clients, Spool(settings.resolved_data_dir() / "spool"), stored_by, catalog
+    )
+    reverse_search = ReverseSearch(settings, clients, enabled, facts)
+    sources = AnalysisSources(settings, clients, enabled)
+    explorer = Explorer(settings, sources, facts)
+    duplicates = DuplicateGroups.build(settings, clients, sources, reverse_search, facts, links, postgres)
     decode_limits = DecodeLimits(
         max_bytes=settings.max_upload_bytes, budget=MemoryBudget(settings.decode_budget_mb << 20, "decode")
     )
-    writer.subscribe(
-        thumbnails.ThumbnailKeeper(lambda: writer.catalog.db, settings.thumbnail_size, decode_limits)
-    )
-    explorer = Explorer(settings, clients, enabled, reverse_search)
-    writer.subscribe(explorer)
+    # After an add, in this order: the facts (capture times, sizes), the thumbnail (the duplicate
+    # links align thumbnails), the duplicate links.
+    writer.subscribe(facts)
+    writer.subscribe(thumbnails.ThumbnailKeeper(postgres, settings.thumbnail_size, decode_limits))
+    writer.subscribe(duplicates)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = await run_in_threadpool(postgres.open)
-        catalog = Catalog(
-            db, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts
-        )
-        writer.attach(catalog)
-        explorer.attach(catalog)
-        reverse_search.attach(catalog)
+        await run_in_threadpool(postgres.open)
         await run_in_threadpool(writer.reconcile_spool)
         writer.start()
-        log.info("gateway ready: services %s, catalog %s", ", ".join(u.name for u in enabled), db.where)
+        log.info("gateway ready: services %s, catalog %s", ", ".join(names), postgres.where)
         try:
             yield
         finally:
             await writer.stop()
-            await explorer.stop()
+            await duplicates.stop()
             await clients.close()
             await run_in_threadpool(postgres.close)
 
@@ -98,6 +115,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     app.state.settings = settings
     app.state.writer = writer
     app.state.reverse_search = reverse_search
+    app.state.duplicates = duplicates
     add_common_handlers(
         app, metrics, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes
     )
@@ -118,11 +136,14 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
     writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
     search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry)
-    explore.add_routes(app, explorer)
-    health.add_routes(app, settings, clients, writer, metrics)
-    thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)
-    passthrough.add_routes(app, clients, {u.name for u in enabled})
+    explore.add_routes(app, explorer, facts)
+    duplicate_routes.add_routes(app, duplicates)
+    health.add_routes(app, settings, clients, catalog, postgres, stored_by, metrics)
+    thumbnail_routes.add_routes(
+        app, postgres, catalog, clients, stored_by, settings.thumbnail_size, decode_limits
+    )
+    passthrough.add_routes(app, clients, names)
     if settings.web:
-        web.add_routes(app, settings.api_key, lambda: writer.catalog.db)
+        web.add_routes(app, settings.api_key, postgres)
     app.openapi = openapi_with_service_schemas(app, settings, enabled)  # type: ignore[method-assign]
     return app

@@ -1,4 +1,4 @@
-"""The gateway's catalog in PostgreSQL: per image and service, what is done and what is pending.
+"""The gateway's write ledger in PostgreSQL: per image and service, what is done and what is pending.
 
 An image is either being added (``op = 'add'``, the uploaded bytes kept in a spool file until every
 service has them) or being deleted (``op = 'delete'``, the row disappears once every service has
@@ -18,6 +18,10 @@ after the image was deleted cannot mark it added again; the gateway additionally
 work on one image id (see ``gateway.writer``), so an add never reaches a service before the delete
 that preceded it, nor after the delete that followed it.
 
+Whoever follows which images are added (the duplicate groups) is told, inside the ledger's own
+transaction, when one stops being an added image (:class:`RemovalLog`). The tables are in
+gateway/schema.py; what is known of each image is gateway/image_facts.py.
+
 Plain synchronous functions over :class:`services.common.postgres.database.Database`; the app calls them in
 worker threads.
 """
@@ -26,129 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from services.common.postgres.database import Cursor, Database, Migration
-
-COMPONENT = "gateway"
-
-MIGRATIONS = [
-    Migration(
-        1,
-        "catalog",
-        """
-        CREATE TABLE gateway_images (
-            image_id bigint PRIMARY KEY,
-            op text NOT NULL CHECK (op IN ('add', 'delete')),
-            spool text,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE gateway_parts (
-            image_id bigint NOT NULL REFERENCES gateway_images ON DELETE CASCADE,
-            service text NOT NULL,
-            status text NOT NULL CHECK (status IN ('pending', 'done', 'rejected')),
-            attempts integer NOT NULL DEFAULT 0,
-            next_try timestamptz NOT NULL DEFAULT now(),
-            last_error text,
-            PRIMARY KEY (image_id, service)
-        );
-        CREATE INDEX gateway_parts_due ON gateway_parts (next_try) WHERE status = 'pending';
-        """,
-    ),
-    Migration(
-        2,
-        "image metadata and duplicate links",
-        """
-        CREATE TABLE gateway_image_info (
-            image_id bigint PRIMARY KEY,
-            width integer,
-            height integer,
-            bytes bigint NOT NULL,
-            file_name text,
-            captured_at timestamp,
-            gps_latitude double precision,
-            gps_longitude double precision
-        );
-        CREATE TABLE gateway_links (
-            kind text NOT NULL CHECK (kind IN ('copies', 'similar')),
-            image_id bigint NOT NULL,
-            other_id bigint NOT NULL,
-            distance double precision NOT NULL,
-            PRIMARY KEY (kind, image_id, other_id)
-        );
-        CREATE INDEX gateway_links_other ON gateway_links (other_id);
-        """,
-    ),
-    Migration(
-        3,
-        "parts that gave up",
-        """
-        ALTER TABLE gateway_parts DROP CONSTRAINT gateway_parts_status_check;
-        ALTER TABLE gateway_parts ADD CONSTRAINT gateway_parts_status_check
-            CHECK (status IN ('pending', 'done', 'rejected', 'failed'));
-        """,
-    ),
-    Migration(
-        4,
-        "content digest per image",
-        "ALTER TABLE gateway_images ADD COLUMN digest text;",
-    ),
-    Migration(
-        5,
-        "an operation per part: a delete pending on one service, the next add queued behind it",
-        """
-        ALTER TABLE gateway_parts ADD COLUMN op text;
-        UPDATE gateway_parts p SET op = i.op FROM gateway_images i WHERE i.image_id = p.image_id;
-        ALTER TABLE gateway_parts ALTER COLUMN op SET NOT NULL;
-        ALTER TABLE gateway_parts ADD CONSTRAINT gateway_parts_op_check CHECK (op IN ('add', 'delete'));
-        ALTER TABLE gateway_parts ADD COLUMN add_queued boolean NOT NULL DEFAULT false;
-        """,
-    ),
-    Migration(
-        6,
-        "a generation and change log of the duplicate links, so that every gateway replica follows them",
-        """
-        CREATE TABLE gateway_link_generations (
-            kind text PRIMARY KEY CHECK (kind IN ('copies', 'similar')),
-            generation bigint NOT NULL
-        );
-        INSERT INTO gateway_link_generations (kind, generation) VALUES ('copies', 0), ('similar', 0);
-        CREATE TABLE gateway_link_changes (
-            kind text NOT NULL,
-            generation bigint NOT NULL,
-            change text NOT NULL CHECK (change IN ('add', 'remove', 'rebuild')),
-            image_id bigint,
-            PRIMARY KEY (kind, generation)
-        );
-        """,
-    ),
-    Migration(
-        7,
-        "the exact exposure time of an image (two shots are never copies of each other)",
-        """
-        ALTER TABLE gateway_image_info ADD COLUMN exposed_at timestamp;
-        ALTER TABLE gateway_image_info ADD COLUMN exposure_subsecond boolean;
-        """,
-    ),
-]
-
-#: Kinds of duplicate links (gateway/explore.py), each with its own generation.
-LINK_KINDS = ("copies", "similar")
-#: Changes of the links kept per kind: a gateway further behind than this reloads its groups whole
-#: (as cheap as applying that many changes).
-LINK_CHANGES_KEPT = 10_000
-
-INFO_COLUMNS = (
-    "width",
-    "height",
-    "bytes",
-    "file_name",
-    "captured_at",
-    "exposed_at",
-    "exposure_subsecond",
-    "gps_latitude",
-    "gps_longitude",
-)
+from services.common.postgres.database import Cursor, Database
 
 DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
 
@@ -177,34 +61,6 @@ class DuePart:
 
 
 @dataclass(frozen=True)
-class LinkChange:
-    """One change of a kind's links: an image ``add``ed (linked to what it matched), ``remove``d
-    (with its links), or every link replaced (``rebuild``, ``image_id`` None)."""
-
-    generation: int
-    change: str
-    image_id: int | None
-
-
-@dataclass(frozen=True)
-class LinkChanges:
-    """A kind's generation now and the changes after the one asked about, oldest first."""
-
-    generation: int
-    changes: list[LinkChange]
-
-
-@dataclass(frozen=True)
-class LinkSnapshot:
-    """A kind's links whole: the images that are added, the links, and a generation whose changes
-    they include (they may include later ones too: the generation is read first)."""
-
-    generation: int
-    images: list[int]
-    links: list[tuple[int, int, float]]
-
-
-@dataclass(frozen=True)
 class PartState:
     """One part as it stands: its operation, status, the image's spool file, a queued add."""
 
@@ -223,6 +79,13 @@ def pending_steps(cur: Cursor, image_id: int) -> list[Step]:
     return [Step(*row) for row in cur.fetchall()]
 
 
+class RemovalLog(Protocol):
+    """Told, inside the ledger's transaction, that an image stopped being an added one (a delete
+    began, or an add every service rejected was forgotten: then its links go too)."""
+
+    def image_removed(self, cur: Cursor, image_id: int, drop_links: bool) -> None: ...
+
+
 class Catalog:
     def __init__(
         self,
@@ -230,13 +93,17 @@ class Catalog:
         backoff_s: float = 2.0,
         backoff_max_s: float = 300.0,
         max_attempts: int = 300,
-        link_changes_kept: int = LINK_CHANGES_KEPT,
+        removals: RemovalLog | None = None,
     ) -> None:
         self.db = db
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
-        self.link_changes_kept = link_changes_kept
+        self.removals = removals
+
+    def _removed(self, cur: Cursor, image_id: int, drop_links: bool = False) -> None:
+        if self.removals is not None:
+            self.removals.image_removed(cur, image_id, drop_links)
 
     # -- starting operations ------------------------------------------------------------------
 
@@ -303,7 +170,7 @@ class Catalog:
             row = cur.fetchone()
             spool = row[0] if row else None
             if row is not None and row[1] == "add":
-                self._log_removal(cur, image_id)  # no longer in the duplicate groups
+                self._removed(cur, image_id)  # no longer in the duplicate groups
             cur.execute("SELECT service FROM gateway_parts WHERE image_id = %s", (image_id,))
             names.update(r[0] for r in cur.fetchall())
             cur.execute(
@@ -327,12 +194,9 @@ class Catalog:
             row = cur.fetchone()
             if row is None or row[0] != "add":
                 return
-            self._log_removal(cur, image_id)  # another image's links may name it already
-            # stored nowhere: no link may keep it in the groups (an unknown id named by a link is
-            # an imported image)
-            cur.execute(
-                "DELETE FROM gateway_links WHERE image_id = %s OR other_id = %s", (image_id, image_id)
-            )
+            # another image's links may name it already; stored nowhere, no link may keep it in the
+            # groups (an unknown id named by a link is an imported image)
+            self._removed(cur, image_id, drop_links=True)
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s AND op = 'add'", (image_id,))
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = false WHERE image_id = %s RETURNING service",
@@ -531,196 +395,3 @@ class Catalog:
             }
 
         return self.db.run(run)
-
-    # -- what the gateway remembers per image (gateway/explore.py) --------------------------
-
-    def record_info(self, image_id: int, info: dict[str, Any]) -> None:
-        values = [info.get(c) for c in INFO_COLUMNS]
-        columns = ", ".join(INFO_COLUMNS)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in INFO_COLUMNS)
-        self.db.run(
-            lambda cur: cur.execute(
-                f"INSERT INTO gateway_image_info (image_id, {columns}) VALUES (%s{', %s' * len(values)})"
-                f" ON CONFLICT (image_id) DO UPDATE SET {updates}",
-                (image_id, *values),
-            )
-        )
-
-    def info(self, image_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
-        """Per image id (every image when ``image_ids`` is None): the recorded metadata."""
-
-        def run(cur: Cursor) -> dict[int, dict[str, Any]]:
-            query = f"SELECT image_id, {', '.join(INFO_COLUMNS)} FROM gateway_image_info"
-            if image_ids is None:
-                cur.execute(query)
-            else:
-                cur.execute(query + " WHERE image_id = ANY(%s)", (image_ids,))
-            return {row[0]: dict(zip(INFO_COLUMNS, row[1:], strict=True)) for row in cur.fetchall()}
-
-        return self.db.run(run)
-
-    def capture_times(self) -> dict[int, float]:
-        """Capture time (seconds, as recorded: camera-local time) of every image that has one."""
-
-        def run(cur: Cursor) -> dict[int, float]:
-            cur.execute(
-                "SELECT image_id, extract(epoch FROM captured_at) FROM gateway_image_info"
-                " WHERE captured_at IS NOT NULL"
-            )
-            return {row[0]: float(row[1]) for row in cur.fetchall()}
-
-        return self.db.run(run)
-
-    # -- the duplicate links and their change log (gateway/explore.py) -----------------------
-    #
-    # Every change of a kind's links, and every image that stops being an added one (begin_delete,
-    # forget), is in a transaction that bumps the kind's generation (its row lock orders the
-    # writers of a kind, so a generation is visible only once it and every earlier one are
-    # committed) and logs the change under it. A gateway remembers the generation
-    # its groups in memory reflect, and on each request applies the changes logged since: its own
-    # and other replicas' alike.
-
-    def _log_link_change(self, cur: Cursor, kind: str, change: str, image_id: int | None) -> int:
-        cur.execute(
-            "UPDATE gateway_link_generations SET generation = generation + 1 WHERE kind = %s"
-            " RETURNING generation",
-            (kind,),
-        )
-        generation = cur.fetchone()[0]
-        cur.execute(
-            "INSERT INTO gateway_link_changes (kind, generation, change, image_id) VALUES (%s, %s, %s, %s)",
-            (kind, generation, change, image_id),
-        )
-        cur.execute(
-            "DELETE FROM gateway_link_changes WHERE kind = %s AND generation <= %s",
-            (kind, generation - self.link_changes_kept),
-        )
-        return generation
-
-    def _log_removal(self, cur: Cursor, image_id: int) -> None:
-        """Log that ``image_id`` left the groups of every kind: it is no longer an added image (the
-        groups hold added images only), or its links are gone."""
-        for kind in LINK_KINDS:  # always in this order: two removals never wait on each other
-            self._log_link_change(cur, kind, "remove", image_id)
-
-    def add_links(self, kind: str, image_id: int, links: list[tuple[int, float]]) -> int:
-        """Record an added image and its links (none is a change too: the image joins the groups);
-        returns the kind's new generation."""
-
-        def run(cur: Cursor) -> int:
-            generation = self._log_link_change(cur, kind, "add", image_id)
-            cur.executemany(
-                "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (kind, image_id, other_id) DO UPDATE SET distance = EXCLUDED.distance",
-                [(kind, image_id, other, distance) for other, distance in links],
-            )
-            return generation
-
-        return self.db.run(run)
-
-    def replace_links(
-        self, kind: str, links: list[tuple[int, int, float]], computed_from: int | None = None
-    ) -> int:
-        """Every link of ``kind`` at once (a rebuild), but those of images removed after generation
-        ``computed_from`` (deleted while the links were computed: they must not come back); returns
-        how many links were written."""
-
-        def run(cur: Cursor) -> int:
-            removed: set[int] = set()
-            if computed_from is not None:
-                cur.execute(
-                    "SELECT image_id FROM gateway_link_changes"
-                    " WHERE kind = %s AND change = 'remove' AND generation > %s",
-                    (kind, computed_from),
-                )
-                removed = {row[0] for row in cur.fetchall()}
-            kept = [(a, b, d) for a, b, d in links if a not in removed and b not in removed]
-            self._log_link_change(cur, kind, "rebuild", None)
-            cur.execute("DELETE FROM gateway_links WHERE kind = %s", (kind,))
-            cur.executemany(
-                "INSERT INTO gateway_links (kind, image_id, other_id, distance) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                [(kind, a, b, d) for a, b, d in kept],
-            )
-            return len(kept)
-
-        return self.db.run(run)
-
-    def links(self, kind: str) -> list[tuple[int, int, float]]:
-        def run(cur: Cursor) -> list[tuple[int, int, float]]:
-            cur.execute("SELECT image_id, other_id, distance FROM gateway_links WHERE kind = %s", (kind,))
-            return [(a, b, float(d)) for a, b, d in cur.fetchall()]
-
-        return self.db.run(run)
-
-    def link_changes(self, kind: str, since: int) -> LinkChanges:
-        """The kind's generation and the changes after ``since``: one indexed query, no rows when
-        nothing changed."""
-
-        def run(cur: Cursor) -> LinkChanges:
-            cur.execute(
-                "SELECT g.generation, c.generation, c.change, c.image_id FROM gateway_link_generations g"
-                " LEFT JOIN gateway_link_changes c ON c.kind = g.kind AND c.generation > %s"
-                " WHERE g.kind = %s ORDER BY c.generation",
-                (since, kind),
-            )
-            rows = cur.fetchall()
-            changes = [LinkChange(g, change, image) for _, g, change, image in rows if g is not None]
-            return LinkChanges(rows[0][0], changes)
-
-        return self.db.run(run)
-
-    def link_generation(self, kind: str) -> int:
-        def run(cur: Cursor) -> int:
-            cur.execute("SELECT generation FROM gateway_link_generations WHERE kind = %s", (kind,))
-            return int(cur.fetchone()[0])
-
-        return self.db.run(run)
-
-    def link_snapshot(self, kind: str) -> LinkSnapshot:
-        """Every added image and link of ``kind``, with the generation read before them. A link
-        counts unless one of its images is known here as not added (being deleted, or an add
-        forgotten while a delete is pending): one the gateway never saw (``ambience import``) is
-        named by its links."""
-
-        def run(cur: Cursor) -> LinkSnapshot:
-            cur.execute("SELECT generation FROM gateway_link_generations WHERE kind = %s", (kind,))
-            generation = cur.fetchone()[0]
-            cur.execute("SELECT image_id FROM gateway_images WHERE op = 'add' ORDER BY image_id")
-            images = [row[0] for row in cur.fetchall()]
-            cur.execute(
-                "SELECT l.image_id, l.other_id, l.distance FROM gateway_links l WHERE l.kind = %s"
-                " AND NOT EXISTS (SELECT 1 FROM gateway_images g"
-                " WHERE g.image_id IN (l.image_id, l.other_id) AND g.op <> 'add')",
-                (kind,),
-            )
-            return LinkSnapshot(generation, images, [(a, b, float(d)) for a, b, d in cur.fetchall()])
-
-        return self.db.run(run)
-
-    def links_of(self, kind: str, image_ids: list[int]) -> list[tuple[int, int, float]]:
-        """The links of ``kind`` that touch ``image_ids``, as a snapshot holds them."""
-
-        def run(cur: Cursor) -> list[tuple[int, int, float]]:
-            cur.execute(
-                "SELECT l.image_id, l.other_id, l.distance FROM gateway_links l"
-                " WHERE l.kind = %s AND (l.image_id = ANY(%s) OR l.other_id = ANY(%s))"
-                " AND NOT EXISTS (SELECT 1 FROM gateway_images g"
-                " WHERE g.image_id IN (l.image_id, l.other_id) AND g.op <> 'add')",
-                (kind, image_ids, image_ids),
-            )
-            return [(a, b, float(d)) for a, b, d in cur.fetchall()]
-
-        return self.db.run(run)
-
-    def forget_info(self, image_id: int) -> None:
-        """Drop an image's metadata and links (it is being deleted)."""
-
-        def run(cur: Cursor) -> None:
-            self._log_removal(cur, image_id)
-            cur.execute("DELETE FROM gateway_image_info WHERE image_id = %s", (image_id,))
-            cur.execute(
-                "DELETE FROM gateway_links WHERE image_id = %s OR other_id = %s", (image_id, image_id)
-            )
-
-        self.db.run(run)

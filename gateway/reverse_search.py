@@ -25,9 +25,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.catalog import Catalog
+from gateway.duplicates.exposure import different_exposures, recorded_exposure
 from gateway.fusion import clean_hits, reciprocal_rank_fusion
-from gateway.photo_metadata import different_exposures, read_metadata, recorded_exposure
+from gateway.image_facts import ImageFacts
+from gateway.photo_metadata import read_metadata
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
 
@@ -149,16 +150,20 @@ def other_exposures(
 class ReverseSearch:
     """Reverse search over the ``enabled`` upstreams, calling them through ``clients``."""
 
-    def __init__(self, settings: GatewaySettings, clients: ServiceClients, enabled: list[Upstream]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clients: ServiceClients,
+        enabled: list[Upstream],
+        facts: ImageFacts | None = None,
+    ) -> None:
+        """``facts``: the exposure times of the images a duplicate search finds (none: every
+        duplicate stands)."""
         self.settings = settings
         self.clients = clients
         self.enabled = enabled
         self.search_services = [u for u in enabled if u.search]
-        self._catalog: Catalog | None = None
-
-    def attach(self, catalog: Catalog) -> None:
-        """The catalog, for the exposure times of the images a duplicate search finds."""
-        self._catalog = catalog
+        self.facts = facts
 
     async def search(self, upstream: Upstream, data: bytes, fields: dict[str, str]) -> CallResult:
         """One service's by-image search; the whole call, connection included, is bounded by its
@@ -195,10 +200,10 @@ class ReverseSearch:
         replies = await asyncio.gather(*calls)
         refuse_if_rejected(replies[:1])  # phash decides: local features alone never make the answer
         found = merge_duplicates(replies[0], replies[1] if use_local else None, self.settings)
-        if not found or not self.settings.copy_exposure_check or self._catalog is None:
+        if not found or not self.settings.copy_exposure_check or self.facts is None:
             return found
         query = recorded_exposure(read_metadata(data, None))
         if query is None:
             return found
-        stored = await run_in_threadpool(self._catalog.info, [h["image_id"] for h in found["duplicate"]])
+        stored = await run_in_threadpool(self.facts.info, [h["image_id"] for h in found["duplicate"]])
         return other_exposures(query, stored, found)

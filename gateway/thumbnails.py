@@ -5,22 +5,22 @@ in PostgreSQL next to the catalog: every gateway replica reads the same database
 same previews, and a backup of the catalog holds them too. At 256 px on the long side as WebP a
 preview is 5-15 KB, so 100,000 images cost about 1 GB of database.
 
-Plain synchronous functions over :class:`services.common.postgres.database.Database`; the app calls them in
-worker threads.
+Plain synchronous functions over a :class:`services.common.postgres.database.SqlRunner`; the app calls
+them in worker threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from services.common.images import DecodeLimits, decode_image
-from services.common.postgres.database import Cursor, Database, Migration
+from services.common.postgres.database import Cursor, Migration, SqlRunner
 
 COMPONENT = "thumbnails"
 
@@ -66,20 +66,20 @@ def make_thumbnail(
 class ThumbnailKeeper:
     """Makes and keeps the preview of every image the gateway adds (a writer listener)."""
 
-    def __init__(self, database: Callable[[], Database], long_side: int, limits: DecodeLimits) -> None:
-        self.database = database
+    def __init__(self, db: SqlRunner, long_side: int, limits: DecodeLimits) -> None:
+        self.db = db
         self.long_side = long_side
         self.limits = limits
 
     async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
         webp = await run_in_threadpool(make_thumbnail, data, self.long_side, 80, self.limits)
-        await run_in_threadpool(put, self.database(), image_id, webp)
+        await run_in_threadpool(put, self.db, image_id, webp)
 
     async def image_deleted(self, image_id: int) -> None:
-        await run_in_threadpool(delete, self.database(), image_id)
+        await run_in_threadpool(delete, self.db, image_id)
 
 
-def put(db: Database, image_id: int, webp: bytes) -> None:
+def put(db: SqlRunner, image_id: int, webp: bytes) -> None:
     etag = hashlib.sha256(webp).hexdigest()[:16]
 
     def write(cur: Cursor) -> None:
@@ -95,7 +95,7 @@ def put(db: Database, image_id: int, webp: bytes) -> None:
     db.run(write)
 
 
-def get(db: Database, image_id: int) -> Thumbnail | None:
+def get(db: SqlRunner, image_id: int) -> Thumbnail | None:
     def read(cur: Cursor) -> Thumbnail | None:
         cur.execute("SELECT webp, etag FROM gateway_thumbnails WHERE image_id = %s", (image_id,))
         row = cur.fetchone()
@@ -104,11 +104,11 @@ def get(db: Database, image_id: int) -> Thumbnail | None:
     return db.run(read)
 
 
-def delete(db: Database, image_id: int) -> None:
+def delete(db: SqlRunner, image_id: int) -> None:
     db.run(lambda cur: cur.execute("DELETE FROM gateway_thumbnails WHERE image_id = %s", (image_id,)))
 
 
-def missing(db: Database, image_ids: Iterable[int]) -> list[int]:
+def missing(db: SqlRunner, image_ids: Iterable[int]) -> list[int]:
     """Those of ``image_ids`` that have no thumbnail yet (for the backfill command)."""
     ids = list(image_ids)
     if not ids:
@@ -125,7 +125,7 @@ def missing(db: Database, image_ids: Iterable[int]) -> list[int]:
     return db.run(query)
 
 
-def missing_in_catalog(db: Database, limit: int = 10_000) -> list[tuple[int, str | None]]:
+def missing_in_catalog(db: SqlRunner, limit: int = 10_000) -> list[tuple[int, str | None]]:
     """(image_id, spool path or None) of added images that have no thumbnail, lowest ids first."""
 
     def query(cur: Cursor) -> list[tuple[int, str | None]]:
@@ -141,7 +141,7 @@ def missing_in_catalog(db: Database, limit: int = 10_000) -> list[tuple[int, str
     return db.run(query)
 
 
-def ids(db: Database) -> list[int]:
+def ids(db: SqlRunner) -> list[int]:
     """Every image id that has a thumbnail, ascending."""
 
     def query(cur: Cursor) -> list[int]:
@@ -151,7 +151,7 @@ def ids(db: Database) -> list[int]:
     return db.run(query)
 
 
-def count(db: Database) -> int:
+def count(db: SqlRunner) -> int:
     def query(cur: Cursor) -> int:
         cur.execute("SELECT count(*) FROM gateway_thumbnails")
         return int(cur.fetchone()[0])

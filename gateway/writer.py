@@ -197,8 +197,8 @@ class FanOutWriter:
     """Adds and deletes across the feature services ``services``, with the catalog as the record of
     what each one holds and a retry worker that finishes what failed.
 
-    The catalog is attached once the database is open (:meth:`attach`); until then every operation
-    raises :class:`DatabaseUnavailable` (HTTP 503), as when the database goes away later.
+    The catalog's database may not answer (not open yet, or gone): every operation then raises
+    :class:`DatabaseUnavailable` (HTTP 503).
     """
 
     def __init__(
@@ -207,14 +207,14 @@ class FanOutWriter:
         clients: ServiceClients,
         spool: Spool,
         services: list[str],
-        catalog: Catalog | None = None,
+        catalog: Catalog,
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.spool = spool
         self.services = services
+        self.catalog = catalog
         self.locks = KeyedLocks()
-        self._catalog = catalog
         self._worker: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         #: Services whose last answer was a transient failure: watched, retried at once when back.
@@ -231,15 +231,6 @@ class FanOutWriter:
                 await getattr(listener, event)(image_id, *args)
             except Exception:
                 log.exception("%s of image %d: %s failed", event, image_id, type(listener).__name__)
-
-    @property
-    def catalog(self) -> Catalog:
-        if self._catalog is None:
-            raise DatabaseUnavailable("the catalog is not open yet (the gateway is starting)")
-        return self._catalog
-
-    def attach(self, catalog: Catalog) -> None:
-        self._catalog = catalog
 
     def reconcile_spool(self) -> None:
         """Start-up: the spool holds exactly the uploads the catalog still needs (blocking; call it
@@ -259,15 +250,17 @@ class FanOutWriter:
         confirmed (now or by the retry worker). Raises :class:`~gateway.catalog.CatalogConflict`
         when the id is taken, and :class:`ImageRejected` when every service it reached refused the
         image."""
-        catalog = self.catalog  # DatabaseUnavailable before anything is spooled while none is open
+        catalog = self.catalog
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
             digest = hashlib.sha256(data).hexdigest()
             try:
                 steps = await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
-            except DatabaseUnavailable:
-                # The row may have been committed all the same (the break came during COMMIT):
-                # the spool file stays for it; the start-up reconciliation drops it if not.
+            except DatabaseUnavailable as exc:
+                # A break during COMMIT may have committed the row all the same: the spool file
+                # stays for it (the start-up reconciliation drops it if not).
+                if not exc.maybe_committed:
+                    await run_in_threadpool(self.spool.remove, path)
                 raise
             except BaseException:
                 await run_in_threadpool(self.spool.remove, path)

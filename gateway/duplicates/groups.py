@@ -1,11 +1,14 @@
 """Duplicate groups in memory: connected components of links between images, kept up to date one
-image at a time (plain Python, no I/O)."""
+image at a time, and the arithmetic of links (plain Python, no I/O)."""
 
 from __future__ import annotations
 
 import heapq
 import math
 from collections.abc import Iterable
+
+#: A link between two images and its distance (the smaller id first where it is stored).
+Link = tuple[int, int, float]
 
 
 class LinkGroups:
@@ -89,3 +92,48 @@ class LinkGroups:
                     heapq.heappush(heap, (d + step, other))
         direct = self.links.get(source, {})
         return {m: (direct.get(m, d), m in direct or m == source) for m, d in best.items()}
+
+
+def union_of_links(found: list[Link], recorded: list[Link], prefer_found: bool = False) -> list[Link]:
+    """Both lists of links, each pair once (smaller id first) at its smallest distance, or with
+    ``prefer_found`` at its distance in ``found`` where it is there (a crop local features verified
+    is linked at 0, but a pair phash also found keeps its phash distance, as at add time)."""
+    best: dict[tuple[int, int], float] = {}
+    for a, b, d in found:
+        key = (min(a, b), max(a, b))
+        best[key] = min(d, best.get(key, d))
+    for a, b, d in recorded:
+        key = (min(a, b), max(a, b))
+        if not (prefer_found and key in best):
+            best[key] = min(d, best.get(key, d))
+    return [(a, b, d) for (a, b), d in sorted(best.items())]
+
+
+def links_by_image(links: list[Link]) -> dict[int, list[tuple[int, float]]]:
+    """Per image, the other end and distance of each of its links."""
+    by_image: dict[int, list[tuple[int, float]]] = {}
+    for a, b, d in links:
+        by_image.setdefault(a, []).append((b, d))
+        by_image.setdefault(b, []).append((a, d))
+    return by_image
+
+
+def groups_from_links(images: list[int], links: list[Link]) -> LinkGroups:
+    """The groups of ``images`` and of every image a link names: one written to the services by
+    ``ambience import`` is known to the gateway by its links only (the catalog leaves out the links
+    of images being deleted or forgotten)."""
+    groups = LinkGroups()
+    by_image = links_by_image(links)
+    for image in sorted({*images, *by_image}):
+        groups.add(image, by_image.get(image, []))
+    return groups
+
+
+def add_linked(groups: LinkGroups, image: int, links: list[tuple[int, float]]) -> None:
+    """Record ``image`` with its links, and the images at their other ends that ``groups`` does not
+    hold yet (added images whose own change is not applied yet, or that have no change logged:
+    a whole load holds them too)."""
+    for other, _ in links:
+        if other not in groups.group_of:
+            groups.add(other, [])
+    groups.add(image, links)

@@ -3,7 +3,10 @@ on the app, over the objects they need:
 
 - ``writes``: fan-out add and delete, the catalog's view (:class:`gateway.writer.FanOutWriter`);
 - ``search``: ``/reverse_search`` (:class:`gateway.reverse_search.ReverseSearch`);
-- ``explore``: ``/moments``, ``/map``, ``/duplicate_groups`` (:class:`gateway.explore.Explorer`);
+- ``explore``: ``/moments``, ``/map`` (:class:`gateway.explore.Explorer`), ``/image_info``;
+- ``duplicates``: ``/duplicate_groups`` and its rebuild
+  (:class:`gateway.duplicates.service.DuplicateGroups`);
+- ``thumbnails``: the previews of the page and their backfill;
 - ``health``: ``/health`` and ``/metrics``;
 - ``passthrough``: every service route by name, streamed to its service.
 

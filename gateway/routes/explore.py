@@ -1,4 +1,5 @@
-"""``/moments``, ``/map``, ``/duplicate_groups`` through :class:`~gateway.explore.Explorer`."""
+"""``/moments``, ``/map`` through :class:`~gateway.explore.Explorer`, ``/image_info`` from the image facts;
+:func:`answer`, how every explore route turns a computation in progress or a missing service into a reply."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.explore import Explorer, GroupsBody, MomentsBody, Running, SourceUnavailable
+from gateway.explore import Explorer, MomentsBody
+from gateway.image_facts import ImageFacts
+from gateway.sources import Running, SourceUnavailable
 
 
 async def answer(work: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
@@ -30,7 +33,7 @@ class ImageIds(BaseModel):
     image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
 
 
-def add_routes(app: FastAPI, explorer: Explorer) -> None:
+def add_routes(app: FastAPI, explorer: Explorer, facts: ImageFacts) -> None:
     @app.post("/moments", tags=["explore"])
     async def moments(body: MomentsBody) -> Any:
         """The collection clustered into moments, largest first: ``{"moment", "representative",
@@ -47,28 +50,12 @@ def add_routes(app: FastAPI, explorer: Explorer) -> None:
         """A 2-D layout of the collection: ``points`` of ``{"image_id", "x", "y", "moment"}``."""
         return await answer(lambda: explorer.map(source, granularity))
 
-    @app.post("/duplicate_groups", tags=["explore"])
-    async def duplicate_groups(body: GroupsBody) -> Any:
-        """Groups of copies (the same picture) or of near shots: per group the ``keeper`` (most
-        pixels, then largest file) and ``members`` with their ``distance`` to it (``direct``: false
-        when only linked through other members; the distance is then the path length)."""
-        return await answer(lambda: explorer.duplicate_groups(body.kind))
-
-    @app.post("/duplicate_groups/rebuild", tags=["explore"])
-    async def rebuild_duplicate_groups(body: GroupsBody) -> Any:
-        """Recompute every link of ``kind`` from the services (after a bulk import). A copies rebuild
-        with local_features enabled searches every stored image for crops in the background: 202
-        ``{"status": "running", "kind", "progress": {"phase", "done", "total", "failed"}}`` until
-        it has finished, then its result once (``crops`` says how far the crop search got); the
-        next call starts a new rebuild."""
-        return await answer(lambda: explorer.rebuild(body.kind))
-
     @app.post("/image_info", tags=["explore"])
     async def image_info(body: ImageIds) -> dict[str, Any]:
         """What the gateway recorded per image at add time: ``width``, ``height``, ``bytes``,
         ``file_name``, ``captured_at`` (EXIF, camera-local ISO time), ``exposed_at`` (the camera's
         DateTimeOriginal with its fraction of a second) and ``exposure_subsecond`` (whether it had
         one), ``gps_latitude``, ``gps_longitude``; null where unknown. Unknown ids are absent."""
-        found = await run_in_threadpool(explorer.catalog.info, body.image_ids)
+        found = await run_in_threadpool(facts.info, body.image_ids)
         times = ("captured_at", "exposed_at")
         return {str(i): {**v, **{t: v[t] and v[t].isoformat() for t in times}} for i, v in found.items()}

@@ -15,11 +15,12 @@ from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth import authorised
+from gateway.catalog import Catalog
 from gateway.proxy import ServiceClients
 from gateway.settings import GatewaySettings
-from gateway.writer import FanOutWriter
 from services.common.errors import DatabaseUnavailable
 from services.common.metrics import ServiceMetrics
+from services.common.postgres.database import PostgresComponent
 
 #: Seconds a keyless /health answer is reused.
 PUBLIC_HEALTH_TTL_S = 1.0
@@ -91,9 +92,12 @@ def add_routes(
     app: FastAPI,
     settings: GatewaySettings,
     clients: ServiceClients,
-    writer: FanOutWriter,
+    catalog: Catalog,
+    database: PostgresComponent,
+    stored_by: list[str],
     metrics: ServiceMetrics,
 ) -> None:
+    """``stored_by``: the feature services, whose pending and failed parts are exported."""
     enabled = settings.enabled()
     pending_gauge = Gauge(
         "ambience_gateway_pending_parts",
@@ -127,11 +131,11 @@ def add_routes(
                 entry["last_exit_code"] = restarts.get("last_exit_code")
             services[upstream.name] = entry
         try:
-            await run_in_threadpool(writer.catalog.db.ping)
-            counts = await run_in_threadpool(writer.catalog.counts)
+            await run_in_threadpool(database.ping)
+            counts = await run_in_threadpool(catalog.counts)
             db = {
                 "status": "up",
-                "server": writer.catalog.db.where,
+                "server": database.where,
                 "pending_parts": counts["pending_parts"],
                 "failed_parts": counts["failed_parts"],
             }
@@ -165,8 +169,8 @@ def add_routes(
         """Prometheus metrics: requests, calls to each service, parts waiting for a retry and parts
         that gave up."""
         with contextlib.suppress(DatabaseUnavailable):
-            counts = await run_in_threadpool(writer.catalog.counts)
-            for name in writer.services:
+            counts = await run_in_threadpool(catalog.counts)
+            for name in stored_by:
                 pending_gauge.labels(name).set(counts["pending_parts"].get(name, 0))
                 failed_gauge.labels(name).set(counts["failed_parts"].get(name, 0))
         return Response(metrics.render(), media_type=metrics.content_type)

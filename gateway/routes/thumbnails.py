@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, HTTPException, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails
+from gateway.catalog import Catalog
+from gateway.proxy import ServiceClients
 from gateway.routes.uploads import read_image
-from gateway.writer import FanOutWriter, Spool
+from gateway.writer import Spool
 from services.common.images import DecodeLimits, ImageError
-from services.common.postgres.database import Database
+from services.common.postgres.database import SqlRunner
 from services.common.schemas import ID_MAX
 
 
-def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: DecodeLimits) -> None:
-    def database() -> Database:
-        return writer.catalog.db
+def add_routes(
+    app: FastAPI,
+    db: SqlRunner,
+    catalog: Catalog,
+    clients: ServiceClients,
+    stored_by: list[str],
+    long_side: int,
+    limits: DecodeLimits,
+) -> None:
+    """``stored_by``: the feature services, asked whether they store an id the catalog never saw."""
 
     def check_id(image_id: int) -> None:
         if not 0 <= image_id < ID_MAX:
@@ -30,7 +38,7 @@ def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: Decod
         images added before previews were kept (``POST /thumbnails/backfill`` or
         ``ambience thumbnails backfill DIR`` makes them)."""
         check_id(image_id)
-        found = await run_in_threadpool(thumbnails.get, database(), image_id)
+        found = await run_in_threadpool(thumbnails.get, db, image_id)
         if found is None:
             raise HTTPException(404, f"no thumbnail for image {image_id}")
         headers = {"ETag": f'"{found.etag}"', "Cache-Control": "private, max-age=86400"}
@@ -44,7 +52,7 @@ def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: Decod
         pending). Returns how many were made and the ids still without one, which need their
         pictures again (``POST /thumbnails/{image_id}``, or ``ambience thumbnails backfill DIR``)."""
         made, still_missing = 0, []
-        for image_id, spool_path in await run_in_threadpool(thumbnails.missing_in_catalog, database()):
+        for image_id, spool_path in await run_in_threadpool(thumbnails.missing_in_catalog, db):
             data = await run_in_threadpool(Spool.read, spool_path) if spool_path else None
             if data is None:
                 still_missing.append(image_id)
@@ -65,7 +73,7 @@ def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: Decod
         ids neither the catalog nor any feature service knows."""
         check_id(image_id)
         data = await read_image(image, limits.max_bytes)
-        known = await writer.status([image_id])
+        known = await run_in_threadpool(catalog.status, [image_id])
         if image_id not in known and not await stored_by_a_service(image_id):
             raise HTTPException(404, f"image {image_id} is neither in the catalog nor stored by a service")
         try:
@@ -77,15 +85,12 @@ def add_routes(app: FastAPI, writer: FanOutWriter, long_side: int, limits: Decod
     async def stored_by_a_service(image_id: int) -> bool:
         """Whether a feature service stores ``image_id`` (its ``/stored_ids`` page from just below)."""
         after = image_id - 1 if image_id > 0 else None
-        for name in writer.services:
-            result = await writer.clients.call(name, "/stored_ids", json={"after": after, "limit": 1})
+        for name in stored_by:
+            result = await clients.call(name, "/stored_ids", json={"after": after, "limit": 1})
             if result.ok and result.body["image_ids"][:1] == [image_id]:
                 return True
         return False
 
     async def keep(image_id: int, data: bytes) -> None:
         webp = await run_in_threadpool(thumbnails.make_thumbnail, data, long_side, 80, limits)
-        await run_in_threadpool(thumbnails.put, database(), image_id, webp)
-
-
-Database_ = Callable[[], Database]
+        await run_in_threadpool(thumbnails.put, db, image_id, webp)

@@ -13,7 +13,6 @@ so it works on a box without internet. Everything it shows comes from the gatewa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.web import session
-from services.common.postgres.database import Cursor, Database, Migration
+from services.common.postgres.database import Cursor, Migration, SqlRunner
 from services.common.schemas import ID_MAX
 
 STATIC = Path(__file__).parent / "static"
@@ -49,7 +48,7 @@ class AllocateIds(BaseModel):
     count: int = Field(ge=1, le=10_000, description="How many fresh image ids to reserve")
 
 
-def allocate_ids(db: Database, count: int) -> list[int]:
+def allocate_ids(db: SqlRunner, count: int) -> list[int]:
     """``count`` consecutive ids above every id the catalog knows and every id handed out before."""
 
     def reserve(cur: Cursor) -> list[int]:
@@ -67,9 +66,9 @@ def allocate_ids(db: Database, count: int) -> list[int]:
     return db.run(reserve)
 
 
-def add_routes(app: FastAPI, api_key: str | None, database: Callable[[], Database]) -> None:
-    """The page's routes (left out of the OpenAPI schema: they are for browsers). ``database``
-    returns the gateway's open catalog database. On the app itself, like every gateway route, so
+def add_routes(app: FastAPI, api_key: str | None, database: SqlRunner) -> None:
+    """The page's routes (left out of the OpenAPI schema: they are for browsers); ``database`` is
+    the catalog's (ids are allocated there). On the app itself, like every gateway route, so
     ``app.routes`` lists them."""
     router = APIRouter(include_in_schema=False)
 
@@ -114,7 +113,7 @@ def add_routes(app: FastAPI, api_key: str | None, database: Callable[[], Databas
 
     @router.post("/ui/allocate_ids")
     async def allocate(body: AllocateIds) -> dict[str, Any]:
-        ids = await run_in_threadpool(allocate_ids, database(), body.count)
+        ids = await run_in_threadpool(allocate_ids, database, body.count)
         return {"ids": ids}
 
     for route in router.routes:

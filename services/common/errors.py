@@ -26,6 +26,12 @@ class StoreMismatchError(RuntimeError):
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The PostgreSQL server cannot be reached (HTTP 503). The message names the server and why."""
+    """The PostgreSQL server cannot be reached (HTTP 503). The message names the server and why.
+    ``maybe_committed``: the connection broke during COMMIT, so the transaction may have taken
+    effect all the same; otherwise it surely did not."""
 
     status = 503
+
+    def __init__(self, message: str, maybe_committed: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_committed = maybe_committed

@@ -1,4 +1,4 @@
-"""gateway/crop_alignment.py on synthetic smooth pictures: the case local features cannot verify."""
+"""gateway/duplicates/alignment.py on synthetic smooth pictures: the case local features cannot verify."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from gateway.crop_alignment import grey_thumbnail, part_correlation
+from gateway.duplicates.alignment import grey_thumbnail, part_correlation
 from gateway.thumbnails import make_thumbnail
 
 

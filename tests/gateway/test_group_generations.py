@@ -1,7 +1,8 @@
 """Duplicate groups of gateways that share one catalog follow each other's changes, through the
 catalog's generation and change log of links, on a real PostgreSQL: each Explorer has its own
 connection pool, as each gateway process does. Adds and deletes are recorded in the catalog as the
-gateway's add path records them (begin_add/add_links, begin_delete/forget_info), without services:
+gateway's add path records them (begin_add and the links' add, begin_delete and the links' forget),
+without services:
 what is under test is how the groups in memory follow the catalog. tests/gateway/test_replicas.py
 shows the same with gateway processes over HTTP."""
 
@@ -9,50 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from gateway.catalog import COMPONENT, LINK_CHANGES_KEPT, MIGRATIONS, Catalog
-from gateway.explore import Explorer
-from gateway.proxy import ServiceClients
-from gateway.reverse_search import ReverseSearch
-from gateway.settings import GatewaySettings
-from services.common.postgres.database import Database, PostgresComponent, PostgresSettings
-
-
-@asynccontextmanager
-async def replica(tmp_path: Path, dsn: str, kept: int = LINK_CHANGES_KEPT) -> AsyncIterator[Explorer]:
-    """An Explorer as a gateway builds one, over its own connection pool to the catalog at ``dsn``."""
-    settings = GatewaySettings(data_dir=tmp_path / "gateway", services=[])
-    clients = ServiceClients(settings, CollectorRegistry())
-    postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "test-groups")
-    explorer = Explorer(settings, clients, [], ReverseSearch(settings, clients, []))
-    db = await asyncio.to_thread(postgres.open)
-    explorer.attach(Catalog(db, link_changes_kept=kept))
-    try:
-        yield explorer
-    finally:
-        await clients.close()
-        await asyncio.to_thread(postgres.close)
-
-
-def added(catalog: Catalog, image_id: int, links: list[tuple[int, float]]) -> None:
-    catalog.begin_add(image_id, [], f"/spool/{image_id}.upload")
-    catalog.add_links("copies", image_id, links)
-
-
-def deleted(catalog: Catalog, image_id: int) -> None:
-    catalog.begin_delete(image_id, [])
-    catalog.forget_info(image_id)
-
-
-async def grouped(explorer: Explorer) -> list[list[int]]:
-    reply = await explorer.duplicate_groups("copies")
-    return sorted(sorted(m["image_id"] for m in g["members"]) for g in reply["groups"])
+from ambience_support.link_replicas import added, deleted, grouped, replica
+from gateway.schema import COMPONENT, MIGRATIONS
+from services.common.postgres.database import Database
 
 
 def test_a_replica_applies_the_others_adds_and_deletes_and_reloads_after_their_rebuild(
@@ -63,16 +27,16 @@ def test_a_replica_applies_the_others_adds_and_deletes_and_reloads_after_their_r
             assert await grouped(b) == []
             assert b.group_refreshes == {"whole": 1, "changes": 0}
             for image_id, links in ((1, []), (2, [(1, 10.0)]), (3, []), (4, [(2, 20.0), (3, 5.0)])):
-                await asyncio.to_thread(added, a.catalog, image_id, links)
+                await asyncio.to_thread(added, a, image_id, links)
             assert await grouped(b) == [[1, 2, 3, 4]]
             assert b.group_refreshes == {"whole": 1, "changes": 1}  # A's four adds, applied
-            await asyncio.to_thread(deleted, a.catalog, 2)
+            await asyncio.to_thread(deleted, a, 2)
             assert await grouped(b) == [[3, 4]]
             assert b.group_refreshes == {"whole": 1, "changes": 2}
 
             # A's own add: applied to A's groups from the log, no whole reload
             assert await grouped(a) == [[3, 4]]
-            await asyncio.to_thread(added, a.catalog, 5, [(1, 7.0)])
+            await asyncio.to_thread(added, a, 5, [(1, 7.0)])
             assert await grouped(a) == [[1, 5], [3, 4]]
             assert a.group_refreshes == {"whole": 1, "changes": 1}
             # B applies A's add once; asked again, nothing changed: one query, nothing applied
@@ -80,20 +44,18 @@ def test_a_replica_applies_the_others_adds_and_deletes_and_reloads_after_their_r
             await grouped(b)
             assert b.group_refreshes == {"whole": 1, "changes": 3}
 
-            await asyncio.to_thread(
-                a.catalog.replace_links, "copies", [(1, 3, 9.0), (3, 4, 9.0), (4, 5, 9.0)]
-            )
+            await asyncio.to_thread(a.links.replace, "copies", [(1, 3, 9.0), (3, 4, 9.0), (4, 5, 9.0)])
             assert await grouped(b) == [[1, 3, 4, 5]]
             assert b.group_refreshes == {"whole": 2, "changes": 3}
             # an image whose add recorded no links (its links could not be computed), linked to by a
             # later one: in the groups, as a whole load has it
             await asyncio.to_thread(a.catalog.begin_add, 6, [], "/spool/6.upload")
-            await asyncio.to_thread(added, a.catalog, 7, [(6, 3.0)])
+            await asyncio.to_thread(added, a, 7, [(6, 3.0)])
             assert await grouped(b) == [[1, 3, 4, 5], [6, 7]]
             # an add every service rejected (forgotten) and a delete still in flight (links not
             # dropped yet) leave the groups at once, as they leave a whole load
             await asyncio.to_thread(a.catalog.begin_add, 8, [], "/spool/8.upload")
-            await asyncio.to_thread(added, a.catalog, 9, [(8, 2.0), (7, 2.0)])
+            await asyncio.to_thread(added, a, 9, [(8, 2.0), (7, 2.0)])
             assert await grouped(b) == [[1, 3, 4, 5], [6, 7, 8, 9]]
             await asyncio.to_thread(a.catalog.forget, 8)
             await asyncio.to_thread(a.catalog.begin_delete, 6, [])
@@ -103,8 +65,8 @@ def test_a_replica_applies_the_others_adds_and_deletes_and_reloads_after_their_r
             async with replica(tmp_path, pg_dsn) as restarted:
                 assert await restarted.duplicate_groups("copies") == reply
             # the other kind has its own generation: untouched by copies' changes but the deletes
-            similar = await asyncio.to_thread(a.catalog.link_changes, "similar", 0)
-            assert [c.change for c in similar.changes] == ["remove"] * 4  # begin_delete, forget_info...
+            similar = await asyncio.to_thread(a.links.changes, "similar", 0)
+            assert [c.change for c in similar.changes] == ["remove"] * 4  # begin_delete, the links' forget...
             assert similar.generation == 4 and [c.image_id for c in similar.changes] == [2, 2, 8, 6]
 
     asyncio.run(scenario())
@@ -113,13 +75,13 @@ def test_a_replica_applies_the_others_adds_and_deletes_and_reloads_after_their_r
 def test_a_replica_behind_the_kept_changes_reloads_whole(tmp_path: Path, pg_dsn: str) -> None:
     async def scenario() -> None:
         async with replica(tmp_path, pg_dsn, kept=3) as a, replica(tmp_path, pg_dsn, kept=3) as b:
-            await asyncio.to_thread(added, a.catalog, 1, [])
+            await asyncio.to_thread(added, a, 1, [])
             assert await grouped(b) == []
             for image_id in range(2, 7):  # five changes: the log keeps the last three
-                await asyncio.to_thread(added, a.catalog, image_id, [(image_id - 1, 1.0)])
+                await asyncio.to_thread(added, a, image_id, [(image_id - 1, 1.0)])
             assert await grouped(b) == [[1, 2, 3, 4, 5, 6]]
             assert b.group_refreshes == {"whole": 2, "changes": 0}
-            await asyncio.to_thread(added, a.catalog, 7, [(6, 1.0)])
+            await asyncio.to_thread(added, a, 7, [(6, 1.0)])
             assert await grouped(b) == [[1, 2, 3, 4, 5, 6, 7]]
             assert b.group_refreshes == {"whole": 2, "changes": 1}
 
@@ -149,9 +111,9 @@ def test_concurrent_adds_deletes_and_requests_settle_on_the_catalogs_groups(
             async def apply(n: int, op: str, image_id: int, links: list[tuple[int, float]]) -> Any:
                 writer = (a, b)[n % 2]
                 if op == "add":
-                    return await asyncio.to_thread(added, writer.catalog, image_id, links)
+                    return await asyncio.to_thread(added, writer, image_id, links)
                 await asyncio.sleep(0.05)  # after most adds: deletes of ids not added yet do nothing
-                return await asyncio.to_thread(deleted, writer.catalog, image_id)
+                return await asyncio.to_thread(deleted, writer, image_id)
 
             work = [apply(n, *operation) for n, operation in enumerate(operations)]
             work += [grouped((a, b)[n % 2]) for n in range(20)]
@@ -187,7 +149,7 @@ def test_a_catalog_from_before_the_log_migrates_and_its_links_load_whole(tmp_pat
     async def scenario() -> None:
         async with replica(tmp_path, pg_dsn) as a, replica(tmp_path, pg_dsn) as b:
             assert await grouped(a) == await grouped(b) == [[1, 2]]
-            await asyncio.to_thread(a.catalog.add_links, "copies", 3, [(2, 5.0)])
+            await asyncio.to_thread(a.links.add, "copies", 3, [(2, 5.0)])
             assert await grouped(b) == [[1, 2, 3]]
             assert b.group_refreshes == {"whole": 1, "changes": 1}
 

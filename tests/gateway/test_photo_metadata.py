@@ -7,7 +7,8 @@ from datetime import datetime
 
 from PIL import Image
 
-from gateway.photo_metadata import different_exposures, exposure_consistent, read_metadata
+from gateway.duplicates.exposure import different_exposures, exposure_consistent
+from gateway.photo_metadata import read_metadata
 
 
 def jpeg(exif: dict[int, str] | None = None, top: dict[int, str] | None = None) -> bytes:

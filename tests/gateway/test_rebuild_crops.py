@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support.link_replicas import added, deleted, grouped, replica
 from ambience_support.photos import load_rgb
 from ambience_support.stacks import GatewayStack, start_stack
 from ambience_support.transforms import source_bytes, variants
 from services.registry import SERVICES
-from tests.gateway.test_group_generations import added, deleted, grouped, replica
 from tests.pg import TestServer
 
 STORED = ("phash", "color", "local_features")
@@ -172,16 +172,16 @@ def test_imported_images_join_the_groups_and_a_rebuild_never_relinks_an_image_de
 
     async def scenario() -> None:
         async with replica(tmp_path, pg_dsn) as a, replica(tmp_path, pg_dsn) as b:
-            await asyncio.to_thread(added, a.catalog, 1, [])
+            await asyncio.to_thread(added, a, 1, [])
             assert await grouped(b) == []
-            started = await asyncio.to_thread(a.catalog.link_generation, "copies")
-            await asyncio.to_thread(deleted, b.catalog, 1)  # while A's rebuild computes
+            started = await asyncio.to_thread(a.links.generation, "copies")
+            await asyncio.to_thread(deleted, b, 1)  # while A's rebuild computes
             links = [(1, 100, 5.0), (100, 101, 0.0), (102, 103, 3.0)]  # 100-103 imported
-            written = await asyncio.to_thread(a.catalog.replace_links, "copies", links, started)
+            written = await asyncio.to_thread(a.links.replace, "copies", links, started)
             assert written == 2
             assert await grouped(a) == await grouped(b) == [[100, 101], [102, 103]]
             # an add linked to an imported image joins its group, applied from the log
-            await asyncio.to_thread(added, b.catalog, 5, [(101, 7.0)])
+            await asyncio.to_thread(added, b, 5, [(101, 7.0)])
             assert await grouped(a) == await grouped(b) == [[5, 100, 101], [102, 103]]
             assert a.group_refreshes["changes"] == 1
             async with replica(tmp_path, pg_dsn) as restarted:

@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry
 from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import free_port
 from ambience_support.stacks import start_services
-from gateway.catalog import COMPONENT, DONE, FAILED, MIGRATIONS, PENDING, REJECTED, Catalog, CatalogConflict
+from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
+from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.writer import (
     GAVE_UP_BEFORE_ADD,
@@ -61,12 +62,12 @@ async def opened_writer(
     )
     clients = ServiceClients(settings, CollectorRegistry())
     postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "test-writer")
-    writer = FanOutWriter(settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES)
-    if catalog:
-        db = await asyncio.to_thread(postgres.open)
-        writer.attach(
-            Catalog(db, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts)
-        )
+    ledger = Catalog(
+        postgres, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts
+    )
+    writer = FanOutWriter(settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES, ledger)
+    if catalog:  # else the database is never opened: every catalog call is DatabaseUnavailable
+        await asyncio.to_thread(postgres.open)
     try:
         yield writer
     finally:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg2
 import psycopg2.errors
@@ -241,10 +241,10 @@ class Database:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+    def _unavailable(self, exc: BaseException, committing: bool = False) -> DatabaseUnavailable:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         self.last_error = reason
-        return DatabaseUnavailable(f"PostgreSQL at {self.where} is unavailable: {reason}")
+        return DatabaseUnavailable(f"PostgreSQL at {self.where} is unavailable: {reason}", committing)
 
     def _take(self) -> tuple[Any, bool]:
         """A live-looking connection and whether it was reused from the pool."""
@@ -329,7 +329,7 @@ class Database:
                 except _Broken as broken:
                     if attempt == 1 and broken.reused and (idempotent or not broken.committing):
                         continue
-                    raise self._unavailable(broken.cause) from broken.cause
+                    raise self._unavailable(broken.cause, broken.committing) from broken.cause
         raise AssertionError("unreachable")
 
     def ping(self) -> None:
@@ -425,6 +425,21 @@ class _Broken(Exception):
 # -- wiring for a service -----------------------------------------------------------------------
 
 
+class SqlRunner(Protocol):
+    """What a store over PostgreSQL needs: ``fn(cursor)`` run in one transaction
+    (:meth:`Database.run`). A :class:`PostgresComponent` is one before it has connected (every
+    call then raises DatabaseUnavailable), so stores can be built before the server answers."""
+
+    def run(
+        self,
+        fn: Callable[[Cursor], T],
+        *,
+        autocommit: bool = False,
+        schema: bool = True,
+        idempotent: bool = False,
+    ) -> T: ...
+
+
 class PostgresComponent:
     """What a service holds: the database and, when it started one, the embedded server.
 
@@ -450,6 +465,24 @@ class PostgresComponent:
         if self._db is None:
             raise DatabaseUnavailable("PostgreSQL is not connected yet (the service is starting)")
         return self._db
+
+    def run(
+        self,
+        fn: Callable[[Cursor], T],
+        *,
+        autocommit: bool = False,
+        schema: bool = True,
+        idempotent: bool = False,
+    ) -> T:
+        """:meth:`Database.run` once open (a :class:`SqlRunner`)."""
+        return self.db.run(fn, autocommit=autocommit, schema=schema, idempotent=idempotent)
+
+    def ping(self) -> None:
+        self.db.ping()
+
+    @property
+    def where(self) -> str:
+        return self.db.where
 
     def open(self) -> Database:
         s = self.settings

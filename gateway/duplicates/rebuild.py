@@ -1,5 +1,8 @@
-"""The long part of ``POST /duplicate_groups/rebuild``: the crops local features verify among every
-stored image, searched in the background (gateway/explore.py runs the rebuild).
+"""``POST /duplicate_groups/rebuild``: every link of a kind recomputed from the services (after a bulk
+import), by :class:`Rebuilder`. ``copies``: the pairs within ``DUPLICATE_DISTANCE`` over the stored
+hashes and their mirrors, the crops local features verifies among every stored image, the
+thumbnail alignment of every image with a preview, and the links recorded at add time, all checked
+again; ``similar``: the embedding source's pairs within ``SIMILAR_DISTANCE`` and the time gap.
 
 A crop is 158-342 phash bits from its source, as far as different photos, so the stored hashes
 cannot show it; local_features can. An image added through the gateway was searched at add time,
@@ -18,8 +21,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
+from gateway.duplicates.crops import AlignedCrops
+from gateway.duplicates.groups import Link, union_of_links
+from gateway.duplicates.links import LinkStore
+from gateway.duplicates.policy import LinkPolicy
+from gateway.image_facts import ImageFacts
 from gateway.proxy import ServiceClients
-from gateway.settings import UPSTREAMS
+from gateway.settings import UPSTREAMS, GatewaySettings
+from gateway.sources import AnalysisSources, Running, SourceUnavailable
 
 log = logging.getLogger("ambience.gateway")
 
@@ -30,6 +41,8 @@ IDS_PER_PAGE = 10_000
 FAILURES_IN_A_ROW = 3
 #: Seconds between progress lines in the log.
 LOG_EVERY_S = 10.0
+#: Seconds between asks of a service still computing the pairs of a background rebuild.
+PAIRS_POLL_S = 2.0
 
 
 @dataclass
@@ -184,3 +197,120 @@ class CropSearch:
             f" ({found.error})" if found.error else "",
         )
         return found
+
+
+class Rebuilder:
+    """Recomputes every link of a kind; a copies rebuild that searches for crops runs in the
+    background, one per kind at a time."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clients: ServiceClients,
+        enabled: set[str],
+        sources: AnalysisSources,
+        policy: LinkPolicy,
+        crops: AlignedCrops,
+        links: LinkStore,
+        facts: ImageFacts,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.enabled = enabled
+        self.sources = sources
+        self.policy = policy
+        self.crops = crops
+        self.links = links
+        self.facts = facts
+        #: the background rebuilds, running or finished and not answered yet
+        self._background: dict[str, RebuildJob] = {}
+
+    async def rebuild(self, kind: str) -> dict[str, Any]:
+        """The first call starts a background rebuild and raises :class:`Running` with its progress,
+        as does every call while it runs; the first call after it has finished gets its result (or
+        its error); the next one starts a new rebuild. A rebuild without crop searches answers at
+        once."""
+        if kind == "copies" and "phash" not in self.enabled:
+            raise SourceUnavailable("copies need the phash service, which is not enabled")
+        if kind != "copies" or not self.policy.searches_crops():
+            return await self.recompute(RebuildJob(kind))
+        job = self._background.get(kind)
+        if job is None:
+            job = self._background[kind] = RebuildJob(kind)
+            job.start(self.recompute)
+            raise Running(job.running())
+        if not job.finished:
+            raise Running(job.running())
+        del self._background[kind]
+        assert job.task is not None
+        return job.task.result()  # the job's result, or its exception raised here
+
+    async def stop(self) -> None:
+        """Cancel the background rebuilds (the gateway is stopping; nothing was written yet)."""
+        tasks = [job.task for job in self._background.values() if job.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def recompute(self, job: RebuildJob) -> dict[str, Any]:
+        kind = job.kind
+        # images deleted from here on (through any replica) must not be linked again
+        started = await run_in_threadpool(self.links.generation, kind)
+        if kind == "copies":
+            source, threshold = "phash", self.settings.duplicate_distance
+        else:
+            source, threshold = await self.sources.resolve(None), self.settings.similar_distance
+        reply = await self.pairs(source, threshold, job)
+        pairs: list[Link] = [(int(a), int(b), float(d)) for a, b, d in reply["pairs"]]
+        result: dict[str, Any] = {"kind": kind, "source": source, "stale": reply["stale"]}
+        if kind == "copies":
+            pairs = await self._copies(pairs, job, result)
+        else:
+            times = await run_in_threadpool(self.facts.capture_times)
+            gap = self.settings.similar_max_gap_s
+            pairs = [
+                (a, b, d)
+                for a, b, d in pairs
+                if a not in times or b not in times or abs(times[a] - times[b]) <= gap
+            ]
+        job.progress.phase = "saving"
+        # logged: every replica reloads its groups
+        written = await run_in_threadpool(self.links.replace, kind, pairs, started)
+        return {**result, "links": written}
+
+    async def _copies(self, pairs: list[Link], job: RebuildJob, result: dict[str, Any]) -> list[Link]:
+        """phash's pairs, the crops local features verifies, the aligned thumbnails and the links
+        recorded at add time, all through the copy checks again."""
+        if self.policy.searches_crops():
+            crops = await CropSearch(
+                self.clients, self.settings.duplicate_local_min_inliers, self.settings.rebuild_crop_searches
+            ).links(job.progress)
+            result["crops"] = crops.summary()
+            pairs = union_of_links(pairs, crops.links, prefer_found=True)
+            if self.crops.active():
+                job.progress.phase = "alignment"
+                job.progress.done = job.progress.total = job.progress.failed = 0
+
+                def advance(done: int, total: int) -> None:
+                    job.progress.done, job.progress.total = done, total
+
+                aligned = await self.crops.among_all(advance)
+                result["aligned"] = len(aligned)
+                pairs = union_of_links(pairs, aligned, prefer_found=True)
+        # read last: the links recorded by adds made while the crops were searched count
+        recorded = await run_in_threadpool(self.links.all, "copies")
+        job.progress.phase = "colours"  # and the other checks of a copy link
+        return await self.policy.copy_checks(union_of_links(pairs, recorded), whole=True)
+
+    async def pairs(self, source: str, threshold: float, job: RebuildJob) -> dict[str, Any]:
+        """The source's pairs within ``threshold``. In a background rebuild the service's own 202
+        (a large collection) is waited out; a rebuild answered at once passes it on."""
+        while True:
+            try:
+                # copies: a mirror is a copy; the service mirrors the stored hashes (phash)
+                body = {"distance_threshold": threshold, "mirrored": job.kind == "copies"}
+                return await self.sources.analyse(source, "pairs", body)
+            except Running:
+                if job.task is None:
+                    raise
+                await asyncio.sleep(PAIRS_POLL_S)

@@ -1,0 +1,92 @@
+"""The vector services the gateway analyses through their ``/analysis/*`` routes (the kit's
+services/common/features/analysis_routes.py): which one answers (the one named, else the first of
+``EXPLORE_SOURCES`` that is up) and what a call to it means (a result, 202 with progress, or 503
+naming the service). Moments, the map and the similar-shot groups all ask through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from gateway.proxy import ServiceClients
+from gateway.settings import GatewaySettings, Upstream
+
+#: Services whose stored vectors the kit's analysis routes serve (one vector per image).
+ANALYSABLE = ("image_text", "global_features", "color", "phash")
+#: How long the default source's choice (the first default that answers /health) is kept.
+DEFAULT_SOURCE_TTL_S = 5.0
+
+
+class SourceUnavailable(Exception):
+    """A service a reply depends on did not answer (HTTP 503, naming it)."""
+
+
+class Running(Exception):
+    """The service is still computing (HTTP 202 with its progress)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("running")
+        self.body = body
+
+
+class AnalysisSources:
+    """The analysable services among ``enabled``, called through ``clients``."""
+
+    def __init__(self, settings: GatewaySettings, clients: ServiceClients, enabled: list[Upstream]) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.enabled = {u.name for u in enabled}
+        self._default: str | None = None
+        self._default_checked = 0.0
+
+    def source(self, requested: str | None) -> str:
+        """The vector service to analyse: ``requested`` (422 when it cannot be), else the default."""
+        if requested is not None:
+            if requested not in ANALYSABLE:
+                raise ValueError(f"source must be one of {', '.join(ANALYSABLE)}, not {requested!r}")
+            if requested not in self.enabled:
+                raise SourceUnavailable(f"source {requested} is not enabled (AMBIENCE_GATEWAY_SERVICES)")
+            return requested
+        for name in self.settings.explore_sources:
+            if name in self.enabled and name in ANALYSABLE:
+                return name
+        raise SourceUnavailable(
+            f"none of the default sources {', '.join(self.settings.explore_sources)} is enabled; "
+            "name a source"
+        )
+
+    async def resolve(self, requested: str | None) -> str:
+        """``requested``, else the first default source that answers its /health (a service without
+        its model weights is enabled but down: moments then come from the next one). When none
+        answers, the first enabled one, whose 503 names it. Checked at most every few seconds."""
+        if requested is not None:
+            return self.source(requested)
+        candidates = [n for n in self.settings.explore_sources if n in self.enabled and n in ANALYSABLE]
+        if not candidates:
+            return self.source(None)  # raises, naming the setting
+        now = time.monotonic()
+        if self._default is not None and now - self._default_checked < DEFAULT_SOURCE_TTL_S:
+            return self._default
+        checks = await asyncio.gather(*(self.clients.health(n) for n in candidates))
+        chosen = next((n for n, c in zip(candidates, checks, strict=True) if c.ok), candidates[0])
+        self._default, self._default_checked = chosen, now
+        return chosen
+
+    def has_default(self) -> bool:
+        try:
+            self.source(None)
+        except SourceUnavailable:
+            return False
+        return True
+
+    async def analyse(self, source: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``/analysis/<path>`` of ``source``: its result, :class:`Running` while it computes,
+        :class:`SourceUnavailable` when it cannot answer."""
+        result = await self.clients.call(source, f"/analysis/{path}", json=body or {})
+        if result.status_code == 202:
+            raise Running({"status": "running", "source": source, **(result.body or {})})
+        if not result.ok:
+            raise SourceUnavailable(f"service {source} could not answer /analysis/{path}: {result.detail}")
+        return result.body
