@@ -167,9 +167,16 @@ def measure(
     services: list[str], n_images: int, small: bool, extra_env: dict[str, str] | None = None
 ) -> list[CostRow]:
     """Each service in a fresh process, one after the other (none competes with another)."""
+    import tempfile
+
+    from tests.image_text.tiny_tokenizer import write_tokenizer
+
+    # SigLIP 2 needs its tokenizer files at start-up; indexing never tokenizes: a tiny local one.
+    tokenizer = write_tokenizer(Path(tempfile.mkdtemp(prefix="ambience-cost-tok-")))
     rows = []
     for service in services:
         env = {
+            "AMBIENCE_IMAGE_TEXT_TOKENIZER": str(tokenizer),
             **os.environ,
             "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
             "AMBIENCE_DOWNLOAD_MODELS": "0",
