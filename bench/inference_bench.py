@@ -19,9 +19,15 @@ on a batch of 4 (random pixels; speed does not depend on them), the runtimes alt
 rounds and the best round of each counting (the machine is shared), eager fp32 being the
 reference. Each runtime's largest difference from eager is reported too.
 
+Part 3, each service's own cost (``bench/service_costs.py``): every service of the offline stack
+plus image_text in a fresh process of its own, built as its app builds it with its default
+settings (thread counts included), adds a mix of caltech101-dev objects and shared photos; wall
+and CPU milliseconds per image and resident memory after start-up, after one image and after all.
+
     python -m bench.inference_bench [--lengths 10,20,30] [--threads 1] [--rounds 3] [--step-repeats 3]
-        [--small]
+        [--service-images 200] [--small]
     python -m bench.inference_bench --captions-only    # part 1 alone (a quicker look)
+    python -m bench.inference_bench --services-only    # part 3 alone
 
 Prints markdown on stdout (``--small``: the tiny test models, for the smoke test).
 """
@@ -40,6 +46,9 @@ from typing import Any
 
 import torch
 
+from bench.service_costs import STACK, CostRow
+from bench.service_costs import markdown as cost_markdown
+from bench.service_costs import measure as measure_services
 from services.common.models.inference import build_image_tower
 from services.common.models.weights import ResolvedWeights
 
@@ -463,7 +472,17 @@ def main() -> None:
     )
     parser.add_argument("--captions-only", action="store_true", help="part 1 alone, no image towers")
     parser.add_argument("--small", action="store_true", help="tiny test models, short captions")
+    parser.add_argument("--services-only", action="store_true", help="part 3 alone")
+    parser.add_argument("--service-images", type=int, default=200, help="images each service adds in part 3")
+    parser.add_argument(
+        "--services", default=",".join(STACK), help="services measured in part 3 (comma-separated)"
+    )
     args = parser.parse_args()
+    if args.services_only:
+        images = 4 if args.small else args.service_images
+        rows = measure_services([s for s in args.services.split(",") if s], images, args.small)
+        print(services_markdown(rows, images))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     lengths = [int(n) for n in args.lengths.split(",")]
@@ -489,6 +508,20 @@ def main() -> None:
         [] if args.captions_only else tower_rows(args.small, runtimes, args.tower_rounds, args.skip_captioner)
     )
     print(markdown(args, captions, towers, load_at_start), end="")
+    if not args.captions_only:
+        images = 4 if args.small else args.service_images
+        rows = measure_services([s for s in args.services.split(",") if s], images, args.small)
+        print("\n" + services_markdown(rows, images))
+
+
+def services_markdown(rows: list[CostRow], images: int) -> str:
+    return (
+        f"**Each service's own cost** (a fresh process per service, its default settings, {images} "
+        "images added after one of warm-up: three caltech101-dev objects of about 300x200 to one "
+        "1600 px photo; random weights of the stack's models; threads: torch's intra-op threads / the "
+        "process's threads; memory in MB, RSS counts shared library pages in every process that maps "
+        "them):\n\n" + cost_markdown(rows)
+    )
 
 
 if __name__ == "__main__":

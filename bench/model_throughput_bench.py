@@ -173,7 +173,9 @@ def model_configs(small: bool) -> list[ModelConfig]:
             "global_features",
             single_view,
         ),
-        ModelConfig("image_text / ViT-B-16 (the default)", "ViT-B-16", "image_text", {}),
+        ModelConfig(
+            "image_text / ViT-B-16 (the former default)", "ViT-B-16", "image_text", {"model": "ViT-B-16"}
+        ),
     ]
 
 

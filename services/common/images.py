@@ -94,6 +94,7 @@ def decode_image(
     *,
     limits: DecodeLimits = DecodeLimits(),
     draft_size: int | None = None,
+    draft_long_side: int | None = None,
 ) -> DecodedImage:
     """Decode ``data`` into a PIL image of ``mode`` with EXIF orientation applied.
 
@@ -101,6 +102,8 @@ def decode_image(
     size it needs before any conversion: JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) whose short
     side is still >= ``draft_size``, then any format box-reduced by the integer factor that keeps
     the short side >= ``draft_size``. A 100 MP PNG thus never exists in more than its native mode.
+    ``draft_long_side``: the same for a feature that scales the *long* side down to this (the short
+    side it needs follows from the aspect ratio).
     """
     if len(data) > limits.max_bytes:
         raise ImageError(413, f"upload is {len(data)} bytes, larger than the limit of {limits.max_bytes}")
@@ -117,6 +120,8 @@ def decode_image(
         raise ImageError(
             422, f"image is {width}x{height}; each side must be at least {limits.min_side} pixels"
         )
+    if draft_long_side is not None:
+        draft_size = max(1, math.ceil(draft_long_side * min(width, height) / max(width, height)))
     try:
         if draft_size is not None and fmt in ("JPEG", "MPO"):
             # draft() keeps the result >= the requested box, so aspect ratio is preserved and

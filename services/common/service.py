@@ -37,9 +37,17 @@ class ServiceBase:
     def app_description(self) -> str:
         return self.description or f"The {self.name} service of ambience."
 
-    def decode(self, data: bytes, mode: Mode = "RGB", draft_size: int | None = None) -> DecodedImage:
+    def decode(
+        self,
+        data: bytes,
+        mode: Mode = "RGB",
+        draft_size: int | None = None,
+        draft_long_side: int | None = None,
+    ) -> DecodedImage:
         """The kit's one decode path (ImageError -> a 4xx naming the problem)."""
-        return decode_image(data, mode, limits=self.limits, draft_size=draft_size)
+        return decode_image(
+            data, mode, limits=self.limits, draft_size=draft_size, draft_long_side=draft_long_side
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ open_clip image/text embeddings: pictures matching a text, similar pictures.
 from services.common.descriptor import ServiceDescriptor
 from services.common.models.spec import ModelSpec
 
-#: The model: an open_clip model named by the ``model`` setting, weights by ``weights``.
-MODEL = ModelSpec("open_clip")
+#: The model: an open_clip model named by the ``model`` setting, weights by ``weights``, its HF
+#: tokenizer (SigLIP 2) in the folder ``tokenizer`` names or the models dir.
+MODEL = ModelSpec("open_clip", tokenizer_setting="tokenizer")
 
 DESCRIPTOR = ServiceDescriptor(
     name="image_text",

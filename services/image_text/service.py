@@ -24,9 +24,25 @@ from services.image_text.descriptor import DESCRIPTOR, MODEL
 class ImageTextSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
 
-    model: str = Field("ViT-B-16", description="open_clip model name")
+    model: str = Field(
+        "ViT-B-32-SigLIP2-256",
+        description="open_clip model name (ViT-B-32-SigLIP2-256; ViT-B-16-SigLIP2: better, twice the cost "
+        "per image; ViT-B-16 with weights openai: the former default)",
+    )
     weights: str = weights_field(
-        "openai", "open_clip pretrained tag for the model (e.g. openai, laion2b_s34b_b88k)"
+        "webli", "open_clip pretrained tag for the model (e.g. webli, openai, laion2b_s34b_b88k)"
+    )
+    tokenizer: str = Field(
+        "",
+        description="Folder holding the model's tokenizer.json (models whose open_clip config names a "
+        "Hugging Face tokenizer, such as SigLIP 2); '' = $AMBIENCE_MODELS_DIR/image_text/tokenizers/<name>, "
+        "fetched with the weights",
+    )
+    text_idle_s: float = Field(
+        300.0,
+        ge=0,
+        description="The text tower and tokenizer are loaded on the first text query and released after "
+        "this many seconds without one (0 = kept once loaded)",
     )
     quick_gelu: bool = Field(
         False,
@@ -65,7 +81,16 @@ class ImageTextFeature(EmbeddingFeature):
         build = open_clip_build(s.model, s.weights, weights, s.quick_gelu)
         device = select_device(s.device)
         runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
-        return OpenClipSession(s.model, weights, device, build.quick_gelu, build.preprocess, runtime)
+        return OpenClipSession(
+            s.model,
+            weights,
+            device,
+            build.quick_gelu,
+            build.preprocess,
+            runtime,
+            tokenizer_folder=MODEL.tokenizer_folder(s),
+            text_idle_s=s.text_idle_s,
+        )
 
     def load(self) -> None:
         super().load()
@@ -79,6 +104,7 @@ class ImageTextFeature(EmbeddingFeature):
     def close(self) -> None:
         super().close()
         self.text_batcher.close()
+        self.session.close()  # type: ignore[attr-defined]
 
     def _embed_text_batch(self, tokens: list[Any]) -> list[np.ndarray]:
         import torch
@@ -89,6 +115,7 @@ class ImageTextFeature(EmbeddingFeature):
         return {
             **super().info(),
             "context_length": self.session.context_length,  # type: ignore[attr-defined]
+            "text_tower_loaded": self.session.text.loaded,  # type: ignore[attr-defined]
             "text_batching": self.text_batcher.stats.as_dict(),
         }
 

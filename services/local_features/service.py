@@ -307,7 +307,9 @@ class LocalFeatures(FeatureService):
     # -- work --------------------------------------------------------------------------------------
 
     def _gray(self, data: bytes) -> np.ndarray:
-        return np.asarray(self.decode(data, "L", draft_size=self.settings.max_side).image, dtype=np.uint8)
+        # max_side bounds the long side: the short side it needs follows from the aspect ratio.
+        gray = self.decode(data, "L", draft_long_side=self.settings.max_side).image
+        return np.asarray(gray, dtype=np.uint8)
 
     def features_of(self, gray: np.ndarray) -> tuple[Features, bytes]:
         assert self.model is not None, "load() was not called"

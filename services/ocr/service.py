@@ -33,9 +33,23 @@ from services.ocr.text import normalise
 class OcrSettings(ServiceSettings):
     service_descriptor = DESCRIPTOR
 
-    max_side: int = Field(2000, ge=64, description="Longer image sides are scaled down to this before OCR")
+    max_side: int = Field(
+        2000, ge=64, description="Longer image sides are scaled down to this before OCR (recognition crops)"
+    )
+    det_side: int = Field(
+        960,
+        ge=64,
+        description="Text detection sees the image with its long side scaled down to this (never enlarged)",
+    )
+    angle_classifier: bool = Field(
+        False, description="Also classify each text line as upright or upside down (turned 180 degrees)"
+    )
     min_confidence: float = Field(0.5, ge=0, le=1, description="Text lines recognised below this are dropped")
-    threads: int = Field(0, ge=0, description="onnxruntime threads per recognition (0 = all cores)")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="onnxruntime threads per recognition (0 = all cores; 1: the services share the cores)",
+    )
     weight_trigram: float = Field(0.5, ge=0, description="Search score weight of trigram word similarity")
     weight_phonetic: float = Field(0.25, ge=0, description="Search score weight of Double Metaphone matches")
     weight_edit: float = Field(0.25, ge=0, description="Search score weight of Levenshtein word similarity")
@@ -44,6 +58,14 @@ class OcrSettings(ServiceSettings):
     )
     candidates: int = Field(200, ge=1, description="Most candidates taken from each index before scoring")
     min_score: float = Field(0.25, ge=0, description="Search results scoring below this are left out")
+
+    def ocr_summary(self) -> str:
+        """The settings that decide OCR cost, in one line (benches)."""
+        classifier = "with" if self.angle_classifier else "without"
+        return (
+            f"detection at long side <= {self.det_side}, recognition crops from <= {self.max_side}, "
+            f"{classifier} angle classifier, {self.threads} thread(s)"
+        )
 
     def ranking(self) -> Ranking:
         return Ranking(
@@ -96,10 +118,19 @@ class OcrService(ServiceBase):
             raise DatabaseUnavailable("PostgreSQL is not connected yet (the service is starting)")
         return self._store
 
-    def load(self) -> None:
+    def load_recognizer(self) -> None:
         s = self.settings
-        self.recognizer = Recognizer(max_side=s.max_side, min_confidence=s.min_confidence, threads=s.threads)
-        self._store = TextStore(self.pg.open(), s.ranking())
+        self.recognizer = Recognizer(
+            max_side=s.max_side,
+            det_side=s.det_side,
+            min_confidence=s.min_confidence,
+            threads=s.threads,
+            angle_classifier=s.angle_classifier,
+        )
+
+    def load(self) -> None:
+        self.load_recognizer()
+        self._store = TextStore(self.pg.open(), self.settings.ranking())
 
     def close(self) -> None:
         self.pg.close()
@@ -112,7 +143,7 @@ class OcrService(ServiceBase):
     def read(self, data: bytes) -> list[TextLine]:
         """Text lines with boxes in the uploaded image's pixels (decoded no larger than OCR needs)."""
         assert self.recognizer is not None
-        decoded = decode_image(data, "RGB", limits=self.limits, draft_size=self.settings.max_side)
+        decoded = decode_image(data, "RGB", limits=self.limits, draft_long_side=self.settings.max_side)
         lines = self.recognizer.read(decoded.image)
         (full_w, full_h), (w, h) = decoded.full_size, decoded.image.size
         if (full_w, full_h) == (w, h):

@@ -7,5 +7,4 @@ DESCRIPTOR = ServiceDescriptor(
     port=33336,
     extra="phash",
     feature="PhashFeature",
-    requires=("numba",),
 )

@@ -12,7 +12,6 @@ sign/transposition patterns of the one block (checked against real re-hashing in
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from PIL import Image
 
@@ -62,19 +61,14 @@ def block_variants(block: np.ndarray, mirror: bool = True, rotations: bool = Fal
     return np.stack(out)
 
 
-@numba.njit(cache=True, nogil=True)
 def threshold_and_pack(blocks: np.ndarray) -> np.ndarray:
-    """Bits of each block above its median, packed MSB-first into bytes: (n, 24, 24) -> (n, 72)."""
-    n = blocks.shape[0]
-    flat = blocks.reshape(n, -1)
-    nbits = flat.shape[1]
-    out = np.zeros((n, nbits // 8), dtype=np.uint8)
-    for i in range(n):
-        median = np.median(flat[i])
-        for bit in range(nbits):
-            if flat[i, bit] > median:
-                out[i, bit >> 3] |= np.uint8(1 << (7 - (bit & 7)))
-    return out
+    """Bits of each block above its median, packed MSB-first into bytes: (n, 24, 24) -> (n, 72).
+
+    Plain numpy (576 comparisons per block): a JIT compiler here cost ~100 MB of resident memory
+    (LLVM, loaded on the first hash) for no measurable speed."""
+    flat = blocks.reshape(blocks.shape[0], -1)
+    median = np.median(flat, axis=1, keepdims=True)
+    return np.packbits(flat > median, axis=1)
 
 
 def phash(gray: Image.Image) -> np.ndarray:

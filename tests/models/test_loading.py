@@ -72,8 +72,13 @@ def test_registry_lists_the_weights_each_service_needs(offline_models: Path) -> 
     assert wf.hf_repo == "timm/beit_base_patch16_224.in22k_ft_in22k"
     assert wf.target.is_relative_to(offline_models)
     assert "ambience models fetch global_features" in wf.fix()
-    (clip,) = required_weights("image_text")
-    assert clip.hf_repo == "timm/vit_base_patch16_clip_224.openai" and clip.url.endswith("ViT-B-16.pt")
+    clip, tokenizer, tokenizer_config = required_weights("image_text")  # SigLIP 2: its HF tokenizer too
+    assert (
+        clip.hf_repo == "timm/ViT-B-32-SigLIP2-256" and clip.hf_filenames[0] == "open_clip_model.safetensors"
+    )
+    folder = offline_models / "image_text" / "tokenizers" / "timm_ViT-B-32-SigLIP2-256"
+    assert tokenizer.target == folder / "tokenizer.json" and tokenizer.hf_repo == "timm/ViT-B-32-SigLIP2-256"
+    assert tokenizer_config.target == folder / "tokenizer_config.json"
     assert required_weights("phash") == []
 
 

@@ -147,3 +147,118 @@ def load_open_clip_model(
                 f"checkpoint {weights.path} does not fit open_clip model {model!r}: {exc}"
             ) from exc
     return net.eval()
+
+
+#: The files of a Hugging Face tokenizer that :class:`~services.image_text.tokenizer.HubTokenizer` reads.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def hf_tokenizer_name(model: str) -> str:
+    """The HF hub tokenizer open_clip model ``model`` names in its config ('' = open_clip's own)."""
+    import open_clip
+
+    config = open_clip.get_model_config(model) or {}
+    return str(config.get("text_cfg", {}).get("hf_tokenizer_name", ""))
+
+
+def tokenizer_folder(service: str, name: str, models_dir: Path) -> Path:
+    """Where the files of HF tokenizer ``name`` live in the models dir."""
+    return models_dir / service / "tokenizers" / safe_name(name)
+
+
+def open_clip_tokenizer_files(
+    service: str, model: str, models_dir: Path, env_var: str = ""
+) -> list[WeightsFile]:
+    """The tokenizer files ``ambience models fetch`` keeps for ``model`` (none when the model uses
+    open_clip's built-in tokenizer): downloaded once, read from the models dir from then on."""
+    name = hf_tokenizer_name(model)
+    if not name:
+        return []
+    folder = tokenizer_folder(service, name, models_dir)
+    return [
+        WeightsFile(
+            service=service,
+            description=f"{model} tokenizer ({name}: {filename})",
+            target=folder / filename,
+            hf_repo=name,
+            hf_filenames=(filename,),
+            env_var=env_var,
+        )
+        for filename in TOKENIZER_FILES
+    ]
+
+
+def _tower_from_safetensors(
+    model: str, path: Path, tower: str, kwargs: dict[str, Any]
+) -> torch.nn.Module | None:
+    """Tower ``tower`` ('visual' or 'text') of ``model`` with only its own tensors read from the
+    safetensors file ``path``: the model is laid out on the meta device (no memory), the tower is
+    given real storage and loaded strictly. None when that cannot be done exactly (a tower with
+    buffers the file does not hold, keys that need open_clip's conversions): the caller then loads
+    the whole model."""
+    import open_clip
+    import torch
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        net = open_clip.create_model(model, pretrained=None, device="meta", **kwargs)
+    if tower == "visual":
+        module, prefixes = net.visual, ("visual.",)
+    elif hasattr(net, "text"):  # CustomTextCLIP (SigLIP, SigLIP 2): one text module
+        module, prefixes = net.text, ("text.",)
+    else:
+        return None
+    with safe_open(str(path), framework="pt") as fh:
+        keys = [k for k in fh.keys() if k.startswith(prefixes)]  # noqa: SIM118 (safe_open has no iterator)
+        wanted = {k[len(prefixes[0]) :] for k in keys}
+        if wanted != set(module.state_dict()):
+            return None
+        module = module.to_empty(device="cpu")
+        if any(b.is_meta for b in module.buffers()):
+            return None
+        module.load_state_dict({k[len(prefixes[0]) :]: fh.get_tensor(k) for k in keys}, strict=True)
+    return module.eval()
+
+
+def load_open_clip_tower(
+    model: str,
+    weights: ResolvedWeights,
+    tower: str,
+    quick_gelu: bool = False,
+    preprocess_cfg: dict[str, Any] | None = None,
+) -> Any:
+    """One tower of an open_clip model: ``visual`` (the image tower, ``visual.preprocess_cfg`` set)
+    or ``text`` (the model with its image tower dropped: ``encode_text`` works, nothing else).
+
+    Indexing needs the image tower alone, and a text tower can be most of a model (SigLIP 2's
+    256k-token vocabulary is about 200M parameters): each is loaded without the other. From a
+    safetensors checkpoint only the tower's tensors are read; otherwise the whole model is built and
+    the other tower released (a transient of the whole model at load time)."""
+    kwargs: dict[str, Any] = {"force_quick_gelu": quick_gelu, "force_preprocess_cfg": preprocess_cfg or {}}
+    if weights.path is not None and weights.path.suffix == ".safetensors":
+        try:
+            module = _tower_from_safetensors(model, weights.path, tower, kwargs)
+        except RuntimeError as exc:  # open_clip: "Model config for ... not found", a bad file
+            raise StartupError(
+                f"checkpoint {weights.path} does not fit open_clip model {model!r}: {exc}"
+            ) from exc
+        if module is not None:
+            return module if tower == "visual" else TextOnly(module)
+    net = load_open_clip_model(model, weights, quick_gelu, preprocess_cfg)
+    if tower == "visual":
+        return net.visual
+    net.visual = None
+    return net
+
+
+class TextOnly:
+    """A CustomTextCLIP text module behind ``encode_text``, as the whole model offers it."""
+
+    def __init__(self, text: torch.nn.Module) -> None:
+        self.text = text
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        import torch
+
+        features = self.text(tokens)
+        return torch.nn.functional.normalize(features, dim=-1) if normalize else features

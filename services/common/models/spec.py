@@ -24,7 +24,12 @@ from pydantic import Field
 
 from services.common.errors import StartupError, WeightsMissingError
 from services.common.models.inference import RuntimeName, runtime_field
-from services.common.models.open_clip_loader import open_clip_weights_file
+from services.common.models.open_clip_loader import (
+    hf_tokenizer_name,
+    open_clip_tokenizer_files,
+    open_clip_weights_file,
+    tokenizer_folder,
+)
 from services.common.models.timm_loader import timm_weights_file
 from services.common.models.weights import (
     ResolvedWeights,
@@ -82,6 +87,9 @@ class ModelSpec:
     companions: tuple[KnownFile, ...] = ()
     #: ``(setting, value)``: the model only runs while that setting has that value (else no weights).
     only_when: tuple[str, str] | None = None
+    #: open_clip: the setting naming a local folder with the model's HF tokenizer ('' = none; models
+    #: whose config names no HF tokenizer need none either way).
+    tokenizer_setting: str = ""
 
     def env_var(self, settings: ServiceSettings, setting: str = "") -> str:
         return f"{settings.env_prefix()}{(setting or self.weights_setting).upper()}"
@@ -156,14 +164,52 @@ class ModelSpec:
             known.weights_file(settings.service_name, CommonSettings().models_dir, env_var)
         )
 
+    def tokenizer_files(self, settings: ServiceSettings) -> list[WeightsFile]:
+        """The model's HF tokenizer files in the models dir (none when the model has no HF
+        tokenizer or the tokenizer setting names a local folder)."""
+        if self.family != "open_clip" or not self.tokenizer_setting:
+            return []
+        if str(getattr(settings, self.tokenizer_setting)).strip():
+            return []
+        return open_clip_tokenizer_files(
+            settings.service_name,
+            self.model_name(settings),
+            CommonSettings().models_dir,
+            self.env_var(settings, self.tokenizer_setting),
+        )
+
+    def tokenizer_folder(self, settings: ServiceSettings) -> Path | None:
+        """The folder the model's HF tokenizer is read from (None: the model needs none): the local
+        folder the tokenizer setting names, else the models-dir copy (downloaded when allowed);
+        WeightsMissingError (exit 2) naming the fix when neither is there."""
+        name = hf_tokenizer_name(self.model_name(settings))
+        if not name or not self.tokenizer_setting:
+            return None
+        env_var = self.env_var(settings, self.tokenizer_setting)
+        local = str(getattr(settings, self.tokenizer_setting)).strip()
+        if local:
+            folder = Path(local).expanduser()
+            if not (folder / "tokenizer.json").is_file():
+                raise WeightsMissingError(
+                    f"{settings.service_name}: {folder / 'tokenizer.json'} (set by {env_var}) does not "
+                    "exist. "
+                    f"Fix: point {env_var} at a folder holding the {name} tokenizer files, or unset it and "
+                    f"run `ambience models fetch {settings.service_name}`"
+                )
+            return folder
+        for wf in self.tokenizer_files(settings):
+            ensure_weights_file(wf)
+        return tokenizer_folder(settings.service_name, name, CommonSettings().models_dir)
+
     def weights_files(self, settings: ServiceSettings) -> list[WeightsFile]:
         """What ``ambience models fetch <service>`` downloads with these settings: nothing for a
-        model not in use; no weights for a local file or random weights; companions unless local."""
+        model not in use; no weights for a local file or random weights; companions and the
+        tokenizer unless local."""
         if not self.active(settings):
             return []
         value = self.weights_value(settings)
         weights = [self.hub_file(settings, value)] if names_hub_weights(value) else []
-        return [*weights, *self.companion_files(settings)]
+        return [*weights, *self.companion_files(settings), *self.tokenizer_files(settings)]
 
 
 def weights_field(default: str, sources: str) -> Any:
@@ -193,7 +239,12 @@ class ModelServiceSettings(ServiceSettings):
         description="How long a forward pass waits for more requests to join its batch (0: only those "
         "already waiting are batched, no added latency)",
     )
-    torch_threads: int = Field(0, ge=0, description="CPU threads for torch (0 = torch's default)")
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads per forward pass for torch (0 = torch's default, one per core; 1: the "
+        "services share the cores and requests already run side by side)",
+    )
     runtime: RuntimeName = runtime_field()
     #: What ``runtime=auto`` means on CPU for this service (measured: docs/models.md).
     cpu_runtime: ClassVar[str] = "eager"
