@@ -54,6 +54,9 @@ CANDIDATES = 64
 #: Distances below this count as this in the prominence score: within a city's centre, one more
 #: kilometre should not make a 2,000-people neighbourhood outrank the city.
 PROMINENCE_FLOOR_KM = 1.0
+#: How far a quarter may be from the place its county is named after (a city's quarters lie
+#: within it; a same-named place farther away is another one).
+PART_OF_KM = 50.0
 #: ISO 3166 names that read badly in a title ("Korea, Republic of"), by ISO 3166-1 alpha-2 code.
 SHORT_COUNTRY_NAMES = {
     "BN": "Brunei",
@@ -133,6 +136,13 @@ def great_circle_km(
     p1, p2 = math.radians(lat1), np.radians(lat2)
     dp, dl = p2 - p1, np.radians(np.asarray(lon2) - lon1)
     h = np.sin(dp / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def _haversine(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    """Element-wise great-circle distances in km."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
@@ -236,7 +246,7 @@ class _Index:
     longitude: np.ndarray
     population: np.ndarray
     name: list[str]
-    county: list[str | None]
+    part_of: np.ndarray  # the larger place nearby named after a place's county (admin2), else -1
     region: np.ndarray  # index into regions, -1 for none
     country: np.ndarray  # index into country_codes
     regions: list[str]
@@ -284,7 +294,7 @@ def _load_index(land_outline: Path) -> _Index:
         longitude=longitude,
         population=population,
         name=name,
-        county=county,
+        part_of=_parts_of(name, county, latitude, longitude, population, region, country),
         region=region,
         country=country,
         regions=list(regions),
@@ -292,6 +302,43 @@ def _load_index(land_outline: Path) -> _Index:
         country_names=countries,
         land=LandOutline.load(land_outline),
     )
+
+
+def _parts_of(
+    name: list[str],
+    county: list[str | None],
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    population: np.ndarray,
+    region: np.ndarray,
+    country: np.ndarray,
+) -> np.ndarray:
+    """Per place, the nearest larger place of its region within :data:`PART_OF_KM` whose name is
+    the place's county (admin2), else -1: GeoNames puts Paris' quarters in county "Paris", the
+    Alfama in county "Lisbon", so they are parts of those."""
+    by_name: dict[str, list[int]] = {}
+    for i, n in enumerate(name):
+        by_name.setdefault(n, []).append(i)
+    out = np.full(len(name), -1, dtype=np.int64)
+    for i, c in enumerate(county):
+        others = by_name.get(c) if c else None
+        if not others:
+            continue
+        others = [
+            j
+            for j in others
+            if j != i
+            and population[j] > population[i]
+            and region[j] == region[i]
+            and country[j] == country[i]
+        ]
+        if not others:
+            continue
+        km = great_circle_km(float(latitude[i]), float(longitude[i]), latitude[others], longitude[others])
+        nearest = int(np.argmin(km))
+        if km[nearest] <= PART_OF_KM:
+            out[i] = others[nearest]
+    return out
 
 
 class Geocoder:
@@ -342,30 +389,46 @@ class Geocoder:
         chords, neighbours = index.tree.query(
             vectors, k=CANDIDATES, distance_upper_bound=_chord(self.city_km)
         )
-        for row, i in enumerate(valid):
+        near_city = np.isfinite(chords[:, 0])
+        rows = np.nonzero(near_city)[0]
+        if len(rows):
+            chosen, distance = self._cities(index, coords[rows], chords[rows], neighbours[rows])
+            for row, place, km in zip(rows.tolist(), chosen.tolist(), distance.tolist(), strict=True):
+                out[valid[row]] = self._place(index, place, km, with_city=True)
+        for row in np.nonzero(~near_city)[0].tolist():
             lat, lon = coords[row]
-            found = np.isfinite(chords[row])
-            if found[0]:
-                out[i] = self._city(index, neighbours[row][found], _arc_km(chords[row][found]))
-            else:
-                out[i] = self._remote(index, vectors[row], float(lat), float(lon))
+            out[valid[row]] = self._remote(index, vectors[row], float(lat), float(lon))
         return out
 
-    def _city(self, index: _Index, near: np.ndarray, km: np.ndarray) -> Place:
-        nearest = int(near[0])
-        same = (index.region[near] == index.region[nearest]) & (index.country[near] == index.country[nearest])
-        near, km = near[same], km[same]
-        score = index.population[near] / np.maximum(km, PROMINENCE_FLOOR_KM) ** 2
-        best = int(np.argmax(score))
-        chosen, distance = int(near[best]), float(km[best])
-        county = index.county[chosen]
-        if county:  # a quarter of a larger place named after it (Paris' quarters are in county Paris)
-            for j in np.argsort(km):
-                other = int(near[j])
-                if index.name[other] == county and index.population[other] > index.population[chosen]:
-                    chosen, distance = other, float(km[j])
-                    break
-        return self._place(index, chosen, distance, with_city=True)
+    def _cities(
+        self, index: _Index, coords: np.ndarray, chords: np.ndarray, neighbours: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For rows with a place within ``city_km``: the most prominent place of the nearest
+        one's region, and its distance (module docstring), all rows at once."""
+        found = np.isfinite(chords)
+        near = np.where(found, neighbours, 0)
+        km = _arc_km(np.where(found, chords, 0.0))
+        nearest = near[:, :1]
+        same = (
+            found
+            & (index.region[near] == index.region[nearest])
+            & (index.country[near] == index.country[nearest])
+        )
+        score = np.where(same, index.population[near] / np.maximum(km, PROMINENCE_FLOOR_KM) ** 2, -1.0)
+        best = np.argmax(score, axis=1)
+        rows = np.arange(len(near))
+        chosen, distance = near[rows, best], km[rows, best]
+        parent = index.part_of[chosen]
+        has = parent >= 0
+        if has.any():
+            to_parent = np.full(len(chosen), np.inf)
+            to_parent[has] = _haversine(
+                coords[has, 0], coords[has, 1], index.latitude[parent[has]], index.longitude[parent[has]]
+            )
+            take = to_parent <= self.city_km
+            chosen = np.where(take, parent, chosen)
+            distance = np.where(take, to_parent, distance)
+        return chosen, distance
 
     def _place(self, index: _Index, i: int, distance: float, with_city: bool) -> Place:
         code = index.country_codes[index.country[i]]

@@ -27,7 +27,8 @@ day where the photo was taken; an aware datetime is read as its own wall-clock t
   it); runs under ``trip_min_photos`` (3) photos are dropped (a stray fix). Photos without a time
   or a position are in no trip (they keep their visual moments).
   The title names the cities that hold at least ``title_min_share`` (10%) of the trip's photos, in
-  the order visited, when there are at most ``title_max_places`` (2) of them ("Porto and Lisbon"),
+  the order visited, when there are at most ``title_max_places`` (2) of them ("Porto and Lisbon";
+  a suburb within ``title_merge_km``, 20 km, of a city with more photos counts as that city),
   else the countries ("Portugal and Spain"; past three, "5 countries"), then the dates
   ("Lisbon, 12–16 May 2024"). The cover is from the largest part (the trip's events): the member
   with the best ``score`` when the caller gives one, else the photo nearest that part's middle.
@@ -38,11 +39,12 @@ day where the photo was taken; an aware datetime is read as its own wall-clock t
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Protocol
 
 import numpy as np
@@ -81,14 +83,17 @@ class Capture:
     def position(self) -> tuple[float, float] | None:
         """The GPS position, None when missing, invalid, or exactly (0, 0): the "no fix" some
         cameras write, never a photo taken in the Gulf of Guinea."""
-        if not valid_position(self.latitude, self.longitude):
+        lat, lon = self.latitude, self.longitude
+        if lat is None or lon is None or not valid_position(lat, lon):
             return None
-        lat, lon = float(self.latitude), float(self.longitude)  # type: ignore[arg-type]
+        lat, lon = float(lat), float(lon)
         return None if lat == 0.0 and lon == 0.0 else (lat, lon)
 
     @property
     def local_time(self) -> datetime | None:
-        return None if self.taken_at is None else self.taken_at.replace(tzinfo=None)
+        """The capture time as the camera's wall clock (an aware time loses its zone)."""
+        when = self.taken_at
+        return when if when is None or when.tzinfo is None else when.replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -106,9 +111,17 @@ class MomentRules:
     trip_min_photos: int = 3
     title_max_places: int = 2
     title_min_share: float = 0.1
+    title_merge_km: float = 20.0
 
     def __post_init__(self) -> None:
-        positive = ("event_gap_hours", "home_event_gap_hours", "event_jump_km", "home_radius_km", "away_km")
+        positive = (
+            "event_gap_hours",
+            "home_event_gap_hours",
+            "event_jump_km",
+            "home_radius_km",
+            "away_km",
+            "title_merge_km",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -204,12 +217,20 @@ def join_names(names: Sequence[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def place_text(places: Sequence[Place | None], rules: MomentRules = MomentRules()) -> str:
+def place_text(
+    places: Sequence[Place | None],
+    rules: MomentRules = MomentRules(),
+    positions: Sequence[tuple[float, float] | None] | None = None,
+) -> str:
     """The place part of a title for photos in time order: their cities ("Porto and Lisbon"),
-    else their countries, else "At sea" when every known place is; "" when nothing is known."""
+    else their countries, else "At sea" when every known place is; "" when nothing is known.
+    With the photos' ``positions``, a city whose photos lie within ``title_merge_km`` of a city
+    with more of them counts as that one (GeoNames names suburbs and quarters on their own:
+    Suita and Toyonaka are Osaka in a title)."""
     known = [p for p in places if p is not None]
     if not known:
         return ""
+    alias = _merged_cities(places, positions, rules.title_merge_km) if positions is not None else {}
 
     def named(values: list[str]) -> list[str]:
         counts = Counter(values)
@@ -217,7 +238,7 @@ def place_text(places: Sequence[Place | None], rules: MomentRules = MomentRules(
         kept = [v for v in dict.fromkeys(values) if counts[v] >= least]  # order of first visit
         return kept or [counts.most_common(1)[0][0]]
 
-    cities = [p.city for p in known if p.city]
+    cities = [alias.get(p.city, p.city) for p in known if p.city]
     countries = [p.country for p in known if p.country]
     if cities:
         chosen = named(cities)
@@ -235,11 +256,57 @@ def place_text(places: Sequence[Place | None], rules: MomentRules = MomentRules(
     return ""
 
 
+def _merged_cities(
+    places: Sequence[Place | None], positions: Sequence[tuple[float, float] | None], within_km: float
+) -> dict[str, str]:
+    """City name -> the name it counts as: the city with more photos whose photos' middle lies
+    within ``within_km`` of its own."""
+    spots: dict[str, list[tuple[float, float]]] = {}
+    counts: Counter[str] = Counter()
+    for place, position in zip(places, positions, strict=True):
+        if place is not None and place.city:
+            counts[place.city] += 1
+            if position is not None:
+                spots.setdefault(place.city, []).append(position)
+    middles = {
+        name: _mean_position(np.array([p[0] for p in ps]), np.array([p[1] for p in ps]))
+        for name, ps in spots.items()
+    }
+    kept: list[str] = []
+    alias: dict[str, str] = {}
+    for name, _ in counts.most_common():
+        here = middles.get(name)
+        into = next(
+            (
+                k
+                for k in kept
+                if here is not None and k in middles and _km_between(here, middles[k]) <= within_km
+            ),
+            None,
+        )
+        if into is None:
+            kept.append(name)
+        else:
+            alias[name] = into
+    return alias
+
+
 # ---- geometry -----------------------------------------------------------------------------------
 
 
 def _km_between(a: tuple[float, float], b: tuple[float, float]) -> float:
-    return float(great_circle_km(a[0], a[1], b[0], b[1]))
+    p1, p2 = math.radians(a[0]), math.radians(b[0])
+    h = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b[1] - a[1]) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, max(0.0, h))))
+
+
+def _haversine(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def _mean_position(latitudes: np.ndarray, longitudes: np.ndarray) -> tuple[float, float]:
@@ -250,10 +317,6 @@ def _mean_position(latitudes: np.ndarray, longitudes: np.ndarray) -> tuple[float
         return float(np.median(latitudes)), float(np.median(longitudes))
     x, y, z = v / norm
     return math.degrees(math.asin(max(-1.0, min(1.0, z)))), math.degrees(math.atan2(y, x))
-
-
-def _chord(km: float) -> float:
-    return 2 * math.sin(min(km / EARTH_RADIUS_KM, math.pi) / 2)
 
 
 # ---- home ---------------------------------------------------------------------------------------
@@ -272,29 +335,37 @@ def _timed_positioned(captures: Iterable[Capture]) -> list[tuple[datetime, float
 def _home_of(
     days: np.ndarray, latitudes: np.ndarray, longitudes: np.ndarray, radius_km: float
 ) -> Home | None:
-    """Mode of the day-points: one point per (day, cell of radius/2) visited."""
-    from scipy.spatial import cKDTree
-
+    """The densest area by days: cells of ``radius_km``, each scored by the days with photos in it
+    and its eight neighbours; the home is the middle of the best block's days (each day weighs
+    one), refined once over the days within ``radius_km`` of it. O(n log n)."""
     if len(days) == 0:
         return None
-    cell = (radius_km / 2) / 111.2  # degrees of latitude
+    cell = radius_km / 111.2  # degrees of latitude
     lat_cell = np.floor(latitudes / cell).astype(np.int64)
-    lon_cell = np.floor(longitudes * np.cos(np.radians(latitudes)) / cell).astype(np.int64)
-    keys = np.stack([days.astype(np.int64), lat_cell, lon_cell], axis=1)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    band = np.clip(np.cos(np.radians((lat_cell + 0.5) * cell)), 0.01, 1.0)
+    lon_cell = np.floor((longitudes + 180.0) * band / cell).astype(np.int64)
+    cells = (lat_cell + (1 << 19)) << 21 | lon_cell
+    day_cells = np.unique(days.astype(np.int64) << 42 | cells)
+    occupied, counts = np.unique(day_cells & ((1 << 42) - 1), return_counts=True)
+    per_cell = dict(zip(occupied.tolist(), counts.tolist(), strict=True))
+    offsets = [dy * (1 << 21) + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    best = max(per_cell, key=lambda c: (sum(per_cell.get(c + o, 0) for o in offsets), per_cell[c]))
     vectors = unit_vectors(latitudes, longitudes)
-    sums = np.zeros((len(unique), 3))
-    np.add.at(sums, inverse, vectors)
-    points = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    tree = cKDTree(points)
-    counts = tree.query_ball_point(points, r=_chord(radius_km), return_length=True)
-    best = int(np.argmax(counts))
-    near = np.asarray(tree.query_ball_point(points[best], r=_chord(radius_km)), dtype=np.int64)
-    centre = points[near].mean(axis=0)
-    x, y, z = centre / np.linalg.norm(centre)
-    lat, lon = math.degrees(math.asin(max(-1.0, min(1.0, z)))), math.degrees(math.atan2(y, x))
-    return Home(round(lat, 6), round(lon, 6), len(np.unique(unique[near, 0])))
+    mask = np.isin(cells, [best + o for o in offsets])
+    for _ in range(2):
+        # each day's photos weigh as much as any other day's
+        day_index, inverse = np.unique(days[mask], return_inverse=True)
+        per_day = np.zeros((len(day_index), 3))
+        np.add.at(per_day, inverse.ravel(), vectors[mask])
+        per_day /= np.linalg.norm(per_day, axis=1, keepdims=True)
+        centre = per_day.sum(axis=0)
+        x, y, z = centre / np.linalg.norm(centre)
+        lat, lon = math.degrees(math.asin(max(-1.0, min(1.0, z)))), math.degrees(math.atan2(y, x))
+        within = great_circle_km(lat, lon, latitudes, longitudes) <= radius_km
+        if not within.any():  # the block's days lie in its corners: keep the block
+            break
+        mask = within
+    return Home(round(lat, 6), round(lon, 6), len(np.unique(days[mask])))
 
 
 def infer_home(captures: Iterable[Capture], rules: MomentRules = MomentRules()) -> Home | None:
@@ -332,29 +403,20 @@ def homes_by_year(captures: Iterable[Capture], rules: MomentRules = MomentRules(
 # ---- events -------------------------------------------------------------------------------------
 
 
-def _event(members: list[Capture]) -> Event:
-    positioned = [c.position for c in members if c.position is not None]
-    lat = lon = None
-    if positioned:
-        lat, lon = _mean_position(np.array([p[0] for p in positioned]), np.array([p[1] for p in positioned]))
-    names = [n for n in (_short_name(c.place) for c in members) if n]
-    times = [c.local_time for c in members]
-    return Event(
-        members=[c.image_id for c in members],
-        start=times[0],  # type: ignore[arg-type]
-        end=times[-1],  # type: ignore[arg-type]
-        latitude=lat,
-        longitude=lon,
-        place=Counter(names).most_common(1)[0][0] if names else "",
-    )
-
-
 def _short_name(place: Place | None) -> str:
     if place is None:
         return ""
     if place.at_sea:
         return "At sea"
     return place.city or place.region or place.country or ""
+
+
+def _wall_seconds(when: datetime) -> float:
+    """Seconds of wall-clock time (no time zone, no daylight saving jumps)."""
+    return (when - _EPOCH).total_seconds()
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def find_events(
@@ -367,67 +429,81 @@ def find_events(
     )
     if not timed:
         return []
-    positions = [c.position for c in timed]
-    near_home = _near_home_flags(positions, home, rules)
-    outlier = _outliers(positions, rules.event_jump_km)
-    away_gap = timedelta(hours=rules.event_gap_hours)
-    home_gap = timedelta(hours=rules.home_event_gap_hours)
-    events: list[Event] = []
-    current = [timed[0]]
-    anchor = None if outlier[0] else positions[0]  # the last trusted position of the current event
-    for i in range(1, len(timed)):
-        previous, capture = timed[i - 1], timed[i]
-        gap = capture.local_time - previous.local_time  # type: ignore[operator]
-        limit = home_gap if near_home[i - 1] and near_home[i] else away_gap
-        position = None if outlier[i] else positions[i]
-        jumped = (
-            anchor is not None
-            and position is not None
-            and _km_between(anchor, position) > rules.event_jump_km
-        )
-        if gap > limit or jumped:
-            events.append(_event(current))
-            current, anchor = [], None
-        current.append(capture)
+    n = len(timed)
+    seconds = np.array([_wall_seconds(c.local_time) for c in timed])  # type: ignore[arg-type]
+    lat, lon = np.full(n, np.nan), np.full(n, np.nan)
+    for i, c in enumerate(timed):
+        position = c.position
         if position is not None:
-            anchor = position
-    events.append(_event(current))
+            lat[i], lon[i] = position
+    positioned = np.nonzero(~np.isnan(lat))[0]
+
+    # near home: by a photo's own position, else the last positioned photo's (the first one's
+    # for those before it)
+    near = np.zeros(n, dtype=bool)
+    if home is not None and len(positioned):
+        own = (
+            great_circle_km(home.latitude, home.longitude, lat[positioned], lon[positioned]) <= rules.away_km
+        )
+        last = np.maximum.accumulate(np.where(~np.isnan(lat), np.arange(n), -1))
+        last[last < 0] = positioned[0]
+        rank = np.searchsorted(positioned, last)
+        near = own[rank]
+    limit = np.where(near[:-1] & near[1:], rules.home_event_gap_hours, rules.event_gap_hours) * 3600.0
+    gap_split = np.concatenate([[False], np.diff(seconds) > limit])
+
+    # jumps between consecutive trusted positions (a lone GPS glitch is not trusted)
+    jump = rules.event_jump_km
+    trusted = positioned
+    if len(positioned) >= 3:
+        plat, plon = lat[positioned], lon[positioned]
+        step = _haversine(plat[:-1], plon[:-1], plat[1:], plon[1:])
+        skip = _haversine(plat[:-2], plon[:-2], plat[2:], plon[2:])
+        glitch = np.zeros(len(positioned), dtype=bool)
+        glitch[1:-1] = (step[:-1] > jump) & (step[1:] > jump) & (skip <= jump)
+        trusted = positioned[~glitch]
+    jumped = np.zeros(n, dtype=bool)
+    previous_trusted = np.full(n, -1, dtype=np.int64)
+    if len(trusted) >= 2:
+        tlat, tlon = lat[trusted], lon[trusted]
+        jumped[trusted[1:]] = _haversine(tlat[:-1], tlon[:-1], tlat[1:], tlon[1:]) > jump
+        previous_trusted[trusted[1:]] = trusted[:-1]
+
+    starts = [0]
+    for i in np.nonzero(gap_split | jumped)[0].tolist():
+        # a jump counts only from a position of the same event (a time split may lie between)
+        if i > 0 and (gap_split[i] or previous_trusted[i] >= starts[-1]):
+            starts.append(i)
+    bounds = [*starts, n]
+
+    # each event's middle: the normalised sum of its positions on the sphere
+    event_of = np.searchsorted(np.array(starts), np.arange(n), side="right") - 1
+    sums = np.zeros((len(starts), 3))
+    if len(positioned):
+        np.add.at(sums, event_of[positioned], unit_vectors(lat[positioned], lon[positioned]))
+    norms = np.linalg.norm(sums, axis=1)
+    events = []
+    for e, (a, b) in enumerate(itertools.pairwise(bounds)):
+        members = timed[a:b]
+        middle_lat = middle_lon = None
+        if norms[e] > 1e-12:
+            x, y, z = sums[e] / norms[e]
+            middle_lat, middle_lon = (
+                math.degrees(math.asin(max(-1.0, min(1.0, z)))),
+                math.degrees(math.atan2(y, x)),
+            )
+        names = [name for name in (_short_name(c.place) for c in members) if name]
+        events.append(
+            Event(
+                members=[c.image_id for c in members],
+                start=members[0].local_time,  # type: ignore[arg-type]
+                end=members[-1].local_time,  # type: ignore[arg-type]
+                latitude=middle_lat,
+                longitude=middle_lon,
+                place=Counter(names).most_common(1)[0][0] if names else "",
+            )
+        )
     return events
-
-
-def _near_home_flags(
-    positions: list[tuple[float, float] | None], home: Home | None, rules: MomentRules
-) -> list[bool]:
-    """Per photo: near home by its own position, else by the nearest positioned photo before it
-    (after it for the first ones); all False without a home."""
-    if home is None:
-        return [False] * len(positions)
-    flags: list[bool | None] = [
-        None if p is None else _km_between((home.latitude, home.longitude), p) <= rules.away_km
-        for p in positions
-    ]
-    last: bool | None = next((f for f in flags if f is not None), False)
-    out = []
-    for f in flags:
-        if f is not None:
-            last = f
-        out.append(bool(last))
-    return out
-
-
-def _outliers(positions: list[tuple[float, float] | None], jump_km: float) -> list[bool]:
-    """A position far (> jump_km) from both positioned neighbours that are near each other."""
-    index = [i for i, p in enumerate(positions) if p is not None]
-    out = [False] * len(positions)
-    for k in range(1, len(index) - 1):
-        before, here, after = (positions[index[k + d]] for d in (-1, 0, 1))
-        if (
-            _km_between(before, here) > jump_km  # type: ignore[arg-type]
-            and _km_between(here, after) > jump_km  # type: ignore[arg-type]
-            and _km_between(before, after) <= jump_km  # type: ignore[arg-type]
-        ):
-            out[index[k]] = True
-    return out
 
 
 # ---- trips --------------------------------------------------------------------------------------
@@ -514,7 +590,7 @@ def _trip(
     score: Callable[[int], float | None] | None,
 ) -> Trip:
     parts = find_events(members, rules, home=None)  # away from home: the away gap throughout
-    where = place_text([c.place for c in members], rules)
+    where = place_text([c.place for c in members], rules, [c.position for c in members])
     start, end = members[0].local_time.date(), members[-1].local_time.date()  # type: ignore[union-attr]
     dates = date_range_text(start, end)
     countries = list(dict.fromkeys(c.place.country_code for c in members if c.place and c.place.country_code))
@@ -568,24 +644,38 @@ def same_day_in(day: date, year: int) -> date:
     return day.replace(year=year)
 
 
+class OnThisDayIndex:
+    """The capture times of a library sorted once: each :meth:`query` is two binary searches per
+    earlier year. Photos without a time are left out."""
+
+    def __init__(self, captures: Iterable[Capture]) -> None:
+        timed = sorted((c.local_time, c.image_id) for c in captures if c.local_time is not None)
+        self.ordinals = np.fromiter((t.toordinal() for t, _ in timed), dtype=np.int64, count=len(timed))
+        self.image_ids = [image_id for _, image_id in timed]
+        self.first_year = timed[0][0].year if timed else None
+
+    def query(self, day: date, window_days: int = 3) -> list[YearMemory]:
+        """Photos within ``window_days`` of ``day``'s date in each earlier year, newest year first;
+        years without photos are left out."""
+        if not 0 <= window_days <= 182:
+            raise ValueError("window_days must be within [0, 182]")
+        if self.first_year is None:
+            return []
+        out = []
+        # a window can reach back into the year before the first photo's (1 January's does)
+        for year in range(day.year - 1, max(0, self.first_year - 2), -1):
+            anchor = same_day_in(day, year)
+            lo = int(np.searchsorted(self.ordinals, anchor.toordinal() - window_days, side="left"))
+            hi = int(np.searchsorted(self.ordinals, anchor.toordinal() + window_days, side="right"))
+            if hi > lo:
+                out.append(YearMemory(year, day.year - year, anchor, self.image_ids[lo:hi]))
+        return out
+
+
 def on_this_day(day: date, captures: Iterable[Capture], window_days: int = 3) -> list[YearMemory]:
     """Photos taken within ``window_days`` of ``day``'s date in each earlier year, newest year
-    first; a year without photos is left out. Photos without a time are ignored."""
+    first (module docstring); a year without photos is left out, photos without a time are
+    ignored. For many dates over one library, build an :class:`OnThisDayIndex` once."""
     if not 0 <= window_days <= 182:
         raise ValueError("window_days must be within [0, 182]")
-    timed = [(c.local_time, c.image_id) for c in captures if c.local_time is not None]
-    if not timed:
-        return []
-    timed.sort()
-    ordinals = np.fromiter((t.toordinal() for t, _ in timed), dtype=np.int64, count=len(timed))
-    first_year = timed[0][0].year
-    out = []
-    for year in range(day.year - 1, first_year - 2, -1):  # a window can reach back into the year before
-        if year < 1:
-            break
-        anchor = same_day_in(day, year)
-        lo = np.searchsorted(ordinals, anchor.toordinal() - window_days, side="left")
-        hi = np.searchsorted(ordinals, anchor.toordinal() + window_days, side="right")
-        if hi > lo:
-            out.append(YearMemory(year, day.year - year, anchor, [timed[i][1] for i in range(lo, hi)]))
-    return out
+    return OnThisDayIndex(captures).query(day, window_days)

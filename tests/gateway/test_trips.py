@@ -13,6 +13,7 @@ from gateway.trips import (
     Capture,
     Home,
     MomentRules,
+    OnThisDayIndex,
     date_range_text,
     find_events,
     find_trips,
@@ -288,6 +289,13 @@ def test_on_this_day_across_years_leap_day_and_year_end() -> None:
     ]
     with pytest.raises(ValueError):
         on_this_day(date(2024, 1, 1), ends.captures, window_days=-1)
+    # one index answers every date as the function does
+    everything = lib.captures + leap.captures + ends.captures
+    index = OnThisDayIndex(everything)
+    for day in (date(2024, 5, 12), date(2024, 2, 29), date(2025, 1, 2), date(2023, 12, 30), date(2025, 3, 1)):
+        assert index.query(day) == on_this_day(day, everything)
+        assert index.query(day, 1) == on_this_day(day, everything, 1)
+    assert OnThisDayIndex([]).query(date(2024, 1, 1)) == []
 
 
 def test_aware_times_are_read_as_wall_clock() -> None:
