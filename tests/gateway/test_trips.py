@@ -124,6 +124,24 @@ def test_multi_city_trip_and_many_places(geocoder: Geocoder) -> None:
     assert trips[2].countries == ["PT", "ES"]
 
 
+def test_suburbs_count_as_their_city_in_a_title(geocoder: Geocoder) -> None:
+    """GeoNames names Suita and Toyonaka on their own; in a trip's title they are Osaka."""
+    lib = Library()
+    lib.days(date(2024, 1, 1), 20, BERLIN)
+    osaka = lib.days(date(2024, 4, 1), 2, (34.6937, 135.5023), hours=(9, 11, 13))
+    osaka += lib.days(date(2024, 4, 3), 1, (34.7595, 135.5169), hours=(9, 11, 13))  # Suita
+    osaka += lib.days(date(2024, 4, 4), 1, (34.7833, 135.4694), hours=(9, 11, 13))  # Toyonaka
+    (trip,) = find_trips(lib.captures, locator=geocoder)
+    assert trip.members == osaka
+    assert trip.title == "Osaka, 1–4 April 2024"
+    positions = [c.position for c in lib.captures if c.image_id in osaka]
+    places = geocoder.locate_many(positions)  # type: ignore[arg-type]
+    assert {p.city for p in places if p} == {"Osaka", "Suita", "Toyonaka"}
+    assert place_text(places, positions=positions) == "Osaka"
+    assert place_text(places) == "Japan"  # without positions nothing is merged: three cities
+    assert place_text(places, MomentRules(title_merge_km=1), positions) == "Japan"
+
+
 def test_trip_splits_and_what_is_no_trip() -> None:
     """Titles without places, a gap of days without photos, a lone stray fix, photos without a
     time or a position, and the "no fix" (0, 0) are handled cleanly."""
