@@ -27,8 +27,8 @@ Which name a position gets (:class:`Geocoder`):
   "no fix" of some cameras skip it themselves (:mod:`gateway.trips` does).
 
 Point data cannot know borders: a position near a border is named after the nearest place,
-which may be across it. The index loads lazily on first use (about 1 s, ~60 MB), once, under a
-lock; lookups only read it and are safe from many threads.
+which may be across it. The index loads lazily on first use (about 1 s, ~100 MB at the peak),
+once, under a lock; lookups only read it and are safe from many threads.
 """
 
 from __future__ import annotations
