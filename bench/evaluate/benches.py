@@ -38,6 +38,7 @@ BENCHES = (
     "model_throughput_bench",
     "ocr_bench",
     "page_bench",
+    "places_bench",
     "phash_color_bench",
     "scaleout_bench",
     "vector_search_bench",

@@ -31,6 +31,9 @@ ASSETS = {
     "app.css": "text/css",
     "index.html": "text/html",
     "login.html": "text/html",
+    # the Places view's world map (gateway/places.py reads the outline too)
+    "worldmap.js": "text/javascript",
+    "land-110m.json": "application/json",
 }
 
 COMPONENT = "web"
