@@ -148,16 +148,21 @@ def add_outcome(result: CallResult, digest: str = "") -> PartOutcome:
         if digest and held and held.group(1) != digest:
             return PartOutcome(FAILED, "failed", f"{result.service} holds another image under this id")
         return PartOutcome(DONE, "ok", "already stored")
+    if transient(result):  # 429 included: "not now" is no verdict on the image
+        return PartOutcome(PENDING, result.outcome, result.detail)
     if result.status_code is not None and 400 <= result.status_code < 500:
         return PartOutcome(REJECTED, "failed", result.detail)
-    return PartOutcome(PENDING if transient(result) else FAILED, result.outcome, result.detail)
+    return PartOutcome(FAILED, result.outcome, result.detail)
 
 
 def delete_outcome(result: CallResult) -> PartOutcome:
-    """A service's answer to a delete: a 4xx (e.g. not stored) ends the part as surely as a 200."""
+    """A service's answer to a delete: a 4xx (e.g. not stored) ends the part as surely as a 200,
+    but a 429 (too many requests: nothing was deleted) is sent again, as a 503 is."""
+    if transient(result):
+        return PartOutcome(PENDING, result.outcome, result.detail)
     if result.ok or (result.status_code is not None and 400 <= result.status_code < 500):
         return PartOutcome(DONE, "ok" if result.ok else "failed", result.detail)
-    return PartOutcome(PENDING if transient(result) else FAILED, result.outcome, result.detail)
+    return PartOutcome(FAILED, result.outcome, result.detail)
 
 
 def reply_entries(outcomes: Outcomes) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import free_port
+from ambience_support.proxies import RateLimitingProxy
 from ambience_support.stacks import start_services
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
@@ -283,6 +284,35 @@ def test_outcome_rules() -> None:
     assert delete_outcome(result("failed", 404)) == (DONE, "failed", "HTTP 404")
     assert delete_outcome(result("failed", 500)).state == PENDING
     assert delete_outcome(result("unavailable", None)).state == PENDING
+    # 429: too many requests, nothing done: sent again, never rejected nor counted as deleted
+    assert add_outcome(result("failed", 429)) == (PENDING, "failed", "HTTP 429")
+    assert delete_outcome(result("failed", 429)) == (PENDING, "failed", "HTTP 429")
+
+
+def test_a_rate_limited_service_gets_the_add_and_the_delete_once_it_lets_them_through(
+    services: dict[str, str], tmp_path: Path, pg_dsn: str
+) -> None:
+    """color behind a rate-limiting proxy that answers 429 to the first requests of each kind: the
+    add and the delete stay pending and the retry worker finishes both."""
+    with RateLimitingProxy(services["color"], refuse_first=1) as proxy:
+
+        async def scenario() -> None:
+            async with opened_writer(tmp_path, pg_dsn, {**services, "color": proxy.url}) as writer:
+                outcomes = await writer.add(105, picture(105))
+                assert (outcomes["phash"].state, outcomes["color"].state) == (DONE, PENDING)
+                assert "429" in (outcomes["color"].detail or "")
+                await retry_until_settled(writer)
+                assert (await writer.status([105]))[105]["state"] == "complete"
+                assert stored(services["color"], "color", 105)
+                deleted = await writer.delete(105)
+                assert deleted["color"].state == PENDING  # refused, not "not stored"
+                assert stored(services["color"], "color", 105)
+                await retry_until_settled(writer)
+                assert await writer.status([105]) == {}
+
+        asyncio.run(scenario())
+        assert proxy.refused == {"/calculate_color_features": 1, "/delete_color_features": 1}
+    assert not stored(services["color"], "color", 105)
 
 
 def test_keyed_locks_serialise_one_id_and_leave_others_free() -> None:
