@@ -27,7 +27,6 @@ Upstream = ServiceDescriptor
 
 UPSTREAMS: dict[str, Upstream] = dict(SERVICES)
 
-FEATURE_SERVICES = [u.name for u in UPSTREAMS.values() if u.store]
 SEARCH_SERVICES = [u.name for u in UPSTREAMS.values() if u.search]
 
 

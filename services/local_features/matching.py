@@ -132,7 +132,3 @@ def verify(
     if mask is None or _degenerate(h, params.max_area_change):
         return 0
     return int(mask.sum())
-
-
-def image_of(faiss_ids: np.ndarray) -> np.ndarray:
-    return faiss_ids >> ID_SHIFT

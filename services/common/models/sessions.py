@@ -94,18 +94,6 @@ class PixelPipeline:
         return (x - self.mean.to(device)) / self.std.to(device)
 
 
-class TextEmbeddingSession(Protocol):
-    """A loaded text model sharing the image model's embedding space (CLIP)."""
-
-    def tokenize(self, text: str) -> torch.Tensor:
-        """Text -> token ids (context_length,); longer texts are truncated to the context."""
-        ...
-
-    def embed_texts(self, tokens: torch.Tensor) -> np.ndarray:
-        """(N, context_length) -> (N, dim) float32, L2-normalised rows."""
-        ...
-
-
 def describe_session(
     session: ImageEmbeddingSession, batcher: MicroBatcher[Any, Any] | None
 ) -> dict[str, Any]:
