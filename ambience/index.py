@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p_index.add_argument("--concurrency", type=int, default=4, help="uploads in flight (default 4)")
     p_index.add_argument("--start-id", type=int, default=0, help="first id handed out (default 0)")
+    p_index.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="end once every file is acknowledged, without waiting for the gateway's background steps "
+        "(facts, thumbnails, duplicate links) to finish",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     def index() -> int:
         summary = index_folder(
-            args.folder, args.gateway, args.mapping, max(args.concurrency, 1), args.start_id
+            args.folder, args.gateway, args.mapping, max(args.concurrency, 1), args.start_id, wait=args.wait
         )
         for problem in summary.pop("problems"):
             print(f"  {problem}", file=sys.stderr)
@@ -159,8 +166,11 @@ def index_folder(
     concurrency: int = 4,
     start_id: int = 0,
     progress: bool = True,
+    wait: bool = True,
 ) -> dict[str, Any]:
-    """Add every image under ``folder`` through the gateway; returns counts and problems."""
+    """Add every image under ``folder`` through the gateway; returns counts and problems. With
+    ``wait``, then wait until the gateway's backlog (the steps that follow adds, and parts being
+    retried) is done, showing it."""
     url = gateway_url(url)
     folder = folder.resolve()
     files = image_files(folder)
@@ -199,4 +209,40 @@ def index_folder(
                 bar.update()
                 bar.set_postfix({k: v for k, v in counts.items() if k != "added"}, refresh=False)
             bar.close()
+        left = wait_for_backlog(client, url, progress) if wait else backlog(client, url)
+    if left:
+        counts["steps still to do"] = left
     return {"files": len(files), "mapping": str(ids.path), **counts, "problems": problems}
+
+
+#: Seconds between looks at the gateway's backlog while waiting for it.
+BACKLOG_POLL_S = 0.5
+
+
+def backlog(client: httpx.Client, url: str) -> int:
+    """What the gateway has left to do for the images it acknowledged: steps that follow adds
+    (facts, thumbnails, duplicate links, ...) and service parts being retried."""
+    reply = client.get(url + "/catalog_stats")
+    reply.raise_for_status()
+    stats = reply.json()
+    return sum(stats.get("pending_steps", {}).values()) + sum(stats.get("pending_parts", {}).values())
+
+
+def wait_for_backlog(client: httpx.Client, url: str, progress: bool) -> int:
+    """Wait, showing progress, until the backlog is empty or stops shrinking for a minute (a service
+    down: the gateway's retries finish it once it is back); returns what is left."""
+    left = backlog(client, url)
+    bar = tqdm(total=left, unit="step", desc="finishing", disable=not progress or not left, file=sys.stderr)
+    stalled_since = time.monotonic()
+    while left:
+        time.sleep(BACKLOG_POLL_S)
+        now = backlog(client, url)
+        if now < left:
+            stalled_since = time.monotonic()
+        elif time.monotonic() - stalled_since > 60:
+            break
+        bar.total = max(bar.total or 0, bar.n + now)
+        bar.update(max(0, left - now))
+        left = now
+    bar.close()
+    return left

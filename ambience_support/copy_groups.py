@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from ambience_support.photos import load_rgb
+from ambience_support.stacks import wait_complete
 from ambience_support.transforms import VARIANTS, source_bytes, variants
 
 SOURCE = "source"
@@ -65,8 +66,9 @@ def copy_uploads(paths: list[Path], first_id: int = 0) -> Iterator[Upload]:
 def add_through_gateway(
     client: httpx.Client, url: str, uploads: Iterator[Upload], progress: Callable[[int], None] | None = None
 ) -> tuple[list[Upload], list[float]]:
-    """Add every upload through ``url``'s /calculate_all_image_features, one at a time (links are
-    made against what is stored before). The uploads, and each add's wall seconds."""
+    """Add every upload through ``url``'s /calculate_all_image_features, one at a time, then wait
+    until the gateway has linked them all (the steps that follow the adds). The uploads, and each
+    add's wall seconds."""
     added, seconds = [], []
     for n, upload in enumerate(uploads):
         started = time.perf_counter()
@@ -83,6 +85,7 @@ def add_through_gateway(
         added.append(upload)
         if progress is not None:
             progress(n + 1)
+    wait_complete(url, [u.image_id for u in added], timeout=600)
     return added, seconds
 
 

@@ -70,19 +70,29 @@ class GatewayStack:
             svc.stop()
 
     def catalog(self, image_ids: list[int]) -> dict[str, Any]:
-        reply = httpx.post(self.url + "/catalog_status", json={"image_ids": image_ids}, timeout=30)
-        reply.raise_for_status()
-        return reply.json()
+        return catalog_status(self.url, image_ids)
 
     def wait_complete(self, image_ids: list[int], timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.catalog(image_ids)
-            if all(status.get(str(i), {}).get("state") == "complete" for i in image_ids):
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not complete after {timeout}s: {status}")
-            time.sleep(0.2)
+        return wait_complete(self.url, image_ids, timeout)
+
+
+def catalog_status(url: str, image_ids: list[int]) -> dict[str, Any]:
+    reply = httpx.post(url + "/catalog_status", json={"image_ids": image_ids}, timeout=30)
+    reply.raise_for_status()
+    return dict(reply.json())
+
+
+def wait_complete(url: str, image_ids: list[int], timeout: float = 60) -> dict[str, Any]:
+    """Wait until the gateway at ``url`` has finished ``image_ids``: every service stores them and
+    the steps that follow their adds (facts, thumbnail, duplicate links) are done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = catalog_status(url, image_ids)
+        if all(status.get(str(i), {}).get("state") == "complete" for i in image_ids):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not complete after {timeout}s: {status}")
+        time.sleep(0.05)
 
 
 def start_services(

@@ -27,7 +27,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails, web
+from gateway.after_add import AfterAdd
 from gateway.auth import ApiKeyMiddleware
+from gateway.backlog import Backlog
 from gateway.catalog import Catalog
 from gateway.duplicates.links import PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
@@ -42,8 +44,9 @@ from gateway.routes import thumbnails as thumbnail_routes
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.sources import AnalysisSources
-from gateway.writer import FanOutWriter, Spool
+from gateway.writer import FanOutWriter, KeyedLocks, Spool
 from services.common.app import add_common_handlers, add_unavailable_handler
+from services.common.features.storage import replica_name
 from services.common.images import DecodeLimits
 from services.common.limits import MemoryBudget
 from services.common.metrics import ServiceMetrics
@@ -74,10 +77,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         settings.retry_max_attempts,
         removals=links,
     )
+    backlog = Backlog(postgres)
     facts = ImageFacts(postgres)
-    writer = FanOutWriter(
-        settings, clients, Spool(settings.resolved_data_dir() / "spool"), stored_by, catalog
-    )
     reverse_search = ReverseSearch(settings, clients, enabled, facts)
     sources = AnalysisSources(settings, clients, enabled)
     explorer = Explorer(settings, sources, facts)
@@ -85,22 +86,36 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     decode_limits = DecodeLimits(
         max_bytes=settings.max_upload_bytes, budget=MemoryBudget(settings.decode_budget_mb << 20, "decode")
     )
-    # After an add, in this order: the facts (capture times, sizes), the thumbnail (the duplicate
-    # links align thumbnails), the duplicate links.
-    writer.subscribe(facts)
-    writer.subscribe(thumbnails.ThumbnailKeeper(postgres, settings.thumbnail_size, decode_limits))
-    writer.subscribe(duplicates)
+    spool, locks = Spool(settings.resolved_data_dir() / "spool"), KeyedLocks()
+    # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
+    # links read; the thumbnail, which the copies' crop alignment reads; the duplicate links.
+    after_add = AfterAdd(
+        settings,
+        [
+            facts,
+            thumbnails.ThumbnailKeeper(postgres, settings.thumbnail_size, decode_limits),
+            *duplicates.steps(),
+        ],
+        catalog,
+        backlog,
+        spool,
+        locks,
+        replica=replica_name(settings.resolved_data_dir()),
+    )
+    writer = FanOutWriter(settings, clients, spool, stored_by, catalog, backlog, after_add, locks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(postgres.open)
         await run_in_threadpool(writer.reconcile_spool)
         writer.start()
+        await after_add.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(names), postgres.where)
         try:
             yield
         finally:
             await writer.stop()
+            await after_add.stop()
             await duplicates.stop()
             await clients.close()
             await run_in_threadpool(postgres.close)
@@ -116,6 +131,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     app.state.writer = writer
     app.state.reverse_search = reverse_search
     app.state.duplicates = duplicates
+    app.state.after_add = after_add
     add_common_handlers(
         app, metrics, max_upload_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes
     )
@@ -138,9 +154,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry)
     explore.add_routes(app, explorer, facts)
     duplicate_routes.add_routes(app, duplicates)
-    health.add_routes(app, settings, clients, catalog, postgres, stored_by, metrics)
+    health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)
     thumbnail_routes.add_routes(
-        app, postgres, catalog, clients, stored_by, settings.thumbnail_size, decode_limits
+        app, postgres, backlog, clients, stored_by, settings.thumbnail_size, decode_limits
     )
     passthrough.add_routes(app, clients, names)
     if settings.web:

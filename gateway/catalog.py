@@ -18,21 +18,27 @@ after the image was deleted cannot mark it added again; the gateway additionally
 work on one image id (see ``gateway.writer``), so an add never reaches a service before the delete
 that preceded it, nor after the delete that followed it.
 
+What follows an add (the image's facts, its thumbnail, its duplicate links, ...: gateway/after_add.py)
+is recorded with it, in the same transaction, as ordered steps (``gateway_steps``), each ``pending``
+until a background worker has done it, then ``done`` or, after ``max_attempts``, ``failed``. The
+spool file stays until every step that reads the upload is done. What is left to do, read by the
+workers and the reports, is gateway/backlog.py.
+
 Whoever follows which images are added (the duplicate groups) is told, inside the ledger's own
 transaction, when one stops being an added image (:class:`RemovalLog`). The tables are in
 gateway/schema.py; what is known of each image is gateway/image_facts.py.
 
-Plain synchronous functions over :class:`services.common.postgres.database.Database`; the app calls them in
-worker threads.
+Plain synchronous methods over a :class:`services.common.postgres.database.SqlRunner`; the app calls
+them in worker threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from services.common.postgres.database import Cursor, Database
+from services.common.postgres.database import Cursor, SqlRunner
 
 DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
 
@@ -42,7 +48,7 @@ class CatalogConflict(Exception):
 
 
 @dataclass(frozen=True)
-class Step:
+class PartOp:
     """What one service's part asks for now: ``op`` there, then (a delete with ``add_queued``) the
     image's current add."""
 
@@ -51,32 +57,23 @@ class Step:
     add_queued: bool = False
 
 
-@dataclass(frozen=True)
-class DuePart:
-    image_id: int
-    service: str
-    op: str
-    spool: str | None
-    attempts: int
-
-
-@dataclass(frozen=True)
-class PartState:
-    """One part as it stands: its operation, status, the image's spool file, a queued add."""
-
-    op: str
-    status: str
-    spool: str | None
-    add_queued: bool
-
-
-def pending_steps(cur: Cursor, image_id: int) -> list[Step]:
+def pending_ops(cur: Cursor, image_id: int) -> list[PartOp]:
     cur.execute(
         "SELECT service, op, add_queued FROM gateway_parts WHERE image_id = %s AND status = 'pending'"
         " ORDER BY service",
         (image_id,),
     )
-    return [Step(*row) for row in cur.fetchall()]
+    return [PartOp(*row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class StepDecl:
+    """One step that follows every add (gateway/after_add.py), as the ledger records it: its name,
+    its place in the order, and whether it reads the upload (the spool file stays until it is
+    done)."""
+
+    name: str
+    uses_upload: bool
 
 
 class RemovalLog(Protocol):
@@ -89,7 +86,7 @@ class RemovalLog(Protocol):
 class Catalog:
     def __init__(
         self,
-        db: Database,
+        db: SqlRunner,
         backoff_s: float = 2.0,
         backoff_max_s: float = 300.0,
         max_attempts: int = 300,
@@ -115,9 +112,18 @@ class Catalog:
             [(image_id, name, op, self.backoff_s) for name in services],
         )
 
-    def begin_add(self, image_id: int, services: Iterable[str], spool: str, digest: str = "") -> list[Step]:
+    def begin_add(
+        self,
+        image_id: int,
+        services: Iterable[str],
+        spool: str,
+        digest: str = "",
+        steps: Sequence[StepDecl] = (),
+        file_name: str | None = None,
+    ) -> list[PartOp]:
         """Record that ``image_id`` (content ``digest``) is being added to ``services``; returns the
-        pending steps the request sends now.
+        pending part operations the request sends now, and records ``steps``, what follows the add
+        (pending, in their order), and the upload's ``file_name``.
 
         An id still being deleted somewhere is taken over: services that confirmed the delete get
         the add at once; on a service whose delete is pending (or gave up) the add is queued behind
@@ -126,28 +132,31 @@ class Catalog:
         names this spool file is this very add, committed the first time, not a conflict."""
         names = list(services)
 
-        def run(cur: Cursor) -> list[Step]:
+        def run(cur: Cursor) -> list[PartOp]:
             cur.execute(
                 "SELECT op, spool, digest FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,)
             )
             row = cur.fetchone()
             if row is not None and row[0] == "add":
                 if row[1] == spool:
-                    return pending_steps(cur, image_id)  # our own first attempt committed
+                    return pending_ops(cur, image_id)  # our own first attempt committed
                 same = " (the same image)" if digest and row[2] == digest else ""
                 raise CatalogConflict(f"image_id {image_id} already exists{same}")
             if row is None:
                 cur.execute(
-                    "INSERT INTO gateway_images (image_id, op, spool, digest) VALUES (%s, 'add', %s, %s)",
-                    (image_id, spool, digest or None),
+                    "INSERT INTO gateway_images (image_id, op, spool, digest, file_name)"
+                    " VALUES (%s, 'add', %s, %s, %s)",
+                    (image_id, spool, digest or None, file_name),
                 )
                 self._insert_parts(cur, image_id, "add", names)
-                return pending_steps(cur, image_id)
+                self._insert_steps(cur, image_id, steps)
+                return pending_ops(cur, image_id)
             cur.execute(
-                "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, updated_at = now()"
-                " WHERE image_id = %s",
-                (spool, digest or None, image_id),
+                "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, file_name = %s,"
+                " updated_at = now() WHERE image_id = %s",
+                (spool, digest or None, file_name, image_id),
             )
+            self._insert_steps(cur, image_id, steps)
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = true WHERE image_id = %s AND service = ANY(%s)"
                 " RETURNING service",
@@ -155,9 +164,18 @@ class Catalog:
             )
             deleting = {r[0] for r in cur.fetchall()}
             self._insert_parts(cur, image_id, "add", [n for n in names if n not in deleting])
-            return pending_steps(cur, image_id)
+            return pending_ops(cur, image_id)
 
         return self.db.run(run, idempotent=True)
+
+    def _insert_steps(self, cur: Cursor, image_id: int, steps: Sequence[StepDecl]) -> None:
+        """The steps that follow this add, pending in their order (any left from an earlier add of
+        the id replaced)."""
+        cur.execute("DELETE FROM gateway_steps WHERE image_id = %s", (image_id,))
+        cur.executemany(
+            "INSERT INTO gateway_steps (image_id, step, rank, uses_upload) VALUES (%s, %s, %s, %s)",
+            [(image_id, step.name, rank, step.uses_upload) for rank, step in enumerate(steps)],
+        )
 
     def begin_delete(self, image_id: int, services: Iterable[str]) -> tuple[str | None, list[str]]:
         """Record that ``image_id`` is being deleted from ``services`` and from every service that has
@@ -180,6 +198,7 @@ class Catalog:
                 (image_id,),
             )
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s", (image_id,))
+            cur.execute("DELETE FROM gateway_steps WHERE image_id = %s", (image_id,))
             self._insert_parts(cur, image_id, "delete", sorted(names))
             return spool, sorted(names)
 
@@ -198,6 +217,7 @@ class Catalog:
             # groups (an unknown id named by a link is an imported image)
             self._removed(cur, image_id, drop_links=True)
             cur.execute("DELETE FROM gateway_parts WHERE image_id = %s AND op = 'add'", (image_id,))
+            cur.execute("DELETE FROM gateway_steps WHERE image_id = %s", (image_id,))
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = false WHERE image_id = %s RETURNING service",
                 (image_id,),
@@ -256,142 +276,75 @@ class Catalog:
                         " WHERE image_id = %s AND service = %s AND op = %s",
                         (status, error, *key),
                     )
-            cur.execute(
-                "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status IN ('pending', 'failed')",
-                (image_id,),
-            )
-            if cur.fetchone()[0]:  # still to do, or kept for `ambience catalog retry` (with its upload)
-                return None
-            if row[0] == "delete":
-                cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
-                return None
-            if row[1] is not None:
-                cur.execute(
-                    "UPDATE gateway_images SET spool = NULL, updated_at = now() WHERE image_id = %s",
-                    (image_id,),
-                )
-            return row[1]
+            return self._release(cur, image_id, row[0], row[1])
 
         return self.db.run(run)
 
-    # -- the retry worker ---------------------------------------------------------------------
-
-    def due(self, limit: int) -> list[DuePart]:
-        def run(cur: Cursor) -> list[DuePart]:
+    def _release(self, cur: Cursor, image_id: int, op: str, spool: str | None) -> str | None:
+        """Once nothing needs the image's row or upload any more: a finished delete's row goes, a
+        finished add's spool file is handed back (the caller removes it)."""
+        cur.execute(
+            "SELECT count(*) FROM gateway_parts WHERE image_id = %s AND status IN ('pending', 'failed')",
+            (image_id,),
+        )
+        if cur.fetchone()[0]:  # still to do, or kept for `ambience catalog retry` (with its upload)
+            return None
+        if op == "delete":
+            cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
+            return None
+        cur.execute(
+            "SELECT count(*) FROM gateway_steps WHERE image_id = %s AND uses_upload AND status = 'pending'",
+            (image_id,),
+        )
+        if cur.fetchone()[0]:  # a step that follows the add still reads the upload
+            return None
+        if spool is not None:
             cur.execute(
-                "SELECT p.image_id, p.service, p.op, i.spool, p.attempts FROM gateway_parts p"
-                " JOIN gateway_images i USING (image_id)"
-                " WHERE p.status = 'pending' AND p.next_try <= now() ORDER BY p.next_try LIMIT %s",
-                (limit,),
+                "UPDATE gateway_images SET spool = NULL, updated_at = now() WHERE image_id = %s", (image_id,)
             )
-            return [DuePart(*row) for row in cur.fetchall()]
+        return spool
 
-        return self.db.run(run)
+    def record_step(
+        self, image_id: int, step: str, outcome: str, error: str | None = None, wait_s: float | None = None
+    ) -> str | None:
+        """Record one step's ``outcome``: ``done``, ``failed`` (for good), ``pending`` (an attempt
+        failed: again after a backoff, ``failed`` after ``max_attempts``), ``waiting`` (not tried:
+        what it needs is not there yet, again in ``wait_s``, no attempt counted) or ``released``
+        (not tried, an earlier step stopped). Releases the step's claim. Returns the spool file to
+        remove when the image no longer needs it."""
 
-    def part(self, image_id: int, service: str) -> PartState | None:
-        """One part now, or None when it no longer exists."""
-
-        def run(cur: Cursor) -> PartState | None:
-            cur.execute(
-                "SELECT p.op, p.status, i.spool, p.add_queued FROM gateway_parts p"
-                " JOIN gateway_images i USING (image_id) WHERE p.image_id = %s AND p.service = %s",
-                (image_id, service),
-            )
+        def run(cur: Cursor) -> str | None:
+            cur.execute("SELECT op, spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
             row = cur.fetchone()
-            return PartState(*row) if row else None
-
-        return self.db.run(run)
-
-    # -- reading ------------------------------------------------------------------------------
-
-    def retry_failed(self, image_ids: list[int] | None = None) -> int:
-        """Send parts that gave up again (all, or those of ``image_ids``), at once, with a fresh
-        attempt count. Returns how many were re-queued."""
-
-        def run(cur: Cursor) -> int:
-            cur.execute(
-                "UPDATE gateway_parts SET status = 'pending', attempts = 0, next_try = now()"
-                " WHERE status = 'failed' AND (%s::bigint[] IS NULL OR image_id = ANY(%s::bigint[]))",
-                (image_ids, image_ids),
-            )
-            return cur.rowcount
-
-        return self.db.run(run)
-
-    def due_now(self, service: str) -> int:
-        """Make every pending part of ``service`` due at once (it answers again)."""
-
-        def run(cur: Cursor) -> int:
-            cur.execute(
-                "UPDATE gateway_parts SET next_try = now() WHERE service = %s AND status = 'pending'",
-                (service,),
-            )
-            return cur.rowcount
-
-        return self.db.run(run)
-
-    def spool_files(self) -> set[str]:
-        """Every spool file an image still needs (for reconciling the spool at start)."""
-
-        def run(cur: Cursor) -> set[str]:
-            cur.execute("SELECT spool FROM gateway_images WHERE spool IS NOT NULL")
-            return {row[0] for row in cur.fetchall()}
-
-        return self.db.run(run)
-
-    def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """Per image: state (complete, pending, deleting) and its parts; unknown ids are absent."""
-
-        def run(cur: Cursor) -> dict[int, dict[str, Any]]:
-            cur.execute(
-                "SELECT i.image_id, i.op, i.digest, p.service, p.op, p.add_queued, p.status, p.attempts,"
-                " p.last_error FROM gateway_images i LEFT JOIN gateway_parts p USING (image_id)"
-                " WHERE i.image_id = ANY(%s) ORDER BY i.image_id, p.service",
-                (image_ids,),
-            )
-            out: dict[int, dict[str, Any]] = {}
-            for image_id, op, digest, service, part_op, queued, status, attempts, error in cur.fetchall():
-                entry = out.setdefault(image_id, {"op": op, "digest": digest, "parts": {}})
-                if service is not None:
-                    entry["parts"][service] = {
-                        "op": part_op,
-                        "add_queued": queued,
-                        "status": status,
-                        "attempts": attempts,
-                        "error": error,
-                    }
-            for entry in out.values():
-                states = {p["status"] for p in entry["parts"].values()}
-                if entry["op"] == "delete":
-                    entry["state"] = "deleting"
-                elif PENDING in states:
-                    entry["state"] = "pending"
-                else:
-                    entry["state"] = "failed" if FAILED in states else "complete"
-            return out
-
-        return self.db.run(run)
-
-    def counts(self) -> dict[str, Any]:
-        def run(cur: Cursor) -> dict[str, Any]:
-            cur.execute("SELECT op, count(*) FROM gateway_images GROUP BY op")
-            images = dict(cur.fetchall())
-            cur.execute(
-                "SELECT service, count(*) FROM gateway_parts WHERE status = 'pending' GROUP BY service"
-            )
-            pending = dict(cur.fetchall())
-            cur.execute(
-                "SELECT service, count(*) FROM gateway_parts WHERE status = 'failed' GROUP BY service"
-            )
-            failed = dict(cur.fetchall())
-            cur.execute("SELECT max(image_id) FROM gateway_images")
-            max_id = cur.fetchone()[0]
-            return {
-                "images": images.get("add", 0),
-                "deleting": images.get("delete", 0),
-                "pending_parts": pending,
-                "failed_parts": failed,
-                "max_image_id": max_id,
-            }
+            if row is None or row[0] != "add":
+                return None
+            key = (image_id, step)
+            if outcome == "released":  # not run: another pass takes it
+                cur.execute(
+                    "UPDATE gateway_steps SET claimed_until = NULL WHERE image_id = %s AND step = %s", key
+                )
+                return None
+            if outcome == "waiting":
+                cur.execute(
+                    "UPDATE gateway_steps SET claimed_until = NULL,"
+                    " next_try = now() + make_interval(secs => %s) WHERE image_id = %s AND step = %s",
+                    (wait_s if wait_s is not None else self.backoff_s, *key),
+                )
+            elif outcome == PENDING:
+                cur.execute(
+                    "UPDATE gateway_steps SET attempts = attempts + 1, last_error = %s, claimed_until = NULL,"
+                    " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
+                    " next_try = now()"
+                    " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
+                    " WHERE image_id = %s AND step = %s",
+                    (error, self.max_attempts, self.backoff_s, self.backoff_max_s, *key),
+                )
+            else:
+                cur.execute(
+                    "UPDATE gateway_steps SET status = %s, last_error = %s, claimed_until = NULL"
+                    " WHERE image_id = %s AND step = %s",
+                    (outcome, error, *key),
+                )
+            return self._release(cur, image_id, row[0], row[1])
 
         return self.db.run(run)

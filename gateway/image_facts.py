@@ -5,7 +5,7 @@ deleted. Moments split by capture time, duplicate groups pick keepers and keep e
 /image_info shows it.
 
 Plain synchronous methods over :class:`services.common.postgres.database.Database`; the app calls
-them in worker threads. :class:`ImageFacts` is also the writer listener that records them.
+them in worker threads. :class:`ImageFacts` is also the step that records them after an add.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from gateway.photo_metadata import read_metadata
+from gateway.steps import AddedImage
 from services.common.postgres.database import Cursor, Database
 
 INFO_COLUMNS = (
@@ -79,10 +80,13 @@ class ImageFacts:
             lambda cur: cur.execute("DELETE FROM gateway_image_info WHERE image_id = %s", (image_id,))
         )
 
-    # -- as a writer listener: recorded once per add, from the upload's header -------------------
+    # -- the ``facts`` step that follows an add: read once, from the upload's header ---------------
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
-        await run_in_threadpool(self.record_info, image_id, read_metadata(data, file_name))
+    name = "facts"
+    uses_upload = True
+    needs_stored = False
 
-    async def image_deleted(self, image_id: int) -> None:
-        await run_in_threadpool(self.forget, image_id)
+    async def run(self, image: AddedImage) -> None:
+        assert image.data is not None
+        facts = await run_in_threadpool(read_metadata, image.data, image.file_name)
+        await run_in_threadpool(self.record_info, image.image_id, facts)

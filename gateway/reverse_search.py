@@ -184,6 +184,44 @@ class ReverseSearch:
         refuse_if_rejected(list(replies))
         return merge_rankings(self.search_services, list(replies), self.settings)
 
+    async def duplicates_of(self, image_id: int) -> dict[str, Any]:
+        """Duplicate mode for a stored image, searched by its id on every service (no upload sent):
+        phash's stored hash and its mirror, local features' stored keypoints, the exposure time
+        recorded in the image's facts; the image itself left out. Unlike the upload's search, a
+        local-features reply that failed raises too: the caller (a step that follows the add)
+        tries again later rather than miss a crop. ``{}`` when phash does not hold the image."""
+        phash = UPSTREAMS["phash"]
+        if phash not in self.enabled:
+            raise DuplicateSearchUnavailable("duplicate search needs the phash service, which is not enabled")
+        local = UPSTREAMS["local_features"]
+        use_local = self.settings.duplicate_local_min_inliers > 0 and local in self.enabled
+        calls = [
+            self.clients.call(
+                phash.name,
+                f"/{phash.search}_get_similar_images_by_id",
+                json={"image_id": image_id, "distance_threshold": self.settings.duplicate_distance},
+            )
+        ]
+        if use_local:
+            needed = {"image_id": image_id, "min_matches": self.settings.duplicate_local_min_inliers}
+            calls.append(
+                self.clients.call(local.name, f"/{local.search}_get_similar_images_by_id", json=needed)
+            )
+        replies = await asyncio.gather(*calls)
+        if replies[0].status_code == 404:
+            return {}  # phash refused the image: nothing is a copy of it
+        if use_local and not replies[1].ok and replies[1].status_code != 404:
+            raise DuplicateSearchUnavailable(f"local_features could not answer: {replies[1].detail}")
+        local_reply = replies[1] if use_local and replies[1].ok else None
+        found = merge_duplicates(replies[0], local_reply, self.settings)
+        kept = [h for h in found.get("duplicate", []) if h["image_id"] != image_id]
+        found = {"duplicate": kept} if kept else {}
+        if not found or not self.settings.copy_exposure_check or self.facts is None:
+            return found
+        ids = [image_id, *(h["image_id"] for h in kept)]
+        stored = await run_in_threadpool(self.facts.info, ids)
+        return other_exposures(recorded_exposure(stored.get(image_id, {})), stored, found)
+
     async def duplicates(self, data: bytes) -> dict[str, Any]:
         """Duplicate mode (see :func:`merge_duplicates`)."""
         phash = UPSTREAMS["phash"]

@@ -1,7 +1,7 @@
 """The gateway's tables in PostgreSQL, one numbered history (component ``gateway``): applied once
 each, in order, at start-up (services.common.postgres.database).
 
-Who owns which table: the write ledger (``gateway_images``, ``gateway_parts``) is
+Who owns which table: the write ledger (``gateway_images``, ``gateway_parts``, ``gateway_steps``) is
 :mod:`gateway.catalog`; what is known of each image (``gateway_image_info``) is
 :mod:`gateway.image_facts`; the duplicate links, their generations and change log
 (``gateway_links``, ``gateway_link_generations``, ``gateway_link_changes``) are
@@ -110,6 +110,27 @@ MIGRATIONS = [
         """
         ALTER TABLE gateway_image_info ADD COLUMN exposed_at timestamp;
         ALTER TABLE gateway_image_info ADD COLUMN exposure_subsecond boolean;
+        """,
+    ),
+    Migration(
+        8,
+        "the steps that follow an add, recorded with it and done by background workers",
+        """
+        ALTER TABLE gateway_images ADD COLUMN file_name text;
+        CREATE TABLE gateway_steps (
+            image_id bigint NOT NULL REFERENCES gateway_images ON DELETE CASCADE,
+            step text NOT NULL,
+            rank integer NOT NULL,
+            uses_upload boolean NOT NULL,
+            status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+            attempts integer NOT NULL DEFAULT 0,
+            next_try timestamptz NOT NULL DEFAULT now(),
+            claimed_until timestamptz,
+            claimed_by text,
+            last_error text,
+            PRIMARY KEY (image_id, step)
+        );
+        CREATE INDEX gateway_steps_due ON gateway_steps (image_id, rank) WHERE status = 'pending';
         """,
     ),
 ]

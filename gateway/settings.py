@@ -229,6 +229,19 @@ class GatewaySettings(BaseSettings):
         description="Transient failures after which a part gives up (~1 day at the longest delay); "
         "it stays visible until `ambience catalog retry`",
     )
+    step_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Images whose after-add steps (facts, thumbnail, duplicate links) are worked on at "
+        "once, in the background (the add answers once the services have stored the image)",
+    )
+    step_lease_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long a worker holds an image's steps; a worker killed meanwhile leaves them to "
+        "another gateway after this (its own restart takes them back at once)",
+    )
     runner_state_dir: Path | None = Field(
         None,
         description="Where `ambience serve` marks services unavailable (default $AMBIENCE_DATA_DIR/run)",

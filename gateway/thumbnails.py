@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from services.common.images import DecodeLimits, decode_image
+from gateway.steps import AddedImage, StepFailed
+from services.common.images import DecodeLimits, ImageError, decode_image
 from services.common.postgres.database import Cursor, Migration, SqlRunner
 
 COMPONENT = "thumbnails"
@@ -64,18 +65,27 @@ def make_thumbnail(
 
 
 class ThumbnailKeeper:
-    """Makes and keeps the preview of every image the gateway adds (a writer listener)."""
+    """Makes and keeps the preview of every image the gateway adds: the ``thumbnail`` step that
+    follows an add (gateway/after_add.py)."""
+
+    name = "thumbnail"
+    uses_upload = True
+    needs_stored = False
 
     def __init__(self, db: SqlRunner, long_side: int, limits: DecodeLimits) -> None:
         self.db = db
         self.long_side = long_side
         self.limits = limits
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
-        webp = await run_in_threadpool(make_thumbnail, data, self.long_side, 80, self.limits)
-        await run_in_threadpool(put, self.db, image_id, webp)
+    async def run(self, image: AddedImage) -> None:
+        assert image.data is not None
+        try:
+            webp = await run_in_threadpool(make_thumbnail, image.data, self.long_side, 80, self.limits)
+        except ImageError as exc:  # no decoder takes it: no preview, ever (a full budget is retried)
+            raise StepFailed(exc.message) from exc
+        await run_in_threadpool(put, self.db, image.image_id, webp)
 
-    async def image_deleted(self, image_id: int) -> None:
+    async def forget(self, image_id: int) -> None:
         await run_in_threadpool(delete, self.db, image_id)
 
 

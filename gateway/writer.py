@@ -33,7 +33,8 @@ from typing import Any, NamedTuple, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, DuePart, Step
+from gateway.backlog import Backlog, DuePart
+from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, PartOp, StepDecl
 from gateway.proxy import CallResult, ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings
 from services.common.errors import DatabaseUnavailable
@@ -189,13 +190,28 @@ class ImageRejected(Exception):
         self.status_code = 413 if "413" in first else 422
 
 
-class WriteListener(Protocol):
-    """Something that follows the collection: told after an image is added (the upload's bytes are
-    at hand only then) and after it is deleted. A listener's failure is logged, never the add's."""
+class FollowUp(Protocol):
+    """What follows the writes (gateway/after_add.py): the steps recorded with every add, the
+    workers told when one is recorded, and a deleted image forgotten."""
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None: ...
+    def declared(self) -> list[StepDecl]: ...
 
-    async def image_deleted(self, image_id: int) -> None: ...
+    def wake(self) -> None: ...
+
+    async def forget(self, image_id: int) -> None: ...
+
+
+class NoFollowUp:
+    """Nothing follows the writes (a writer driven on its own)."""
+
+    def declared(self) -> list[StepDecl]:
+        return []
+
+    def wake(self) -> None:
+        pass
+
+    async def forget(self, image_id: int) -> None:
+        pass
 
 
 class FanOutWriter:
@@ -213,34 +229,30 @@ class FanOutWriter:
         spool: Spool,
         services: list[str],
         catalog: Catalog,
+        backlog: Backlog,
+        follow_up: FollowUp | None = None,
+        locks: KeyedLocks | None = None,
     ) -> None:
+        """``locks``: the per-id locks, shared with whatever else works on one image (the steps
+        that follow an add)."""
         self.settings = settings
         self.clients = clients
         self.spool = spool
         self.services = services
         self.catalog = catalog
-        self.locks = KeyedLocks()
+        self.backlog = backlog
+        self.follow_up = follow_up or NoFollowUp()
+        self.locks = locks or KeyedLocks()
         self._worker: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         #: Services whose last answer was a transient failure: watched, retried at once when back.
         self.down: set[str] = set()
         self._wake = asyncio.Event()
-        self.listeners: list[WriteListener] = []
-
-    def subscribe(self, listener: WriteListener) -> None:
-        self.listeners.append(listener)
-
-    async def _tell(self, event: str, image_id: int, *args: Any) -> None:
-        for listener in self.listeners:
-            try:
-                await getattr(listener, event)(image_id, *args)
-            except Exception:
-                log.exception("%s of image %d: %s failed", event, image_id, type(listener).__name__)
 
     def reconcile_spool(self) -> None:
         """Start-up: the spool holds exactly the uploads the catalog still needs (blocking; call it
         before requests are served)."""
-        removed = self.spool.reconcile(self.catalog.spool_files())
+        removed = self.spool.reconcile(self.backlog.spool_files())
         if removed:
             log.info("spool: removed %d file(s) no catalog row needs (left by an earlier stop)", len(removed))
 
@@ -260,7 +272,15 @@ class FanOutWriter:
             path = await run_in_threadpool(self.spool.write, image_id, data)
             digest = hashlib.sha256(data).hexdigest()
             try:
-                steps = await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
+                ops = await run_in_threadpool(
+                    catalog.begin_add,
+                    image_id,
+                    self.services,
+                    path,
+                    digest,
+                    self.follow_up.declared(),
+                    file_name,
+                )
             except DatabaseUnavailable as exc:
                 # A break during COMMIT may have committed the row all the same: the spool file
                 # stays for it (the start-up reconciliation drops it if not).
@@ -270,14 +290,14 @@ class FanOutWriter:
             except BaseException:
                 await run_in_threadpool(self.spool.remove, path)
                 raise
-            deleted, added = await self.apply(image_id, steps, data)
+            deleted, added = await self.apply(image_id, ops, data)
             await self.record(image_id, "delete", deleted)
             if added and all(o.state == REJECTED for o in added.values()):
                 await run_in_threadpool(self.catalog.forget, image_id)
                 await run_in_threadpool(self.spool.remove, path)
                 raise ImageRejected(added)
             await self.record(image_id, "add", added)
-            await self._tell("image_added", image_id, data, file_name)
+        self.follow_up.wake()
         # A service whose delete is still pending answers for the add with the delete's outcome; one
         # whose delete gave up (no step now) is named too: the add waits there for a retry.
         waiting = PartOutcome(FAILED, "failed", GAVE_UP_BEFORE_ADD)
@@ -289,23 +309,23 @@ class FanOutWriter:
         async with self.locks.hold(image_id):
             old_spool, names = await run_in_threadpool(self.catalog.begin_delete, image_id, self.services)
             await run_in_threadpool(self.spool.remove, old_spool)
-            deleted, _ = await self.apply(image_id, [Step(name, "delete") for name in names], None)
+            deleted, _ = await self.apply(image_id, [PartOp(name, "delete") for name in names], None)
             await self.record(image_id, "delete", deleted)
-            await self._tell("image_deleted", image_id)
+            await self.follow_up.forget(image_id)
         return deleted
 
     async def status(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
-        return await run_in_threadpool(self.catalog.status, image_ids)
+        return await run_in_threadpool(self.backlog.status, image_ids)
 
     async def stats(self) -> dict[str, Any]:
         """The catalog's counts and the number of uploads still spooled."""
-        counts = await run_in_threadpool(self.catalog.counts)
+        counts = await run_in_threadpool(self.backlog.counts)
         counts["spool_files"] = len(await run_in_threadpool(self.spool.files))
         return counts
 
     # -- fan-outs -----------------------------------------------------------------------------
 
-    async def apply(self, image_id: int, steps: list[Step], data: bytes | None) -> tuple[Outcomes, Outcomes]:
+    async def apply(self, image_id: int, ops: list[PartOp], data: bytes | None) -> tuple[Outcomes, Outcomes]:
         """Send each step to its service, services in parallel; on one service a delete with an add
         queued behind it is followed by the add once the delete is confirmed. ``data``: the image's
         current upload (None when it is missing: an add then fails for good). Returns the
@@ -313,7 +333,7 @@ class FanOutWriter:
         digest = hashlib.sha256(data).hexdigest() if data is not None else ""
         missing = PartOutcome(REJECTED, "failed", "the spooled upload is missing")
 
-        async def one(step: Step) -> tuple[PartOutcome | None, PartOutcome | None]:
+        async def one(step: PartOp) -> tuple[PartOutcome | None, PartOutcome | None]:
             deleted = None
             if step.op == "delete":
                 body = {"image_id": image_id}
@@ -328,9 +348,9 @@ class FanOutWriter:
             result = await self.clients.send_image(step.service, path, data, fields)
             return deleted, add_outcome(result, digest)
 
-        results = await asyncio.gather(*(one(step) for step in steps))
-        deletes = {s.service: d for s, (d, _) in zip(steps, results, strict=True) if d is not None}
-        adds = {s.service: a for s, (_, a) in zip(steps, results, strict=True) if a is not None}
+        results = await asyncio.gather(*(one(op) for op in ops))
+        deletes = {s.service: d for s, (d, _) in zip(ops, results, strict=True) if d is not None}
+        adds = {s.service: a for s, (_, a) in zip(ops, results, strict=True) if a is not None}
         return deletes, adds
 
     async def record(self, image_id: int, op: str, outcomes: Outcomes) -> None:
@@ -353,18 +373,18 @@ class FanOutWriter:
         """Send the due parts of one image again, unless the request path finished or changed them
         meanwhile."""
         async with self.locks.hold(image_id):
-            steps, spool = [], None
+            ops, spool = [], None
             for part in parts:
-                now = await run_in_threadpool(self.catalog.part, image_id, part.service)
+                now = await run_in_threadpool(self.backlog.part, image_id, part.service)
                 if now is not None and now.status == PENDING and now.op == part.op:
-                    steps.append(Step(part.service, now.op, now.add_queued))
+                    ops.append(PartOp(part.service, now.op, now.add_queued))
                     spool = now.spool
-            if not steps:
+            if not ops:
                 return
             data = None
-            if spool and any(s.op == "add" or s.add_queued for s in steps):
+            if spool and any(s.op == "add" or s.add_queued for s in ops):
                 data = await run_in_threadpool(self.spool.read, spool)
-            deleted, added = await self.apply(image_id, steps, data)
+            deleted, added = await self.apply(image_id, ops, data)
             await self.record(image_id, "delete", deleted)
             await self.record(image_id, "add", added)
             for op, outcomes in (("delete", deleted), ("add", added)):
@@ -377,7 +397,7 @@ class FanOutWriter:
         ``retry_batch``), one image at a time per id, images in parallel. Returns how many parts
         were due; an unreadable catalog counts as none (logged)."""
         try:
-            due = await run_in_threadpool(self.catalog.due, self.settings.retry_batch)
+            due = await run_in_threadpool(self.backlog.due, self.settings.retry_batch)
         except DatabaseUnavailable as exc:
             log.warning("retry worker: %s", exc)
             return 0
@@ -405,7 +425,7 @@ class FanOutWriter:
         for service in back:
             self.down.discard(service)
             with contextlib.suppress(DatabaseUnavailable):
-                count = await run_in_threadpool(self.catalog.due_now, service)
+                count = await run_in_threadpool(self.backlog.due_now, service)
                 log.info("%s answers again: %d pending part(s) retried now", service, count)
         if back:
             self._wake.set()
@@ -413,7 +433,7 @@ class FanOutWriter:
 
     async def retry_now(self, image_ids: list[int] | None) -> int:
         """``ambience catalog retry``: parts that gave up are sent again at once."""
-        count = await run_in_threadpool(self.catalog.retry_failed, image_ids)
+        count = await run_in_threadpool(self.backlog.retry_failed, image_ids)
         self._wake.set()
         return count
 

@@ -1,6 +1,6 @@
 """What links an image, and which links stand.
 
-``copies`` links an upload to what the duplicate search finds for it (phash within
+``copies`` links an added image to what the duplicate search by its stored id finds for it (phash within
 ``DUPLICATE_DISTANCE`` over the original and mirrored image, plus crops verified by local_features
 with ``DUPLICATE_LOCAL_MIN_INLIERS`` inliers when that service is enabled, plus crops of smooth
 pictures whose thumbnails align: gateway/duplicates/crops.py), except between two different EXIF
@@ -24,9 +24,9 @@ from gateway.duplicates.groups import Link
 from gateway.duplicates.links import LinkStore
 from gateway.image_facts import ImageFacts
 from gateway.proxy import ServiceClients
-from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch
+from gateway.reverse_search import ReverseSearch
 from gateway.settings import UPSTREAMS, GatewaySettings
-from gateway.sources import AnalysisSources
+from gateway.sources import AnalysisSources, SourceUnavailable
 
 log = logging.getLogger("ambience.gateway")
 
@@ -62,28 +62,31 @@ class LinkPolicy:
         ``DUPLICATE_LOCAL_MIN_INLIERS`` above 0)."""
         return "local_features" in self.enabled and self.settings.duplicate_local_min_inliers > 0
 
-    async def links_for(self, kind: str, image_id: int, data: bytes) -> list[tuple[int, float]]:
-        """What an upload is linked to: its duplicates (copies) or near shots (similar)."""
+    async def links_of(self, kind: str, image_id: int) -> list[tuple[int, float]]:
+        """What a stored image is linked to: its duplicates (copies) or near shots (similar),
+        searched by its id on the services. A service that does not answer raises (the step that
+        asked tries again later); one that is not enabled links nothing."""
         if kind == "copies":
-            try:
-                found = (await self.reverse_search.duplicates(data)).get("duplicate", [])
-            except DuplicateSearchUnavailable as exc:
-                log.warning("duplicate groups: no copies links for %d: %s", image_id, exc)
+            if "phash" not in self.enabled:
                 return []
+            found = (await self.reverse_search.duplicates_of(image_id)).get("duplicate", [])
             # local-only matches carry no distance; they count as linked at distance 0 of phash
-            links = [(h["image_id"], float(h["distance"] or 0.0)) for h in found if h["image_id"] != image_id]
+            links = [(h["image_id"], float(h["distance"] or 0.0)) for h in found]
             links += await self.crops.of(image_id, {other for other, _ in links})
             kept = await self.copy_checks([(image_id, other, d) for other, d in links])
             return [(other, d) for _, other, d in kept]
+        if not self.sources.has_default():
+            return []  # no embedding service: nothing to call a near shot
         source = await self.sources.resolve(None)
         result = await self.clients.call(
             source,
             f"/{UPSTREAMS[source].search}_get_similar_images_by_id",
             json={"image_id": image_id, "distance_threshold": self.settings.similar_distance},
         )
+        if result.status_code == 404:
+            return []  # the source does not hold the image (it refused it)
         if not result.ok:
-            log.warning("duplicate groups: no similar links for %d: %s", image_id, result.detail)
-            return []
+            raise SourceUnavailable(f"{source} could not search near shots: {result.detail}")
         hits = [(h["image_id"], float(h["distance"])) for h in result.body if h["image_id"] != image_id]
         return await self.within_time(image_id, hits)
 

@@ -1,11 +1,10 @@
 """The duplicate groups of the collection, as the routes and the add path use them: described with
-their keepers (``/duplicate_groups``), followed as images come and go (a writer listener: the
-links of each added image recorded, a deleted image's dropped), rebuilt on demand
+their keepers (``/duplicate_groups``), followed as images come and go (the steps that follow an
+add: the links of each added image recorded, a deleted image's dropped), rebuilt on demand
 (``/duplicate_groups/rebuild``)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -22,10 +21,9 @@ from gateway.image_facts import ImageFacts
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.settings import GatewaySettings
-from gateway.sources import AnalysisSources, SourceUnavailable
+from gateway.sources import AnalysisSources
+from gateway.steps import AddedImage
 from services.common.postgres.database import SqlRunner
-
-log = logging.getLogger("ambience.gateway")
 
 Kind = Literal["copies", "similar"]
 
@@ -103,25 +101,30 @@ class DuplicateGroups:
     async def stop(self) -> None:
         await self.rebuilder.stop()
 
-    # -- the add path (a gateway.writer.WriteListener) ----------------------------------------
+    def steps(self) -> list[LinkStep]:
+        """The steps that follow an add (gateway/after_add.py): the image linked into the groups
+        of each kind, after its facts and thumbnail."""
+        return [LinkStep(kind, self.policy, self.links) for kind in LINK_KINDS]
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
-        """Link an added image into the groups of every kind. Never fails the add (the links can be
-        rebuilt); problems are logged."""
-        try:
-            for kind in LINK_KINDS:
-                if kind == "similar" and not self.sources.has_default():
-                    continue  # no embedding service: nothing to call a near shot
-                links = await self.policy.links_for(kind, image_id, data)
-                # logged: every replica's groups (this one's too) take it in at their next request
-                await run_in_threadpool(self.links.add, kind, image_id, links)
-        except (SourceUnavailable, ValueError) as exc:
-            log.warning("duplicate groups: image %d only partly linked: %s", image_id, exc)
-        except Exception:
-            log.exception("duplicate groups: linking image %d failed", image_id)
 
-    async def image_deleted(self, image_id: int) -> None:
-        try:
+class LinkStep:
+    """The ``copies`` or ``similar`` step that follows an add: the image's links of that kind,
+    found by its stored id (no upload sent again) and recorded, logged for every replica's groups.
+    The copies step also drops a deleted image's links."""
+
+    uses_upload = False
+    needs_stored = True
+
+    def __init__(self, kind: str, policy: LinkPolicy, links: LinkStore) -> None:
+        self.name = kind
+        self.policy = policy
+        self.links = links
+
+    async def run(self, image: AddedImage) -> None:
+        found = await self.policy.links_of(self.name, image.image_id)
+        # logged: every replica's groups (this one's too) take it in at their next request
+        await run_in_threadpool(self.links.add, self.name, image.image_id, found)
+
+    async def forget(self, image_id: int) -> None:
+        if self.name == LINK_KINDS[0]:  # the links of every kind go at once
             await run_in_threadpool(self.links.forget, image_id)  # logged, as an add
-        except Exception:
-            log.exception("duplicate groups: forgetting image %d failed", image_id)

@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth import authorised
-from gateway.catalog import Catalog
+from gateway.backlog import Backlog
 from gateway.proxy import ServiceClients
 from gateway.settings import GatewaySettings
 from services.common.errors import DatabaseUnavailable
@@ -76,6 +76,8 @@ def degraded_reasons(services: dict[str, Any], catalog: dict[str, Any]) -> list[
         reasons.append(f"catalog down: {catalog.get('detail', '')}")
     for name, count in sorted(catalog.get("failed_parts", {}).items()):
         reasons.append(f"{name}: {count} part(s) gave up after retries (`ambience catalog retry`)")
+    for name, count in sorted(catalog.get("failed_steps", {}).items()):
+        reasons.append(f"step {name}: gave up for {count} image(s) (`ambience catalog status` says why)")
     return reasons
 
 
@@ -92,7 +94,7 @@ def add_routes(
     app: FastAPI,
     settings: GatewaySettings,
     clients: ServiceClients,
-    catalog: Catalog,
+    backlog: Backlog,
     database: PostgresComponent,
     stored_by: list[str],
     metrics: ServiceMetrics,
@@ -109,6 +111,12 @@ def add_routes(
         "ambience_gateway_failed_parts",
         "Image parts that gave up after retries (ambience catalog retry sends them again)",
         ["service"],
+        registry=metrics.registry,
+    )
+    steps_gauge = Gauge(
+        "ambience_gateway_steps",
+        "Steps that follow adds (facts, thumbnail, links, ...) still pending or given up",
+        ["step", "status"],
         registry=metrics.registry,
     )
 
@@ -132,12 +140,15 @@ def add_routes(
             services[upstream.name] = entry
         try:
             await run_in_threadpool(database.ping)
-            counts = await run_in_threadpool(catalog.counts)
+            counts = await run_in_threadpool(backlog.counts)
             db = {
                 "status": "up",
                 "server": database.where,
                 "pending_parts": counts["pending_parts"],
                 "failed_parts": counts["failed_parts"],
+                # the backlog of what follows the adds (facts, thumbnails, links, ...)
+                "pending_steps": counts["pending_steps"],
+                "failed_steps": counts["failed_steps"],
             }
         except DatabaseUnavailable as exc:
             db = {"status": "down", "detail": str(exc)}
@@ -167,10 +178,14 @@ def add_routes(
     @app.get("/metrics", response_class=Response, tags=["gateway"])
     async def prometheus() -> Response:
         """Prometheus metrics: requests, calls to each service, parts waiting for a retry and parts
-        that gave up."""
+        that gave up, the steps that follow adds still to do."""
         with contextlib.suppress(DatabaseUnavailable):
-            counts = await run_in_threadpool(catalog.counts)
+            counts = await run_in_threadpool(backlog.counts)
             for name in stored_by:
                 pending_gauge.labels(name).set(counts["pending_parts"].get(name, 0))
                 failed_gauge.labels(name).set(counts["failed_parts"].get(name, 0))
+            steps_gauge.clear()  # a step with nothing left has no series
+            for status in ("pending", "failed"):
+                for step, count in counts[f"{status}_steps"].items():
+                    steps_gauge.labels(step, status).set(count)
         return Response(metrics.render(), media_type=metrics.content_type)

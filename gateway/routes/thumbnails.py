@@ -8,7 +8,7 @@ from fastapi import FastAPI, File, HTTPException, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails
-from gateway.catalog import Catalog
+from gateway.backlog import Backlog
 from gateway.proxy import ServiceClients
 from gateway.routes.uploads import read_image
 from gateway.writer import Spool
@@ -20,7 +20,7 @@ from services.common.schemas import ID_MAX
 def add_routes(
     app: FastAPI,
     db: SqlRunner,
-    catalog: Catalog,
+    backlog: Backlog,
     clients: ServiceClients,
     stored_by: list[str],
     long_side: int,
@@ -73,7 +73,7 @@ def add_routes(
         ids neither the catalog nor any feature service knows."""
         check_id(image_id)
         data = await read_image(image, limits.max_bytes)
-        known = await run_in_threadpool(catalog.status, [image_id])
+        known = await run_in_threadpool(backlog.status, [image_id])
         if image_id not in known and not await stored_by_a_service(image_id):
             raise HTTPException(404, f"image {image_id} is neither in the catalog nor stored by a service")
         try:

@@ -15,7 +15,7 @@ from services.common.features.feature import VectorFeature
 from services.common.features.vectors import stored_rows
 from services.common.settings import ServiceSettings
 from services.phash.descriptor import DESCRIPTOR
-from services.phash.hashing import HASH_BITS, HASH_BYTES, mirror_hash, phash, phash_variants
+from services.phash.hashing import HASH_BITS, HASH_BYTES, mirror_hash, phash_variants
 
 
 class PhashSettings(ServiceSettings):
@@ -48,14 +48,27 @@ class PhashFeature(VectorFeature):
         return IndexLayout.flat(HASH_BITS, "hamming", partial(stored_rows, dtype=np.uint8, width=HASH_BYTES))
 
     def extract(self, data: bytes) -> bytes:
+        """The hash and the hash of the mirrored image (from the same DCT block, by sign flips):
+        a by-id search and the pairs of a rebuild match mirrored copies exactly, with no pixels.
+        Records of one hash (stored before) still work: their mirror is derived from the hash."""
         gray = self.decode(data, "L", draft_size=self.settings.decode_size).image
-        return phash(gray).tobytes()
+        return phash_variants(gray, mirror=True).tobytes()
 
     def vector_from_stored(self, stored: bytes) -> np.ndarray:
         return np.frombuffer(stored, dtype=np.uint8, count=HASH_BYTES)
 
     def mirrored_from_stored(self, stored: bytes) -> np.ndarray:
+        if len(stored) >= 2 * HASH_BYTES:
+            return np.frombuffer(stored, dtype=np.uint8, count=HASH_BYTES, offset=HASH_BYTES)
         return mirror_hash(self.vector_from_stored(stored))
+
+    def stored_query_vectors(self, stored: bytes, params: BaseModel) -> np.ndarray:
+        """A by-id search matches mirrored copies too, as a by-image one does: the stored mirror
+        hash joins the query."""
+        row = self.vector_from_stored(stored)
+        if not self.settings.mirrored_query:
+            return row[None, :]
+        return np.stack([row, self.mirrored_from_stored(stored)])
 
     def query_vectors(self, data: bytes, params: BaseModel) -> np.ndarray:
         assert isinstance(params, PhashParams)

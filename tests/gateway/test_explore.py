@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import ServiceProcess, free_port
-from ambience_support.stacks import GatewayStack, start_stack
+from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 from services.color.histogram import histogram, l1
 from tests.pg import TestServer
 
@@ -68,6 +68,7 @@ def add(url: str, image_id: int, data: bytes, name: str = "photo.jpg") -> None:
     )
     assert r.status_code == 200, r.text
     assert all(e["status"] == "ok" for e in r.json()), r.text
+    wait_complete(url, [image_id])  # its facts, thumbnail and links follow the add
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:

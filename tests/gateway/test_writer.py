@@ -18,6 +18,7 @@ from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import free_port
 from ambience_support.proxies import RateLimitingProxy
 from ambience_support.stacks import start_services
+from gateway.backlog import Backlog
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
 from gateway.schema import COMPONENT, MIGRATIONS
@@ -66,7 +67,9 @@ async def opened_writer(
     ledger = Catalog(
         postgres, settings.retry_backoff_s, settings.retry_backoff_max_s, settings.retry_max_attempts
     )
-    writer = FanOutWriter(settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES, ledger)
+    writer = FanOutWriter(
+        settings, clients, Spool(settings.resolved_data_dir() / "spool"), NAMES, ledger, Backlog(postgres)
+    )
     if catalog:  # else the database is never opened: every catalog call is DatabaseUnavailable
         await asyncio.to_thread(postgres.open)
     try:
@@ -435,12 +438,12 @@ def test_begin_add_run_again_after_an_ambiguous_commit_is_the_same_add(pg_dsn: s
         catalog.begin_add(108, NAMES, "/spool/108.aaaa", "digest-a")
         # The transaction runs again (its COMMIT went through, the reply was lost): not a conflict.
         catalog.begin_add(108, NAMES, "/spool/108.aaaa", "digest-a")
-        assert catalog.spool_files() == {"/spool/108.aaaa"}
+        assert Backlog(postgres).spool_files() == {"/spool/108.aaaa"}
         with pytest.raises(CatalogConflict, match="the same image"):
             catalog.begin_add(108, NAMES, "/spool/108.bbbb", "digest-a")  # another upload of it
         with pytest.raises(CatalogConflict, match=r"already exists$"):
             catalog.begin_add(108, NAMES, "/spool/108.cccc", "digest-b")
-        assert catalog.status([108])[108]["state"] == "pending"
+        assert Backlog(postgres).status([108])[108]["state"] == "pending"
     finally:
         postgres.close()
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from services.common.features.collection import Collection, IndexLayout, Maintenance
 from services.common.features.opening import OpenFeature, open_feature_object
+from services.common.features.vectors import within_threshold
 from services.common.schemas import ID_MAX, NoParams, SearchParams
 from services.common.service import ServiceBase
 
@@ -209,8 +210,8 @@ class VectorFeature(FeatureService):
         distances, ids = self.collection.index.search(queries, limit)
         keep = ids >= 0  # FAISS pads missing neighbours with -1
         if search.distance_threshold is not None:
-            # Inclusive at the index's own precision (a float32 0.1 must match a threshold of 0.1).
-            keep &= distances <= min(search.distance_threshold, float(np.finfo(np.float32).max))
+            # Inclusive, at float32 precision whichever arithmetic the index used.
+            keep &= distances <= within_threshold(search.distance_threshold)
         best: dict[int, float] = {}
         for distance, faiss_id in zip(distances[keep], ids[keep], strict=True):
             image_id = int(faiss_id)

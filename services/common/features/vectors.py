@@ -31,3 +31,17 @@ def alpha_query_expansion(
     sims = np.einsum("md,mnd->mn", queries, neighbours)
     weights = np.where(valid, np.clip(sims, 0.0, None) ** alpha, 0.0).astype(np.float32)
     return l2_normalize(queries + np.einsum("mn,mnd->md", weights, neighbours))
+
+
+#: Float32 steps of slack in an inclusive distance threshold (:func:`within_threshold`).
+THRESHOLD_ULPS = 8
+
+
+def within_threshold(threshold: float) -> float:
+    """The bound a distance is compared with for ``distance <= threshold``: the threshold plus a few
+    float32 steps. Thresholds are inclusive, and the same pair of vectors gets distances a few last
+    bits apart from two arithmetics (FAISS in float32, pgvector in float64): a hit at exactly the
+    threshold must not fall out for that."""
+    bound = min(float(threshold), float(np.finfo(np.float32).max))
+    step = float(np.spacing(np.float32(max(abs(bound), np.finfo(np.float32).tiny))))
+    return min(bound + THRESHOLD_ULPS * step, float(np.finfo(np.float32).max))

@@ -43,6 +43,7 @@ from services.common.features.collection import Collection, IndexLayout, IndexSt
 from services.common.features.index import RangeResult
 from services.common.features.storage import Store
 from services.common.features.store import OP_ADD
+from services.common.features.vectors import within_threshold
 from services.common.postgres.database import Cursor, Database, quote_ident
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class PgVectorIndex:
                 cur.execute(
                     f"SELECT image_id, d FROM (SELECT image_id, embedding <=> %s::vector AS d "
                     f"FROM {self.table}) s WHERE 2 * d <= %s ORDER BY d",
-                    (literal, float(max_distance)),
+                    (literal, within_threshold(max_distance)),
                 )
                 rows = cur.fetchall()
                 out.append(

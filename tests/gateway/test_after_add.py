@@ -1,0 +1,215 @@
+"""The steps that follow an add (gateway/after_add.py) over a real PostgreSQL catalog: recorded with
+the add, run in their declared order by workers, retried, waiting for the services, claimed so that
+two gateways never run one twice, taken back after a crash, dropped with a delete. The steps here
+record what they are given; the gateway's own steps (facts, thumbnail, links) are exercised over
+HTTP in tests/gateway/test_steps_http.py."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gateway.after_add import AfterAdd
+from gateway.backlog import Backlog
+from gateway.catalog import DONE, Catalog
+from gateway.schema import COMPONENT, MIGRATIONS
+from gateway.settings import GatewaySettings
+from gateway.steps import AddedImage, StepFailed
+from gateway.writer import KeyedLocks, Spool
+from services.common.postgres.database import PostgresComponent, PostgresSettings
+
+
+@dataclass
+class Recorder:
+    """A step that records what it was given; ``fail`` times it raises first (or StepFailed)."""
+
+    name: str
+    log: list[tuple[str, int, bytes | None]]
+    uses_upload: bool = False
+    needs_stored: bool = False
+    fail: int = 0
+    for_good: bool = False
+    forgotten: list[int] = field(default_factory=list)
+
+    async def run(self, image: AddedImage) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise (StepFailed if self.for_good else RuntimeError)(f"{self.name} not now")
+        self.log.append((self.name, image.image_id, image.data))
+
+    async def forget(self, image_id: int) -> None:
+        self.forgotten.append(image_id)
+
+
+@dataclass
+class Gateway:
+    """What one gateway holds of the steps: its ledger, backlog, spool and workers."""
+
+    catalog: Catalog
+    backlog: Backlog
+    spool: Spool
+    after_add: AfterAdd
+
+
+def gateway(
+    tmp_path: Path, dsn: str, steps: list[Recorder], name: str = "a"
+) -> tuple[Gateway, PostgresComponent]:
+    settings = GatewaySettings(
+        data_dir=tmp_path / name, retry_backoff_s=0.05, retry_backoff_max_s=0.05, step_lease_s=30
+    )
+    postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, f"test-steps-{name}")
+    postgres.open()
+    catalog = Catalog(postgres, 0.05, 0.05, max_attempts=3)
+    backlog, spool = Backlog(postgres), Spool(tmp_path / name / "spool")
+    after_add = AfterAdd(settings, steps, catalog, backlog, spool, KeyedLocks(), replica=f"test:{name}")  # type: ignore[arg-type]
+    return Gateway(catalog, backlog, spool, after_add), postgres
+
+
+def add(gw: Gateway, image_id: int, data: bytes, parts_done: bool = True) -> str:
+    """Record an add as the writer does (spooled upload, parts, steps); the parts done unless not."""
+    path = gw.spool.write(image_id, data)
+    gw.catalog.begin_add(image_id, ["phash"], path, "", gw.after_add.declared(), f"{image_id}.jpg")
+    if parts_done:
+        gw.catalog.record(image_id, "add", {"phash": (DONE, None)})
+    return path
+
+
+async def drain(gw: Gateway, passes: int = 50) -> None:
+    """Worker passes until nothing is due (steps retried after their 50 ms backoff included)."""
+    for _ in range(passes):
+        if not await gw.after_add.run_due(limit=4):
+            state = await asyncio.to_thread(gw.backlog.counts)
+            if not state["pending_steps"]:
+                return
+            await asyncio.sleep(0.06)
+
+
+def test_steps_run_in_their_order_with_the_upload_and_the_spool_goes_after(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    steps = [Recorder("facts", log, uses_upload=True), Recorder("links", log, needs_stored=True)]
+    gw, postgres = gateway(tmp_path, pg_dsn, steps)
+    try:
+        path = add(gw, 7, b"picture")
+        assert Path(path).exists()  # a step still reads the upload
+        status = gw.backlog.status([7])[7]
+        assert status["state"] == "finishing"
+        assert list(status["steps"]) == ["facts", "links"]
+        assert gw.backlog.counts()["pending_steps"] == {"facts": 1, "links": 1}
+        asyncio.run(drain(gw))
+        assert log == [("facts", 7, b"picture"), ("links", 7, None)]  # in order; the upload only where used
+        assert gw.backlog.status([7])[7]["state"] == "complete"
+        assert not Path(path).exists() and gw.spool.files() == []
+        assert gw.backlog.counts()["pending_steps"] == {}
+    finally:
+        postgres.close()
+
+
+def test_a_failing_step_is_retried_and_holds_the_later_ones_a_hopeless_one_does_not(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    flaky = Recorder("thumbnail", log, fail=1)
+    steps = [flaky, Recorder("links", log)]
+    gw, postgres = gateway(tmp_path, pg_dsn, steps)
+    try:
+        add(gw, 1, b"a")
+        asyncio.run(gw.after_add.run_due())
+        assert log == []  # links waited for the thumbnail's retry
+        status = gw.backlog.status([1])[1]["steps"]
+        assert status["thumbnail"]["attempts"] == 1 and "not now" in status["thumbnail"]["error"]
+        asyncio.run(drain(gw))
+        assert log == [("thumbnail", 1, None), ("links", 1, None)]
+
+        log.clear()
+        flaky.fail, flaky.for_good = 1, True  # e.g. a file no decoder takes
+        add(gw, 2, b"b")
+        asyncio.run(drain(gw))
+        assert log == [("links", 2, None)]
+        entry = gw.backlog.status([2])[2]
+        assert entry["steps"]["thumbnail"]["status"] == "failed" and entry["state"] == "complete"
+        assert gw.backlog.counts()["failed_steps"] == {"thumbnail": 1}
+        assert gw.backlog.retry_failed([2]) == 1  # `ambience catalog retry` sends it again
+        asyncio.run(drain(gw))
+        assert log == [("links", 2, None), ("thumbnail", 2, None)]
+    finally:
+        postgres.close()
+
+
+def test_a_step_that_searches_by_stored_id_waits_for_the_services(tmp_path: Path, pg_dsn: str) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    gw, postgres = gateway(
+        tmp_path, pg_dsn, [Recorder("facts", log), Recorder("links", log, needs_stored=True)]
+    )
+    try:
+        add(gw, 3, b"c", parts_done=False)  # phash has not stored it yet (down)
+        asyncio.run(gw.after_add.run_due())
+        assert log == [("facts", 3, None)]
+        assert gw.backlog.status([3])[3]["steps"]["links"]["attempts"] == 0  # waiting is no attempt
+        gw.catalog.record(3, "add", {"phash": (DONE, None)})  # the retry worker got it through
+        asyncio.run(drain(gw))
+        assert log == [("facts", 3, None), ("links", 3, None)]
+    finally:
+        postgres.close()
+
+
+def test_two_gateways_never_run_a_step_twice_and_a_crash_leaves_nothing_undone(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    steps = [Recorder("facts", log), Recorder("thumbnail", log), Recorder("links", log)]
+    a, pa = gateway(tmp_path, pg_dsn, steps, "a")
+    b, pb = gateway(tmp_path, pg_dsn, steps, "b")
+    try:
+        for image_id in range(20):
+            add(a, image_id, b"x")
+
+        async def both() -> None:
+            await asyncio.gather(drain(a), drain(b))
+
+        asyncio.run(both())
+        assert sorted(log) == sorted((s, i, None) for i in range(20) for s in ("facts", "thumbnail", "links"))
+        for image_id in range(20):  # each image's steps in order, whichever gateway ran them
+            mine = [s for s, i, _ in log if i == image_id]
+            assert mine == ["facts", "thumbnail", "links"]
+
+        # a gateway killed while it held an image's steps: its claim keeps the others off them ...
+        log.clear()
+        add(a, 50, b"y")
+        claimed = a.backlog.claim_steps(1, 30, "test:a")
+        assert [c.steps for c in claimed] == [["facts", "thumbnail", "links"]]
+        assert b.backlog.claim_steps(1, 30, "test:b") == []
+        # ... until it starts again and takes them back at once
+        assert a.backlog.release_claims("test:a") == 3
+        asyncio.run(drain(b))
+        assert [s for s, i, _ in log if i == 50] == ["facts", "thumbnail", "links"]
+    finally:
+        pa.close()
+        pb.close()
+
+
+def test_a_delete_drops_the_steps_left_and_every_step_forgets_the_image(tmp_path: Path, pg_dsn: str) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    steps = [Recorder("facts", log, uses_upload=True), Recorder("links", log)]
+    gw, postgres = gateway(tmp_path, pg_dsn, steps)
+    try:
+        path = add(gw, 9, b"z")
+        old_spool, _ = gw.catalog.begin_delete(9, ["phash"])
+        assert old_spool == path
+        asyncio.run(gw.after_add.forget(9))
+        assert [s.forgotten for s in steps] == [[9], [9]]
+        assert gw.backlog.counts()["pending_steps"] == {}
+        asyncio.run(drain(gw))
+        assert log == []
+    finally:
+        postgres.close()
+
+
+def test_steps_must_have_distinct_names(tmp_path: Path, pg_dsn: str) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    with pytest.raises(ValueError, match="distinct names"):
+        gateway(tmp_path, pg_dsn, [Recorder("facts", log), Recorder("facts", log)])
