@@ -25,6 +25,7 @@ SERVICE_PACKAGES = (
     "services.ocr",
     "services.captioner",
     "services.tagger",
+    "services.faces",
 )
 
 
