@@ -9,7 +9,7 @@ The grouping is incremental, as Immich's (a variant of DBSCAN; docs/faces.md):
 
 - A face joins the person of its nearest *labelled* neighbour within ``max_distance`` (Euclidean,
   over dlib's 128-d descriptors) that it has not been told it is not.
-- A face without a labelled neighbour becomes a new person when it is a *core point*: at least
+- A face without any labelled neighbour becomes a new person when it is a *core point*: at least
   ``min_faces`` faces (itself included) lie within ``max_distance``. Otherwise it waits,
   unassigned; its neighbours are retried as soon as it is placed, and :meth:`retry_unassigned` is
   the pass over every waiting face (a stranger in the background stays unassigned).
@@ -286,7 +286,8 @@ class PeopleGrouping:
 
     def _assign_by_neighbours(self, row: int, near: list[int], changes: Changes) -> bool:
         rejected = self.rejected.get(int(self.ids[row]), set())
-        labelled = [r for r in near if self.person[r] != NO_PERSON and int(self.person[r]) not in rejected]
+        neighbours_labelled = [r for r in near if self.person[r] != NO_PERSON]
+        labelled = [r for r in neighbours_labelled if int(self.person[r]) not in rejected]
         core = self._is_core(row, len(near))
         if labelled:
             target = int(self.person[labelled[0]])
@@ -294,7 +295,9 @@ class PeopleGrouping:
             if core:
                 self._join_connected(row, labelled, changes)
             return True
-        if core:
+        # A face next to people it was told it is not waits for the person (or the person's
+        # decision) it belongs to, rather than founding a rival of theirs.
+        if core and not neighbours_labelled:
             self._set_person(row, self._new_person(changes), changes)
             return True
         return False

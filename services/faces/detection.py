@@ -88,31 +88,37 @@ class FaceDetector:
 
     def detect(self, rgb: np.ndarray, params: DetectionParams) -> list[Detection]:
         """Faces of at least the minimum size in an RGB uint8 photo, largest first."""
-        height, width = rgb.shape[:2]
-        minimum = minimum_face((width, height), params)
-        scale = HOG_MIN_BOX / minimum
-        image = resized(rgb, scale)
-        found = self._hog(image, scale, 0, params.min_score, PASS_HOG)
+        found = self.hog_pass(rgb, params)
         if not found and params.fallback == "upsample":
-            found = self._hog(image, scale, 1, params.min_score, PASS_UPSAMPLED)
+            found = self.hog_pass(rgb, params, upsample=1)
         elif not found and params.fallback == "cnn":
-            if self.cnn is None:
-                raise RuntimeError("the CNN fallback needs its weights: FaceDetector(cnn_weights)")
-            cnn_scale = CNN_MIN_BOX / (CNN_FACE_FACTOR * minimum)
-            found = self._cnn(resized(rgb, cnn_scale), cnn_scale)
-        # A box a pixel short of the minimum is rounding (boxes are integers in the scaled image).
-        kept = [d for d in found if d.size >= minimum - 1.0 / scale]
-        return sorted(kept, key=lambda d: (-d.size, -d.score))
+            found = self.cnn_pass(rgb, params)
+        return sorted(found, key=lambda d: (-d.size, -d.score))
 
-    def _hog(
-        self, image: np.ndarray, scale: float, upsample: int, min_score: float, found_by: int
-    ) -> list[Detection]:
-        boxes, scores, _ = self.hog.run(image, upsample, min_score)
-        return [_detection(box, score, scale, found_by) for box, score in zip(boxes, scores, strict=True)]
+    def hog_pass(self, rgb: np.ndarray, params: DetectionParams, upsample: int = 0) -> list[Detection]:
+        """HOG on the photo resized so that the minimum face has HOG's smallest box (``upsample``:
+        dlib doubles that image first)."""
+        minimum = minimum_face((rgb.shape[1], rgb.shape[0]), params)
+        scale = HOG_MIN_BOX / minimum
+        found_by = PASS_UPSAMPLED if upsample else PASS_HOG
+        boxes, scores, _ = self.hog.run(resized(rgb, scale), upsample, params.min_score)
+        found = [_detection(box, score, scale, found_by) for box, score in zip(boxes, scores, strict=True)]
+        return _at_least(found, minimum, scale)
 
-    def _cnn(self, image: np.ndarray, scale: float) -> list[Detection]:
-        assert self.cnn is not None
-        return [_detection(d.rect, d.confidence, scale, PASS_CNN) for d in self.cnn(image, 0)]
+    def cnn_pass(self, rgb: np.ndarray, params: DetectionParams) -> list[Detection]:
+        """dlib's CNN on the photo resized so that a face of twice the minimum has its smallest box."""
+        if self.cnn is None:
+            raise RuntimeError("the CNN pass needs its weights: FaceDetector(cnn_weights)")
+        minimum = minimum_face((rgb.shape[1], rgb.shape[0]), params)
+        scale = CNN_MIN_BOX / (CNN_FACE_FACTOR * minimum)
+        found = [_detection(d.rect, d.confidence, scale, PASS_CNN) for d in self.cnn(resized(rgb, scale), 0)]
+        return _at_least(found, minimum, scale)
+
+
+def _at_least(found: list[Detection], minimum: float, scale: float) -> list[Detection]:
+    """The detections of at least the minimum size (a box a pixel short of it is rounding: boxes
+    are whole pixels of the scaled image)."""
+    return [d for d in found if d.size >= minimum - 1.0 / scale]
 
 
 def _detection(box: dlib.rectangle, score: float, scale: float, found_by: int) -> Detection:
