@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 from PIL import Image
 
@@ -367,6 +368,7 @@ def scale_section(stats: dict[str, np.ndarray], total: int, adds: int, regroup_t
 
 
 def main() -> int:
+    faiss.omp_set_num_threads(1)  # one core, as the figures say
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -159,6 +159,7 @@ class PeopleGrouping:
         self.person = np.zeros(0, np.int64)
         self.pinned = np.zeros(0, bool)
         self.row_of: dict[int, int] = {}
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their rows)
         self.people: dict[int, Person] = {p.id: replace(p) for p in people}
         self.next_person = max(self.people, default=0) + 1
         self.rejected: dict[int, set[int]] = {}  # face id -> persons it is not
@@ -197,6 +198,7 @@ class PeopleGrouping:
         for row, face_id in enumerate(ids.tolist(), start):
             self.row_of[face_id] = row
         self.index.add_with_ids(descriptors, ids)
+        self._sorted = None
         return np.arange(start, len(self.ids))
 
     def _row(self, key: FaceKey) -> int:
@@ -235,6 +237,11 @@ class PeopleGrouping:
             return False
         return person.name is not None or person.hidden or bool(self.pinned[self.person == person_id].any())
 
+    def kept_people(self) -> set[int]:
+        """Every kept person (one pass over the faces, however many people)."""
+        pinned = set(np.unique(self.person[self.pinned]).tolist()) - {NO_PERSON}
+        return pinned | {p.id for p in self.people.values() if p.name is not None or p.hidden}
+
     # -- neighbours ------------------------------------------------------------------------------------
 
     def _neighbours(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -246,17 +253,26 @@ class PeopleGrouping:
             pairs = [cache[int(r)] for r in rows]
             return np.vstack([p[0] for p in pairs]), np.vstack([p[1] for p in pairs])
         k = min(self.settings.neighbours + 1, len(self.ids))
-        vectors = np.vstack([self.index.reconstruct(int(self.ids[r])) for r in rows])
+        vectors = self.index.reconstruct_batch(self.ids[np.asarray(rows)])
         squared, ids = self.index.search(vectors, k)
-        found = np.full(ids.shape, -1, np.int64)
-        for i, j in zip(*np.nonzero(ids >= 0), strict=True):
-            found[i, j] = self.row_of[int(ids[i, j])]
+        found = self._rows_of(ids)
         found[squared > self._radius2] = -1
         found[found == np.asarray(rows)[:, None]] = -1  # not itself
         if cache is not None:
             for i, row in enumerate(rows):
                 cache[int(row)] = (squared[i : i + 1], found[i : i + 1])
         return squared, found
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of FAISS ids (-1 stays -1), vectorised over a sorted copy of the ids."""
+        if self._sorted is None:
+            order = np.argsort(self.ids, kind="stable")
+            self._sorted = (self.ids[order], order)
+        keys, order = self._sorted
+        if not len(keys):
+            return np.full(ids.shape, -1, np.int64)
+        positions = np.clip(np.searchsorted(keys, ids), 0, len(keys) - 1)
+        return np.where((ids >= 0) & (keys[positions] == ids), order[positions], -1)
 
     def _is_core(self, row: int, within: int | None = None) -> bool:
         """At least min_faces faces (itself included) within max_distance."""
@@ -351,9 +367,10 @@ class PeopleGrouping:
 
     def _drop_empty_automatic(self, changes: Changes) -> None:
         held = set(np.unique(self.person).tolist())
+        kept = self.kept_people()
         for person_id in list(self.people):
             person = self.people[person_id]
-            if person_id not in held and person.merged_into is None and not self.kept(person_id):
+            if person_id not in held and person.merged_into is None and person_id not in kept:
                 self._drop_person(person_id, changes)
 
     # -- adding and removing faces ------------------------------------------------------------------------
@@ -383,6 +400,7 @@ class PeopleGrouping:
         keep = ~gone
         self.ids, self.person, self.pinned = self.ids[keep], self.person[keep], self.pinned[keep]
         self.row_of = {face_id: row for row, face_id in enumerate(self.ids.tolist())}
+        self._sorted = None
         self._drop_empty_automatic(changes)
         return changes
 
@@ -432,7 +450,7 @@ class PeopleGrouping:
         the ids of the old ones they overlap most, so links to them mostly survive."""
         changes = Changes()
         before = self.person.copy()
-        kept = np.asarray(sorted(p for p in self.people if self.kept(p)), np.int64)
+        kept = np.asarray(sorted(self.kept_people()), np.int64)
         free = ~self.pinned & ~np.isin(self.person, kept)
         old_automatic = set(np.unique(before[free]).tolist()) - {NO_PERSON}
         self.person[free] = NO_PERSON
@@ -451,24 +469,32 @@ class PeopleGrouping:
     def _reuse_ids(self, before: np.ndarray, old_ids: set[int], changes: Changes) -> None:
         """Give each person made by this regrouping the id of the old automatic person it shares
         most faces with (largest overlaps first, each old id once); old ones left empty go."""
-        made = [p for p in changes.people if p in self.people and p not in old_ids]
-        overlaps = []
-        for new in made:
-            olds, counts = np.unique(before[self.person == new], return_counts=True)
-            pairs = zip(olds.tolist(), counts.tolist(), strict=True)
-            overlaps += [(count, new, old) for old, count in pairs if old in old_ids]
-        taken_new: set[int] = set()
+        made = np.asarray([p for p in changes.people if p in self.people and p not in old_ids], np.int64)
+        rows = np.nonzero(
+            np.isin(self.person, made) & np.isin(before, np.asarray(sorted(old_ids), np.int64))
+        )[0]
+        pairs, counts = np.unique(
+            np.stack([self.person[rows], before[rows]], axis=1), axis=0, return_counts=True
+        )
+        overlaps = [(int(c), int(new), int(old)) for (new, old), c in zip(pairs, counts, strict=True)]
+        renamed: dict[int, int] = {}
         taken_old: set[int] = set()
         for _, new, old in sorted(overlaps, reverse=True):
-            if new in taken_new or old in taken_old:
+            if new in renamed or old in taken_old:
                 continue
-            taken_new.add(new)
+            renamed[new] = old
             taken_old.add(old)
-            self.person[self.person == new] = old
             del self.people[new]
             changes.people.pop(new, None)  # never written: the old record stays as it was
-        for old in old_ids - taken_old:
-            if old in self.people and not (self.person == old).any():
+        if renamed:
+            news = np.asarray(sorted(renamed), np.int64)
+            olds = np.asarray([renamed[n] for n in news.tolist()], np.int64)
+            positions = np.clip(np.searchsorted(news, self.person), 0, len(news) - 1)
+            hit = news[positions] == self.person
+            self.person[hit] = olds[positions[hit]]
+        held = set(np.unique(self.person).tolist())
+        for old in sorted(old_ids - taken_old):
+            if old in self.people and old not in held:
                 self._drop_person(old, changes)
 
     # -- decisions -------------------------------------------------------------------------------------------

@@ -66,10 +66,11 @@ def weights_files(settings: Any = None) -> list[WeightsFile]:
     folder = models_dir(settings.weights_dir) if settings.weights_dir else package_models_dir()
     if folder is None:
         folder = Path(f"<{PACKAGE} not installed>")
+    source = ENV_VAR if settings.weights_dir else PACKAGE
     return [
         WeightsFile(
             service="faces",
-            description=f"{_DESCRIPTIONS[name]} ({PACKAGE})",
+            description=f"{_DESCRIPTIONS[name]} ({source})",
             target=folder / name,
             env_var=ENV_VAR,
         )
