@@ -64,15 +64,16 @@ def pasted(face_side: int, size: tuple[int, int], seed: int = 0) -> Image.Image:
     return canvas
 
 
-def crowd(rows: int, columns: int, face_side: int, seed: int = 0) -> Image.Image:
-    """A grid of ``rows x columns`` copies of the face, each slightly larger than the one before
-    (so "largest first" has an answer), on a synthetic background."""
-    cell = int(face_side * 2.2)
+def crowd(rows: int, columns: int, face_side: int, seed: int = 0, growth: int = 1) -> Image.Image:
+    """A grid of ``rows x columns`` copies of the face, each ``growth`` px larger than the one
+    before (so "largest first" has an answer), on a synthetic background."""
+    cell = int((face_side + growth * rows * columns) * 2.2)
     canvas = synthetic_image(seed, (columns * cell, rows * cell))
     rng = np.random.default_rng(seed)
+    face = face_crop(face_side)
     for i in range(rows * columns):
-        side = face_side + i
-        face = face_crop(side)
+        side = face_side + growth * i
+        face = face_crop(side) if growth else face
         x = (i % columns) * cell + int(rng.integers(0, max(1, cell - face.width)))
         y = (i // columns) * cell + int(rng.integers(0, max(1, cell - face.height)))
         canvas.paste(face, (x, y))

@@ -12,6 +12,7 @@
    face), landmarks + descriptors, on the faces-dev photos with a 1600-px long side and on faceless
    shared photos (../shared/photos), where the slower fallback pass runs; the two fallbacks
    (HOG upsampled, the CNN at a reduced size) measured as if the first pass had found nothing.
+   And a crowd of 300 faces: what the cap, the batches and the time budget keep, in how long.
 4. The grouping's cost at 100,000 faces: synthetic descriptors with the real ones' statistics
    (person means drawn around the real per-person means' spread, faces around them with the real
    within-person spread; 30% strangers), the faces grouped by their synthetic person; then the time
@@ -35,10 +36,12 @@ import faiss
 import numpy as np
 from PIL import Image
 
+from ambience_support.face_photos import crowd
 from ambience_support.faces_dev import FACES_DEV, DevPhoto, Verdict, dev_photos, judge
+from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, photo_paths
 from gateway.people.clustering import Face, GroupingSettings, PeopleGrouping, Person
-from services.faces.extraction import ImageFaces
+from services.faces.extraction import CAPPED, OUT_OF_TIME, ImageFaces
 from services.faces.service import FacesFeature, FacesSettings
 
 
@@ -230,6 +233,28 @@ def fallback_section(
     return "\n".join(rows)
 
 
+def crowd_section(rows: int, columns: int) -> str:
+    """A crowd of identical faces 100 px wide in a photo analysed at full size: what the cap, the
+    batches and the time budget keep of it, in how long, with how much memory."""
+    picture = crowd(rows, columns, 100, growth=0)
+    data = encode(picture, quality=90)
+    settings = {"max_side": max(picture.size), "min_face_fraction": 0.02}
+    feature = load_feature(**settings)
+    before = rss_mib()
+    started = time.perf_counter()
+    faces = feature.faces_of(data)
+    seconds = time.perf_counter() - started
+    s = feature.settings
+    return (
+        f"A {picture.width}x{picture.height} photo of {rows * columns} faces 100 px wide (settings "
+        f"`MAX_SIDE={s.max_side}`, `MIN_FACE_FRACTION={s.min_face_fraction}`, defaults otherwise: "
+        f"`MAX_FACES={s.max_faces}`, `DESCRIPTOR_BATCH={s.descriptor_batch}`, "
+        f"`TIME_BUDGET_S={s.time_budget_s:g}`): {faces.found} faces found, {len(faces)} stored "
+        f"(capped: {bool(faces.flags & CAPPED)}, out of time: {bool(faces.flags & OUT_OF_TIME)}) in "
+        f"{seconds:.1f} s; resident memory {rss_mib() - before:+.0f} MiB."
+    )
+
+
 # -- 4. grouping cost at scale -------------------------------------------------------------------------------
 
 
@@ -419,6 +444,8 @@ def main() -> int:
             cnn_limit=2 if args.small else 12,
         )
     )
+    print("\n### A crowd\n")
+    print(crowd_section(5, 8) if args.small else crowd_section(15, 20))
     print("\n### Grouping at scale\n")
     stats = real_statistics(photos, faces)
     total = 5_000 if args.small else 100_000

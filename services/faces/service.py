@@ -57,8 +57,9 @@ from services.faces.matching import face_row_id, nearest_faces, nearest_images
 
 #: FAISS ids are image_id << 10 | face, and must stay below 2^63.
 MAX_IMAGE_ID = 2**53
-#: Images one /faces_descriptors page may hold.
+#: Images one /faces_descriptors page may hold, and the faces after which it ends early.
 MAX_DESCRIPTOR_PAGE = 10_000
+MAX_PAGE_FACES = 20_000
 
 
 class FacesSettings(ServiceSettings):
@@ -423,13 +424,19 @@ class FacesFeature(FeatureService):
         return reply
 
     def descriptors_page(self, ids: list[int], generation: int, body: DescriptorsBody) -> dict[str, Any]:
+        """Up to ``limit`` images after ``after``; the page ends early past MAX_PAGE_FACES faces (a
+        page of crowds stays a few MB), always holding at least one image."""
         start = bisect.bisect_right(ids, body.after) if body.after is not None else 0
-        page = ids[start : start + body.limit]
-        found = self.collection.store.get_many(page)
+        candidates = ids[start : start + body.limit]
+        found = self.collection.store.get_many(candidates)
+        page: list[int] = []
         image_ids: list[int] = []
         faces: list[int] = []
         rows = []
-        for image_id in page:
+        for image_id in candidates:
+            if page and len(faces) >= MAX_PAGE_FACES:
+                break
+            page.append(image_id)
             record = found.get(image_id)
             if record is None:  # deleted since the ids were listed; /faces_changes has the delete
                 continue
@@ -438,7 +445,7 @@ class FacesFeature(FeatureService):
             faces += range(n)
             rows.append(stacked_descriptors([record]))
         matrix = np.concatenate(rows) if rows else np.zeros((0, DIM), np.float32)
-        done = start + body.limit >= len(ids)
+        done = start + len(page) >= len(ids)
         return {
             "image_ids": image_ids,
             "faces": faces,

@@ -20,6 +20,7 @@ from tests.contract import StandardRoutesContract
 
 pytest.importorskip("dlib")
 
+from services.faces import service as faces_service
 from services.faces.service import FacesSettings, build_app
 
 
@@ -150,7 +151,9 @@ def decode_page(page: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(page["descriptors"]), "<f4").reshape(-1, 128)
 
 
-def test_descriptors_page_through_every_stored_face_and_changes_follow(client: TestClient) -> None:
+def test_descriptors_page_through_every_stored_face_and_changes_follow(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for image_id, data in (
         (30, encode(portrait_variant(1))),
         (10, encode(synthetic_image(2))),  # no face
@@ -164,6 +167,11 @@ def test_descriptors_page_through_every_stored_face_and_changes_follow(client: T
     assert np.allclose(decode_page(first), stored)
     second = client.post("/faces_descriptors", json={"after": 20, "limit": 2}).json()
     assert second["images"] == [30] and second["next_after"] is None and second["image_ids"] == [30]
+    # a page ends early once it holds enough faces (crowds keep a page small)
+    monkeypatch.setattr(faces_service, "MAX_PAGE_FACES", 2)
+    early = client.post("/faces_descriptors", json={"limit": 10}).json()
+    assert early["images"] == [10, 20] and early["next_after"] == 20 and len(early["faces"]) == 3
+    monkeypatch.undo()
     generation = first["generation"]
     assert client.post("/faces_changes", json={"since": generation}).json() == {
         "generation": generation,
