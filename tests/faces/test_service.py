@@ -5,6 +5,7 @@ the change log, and bad input."""
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ def test_a_crowd_keeps_its_largest_faces_within_the_cap_and_the_time_budget(tmp_
         assert reply["found"] == 12 and reply["capped"] and not reply["out_of_time"]
         sizes = [f["size"] for f in reply["faces"]]
         # largest first (boxes come in steps of HOG's pyramid: equal sizes differ in float32 rounding)
-        assert len(sizes) == 5 and all(a >= b - 1e-3 for a, b in zip(sizes, sizes[1:], strict=False))
+        assert len(sizes) == 5 and all(a >= b - 1e-3 for a, b in itertools.pairwise(sizes))
         assert sizes[0] > sizes[-1]
         assert 'ambience_faces_dropped_total{reason="max_faces"} 7.0' in capped.get("/metrics").text
     with client_for(tmp_path / "hurried", time_budget_s=0.001, descriptor_batch=4) as hurried:
