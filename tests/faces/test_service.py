@@ -251,3 +251,19 @@ def test_a_face_below_the_minimum_is_ignored(tmp_path: Path) -> None:
         add(lower, 1, small_face)
         (face,) = faces_of(lower, 1).json()["faces"]
         assert 40 <= face["size"] < 80
+
+
+def test_faces_survive_a_restart_from_the_snapshot_and_from_the_store(tmp_path: Path) -> None:
+    with client_for(tmp_path) as first:
+        add(first, 1, encode(crowd(1, 3, 90)))
+        add(first, 2, encode(portrait_variant(1)))
+    with client_for(tmp_path) as again:  # a clean shutdown wrote a snapshot
+        stats = again.get("/stats").json()
+        assert stats["index"]["loaded_from"] == "snapshot" and stats["index"]["entries"] == 4
+        again.post("/delete_faces_features", json={"image_id": 1})
+    (tmp_path / "faces" / "index.snapshot").unlink()
+    with client_for(tmp_path) as rebuilt:  # no snapshot: the index is rebuilt from the records
+        stats = rebuilt.get("/stats").json()
+        assert stats["index"]["loaded_from"] == "rebuild" and stats["index"]["entries"] == 1
+        hits = rebuilt.post("/faces_get_similar_images_by_id", json={"image_id": 2, "k": 3}).json()
+        assert [h["image_id"] for h in hits] == [2]
