@@ -14,7 +14,8 @@ The grouping is incremental, as Immich's (a variant of DBSCAN; docs/faces.md):
   unassigned; its neighbours are retried as soon as it is placed, and :meth:`retry_unassigned` is
   the pass over every waiting face (a stranger in the background stays unassigned).
 - A core face whose neighbours belong to several automatic persons joins them into one, as DBSCAN
-  connects core points: the result does not depend on the order the faces came in.
+  connects core points: which core faces make a person does not depend on the order the faces
+  came in (a face at the edge of two people may, as in DBSCAN).
 - :meth:`regroup` is the full grouping after a bulk import: every face not held by a decision is
   released and placed again, densest first.
 
@@ -29,8 +30,8 @@ Decisions a person makes are data, and every grouping, incremental or full, hono
   regroups the automatic persons and the unassigned faces), and automatic persons never absorb
   it (they may join it).
 
-Neighbour queries run on an exact FAISS index (IndexFlatL2 with ids), a few milliseconds per face at
-100,000 faces on one core (measured in bench/faces_bench.py).
+Neighbour queries run on an exact FAISS index (IndexFlatL2 with ids): about 10 ms per face added at
+100,000 faces on one core; a regrouping asks FAISS once per face, in batches (bench/faces_bench.py).
 """
 
 from __future__ import annotations
