@@ -6,7 +6,7 @@ face descriptor (``face_recognition_model_v1``, 99.38% on LFW as published), wit
 faces of one person are within about 0.6 Euclidean distance of each other; dlib's own clustering
 example uses 0.5.
 
-The ResNet costs about 80 ms a face on one core and holds the GIL while it runs, so faces are
+The ResNet costs 60 to 80 ms a face on one core and holds the GIL while it runs, so faces are
 described a bounded batch at a time (memory and the event loop's latency stay bounded), largest
 face first, and the work stops at a deadline: a crowd of hundreds of faces keeps the largest.
 """
