@@ -356,9 +356,9 @@ class PeopleGrouping:
         changes.people[person.id] = replace(person)
         return person.id
 
-    def _move_all(self, source: int, target: int, changes: Changes, pin: bool = False) -> None:
+    def _move_all(self, source: int, target: int, changes: Changes) -> None:
         for row in np.nonzero(self.person == source)[0]:
-            self._set_person(int(row), target, changes, pinned=True if pin else None)
+            self._set_person(int(row), target, changes)
         self._drop_person(source, changes)
 
     def _drop_person(self, person_id: int, changes: Changes) -> None:
