@@ -108,8 +108,12 @@ class GatewaySettings(BaseSettings):
             "global_features": 1.0,
             "image_text": 1.0,
             "color": 1.0,
+            # Pictures of the same person are not copies nor look-alikes: faces_res is reported,
+            # not fused (people have their own routes).
+            "faces": 0.0,
         },
-        description="Weight of each service in the reciprocal-rank fusion, JSON",
+        description="Weight of each service in the reciprocal-rank fusion, JSON (a service not named "
+        "weighs 1.0; 0 leaves it out of unified_res)",
     )
     # Weights and constant chosen by `python -m bench.evaluate` (docs/benchmarks.md, "Fusion
     # settings"): copy detection on 104 photos x 13 transforms, selected on half the photos and

@@ -37,6 +37,7 @@ SERVICE_PACKAGES = (
     "services.ocr",
     "services.captioner",
     "services.tagger",
+    "services.faces",
 )
 
 

@@ -52,7 +52,7 @@ def test_the_gateway_table_is_the_registry() -> None:
     assert GatewaySettings().services == list(SERVICES)
     keys = {name: u.result_key for name, u in UPSTREAMS.items() if u.result_key}
     assert keys == {
-        n: f"{n}_res" for n in ("phash", "color", "local_features", "global_features", "image_text")
+        n: f"{n}_res" for n in ("phash", "color", "local_features", "global_features", "image_text", "faces")
     }
     assert UPSTREAMS["image_text"].routes() == [
         "/calculate_image_text_features",

@@ -26,6 +26,7 @@ BENCHES = (
     "caption_tag_bench",
     "duplicate_groups_bench",
     "explore_bench",
+    "faces_bench",
     "gateway_bench",
     "global_features_photos_bench",
     "hostile_memory_bench",

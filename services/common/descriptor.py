@@ -80,8 +80,8 @@ class ServiceDescriptor:
     #: None: the service runs no model.
     model: ModelDeclaration | None = None
     #: "module:function" listing the weights files instead (services.common.models.weights.WeightsFile),
-    #: for a service whose files no model spec describes (the download tests' fixture); empty for
-    #: every real service.
+    #: for a service whose files no model spec describes: faces (its weights ship in a package, so
+    #: `ambience models list` shows them and nothing is fetched) and the download tests' fixture.
     weights: str = ""
     #: The package run as ``python -m <module>``; default ``services.<name>``.
     module: str = field(default="")

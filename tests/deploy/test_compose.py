@@ -42,6 +42,7 @@ EXPECTED_PORTS = {
     "captioner": 33340,
     "tagger": 33341,
     "ocr": 33339,
+    "faces": 33342,
     "gateway": 44444,
 }
 MODEL_SERVICES = {"local_features", "global_features", "image_text", "captioner", "tagger"}

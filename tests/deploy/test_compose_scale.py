@@ -15,7 +15,7 @@ from tests.deploy.test_compose import COMPOSE, DEPLOY, check_jsonschema, interpo
 SCALE = DEPLOY / "compose.scale.yml"
 #: The services whose truth is a feature store (captioner and tagger keep none; ocr and the gateway
 #: already keep theirs in PostgreSQL).
-STORES = {"phash", "color", "local_features", "global_features", "image_text"}
+STORES = {"phash", "color", "local_features", "global_features", "image_text", "faces"}
 PGVECTOR_CAPABLE = {"global_features", "image_text"}
 
 

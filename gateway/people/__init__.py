@@ -1,0 +1,1 @@
+"""People: faces grouped into persons (clustering.py), with the user's decisions kept."""
