@@ -297,3 +297,22 @@ def video_without_keyframes(frames: int = 3200, size: tuple[int, int] = (64, 48)
             if not packet.is_keyframe:
                 container.mux(packet)
     return buf.getvalue()
+
+
+# -- colour profiles ------------------------------------------------------------------------------
+
+
+def swapped_primaries_profile() -> bytes:
+    """An RGB ICC profile that is sRGB with its red and green primaries swapped (and a description
+    that is not "sRGB"): a picture tagged with it must come out with red and green exchanged once
+    converted to sRGB, which shows the profile was applied."""
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = struct.unpack_from(">I", data, 128)[0]
+    entries = {bytes(data[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, green = entries[b"rXYZ"], entries[b"gXYZ"]
+    red_tag, green_tag = bytes(data[red + 4 : red + 12]), bytes(data[green + 4 : green + 12])
+    data[red + 4 : red + 12], data[green + 4 : green + 12] = green_tag, red_tag
+    data[84:100] = bytes(16)  # the profile id (an MD5 of the content) no longer holds
+    return bytes(data).replace("sRGB".encode("utf-16-be"), "wild".encode("utf-16-be"))
