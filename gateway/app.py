@@ -116,8 +116,10 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     # On the app itself, not through APIRouter: app.routes then lists every route (tests walk it).
     # Uploads held at once (for their fan-out or search), across both routes.
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
-    writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
-    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry)
+    writes.add_routes(app, writer, settings.max_upload_bytes, inflight, decode_limits)
+    search.add_routes(
+        app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
+    )
     explore.add_routes(app, explorer)
     health.add_routes(app, settings, clients, writer, metrics)
     thumbnail_routes.add_routes(app, writer, settings.thumbnail_size, decode_limits)

@@ -130,6 +130,18 @@ MIGRATIONS = [
         ALTER TABLE gateway_image_info ADD COLUMN exposure_subsecond boolean;
         """,
     ),
+    Migration(
+        8,
+        "photo or video, its format and duration, the two halves of a Live Photo (gateway/live_photos.py)",
+        r"""
+        ALTER TABLE gateway_image_info ADD COLUMN kind text;
+        ALTER TABLE gateway_image_info ADD COLUMN format text;
+        ALTER TABLE gateway_image_info ADD COLUMN duration_s double precision;
+        ALTER TABLE gateway_image_info ADD COLUMN live_photo_of bigint;
+        CREATE INDEX gateway_image_info_base_name
+            ON gateway_image_info (lower(regexp_replace(file_name, '\.[^./\\]*$', '')));
+        """,
+    ),
 ]
 
 #: Kinds of duplicate links (gateway/explore.py), each with its own generation.
@@ -148,6 +160,10 @@ INFO_COLUMNS = (
     "exposure_subsecond",
     "gps_latitude",
     "gps_longitude",
+    "kind",
+    "format",
+    "duration_s",
+    "live_photo_of",
 )
 
 DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"

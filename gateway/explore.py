@@ -39,7 +39,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway import thumbnails
+from gateway import live_photos, thumbnails
 from gateway.catalog import Catalog, LinkChanges
 from gateway.crop_alignment import grey_thumbnail, part_correlation
 from gateway.photo_metadata import exposure_consistent, read_metadata, recorded_exposure
@@ -419,11 +419,16 @@ class Explorer:
 
     # -- the add path (a gateway.writer.WriteListener) ----------------------------------------
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
-        """After an add: record the image's metadata, link it into the duplicate groups. Never fails
-        the add (the links can be rebuilt); problems are logged."""
+    async def image_added(
+        self, image_id: int, data: bytes, file_name: str | None, source: bytes | None = None
+    ) -> None:
+        """After an add: record the image's metadata (of ``source``, the video the services got a
+        still of, when there is one), pair the halves of a Live Photo, link the image into the
+        duplicate groups. Never fails the add (the links can be rebuilt); problems are logged."""
         try:
-            await run_in_threadpool(self.catalog.record_info, image_id, read_metadata(data, file_name))
+            info = await run_in_threadpool(read_metadata, source or data, file_name)
+            await run_in_threadpool(self.catalog.record_info, image_id, info)
+            await run_in_threadpool(live_photos.pair, self.catalog.db, image_id, info)
             for kind in ("copies", "similar"):
                 if kind == "similar" and not self.has_default_source():
                     continue  # no embedding service: nothing to call a near shot
@@ -438,6 +443,7 @@ class Explorer:
     async def image_deleted(self, image_id: int) -> None:
         try:
             await run_in_threadpool(self.catalog.forget_info, image_id)  # logged, as add_links
+            await run_in_threadpool(live_photos.unpair, self.catalog.db, image_id)
         except Exception:
             log.exception("explore: forgetting image %d failed", image_id)
 

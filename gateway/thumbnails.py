@@ -71,7 +71,10 @@ class ThumbnailKeeper:
         self.long_side = long_side
         self.limits = limits
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None:
+    async def image_added(
+        self, image_id: int, data: bytes, file_name: str | None, source: bytes | None = None
+    ) -> None:
+        # ``data``: for a video the still the services got, decoded here without the video again
         webp = await run_in_threadpool(make_thumbnail, data, self.long_side, 80, self.limits)
         await run_in_threadpool(put, self.database(), image_id, webp)
 

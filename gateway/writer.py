@@ -186,9 +186,13 @@ class ImageRejected(Exception):
 
 class WriteListener(Protocol):
     """Something that follows the collection: told after an image is added (the upload's bytes are
-    at hand only then) and after it is deleted. A listener's failure is logged, never the add's."""
+    at hand only then) and after it is deleted. A listener's failure is logged, never the add's.
+    ``data`` is what the services got; ``source``, when not None, the upload it was made from (a
+    video, whose still the services got: gateway/media.py)."""
 
-    async def image_added(self, image_id: int, data: bytes, file_name: str | None) -> None: ...
+    async def image_added(
+        self, image_id: int, data: bytes, file_name: str | None, source: bytes | None = None
+    ) -> None: ...
 
     async def image_deleted(self, image_id: int) -> None: ...
 
@@ -253,12 +257,14 @@ class FanOutWriter:
 
     # -- the request path ---------------------------------------------------------------------
 
-    async def add(self, image_id: int, data: bytes, file_name: str | None = None) -> Outcomes:
+    async def add(
+        self, image_id: int, data: bytes, file_name: str | None = None, source: bytes | None = None
+    ) -> Outcomes:
         """Spool the upload, record the add, send it to every feature service. On a service where a
         delete of the id is still pending, the delete is sent first and the add follows once it is
         confirmed (now or by the retry worker). Raises :class:`~gateway.catalog.CatalogConflict`
         when the id is taken, and :class:`ImageRejected` when every service it reached refused the
-        image."""
+        image. ``source``: the upload ``data`` was made from (a video), for the listeners."""
         catalog = self.catalog  # DatabaseUnavailable before anything is spooled while none is open
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
@@ -279,7 +285,7 @@ class FanOutWriter:
                 await run_in_threadpool(self.spool.remove, path)
                 raise ImageRejected(added)
             await self.record(image_id, "add", added)
-            await self._tell("image_added", image_id, data, file_name)
+            await self._tell("image_added", image_id, data, file_name, source)
         # A service whose delete is still pending answers for the add with the delete's outcome; one
         # whose delete gave up (no step now) is named too: the add waits there for a retry.
         waiting = PartOutcome(FAILED, "failed", GAVE_UP_BEFORE_ADD)

@@ -132,7 +132,7 @@ def test_a_video_gives_its_first_picture_past_the_black_opening(kind: str) -> No
     decoded = decode_image(files()[kind], draft_size=120)
     assert decoded.kind == "video" and decoded.format == kind.upper()
     assert decoded.full_size == (320, 240) and min(decoded.image.size) >= 120
-    assert correlation(synthetic_image(1, (320, 240)), decoded.image) > 0.9
+    assert correlation(media.scene(1, (320, 240)), decoded.image) > 0.9
 
 
 def test_video_display_rotation_is_applied() -> None:
