@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +22,7 @@ from PIL import Image
 
 from ambience_support import media
 from ambience_support.images import encode, synthetic_image
+from ambience_support.photos import REPO
 from ambience_support.stacks import GatewayStack, start_stack
 from gateway.media import video_still
 from services.common.images import DecodeLimits
@@ -203,3 +208,28 @@ def test_the_gateway_hands_services_a_still_not_the_video(stack: GatewayStack) -
     still = video_still(clip(), DecodeLimits())
     assert still is not None and still[:2] == b"\xff\xd8"
     assert stack.catalog([110])["110"]["digest"] == hashlib.sha256(still).hexdigest()
+
+
+def test_ambience_index_takes_phone_and_camera_files_and_says_what_it_skipped(
+    stack: GatewayStack, tmp_path: Path
+) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    (folder / "IMG_0001.HEIC").write_bytes(media.heic(synthetic_image(60, (320, 240))))
+    (folder / "IMG_0002.avif").write_bytes(media.avif(synthetic_image(61, (320, 240))))
+    (folder / "DSC_0003.dng").write_bytes(media.dng(synthetic_image(62, (320, 240))))
+    (folder / "VID_0004.mp4").write_bytes(media.video("mp4", media.video_frames(63, 30, (320, 240))))
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "IMG_0001.xmp").write_text("<x:xmpmeta/>")
+    env = {**os.environ, "AMBIENCE_DATA_DIR": str(tmp_path / "data")}
+    run = subprocess.run(
+        [sys.executable, "-m", "ambience", "index", str(folder), "--gateway", stack.url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "files: 4" in run.stdout and "added: 4" in run.stdout, run.stdout
+    assert "skipped 2 file(s) that are not photos or videos" in run.stderr and ".txt" in run.stderr
