@@ -48,15 +48,26 @@ def exif_block(
     return exif
 
 
-def heic(img: Image.Image, exif: Image.Exif | None = None, quality: int = 85) -> bytes:
+def heic(
+    img: Image.Image,
+    exif: Image.Exif | None = None,
+    quality: int = 85,
+    thumbnail: int | None = None,
+    tile: int | None = None,
+) -> bytes:
     """``img`` as HEIC (HEVC in HEIF) by pillow-heif, with ``exif`` (its orientation becomes the
-    container's rotation, as phones write it)."""
+    container's rotation, as phones write it), a ``thumbnail`` of that long side (phones store one of
+    320 px) and, with ``tile``, as a grid of tiles that size (iPhones write 512 px tiles)."""
     import pillow_heif
 
     buf = io.BytesIO()
     kwargs: dict[str, Any] = {"quality": quality}
     if exif is not None:
         kwargs["exif"] = exif.tobytes()
+    if thumbnail is not None:
+        kwargs["thumbnails"] = [thumbnail]
+    if tile is not None:
+        kwargs["tile_size"] = tile
     pillow_heif.from_pillow(img.convert("RGB")).save(buf, **kwargs)
     return buf.getvalue()
 
@@ -215,10 +226,13 @@ def video(
     metadata: dict[str, str] | None = None,
     rotation: int = 0,
     gop: int | None = None,
+    bit_rate: int | None = None,
 ) -> bytes:
     """A video of ``frames`` (default: 2 s at 320x240 opening with 5 black frames) in container
     ``kind`` (:data:`VIDEO_KINDS`). ``metadata``: container tags (MOV/MP4 keep any key, as Apple's
-    ``com.apple.quicktime.*``); ``rotation``: the display rotation, degrees counter-clockwise."""
+    ``com.apple.quicktime.*``); ``rotation``: the display rotation, degrees counter-clockwise;
+    ``gop``: frames from a keyframe to the next; ``bit_rate``: a constant bitrate as a phone
+    records (default: constant quality)."""
     import av
 
     frames = frames if frames is not None else video_frames(1, 2 * fps, (320, 240), black=5)
@@ -232,8 +246,11 @@ def video(
         stream.pix_fmt = "yuv420p"
         if gop is not None:
             stream.codec_context.gop_size = gop
+        if bit_rate is not None:
+            stream.codec_context.bit_rate = bit_rate
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "20"}
+            quality = {} if bit_rate is not None else {"crf": "20"}
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency", **quality}
         if rotation:
             stream.set_display_rotation(rotation)
         for image in frames:

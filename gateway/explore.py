@@ -422,7 +422,7 @@ class Explorer:
     async def image_added(
         self, image_id: int, data: bytes, file_name: str | None, source: bytes | None = None
     ) -> None:
-        """After an add: record the image's metadata (of ``source``, the video the services got a
+        """After an add: record the image's metadata (of ``source``, the upload the services got a
         still of, when there is one), pair the halves of a Live Photo, link the image into the
         duplicate groups. Never fails the add (the links can be rebuilt); problems are logged."""
         try:

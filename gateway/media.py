@@ -1,38 +1,77 @@
-"""Videos at the gateway: the representative frame is taken once, here, and that still is what every
-service gets (and what the spool keeps for retries), instead of the video itself.
+"""Uploads that are expensive to decode (videos, HEIC/HEIF, AVIF) are decoded once, here, and every
+service gets a JPEG still of the picture (the spool keeps that still for retries) instead of the file.
 
-Why (measured by bench/decode_bench.py, docs/benchmarks.md): a video costs each service an open, a
-seek and a frame decode, and its whole file on the wire; with the still, the gateway pays that decode
-once and each service receives a JPEG of a few hundred KB that it decodes in milliseconds (at
-1080p, a fan-out to N services costs about one video decode instead of N, and moves N JPEGs instead
-of N videos). The services' upload limits then never have to fit a video either. The video itself is
-still read here for what only it has (duration, creation time, location: the catalog's metadata),
-and a video sent straight to one service is decoded there by the same kit path, so both ways give
-the same frame.
+Why (measured by bench/decode_bench.py, docs/benchmarks.md "Decode cost per format"): a 12 MP HEIC
+costs each service 22 times a JPEG's decode, an AVIF 6 times, and a video an open, a seek and a frame
+decode plus its whole file on the wire. With the still the gateway pays that decode once, and each
+service decodes a JPEG at the size it needs (a few ms at 256 px); at 1080p a video's fan-out to 8
+services drops from 101 MB and 447 ms of CPU to 4 MB and 208 ms. The services' upload limits then
+never have to fit a video either. Camera RAW is left as it is: its preview decodes in about twice a
+JPEG's time. The upload itself is still read here for what only it has (EXIF, a video's duration,
+creation time and location: the catalog's metadata), and a file sent straight to one service is
+decoded there by the same kit path, into the same picture.
 
-The still is a JPEG at quality 95 with full-resolution chroma: a video frame is already lossy, and
-at that quality the re-encoding moves a 576-bit pHash by a few bits at most, far below any duplicate
-threshold, while a PNG would be five to ten times larger.
+The still is a JPEG at quality 95 with full-resolution chroma, already turned as displayed and in
+sRGB, carrying the upload's capture time, exposure time and GPS (the duplicate search compares
+exposure times: two shots of a burst are never copies). At that quality the re-encoding moves a
+576-bit pHash by a few bits at most, far below any duplicate threshold.
 """
 
 from __future__ import annotations
 
 import io
 
+from PIL import ExifTags, Image
+
 from services.common.images import DecodeLimits, decode_image
 from services.common.media.formats import sniff
+from services.common.media.metadata import ExifBlocks
 
-#: JPEG quality of the still sent for a video (4:4:4 chroma).
+#: JPEG quality of the still (4:4:4 chroma).
 STILL_QUALITY = 95
+#: Stills whose decode costs many times a JPEG's; videos always get a still.
+STILL_FORMATS = frozenset({"HEIC", "HEIF", "AVIF"})
+#: EXIF tags the still keeps: when it was taken (the exposure time the duplicate search compares).
+_KEPT_EXIF = (
+    ExifTags.Base.DateTimeOriginal,
+    ExifTags.Base.SubsecTimeOriginal,
+    ExifTags.Base.DateTimeDigitized,
+    ExifTags.Base.OffsetTimeOriginal,
+)
 
 
-def video_still(data: bytes, limits: DecodeLimits) -> bytes | None:
-    """A JPEG of the representative frame when ``data`` is a video (ImageError 4xx when the video
-    cannot be decoded); None for anything else, which the services get as it is."""
+def still_for_services(data: bytes, limits: DecodeLimits) -> bytes | None:
+    """A JPEG of the picture when ``data`` is a video (its representative frame), a HEIC/HEIF or an
+    AVIF (ImageError 4xx when it cannot be decoded); None for anything else, which the services get
+    as it is."""
     found = sniff(data)
-    if found is None or found.kind != "video":
+    if found is None or not (found.kind == "video" or found.name in STILL_FORMATS):
         return None
-    frame = decode_image(data, "RGB", limits=limits).image
+    decoded = decode_image(data, "RGB", limits=limits)
     out = io.BytesIO()
-    frame.save(out, "JPEG", quality=STILL_QUALITY, subsampling=0)
+    exif = _capture_exif(decoded.image if found.kind == "video" else None, data)
+    decoded.image.save(out, "JPEG", quality=STILL_QUALITY, subsampling=0, exif=exif)
     return out.getvalue()
+
+
+def _capture_exif(video_frame: Image.Image | None, data: bytes) -> bytes:
+    """The upload's capture time, exposure time and GPS as an EXIF block (orientation 1: the still
+    is already turned); empty for a video."""
+    if video_frame is not None:
+        return b""
+    from services.common.images import identify
+
+    found = identify(data)
+    if found.image is None:
+        return b""
+    blocks = ExifBlocks.of(found.image.getexif())
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 1
+    if ExifTags.Base.DateTime in blocks.ifd0:
+        exif[ExifTags.Base.DateTime] = blocks.ifd0[ExifTags.Base.DateTime]
+    kept = {tag: blocks.original(tag) for tag in _KEPT_EXIF if blocks.original(tag) is not None}
+    if kept:
+        exif.get_ifd(ExifTags.IFD.Exif).update(kept)
+    if blocks.gps:
+        exif.get_ifd(ExifTags.IFD.GPSInfo).update(blocks.gps)
+    return exif.tobytes()

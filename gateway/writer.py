@@ -188,7 +188,7 @@ class WriteListener(Protocol):
     """Something that follows the collection: told after an image is added (the upload's bytes are
     at hand only then) and after it is deleted. A listener's failure is logged, never the add's.
     ``data`` is what the services got; ``source``, when not None, the upload it was made from (a
-    video, whose still the services got: gateway/media.py)."""
+    video, HEIC or AVIF, whose JPEG still the services got: gateway/media.py)."""
 
     async def image_added(
         self, image_id: int, data: bytes, file_name: str | None, source: bytes | None = None
@@ -264,11 +264,14 @@ class FanOutWriter:
         delete of the id is still pending, the delete is sent first and the add follows once it is
         confirmed (now or by the retry worker). Raises :class:`~gateway.catalog.CatalogConflict`
         when the id is taken, and :class:`ImageRejected` when every service it reached refused the
-        image. ``source``: the upload ``data`` was made from (a video), for the listeners."""
+        image. ``source``: the upload ``data`` was made from (a still of a video, HEIC or AVIF), whose
+        digest the catalog records and which the listeners get."""
         catalog = self.catalog  # DatabaseUnavailable before anything is spooled while none is open
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
-            digest = hashlib.sha256(data).hexdigest()
+            # the upload's own digest (what `ambience index` compares with the file); the services'
+            # 409s name the digest of what they got, which apply() computes from ``data``
+            digest = hashlib.sha256(source if source is not None else data).hexdigest()
             try:
                 steps = await run_in_threadpool(catalog.begin_add, image_id, self.services, path, digest)
             except DatabaseUnavailable:

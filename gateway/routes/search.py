@@ -57,7 +57,7 @@ def add_routes(
         named with the reason in the ``X-Ambience-Failed`` header (also logged, and counted in
         /metrics)."""
         async with held_image(image, max_upload_bytes, inflight) as upload:
-            data = await for_services(upload, limits) or upload  # a video: its representative frame
+            data = await for_services(upload, limits) or upload  # a video, HEIC or AVIF: a JPEG still
             try:
                 if find_duplicate.strip().lower() in TRUE_VALUES:
                     return await search.duplicates(data)

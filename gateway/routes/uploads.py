@@ -1,5 +1,5 @@
 """Reading an uploaded image or video in a gateway route, holding it within the in-flight budget, and
-the still the services get for a video (gateway/media.py)."""
+the still the services get for a video, HEIC or AVIF (gateway/media.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from gateway.media import video_still
+from gateway.media import still_for_services
 from services.common.app import read_upload
 from services.common.images import DecodeLimits, identify
 from services.common.limits import MemoryBudget
@@ -35,6 +35,7 @@ async def held_image(image: UploadFile, max_bytes: int, inflight: MemoryBudget) 
 
 
 async def for_services(data: bytes, limits: DecodeLimits) -> bytes | None:
-    """The still the services get instead of ``data`` when it is a video (decoded in a worker thread,
-    4xx when it cannot be); None when they get ``data`` itself."""
-    return await run_in_threadpool(video_still, data, limits)
+    """The still the services get instead of ``data`` when it is a video, HEIC or AVIF (decoded in a
+    worker thread; 4xx when it cannot be, 503 when the gateway's decode budget is full); None when
+    they get ``data`` itself."""
+    return await run_in_threadpool(still_for_services, data, limits)

@@ -37,9 +37,10 @@ def add_routes(
         image: Annotated[UploadFile, File(description="The image file")],
         image_id: Annotated[int, Form(ge=0, lt=ID_MAX, description="0 <= image_id < 2^63")],
     ) -> list[dict[str, Any]]:
-        """Add an image (or a video: the services get a still of its representative frame) to every
-        feature service. One entry per service: ``ok``, ``failed`` or ``unavailable``; failed and
-        unavailable parts are retried in the background until done."""
+        """Add an image or a video to every feature service (for a video, HEIC or AVIF the services get
+        a JPEG still, decoded once here: a video's representative frame). One entry per service:
+        ``ok``, ``failed`` or ``unavailable``; failed and unavailable parts are retried in the
+        background until done."""
         async with held_image(image, max_upload_bytes, inflight) as data:
             still = await for_services(data, limits)
             try:

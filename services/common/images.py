@@ -220,7 +220,7 @@ def _decode_still(
     """A still Pillow opened. ``fallback``: the turn to apply when the file's EXIF names none (a RAW
     preview, whose orientation is the RAW's)."""
     width, height = img.size
-    _check_size("image", width, height, limits)
+    _check_size(f"{fmt} image", width, height, limits)
     try:
         if draft_size is not None and fmt in ("JPEG", "MPO", "HEIC", "HEIF"):
             # draft() keeps the result >= the requested box, so aspect ratio is preserved and

@@ -24,7 +24,8 @@ from ambience_support import media
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.stacks import GatewayStack, start_stack
-from gateway.media import video_still
+from gateway.media import still_for_services
+from gateway.photo_metadata import read_metadata
 from services.common.images import DecodeLimits
 from tests.pg import TestServer
 
@@ -202,12 +203,30 @@ def test_broken_files_of_each_kind_get_a_clear_4xx(stack: GatewayStack, name: st
     assert stack.catalog([190]) == {}  # nothing recorded, nothing left to retry
 
 
-def test_the_gateway_hands_services_a_still_not_the_video(stack: GatewayStack) -> None:
-    """What the services hold for a video is the still the gateway made (its digest is what the
-    catalog recorded), so a retry sends the same few KB, never the video."""
-    still = video_still(clip(), DecodeLimits())
+def test_services_hold_a_still_and_the_catalog_the_uploads_digest(stack: GatewayStack) -> None:
+    """For a video (or a HEIC) the services hold the JPEG still the gateway made: a second add of it
+    under the id is refused naming its SHA-256. The catalog keeps the upload's own digest, which
+    `ambience index` compares with the file, and the still keeps the HEIC's exposure time, which the
+    duplicate search compares."""
+    still = still_for_services(clip(), DecodeLimits())
     assert still is not None and still[:2] == b"\xff\xd8"
-    assert stack.catalog([110])["110"]["digest"] == hashlib.sha256(still).hexdigest()
+    assert stack.catalog([110])["110"]["digest"] == hashlib.sha256(clip()).hexdigest()
+    again = httpx.post(
+        stack.services["phash"].url + "/calculate_phash_features",
+        files={"image": ("still.jpg", still)},
+        data={"image_id": "110"},
+        timeout=30,
+    )
+    assert again.status_code == 409 and hashlib.sha256(still).hexdigest() in again.text
+    assert "the same image" in add(stack.url, 110, clip(), "clip.mov").text
+    exif = media.exif_block(WHEN, PARIS, orientation=6, subsec="5")
+    heic = media.heic(synthetic_image(70, (320, 240)), exif)
+    heic_still = still_for_services(heic, DecodeLimits())
+    assert heic_still is not None
+    found = read_metadata(heic_still, None)
+    assert (found["format"], found["width"], found["height"]) == ("JPEG", 240, 320)
+    assert found["exposed_at"] == WHEN.replace(microsecond=500_000)
+    assert (found["gps_latitude"], found["gps_longitude"]) == pytest.approx(PARIS, abs=1e-4)
 
 
 def test_ambience_index_takes_phone_and_camera_files_and_says_what_it_skipped(
