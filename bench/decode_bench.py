@@ -7,10 +7,10 @@ One 12 MP photo (the first of ``AMBIENCE_TEST_PHOTOS_FULL``, else a generated pi
 each format here (pillow-heif, Pillow, PiDNG, PyAV), then decoded through
 ``services.common.images.decode_image`` as a feature asks for it: at 256 px (phash, color, the
 models) and in full. Videos are 1080p clips panning across the photo (H.264 with a 1 s keyframe
-interval as phones write it, and HEVC), opening with black frames. Peak memory is the rise of a fresh
+interval, and HEVC), opening with black frames. Peak memory is the rise of a fresh
 process's peak resident set over what it held before the decode: what the decode budget must cover.
-The fan-out section compares the two ways a video can reach N feature services: each decodes the
-video, or the gateway decodes it once and sends a JPEG still (gateway/media.py).
+The fan-out section compares the two ways a video, HEIC or AVIF can reach N feature services: each
+decodes the file, or the gateway decodes it once and sends a JPEG still (gateway/media.py).
 ``--small``: a 2 MP photo, 720p clips, fewer repeats.
 """
 
@@ -33,7 +33,7 @@ from ambience_support import media
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS_FULL, photo_paths
 from bench.timing import machine, percentiles_ms
-from gateway.media import video_still
+from gateway.media import still_for_services
 from services.common.images import DecodeLimits, decode_image
 
 #: What most features ask for (phash, color, the model services decode at 224-384 px).
@@ -43,6 +43,8 @@ SERVICES = 8
 #: Constant bitrates (H.264, HEVC) of a phone's camera app at 30 fps, so the files weigh what a
 #: phone's do (an iPhone records 1080p at about 17 and 10 Mbit/s, 720p at about 8 and 5).
 PHONE_BIT_RATES = {"1080p": (17_000_000, 10_000_000), "720p": (8_000_000, 5_000_000)}
+#: Frames from one keyframe to the next (2 s at 30 fps): 10% of a 10 s clip falls between two.
+KEYFRAME_INTERVAL = 60
 
 
 def log(message: str) -> None:
@@ -66,7 +68,7 @@ def make_files(small: bool, folder: Path) -> tuple[dict[str, Path], str]:
     files: dict[str, bytes] = {}
     log("encoding JPEG, HEIC, AVIF")
     files["JPEG"] = encode(photo, "JPEG", quality=90)
-    files["HEIC"] = media.heic(photo, quality=80)
+    files["HEIC (512 px tiles, 320 px thumbnail)"] = media.heic(photo, quality=80, thumbnail=320, tile=512)
     files["AVIF"] = media.avif(photo, quality=70)
     log("writing DNGs")
     files["DNG, full-size preview"] = media.dng(photo, preview=photo)
@@ -77,7 +79,9 @@ def make_files(small: bool, folder: Path) -> tuple[dict[str, Path], str]:
     clip = panning(photo, video_size, seconds * 30, black=5)
     label = f"{video_size[1]}p"
     rates = PHONE_BIT_RATES[label]
-    files[f"MP4 H.264 {label}, {seconds} s"] = media.video("mp4", clip, gop=30, bit_rate=rates[0])
+    files[f"MP4 H.264 {label}, {seconds} s"] = media.video(
+        "mp4", clip, gop=KEYFRAME_INTERVAL, bit_rate=rates[0]
+    )
     files[f"MOV HEVC {label}, 2 s"] = hevc(clip[:60], rates[1])
     paths = {}
     for i, (name, data) in enumerate(files.items()):
@@ -108,7 +112,7 @@ def hevc(frames: list[Image.Image], bit_rate: int) -> bytes:
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.bit_rate = bit_rate
-        stream.options = {"preset": "ultrafast", "x265-params": "keyint=30:log-level=error"}
+        stream.options = {"preset": "ultrafast", "x265-params": f"keyint={KEYFRAME_INTERVAL}:log-level=error"}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_image(image)):
                 container.mux(packet)
@@ -206,31 +210,30 @@ def frame_strategies(path: Path, repeats: int) -> None:
 
 def fan_out(paths: dict[str, Path], repeats: int) -> None:
     print(
-        f"\n### A video added through the gateway: per service, or one still for all ({SERVICES} services)\n"
+        f"\n### An upload through the gateway: decoded by each of {SERVICES} services, or once into a still\n"
     )
     print(
-        "| video | each service decodes the video: ms per service | gateway makes the still: ms once | "
-        "each service decodes the still: ms | total CPU ms, video / still | bytes sent, video / still |"
+        "| upload | each service decodes the file: ms per service | gateway makes the still: ms once | "
+        "each service decodes the still: ms | total CPU ms, file / still | bytes sent, file / still |"
     )
     print("|---|---|---|---|---|---|")
     limits = DecodeLimits()
     for name, path in paths.items():
-        if not name.startswith(("MP4", "MOV")):
-            continue
         data = path.read_bytes()
-        still = video_still(data, limits)
-        assert still is not None
-        per_video = percentiles_ms(
+        still = still_for_services(data, limits)
+        if still is None:
+            continue
+        per_file = percentiles_ms(
             lambda data=data: decode_image(data, "L", draft_size=FEATURE_SIDE), repeats, 1
         )
-        once = percentiles_ms(lambda data=data: video_still(data, limits), repeats, 1)
+        once = percentiles_ms(lambda data=data: still_for_services(data, limits), repeats, 1)
         per_still = percentiles_ms(lambda s=still: decode_image(s, "L", draft_size=FEATURE_SIDE), repeats, 1)
-        total_video = SERVICES * per_video["p50"]
+        total_file = SERVICES * per_file["p50"]
         total_still = once["p50"] + SERVICES * per_still["p50"]
         print(
-            f"| {name} | {per_video['p50']:.0f} | {once['p50']:.0f} | {per_still['p50']:.1f} | "
-            f"{total_video:.0f} / {total_still:.0f} | {SERVICES * len(data) / 1e6:.1f} MB / "
-            f"{SERVICES * len(still) / 1e6:.2f} MB |"
+            f"| {name} | {per_file['p50']:.0f} | {once['p50']:.0f} | {per_still['p50']:.1f} | "
+            f"{total_file:.0f} / {total_still:.0f} | {SERVICES * len(data) / 1e6:.1f} MB / "
+            f"{SERVICES * len(still) / 1e6:.1f} MB |"
         )
 
 
@@ -248,8 +251,8 @@ def main() -> None:
         fan_out(paths, repeats)
     print(
         "\nPeak memory: the decode's own, in a fresh process (peak RSS during the decode minus the RSS "
-        "before it). Total CPU ms: the video path decodes the video in each of the services; the still "
-        "path decodes it once at the gateway (and encodes the JPEG), then each service decodes the JPEG."
+        "before it). Total CPU ms: without a still each service decodes the file (at 256 px); with one "
+        "the gateway decodes it once in full and encodes the JPEG, then each service decodes the JPEG."
     )
 
 

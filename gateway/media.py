@@ -1,12 +1,12 @@
 """Uploads that are expensive to decode (videos, HEIC/HEIF, AVIF) are decoded once, here, and every
 service gets a JPEG still of the picture (the spool keeps that still for retries) instead of the file.
 
-Why (measured by bench/decode_bench.py, docs/benchmarks.md "Decode cost per format"): a 12 MP HEIC
-costs each service 22 times a JPEG's decode, an AVIF 6 times, and a video an open, a seek and a frame
-decode plus its whole file on the wire. With the still the gateway pays that decode once, and each
-service decodes a JPEG at the size it needs (a few ms at 256 px); at 1080p a video's fan-out to 8
-services drops from 101 MB and 447 ms of CPU to 4 MB and 208 ms. The services' upload limits then
-never have to fit a video either. Camera RAW is left as it is: its preview decodes in about twice a
+Why (measured by bench/decode_bench.py, docs/benchmarks.md "Decode cost per format" on 2 cores): a
+12 MP HEIC takes about 0.9 s to decode (20 times a JPEG), an AVIF 0.1-0.25 s, and a video an open, a
+seek and a frame decode plus its whole file on the wire. With the still the gateway pays that decode
+once, and each service decodes a JPEG at the size it needs (10-30 ms at 256 px): a HEIC's fan-out to
+8 services drops from 5.8 s of CPU to 1.1 s, a 10 s 1080p clip's from 272 ms and 56 MB on the wire to
+114 ms and 4 MB. The services' upload limits then never have to fit a video either. Camera RAW is left as it is: its preview decodes in about twice a
 JPEG's time. The upload itself is still read here for what only it has (EXIF, a video's duration,
 creation time and location: the catalog's metadata), and a file sent straight to one service is
 decoded there by the same kit path, into the same picture.

@@ -49,7 +49,8 @@ MAX_BAD_PACKETS = 64
 MAX_BLANK_FRAMES = 90
 #: Decoder memory per frame pixel, reserved in the decode budget: reference frames (YUV 4:2:0 at
 #: 1.5 B/px; H.264 and HEVC keep up to 16 at small sizes, 6 at 4K) plus the RGB frame and its copy.
-BYTES_PER_PIXEL = 24
+#: Measured at 1080p (bench/decode_bench.py): 19 B/px for H.264, 29 for HEVC.
+BYTES_PER_PIXEL = 32
 #: A frame is blank below this mean luma (black) or this luma spread (one flat colour).
 BLANK_MEAN, BLANK_STD = 16.0, 3.0
 #: Quarter turns counter-clockwise (FFmpeg's display rotation) as a transpose.
