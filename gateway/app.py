@@ -60,7 +60,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     )
     reverse_search = ReverseSearch(settings, clients, enabled)
     decode_limits = DecodeLimits(
-        max_bytes=settings.max_upload_bytes, budget=MemoryBudget(settings.decode_budget_mb << 20, "decode")
+        max_bytes=settings.max_upload_bytes,
+        budget=MemoryBudget(settings.decode_budget_mb << 20, "decode"),
+        video_timeout_s=settings.video_timeout_s,
     )
     writer.subscribe(
         thumbnails.ThumbnailKeeper(lambda: writer.catalog.db, settings.thumbnail_size, decode_limits)

@@ -267,7 +267,7 @@ def _decode_raw(
             try:
                 still = preview if isinstance(preview, Image.Image) else _open_plugin_jpeg(preview)
                 decoded = _decode_still(still, "JPEG", mode, limits, draft_size, raw.transpose)
-                return DecodedImage(decoded.image, raw.sensor_size, fmt, decoded.full_size)
+                return DecodedImage(decoded.image, raw.sensor_size, fmt, raw.size)
             except ImageError:
                 pass  # a broken preview: the mosaic still is the picture
         # half size: a quarter of the visible pixels, reduced further to the feature's size

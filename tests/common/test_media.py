@@ -115,8 +115,9 @@ def test_dng_preview_is_used_when_it_is_large_enough_for_the_feature() -> None:
     """The preview (another picture here, to tell which was decoded) serves a feature that needs
     256 px; the full picture (1024 px wanted, preview 384 px) comes from the mosaic."""
     data = files()["dng_preview"]
-    from_preview = decode_image(data, draft_size=256).image
-    assert correlation(synthetic_image(23, (512, 384)), from_preview) > 0.95
+    decoded = decode_image(data, draft_size=256)
+    assert correlation(synthetic_image(23, (512, 384)), decoded.image) > 0.95
+    assert decoded.full_size == (1024, 768)  # the RAW's picture, whichever served
     from_mosaic = decode_image(data).image
     assert from_mosaic.size == (512, 384)
     assert correlation(synthetic_image(22, (1024, 768)), from_mosaic) > 0.9
