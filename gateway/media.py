@@ -7,9 +7,10 @@ seek and a frame decode plus its whole file on the wire. With the still the gate
 once, and each service decodes a JPEG at the size it needs (10-30 ms at 256 px): a HEIC's fan-out to
 8 services drops from 5.8 s of CPU to 1.1 s, a 10 s 1080p clip's from 272 ms and 56 MB on the wire to
 114 ms and 4 MB. The services' upload limits then never have to fit a video either. Camera RAW is
-left as it is: its preview decodes in about twice a JPEG's time. The upload itself is still read here for what only it has (EXIF, a video's duration,
-creation time and location: the catalog's metadata), and a file sent straight to one service is
-decoded there by the same kit path, into the same picture.
+left as it is: its preview decodes in about twice a JPEG's time. The upload itself is still read
+here for what only it has (EXIF, a video's duration, creation time and location: the catalog's
+metadata), and a file sent straight to one service is decoded there by the same kit path, into the
+same picture.
 
 The still is a JPEG at quality 95 with full-resolution chroma, already turned as displayed and in
 sRGB, carrying the upload's capture time, exposure time and GPS (the duplicate search compares
