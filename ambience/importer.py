@@ -50,11 +50,12 @@ from tqdm import tqdm
 from services.common.features.feature import FeatureService
 from services.common.features.storage import Store, open_store
 from services.common.images import ImageError
+from services.common.media.formats import MEDIA_SUFFIXES
 from services.common.settings import ServiceSettings
 from services.registry import UnknownFeatureError, new_feature
 
-#: File name suffixes the import looks at (everything the decode path accepts).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+#: File name suffixes the import looks at (everything the decode path accepts: photos, RAW, videos).
+IMAGE_SUFFIXES = MEDIA_SUFFIXES
 IDS_CSV = "import_ids.csv"
 FAILURES_CSV = "import_failures.csv"
 LOCK_FILE = "import.lock"

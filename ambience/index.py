@@ -1,6 +1,7 @@
-"""`ambience index DIR`: add every image under DIR through the gateway, resumably.
+"""`ambience index DIR`: add every photo and video under DIR through the gateway, resumably.
 
-Every image file under DIR gets an id, recorded in a mapping file (CSV ``image_id,path`` relative to
+Every file the decode path takes (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF, camera RAW, videos:
+services/common/media/formats.py) gets an id, recorded in a mapping file (CSV ``image_id,path`` relative to
 DIR; by default in the data dir, see ``ambience.client``) before it is uploaded, so a run that is
 interrupted resumes with the same ids: files the catalog knows as complete (or pending: the
 gateway's retry worker finishes those) are skipped.
@@ -28,8 +29,7 @@ from ambience.client import (
     largest_id_in_data_dir,
     reporting_errors,
 )
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+from services.common.media.formats import MEDIA_SUFFIXES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,11 +68,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    """Every photo and video under ``folder`` (hidden files skipped), in a stable order."""
+    return media_files(folder)[0]
+
+
+def media_files(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """The photos and videos under ``folder``, and the other (not hidden) files, which are skipped,
+    counted by suffix."""
+    found: list[Path] = []
+    skipped: Counter[str] = Counter()
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in MEDIA_SUFFIXES:
+            found.append(path)
+        else:
+            skipped[suffix or "(no suffix)"] += 1
+    return sorted(found), skipped
 
 
 #: Waits before sending an add again after a transient refusal (the gateway busy or restarting, a
@@ -173,7 +186,7 @@ def index_folder(
     retried) is done, showing it."""
     url = gateway_url(url)
     folder = folder.resolve()
-    files = image_files(folder)
+    files, skipped = media_files(folder)
     ids = folder_mapping(folder, mapping)
     names = [str(p.relative_to(folder)) for p in files]
     # New ids continue after every id in use: other folders' and those added some other way
@@ -212,6 +225,10 @@ def index_folder(
         left = wait_for_backlog(client, url, progress) if wait else backlog(client, url)
     if left:
         counts["steps still to do"] = left
+    if skipped:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+        count = sum(skipped.values())
+        problems.append(f"skipped {count} file(s) that are not photos or videos ambience reads: {kinds}")
     return {"files": len(files), "mapping": str(ids.path), **counts, "problems": problems}
 
 

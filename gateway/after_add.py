@@ -132,7 +132,8 @@ class AfterAdd:
             return FAILED, "the upload is no longer spooled"
         started = time.perf_counter()
         try:
-            await step.run(AddedImage(image.image_id, data if step.uses_upload else None, image.file_name))
+            upload = data if step.uses_upload else None
+            await step.run(AddedImage(image.image_id, upload, image.file_name, image.facts))
         except StepFailed as exc:
             log.warning("image %d: the %s step failed for good: %s", image.image_id, name, exc)
             return FAILED, str(exc)[:500]

@@ -84,7 +84,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     explorer = Explorer(settings, sources, facts)
     duplicates = DuplicateGroups.build(settings, clients, sources, reverse_search, facts, links, postgres)
     decode_limits = DecodeLimits(
-        max_bytes=settings.max_upload_bytes, budget=MemoryBudget(settings.decode_budget_mb << 20, "decode")
+        max_bytes=settings.max_upload_bytes,
+        budget=MemoryBudget(settings.decode_budget_mb << 20, "decode"),
+        video_timeout_s=settings.video_timeout_s,
     )
     spool, locks = Spool(settings.resolved_data_dir() / "spool"), KeyedLocks()
     # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
@@ -150,8 +152,10 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     # On the app itself, not through APIRouter: app.routes then lists every route (tests walk it).
     # Uploads held at once (for their fan-out or search), across both routes.
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
-    writes.add_routes(app, writer, settings.max_upload_bytes, inflight)
-    search.add_routes(app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry)
+    writes.add_routes(app, writer, settings.max_upload_bytes, inflight, decode_limits)
+    search.add_routes(
+        app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
+    )
     explore.add_routes(app, explorer, facts)
     duplicate_routes.add_routes(app, duplicates)
     health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)

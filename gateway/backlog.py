@@ -39,11 +39,12 @@ class PartState:
 @dataclass
 class ClaimedImage:
     """An added image whose pending steps a worker now holds, in their order, with what they need:
-    the spool file, the upload's file name, and whether a service part is still pending."""
+    the spool file, the upload's file name and facts, and whether a service part is still pending."""
 
     image_id: int
     spool: str | None
     file_name: str | None
+    facts: dict[str, Any] | None
     parts_pending: bool
     steps: list[str] = field(default_factory=list)
 
@@ -86,14 +87,12 @@ class Backlog:
                 [(lease_s, replica, i, step) for i in ids for step in chosen[i]],
             )
             cur.execute(
-                "SELECT i.image_id, i.spool, i.file_name, EXISTS (SELECT 1 FROM gateway_parts p"
+                "SELECT i.image_id, i.spool, i.file_name, i.facts, EXISTS (SELECT 1 FROM gateway_parts p"
                 " WHERE p.image_id = i.image_id AND p.status = 'pending')"
                 " FROM gateway_images i WHERE i.image_id = ANY(%s) ORDER BY i.image_id",
                 (ids,),
             )
-            return [
-                ClaimedImage(i, spool, name, pending, chosen[i]) for i, spool, name, pending in cur.fetchall()
-            ]
+            return [ClaimedImage(*row, steps=chosen[row[0]]) for row in cur.fetchall()]
 
         return self.db.run(run)
 

@@ -36,11 +36,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import psycopg2.extras
 
 from services.common.postgres.database import Cursor, SqlRunner
 
 DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
+
+
+def as_json(value: dict[str, Any] | None) -> psycopg2.extras.Json | None:
+    return None if value is None else psycopg2.extras.Json(value)
 
 
 class CatalogConflict(Exception):
@@ -120,10 +126,12 @@ class Catalog:
         digest: str = "",
         steps: Sequence[StepDecl] = (),
         file_name: str | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> list[PartOp]:
         """Record that ``image_id`` (content ``digest``) is being added to ``services``; returns the
         pending part operations the request sends now, and records ``steps``, what follows the add
-        (pending, in their order), and the upload's ``file_name``.
+        (pending, in their order), the upload's ``file_name`` and ``facts`` (read from its header,
+        a JSON object: the ``facts`` step keeps them).
 
         An id still being deleted somewhere is taken over: services that confirmed the delete get
         the add at once; on a service whose delete is pending (or gave up) the add is queued behind
@@ -144,17 +152,17 @@ class Catalog:
                 raise CatalogConflict(f"image_id {image_id} already exists{same}")
             if row is None:
                 cur.execute(
-                    "INSERT INTO gateway_images (image_id, op, spool, digest, file_name)"
-                    " VALUES (%s, 'add', %s, %s, %s)",
-                    (image_id, spool, digest or None, file_name),
+                    "INSERT INTO gateway_images (image_id, op, spool, digest, file_name, facts)"
+                    " VALUES (%s, 'add', %s, %s, %s, %s)",
+                    (image_id, spool, digest or None, file_name, as_json(facts)),
                 )
                 self._insert_parts(cur, image_id, "add", names)
                 self._insert_steps(cur, image_id, steps)
                 return pending_ops(cur, image_id)
             cur.execute(
-                "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, file_name = %s,"
+                "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, file_name = %s, facts = %s,"
                 " updated_at = now() WHERE image_id = %s",
-                (spool, digest or None, file_name, image_id),
+                (spool, digest or None, file_name, as_json(facts), image_id),
             )
             self._insert_steps(cur, image_id, steps)
             cur.execute(

@@ -1,22 +1,25 @@
-"""What the gateway knows of each image besides where it is stored: size in pixels and bytes, file
-name, EXIF capture and exposure time, GPS position (``gateway_image_info``), recorded once when the
-image is added (read from the upload's header: gateway/photo_metadata.py) and dropped when it is
-deleted. Moments split by capture time, duplicate groups pick keepers and keep exposures apart,
-/image_info shows it.
+"""What the gateway knows of each image besides where it is stored: photo or video, format, size in
+pixels and bytes, file name, capture and exposure time, GPS position, a video's duration, the
+other half of a Live Photo (``gateway_image_info``). Read once, from the upload's header, when the
+add is received (gateway/photo_metadata.py: the original file, also where the services get a still
+of it), recorded with the add in the write ledger, and kept here by the ``facts`` step that follows
+the add; dropped when the image is deleted. Moments split by capture time, duplicate groups pick
+keepers and keep exposures apart, /image_info shows them.
 
-Plain synchronous methods over :class:`services.common.postgres.database.Database`; the app calls
-them in worker threads. :class:`ImageFacts` is also the step that records them after an add.
+Plain synchronous methods over a :class:`services.common.postgres.database.SqlRunner`; the app calls
+them in worker threads.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.photo_metadata import read_metadata
-from gateway.steps import AddedImage
-from services.common.postgres.database import Cursor, Database
+from gateway import live_photos
+from gateway.steps import AddedImage, StepFailed
+from services.common.postgres.database import Cursor, SqlRunner
 
 INFO_COLUMNS = (
     "width",
@@ -28,13 +31,32 @@ INFO_COLUMNS = (
     "exposure_subsecond",
     "gps_latitude",
     "gps_longitude",
+    "kind",
+    "format",
+    "duration_s",
+    "live_photo_of",
 )
+#: The facts that are times (kept as ISO text where they travel as JSON).
+TIME_COLUMNS = ("captured_at", "exposed_at")
+
+
+def facts_as_json(info: dict[str, Any]) -> dict[str, Any]:
+    """Facts as :func:`read_metadata` gives them, as a JSON object (times as ISO text)."""
+    return {k: v.isoformat() if k in TIME_COLUMNS and v is not None else v for k, v in info.items()}
+
+
+def facts_from_json(found: dict[str, Any]) -> dict[str, Any]:
+    """The facts back from :func:`facts_as_json`."""
+    return {
+        k: datetime.fromisoformat(v) if k in TIME_COLUMNS and isinstance(v, str) else v
+        for k, v in found.items()
+    }
 
 
 class ImageFacts:
     """The facts of every image, in the catalog's database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlRunner) -> None:
         self.db = db
 
     def record_info(self, image_id: int, info: dict[str, Any]) -> None:
@@ -74,19 +96,27 @@ class ImageFacts:
 
         return self.db.run(run)
 
-    def forget(self, image_id: int) -> None:
+    def forget_image(self, image_id: int) -> None:
         """Drop an image's facts (it is being deleted)."""
         self.db.run(
             lambda cur: cur.execute("DELETE FROM gateway_image_info WHERE image_id = %s", (image_id,))
         )
 
-    # -- the ``facts`` step that follows an add: read once, from the upload's header ---------------
+    # -- the ``facts`` step that follows an add -------------------------------------------------------
 
     name = "facts"
-    uses_upload = True
+    uses_upload = False
     needs_stored = False
 
     async def run(self, image: AddedImage) -> None:
-        assert image.data is not None
-        facts = await run_in_threadpool(read_metadata, image.data, image.file_name)
-        await run_in_threadpool(self.record_info, image.image_id, facts)
+        """Keep the facts the add recorded, and pair the image with the other half of its Live
+        Photo when the catalog holds it."""
+        if image.facts is None:
+            raise StepFailed("no facts were recorded with the add")
+        info = facts_from_json(image.facts)
+        await run_in_threadpool(self.record_info, image.image_id, info)
+        await run_in_threadpool(live_photos.pair, self.db, image.image_id, info)
+
+    async def forget(self, image_id: int) -> None:
+        await run_in_threadpool(self.forget_image, image_id)
+        await run_in_threadpool(live_photos.unpair, self.db, image_id)

@@ -133,4 +133,18 @@ MIGRATIONS = [
         CREATE INDEX gateway_steps_due ON gateway_steps (image_id, rank) WHERE status = 'pending';
         """,
     ),
+    Migration(
+        9,
+        "photo or video, its format and duration, the two halves of a Live Photo "
+        "(gateway/live_photos.py); the facts read from the upload's header, recorded with the add",
+        r"""
+        ALTER TABLE gateway_image_info ADD COLUMN kind text;
+        ALTER TABLE gateway_image_info ADD COLUMN format text;
+        ALTER TABLE gateway_image_info ADD COLUMN duration_s double precision;
+        ALTER TABLE gateway_image_info ADD COLUMN live_photo_of bigint;
+        CREATE INDEX gateway_image_info_base_name
+            ON gateway_image_info (lower(regexp_replace(file_name, '\.[^./\\]*$', '')));
+        ALTER TABLE gateway_images ADD COLUMN facts jsonb;
+        """,
+    ),
 ]

@@ -94,8 +94,15 @@ class GatewaySettings(BaseSettings):
     decode_budget_mb: int = Field(
         1024,
         ge=1,
-        description="Memory for pictures being decoded at once for thumbnails (MiB); past it a thumbnail "
-        "is skipped (the page's backfill makes it later)",
+        description="Memory for pictures being decoded at once, for thumbnails and for the stills the "
+        "services get of videos, HEIC and AVIF (MiB); past it a thumbnail is skipped (the page's backfill "
+        "makes it later) and an upload gets 503 with Retry-After",
+    )
+    video_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Time one video upload may take to be opened, probed, seeked and decoded into the "
+        "still the services get; past it, 422",
     )
     max_json_bytes: int = Field(
         1024 * 1024, ge=1, description="Largest accepted JSON request body (/catalog_status takes 10,000 ids)"

@@ -4,17 +4,19 @@ the protocol each step implements and what it is given."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class AddedImage:
-    """What a step gets: the image's id, its upload (None for a step that does not read it) and
-    the upload's file name."""
+    """What a step gets: the image's id, its upload (None for a step that does not read it; for a
+    video, HEIC or AVIF the still the services got), the upload's file name, and the facts read from
+    the upload's header with the add (as JSON: gateway/image_facts.py)."""
 
     image_id: int
     data: bytes | None
     file_name: str | None
+    facts: dict[str, Any] | None = None
 
 
 class StepFailed(Exception):

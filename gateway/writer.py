@@ -261,16 +261,27 @@ class FanOutWriter:
 
     # -- the request path ---------------------------------------------------------------------
 
-    async def add(self, image_id: int, data: bytes, file_name: str | None = None) -> Outcomes:
+    async def add(
+        self,
+        image_id: int,
+        data: bytes,
+        file_name: str | None = None,
+        source: bytes | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> Outcomes:
         """Spool the upload, record the add, send it to every feature service. On a service where a
         delete of the id is still pending, the delete is sent first and the add follows once it is
         confirmed (now or by the retry worker). Raises :class:`~gateway.catalog.CatalogConflict`
         when the id is taken, and :class:`ImageRejected` when every service it reached refused the
-        image."""
+        image. ``source``: the upload ``data`` was made from (a still of a video, HEIC or AVIF:
+        gateway/media.py), whose digest the catalog records; ``facts``: what its header says (JSON),
+        recorded with the add for the steps that follow it."""
         catalog = self.catalog
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
-            digest = hashlib.sha256(data).hexdigest()
+            # the upload's own digest (what `ambience index` compares with the file); the services'
+            # 409s name the digest of what they got, which apply() computes from ``data``
+            digest = hashlib.sha256(source if source is not None else data).hexdigest()
             try:
                 ops = await run_in_threadpool(
                     catalog.begin_add,
@@ -280,6 +291,7 @@ class FanOutWriter:
                     digest,
                     self.follow_up.declared(),
                     file_name,
+                    facts,
                 )
             except DatabaseUnavailable as exc:
                 # A break during COMMIT may have committed the row all the same: the spool file

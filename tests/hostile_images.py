@@ -70,3 +70,14 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     sof = data.index(b"\xff\xc0")
     struct.pack_into(">HH", data, sof + 5, height, width)
     return bytes(data)
+
+
+def iso_claiming(data: bytes, width: int, height: int) -> bytes:
+    """A real HEIC or AVIF whose every ``ispe`` box (the image's declared extent) is patched to
+    claim ``width`` x ``height``: a small file that declares a huge picture."""
+    out = bytearray(data)
+    start = 0
+    while (at := out.find(b"ispe", start)) >= 0:
+        struct.pack_into(">II", out, at + 8, width, height)  # after the box's version and flags
+        start = at + 4
+    return bytes(out)

@@ -24,6 +24,7 @@ REPO = BENCH.parent
 BENCHES = (
     "caltech_bench",
     "caption_tag_bench",
+    "decode_bench",
     "duplicate_groups_bench",
     "explore_bench",
     "faces_bench",

@@ -53,9 +53,12 @@ def add_routes(app: FastAPI, explorer: Explorer, facts: ImageFacts) -> None:
     @app.post("/image_info", tags=["explore"])
     async def image_info(body: ImageIds) -> dict[str, Any]:
         """What the gateway recorded per image at add time: ``width``, ``height``, ``bytes``,
-        ``file_name``, ``captured_at`` (EXIF, camera-local ISO time), ``exposed_at`` (the camera's
-        DateTimeOriginal with its fraction of a second) and ``exposure_subsecond`` (whether it had
-        one), ``gps_latitude``, ``gps_longitude``; null where unknown. Unknown ids are absent."""
+        ``file_name``, ``captured_at`` (EXIF, camera-local ISO time; a video's creation time),
+        ``exposed_at`` (the camera's DateTimeOriginal with its fraction of a second) and
+        ``exposure_subsecond`` (whether it had one), ``gps_latitude``, ``gps_longitude``, ``kind``
+        (photo | video), ``format`` (JPEG, HEIC, DNG, MP4, ...), ``duration_s`` (videos),
+        ``live_photo_of`` (the other half of a Live Photo); null where unknown. Unknown ids (and
+        images whose facts step has not run yet) are absent."""
         found = await run_in_threadpool(facts.info, body.image_ids)
         times = ("captured_at", "exposed_at")
         return {str(i): {**v, **{t: v[t] and v[t].isoformat() for t in times}} for i, v in found.items()}

@@ -10,7 +10,8 @@ from fastapi import FastAPI, File, Form, HTTPException, Response, UploadFile
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway.reverse_search import DuplicateSearchUnavailable, QueryRejected, ReverseSearch
-from gateway.routes.uploads import held_image
+from gateway.routes.uploads import for_services, held_image
+from services.common.images import DecodeLimits
 from services.common.limits import MemoryBudget
 
 log = logging.getLogger("ambience.gateway")
@@ -32,6 +33,7 @@ def add_routes(
     max_upload_bytes: int,
     inflight: MemoryBudget,
     registry: CollectorRegistry,
+    limits: DecodeLimits,
 ) -> None:
     left_out = Counter(
         "ambience_gateway_search_left_out",
@@ -54,7 +56,8 @@ def add_routes(
         reciprocal rank: only lists, the upstream shape. The services that contributed nothing are
         named with the reason in the ``X-Ambience-Failed`` header (also logged, and counted in
         /metrics)."""
-        async with held_image(image, max_upload_bytes, inflight) as data:
+        async with held_image(image, max_upload_bytes, inflight) as upload:
+            data = await for_services(upload, limits) or upload  # a video, HEIC or AVIF: a JPEG still
             try:
                 if find_duplicate.strip().lower() in TRUE_VALUES:
                     return await search.duplicates(data)

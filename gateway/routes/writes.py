@@ -6,10 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from gateway.catalog import CatalogConflict
-from gateway.routes.uploads import held_image
+from gateway.image_facts import facts_as_json
+from gateway.photo_metadata import read_metadata
+from gateway.routes.uploads import for_services, held_image
 from gateway.writer import FanOutWriter, ImageRejected, reply_entries
+from services.common.images import DecodeLimits
 from services.common.limits import MemoryBudget
 from services.common.schemas import ID_MAX
 
@@ -28,17 +32,27 @@ class RetryQuery(BaseModel):
     )
 
 
-def add_routes(app: FastAPI, writer: FanOutWriter, max_upload_bytes: int, inflight: MemoryBudget) -> None:
+def add_routes(
+    app: FastAPI, writer: FanOutWriter, max_upload_bytes: int, inflight: MemoryBudget, limits: DecodeLimits
+) -> None:
     @app.post("/calculate_all_image_features", tags=["gateway"])
     async def calculate_all(
         image: Annotated[UploadFile, File(description="The image file")],
         image_id: Annotated[int, Form(ge=0, lt=ID_MAX, description="0 <= image_id < 2^63")],
     ) -> list[dict[str, Any]]:
-        """Add an image to every feature service. One entry per service: ``ok``, ``failed`` or
-        ``unavailable``; failed and unavailable parts are retried in the background until done."""
+        """Add an image or a video to every feature service (for a video, HEIC or AVIF the services get
+        a JPEG still, decoded once here: a video's representative frame). One entry per service:
+        ``ok``, ``failed`` or ``unavailable``; failed and unavailable parts are retried in the
+        background until done."""
         async with held_image(image, max_upload_bytes, inflight) as data:
+            still = await for_services(data, limits)
+            # the header's facts, read once, from the original (a still keeps only its times and GPS)
+            facts = facts_as_json(await run_in_threadpool(read_metadata, data, image.filename))
             try:
-                outcomes = await writer.add(image_id, data, image.filename)
+                if still is None:
+                    outcomes = await writer.add(image_id, data, image.filename, facts=facts)
+                else:
+                    outcomes = await writer.add(image_id, still, image.filename, source=data, facts=facts)
             except CatalogConflict as exc:
                 raise HTTPException(409, str(exc)) from exc
             except ImageRejected as exc:

@@ -71,6 +71,12 @@ class ServiceSettings(BaseSettings):
         description="Memory for images being decoded at once (MiB); past it, uploads get 503 with "
         "Retry-After (one image alone is always decoded)",
     )
+    video_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Time one video upload may take to be opened, probed, seeked and decoded into its "
+        "representative frame; past it, 422",
+    )
     max_json_bytes: int = Field(65536, ge=1, description="Largest accepted JSON request body")
     max_k: int = Field(
         1000, ge=1, description="Largest k a search may ask for; threshold searches return at most this many"

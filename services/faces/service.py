@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import bisect
 import functools
-import math
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,7 +31,6 @@ from services.common.features.collection import IndexLayout
 from services.common.features.feature import FeatureService, Hit
 from services.common.features.index import new_flat_index
 from services.common.features.store import OP_ADD
-from services.common.images import open_image
 from services.common.limits import check_k
 from services.common.schemas import ERROR_RESPONSES, ImageId, SearchParams
 from services.common.settings import ServiceSettings
@@ -300,10 +298,7 @@ class FacesFeature(FeatureService):
     def photo(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         """The analysed photo (RGB uint8, long side <= max_side) and the full photo's size."""
         max_side = self.settings.max_side
-        width, height = open_image(data).size  # the header alone: what to decode to
-        long_side, short_side = max(width, height), min(width, height)
-        draft = math.ceil(max_side * short_side / long_side) if long_side > max_side else None
-        decoded = self.decode(data, "RGB", draft_size=draft)
+        decoded = self.decode(data, "RGB", draft_long_side=max_side)
         image = decoded.image
         if max(image.size) > max_side:
             scale = max_side / max(image.size)

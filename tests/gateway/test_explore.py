@@ -109,6 +109,10 @@ def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
             "exposure_subsecond": False,
             "gps_latitude": 48.5,
             "gps_longitude": -3.25,
+            "kind": "photo",
+            "format": "JPEG",
+            "duration_s": None,
+            "live_photo_of": None,
         }
     }
     assert info["7"]["bytes"] > 1000

@@ -18,13 +18,22 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support import media
 from ambience_support.images import encode, png_bomb, synthetic_image
 from ambience_support.processes import running_service
 from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
 from services.common.features.feature import VectorFeature
-from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route, peak_rss_mb
-from tests.hostile_images import big_png, jpeg_claiming, png_claiming
+from tests.hostile.stack import (
+    SPECS,
+    UPLOAD_LIMIT,
+    HostileStack,
+    current_rss_mb,
+    hostile_stack,
+    image_route,
+    peak_rss_mb,
+)
+from tests.hostile_images import big_png, iso_claiming, jpeg_claiming, png_claiming
 from tests.pg import TestServer
 
 OVERSIZE = UPLOAD_LIMIT + (2 << 20)  # past the upload limit and its form allowance
@@ -38,6 +47,48 @@ class Case:
     request: Callable[[], dict[str, Any]]
     expect: frozenset[int] = field(default_factory=frozenset)  # empty: any status below 500
     method: str = "POST"
+
+
+@cache
+def media_files() -> dict[str, bytes]:
+    """Phone and camera files, truncated or lying about their size (tests/hostile_images.py,
+    ambience_support/media.py)."""
+    heic = media.heic(synthetic_image(13, (320, 240)))
+    avif = media.avif(synthetic_image(14, (320, 240)))
+    mp4 = media.video("mp4")
+    return {
+        "truncated HEIC": heic[:400],
+        "truncated AVIF": avif[:200],
+        "truncated DNG": media.dng(synthetic_image(15, (320, 240)))[:2000],
+        "truncated MP4": mp4[: len(mp4) // 2],
+        "HEIC claiming 12000^2": iso_claiming(heic, 12000, 12000),
+        "AVIF claiming 12000^2": iso_claiming(avif, 12000, 12000),
+        "DNG claiming a 60000^2 sensor": media.dng_claiming(60000, 60000),
+        "MKV claiming 40000^2 frames": media.video_claiming(40000, 40000),
+        "endless video (no keyframe in 3200 packets)": media.video_without_keyframes(),
+    }
+
+
+#: Expected status per media file: truncated or unreadable 422, declared past the pixel limit 413.
+MEDIA_STATUS = {
+    "truncated HEIC": 422,
+    "truncated AVIF": 422,
+    "truncated DNG": 422,
+    "truncated MP4": 422,
+    "HEIC claiming 12000^2": 413,
+    "AVIF claiming 12000^2": 413,
+    "DNG claiming a 60000^2 sensor": 413,
+    "MKV claiming 40000^2 frames": 422,
+    "endless video (no keyframe in 3200 packets)": 422,
+}
+
+
+def media_cases(path: str, **fields: str) -> list[Case]:
+    """Broken and hostile files of every format a phone or camera writes: each a clear 4xx."""
+    return [
+        Case(label, path, upload(data, **fields), frozenset({MEDIA_STATUS[label]}))
+        for label, data in media_files().items()
+    ]
 
 
 @cache
@@ -128,6 +179,7 @@ def upload_cases(path: str, **fields: str) -> list[Case]:
         ),
         Case("2000 form fields", path, many_fields(2000), frozenset({400, 413, 422})),
         Case("JSON to an upload route", path, lambda: {"json": {"image": "x"}}, frozenset({422})),
+        *media_cases(path, **fields),
     ]
 
 
@@ -283,6 +335,7 @@ def gateway_cases() -> list[Case]:
         *upload_cases(calc, image_id="71"),
         *upload_cases("/reverse_search", find_duplicate="1")[:6],
         *upload_cases("/reverse_search", find_duplicate="0")[:6],
+        *media_cases("/reverse_search", find_duplicate="1"),
         Case("100 MP 16-bit PNG, normal search", "/reverse_search", upload(img["gray16"]), frozenset({200})),
         Case(
             "100 MP 1-bit PNG, duplicate search",
@@ -400,7 +453,7 @@ def test_hostile_requests_never_fail_the_server_nor_the_connection(stack: Hostil
     cases = (
         gateway_cases() if target == "gateway" else service_cases(next(s for s in SPECS if s.name == target))
     )
-    assert len(cases) >= 15  # 17 (captioner, tagger) to 52 (gateway) per target
+    assert len(cases) >= 15  # 26 (captioner, tagger) to 92 (gateway) per target
     problems = run_battery(stack.all()[target].url, target, cases)
     down = [
         name
@@ -425,6 +478,22 @@ def test_phash_peak_memory_on_a_100_mp_16_bit_png(tmp_path: Path) -> None:
         peak = peak_rss_mb(svc.proc.pid)
     print(f"\nphash peak RSS answering a 100 MP 16-bit PNG ({len(data) >> 10} KiB): {peak:.0f} MB")
     assert peak < 600
+
+
+def test_phash_peak_memory_on_media_bombs(tmp_path: Path) -> None:
+    """Files of each new format that declare huge pictures or never end: refused within the budget."""
+    with running_service("services.phash", "AMBIENCE_PHASH_", tmp_path / "phash") as svc:
+        assert svc.proc is not None
+        with httpx.Client(base_url=svc.url, timeout=180) as client:
+            idle = current_rss_mb(svc.proc.pid)
+            for label, data in media_files().items():
+                reply = client.post(
+                    "/phash_get_similar_images_by_image_buffer", files={"image": ("f", data)}, data={"k": "1"}
+                )
+                assert reply.status_code == MEDIA_STATUS[label], (label, reply.text)
+        peak = peak_rss_mb(svc.proc.pid)
+    print(f"\nphash peak RSS over the media bombs: {peak:.0f} MB (idle {idle:.0f} MB)")
+    assert peak < idle + 200
 
 
 def assert_one_of_three_refused(url: str, fields: dict[str, str], budget: str) -> None:

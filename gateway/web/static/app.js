@@ -138,14 +138,18 @@ function failure(err) { return h("p", { class: "error", role: "alert" }, err.det
 
 // ---- search --------------------------------------------------------------------------------
 
+// What the gateway takes: pictures, phone and camera formats a browser may not type (HEIC, RAW), videos.
+const MEDIA_ACCEPT = "image/*,video/*,.heic,.heif,.avif,.dng,.cr2,.cr3,.nef,.arw,.orf,.raf,.rw2,.pef,.srw,.mp4,.mov,.m4v,.mkv,.webm,.avi";
+const MEDIA_NAME = /\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif|hif|avif|dng|cr2|cr3|nef|arw|orf|raf|rw2|pef|srw|mp4|mov|m4v|3gp|mkv|webm|avi)$/i;
+
 function renderSearch() {
   const results = h("section", { id: "search-results" });
   const ocr = h("input", { type: "checkbox", id: "ocr-toggle" });
   const text = h("input", { type: "search", id: "text-query", class: "grow", placeholder: "Describe a picture, e.g. a lake at dusk", "aria-label": "Text search" });
   const dupMode = h("input", { type: "checkbox", id: "dup-toggle" });
-  const fileInput = h("input", { type: "file", accept: "image/*", id: "query-file", hidden: true });
+  const fileInput = h("input", { type: "file", accept: MEDIA_ACCEPT, id: "query-file", hidden: true });
   const drop = h("div", { class: "drop", id: "drop-zone", tabindex: "0", role: "button",
-    "aria-label": "Drop or choose an image to search with" }, "Drop a picture here, or press to choose one");
+    "aria-label": "Drop or choose an image to search with" }, "Drop a picture or video here, or press to choose one");
 
   async function textSearch(ev) {
     ev.preventDefault();
@@ -569,13 +573,13 @@ function renderImage(id) {
 // ---- add photos ----------------------------------------------------------------------------
 
 function renderAdd() {
-  const files = h("input", { type: "file", id: "add-files", accept: "image/*", multiple: true });
+  const files = h("input", { type: "file", id: "add-files", accept: MEDIA_ACCEPT, multiple: true });
   const folder = h("input", { type: "file", id: "add-folder", webkitdirectory: true, multiple: true });
   const progress = h("progress", { class: "progress", id: "add-progress", max: "1", value: "0" });
   const log = h("p", { class: "muted", id: "add-log" });
   const errors = h("ul", { class: "error", id: "add-errors" });
   async function upload(list) {
-    const images = [...list].filter((f) => f.type.startsWith("image/") || /\.(jpe?g|png|webp|gif|bmp|tiff?)$/i.test(f.name));
+    const images = [...list].filter((f) => f.type.startsWith("image/") || f.type.startsWith("video/") || MEDIA_NAME.test(f.name));
     if (!images.length) { log.textContent = "No pictures in that selection."; return; }
     progress.max = images.length; progress.value = 0; errors.replaceChildren();
     let done = 0, failed = 0;
@@ -601,7 +605,7 @@ function renderAdd() {
   files.addEventListener("change", () => upload(files.files));
   folder.addEventListener("change", () => upload(folder.files));
   view.replaceChildren(h("h1", {}, "Add photos"),
-    h("p", { class: "hint" }, "Each picture goes to every running service; the gateway retries the ones that are down."),
+    h("p", { class: "hint" }, "Each picture goes to every running service; the gateway retries the ones that are down. JPEG, PNG, WebP, HEIC, AVIF, camera RAW and videos (a video is searched by one representative frame)."),
     h("div", { class: "row" }, h("label", { for: "add-files" }, "Pictures "), files),
     h("div", { class: "row" }, h("label", { for: "add-folder" }, "A whole folder "), folder),
     progress, log, errors);
