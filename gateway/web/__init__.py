@@ -26,15 +26,22 @@ from services.common.postgres.database import Cursor, Migration, SqlRunner
 from services.common.schemas import ID_MAX
 
 STATIC = Path(__file__).parent / "static"
-ASSETS = {
-    "app.js": "text/javascript",
-    "app.css": "text/css",
-    "index.html": "text/html",
-    "login.html": "text/html",
-    # the Places view's world map (gateway/places.py reads the outline too)
-    "worldmap.js": "text/javascript",
-    "land-110m.json": "application/json",
+#: The kinds of file the page is made of (views/ holds one module per view).
+MEDIA_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".json": "application/json",
 }
+
+
+def asset_path(name: str) -> Path | None:
+    """The page file ``name`` names (``app.js``, ``views/map.js``), or None: only files of the
+    page's kinds inside the static folder, whatever the name says (``..``, links out)."""
+    path = (STATIC / name).resolve()
+    if path.suffix not in MEDIA_TYPES or not path.is_file() or not path.is_relative_to(STATIC.resolve()):
+        return None
+    return path
 
 COMPONENT = "web"
 MIGRATIONS = [
@@ -76,11 +83,11 @@ def add_routes(app: FastAPI, api_key: str | None, database: SqlRunner) -> None:
     router = APIRouter(include_in_schema=False)
 
     def asset(name: str) -> FileResponse:
-        media = ASSETS.get(name)
-        if media is None:
+        path = asset_path(name)
+        if path is None:
             raise HTTPException(404, f"no page file {name!r}")
         # no-cache: the browser revalidates (cheap, ETag) so a new version shows after an upgrade.
-        return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "no-cache"})
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
 
     @router.get("/")
     async def page(request: Request) -> Response:
@@ -110,7 +117,7 @@ def add_routes(app: FastAPI, api_key: str | None, database: SqlRunner) -> None:
         reply.delete_cookie(session.COOKIE, path="/")
         return reply
 
-    @router.get("/ui/{name}")
+    @router.get("/ui/{name:path}")
     async def static_file(name: str) -> Response:
         return asset(name)
 
