@@ -147,9 +147,12 @@ def add_file(client: httpx.Client, url: str, path: Path, image_id: int) -> tuple
         else:
             if reply.status_code == 200:
                 parts = reply.json()
-                if all(p["status"] == "ok" for p in parts):
+                # "queued": a service the add does not wait for (the gateway sends it in the background)
+                if all(p["status"] in ("ok", "queued") for p in parts):
                     return "added", ""
-                waiting = ", ".join(f"{p['service']} {p['status']}" for p in parts if p["status"] != "ok")
+                waiting = ", ".join(
+                    f"{p['service']} {p['status']}" for p in parts if p["status"] not in ("ok", "queued")
+                )
                 return "added, retrying some", waiting
             detail = error_detail(reply)
             if reply.status_code == 409 and "the same image" in detail:
@@ -180,10 +183,11 @@ def index_folder(
     start_id: int = 0,
     progress: bool = True,
     wait: bool = True,
+    timings: list[float] | None = None,
 ) -> dict[str, Any]:
     """Add every image under ``folder`` through the gateway; returns counts and problems. With
     ``wait``, then wait until the gateway's backlog (the steps that follow adds, and parts being
-    retried) is done, showing it."""
+    retried) is done, showing it. ``timings``: filled with each add's seconds, as they end."""
     url = gateway_url(url)
     folder = folder.resolve()
     files, skipped = media_files(folder)
@@ -210,7 +214,10 @@ def index_folder(
                 problems.append(f"{name} (id {ids.ids[name]}): {skip[1]}")
 
         def add(name: str) -> tuple[str, str]:
+            started = time.perf_counter()
             outcome, reason = add_file(client, url, folder / name, ids.ids[name])
+            if timings is not None:
+                timings.append(time.perf_counter() - started)
             return outcome, f"{name} (id {ids.ids[name]}): {reason}" if reason else ""
 
         with ThreadPoolExecutor(concurrency) as pool:

@@ -91,11 +91,15 @@ NOT_RESTARTED = {EXIT_WEIGHTS_MISSING: "model weights missing", EXIT_STARTUP_FAI
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> Callable[[], None]:
+def die_with_parent(parent_pid: int, nice: int = 0) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets SIGTERM when the wrapper dies, even by kill -9, so no
-    orphan keeps a port (Linux prctl; elsewhere the wrapper's own shutdown has to do)."""
+    orphan keeps a port (Linux prctl; elsewhere the wrapper's own shutdown has to do); with ``nice``,
+    it runs at that much lower a CPU priority."""
 
     def preexec() -> None:
+        if nice:
+            with contextlib.suppress(OSError):
+                os.nice(nice)
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -116,14 +120,25 @@ class Child:
     crashes: int = 0
     restart_at: float | None = None
     final: str | None = None  # why it is not running and will not be restarted
+    #: Added to the process's niceness: a lower CPU priority (the services adds do not wait for).
+    nice: int = 0
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.argv, env=env, preexec_fn=die_with_parent(os.getpid()))
+        self.proc = subprocess.Popen(self.argv, env=env, preexec_fn=die_with_parent(os.getpid(), self.nice))
         self.started_at = time.monotonic()
         self.restart_at = None
 
     def backoff(self) -> float:
         return min(2.0 ** (self.crashes - 1), RESTART_BACKOFF_MAX_S)
+
+
+def deferred_services() -> tuple[set[str], int]:
+    """The services the gateway's adds do not wait for (AMBIENCE_GATEWAY_DEFERRED_SERVICES) and the
+    niceness they run with (AMBIENCE_GATEWAY_DEFERRED_NICE)."""
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    return set(settings.deferred_services), settings.deferred_nice
 
 
 def record_restart(run_dir: Path, child: Child, code: int) -> None:
@@ -136,6 +151,7 @@ def record_restart(run_dir: Path, child: Child, code: int) -> None:
 
 def _serve(names: list[str], env: dict[str, str], run_dir: Path, gateway: bool) -> int:
     children: dict[str, Child] = {}
+    deferred, nice_level = deferred_services() if gateway else (set(), 0)
     for name in names:
         info = SERVICES[name]
         missing = missing_requirements(info)
@@ -147,7 +163,8 @@ def _serve(names: list[str], env: dict[str, str], run_dir: Path, gateway: bool) 
                 file=sys.stderr,
             )
             continue
-        children[name] = Child(name, [sys.executable, "-m", info.module])
+        nice = nice_level if name in deferred else 0
+        children[name] = Child(name, [sys.executable, "-m", info.module], nice=nice)
     if gateway:
         children["gateway"] = Child("gateway", [sys.executable, "-m", "gateway"])
     if not children:

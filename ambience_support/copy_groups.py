@@ -79,7 +79,7 @@ def add_through_gateway(
         )
         seconds.append(time.perf_counter() - started)
         reply.raise_for_status()
-        failed = [e for e in reply.json() if e["status"] != "ok"]
+        failed = [e for e in reply.json() if e["status"] not in ("ok", "queued")]
         if failed:
             raise RuntimeError(f"adding {upload.photo} ({upload.kind}): {failed}")
         added.append(upload)

@@ -110,12 +110,20 @@ class Catalog:
 
     # -- starting operations ------------------------------------------------------------------
 
-    def _insert_parts(self, cur: Cursor, image_id: int, op: str, services: Iterable[str]) -> None:
-        """New pending parts, first retry after one backoff (the request itself tries them now)."""
+    def _insert_parts(
+        self,
+        cur: Cursor,
+        image_id: int,
+        op: str,
+        services: Iterable[str],
+        deferred: frozenset[str] = frozenset(),
+    ) -> None:
+        """New pending parts, first retry after one backoff (the request itself tries them now), but
+        the ``deferred`` ones (an add does not wait for them): due at once, for the retry worker."""
         cur.executemany(
             "INSERT INTO gateway_parts (image_id, service, op, status, next_try)"
             " VALUES (%s, %s, %s, 'pending', now() + make_interval(secs => %s))",
-            [(image_id, name, op, self.backoff_s) for name in services],
+            [(image_id, name, op, 0 if name in deferred else self.backoff_s) for name in services],
         )
 
     def begin_add(
@@ -127,11 +135,13 @@ class Catalog:
         steps: Sequence[StepDecl] = (),
         file_name: str | None = None,
         facts: dict[str, Any] | None = None,
+        deferred: frozenset[str] = frozenset(),
     ) -> list[PartOp]:
         """Record that ``image_id`` (content ``digest``) is being added to ``services``; returns the
         pending part operations the request sends now, and records ``steps``, what follows the add
         (pending, in their order), the upload's ``file_name`` and ``facts`` (read from its header,
-        a JSON object: the ``facts`` step keeps them).
+        a JSON object: the ``facts`` step keeps them). The parts of the ``deferred`` services are
+        recorded due at once and left out of what is returned: the retry worker sends them.
 
         An id still being deleted somewhere is taken over: services that confirmed the delete get
         the add at once; on a service whose delete is pending (or gave up) the add is queued behind
@@ -146,8 +156,8 @@ class Catalog:
             )
             row = cur.fetchone()
             if row is not None and row[0] == "add":
-                if row[1] == spool:
-                    return pending_ops(cur, image_id)  # our own first attempt committed
+                if row[1] == spool:  # our own first attempt committed
+                    return [op for op in pending_ops(cur, image_id) if op.service not in deferred]
                 same = " (the same image)" if digest and row[2] == digest else ""
                 raise CatalogConflict(f"image_id {image_id} already exists{same}")
             if row is None:
@@ -156,9 +166,9 @@ class Catalog:
                     " VALUES (%s, 'add', %s, %s, %s, %s)",
                     (image_id, spool, digest or None, file_name, as_json(facts)),
                 )
-                self._insert_parts(cur, image_id, "add", names)
+                self._insert_parts(cur, image_id, "add", names, deferred)
                 self._insert_steps(cur, image_id, steps)
-                return pending_ops(cur, image_id)
+                return [op for op in pending_ops(cur, image_id) if op.service not in deferred]
             cur.execute(
                 "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, file_name = %s, facts = %s,"
                 " updated_at = now() WHERE image_id = %s",
@@ -171,8 +181,10 @@ class Catalog:
                 (image_id, names),
             )
             deleting = {r[0] for r in cur.fetchall()}
-            self._insert_parts(cur, image_id, "add", [n for n in names if n not in deleting])
-            return pending_ops(cur, image_id)
+            self._insert_parts(cur, image_id, "add", [n for n in names if n not in deleting], deferred)
+            return [
+                op for op in pending_ops(cur, image_id) if op.service not in deferred or op.op == "delete"
+            ]
 
         return self.db.run(run, idempotent=True)
 

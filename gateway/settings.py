@@ -240,6 +240,20 @@ class GatewaySettings(BaseSettings):
         description="Transient failures after which a part gives up (~1 day at the longest delay); "
         "it stays visible until `ambience catalog retry`",
     )
+    deferred_services: list[str] = Field(
+        default_factory=lambda: ["image_text", "ocr", "faces", "captioner", "tagger"],
+        description="Services an add does not wait for, JSON list: their parts are recorded with the add and "
+        "sent at once by the retry worker (the heavy models that duplicate and similar-picture search do not "
+        "need at once: text search and faces follow within seconds); `ambience serve` runs them at a lower "
+        "CPU priority, so the adds stay quick while they catch up",
+    )
+    deferred_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="The CPU niceness `ambience serve` runs the deferred services with (0: the same priority "
+        "as the others)",
+    )
     step_workers: int = Field(
         2,
         ge=1,

@@ -243,6 +243,10 @@ class FanOutWriter:
         self.backlog = backlog
         self.follow_up = follow_up or NoFollowUp()
         self.locks = locks or KeyedLocks()
+        #: The services an add does not wait for (sent by the retry worker at once); none when every
+        #: service would be (an add must hear from at least one whether the image is one).
+        deferred = frozenset(settings.deferred_services) & frozenset(services)
+        self.deferred = deferred if deferred != frozenset(services) else frozenset()
         self._worker: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         #: Services whose last answer was a transient failure: watched, retried at once when back.
@@ -292,6 +296,7 @@ class FanOutWriter:
                     self.follow_up.declared(),
                     file_name,
                     facts,
+                    self.deferred,
                 )
             except DatabaseUnavailable as exc:
                 # A break during COMMIT may have committed the row all the same: the spool file
@@ -313,7 +318,13 @@ class FanOutWriter:
         # A service whose delete is still pending answers for the add with the delete's outcome; one
         # whose delete gave up (no step now) is named too: the add waits there for a retry.
         waiting = PartOutcome(FAILED, "failed", GAVE_UP_BEFORE_ADD)
-        return {name: added.get(name) or deleted.get(name) or waiting for name in self.services}
+        queued = PartOutcome(PENDING, "queued", None)  # a deferred service: sent in the background
+        if self.deferred:
+            self._wake.set()
+        return {
+            name: added.get(name) or deleted.get(name) or (queued if name in self.deferred else waiting)
+            for name in self.services
+        }
 
     async def delete(self, image_id: int) -> Outcomes:
         """Delete from every service that may hold the image. A pending add of the same id is
