@@ -7,6 +7,8 @@
   sets built from them: the local-features recall set, the evaluation's copy-detection set, and
   the photo variants of the global-features checks.
 - :mod:`.processes`: a service as a real process on a free port.
+- :mod:`.memory`: a process's resident memory, now and at its peak (tests' limits, benches' columns).
+- :mod:`.tiny_tokenizer`: a tiny Hugging Face tokenizer, for SigLIP 2 without its real files.
 - :mod:`.stacks`: whole stacks: services plus the gateway as processes (tests), or
   ``ambience serve`` as a user runs it (the evaluation); the service list comes from
   services.registry.

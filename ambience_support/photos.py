@@ -20,10 +20,14 @@ def photo_paths(folder: Path = PHOTOS, limit: int | None = None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def load_rgb(path: Path) -> Image.Image:
+def load_rgb(path: Path, max_side: int | None = None) -> Image.Image:
+    """The photo upright (EXIF orientation applied), RGB, shrunk to fit ``max_side`` if given."""
     img = Image.open(path)
     img = ImageOps.exif_transpose(img) or img
-    return img.convert("RGB")
+    img = img.convert("RGB")
+    if max_side:
+        img.thumbnail((max_side, max_side))
+    return img
 
 
 def same_source_groups(paths: list[Path]) -> list[set[int]]:

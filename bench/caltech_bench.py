@@ -14,7 +14,7 @@ service's own app; every image is then the query once, by id, with itself left o
   on and off, by id (the service's own expansion).
 - ``unified_res``: each service's list (the gateway's ``result_k``) fused by the gateway's own
   :func:`gateway.fusion.reciprocal_rank_fusion` with its default settings, against each service alone
-  (precision@10), and every setting of the fusion grid (``bench/evaluate/fusion_grid.py``) on the same
+  (precision@10), and every setting of the fusion grid (``bench/copy_recall/fusion_grid.py``) on the same
   lists; mAP@100 of each service's 100-result lists and of their fusion into 100 (the gateway with
   ``result_k`` and ``fused_length`` 100).
 
@@ -439,7 +439,7 @@ def report(small: bool, items: list[tuple[Path, str]], labels: np.ndarray, got: 
 
 
 def fusion_report(labels: np.ndarray, got: Collected) -> None:
-    from bench.evaluate.fusion_grid import Candidate, ReplyTable, candidates, current
+    from bench.copy_recall.fusion_grid import Candidate, ReplyTable, candidates, current
     from gateway.settings import GatewaySettings
 
     q = got.queries
@@ -491,7 +491,7 @@ def fusion_report(labels: np.ndarray, got: Collected) -> None:
             raise AssertionError(f"fast scoring disagrees with the gateway's fusion: {c.label()}")
     print(
         f"\n`unified_res` {unified:.3f} against the best single service {best:.3f} "
-        f"({unified - best:+.3f}). The whole grid of bench/evaluate/fusion_grid.py ({len(scored)} "
+        f"({unified - best:+.3f}). The whole grid of bench/copy_recall/fusion_grid.py ({len(scored)} "
         "settings, the ones the copy evaluation chooses from) on these lists, best 5 by precision@10:\n"
     )
     print("| weights; constant; phash gate; relative gate | precision@10 |")

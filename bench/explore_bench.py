@@ -9,7 +9,7 @@
   the distances the ``similar`` groups' threshold (SIMILAR_DISTANCE) is set against.
 - Copies groups on the shared photos are measured through the gateway by
   bench/duplicate_groups_bench.py.
-- **Scale**: synthetic rows with the statistics of the Caltech embeddings (bench.evaluate.scale's
+- **Scale**: synthetic rows with the statistics of the Caltech embeddings (bench.vectors'
   generator), 100,000 of them (``--small``: 10,000): moments (k-means at granularity 0.3 and 0.01,
   density: exact up to 20,000 rows, over an approximate neighbour graph past that), the map (fit),
   placing 1,000 new rows on it, and the incremental duplicate update per add
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from ambience_support.photos import REPO
-from bench.evaluate.scale import synthetic
 from bench.timing import machine
+from bench.vectors import synthetic
 from gateway.duplicates.groups import LinkGroups
 from services.common.features import analysis
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.memory import peak_rss_mb, reset_peak_rss
+from ambience_support.memory import rss_mb as current_rss_mb
 from ambience_support.processes import ServiceProcess
 from services.common.descriptor import ServiceDescriptor
-from tests.hostile.stack import SPECS, current_rss_mb, image_route, peak_rss_mb, reset_peak_rss, service_env
+from tests.hostile.stack import SPECS, image_route, service_env
 from tests.hostile_images import big_png
 from tests.pg import start_test_server
 from tests.tagger.test_tagger import write_label_files

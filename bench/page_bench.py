@@ -1,7 +1,7 @@
 """Web page: time to first render of the moments page and the map, measured in the browser.
 
 Setup per collection size: synthetic rows with the statistics of real EfficientNet-Lite0 embeddings
-of ``../shared/caltech101-dev`` (the explore bench's embeddings and bench.evaluate.scale's
+of ``../shared/caltech101-dev`` (the explore bench's embeddings and bench.vectors'
 generator) written straight into a global_features service's store (random Lite0 weights: the
 service extracts nothing here, it only clusters and lays out stored rows), one generated WebP
 preview per image in the gateway's thumbnail table, then the service and the gateway as processes
@@ -39,9 +39,9 @@ from psycopg2.extras import execute_values
 
 from ambience_support.images import encode, synthetic_image
 from ambience_support.stacks import GatewayStack, start_stack
-from bench.evaluate.scale import synthetic
 from bench.explore_bench import CALTECH, caltech_embeddings
 from bench.timing import machine
+from bench.vectors import synthetic
 from gateway.thumbnails import make_thumbnail
 from services.registry import open_feature
 from tests.pg import TestServer, start_test_server

@@ -22,6 +22,31 @@ def percentiles_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> d
     return {"p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)), "n": repeats}
 
 
+def percentile_ms(seconds: list[float], q: float) -> float:
+    """The ``q``-th percentile of timings in seconds, in ms."""
+    return float(np.percentile(np.asarray(seconds) * 1000, q))
+
+
+def one_at_a_time(
+    search: Callable[[np.ndarray], np.ndarray],
+    queries: np.ndarray,
+    max_queries: int | None = None,
+    max_seconds: float = float("inf"),
+) -> tuple[np.ndarray, list[float]]:
+    """Each query row searched alone, as a request does: the ids each search returned (one row per
+    query timed) and the seconds each took. Stops after ``max_queries`` or, once 5 are done, when
+    ``max_seconds`` have passed."""
+    found, seconds = [], []
+    started = time.perf_counter()
+    for q in queries[:max_queries]:
+        t0 = time.perf_counter()
+        found.append(search(q[None]))
+        seconds.append(time.perf_counter() - t0)
+        if len(seconds) >= 5 and time.perf_counter() - started > max_seconds:
+            break
+    return np.stack(found), seconds
+
+
 def machine() -> str:
     import os
 

@@ -17,8 +17,6 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- begin generated: {key} -->"
 END = "<!-- end generated: {key} -->"
@@ -137,64 +135,3 @@ def provenance(command: str) -> str:
         f"_Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, ambience {git_commit()}, "
         f"{os.cpu_count()} cores._"
     )
-
-
-def plot_recall(ranks: object, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = ranks.methods()  # type: ignore[attr-defined]
-    transforms = ranks.transforms()  # type: ignore[attr-defined]
-    width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(transforms)), 4.5))
-    x = np.arange(len(transforms))
-    for i, m in enumerate(methods):
-        values = [ranks.recall(m, t, 1) for t in transforms]  # type: ignore[attr-defined]
-        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=m)
-    ax.set_xticks(x, transforms, rotation=35, ha="right")
-    ax.set_ylabel("recall@1")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Copy detection: recall@1 per transform")
-    # Beside the bars, not above them: above, it covered the title or the 1.0 bars.
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_latency(results: list[object], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, r in enumerate(results):
-        points = getattr(r, "points", [])
-        if not points:
-            continue
-        color = f"C{i}"
-        n = [p.items for p in points]
-        ax.plot(n, [p.search_ms["k=10"] for p in points], "o-", color=color, label=f"{r.service}")  # type: ignore[attr-defined]
-        ax.plot(
-            n,
-            [p.brute_ms["k=10"] for p in points],
-            "x--",
-            color=color,
-            alpha=0.6,
-            label=f"{r.service} brute force",
-        )  # type: ignore[attr-defined]
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("items in the collection")
-    ax.set_ylabel("query latency p50, ms (k=10)")
-    ax.set_title("Search latency versus collection size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

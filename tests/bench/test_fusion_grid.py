@@ -6,9 +6,9 @@ import random
 
 import numpy as np
 
-from bench.evaluate import fusion_grid
-from bench.evaluate.fusion_grid import Candidate, Recall, ReplyTable
-from bench.evaluate.retrieval import Hits, Query, Ranks, rank_of
+from bench.copy_recall import fusion_grid
+from bench.copy_recall.fusion_grid import Candidate, Recall, ReplyTable
+from bench.copy_recall.ranks import Hits, Query, Ranks, rank_of
 
 SERVICES = ["phash", "color", "local_features", "global_features"]
 LENGTH = 10

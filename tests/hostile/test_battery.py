@@ -20,6 +20,8 @@ import pytest
 
 from ambience_support import media
 from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.memory import peak_rss_mb
+from ambience_support.memory import rss_mb as current_rss_mb
 from ambience_support.processes import running_service
 from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
@@ -28,10 +30,8 @@ from tests.hostile.stack import (
     SPECS,
     UPLOAD_LIMIT,
     HostileStack,
-    current_rss_mb,
     hostile_stack,
     image_route,
-    peak_rss_mb,
 )
 from tests.hostile_images import big_png, iso_claiming, jpeg_claiming, png_claiming
 from tests.pg import TestServer

@@ -3,7 +3,8 @@
 All photos are indexed (they are each other's distractors); every 4th photo is queried with each
 transform to keep the test near a minute of CPU. Rank 1 must be the source or a byte-identical
 copy of its file (same_source_groups; the bench counts the same way). The full-collection
-figures come from ``bench/local_features_recall_bench.py`` (every photo), recorded in docs/benchmarks.md.
+figures come from ``python -m bench.copy_recall_bench --parts local_features`` (every photo), recorded
+in docs/benchmarks.md.
 """
 
 from __future__ import annotations

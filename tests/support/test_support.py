@@ -11,6 +11,7 @@ from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from ambience_support.transforms import COPY_DETECTION, LOCAL_FEATURES_COPIES, variants
 from bench.evaluate import benches
+from bench.harness import parts_of
 from services.registry import SERVICES
 
 
@@ -23,15 +24,44 @@ def test_launchers_run_each_registered_service_by_its_module_and_env_prefix(tmp_
         assert svc.env[f"{prefix}PORT"] == str(svc.port)
 
 
+#: Benches that still import a test module's helpers (to move into ambience_support): no other may.
+IMPORT_TEST_MODULES = {"hostile_memory_bench", "ocr_bench", "page_bench"}
+
+
 def test_every_bench_script_is_listed_and_follows_the_convention() -> None:
-    on_disk = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in ("__init__", "timing"))
-    assert sorted(benches.BENCHES) == on_disk  # every script is a <subject>_bench and listed
+    on_disk = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem != "__init__")
+    assert sorted([*benches.BENCHES, *benches.SHARED]) == on_disk  # a script is listed, or shared
     assert benches.unlisted() == []
     for module in benches.BENCHES:
         source = (REPO / "bench" / f"{module}.py").read_text()
         assert module.endswith("_bench") and "--small" in source and "__main__" in source, module
         assert ast.get_docstring(ast.parse(source)), module
-        assert benches.listed()[module] == benches.title(module)
+        for run in benches.runs(module):
+            assert run.title and run.key([]) == f"bench.{run.name}", run
+
+
+def test_a_harness_has_a_module_with_run_for_each_part_and_nothing_else() -> None:
+    harnesses = {m: parts_of(m) for m in benches.BENCHES if parts_of(m) is not None}
+    assert set(harnesses) == {"copy_recall_bench", "model_speed_bench", "scale_bench"}
+    for module, parts in harnesses.items():
+        package = REPO / "bench" / module.removesuffix("_bench")
+        with_run = {
+            p.stem
+            for p in package.glob("*.py")
+            if any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in ast.parse(p.read_text()).body)
+        }
+        assert parts is not None and with_run == set(parts), module
+
+
+def test_no_bench_imports_a_test_module_but_the_known_few() -> None:
+    importing = set()
+    for path in (REPO / "bench").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(name == "tests" or name.startswith("tests.") for name in names):
+                importing.add(path.stem)
+    assert importing <= IMPORT_TEST_MODULES, importing - IMPORT_TEST_MODULES
 
 
 def test_bench_and_tools_import_the_project_without_editing_sys_path() -> None:

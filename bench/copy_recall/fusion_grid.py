@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.evaluate.retrieval import Hits, Query, Ranks, rank_of
+from bench.copy_recall.ranks import Hits, Query, Ranks, rank_of
 from gateway.fusion import reciprocal_rank_fusion, voting_ranks
 from gateway.settings import GatewaySettings
 

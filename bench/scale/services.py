@@ -10,21 +10,28 @@ real photo (mirrored row included where the service adds one), searched with the
 
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import faiss
 import numpy as np
 
+from ambience_support.photos import PHOTOS, photo_paths
+from bench.harness import progress
 from bench.timing import percentiles_ms
+from bench.vectors import brute_force, metric_of, synthetic
+from bench.weights import offline_env, random_weights_env
+from services.common.errors import WeightsMissingError
 from services.common.features.feature import VectorFeature
-from services.common.features.index import VectorIndex, is_binary
+from services.common.features.index import VectorIndex
 from services.common.schemas import SearchParams
 
 #: service -> its feature class (the object the service wires to the kit)
@@ -35,7 +42,7 @@ FEATURES = {
     "image_text": "services.image_text.service:ImageTextFeature",
 }
 CHUNK = 50_000
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+log = progress("scale services")
 
 
 @dataclass
@@ -79,81 +86,64 @@ def make_feature(service: str, env: dict[str, str]) -> VectorFeature:
     return feature
 
 
-def synthetic(real: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
-    """A generator of rows like ``real``: random bits for binary codes; per-dimension Gaussian with
-    the real mean/std for floats, non-negative and re-normalised when the real rows are."""
-    if real.dtype == np.uint8:
-        return lambda n: rng.integers(0, 256, size=(n, real.shape[1]), dtype=np.uint8)
-    mean, std = real.mean(0), real.std(0) + 1e-6
-    nonneg = bool((real >= 0).all())
-    norms = np.linalg.norm(real, axis=1)
-    unit = bool(np.allclose(norms, 1, atol=1e-3))
-    total = real.sum(1).mean()
-    sums_const = bool(np.allclose(real.sum(1), total, rtol=1e-3))
+@dataclass
+class Sample:
+    """A service's feature object and its real features of the photos, which a synthetic collection
+    is made like, and real queries."""
 
-    def rows(n: int) -> np.ndarray:
-        x = (rng.standard_normal((n, real.shape[1]), dtype=np.float32) * std + mean).astype(np.float32)
-        if nonneg:
-            np.maximum(x, 0, out=x)
-        if unit:
-            x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
-        elif sums_const and nonneg:
-            x *= total / (x.sum(1, keepdims=True) + 1e-12)
-        return x
+    feature: VectorFeature
+    stored: list[bytes]
+    real: np.ndarray  # one index row per photo
+    queries: list[np.ndarray]  # the service's query rows of each photo (mirrored row included)
+    extract_per_s: float
 
-    return rows
+    @classmethod
+    def of(cls, feature: VectorFeature, photos: list[Path]) -> Sample:
+        blobs = [p.read_bytes() for p in photos]
+        feature.extract(blobs[0])  # warm-up (numba compile, model first call)
+        t0 = time.perf_counter()
+        stored = [feature.extract(b) for b in blobs]
+        extract_per_s = len(blobs) / (time.perf_counter() - t0)
+        real = np.stack([feature.vector_from_stored(s) for s in stored])
+        params = feature.QueryParams()
+        return cls(feature, stored, real, [feature.query_vectors(b, params) for b in blobs], extract_per_s)
 
-
-def brute_force(rows: np.ndarray, queries: np.ndarray, metric: str, k: int) -> tuple[np.ndarray, float]:
-    """Exhaustive top-k ids (best distance over the query rows, chunked to bound memory) and the
-    k-th best distance (FAISS's distance: squared for L2)."""
-    best = np.full(len(rows), np.inf, dtype=np.float64)
-    for lo in range(0, len(rows), CHUNK):
-        block = rows[lo : lo + CHUNK]
-        if metric == "hamming":
-            d = _POPCOUNT[np.bitwise_xor(block[None], queries[:, None])].sum(2)
-        elif metric == "l1":
-            d = np.stack([np.abs(block - q).sum(1) for q in queries])
-        elif metric == "ip":
-            d = -(queries @ block.T)
-        else:
-            d = (block * block).sum(1)[None] - 2 * (queries @ block.T) + (queries * queries).sum(1)[:, None]
-        best[lo : lo + CHUNK] = d.min(0)
-    top = np.argpartition(best, k)[:k]
-    return top, float(best[top].max())
+    def collection(self, n: int, rng: np.random.Generator) -> tuple[VectorIndex, np.ndarray, float]:
+        """``n`` synthetic rows like the real ones in the service's own index: the index, the rows
+        and the seconds adding them took."""
+        make_rows = synthetic(self.real, rng)
+        rows = np.empty((n, self.real.shape[1]), dtype=self.real.dtype)
+        for lo in range(0, n, CHUNK):
+            rows[lo : lo + CHUNK] = make_rows(min(CHUNK, n - lo))
+        index = VectorIndex(self.feature.index_layout().new_index)
+        t0 = time.perf_counter()
+        for lo in range(0, n, CHUNK):
+            index.add(np.arange(lo, min(lo + CHUNK, n), dtype=np.int64), rows[lo : lo + CHUNK])
+        return index, rows, time.perf_counter() - t0
 
 
-def metric_of(index: Any) -> str:
-    if is_binary(index):
-        return "hamming"
-    kind = faiss.downcast_index(index).metric_type
-    return {faiss.METRIC_L1: "l1", faiss.METRIC_INNER_PRODUCT: "ip"}.get(kind, "l2")
+@contextmanager
+def searching(feature: VectorFeature, index: VectorIndex) -> Iterator[str]:
+    """The feature searching ``index`` with its own ``search_vectors``; yields the index's metric."""
+    feature.collection = SimpleNamespace(index=index)  # search_vectors reads collection.index
+    try:
+        yield metric_of(index.with_index(lambda i: i))
+    finally:
+        feature.collection = None
 
 
 def measure(
-    service: str,
-    env: dict[str, str],
-    photos: list[Path],
-    sizes: list[int],
-    repeats: int,
-    max_bytes: float,
-    progress: Callable[[str], None] = print,
+    service: str, env: dict[str, str], photos: list[Path], sizes: list[int], repeats: int, max_bytes: float
 ) -> ServiceScale:
     out = ServiceScale(service)
     feature = make_feature(service, env)
     faiss.omp_set_num_threads(feature.settings.search_threads)  # as the service does
     try:
-        blobs = [p.read_bytes() for p in photos]
-        feature.extract(blobs[0])  # warm-up (numba compile, model first call)
-        t0 = time.perf_counter()
-        stored = [feature.extract(b) for b in blobs]
-        out.extract_per_s = len(blobs) / (time.perf_counter() - t0)
-        out.stored_bytes = len(stored[0])
-        real = np.stack([feature.vector_from_stored(s) for s in stored])
-        out.row_bytes = real[0].nbytes
-        params = feature.QueryParams()
-        queries = [feature.query_vectors(b, params) for b in blobs[: max(repeats, 1)]]
-        make_rows = synthetic(real, np.random.default_rng(0))
+        sample = Sample.of(feature, photos)
+        out.extract_per_s = sample.extract_per_s
+        out.stored_bytes = len(sample.stored[0])
+        out.row_bytes = sample.real[0].nbytes
+        rng = np.random.default_rng(0)
         for n in sizes:
             if n * out.row_bytes > max_bytes:
                 out.skipped.append(
@@ -162,21 +152,14 @@ def measure(
                 )
                 continue
             gc.collect()
-            index = VectorIndex(feature.index_layout().new_index)
+            index, rows, add_s = sample.collection(n, rng)
             out.index_type = index.type_name()
-            rows = np.empty((n, real.shape[1]), dtype=real.dtype)
-            for lo in range(0, n, CHUNK):
-                rows[lo : lo + CHUNK] = make_rows(min(CHUNK, n - lo))
-            t0 = time.perf_counter()
-            for lo in range(0, n, CHUNK):
-                index.add(np.arange(lo, min(lo + CHUNK, n), dtype=np.int64), rows[lo : lo + CHUNK])
-            add_s = time.perf_counter() - t0
             index_per_item = len(index.serialize()) / n
-            search_ms, brute_ms, agreement = _timings(feature, index, rows, queries, repeats)
+            search_ms, brute_ms, agreement = _timings(feature, index, rows, sample.queries, repeats)
             out.points.append(
                 Point(n, n / add_s, {"k=10": search_ms}, {"k=10": brute_ms}, agreement, index_per_item)
             )
-            progress(
+            log(
                 f"scale {service} {n:,}: add {n / add_s:,.0f}/s, k=10 p50 {search_ms:.2f} ms, "
                 f"brute force {brute_ms:.1f} ms, agreement {agreement:.2f}"
             )
@@ -191,9 +174,7 @@ def _timings(
 ) -> tuple[float, float, float]:
     """p50 ms of the service's search and of brute force; top-10 agreement between them (share of
     the service's top 10 within the brute-force 10th distance, so ties do not count as misses)."""
-    metric = metric_of(index.with_index(lambda i: i))
-    feature.collection = SimpleNamespace(index=index)  # search_vectors reads collection.index
-    try:
+    with searching(feature, index) as metric:
         turn = iter(range(10**9))
         search = SearchParams(k=10)
         ours = percentiles_ms(
@@ -208,53 +189,77 @@ def _timings(
         brute = percentiles_ms(
             lambda: brute_force(rows, queries[0], metric, 10), max(2, repeats // 5), warmup=1
         )
-    finally:
-        feature.collection = None
     return ours["p50"], brute["p50"], float(np.mean(agree))
 
 
-def run(
-    services: list[str],
-    env: dict[str, str],
-    photos: list[Path],
-    sizes: list[int],
-    repeats: int,
-    max_bytes: float,
-    progress: Callable[[str], None] = print,
-    random_weights: frozenset[str] = frozenset(),
+def measure_all(
+    env: dict[str, str], photos: list[Path], sizes: list[int], repeats: int, max_bytes: float, tmp: Path
 ) -> list[ServiceScale]:
-    """``random_weights``: services whose pretrained weights are missing here, measured with random
-    weights (what an index costs does not depend on the vector values)."""
+    """Every service of :data:`FEATURES`; one whose pretrained weights are missing here (image_text
+    offline) is measured with random weights: what an index costs does not depend on the vector
+    values."""
     results = []
-    for service in services:
-        if service not in FEATURES:
-            results.append(
-                ServiceScale(
-                    service,
-                    error="not a one-vector-per-image index; see its own benchmark script for its costs",
-                )
-            )
-            continue
-        service_env = env
-        if service in random_weights:
-            service_env = {
-                **env,
-                "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
-                f"AMBIENCE_{service.upper()}_WEIGHTS": "random",
-            }
+    for service in FEATURES:
         try:
-            result = measure(service, service_env, photos, sizes, repeats, max_bytes, progress)
-            if service in random_weights:
+            try:
+                results.append(measure(service, env, photos, sizes, repeats, max_bytes))
+            except WeightsMissingError:
+                random = {**env, **random_weights_env(service, tmp)}
+                result = measure(service, random, photos, sizes, repeats, max_bytes)
                 result.skipped.insert(
                     0,
                     "random weights (the pretrained ones are not on this machine): index costs do not "
                     "depend on the vector values, and extraction runs the real architecture",
                 )
-            results.append(result)
-        except Exception as exc:  # a model service without weights: report, keep going
-            progress(f"scale {service}: not measured ({type(exc).__name__}: {exc})")
+                results.append(result)
+        except Exception as exc:  # report, keep going
+            log(f"scale {service}: not measured ({type(exc).__name__}: {exc})")
             results.append(ServiceScale(service, error=f"{type(exc).__name__}: {exc}"))
     return results
+
+
+def plot_latency(results: list[ServiceScale], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(results):
+        if not r.points:
+            continue
+        n = [p.items for p in r.points]
+        ax.plot(n, [p.search_ms["k=10"] for p in r.points], "o-", color=f"C{i}", label=r.service)
+        brute = [p.brute_ms["k=10"] for p in r.points]
+        ax.plot(n, brute, "x--", color=f"C{i}", alpha=0.6, label=f"{r.service} brute force")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("items in the collection")
+    ax.set_ylabel("query latency p50, ms (k=10)")
+    ax.set_title("Search latency versus collection size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> str:
+    sizes = args.sizes or ([1_000, 10_000] if args.small else [10_000, 100_000, 1_000_000])
+    repeats = args.repeats or (5 if args.small else 20)
+    photos = photo_paths(PHOTOS, repeats)
+    if not photos:
+        raise SystemExit(f"no photos in {PHOTOS} (set AMBIENCE_TEST_PHOTOS)")
+    log(f"sizes {sizes}")
+    with tempfile.TemporaryDirectory(prefix="ambience-scale-") as tmp:
+        env = offline_env(Path(tmp), log)
+        results = measure_all(env, photos, sizes, repeats, args.max_gib * 2**30, Path(tmp))
+    text = __doc__.split("\n\n", 1)[1].replace("\n", " ").strip() + "\n\n" + markdown(results)
+    if args.plots:
+        plot_latency(results, args.plots / "latency_vs_size.png")
+        text += f"\n\n![latency versus collection size]({args.plots_link}/latency_vs_size.png)"
+    return text
 
 
 def growth_exponent(points: list[Point]) -> float:

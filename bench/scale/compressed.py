@@ -5,17 +5,13 @@ against compressed indexes built from FAISS factory strings, as AMBIENCE_GLOBAL_
 sets them (``services.global_features.service.make_compressed_index``), with the recall@10 of each
 compressed index against the exact flat result of the same run.
 
-    python -m bench.vector_search_bench [--sizes 100000 1000000] [--factories IVF1024,SQ8 ...] [--small]
-
 Vectors: unit vectors around 20k random centres (clustered like real embeddings, unlike uniform
 noise); the smaller collections are prefixes of the largest. Queries: fresh vectors from the same
 distribution, searched one at a time (as a request does) with one FAISS thread (SEARCH_THREADS=1).
 Each compressed layout is trained once on a sample of the smallest collection and the empty trained
 template is cloned for every size, as the service clones its trained template; the IVF coarse
 quantizer (k-means) is trained once and shared by every factory with the same number of lists.
-``--small``: 5,000 vectors, flat and IVF64,SQ8, for the smoke test.
-
-Prints markdown on stdout; progress goes to stderr.
+``--small``: 5,000 vectors, flat and IVF64,SQ8.
 """
 
 from __future__ import annotations
@@ -23,15 +19,15 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
-from bench.timing import machine
+from bench.harness import progress, small_note
+from bench.timing import machine, one_at_a_time
+from bench.vectors import clustered, recall_at, unit_centres
 from services.common.features.index import VectorIndex, new_flat_index
 from services.global_features.service import make_compressed_index
 
@@ -40,52 +36,19 @@ SEARCH_THREADS = 1  # as the services' SEARCH_THREADS default: one FAISS thread 
 # two shared cores, a descheduled thread stalls every barrier and PQ training measured 100x slower.
 BUILD_THREADS = 1
 K = 10
-CHUNK = 50_000
 CENTRES = 20_000  # cluster centres of the synthetic vectors
 SPREAD = 0.6  # norm of the noise around a centre (before normalising)
 
 
-def log(message: str) -> None:
-    print(f"[vector_search_bench] {message}", file=sys.stderr, flush=True)
-
-
-def clustered(n: int, dim: int, centres: np.ndarray, seed: int, spread: float = SPREAD) -> np.ndarray:
-    """n unit vectors, each a random centre plus Gaussian noise of norm ~``spread``; generated in
-    chunks on two threads (numpy releases the GIL), each chunk from its own seeded generator."""
-    out = np.empty((n, dim), np.float32)
-
-    def fill(lo: int) -> None:
-        rng = np.random.default_rng([seed, lo])
-        hi = min(n, lo + CHUNK)
-        block = out[lo:hi]
-        rng.standard_normal(block.shape, dtype=np.float32, out=block)
-        block *= spread / np.sqrt(dim)
-        block += centres[rng.integers(0, len(centres), hi - lo)]
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(fill, range(0, n, CHUNK)))
-    return out
+log = progress("scale compressed")
 
 
 def latency_ms(index: VectorIndex, queries: np.ndarray, max_queries: int, max_seconds: float) -> list[float]:
-    """Single-query search times, until ``max_queries`` are done or ``max_seconds`` have passed
-    (at least 5 queries)."""
+    """Single-query search times on SEARCH_THREADS (at least 5 queries; see ``one_at_a_time``)."""
     faiss.omp_set_num_threads(SEARCH_THREADS)
-    times: list[float] = []
-    started = time.perf_counter()
-    for q in queries[:max_queries]:
-        t0 = time.perf_counter()
-        index.search(q[None], K)
-        times.append(1000 * (time.perf_counter() - t0))
-        if len(times) >= 5 and time.perf_counter() - started > max_seconds:
-            break
+    _, seconds = one_at_a_time(lambda q: index.search(q, K)[1][0], queries, max_queries, max_seconds)
     faiss.omp_set_num_threads(BUILD_THREADS)
-    return times
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
+    return [1000 * s for s in seconds]
 
 
 def nlist_of(factory: str) -> int | None:
@@ -149,41 +112,20 @@ def train_templates(
     return trained, kmeans_s, failed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument(
-        "--factories", nargs="+", default=["IVF1024,SQ8", "IVF1024,PQ64np", "IVF1024,PQ64x4fs"]
-    )
-    parser.add_argument(
-        "--smallest-only",
-        nargs="*",
-        default=["IVF1024,PQ64np"],
-        help="factories built at the smallest size only (8-bit PQ encodes slowly; the run says "
-        "what the larger sizes would take)",
-    )
-    parser.add_argument("--nprobe", type=int, default=16, help="the service's default nprobe")
-    parser.add_argument("--train", type=int, default=40_000, help="training sample (39 per IVF list)")
-    parser.add_argument("--queries", type=int, default=200, help="queries for recall@10")
-    parser.add_argument("--timed", type=int, default=100, help="most single queries timed per index")
-    parser.add_argument("--timed-seconds", type=float, default=5.0, help="stop timing after this")
-    parser.add_argument("--small", action="store_true", help="5,000 vectors, flat and IVF64,SQ8")
-    args = parser.parse_args()
+def run(args: argparse.Namespace) -> str:
+    args = argparse.Namespace(**vars(args))  # this part's defaults filled in, the caller's args kept
+    args.sizes = args.sizes or ([5000] if args.small else [100_000, 1_000_000])
+    args.queries = args.queries or (50 if args.small else 200)
     if args.small:
-        args.sizes, args.factories, args.train, args.queries, args.timed = [5000], ["IVF64,SQ8"], 2500, 50, 50
-        args.smallest_only = []
+        args.factories, args.train, args.timed, args.smallest_only = ["IVF64,SQ8"], 2500, 50, []
     started = time.perf_counter()
     sizes = sorted(args.sizes)
     faiss.omp_set_num_threads(BUILD_THREADS)
     rng = np.random.default_rng(0)
-    centres = rng.standard_normal((CENTRES, args.dim), dtype=np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = unit_centres(CENTRES, args.dim, rng)
     t0 = time.perf_counter()
-    data = clustered(sizes[-1], args.dim, centres, seed=1)
-    queries = clustered(args.queries, args.dim, centres, seed=2)
+    data = clustered(sizes[-1], args.dim, centres, seed=1, spread=SPREAD)
+    queries = clustered(args.queries, args.dim, centres, seed=2, spread=SPREAD)
     log(f"generated {sizes[-1]:,} vectors in {time.perf_counter() - t0:.1f}s")
     sample = data[rng.choice(sizes[0], min(sizes[0], args.train), replace=False)]
     trained, kmeans_s, failed = train_templates(args.factories, args.dim, sample)
@@ -233,26 +175,28 @@ def main() -> None:
                 len(times),
                 0.0,
             )
-            r.recall = recall(found, truth)
+            r.recall = recall_at(found, truth)
             rows.append(r)
             log(f"{n:,} {factory}: add {add_s:.1f}s, {r.latency_ms:.2f} ms/query, recall {r.recall:.3f}")
             del index
-    print_report(args, rows, kmeans_s, failed, skipped, len(sample))
+    text = report(args, rows, kmeans_s, failed, skipped, len(sample))
     log(f"done in {time.perf_counter() - started:.1f}s")
+    return text
 
 
-def print_report(
+def report(
     args: argparse.Namespace,
     rows: list[Row],
     kmeans_s: dict[int, float],
     failed: dict[str, str],
     skipped: list[str],
     trained_on: int,
-) -> None:
+) -> str:
+    out: list[str] = []
     if args.small:
-        print("**Small run (smoke test)**: one small collection and one compressed index.\n")
+        out.append(small_note("one small collection and one compressed index"))
     kmeans = "; ".join(f"{nlist} lists: {s:.1f} s" for nlist, s in kmeans_s.items())
-    print(
+    out.append(
         f"FAISS {faiss.__version__}; {args.dim}-d unit vectors around {CENTRES:,} random centres (noise "
         f"norm {SPREAD}); the smaller collections are prefixes of the largest; {args.queries} fresh "
         f"queries from the same distribution, k = {K}. Latency: median of "
@@ -267,27 +211,27 @@ def print_report(
         f"{machine()}.\n"
     )
     for factory, reason in failed.items():
-        print(f"**Not measured**: `{factory}`: {reason}\n")
-    print(
+        out.append(f"**Not measured**: `{factory}`: {reason}\n")
+    out.append(
         "| vectors | index | bytes/vector | memory | training (s) | adding (s) | median latency (ms) "
         "| timed queries | speed-up vs flat | recall@10 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     flat = {r.n: r for r in rows if r.index == "flat"}
     for r in rows:
         train = "–" if r.train_s is None else f"{r.train_s:.1f}"
         speed = flat[r.n].latency_ms / r.latency_ms
-        print(
+        out.append(
             f"| {r.n:,} | {r.index} | {r.bytes_per_vector:.0f} | {r.memory_mib:,.1f} MiB | {train} | "
             f"{r.add_s:.1f} | {r.latency_ms:.2f} | {r.timed} | x{speed:.1f} | {r.recall:.3f} |"
         )
-    print()
+    out.append("")
     for reason in skipped:
-        print(f"Not measured: {reason}\n")
+        out.append(f"Not measured: {reason}\n")
     sizes = sorted(flat)
     if len(sizes) > 1:
         a, b = flat[sizes[0]], flat[sizes[-1]]
-        print(
+        out.append(
             f"- Flat latency grows x{b.latency_ms / a.latency_ms:.1f} from {a.n:,} to {b.n:,} vectors "
             f"(x{b.n / a.n:.0f} the vectors)."
         )
@@ -295,7 +239,7 @@ def print_report(
         for r in rows:
             if r.n != n or r.index == "flat":
                 continue
-            print(
+            out.append(
                 f"- {n:,} vectors, {r.index}: x{flat[n].latency_ms / r.latency_ms:.1f} faster than flat in "
                 f"1/{flat[n].memory_mib / r.memory_mib:.0f} of its memory, returning "
                 f"{100 * r.recall:.1f}% of the exact top-{K}."
@@ -303,11 +247,8 @@ def print_report(
     for factory in dict.fromkeys(r.index for r in rows if r.index != "flat"):
         by_size = [r for r in rows if r.index == factory]
         if len(by_size) > 1:
-            print(
+            out.append(
                 f"- {factory}: recall@10 {by_size[0].recall:.3f} at {by_size[0].n:,} vectors, "
                 f"{by_size[-1].recall:.3f} at {by_size[-1].n:,}."
             )
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(out)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.vectors import distances
+
 HashFn = Callable[[Image.Image], np.ndarray]  # -> packed uint8 bits
 
 
@@ -45,9 +47,6 @@ def available() -> dict[str, HashFn]:
     return refs
 
 
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
-
-
 class HashIndex:
     """Brute-force Hamming search with mirrored queries."""
 
@@ -63,6 +62,6 @@ class HashIndex:
     def search(self, img: Image.Image, k: int) -> list[int]:
         codes = np.stack(self.codes)
         queries = np.stack([self.fn(img), self.fn(ImageOps.mirror(img))])
-        d = _POPCOUNT[np.bitwise_xor(codes[None], queries[:, None])].sum(2).min(0)
+        d = distances(codes, queries, "hamming").min(0)
         order = np.lexsort((np.array(self.ids), d))[:k]
         return [self.ids[i] for i in order]

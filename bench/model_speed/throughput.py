@@ -2,14 +2,11 @@
 (the micro-batcher runs one forward pass for everything waiting), the forward pass alone at batch 1
 vs a full batch, and image_text text-query latency.
 
-    python -m bench.model_throughput_bench [--images 16] [--clients 16] [--rounds 3] [--only beit] [--small]
-
 Runs the feature objects in-process (each call = decode + preprocess + forward, as a request does)
 on synthetic photo-sized JPEGs. Random weights: speed does not depend on the weight values. The
 reference for the concurrent path is the same feature called one request at a time in the same
-run; the reference for a batched forward pass is the forward pass at batch 1.
-
-Prints markdown on stdout (``--small``: the tiny test models, 8 small images, for the smoke test).
+run; the reference for a batched forward pass is the forward pass at batch 1. ``--small``: the tiny
+test models, 8 small images, one round.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,22 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ["AMBIENCE_ALLOW_RANDOM_WEIGHTS"] = "1"
-
 import numpy as np
 
 from ambience_support.images import encode, synthetic_image
-from ambience_support.photos import REPO
-from services.common.models.embedding import EmbeddingFeature
-from services.image_text.service import ImageTextFeature
-from services.registry import new_feature
+from bench.harness import load_average, progress, small_note
+from bench.model_speed.common import TINY_CLIP, best_seconds, set_threads
 
-TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
 TEXTS = [f"a photo of {w} at the beach in summer" for w in ("a dog", "two cats", "a red car", "mountains")]
-
-
-def log(message: str) -> None:
-    print(f"[model_throughput_bench] {message}", file=sys.stderr, flush=True)
+log = progress("model_speed throughput")
 
 
 @dataclass
@@ -65,48 +53,52 @@ class TextRow:
     mean_batch: float
 
 
-def measure(
-    feature: EmbeddingFeature, images: list[bytes], clients: int, rounds: int, batch: int
-) -> ModelRow:
+def measure(feature: Any, images: list[bytes], clients: int, rounds: int, batch: int) -> ModelRow:
     """The four rates of one model, and the mean batch on the concurrent path.
 
     Requests one at a time, ``clients`` concurrent requests, the forward pass alone at batch 1 and at
     ``batch`` (on preprocessed pixels, no decoding) alternate for ``rounds`` rounds and the best
-    round of each counts: the machine is shared, and alternating keeps slow phases of other
-    processes from favouring one mode.
+    round of each counts (:func:`best_seconds`).
     """
     pixels = [feature.session.preprocess(feature.decode_rgb(data)) for data in images]
     feature.extract(images[0])  # warm-up: the request path and both forward shapes
     feature.session.embed_images(pixels[0][None])
     feature.session.embed_images(np.stack(pixels[:batch]))
-    serial = concurrent = single = batched = 0.0
-    batched_items = batched_batches = 0
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for data in images:
-            feature.extract(data)
-        serial = max(serial, len(images) / (time.perf_counter() - started))
+    batched = {"items": 0, "batches": 0}  # what the micro-batcher ran on the concurrent path
+
+    def concurrent() -> None:
         before = feature.batcher.stats.as_dict()
         with ThreadPoolExecutor(clients) as pool:
-            started = time.perf_counter()
             list(pool.map(feature.extract, images))
-            concurrent = max(concurrent, len(images) / (time.perf_counter() - started))
         after = feature.batcher.stats.as_dict()
-        batched_items += after["items"] - before["items"]
-        batched_batches += after["batches"] - before["batches"]
-        started = time.perf_counter()
-        for p in pixels:
-            feature.session.embed_images(p[None])
-        single = max(single, len(pixels) / (time.perf_counter() - started))
-        started = time.perf_counter()
-        for lo in range(0, len(pixels), batch):
-            feature.session.embed_images(np.stack(pixels[lo : lo + batch]))
-        batched = max(batched, len(pixels) / (time.perf_counter() - started))
-    mean_batch = batched_items / max(batched_batches, 1)
-    return ModelRow("", str(feature.session.device), serial, concurrent, mean_batch, single, batched)
+        for key in batched:
+            batched[key] += after[key] - before[key]
+
+    best = best_seconds(
+        {
+            "serial": lambda: [feature.extract(data) for data in images],
+            "concurrent": concurrent,
+            "single": lambda: [feature.session.embed_images(p[None]) for p in pixels],
+            "batched": lambda: [
+                feature.session.embed_images(np.stack(pixels[lo : lo + batch]))
+                for lo in range(0, len(pixels), batch)
+            ],
+        },
+        rounds,
+    )
+    n = len(images)
+    return ModelRow(
+        "",
+        str(feature.session.device),
+        n / best["serial"],
+        n / best["concurrent"],
+        batched["items"] / max(batched["batches"], 1),
+        n / best["single"],
+        n / best["batched"],
+    )
 
 
-def text_latency(clip: ImageTextFeature, model: str, queries: int, concurrent: int, clients: int) -> TextRow:
+def text_latency(clip: Any, model: str, queries: int, concurrent: int, clients: int) -> TextRow:
     """Text-query embedding (tokenize + text tower, through the text micro-batcher)."""
     clip.embed_text(TEXTS[0])  # warm-up
     latencies = []
@@ -186,7 +178,10 @@ def spread(values: list[float]) -> str:
 
 
 def markdown(
-    args: argparse.Namespace,
+    small: bool,
+    images: int,
+    clients: int,
+    rounds: int,
     size: tuple[int, int],
     batch: int,
     rows: list[ModelRow],
@@ -195,20 +190,20 @@ def markdown(
     load: float,
 ) -> str:
     out: list[str] = []
-    if args.small:
-        out += [
-            "**Small run** (`--small`): tiny random test models (timm `test_vit`, open_clip `tiny-clip`) "
-            "on a few small images; the figures only show that the script runs end to end.",
-            "",
-        ]
+    if small:
+        out.append(
+            small_note(
+                "tiny random test models (timm `test_vit`, open_clip `tiny-clip`) on a few small images"
+            )
+        )
     devices = sorted({r.device for r in rows}) or ["cpu"]
     out += [
-        f"{args.images} synthetic {size[0]}x{size[1]} JPEGs (quality 90), random weights (speed does not "
+        f"{images} synthetic {size[0]}x{size[1]} JPEGs (quality 90), random weights (speed does not "
         f"depend on the values), device {', '.join(devices)}, torch threads {threads}, {os.cpu_count()} "
         f"CPUs (load average {load:.1f} at the start). The feature objects run in-process; each call is "
         "decode + preprocess + forward, as a request is. The concurrent path has "
-        f"{args.clients} callers at once, so the micro-batcher runs one forward pass for every request "
-        f"waiting; the two modes alternate for {args.rounds} {'round' if args.rounds == 1 else 'rounds'} and "
+        f"{clients} callers at once, so the micro-batcher runs one forward pass for every request "
+        f"waiting; the two modes alternate for {rounds} {'round' if rounds == 1 else 'rounds'} and "
         "the best round of each counts. "
         f'"forward only" times the model alone on preprocessed pixels, batch 1 vs batch {batch}.',
         "",
@@ -257,47 +252,35 @@ def markdown(
             "",
             f"Text-query embedding ({text.model} text tower: tokenize + forward through the text "
             f"micro-batcher, no index search): {text.queries} queries one at a time, then "
-            f"{text.concurrent_queries} queries from {args.clients} concurrent callers.",
+            f"{text.concurrent_queries} queries from {clients} concurrent callers.",
             "",
             "| measure | value |",
             "|---|---|",
             f"| text embedding, one query at a time | median {text.median_ms:.1f} ms, "
             f"p90 {text.p90_ms:.1f} ms ({one_rate:.1f} queries/s) |",
-            f"| {args.clients} concurrent text queries (micro-batched, mean batch {text.mean_batch:.1f}) "
+            f"| {clients} concurrent text queries (micro-batched, mean batch {text.mean_batch:.1f}) "
             f"| {text.concurrent_per_s:.1f} queries/s (x{text.concurrent_per_s / one_rate:.2f}) |",
             "",
         ]
     return "\n".join(out).rstrip() + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=16, help="synthetic JPEGs per model")
-    parser.add_argument("--size", default="1024x768", help="image size WxH")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent callers on the batched path")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best of each counts)")
-    parser.add_argument("--text-queries", type=int, default=24, help="text queries timed one at a time")
-    parser.add_argument(
-        "--concurrent-text-queries", type=int, default=64, help="text queries from concurrent callers"
-    )
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda'")
-    parser.add_argument("--only", default="", help="measure only the models whose label contains this")
-    parser.add_argument(
-        "--small", action="store_true", help="tiny test models, 8 images of 320x240, 1 round (smoke test)"
-    )
-    args = parser.parse_args()
-    if args.small:
-        args.images, args.size, args.rounds = 8, "320x240", 1
-        args.text_queries, args.concurrent_text_queries = 8, 16
-    if args.images < 2:
-        sys.exit("need at least 2 images")
-    size = (int(args.size.split("x")[0]), int(args.size.split("x")[1]))
-    batch = min(16, args.images)
-    load = os.getloadavg()[0]
-    images = [encode(synthetic_image(i, size), quality=90) for i in range(args.images)]
+def run(args: argparse.Namespace) -> str:
+    os.environ["AMBIENCE_ALLOW_RANDOM_WEIGHTS"] = "1"
+    from services.common.models.embedding import EmbeddingFeature
+    from services.image_text.service import ImageTextFeature
+    from services.registry import new_feature
 
-    import torch
-
+    images_n = args.images or (8 if args.small else 16)
+    width, height = (320, 240) if args.small else (1024, 768)
+    rounds = args.rounds or (1 if args.small else 3)
+    text_queries, concurrent_text = (8, 16) if args.small else (24, 64)
+    if images_n < 2:
+        raise SystemExit("need at least 2 images")
+    batch = min(16, images_n)
+    load = load_average()
+    threads = set_threads(args, 0)
+    images = [encode(synthetic_image(i, (width, height)), quality=90) for i in range(images_n)]
     rows: list[ModelRow] = []
     text: TextRow | None = None
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -306,27 +289,26 @@ def main() -> None:
             if args.only not in config.label and not is_clip:
                 continue
             log(f"loading {config.label}")
-            data_dir = Path(tmp_name) / str(n)
             feature = new_feature(
-                config.service, data_dir, weights="random", device=args.device, **config.settings
+                config.service,
+                Path(tmp_name) / str(n),
+                weights="random",
+                device=args.device or "auto",
+                **config.settings,
             )
             assert isinstance(feature, EmbeddingFeature)
             feature.load()
             try:
                 if args.only in config.label:
-                    row = measure(feature, images, args.clients, args.rounds, batch)
+                    row = measure(feature, images, args.clients, rounds, batch)
                     row.label = config.label
                     log(f"{row}")
                     rows.append(row)
                 if isinstance(feature, ImageTextFeature):
-                    text = text_latency(
-                        feature, config.model, args.text_queries, args.concurrent_text_queries, args.clients
-                    )
+                    text = text_latency(feature, config.model, text_queries, concurrent_text, args.clients)
                     log(f"{text}")
             finally:
                 feature.close()
-    print(markdown(args, size, batch, rows, text, torch.get_num_threads(), load), end="")
-
-
-if __name__ == "__main__":
-    main()
+    return markdown(
+        args.small, images_n, args.clients, rounds, (width, height), batch, rows, text, threads, load
+    )

@@ -1,35 +1,26 @@
 """CPU inference: captions with and without the key/value cache, and images/s per model service for
 eager fp32 vs the other image-tower runtimes.
 
-Part 1, the captioner: the real ``coca_ViT-L-14`` architecture with random weights (a random
-captioner never ends early, so every caption runs to its length limit), beam width 2, one image;
-seconds per caption at 10, 20 and 30 tokens with the cache (``AMBIENCE_CAPTIONER_KV_CACHE=1``, the
-default) and without it (the towers re-run on the whole prefix, as open_clip does), measured in the
-same run, alternately, for a few rounds (medians count). The image encoder and the search are timed
-apart: a caption is both, the mean decoding step is the search's time over its ``tokens - 1`` steps.
-Beside those, the cost of one step, the one that produces token N (prefix length N - 1): through
-the captioner's own step functions (``CocaCaptioner.decoding_step``), with a cache already holding
-the prefix but its last position (filled outside the timed region, rewound before each repeat)
-against the towers over the whole prefix, alternating, their logits compared.
+The captioner: the real ``coca_ViT-L-14`` architecture with random weights (a random captioner never
+ends early, so every caption runs to its length limit), beam width 2, one image; seconds per caption
+at 10, 20 and 30 tokens with the cache (``AMBIENCE_CAPTIONER_KV_CACHE=1``, the default) and without
+it (the towers re-run on the whole prefix, as open_clip does), measured in the same run,
+alternately, for a few rounds (medians count). The image encoder and the search are timed apart: a
+caption is both, the mean decoding step is the search's time over its ``tokens - 1`` steps. Beside
+those, the cost of one step, the one that produces token N (prefix length N - 1): through the
+captioner's own step functions (``CocaCaptioner.decoding_step``), with a cache already holding the
+prefix but its last position (filled outside the timed region, rewound before each repeat) against
+the towers over the whole prefix, alternating, their logits compared.
 
-Part 2, the image towers of global_features (BEiT-base), image_text (ViT-B-16), tagger
-(ResNet50/Places365) and the captioner's encoder (CoCa ViT-L-14) under each runtime of
-``services/common/models/inference.py``, through the same ``build_image_tower`` the services use: images/s
-on a batch of 4 (random pixels; speed does not depend on them), the runtimes alternating for a few
-rounds and the best round of each counting (the machine is shared), eager fp32 being the
+The image towers of global_features (BEiT-base), image_text (ViT-B-16), tagger (ResNet50/Places365)
+and the captioner's encoder (CoCa ViT-L-14) under each runtime of
+``services/common/models/inference.py``, through the same ``build_image_tower`` the services use:
+images/s on a batch of 4 (random pixels; speed does not depend on them), the runtimes alternating
+for a few rounds and the best round of each counting (:func:`best_seconds`), eager fp32 being the
 reference. Each runtime's largest difference from eager is reported too.
 
-Part 3, each service's own cost (``bench/service_costs.py``): every service of the offline stack
-plus image_text in a fresh process of its own, built as its app builds it with its default
-settings (thread counts included), adds a mix of caltech101-dev objects and shared photos; wall
-and CPU milliseconds per image and resident memory after start-up, after one image and after all.
-
-    python -m bench.inference_bench [--lengths 10,20,30] [--threads 1] [--rounds 3] [--step-repeats 3]
-        [--service-images 200] [--small]
-    python -m bench.inference_bench --captions-only    # part 1 alone (a quicker look)
-    python -m bench.inference_bench --services-only    # part 3 alone
-
-Prints markdown on stdout (``--small``: the tiny test models, for the smoke test).
+``--captions-only``: the captioner alone; ``--skip-captioner``: the image towers of the others only;
+``--small``: the tiny test models, short captions.
 """
 
 from __future__ import annotations
@@ -38,28 +29,17 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.service_costs import STACK, CostRow
-from bench.service_costs import markdown as cost_markdown
-from bench.service_costs import measure as measure_services
+from bench.harness import load_average, progress, small_note
+from bench.model_speed.common import RANDOM, TINY_CLIP, TINY_COCA, best_seconds, set_threads
 from services.common.models.inference import build_image_tower
-from services.common.models.weights import ResolvedWeights
 
-REPO = Path(__file__).resolve().parents[1]
-RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
-TINY_COCA = REPO / "tests" / "captioner" / "tiny-coca.json"
-TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
-
-
-def log(message: str) -> None:
-    print(f"[inference_bench] {message}", file=sys.stderr, flush=True)
+log = progress("model_speed runtimes")
 
 
 # -- part 1: the captioner's key/value cache ------------------------------------------------------------
@@ -238,12 +218,9 @@ def tower_row(
         except Exception as exc:  # a runtime that cannot run this model is reported, not fatal
             row.failed[runtime] = str(exc).splitlines()[0][:120]
             log(f"{service}: {runtime} failed: {row.failed[runtime]}")
-    best = dict.fromkeys(towers, float("inf"))
-    for _ in range(rounds):
-        for runtime, tower in towers.items():
-            started = time.perf_counter()
-            tower(pixels)
-            best[runtime] = min(best[runtime], time.perf_counter() - started)
+    best = best_seconds(
+        {runtime: lambda tower=tower: tower(pixels) for runtime, tower in towers.items()}, rounds
+    )
     reference = _first(towers["eager"](pixels))
     for runtime, tower in towers.items():
         row.images_per_s[runtime] = len(pixels) / best[runtime]
@@ -348,10 +325,7 @@ def markdown(
     load = os.getloadavg()[0]
     out: list[str] = []
     if args.small:
-        out += [
-            "**Small run** (`--small`): tiny test models; the figures only show that the script runs.",
-            "",
-        ]
+        out.append(small_note("tiny test models"))
     model = "tiny-coca" if args.small else "coca_ViT-L-14"
     out += [
         f"CPU, {threads} torch thread{'s' if threads != 1 else ''}, {os.cpu_count()} CPUs (load average "
@@ -450,51 +424,22 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", default="10,20,30", help="caption lengths in tokens")
-    parser.add_argument("--beam-width", type=int, default=2)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="caption rounds (cache on, off); the medians count"
-    )
-    parser.add_argument(
-        "--step-repeats", type=int, default=3, help="repeats of the one-step timing per round and length"
-    )
-    parser.add_argument("--tower-rounds", type=int, default=2, help="image-tower rounds; the best counts")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
-    parser.add_argument(
-        "--runtimes",
-        default="channels_last,onnx,int8",
-        help="runtimes measured besides eager and the defaults",
-    )
-    parser.add_argument(
-        "--skip-captioner", action="store_true", help="image towers of the other services only"
-    )
-    parser.add_argument("--captions-only", action="store_true", help="part 1 alone, no image towers")
-    parser.add_argument("--small", action="store_true", help="tiny test models, short captions")
-    parser.add_argument("--services-only", action="store_true", help="part 3 alone")
-    parser.add_argument("--service-images", type=int, default=200, help="images each service adds in part 3")
-    parser.add_argument(
-        "--services", default=",".join(STACK), help="services measured in part 3 (comma-separated)"
-    )
-    args = parser.parse_args()
-    if args.services_only:
-        images = 4 if args.small else args.service_images
-        rows = measure_services([s for s in args.services.split(",") if s], images, args.small)
-        print(services_markdown(rows, images))
-        return
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lengths = [int(n) for n in args.lengths.split(",")]
+def run(args: argparse.Namespace) -> str:
+    from services.captioner.service import CaptionerSettings
+
+    args = argparse.Namespace(**vars(args))  # this part's defaults filled in, the caller's args kept
+    args.beam_width = args.beam_width or CaptionerSettings.model_fields["beam_width"].default
+    args.rounds = 1 if args.small else (args.rounds or 3)
+    set_threads(args, 1)
+    lengths = [6, 10] if args.small else [int(n) for n in args.lengths.split(",")]
     if min(lengths) < 3:
-        parser.error("--lengths: at least 3 tokens (the one-step timing needs a prefix of 2)")
+        raise SystemExit("--lengths: at least 3 tokens (the one-step timing needs a prefix of 2)")
     if args.small:
         import open_clip
 
         open_clip.add_model_config(TINY_COCA)
-        lengths, args.rounds = [6, 10], 1
     captions: list[CaptionRow] = []
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load_average()
     if not args.skip_captioner:
         captions = caption_rows(
             "tiny-coca" if args.small else "coca_ViT-L-14",
@@ -507,22 +452,4 @@ def main() -> None:
     towers = (
         [] if args.captions_only else tower_rows(args.small, runtimes, args.tower_rounds, args.skip_captioner)
     )
-    print(markdown(args, captions, towers, load_at_start), end="")
-    if not args.captions_only:
-        images = 4 if args.small else args.service_images
-        rows = measure_services([s for s in args.services.split(",") if s], images, args.small)
-        print("\n" + services_markdown(rows, images))
-
-
-def services_markdown(rows: list[CostRow], images: int) -> str:
-    return (
-        f"**Each service's own cost** (a fresh process per service, its default settings, {images} "
-        "images added after one of warm-up: three caltech101-dev objects of about 300x200 to one "
-        "1600 px photo; random weights of the stack's models; threads: torch's intra-op threads / the "
-        "process's threads; memory in MB, RSS counts shared library pages in every process that maps "
-        "them):\n\n" + cost_markdown(rows)
-    )
-
-
-if __name__ == "__main__":
-    main()
+    return markdown(args, captions, towers, load_at_start)

@@ -1,0 +1,1 @@
+"""The parts of ``python -m bench.scale_bench``, one module each (vectors: ``bench/vectors.py``)."""
