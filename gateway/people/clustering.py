@@ -498,6 +498,64 @@ class PeopleGrouping:
             if old in self.people and old not in held:
                 self._drop_person(old, changes)
 
+    # -- mirroring persisted state ---------------------------------------------------------------------
+    # Another process (a gateway replica) changed the records: the gateway applies what it reads back,
+    # as it is, without the rules (gateway/people/memory.py).
+
+    def put_people(self, people: Iterable[Person]) -> None:
+        for person in people:
+            self.people[person.id] = replace(person)
+            self.next_person = max(self.next_person, person.id + 1)
+
+    def drop_people(self, person_ids: Iterable[int]) -> None:
+        for person_id in person_ids:
+            self.people.pop(person_id, None)
+
+    def has_face(self, key: FaceKey) -> bool:
+        return face_key_id(*key) in self.row_of
+
+    def put_faces(self, faces: list[Face], descriptors: np.ndarray) -> None:
+        """Faces as recorded: those already here take their person and pin, the others are inserted
+        with ``descriptors`` (one row per face not here yet, in order)."""
+        new = [f for f in faces if not self.has_face(f.key)]
+        for face in faces:
+            row = self.row_of.get(face_key_id(*face.key))
+            if row is not None:
+                self.person[row] = NO_PERSON if face.person_id is None else face.person_id
+                self.pinned[row] = face.pinned
+        if new:
+            self._insert(new, descriptors)
+
+    def drop_faces(self, keys: Iterable[FaceKey]) -> None:
+        """Faces gone from the records (and their rejections), nothing else."""
+        wanted = np.asarray(sorted({face_key_id(*k) for k in keys}), np.int64)
+        gone = np.isin(self.ids, wanted)
+        if not gone.any():
+            return
+        for face_id in self.ids[gone].tolist():
+            self.rejected.pop(face_id, None)
+        self.index.remove_ids(self.ids[gone])
+        keep = ~gone
+        self.ids, self.person, self.pinned = self.ids[keep], self.person[keep], self.pinned[keep]
+        self.row_of = {face_id: row for row, face_id in enumerate(self.ids.tolist())}
+        self._sorted = None
+
+    def put_rejections(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            self.rejected.setdefault(face_key_id(*rejection.key), set()).add(rejection.person_id)
+
+    def drop_rejections(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            persons = self.rejected.get(face_key_id(*rejection.key))
+            if persons is not None:
+                persons.discard(rejection.person_id)
+
+    def descriptors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The descriptors of ``rows`` (float32, n x 128)."""
+        if not len(rows):
+            return np.zeros((0, DIM), np.float32)
+        return self.index.reconstruct_batch(self.ids[np.asarray(rows)])
+
     # -- decisions -------------------------------------------------------------------------------------------
 
     def new_person(self, name: str | None = None) -> tuple[int, Changes]:
