@@ -595,17 +595,34 @@ class PeopleGrouping:
             self._drop_empty_automatic(changes)
         return changes
 
+    def withdraw(self, key: FaceKey, person_id: int) -> Changes:
+        """A "not this person" taken back (nothing moves until the next grouping)."""
+        changes = Changes()
+        rejected = self.rejected.get(face_key_id(*key), set())
+        if person_id in rejected:
+            rejected.discard(person_id)
+            changes.rejections_removed.add(Rejection(*key, person_id))
+        return changes
+
     def merge(self, source: int, target: int) -> Changes:
         """Two people are one: the faces of both are pinned into ``target``; ``source`` is
-        recorded as merged into it. A face that rejected either now rejects the merged person."""
+        recorded as merged into it. A face that rejected either now rejects the merged person (and
+        one of them that did leaves it, placed again by the rule)."""
         if source == target:
             raise ValueError("a person cannot be merged into itself")
         for person_id in (source, target):
             if person_id not in self.people or self.people[person_id].merged_into is not None:
                 raise KeyError(f"no person {person_id}")
         changes = Changes()
-        for row in np.nonzero(np.isin(self.person, [source, target]))[0]:
-            self._set_person(int(row), target, changes, pinned=True)
+        # A face of either that was told it is not the other (or not its own person, and joined the
+        # other since) cannot be pinned into the merged person: it is placed again by the rule.
+        released = []
+        for row in np.nonzero(np.isin(self.person, [source, target]))[0].tolist():
+            if self.rejected.get(int(self.ids[row]), set()) & {source, target}:
+                self._set_person(row, NO_PERSON, changes, pinned=False)
+                released.append(row)
+            else:
+                self._set_person(row, target, changes, pinned=True)
         for face_id, persons in self.rejected.items():
             if source in persons:
                 persons.discard(source)
@@ -618,6 +635,9 @@ class PeopleGrouping:
             changes.people[target] = replace(self.people[target])
         merged.merged_into = target
         changes.people[source] = replace(merged)
+        for row in released:
+            if self.person[row] == NO_PERSON:
+                self._place(row, changes)
         # Links to the merged id follow merged_into; the record stays, holding no faces.
         return changes
 

@@ -22,7 +22,14 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from gateway.people import queries, store
-from gateway.people.clustering import NO_PERSON, Changes, FaceKey, GroupingSettings, PeopleGrouping
+from gateway.people.clustering import (
+    NO_PERSON,
+    Changes,
+    FaceKey,
+    GroupingSettings,
+    PeopleGrouping,
+    face_key_id,
+)
 from gateway.people.crops import crops_from_upload
 from gateway.people.memory import PeopleMemory
 from gateway.people.store import NewFace
@@ -93,6 +100,19 @@ def current_id(grouping: PeopleGrouping, person_id: int) -> int:
             return person_id
         person_id = person.merged_into
     raise NotFound(f"no person {person_id}")
+
+
+def withdraw_told_apart(grouping: PeopleGrouping, first: int, second: int) -> Changes:
+    """A merge is the later word on two people told apart before (``not_same_as``: every face of
+    one rejects the other): those rejections go. A face that alone rejected the other person keeps
+    its rejection, and the merge leaves it out (the clustering's ``merge``)."""
+    changes = Changes()
+    for one, other in ((first, second), (second, first)):
+        keys = grouping.faces_of(one)
+        if keys and all(other in grouping.rejected.get(face_key_id(*k), ()) for k in keys):
+            for key in keys:
+                changes = combine(changes, grouping.withdraw(key, other))
+    return changes
 
 
 def face_of(grouping: PeopleGrouping, key: FaceKey) -> FaceKey:
@@ -248,6 +268,7 @@ class People:
                 target = current_id(grouping, int(body["merge_into"]))
                 if target == person:
                     raise ValueError(f"person {person_id} is person {target} already")
+                changes = combine(changes, withdraw_told_apart(grouping, person, target))
                 changes = combine(changes, grouping.merge(person, target))
                 person = target
             result["person"] = person
