@@ -11,6 +11,8 @@ a second gateway following the first's decisions, the faces service down, and a 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,6 +288,17 @@ def test_a_deleted_image_takes_its_faces_along(stack: GatewayStack) -> None:
     assert victim not in {i["image_id"] for i in get(stack, f"/people/{hopper}/images")["images"]}
     assert httpx.get(f"{stack.url}/people/faces/{victim}/0").status_code == 404
     assert get(stack, f"/people/{hopper}")["faces"] == before["faces"] - 1
+
+
+def test_the_command_line_rebuilds(stack: GatewayStack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ambience", "people", "rebuild", "--gateway", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "faces" in done.stdout and "people" in done.stdout and "0 images recorded" in done.stdout
 
 
 def test_faces_service_down_is_503_naming_it(stack: GatewayStack) -> None:
