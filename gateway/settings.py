@@ -283,7 +283,7 @@ class GatewaySettings(BaseSettings):
         3600.0,
         gt=0,
         description="People: how often unassigned faces are placed again (only when anything changed "
-        "since the last pass, by any gateway replica; about a minute of one core at 100,000 faces)",
+        "since the last pass, by any gateway replica; 10-15 s of one core at 100,000 faces)",
     )
     people_crop_size: int = Field(
         128, ge=32, le=512, description="People: side in pixels of the face crops kept for the page (WebP)"
