@@ -17,8 +17,11 @@
    (person means drawn around the real per-person means' spread, faces around them with the real
    within-person spread; 30% strangers), the faces grouped by their synthetic person; then the time
    per face added, the pass over the unassigned faces, and a full regrouping.
+5. The same faces through the gateway's persistence (gateway/people/memory.py over an embedded
+   PostgreSQL): a process loading them, one face added and written as the ``people`` step does, a
+   second process following, a delete; against the in-memory add of the same run.
 
-    python -m bench.faces_bench [--small]
+    python -m bench.faces_bench [--small] [--people-only]
 """
 
 from __future__ import annotations
@@ -406,6 +409,98 @@ def scale_section(stats: dict[str, np.ndarray], total: int, adds: int, regroup_t
     return "\n".join(lines)
 
 
+def persisted_section(stats: dict[str, np.ndarray], total: int, adds: int) -> str:
+    """The people step's own work at ``total`` faces through the gateway's persistence
+    (gateway/people/memory.py over PostgreSQL): the records loaded whole by a gateway process, one
+    image's face added and written (as the step does, less the call to the faces service and the
+    crop), a second process following those adds, and an image deleted. The in-memory add of the
+    same faces, measured in the same run, is the reference."""
+    from gateway.people import store
+    from gateway.people.clustering import Changes
+    from gateway.people.memory import PeopleMemory
+    from gateway.people.schema import COMPONENT, MIGRATIONS
+    from gateway.people.store import NewFace
+    from services.common.postgres.database import (
+        EmbeddedPostgres,
+        PostgresComponent,
+        PostgresSettings,
+        ensure_database,
+    )
+
+    rng = np.random.default_rng(1)
+    settings = GroupingSettings()
+    vectors, labels = synthetic(stats, total + adds, rng)
+    sizes = np.bincount(labels[:total][labels[:total] >= 0])
+    people = {int(p) + 1: Person(int(p) + 1) for p in np.nonzero(sizes >= settings.min_faces)[0]}
+    box = (100.0, 100.0, 300.0, 300.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pgdata")
+        dsn = ensure_database(server.start(), "people")
+        db = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "people-bench")
+        db.open()
+        try:
+            started = time.perf_counter()
+            for start in range(0, total, 10_000):
+                rows = range(start, min(start + 10_000, total))
+                new = [NewFace(row, 0, box, 1.0, vectors[row]) for row in rows]
+                db.run(lambda cur, new=new: store.insert_faces(cur, new, 1))
+            faces = {
+                (row, 0): Face(row, 0, int(labels[row]) + 1 if int(labels[row]) + 1 in people else None)
+                for row in range(total)
+            }
+            db.run(lambda cur: store.persist(cur, Changes(faces=faces, people=people), 1))
+            db.run(lambda cur: store.write_state(cur, 1, max(people) + 1))
+            written = time.perf_counter() - started
+            progress(f"{total} faces written in {written:.1f} s")
+            first, second = PeopleMemory(db, settings), PeopleMemory(db, settings)
+            started = time.perf_counter()
+            first.read(len)
+            loaded = time.perf_counter() - started
+            second.read(len)
+            reference = PeopleGrouping(settings, list(faces.values()), vectors[:total], people.values())
+            in_memory, persisted = [], []
+            for row in range(total, total + adds):
+                started = time.perf_counter()
+                reference.add([(row, 0)], vectors[row : row + 1])
+                in_memory.append(time.perf_counter() - started)
+                new_face = [NewFace(row, 0, box, 1.0, vectors[row])]
+
+                def operation(g: PeopleGrouping, row: int = row) -> Changes:
+                    return g.add([(row, 0)], vectors[row : row + 1])
+
+                started = time.perf_counter()
+                first.write(operation, lambda cur, gen, f=new_face: store.insert_faces(cur, f, gen))
+                persisted.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            second.read(len)
+            followed = time.perf_counter() - started
+            deletes = []
+            for row in range(total, total + min(adds, 50)):
+                started = time.perf_counter()
+                first.write(lambda g, row=row: g.remove_images([row]))
+                deletes.append(time.perf_counter() - started)
+            progress(f"{adds} adds through PostgreSQL timed")
+        finally:
+            db.close()
+            server.release()
+    return "\n".join(
+        [
+            f"{total:,} synthetic faces (as above) in PostgreSQL (the embedded server, same machine), "
+            "each add one image with one face, as the `people` step writes it:",
+            "",
+            "| operation | time |",
+            "|---|---|",
+            f"| {total:,} faces written (bulk, 10,000 a statement) | {written:.1f} s |",
+            f"| a gateway process loads them whole (first use) | {loaded:.1f} s |",
+            f"| add one face in memory only (reference; median / p90 over {adds}) | {ms(in_memory)} ms |",
+            f"| add one face and write it (lock, catch up, place, write, commit; median / p90) | "
+            f"{ms(persisted)} ms |",
+            f"| a second process follows those {adds} adds (one catch-up) | {followed * 1000:.0f} ms |",
+            f"| delete an image's face and write it (median / p90 over {len(deletes)}) | {ms(deletes)} ms |",
+        ]
+    )
+
+
 def main() -> int:
     faiss.omp_set_num_threads(1)  # one core, as the figures say
     parser = argparse.ArgumentParser(
@@ -413,6 +508,9 @@ def main() -> int:
     )
     parser.add_argument("--small", action="store_true", help="a quick run: fewer photos and faces")
     parser.add_argument("--faces-dev", type=Path, default=FACES_DEV)
+    parser.add_argument(
+        "--people-only", action="store_true", help="only the grouping at scale and through PostgreSQL"
+    )
     args = parser.parse_args()
     photos = dev_photos(args.faces_dev)
     if not photos:
@@ -425,6 +523,14 @@ def main() -> int:
         photos = [p for i, p in enumerate(photos) if p.label == "group" or i - first[p.label] < 3]
     feature = load_feature()
     s = feature.settings
+    if args.people_only:
+        stats = real_statistics(photos, extract(feature, photos))
+        total = 5_000 if args.small else 100_000
+        print("### Grouping at scale\n")
+        print(scale_section(stats, total, adds=30 if args.small else 200, regroup_total=2_000))
+        print("\n### Grouping through PostgreSQL\n")
+        print(persisted_section(stats, total, adds=30 if args.small else 200))
+        return 0
     progress(f"{len(photos)} faces-dev photos")
     started = time.perf_counter()
     faces = extract(feature, photos)
@@ -468,6 +574,8 @@ def main() -> int:
             stats, total, adds=30 if args.small else 200, regroup_total=2_000 if args.small else total
         )
     )
+    print("\n### Grouping through PostgreSQL\n")
+    print(persisted_section(stats, total, adds=30 if args.small else 200))
     return 0
 
 

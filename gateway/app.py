@@ -36,10 +36,14 @@ from gateway.duplicates.service import DuplicateGroups
 from gateway.explore import Explorer
 from gateway.image_facts import ImageFacts
 from gateway.openapi import openapi_with_service_schemas
+from gateway.people import schema as people_schema
+from gateway.people.rebuild import PeopleRebuild
+from gateway.people.service import FACES, People
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import duplicates as duplicate_routes
 from gateway.routes import explore, health, passthrough, search, writes
+from gateway.routes import people as people_routes
 from gateway.routes import thumbnails as thumbnail_routes
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
@@ -66,7 +70,12 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     # the lifespan has opened it.
     postgres = PostgresComponent(
         pg or PostgresSettings(),
-        {COMPONENT: MIGRATIONS, thumbnails.COMPONENT: thumbnails.MIGRATIONS, web.COMPONENT: web.MIGRATIONS},
+        {
+            COMPONENT: MIGRATIONS,
+            thumbnails.COMPONENT: thumbnails.MIGRATIONS,
+            web.COMPONENT: web.MIGRATIONS,
+            people_schema.COMPONENT: people_schema.MIGRATIONS,
+        },
         "ambience-gateway",
     )
     links = PostgresLinkStore(postgres)
@@ -89,14 +98,19 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         video_timeout_s=settings.video_timeout_s,
     )
     spool, locks = Spool(settings.resolved_data_dir() / "spool"), KeyedLocks()
+    # The faces of every image grouped into people, when the faces service is enabled.
+    people = People(settings, clients, postgres, decode_limits) if FACES in names else None
+    people_rebuild = PeopleRebuild(people) if people is not None else None
     # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
-    # links read; the thumbnail, which the copies' crop alignment reads; the duplicate links.
+    # links read; the thumbnail, which the copies' crop alignment reads; the duplicate links; the
+    # people in it.
     after_add = AfterAdd(
         settings,
         [
             facts,
             thumbnails.ThumbnailKeeper(postgres, settings.thumbnail_size, decode_limits),
             *duplicates.steps(),
+            *([people] if people is not None else []),
         ],
         catalog,
         backlog,
@@ -112,6 +126,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         await run_in_threadpool(writer.reconcile_spool)
         writer.start()
         await after_add.start()
+        if people is not None:
+            await people.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(names), postgres.where)
         try:
             yield
@@ -119,6 +135,9 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             await writer.stop()
             await after_add.stop()
             await duplicates.stop()
+            if people is not None:
+                await people.stop()
+                await people_rebuild.stop()  # type: ignore[union-attr]
             await clients.close()
             await run_in_threadpool(postgres.close)
 
@@ -156,7 +175,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     search.add_routes(
         app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
     )
-    explore.add_routes(app, explorer, facts)
+    explore.add_routes(app, explorer, facts, people.image_info if people is not None else None)
+    people_routes.add_routes(app, people, people_rebuild, settings.max_upload_bytes, inflight, decode_limits)
     duplicate_routes.add_routes(app, duplicates)
     health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)
     thumbnail_routes.add_routes(

@@ -278,6 +278,45 @@ class GatewaySettings(BaseSettings):
         256, ge=32, le=1024, description="Long side in pixels of the preview kept per image for the page"
     )
 
+    people_max_distance: float = Field(
+        0.5,
+        gt=0,
+        le=2,
+        description="People: two faces within this Euclidean distance of their descriptors are neighbours "
+        "(dlib's same-person threshold is about 0.6; the grouping chains neighbours, so it needs less: on "
+        "faces-dev 0.5 keeps look-alikes 0.515 apart and gathers every person with three photos)",
+    )
+    people_min_faces: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="People: faces within PEOPLE_MAX_DISTANCE (itself included) that found a new person; "
+        "fewer wait unassigned until more come",
+    )
+    people_retry_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="People: how often unassigned faces are placed again (only when anything changed "
+        "since the last pass, by any gateway replica; 10-15 s of one core at 100,000 faces)",
+    )
+    people_crop_size: int = Field(
+        128, ge=32, le=512, description="People: side in pixels of the face crops kept for the page (WebP)"
+    )
+    people_suggest_distance: float = Field(
+        0.6,
+        gt=0,
+        le=2,
+        description="People: an unnamed person whose mean descriptor is within this of a named person's is "
+        'offered as "is this ...?"',
+    )
+    people_search_distance: float = Field(
+        0.6,
+        gt=0,
+        le=2,
+        description="/search_by_face: stored faces within this distance of a face of the upload match it "
+        "(dlib's same-person threshold)",
+    )
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else CommonSettings().data_dir / "gateway"
 

@@ -78,6 +78,62 @@ def wait_until_indexed(timeout: float = 600) -> None:
         time.sleep(2)
 
 
+#: First image id of the people photos added for the People views (after the photo folder's ids).
+PEOPLE_FIRST_ID = 900_000
+
+
+def add_people(gateway: str = GATEWAY) -> int:
+    """Photos of the people every machine has (Grace Hopper from matplotlib; scikit-image's
+    astronaut and cameraman, public domain): four of each and one of two together; Grace Hopper
+    named. Returns her person id (0 when the faces service is not running)."""
+    from ambience_support.people_photos import VARIANTS, people, together, variant
+
+    ids = []
+    with httpx.Client(timeout=120) as client:
+        for p, name in enumerate(people()):
+            for v, which in enumerate(VARIANTS):
+                image_id = PEOPLE_FIRST_ID + 10 * p + v
+                client.post(
+                    gateway + "/calculate_all_image_features",
+                    files={"image": (f"{name}-{which}.jpg", variant(name, which))},
+                    data={"image_id": str(image_id)},
+                )
+                ids.append(image_id)
+        if len(people()) > 1:
+            client.post(
+                gateway + "/calculate_all_image_features",
+                files={"image": ("together.jpg", together(people()[:2]))},
+                data={"image_id": str(PEOPLE_FIRST_ID + 99)},
+            )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            info = client.post(gateway + "/image_info", json={"image_ids": [PEOPLE_FIRST_ID]}).json()
+            faces = info.get(str(PEOPLE_FIRST_ID), {}).get("faces") or []
+            if faces and faces[0]["person_id"] and client.get(gateway + "/people").json()["people"]:
+                person = int(faces[0]["person_id"])
+                client.post(gateway + f"/people/{person}", json={"name": "Grace Hopper"})
+                return person
+            time.sleep(2)
+    return 0
+
+
+def shoot_people(out: Path, person: int, gateway: str = GATEWAY) -> None:
+    """The People view and a person's page."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("AMBIENCE_TEST_CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        for name, fragment in (("people", "#/people"), ("person", f"#/person/{person}")):
+            page.goto(gateway + "/" + fragment)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / f"page-{name}.png"))
+            print(f"page-{name}.png", file=sys.stderr)
+        browser.close()
+
+
 def shoot(out: Path, image_id: int, query: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -147,9 +203,12 @@ def main() -> int:
                     cwd=REPO,
                     check=False,
                 )
+            person = add_people()
             wait_until_indexed()
             args.out.mkdir(parents=True, exist_ok=True)
             shoot(args.out, image_id=3, query=photos[6])
+            if person:
+                shoot_people(args.out, person)
         finally:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=60)

@@ -498,6 +498,64 @@ class PeopleGrouping:
             if old in self.people and old not in held:
                 self._drop_person(old, changes)
 
+    # -- mirroring persisted state ---------------------------------------------------------------------
+    # Another process (a gateway replica) changed the records: the gateway applies what it reads back,
+    # as it is, without the rules (gateway/people/memory.py).
+
+    def put_people(self, people: Iterable[Person]) -> None:
+        for person in people:
+            self.people[person.id] = replace(person)
+            self.next_person = max(self.next_person, person.id + 1)
+
+    def drop_people(self, person_ids: Iterable[int]) -> None:
+        for person_id in person_ids:
+            self.people.pop(person_id, None)
+
+    def has_face(self, key: FaceKey) -> bool:
+        return face_key_id(*key) in self.row_of
+
+    def put_faces(self, faces: list[Face], descriptors: np.ndarray) -> None:
+        """Faces as recorded: those already here take their person and pin, the others are inserted
+        with ``descriptors`` (one row per face not here yet, in order)."""
+        new = [f for f in faces if not self.has_face(f.key)]
+        for face in faces:
+            row = self.row_of.get(face_key_id(*face.key))
+            if row is not None:
+                self.person[row] = NO_PERSON if face.person_id is None else face.person_id
+                self.pinned[row] = face.pinned
+        if new:
+            self._insert(new, descriptors)
+
+    def drop_faces(self, keys: Iterable[FaceKey]) -> None:
+        """Faces gone from the records (and their rejections), nothing else."""
+        wanted = np.asarray(sorted({face_key_id(*k) for k in keys}), np.int64)
+        gone = np.isin(self.ids, wanted)
+        if not gone.any():
+            return
+        for face_id in self.ids[gone].tolist():
+            self.rejected.pop(face_id, None)
+        self.index.remove_ids(self.ids[gone])
+        keep = ~gone
+        self.ids, self.person, self.pinned = self.ids[keep], self.person[keep], self.pinned[keep]
+        self.row_of = {face_id: row for row, face_id in enumerate(self.ids.tolist())}
+        self._sorted = None
+
+    def put_rejections(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            self.rejected.setdefault(face_key_id(*rejection.key), set()).add(rejection.person_id)
+
+    def drop_rejections(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            persons = self.rejected.get(face_key_id(*rejection.key))
+            if persons is not None:
+                persons.discard(rejection.person_id)
+
+    def descriptors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The descriptors of ``rows`` (float32, n x 128)."""
+        if not len(rows):
+            return np.zeros((0, DIM), np.float32)
+        return self.index.reconstruct_batch(self.ids[np.asarray(rows)])
+
     # -- decisions -------------------------------------------------------------------------------------------
 
     def new_person(self, name: str | None = None) -> tuple[int, Changes]:
@@ -537,17 +595,34 @@ class PeopleGrouping:
             self._drop_empty_automatic(changes)
         return changes
 
+    def withdraw(self, key: FaceKey, person_id: int) -> Changes:
+        """A "not this person" taken back (nothing moves until the next grouping)."""
+        changes = Changes()
+        rejected = self.rejected.get(face_key_id(*key), set())
+        if person_id in rejected:
+            rejected.discard(person_id)
+            changes.rejections_removed.add(Rejection(*key, person_id))
+        return changes
+
     def merge(self, source: int, target: int) -> Changes:
         """Two people are one: the faces of both are pinned into ``target``; ``source`` is
-        recorded as merged into it. A face that rejected either now rejects the merged person."""
+        recorded as merged into it. A face that rejected either now rejects the merged person (and
+        one of them that did leaves it, placed again by the rule)."""
         if source == target:
             raise ValueError("a person cannot be merged into itself")
         for person_id in (source, target):
             if person_id not in self.people or self.people[person_id].merged_into is not None:
                 raise KeyError(f"no person {person_id}")
         changes = Changes()
-        for row in np.nonzero(np.isin(self.person, [source, target]))[0]:
-            self._set_person(int(row), target, changes, pinned=True)
+        # A face of either that was told it is not the other (or not its own person, and joined the
+        # other since) cannot be pinned into the merged person: it is placed again by the rule.
+        released = []
+        for row in np.nonzero(np.isin(self.person, [source, target]))[0].tolist():
+            if self.rejected.get(int(self.ids[row]), set()) & {source, target}:
+                self._set_person(row, NO_PERSON, changes, pinned=False)
+                released.append(row)
+            else:
+                self._set_person(row, target, changes, pinned=True)
         for face_id, persons in self.rejected.items():
             if source in persons:
                 persons.discard(source)
@@ -560,6 +635,9 @@ class PeopleGrouping:
             changes.people[target] = replace(self.people[target])
         merged.merged_into = target
         changes.people[source] = replace(merged)
+        for row in released:
+            if self.person[row] == NO_PERSON:
+                self._place(row, changes)
         # Links to the merged id follow merged_into; the record stays, holding no faces.
         return changes
 

@@ -16,9 +16,10 @@ Boxes of every pass below the minimum are dropped. Detections are ordered larges
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dlib
 import numpy as np
@@ -83,8 +84,19 @@ class FaceDetector:
     """dlib's HOG frontal face detector, and the CNN detector when it is the fallback."""
 
     def __init__(self, cnn_weights: Path | None = None) -> None:
-        self.hog = dlib.get_frontal_face_detector()
+        # dlib's detectors are not safe to call from two threads at once (two concurrent adds
+        # crashed the process): a HOG detector per thread (cheap to make), the CNN under a lock.
+        self._threads = threading.local()
         self.cnn = dlib.cnn_face_detection_model_v1(str(cnn_weights)) if cnn_weights else None
+        self._cnn_lock = threading.Lock()
+
+    @property
+    def hog(self) -> Any:
+        """This thread's HOG detector."""
+        detector = getattr(self._threads, "hog", None)
+        if detector is None:
+            detector = self._threads.hog = dlib.get_frontal_face_detector()
+        return detector
 
     def detect(self, rgb: np.ndarray, params: DetectionParams) -> list[Detection]:
         """Faces of at least the minimum size in an RGB uint8 photo, largest first."""
@@ -111,7 +123,9 @@ class FaceDetector:
             raise RuntimeError("the CNN pass needs its weights: FaceDetector(cnn_weights)")
         minimum = minimum_face((rgb.shape[1], rgb.shape[0]), params)
         scale = CNN_MIN_BOX / (CNN_FACE_FACTOR * minimum)
-        found = [_detection(d.rect, d.confidence, scale, PASS_CNN) for d in self.cnn(resized(rgb, scale), 0)]
+        with self._cnn_lock:
+            detected = self.cnn(resized(rgb, scale), 0)
+        found = [_detection(d.rect, d.confidence, scale, PASS_CNN) for d in detected]
         return _at_least(found, minimum, scale)
 
 

@@ -267,3 +267,16 @@ def test_faces_survive_a_restart_from_the_snapshot_and_from_the_store(tmp_path: 
         assert stats["index"]["loaded_from"] == "rebuild" and stats["index"]["entries"] == 1
         hits = rebuilt.post("/faces_get_similar_images_by_id", json={"image_id": 2, "k": 3}).json()
         assert [h["image_id"] for h in hits] == [2]
+
+
+def test_photos_analysed_in_parallel_threads_do_not_crash_the_service(tmp_path: Path) -> None:
+    """dlib's HOG detector is not safe across threads (two concurrent adds crashed the process
+    once): every thread gets its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    feature = faces_service.FacesFeature(FacesSettings(data_dir=tmp_path / "faces"))
+    feature.load()
+    pictures = [encode(portrait_variant(seed)) for seed in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(feature.faces_of, pictures * 3))
+    assert [len(f) for f in found] == [1] * 24

@@ -265,3 +265,27 @@ def test_a_regrouping_redoes_automatic_people_and_leaves_kept_ones() -> None:
     (split,) = set(persons(grouping, 4, 3))
     assert split not in (None, 1, 2) and set(changes.faces) == {(4, 0), (5, 0), (6, 0)}
     assert persons(grouping, 7, 6) == [2] * 6  # the named person is left as it was
+
+
+def test_a_merge_leaves_out_a_face_that_rejected_either_person() -> None:
+    """A face told it is not A that later joined B (by the rule, B not being rejected then) leaves
+    when A and B are merged, and waits; the other faces are pinned into B."""
+    grouping = PeopleGrouping(SETTINGS)
+    add_faces(grouping, 0, around(0, 4))
+    (a,) = set(persons(grouping, 0, 4))
+    grouping.reject((1, 0), a)
+    assert grouping.person_of((1, 0)) is None
+    b, _ = grouping.new_person("B")
+    grouping.move((2, 0), b)
+    grouping.retry_unassigned()
+    assert grouping.person_of((1, 0)) == b  # its neighbour in B is not rejected
+    changes = grouping.merge(a, b)
+    assert grouping.person_of((1, 0)) is None and not changes.faces[(1, 0)].pinned
+    assert persons(grouping, 0, 4) == [b, None, b, b]
+    grouping.regroup()
+    assert persons(grouping, 0, 4) == [b, None, b, b]
+    # taken back, the face joins at the next grouping
+    assert grouping.withdraw((1, 0), b).rejections_removed == {Rejection(1, 0, b)}
+    assert not grouping.withdraw((1, 0), b)
+    grouping.retry_unassigned()
+    assert grouping.person_of((1, 0)) == b

@@ -9,6 +9,7 @@ import { renderDuplicates } from "./views/duplicates.js";
 import { renderImage } from "./views/image.js";
 import { renderMap } from "./views/map.js";
 import { renderMoments } from "./views/moments.js";
+import { renderPeople, renderPerson } from "./views/people.js";
 import { renderSearch } from "./views/search.js";
 import { renderStatus } from "./views/status.js";
 
@@ -18,6 +19,8 @@ const VIEWS = {
   moments: (params) => renderMoments(params),
   duplicates: (params) => renderDuplicates(params),
   map: () => renderMap(),
+  people: (params) => renderPeople(params),
+  person: (_, arg) => renderPerson(Number(arg)),
   image: (_, arg) => renderImage(Number(arg)),
   add: () => renderAdd(),
   status: () => renderStatus(),
@@ -30,7 +33,7 @@ function route() {
   const [given, arg] = path.split("/");
   const name = given in VIEWS ? given : DEFAULT_VIEW;
   for (const a of document.querySelectorAll("nav a")) {
-    if (a.dataset.view === name) a.setAttribute("aria-current", "page");
+    if (a.dataset.view === (name === "person" ? "people" : name)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   VIEWS[name](params, arg);

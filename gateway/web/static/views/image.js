@@ -1,6 +1,7 @@
 // One image: its preview, facts, caption, tags and similar pictures by each service.
 
 import { view, api, h, thumbUrl, PLACEHOLDER, img, hitList, services, running, busy, imageInfo, similarById, HttpError } from "../core.js";
+import { faceBoxes } from "./people.js";
 
 const SIMILAR_ROUTES = [
   ["global_features", "global_features_get_similar_images_by_id", "Visual"],
@@ -29,6 +30,7 @@ export function renderImage(id) {
       ...row("size", body.width ? `${body.width} × ${body.height} px, ${(body.bytes / 1024).toFixed(0)} KB` : "—"),
       // camera-local time as EXIF has it: shown as written, not converted to this browser's zone
       ...row("taken", body.captured_at ? body.captured_at.replace("T", " ") : "—"));
+    faceBoxes(view.querySelector("img.large"), body);  // the people in it, when faces are kept
     if (body.gps_latitude !== null && body.gps_latitude !== undefined) {
       meta.append(...row("place", `${body.gps_latitude.toFixed(5)}, ${body.gps_longitude.toFixed(5)}`));
     }
