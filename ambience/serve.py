@@ -38,7 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     with_gateway = not args.no_gateway and not args.service
-    return serve(args.service or list(SERVICES), args.data_dir, gateway=with_gateway)
+    return serve(args.service or gateway_services(), args.data_dir, gateway=with_gateway)
+
+
+def gateway_services() -> list[str]:
+    """The services the gateway uses (AMBIENCE_GATEWAY_SERVICES, every registered one by default):
+    a service turned off there is not started either."""
+    from gateway.settings import GatewaySettings
+
+    wanted = set(GatewaySettings().services)
+    return [name for name in SERVICES if name in wanted]
 
 
 def missing_requirements(info: ServiceDescriptor) -> list[str]:

@@ -15,7 +15,9 @@ with ``--faces``; the folder (../shared/caltech101-dev by default) is indexed by
 - the gateway add's latency (p50, p95) as the client sees it;
 - CPU seconds of each process over the run, and its share;
 - resident memory of every process afterwards (the services, the gateway, ``ambience serve``,
-  PostgreSQL's processes), and the total.
+  PostgreSQL's processes), and the total: as PSS (a page shared by several processes, such as
+  libtorch's code or PostgreSQL's shared buffers, divided among them: the total is what the stack
+  holds) and as RSS summed (shared pages counted once per process that maps them).
 
 ``--reference-repo PATH`` runs the same measurement with another checkout's code (the add path
 before it answered early: every step, thumbnail and link inside the add), in the same run, so the
@@ -42,6 +44,7 @@ import psutil
 
 from ambience_support.photos import REPO
 from ambience_support.processes import free_port
+from ambience_support.tiny_tokenizer import write_tokenizer
 from bench.timing import machine
 
 CALTECH = Path(os.environ.get("AMBIENCE_TEST_CALTECH", REPO.parent / "shared" / "caltech101-dev"))
@@ -61,6 +64,7 @@ class Run:
     adds_s: list[float]
     cpu_s: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    pss_mb: dict[str, float] = field(default_factory=dict)
     outcome: dict[str, object] = field(default_factory=dict)
 
     def rate(self, seconds: float) -> float:
@@ -88,6 +92,9 @@ def stack_env(models: Path, services: list[str]) -> dict[str, str]:
         "AMBIENCE_GLOBAL_FEATURES_MODEL": "tf_efficientnet_lite0",
         "AMBIENCE_GLOBAL_FEATURES_WEIGHTS": str(lite0_weights(models)),
         "AMBIENCE_IMAGE_TEXT_WEIGHTS": "random",
+        # the real tokenizer comes from the hub; indexing never tokenizes (the text tower loads on
+        # the first text query), but the service checks that one is there
+        "AMBIENCE_IMAGE_TEXT_TOKENIZER": str(write_tokenizer(models / "tokenizer")),
     }
 
 
@@ -126,15 +133,18 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return out
 
 
-def rss_mb(processes: dict[str, psutil.Process]) -> dict[str, float]:
+def memory_mb(processes: dict[str, psutil.Process], kind: str) -> dict[str, float]:
+    """Per process (PostgreSQL's together), ``rss`` (resident: pages shared with other processes,
+    such as libtorch's, counted in each) or ``pss`` (each shared page divided among the processes
+    that map it: the processes' PSS add up to the memory the stack really holds)."""
     out: dict[str, float] = {}
     for name, proc in processes.items():
         try:
-            rss = proc.memory_info().rss / 2**20
+            info = proc.memory_full_info()
         except psutil.Error:
             continue
         key = "postgresql" if name.startswith("postgres") else name
-        out[key] = out.get(key, 0.0) + rss
+        out[key] = out.get(key, 0.0) + getattr(info, kind) / 2**20
     return out
 
 
@@ -187,9 +197,9 @@ def measure(label: str, repo: Path, folder: Path, env: dict[str, str], tmp: Path
         finished = time.monotonic() - started
         processes = processes_of(psutil.Process(serve.pid), data_dir)
         after = cpu_seconds(processes)
-        memory = rss_mb(processes)
+        rss, pss = memory_mb(processes, "rss"), memory_mb(processes, "pss")
         cpu = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
-        return Run(label, result["added"], acknowledged, finished, result["timings"], cpu, memory, result)
+        return Run(label, result["added"], acknowledged, finished, result["timings"], cpu, rss, pss, result)
     finally:
         serve.terminate()
         try:
@@ -246,15 +256,15 @@ def sample(folder: Path, limit: int, target: Path) -> Path:
 
 def report(runs: list[Run]) -> str:
     lines = [
-        "| run | images | acknowledged | finished | add p50 | add p95 | memory after |",
-        "|---|---|---|---|---|---|---|",
+        "| run | images | acknowledged | finished | add p50 | add p95 | memory after (PSS) | RSS summed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         adds = np.array(run.adds_s or [0.0]) * 1000
         acknowledged = f"{run.rate(run.acknowledged_s):.1f} img/s ({run.acknowledged_s:.0f} s)"
         finished = f"{run.rate(run.finished_s):.1f} img/s ({run.finished_s:.0f} s)"
         latency = f"{np.percentile(adds, 50):.0f} ms | {np.percentile(adds, 95):.0f} ms"
-        memory = f"{sum(run.rss_mb.values()) / 1024:.2f} GB"
+        memory = f"{sum(run.pss_mb.values()) / 1024:.2f} GB | {sum(run.rss_mb.values()) / 1024:.2f} GB"
         lines.append(f"| {run.label} | {run.images:,} | {acknowledged} | {finished} | {latency} | {memory} |")
     if len(runs) > 1:
         new, old = runs[0], runs[1]
@@ -264,7 +274,7 @@ def report(runs: list[Run]) -> str:
     for run in runs:
         total = sum(run.cpu_s.values()) or 1.0
         lines += ["", f"{run.label}: CPU seconds per process over the run, and memory afterwards.", ""]
-        lines += ["| process | CPU s | share | RSS after |", "|---|---|---|---|"]
+        lines += ["| process | CPU s | share | PSS after | RSS after |", "|---|---|---|---|---|"]
         for name in sorted(run.cpu_s, key=lambda n: -run.cpu_s[n]):
             share = run.cpu_s[name] / total
             lines.append(

@@ -102,6 +102,7 @@ class OpenClipSession:
         self.weights = weights
         self.device = device
         visual = load_open_clip_tower(model, weights, "visual", quick_gelu, preprocess_cfg).to(device)
+        release_freed_memory()  # the rest of a model built whole (random weights, a .bin checkpoint)
         self.pipeline = PixelPipeline(
             image_transform_v2(PreprocessCfg(**visual.preprocess_cfg), is_train=False)
         )
