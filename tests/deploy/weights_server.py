@@ -43,8 +43,16 @@ class WeightsServer:
                 pass
 
             def do_GET(self) -> None:
-                server._handle(self)
+                with server._lock:
+                    server._in_flight += 1
+                try:
+                    server._handle(self)
+                finally:
+                    with server._lock:
+                        server._in_flight -= 1
 
+        self._lock = threading.Lock()
+        self._in_flight = 0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -62,6 +70,11 @@ class WeightsServer:
         return f"{self.base_url}/hub/{name}?announce={sha}"
 
     def requests_for(self, name: str) -> list[Served]:
+        """The requests for ``name`` so far, once the ones in flight are logged (a client may have
+        its whole answer before the server thread has written its log line)."""
+        deadline = time.monotonic() + 5
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         return [r for r in self.log if r.path.endswith("/" + name) and r.path.startswith("/files/")]
 
     def __enter__(self) -> WeightsServer:
