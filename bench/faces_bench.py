@@ -44,7 +44,8 @@ from ambience_support.face_photos import crowd
 from ambience_support.faces_dev import FACES_DEV, DevPhoto, Verdict, dev_photos, judge
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, photo_paths
-from gateway.people.clustering import Face, GroupingSettings, PeopleGrouping, Person
+from gateway.people.clustering import PeopleGrouping
+from gateway.people.faces import Face, GroupingSettings, Person
 from services.faces.extraction import CAPPED, OUT_OF_TIME, ImageFaces
 from services.faces.service import FacesFeature, FacesSettings
 
@@ -416,7 +417,7 @@ def persisted_section(stats: dict[str, np.ndarray], total: int, adds: int) -> st
     crop), a second process following those adds, and an image deleted. The in-memory add of the
     same faces, measured in the same run, is the reference."""
     from gateway.people import store
-    from gateway.people.clustering import Changes
+    from gateway.people.faces import Changes
     from gateway.people.memory import PeopleMemory
     from gateway.people.schema import COMPONENT, MIGRATIONS
     from gateway.people.store import NewFace

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from gateway.people import store
-from gateway.people.clustering import Changes, GroupingSettings, PeopleGrouping
+from gateway.people.clustering import PeopleGrouping
+from gateway.people.faces import Changes, GroupingSettings
 from gateway.people.store import Records, State
 from services.common.postgres.database import Cursor, SqlRunner
 

@@ -23,8 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails
 from gateway.people import queries, store
-from gateway.people.clustering import NO_PERSON, Changes, PeopleGrouping
+from gateway.people.clustering import PeopleGrouping
 from gateway.people.crops import face_crops
+from gateway.people.faces import NO_PERSON, Changes
 from gateway.people.service import (
     FacesUnavailable,
     People,

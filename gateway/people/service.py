@@ -22,15 +22,9 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from gateway.people import queries, store
-from gateway.people.clustering import (
-    NO_PERSON,
-    Changes,
-    FaceKey,
-    GroupingSettings,
-    PeopleGrouping,
-    face_key_id,
-)
+from gateway.people.clustering import PeopleGrouping
 from gateway.people.crops import crops_from_upload
+from gateway.people.faces import NO_PERSON, Changes, FaceKey, GroupingSettings, face_key_id
 from gateway.people.memory import PeopleMemory
 from gateway.people.store import NewFace
 from gateway.proxy import CallResult, ServiceClients

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.people.clustering import DIM, Changes, Face, FaceKey, Person, Rejection
+from gateway.people.faces import DIM, Changes, Face, FaceKey, Person, Rejection
 from services.common.postgres.database import Cursor
 
 #: Generations whose removals stay logged: a replica further behind reloads the records whole.

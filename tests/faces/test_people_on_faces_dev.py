@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ambience_support.faces_dev import FACES_DEV, DevPhoto, Verdict, dev_photos, judge
-from gateway.people.clustering import GroupingSettings, PeopleGrouping
+from gateway.people.clustering import PeopleGrouping
+from gateway.people.faces import GroupingSettings
 
 pytest.importorskip("dlib")
 

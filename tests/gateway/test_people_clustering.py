@@ -9,14 +9,8 @@ import random
 import numpy as np
 import pytest
 
-from gateway.people.clustering import (
-    DIM,
-    Face,
-    GroupingSettings,
-    PeopleGrouping,
-    Person,
-    Rejection,
-)
+from gateway.people.clustering import PeopleGrouping
+from gateway.people.faces import DIM, Face, GroupingSettings, Person, Rejection
 
 SETTINGS = GroupingSettings(max_distance=0.5, min_faces=3, neighbours=16)
 

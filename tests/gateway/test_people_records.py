@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gateway.people import queries, store
-from gateway.people.clustering import Changes, GroupingSettings, PeopleGrouping
+from gateway.people.clustering import PeopleGrouping
+from gateway.people.faces import Changes, GroupingSettings
 from gateway.people.memory import PeopleMemory
 from gateway.people.schema import COMPONENT, MIGRATIONS
 from gateway.people.store import NewFace
