@@ -13,7 +13,10 @@
   (gateway/routes/health.py), Swagger at /docs;
 - ``/moments``, ``/map``: the collection explored, clustering run inside the vector services
   (gateway/explore.py, gateway/routes/explore.py); ``/duplicate_groups``: copies and near shots
-  (gateway/duplicates/, gateway/routes/duplicates.py).
+  (gateway/duplicates/, gateway/routes/duplicates.py);
+- ``/library``, ``/places``, ``/trips``, ``/events``, ``/on_this_day``: the library newest first
+  with filters, places from GPS, moments that know time and place (gateway/library/,
+  gateway/routes/library.py).
 """
 
 from __future__ import annotations
@@ -35,11 +38,14 @@ from gateway.duplicates.links import PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
 from gateway.explore import Explorer
 from gateway.image_facts import ImageFacts
+from gateway.library import Library
+from gateway.library import schema as library_schema
 from gateway.openapi import openapi_with_service_schemas
 from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import duplicates as duplicate_routes
 from gateway.routes import explore, health, passthrough, search, writes
+from gateway.routes import library as library_routes
 from gateway.routes import thumbnails as thumbnail_routes
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
@@ -66,7 +72,12 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     # the lifespan has opened it.
     postgres = PostgresComponent(
         pg or PostgresSettings(),
-        {COMPONENT: MIGRATIONS, thumbnails.COMPONENT: thumbnails.MIGRATIONS, web.COMPONENT: web.MIGRATIONS},
+        {
+            COMPONENT: MIGRATIONS,
+            thumbnails.COMPONENT: thumbnails.MIGRATIONS,
+            web.COMPONENT: web.MIGRATIONS,
+            library_schema.COMPONENT: library_schema.MIGRATIONS,
+        },
         "ambience-gateway",
     )
     links = PostgresLinkStore(postgres)
@@ -82,6 +93,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     reverse_search = ReverseSearch(settings, clients, enabled, facts)
     sources = AnalysisSources(settings, clients, enabled)
     explorer = Explorer(settings, sources, facts)
+    library = Library.build(settings, postgres, clients, names, explorer)
     duplicates = DuplicateGroups.build(settings, clients, sources, reverse_search, facts, links, postgres)
     decode_limits = DecodeLimits(
         max_bytes=settings.max_upload_bytes,
@@ -90,11 +102,13 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     )
     spool, locks = Spool(settings.resolved_data_dir() / "spool"), KeyedLocks()
     # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
-    # links read; the thumbnail, which the copies' crop alignment reads; the duplicate links.
+    # links read; the library row and place; the thumbnail, which the copies' crop alignment reads;
+    # the duplicate links.
     after_add = AfterAdd(
         settings,
         [
             facts,
+            library.step,
             thumbnails.ThumbnailKeeper(postgres, settings.thumbnail_size, decode_limits),
             *duplicates.steps(),
         ],
@@ -112,12 +126,14 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         await run_in_threadpool(writer.reconcile_spool)
         writer.start()
         await after_add.start()
+        await library.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(names), postgres.where)
         try:
             yield
         finally:
             await writer.stop()
             await after_add.stop()
+            await library.stop()
             await duplicates.stop()
             await clients.close()
             await run_in_threadpool(postgres.close)
@@ -156,7 +172,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     search.add_routes(
         app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
     )
-    explore.add_routes(app, explorer, facts)
+    explore.add_routes(app, explorer, facts, library.store.rows)
+    library_routes.add_routes(app, library, settings.on_this_day_window_days)
     duplicate_routes.add_routes(app, duplicates)
     health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)
     thumbnail_routes.add_routes(

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.explore import Explorer, MomentsBody
 from gateway.image_facts import ImageFacts
+from gateway.places import display_name
 from gateway.sources import Running, SourceUnavailable
 
 
@@ -33,7 +34,15 @@ class ImageIds(BaseModel):
     image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
 
 
-def add_routes(app: FastAPI, explorer: Explorer, facts: ImageFacts) -> None:
+def add_routes(
+    app: FastAPI,
+    explorer: Explorer,
+    facts: ImageFacts,
+    library_rows: Callable[[list[int]], dict[int, Any]] | None = None,
+) -> None:
+    """``library_rows``: the library's rows of ids (gateway/library/store.py), whose place
+    /image_info shows."""
+
     @app.post("/moments", tags=["explore"])
     async def moments(body: MomentsBody) -> Any:
         """The collection clustered into moments, largest first: ``{"moment", "representative",
@@ -57,8 +66,30 @@ def add_routes(app: FastAPI, explorer: Explorer, facts: ImageFacts) -> None:
         ``exposed_at`` (the camera's DateTimeOriginal with its fraction of a second) and
         ``exposure_subsecond`` (whether it had one), ``gps_latitude``, ``gps_longitude``, ``kind``
         (photo | video), ``format`` (JPEG, HEIC, DNG, MP4, ...), ``duration_s`` (videos),
-        ``live_photo_of`` (the other half of a Live Photo); null where unknown. Unknown ids (and
-        images whose facts step has not run yet) are absent."""
+        ``live_photo_of`` (the other half of a Live Photo), ``place`` (the GPS position's
+        ``{"city", "region", "country", "country_code", "at_sea", "name"}``, geocoded offline);
+        null where unknown. Unknown ids (and images whose facts step has not run yet) are absent."""
         found = await run_in_threadpool(facts.info, body.image_ids)
+        rows = await run_in_threadpool(library_rows, list(found)) if library_rows and found else {}
         times = ("captured_at", "exposed_at")
-        return {str(i): {**v, **{t: v[t] and v[t].isoformat() for t in times}} for i, v in found.items()}
+        out = {}
+        for i, v in found.items():
+            out[str(i)] = {**v, **{t: v[t] and v[t].isoformat() for t in times}}
+            if library_rows is not None:
+                out[str(i)]["place"] = place_json(rows.get(i))
+        return out
+
+
+def place_json(row: Any) -> dict[str, Any] | None:
+    """A library row's place as /image_info shows it (None without one)."""
+    place = getattr(row, "place", None)
+    if place is None:
+        return None
+    return {
+        "city": place.city,
+        "region": place.region,
+        "country": place.country,
+        "country_code": place.country_code,
+        "at_sea": place.at_sea,
+        "name": display_name(place, with_region=True),
+    }

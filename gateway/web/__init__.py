@@ -43,6 +43,7 @@ def asset_path(name: str) -> Path | None:
         return None
     return path
 
+
 COMPONENT = "web"
 MIGRATIONS = [
     Migration(
