@@ -3,8 +3,10 @@
 
 The captures (every image with a capture time, its position and place) are read once per state of
 the library: a cheap signature of the table (its row count, id sum, placed count, newest add) is
-checked on each request and everything is recomputed only when it changed; the work runs in a
-worker thread, one computation at a time.
+checked on each request and trips and events are recomputed only when it changed, in a worker
+thread, one computation at a time; a request waits a moment for it, then answers the previous
+state marked ``stale`` (seconds of work at 100,000 images, while an import changes the library
+with every add). On this day reads ranges of the capture-time index, always current.
 
 A trip's **visual sub-moments** are today's moments (``/moments``: the vector service's clusters at
 a granularity, split where capture times leave a gap) restricted to the trip's members, in the
@@ -16,6 +18,7 @@ position are in no trip and no event: they keep their visual moments in ``/momen
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -31,13 +34,18 @@ from gateway.trips import (
     Event,
     Home,
     MomentRules,
-    OnThisDayIndex,
     Trip,
     choose_cover,
     find_events,
     find_trips,
     infer_home,
 )
+
+log = logging.getLogger("ambience.gateway")
+
+#: Seconds a request waits for trips and events to be recomputed before it answers the previous
+#: ones, marked stale.
+REFRESH_WAIT_S = 2.0
 
 
 def event_id(members: list[int], start: date) -> str:
@@ -104,19 +112,25 @@ def restrict(moments: list[list[int]], members: list[int], order: dict[int, int]
 
 @dataclass
 class LibraryState:
-    """What the moments of one state of the library are made of."""
+    """What the moments of one state of the library are made of, and the trips and events as the
+    routes answer them (made once per state)."""
 
     signature: tuple[Any, ...]
     captures: dict[int, Capture]
     home: Home | None
     trips: list[Trip]
     events: list[Event]
-    on_this_day: OnThisDayIndex
     trips_by_id: dict[str, Trip] = field(default_factory=dict)
+    trips_json: list[dict[str, Any]] = field(default_factory=list)
+    events_json: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LibraryMoments:
-    """Trips, events and on this day of the library, recomputed when it changes."""
+    """Trips, events and on this day of the library. Trips and events are recomputed when the
+    library changed: a request waits up to :data:`REFRESH_WAIT_S` for that, then answers the
+    previous ones marked ``stale`` (at 100,000 images a computation takes seconds, and during an
+    import the library changes with every add); the first computation is always waited for.
+    On this day reads the capture-time index directly, always current."""
 
     def __init__(
         self,
@@ -132,14 +146,29 @@ class LibraryMoments:
         self.home = home
         self.explorer = explorer
         self._state: LibraryState | None = None
-        self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
-    async def state(self) -> LibraryState:
-        async with self._lock:
-            signature = await run_in_threadpool(self.store.signature)
-            if self._state is None or self._state.signature != signature:
-                self._state = await run_in_threadpool(self._compute, signature)
-            return self._state
+    async def state(self) -> tuple[LibraryState, bool]:
+        """The newest state and whether it is stale (the library changed since)."""
+        signature = await run_in_threadpool(self.store.signature)
+        current = self._state
+        if current is not None and current.signature == signature:
+            return current, False
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._recompute(signature), name="library-moments")
+        task = self._refresh
+        if current is None:
+            await asyncio.shield(task)
+        else:
+            await asyncio.wait({task}, timeout=REFRESH_WAIT_S)
+            if task.done() and task.exception() is not None:
+                log.warning("library moments: recomputing failed: %s", task.exception())
+        state = self._state
+        assert state is not None
+        return state, state.signature != signature
+
+    async def _recompute(self, signature: tuple[Any, ...]) -> None:
+        self._state = await run_in_threadpool(self._compute, signature)
 
     def _compute(self, signature: tuple[Any, ...]) -> LibraryState:
         captures = self.store.captures()
@@ -147,23 +176,27 @@ class LibraryMoments:
         trips = find_trips(captures, self.rules, self.home, locator=self.geocoder)
         events = find_events(captures, self.rules, home)
         by_id = {c.image_id: c for c in captures}
-        state = LibraryState(signature, by_id, home, trips, events, OnThisDayIndex(captures))
-        state.trips_by_id = {event_id(t.members, t.start): t for t in trips}
-        return state
+        return LibraryState(
+            signature,
+            by_id,
+            home,
+            trips,
+            events,
+            trips_by_id={event_id(t.members, t.start): t for t in trips},
+            trips_json=[trip_json(t, by_id) for t in reversed(trips)],
+            events_json=[event_json(e, by_id) for e in reversed(events)],
+        )
 
     async def trips(self) -> dict[str, Any]:
-        """Every trip, newest first, with its parts (no members' pictures asked for)."""
-        s = await self.state()
-        return {
-            "home": home_json(s.home),
-            "trips": [trip_json(t, s.captures) for t in reversed(s.trips)],
-        }
+        """Every trip, newest first, with its parts."""
+        s, stale = await self.state()
+        return {"stale": stale, "home": home_json(s.home), "trips": s.trips_json}
 
     async def trip(self, trip_id: str, granularity: float, source: str | None) -> dict[str, Any] | None:
         """One trip with its visual sub-moments (``moments_from``: the vector service, or "time"
         for the trip's parts when none can answer); None for an unknown id. Raises
         :class:`gateway.sources.Running` while the service computes its moments."""
-        s = await self.state()
+        s, stale = await self.state()
         trip = s.trips_by_id.get(trip_id)
         if trip is None:
             return None
@@ -177,23 +210,23 @@ class LibraryMoments:
             origin = reply["source"]
         return {
             **trip_json(trip, s.captures),
+            "stale": stale,
             "moments_from": origin,
             "moments": [{"representative": p[0], "size": len(p), "members": p} for p in parts],
         }
 
     async def events(self, limit: int) -> dict[str, Any]:
         """The newest ``limit`` events and how many there are."""
-        s = await self.state()
-        newest = s.events[::-1][:limit]
+        s, stale = await self.state()
         return {
+            "stale": stale,
             "home": home_json(s.home),
             "total": len(s.events),
-            "events": [event_json(e, s.captures) for e in newest],
+            "events": s.events_json[:limit],
         }
 
     async def on_this_day(self, day: date, window_days: int) -> dict[str, Any]:
-        s = await self.state()
-        years = s.on_this_day.query(day, window_days)
+        years = await run_in_threadpool(self.store.on_this_day, day, window_days)
         return {
             "date": day.isoformat(),
             "window_days": window_days,

@@ -74,26 +74,27 @@ class LibraryPlaces:
 
     def points(self) -> list[dict[str, Any]]:
         """The library's positions rounded to :data:`POINT_DECIMALS`: per point its image count,
-        its newest image and the city (and country) most of its images are in."""
+        its highest image id and a city (and country) of its images."""
+        scale = 10**POINT_DECIMALS
 
         def read(cur: Cursor) -> list[dict[str, Any]]:
+            # integer cells and plain aggregates: hashed in one pass (numeric rounding and ordered
+            # aggregates cost five times as much at 100,000 images)
             cur.execute(
-                "SELECT round(latitude::numeric, %s) AS lat, round(longitude::numeric, %s) AS lon, count(*),"
-                " (array_agg(image_id ORDER BY taken_at DESC, image_id DESC))[1],"
-                " mode() WITHIN GROUP (ORDER BY city), mode() WITHIN GROUP (ORDER BY country_code)"
-                " FROM library_images WHERE latitude IS NOT NULL GROUP BY 1, 2",
-                (POINT_DECIMALS, POINT_DECIMALS),
+                "SELECT round(latitude * %s)::int, round(longitude * %s)::int, count(*), max(image_id),"
+                " min(city), min(country_code) FROM library_images WHERE latitude IS NOT NULL GROUP BY 1, 2",
+                (scale, scale),
             )
             return [
                 {
-                    "lat": float(lat),
-                    "lon": float(lon),
+                    "lat": lat / scale,
+                    "lon": lon / scale,
                     "count": int(n),
-                    "image_id": int(newest),
+                    "image_id": int(highest),
                     "city": city,
                     "country_code": code,
                 }
-                for lat, lon, n, newest, city, code in cur.fetchall()
+                for lat, lon, n, highest, city, code in cur.fetchall()
             ]
 
         return self.db.run(read)

@@ -8,11 +8,12 @@ gateway/library/places.py.
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway.library.query import LibraryFilter, LibraryRow, PageKey, where_clause
 from gateway.places import Place
-from gateway.trips import Capture
+from gateway.trips import Capture, YearMemory, same_day_in
 from services.common.postgres.database import Cursor, SqlRunner
 
 ROW_COLUMNS = (
@@ -164,12 +165,13 @@ class LibraryStore:
 
         def read(cur: Cursor) -> list[tuple[str, int]]:
             self._check_people(cur, f)
+            # no ORDER BY: hashing a few hundred months beats sorting every row (benchmarks.md)
             cur.execute(
-                "SELECT to_char(date_trunc('month', l.taken_at), 'YYYY-MM'), count(*)"
-                f" FROM library_images l WHERE {where} GROUP BY 1 ORDER BY 1 DESC",
+                "SELECT date_trunc('month', l.taken_at), count(*) FROM library_images l"
+                f" WHERE {where} GROUP BY 1",
                 params,
             )
-            return [(m, int(n)) for m, n in cur.fetchall()]
+            return [(f"{m:%Y-%m}", int(n)) for m, n in sorted(cur.fetchall(), reverse=True)]
 
         return self.db.run(read)
 
@@ -216,6 +218,49 @@ class LibraryStore:
                 Capture(int(r[0]), r[1], r[2], r[3], place_from(*r[4:9]) if r[2] is not None else None)
                 for r in cur.fetchall()
             ]
+
+        return self.db.run(read)
+
+    def on_this_day(self, day: date, window_days: int) -> list[YearMemory]:
+        """Photos taken within ``window_days`` of ``day``'s date in each earlier year, newest year
+        first (as :func:`gateway.trips.on_this_day`, read by ranges of the capture-time index
+        rather than from every capture)."""
+        if not 0 <= window_days <= 182:
+            raise ValueError("window_days must be within [0, 182]")
+
+        def read(cur: Cursor) -> list[YearMemory]:
+            cur.execute(
+                "SELECT taken_at FROM library_images WHERE captured ORDER BY taken_at, image_id LIMIT 1"
+            )
+            first = cur.fetchone()
+            if first is None:
+                return []
+            # a window can reach back into the year before the first photo's (1 January's does)
+            # (never before year 2: a window in year 1 would reach before the calendar's start)
+            anchors = {y: same_day_in(day, y) for y in range(day.year - 1, max(1, first[0].year - 2), -1)}
+            if not anchors:
+                return []
+            midnight = datetime.min.time()
+            windows = [
+                (
+                    year,
+                    datetime.combine(anchor - timedelta(days=window_days), midnight),
+                    datetime.combine(anchor + timedelta(days=window_days + 1), midnight),
+                )
+                for year, anchor in anchors.items()
+            ]
+            cur.execute(
+                "SELECT w.year, l.image_id FROM (SELECT unnest(%s::int[]) AS year,"
+                " unnest(%s::timestamp[]) AS lo, unnest(%s::timestamp[]) AS hi) w"
+                " JOIN library_images l ON l.taken_at >= w.lo AND l.taken_at < w.hi"
+                " WHERE l.captured ORDER BY w.year DESC, l.taken_at, l.image_id",
+                ([w[0] for w in windows], [w[1] for w in windows], [w[2] for w in windows]),
+            )
+            out: dict[int, YearMemory] = {}
+            for year, image_id in cur.fetchall():
+                memory = out.setdefault(year, YearMemory(year, day.year - year, anchors[year]))
+                memory.members.append(int(image_id))
+            return list(out.values())
 
         return self.db.run(read)
 

@@ -129,8 +129,8 @@ def add_routes(app: FastAPI, library: Library, window_days: int) -> None:
     @app.get("/places/points", tags=["library"])
     async def place_points() -> dict[str, Any]:
         """Where the photos were taken, for a map: ``{"points": [{"lat", "lon", "count", "image_id",
-        "city", "country_code"}]}``, positions rounded to about a kilometre (``image_id``: the newest
-        there)."""
+        "city", "country_code"}]}``, positions rounded to about a kilometre (``image_id``: one of the
+        images there, the highest id; ``city``: one of theirs)."""
         return {"points": await run_in_threadpool(library.places.points)}
 
     @app.post("/places/backfill", tags=["library"], status_code=202)
