@@ -6,7 +6,19 @@ import argparse
 import sys
 from types import ModuleType
 
-from ambience import catalog, groups, import_folder, index, models, search, serve, settings, thumbnails, train
+from ambience import (
+    catalog,
+    groups,
+    import_folder,
+    index,
+    models,
+    places,
+    search,
+    serve,
+    settings,
+    thumbnails,
+    train,
+)
 
 #: In the order ``ambience --help`` lists them.
 COMMANDS: dict[str, ModuleType] = {
@@ -20,6 +32,7 @@ COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "thumbnails": thumbnails,
     "groups": groups,
+    "places": places,
 }
 
 

@@ -181,6 +181,7 @@ class PlacesBackfill:
                 place = next(places) if places is not None and position is not None else None
                 rows.append(row_from_facts(b.image_id, f, b.added_at, place, places is not None))
             added += await run_in_threadpool(self.store.record, rows, True)
+            placed += len(found or [])
             self.progress.done += len(batch)
             logged = self._log(logged)
         self.progress.phase = "places"

@@ -300,12 +300,21 @@ def test_backfill_makes_rows_and_places_for_images_added_before(stack: GatewaySt
         time.sleep(0.1)
     assert status.json() == {
         "status": "idle",
-        "last": {"rows_added": 3, "placed": 1, "seconds": status.json()["last"]["seconds"]},
+        "last": {"rows_added": 3, "placed": 3, "seconds": status.json()["last"]["seconds"]},
     }
     images = {i["image_id"]: i for i in every_page(url, 100)}
     assert images[12]["place"] == "Paris, France" and images[21]["place"] == "Porto, Portugal"
     assert images[41]["captured"] is True and images[41]["place"] is None
     assert ok(url, "/places")["not_placed"] == 0
+
+
+def test_backfill_from_the_command_line(stack: GatewayStack, capsys: pytest.CaptureFixture[str]) -> None:
+    from ambience.places import backfill
+
+    sql(stack, "DELETE FROM library_images WHERE image_id = 13")
+    assert backfill(stack.url) == 0
+    assert capsys.readouterr().out.strip() == "places: 1 library rows added, 1 positions placed"
+    assert next(i for i in every_page(stack.url, 100) if i["image_id"] == 13)["place"] == "Paris, France"
 
 
 # ---- moments that know time and place ----------------------------------------------------------
