@@ -13,6 +13,12 @@ library (a random cursor), each filter, combinations, the months for the scrubbe
 and the moments (trips, events, on this day: first computation and cached). Reference in the same
 run: the same page read with OFFSET (what keyset paging avoids), at the same depths.
 
+Then the page (when Chromium is installed): a gateway process over the same database (one
+generated WebP preview stored under every id), Debian's Chromium through Playwright at 1280x900:
+the time from navigation to the first tiles of the library, the time of ten jumps with the month
+list (until a tile of that month shows), and two seconds of continuous wheel scrolling: frame
+intervals (requestAnimationFrame), the most tiles in the document at once, the JS heap.
+
     python -m bench.library_bench [--small] [--size N]
 """
 
@@ -312,27 +318,102 @@ async def run(db: Database, n: int, small: bool) -> list[str]:
             (await client.get(path, params=asked)).raise_for_status()
             first = (time.perf_counter() - started) * 1000
             p50, p99, size = await measure(client, path, lambda k, asked=asked: asked, 20)
-            rows.append(
-                f"| `{path}` {what}, cached (the first, reading and computing: {first:.0f} ms) "
-                f"| {p50:.1f} | {p99:.1f} | {size:,} |"
+            computed = (
+                f" (the first request, reading and computing: {first:.0f} ms)"
+                if path != "/on_this_day"
+                else ""
             )
+            rows.append(f"| `{path}` {what}{computed} | {p50:.1f} | {p99:.1f} | {size:,} |")
             progress(f"{what}: first {first:.0f} ms, cached p50 {p50:.1f} ms")
-    # the reference: the same page by OFFSET at the same depths
+    # the reference: the same page by OFFSET at the same depths, the SQL alone on both sides
     keyset, offset = [], []
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as client:
-        for k in range(repeats):
-            started = time.perf_counter()
-            (await client.get("/library", params={"limit": 100, "cursor": cursor(k)})).raise_for_status()
-            keyset.append(time.perf_counter() - started)
-            offset.append(offset_page(db, int(depths[k % 1000]), 100))
+    for k in range(repeats):
+        started = time.perf_counter()
+        library.store.page(LibraryFilter(), PageKey(*keys[int(depths[k % 1000])]), 100)
+        keyset.append(time.perf_counter() - started)
+        offset.append(offset_page(db, int(depths[k % 1000]), 100))
     (k50, k99), (o50, o99) = percentiles(keyset), percentiles(offset)
     rows += [
         "",
-        f"Reference, the same depths: a page by OFFSET (the SQL alone) p50 {o50:.1f} ms, p99 {o99:.1f} ms; "
-        f"by keyset through the whole route p50 {k50:.1f} ms, p99 {k99:.1f} ms (ratio of p99 "
-        f"{o99 / k99:.1f}).",
+        f"Reference, a page of 100 at the same random depths, the query alone: by keyset p50 {k50:.1f} ms, "
+        f"p99 {k99:.1f} ms; by OFFSET p50 {o50:.1f} ms, p99 {o99:.1f} ms (OFFSET / keyset at p50: "
+        f"{o50 / k50:.1f}).",
     ]
     return rows
+
+
+def browser_rows(dsn: str, tmp: Path, n: int) -> list[str]:
+    """The library view in Chromium over a gateway process on ``dsn``."""
+    from ambience_support.processes import ServiceProcess
+    from bench.page_bench import fill_thumbnails
+    from tests.web.browser import chromium_path
+
+    chromium_binary = chromium_path()
+    if chromium_binary is None:
+        return ["", "The page: not measured (no Chromium here)."]
+    from playwright.sync_api import sync_playwright
+
+    env = {
+        "AMBIENCE_PG_DSN": dsn,
+        "AMBIENCE_GATEWAY_SERVICES": "[]",
+        "AMBIENCE_GATEWAY_RUNNER_STATE_DIR": str(tmp / "run"),
+    }
+    gateway = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp / "gateway", extra_env=env).start()
+    try:
+        webp = fill_thumbnails(dsn, n)
+        progress(f"{n:,} previews of {webp} B stored")
+        months = [m["month"] for m in httpx.get(gateway.url + "/library/months", timeout=60).json()["months"]]
+        jumps = [months[int(k)] for k in np.linspace(len(months) - 1, 0, 10)]
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=chromium_binary, args=["--no-sandbox"])
+            page = chromium.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            started = time.perf_counter()
+            page.goto(gateway.url + "/#/library")
+            page.wait_for_selector("#library-grid .lib-tile", timeout=120_000)
+            first_ms = (time.perf_counter() - started) * 1000
+            jump_ms = []
+            for month in jumps:
+                started = time.perf_counter()
+                page.select_option("#jump-month", month)
+                page.wait_for_function(
+                    "m => [...document.querySelectorAll('#library-grid .lib-tile')]"
+                    ".some(t => t.title.startsWith(m))",
+                    arg=month,
+                    timeout=60_000,
+                )
+                jump_ms.append((time.perf_counter() - started) * 1000)
+            page.select_option("#jump-month", months[len(months) // 2])
+            page.evaluate(
+                "() => { window.__frames = []; window.__most = 0; let last = performance.now();"
+                " const tick = (t) => { window.__frames.push(t - last); last = t;"
+                " window.__most = Math.max(window.__most, document.querySelectorAll('.lib-tile').length);"
+                " if (window.__sampling) requestAnimationFrame(tick); };"
+                " window.__sampling = true; requestAnimationFrame(tick); }"
+            )
+            page.mouse.move(600, 600)
+            scroll_started = time.perf_counter()
+            while time.perf_counter() - scroll_started < 2.0:
+                page.mouse.wheel(0, 400)
+                page.wait_for_timeout(16)
+            page.evaluate("() => { window.__sampling = false; }")
+            frames = page.evaluate("window.__frames.slice(1)")
+            most = page.evaluate("window.__most")
+            heap = page.evaluate("performance.memory.usedJSHeapSize") / 2**20
+            chromium.close()
+    finally:
+        gateway.stop()
+    f50, f95, fmax = np.percentile(frames, [50, 95, 100]) if frames else (0, 0, 0)
+    j50, jmax = np.percentile(jump_ms, [50, 100])
+    return [
+        "",
+        f"The page at {n:,} images (Chromium, 1280x900): first tiles {first_ms:.0f} ms after navigation; "
+        f"a jump to a month with the month list p50 {j50:.0f} ms, at most {jmax:.0f} ms (10 jumps); "
+        f"two seconds of wheel scrolling: frame interval p50 {f50:.0f} ms, p95 {f95:.0f} ms, longest "
+        f"{fmax:.0f} ms ({len(frames)} frames), at most {most} tiles in the document; JS heap "
+        f"{heap:.0f} MiB" + (f"; script errors: {'; '.join(errors)[:200]}" if errors else "") + ".",
+    ]
 
 
 def main() -> None:
@@ -355,6 +436,7 @@ def main() -> None:
             progress(f"{n:,} rows filled in {time.perf_counter() - started:.0f} s")
             print("\n".join(asyncio.run(run(db, n, args.small))))
             db.close()
+            print("\n".join(browser_rows(dsn, Path(tmpdir), n)))
         finally:
             pg.stop()
 

@@ -33,6 +33,7 @@ BENCHES = (
     "hostile_memory_bench",
     "import_bench",
     "inference_bench",
+    "library_bench",
     "link_log_bench",
     "local_features_bench",
     "local_features_recall_bench",
