@@ -112,11 +112,17 @@ export function renderLibrary(params) {
   };
   for (const el of [country, kind, dups, ocr, from, to]) el.addEventListener("change", (e) => { if (el === country) city.value = ""; apply(e); });
   city.addEventListener("change", apply);
+  // On a phone the filters fold away behind their summary (open when one is set), the text stays.
+  const narrowed = FILTERS.filter((k) => k !== "text" && k !== "text_source" && filters[k]).length;
+  const more = h("details", { class: "more-filters", open: window.innerWidth > 640 || narrowed > 0 },
+    h("summary", {}, narrowed ? `Filters (${narrowed})` : "Filters"),
+    h("div", { class: "row" },
+      h("label", { title: "match the words written in pictures (OCR) instead of what they show" }, ocr, " text in pictures"),
+      people, country, city, h("label", {}, "from ", from), h("label", {}, "to ", to), kind,
+      h("label", {}, dups, " has copies")));
   const form = h("form", { class: "row filters", id: "library-filters", onsubmit: apply }, text,
-    h("label", { title: "match the words written in pictures (OCR) instead of what they show" }, ocr, " text in pictures"),
-    people, country, city, h("label", {}, "from ", from), h("label", {}, "to ", to), kind,
-    h("label", {}, dups, " has copies"), h("button", { type: "submit" }, "Filter"),
-    active ? h("a", { class: "button secondary", href: "#/library", id: "lib-clear" }, "Clear") : null);
+    h("button", { type: "submit" }, "Filter"),
+    active ? h("a", { class: "button secondary", href: "#/library", id: "lib-clear" }, "Clear") : null, more);
 
   view.replaceChildren(h("div", { class: "library-head" }, h("h1", {}, "Library"), count, jump), memories, form, actionBar, dupOut,
     h("div", { class: "library-body" }, grid, scrubber));
