@@ -210,12 +210,22 @@ export function renderLibrary(params) {
     schedule();
   }
   jump.addEventListener("change", () => { if (jump.value) scrollToMonth(jump.value); });
+  // the bar beside the grid: press or drag anywhere on it to go to the month at that height
+  let dragging = false;
+  function jumpAt(clientY) {
+    if (!layout || !months.length) return;
+    const rect = scrubber.getBoundingClientRect(), at = ((clientY - rect.top) / rect.height) * layout.height;
+    const m = [...months].reverse().find((x) => x.top <= at) || months[0];
+    scrollToMonth(m.month);
+  }
   scrubber.addEventListener("pointerdown", (e) => {
     if (e.target.classList.contains("tick")) return;  // its own click handles it
-    const rect = scrubber.getBoundingClientRect(), at = ((e.clientY - rect.top) / rect.height) * layout.height;
-    const m = [...months].reverse().find((x) => x.top <= at) || months[0];
-    if (m) scrollToMonth(m.month);
+    dragging = true;
+    scrubber.setPointerCapture?.(e.pointerId);
+    jumpAt(e.clientY);
   });
+  scrubber.addEventListener("pointermove", (e) => { if (dragging) jumpAt(e.clientY); });
+  scrubber.addEventListener("pointerup", () => { dragging = false; });
 
   async function loadMore(m, needed, mine) {
     if (m.loading || m.done || m.images.length >= needed) return;
