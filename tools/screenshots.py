@@ -130,7 +130,7 @@ def shoot(out: Path, image_id: int, query: Path) -> None:
         # a trip, opened on its moments
         trips = httpx.get(GATEWAY + "/trips", timeout=120).json()["trips"]
         if trips:
-            page.goto(GATEWAY + f"/#/trips/{trips[-1]['trip']}?g=0.5")
+            page.goto(GATEWAY + f"/#/trips/{trips[0]['trip']}?g=0.3")
             page.wait_for_selector("#trip-moments .trip-moment", timeout=120_000)
             page.wait_for_timeout(2000)
             page.screenshot(path=str(out / "page-trip.png"))
