@@ -13,6 +13,7 @@ from ambience import (
     index,
     models,
     people,
+    places,
     search,
     serve,
     settings,
@@ -33,6 +34,7 @@ COMMANDS: dict[str, ModuleType] = {
     "thumbnails": thumbnails,
     "groups": groups,
     "people": people,
+    "places": places,
 }
 
 

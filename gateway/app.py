@@ -13,7 +13,10 @@
   (gateway/routes/health.py), Swagger at /docs;
 - ``/moments``, ``/map``: the collection explored, clustering run inside the vector services
   (gateway/explore.py, gateway/routes/explore.py); ``/duplicate_groups``: copies and near shots
-  (gateway/duplicates/, gateway/routes/duplicates.py).
+  (gateway/duplicates/, gateway/routes/duplicates.py);
+- ``/library``, ``/places``, ``/trips``, ``/events``, ``/on_this_day``: the library newest first
+  with filters, places from GPS, moments that know time and place (gateway/library/,
+  gateway/routes/library.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from gateway.duplicates.links import PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
 from gateway.explore import Explorer
 from gateway.image_facts import ImageFacts
+from gateway.library import Library
+from gateway.library import schema as library_schema
 from gateway.openapi import openapi_with_service_schemas
 from gateway.people import schema as people_schema
 from gateway.people.rebuild import PeopleRebuild
@@ -43,6 +48,7 @@ from gateway.proxy import ServiceClients
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import duplicates as duplicate_routes
 from gateway.routes import explore, health, passthrough, search, writes
+from gateway.routes import library as library_routes
 from gateway.routes import people as people_routes
 from gateway.routes import thumbnails as thumbnail_routes
 from gateway.schema import COMPONENT, MIGRATIONS
@@ -75,6 +81,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             thumbnails.COMPONENT: thumbnails.MIGRATIONS,
             web.COMPONENT: web.MIGRATIONS,
             people_schema.COMPONENT: people_schema.MIGRATIONS,
+            library_schema.COMPONENT: library_schema.MIGRATIONS,
         },
         "ambience-gateway",
     )
@@ -91,6 +98,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     reverse_search = ReverseSearch(settings, clients, enabled, facts)
     sources = AnalysisSources(settings, clients, enabled)
     explorer = Explorer(settings, sources, facts)
+    library = Library.build(settings, postgres, clients, names, explorer)
     duplicates = DuplicateGroups.build(settings, clients, sources, reverse_search, facts, links, postgres)
     decode_limits = DecodeLimits(
         max_bytes=settings.max_upload_bytes,
@@ -102,12 +110,13 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     people = People(settings, clients, postgres, decode_limits) if FACES in names else None
     people_rebuild = PeopleRebuild(people) if people is not None else None
     # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
-    # links read; the thumbnail, which the copies' crop alignment reads; the duplicate links; the
-    # people in it.
+    # links read; the library row and place; the thumbnail, which the copies' crop alignment
+    # reads; the duplicate links; the people in it.
     after_add = AfterAdd(
         settings,
         [
             facts,
+            library.step,
             thumbnails.ThumbnailKeeper(postgres, settings.thumbnail_size, decode_limits),
             *duplicates.steps(),
             *([people] if people is not None else []),
@@ -128,12 +137,14 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         await after_add.start()
         if people is not None:
             await people.start()
+        await library.start()
         log.info("gateway ready: services %s, catalog %s", ", ".join(names), postgres.where)
         try:
             yield
         finally:
             await writer.stop()
             await after_add.stop()
+            await library.stop()
             await duplicates.stop()
             if people is not None:
                 await people.stop()
@@ -175,8 +186,10 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     search.add_routes(
         app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
     )
-    explore.add_routes(app, explorer, facts, people.image_info if people is not None else None)
+    more_info = [library.place_info, *([people.image_info] if people is not None else [])]
+    explore.add_routes(app, explorer, facts, more_info)
     people_routes.add_routes(app, people, people_rebuild, settings.max_upload_bytes, inflight, decode_limits)
+    library_routes.add_routes(app, library, settings.on_this_day_window_days)
     duplicate_routes.add_routes(app, duplicates)
     health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)
     thumbnail_routes.add_routes(

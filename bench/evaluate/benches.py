@@ -36,6 +36,8 @@ BENCHES = (
     "gateway_bench",
     "hostile_memory_bench",
     "import_bench",
+    "index_bench",
+    "library_bench",
     "link_log_bench",
     "local_features_bench",
     "model_speed_bench",

@@ -33,12 +33,12 @@ class ImageIds(BaseModel):
     image_ids: list[int] = Field(max_length=10_000, description="Ids to look up")
 
 
-#: More per image for /image_info (the faces and people in it): image id -> fields, for some ids.
+#: More per image for /image_info (its place, the faces and people in it): image ids -> fields.
 MoreInfo = Callable[[list[int]], dict[int, dict[str, Any]]]
 
 
 def add_routes(
-    app: FastAPI, explorer: Explorer, facts: ImageFacts, more_info: MoreInfo | None = None
+    app: FastAPI, explorer: Explorer, facts: ImageFacts, more_info: list[MoreInfo] | None = None
 ) -> None:
     @app.post("/moments", tags=["explore"])
     async def moments(body: MomentsBody) -> Any:
@@ -63,13 +63,16 @@ def add_routes(
         ``exposed_at`` (the camera's DateTimeOriginal with its fraction of a second) and
         ``exposure_subsecond`` (whether it had one), ``gps_latitude``, ``gps_longitude``, ``kind``
         (photo | video), ``format`` (JPEG, HEIC, DNG, MP4, ...), ``duration_s`` (videos),
-        ``live_photo_of`` (the other half of a Live Photo); null where unknown; with the faces service,
-        ``faces``: ``[{"face", "box", "person_id", "name"}]`` (the people in it). Unknown ids (and
-        images whose facts step has not run yet) are absent."""
+        ``live_photo_of`` (the other half of a Live Photo), ``place`` (the GPS position's
+        ``{"city", "region", "country", "country_code", "at_sea", "name"}``, geocoded offline);
+        with the faces service, ``faces``: ``[{"face", "box", "person_id", "name"}]`` (the people
+        in it); null where unknown. Unknown ids (and images whose facts step has not run yet) are
+        absent."""
         found = await run_in_threadpool(facts.info, body.image_ids)
         times = ("captured_at", "exposed_at")
-        more = await run_in_threadpool(more_info, list(found)) if more_info and found else {}
-        return {
-            str(i): {**v, **{t: v[t] and v[t].isoformat() for t in times}, **more.get(i, {})}
-            for i, v in found.items()
-        }
+        out = {str(i): {**v, **{t: v[t] and v[t].isoformat() for t in times}} for i, v in found.items()}
+        for more in more_info or []:
+            if found:
+                for i, fields in (await run_in_threadpool(more, list(found))).items():
+                    out[str(i)].update(fields)
+        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.catalog import CatalogConflict
 from gateway.image_facts import facts_as_json
+from gateway.library.placing import RECEIVED_AT
 from gateway.photo_metadata import read_metadata
 from gateway.routes.uploads import for_services, held_image
 from gateway.writer import FanOutWriter, ImageRejected, reply_entries
@@ -48,6 +50,9 @@ def add_routes(
             still = await for_services(data, limits)
             # the header's facts, read once, from the original (a still keeps only its times and GPS)
             facts = facts_as_json(await run_in_threadpool(read_metadata, data, image.filename))
+            facts[RECEIVED_AT] = datetime.now(
+                UTC
+            ).isoformat()  # the library orders images without a time by it
             try:
                 if still is None:
                     outcomes = await writer.add(image_id, data, image.filename, facts=facts)

@@ -113,6 +113,15 @@ def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
             "format": "JPEG",
             "duration_s": None,
             "live_photo_of": None,
+            # the library's place step geocoded the position (gateway/library/placing.py)
+            "place": {
+                "city": "Guingamp",
+                "region": "Brittany",
+                "country": "France",
+                "country_code": "FR",
+                "at_sea": False,
+                "name": "Guingamp, Brittany, France",
+            },
         }
     }
     assert info["7"]["bytes"] > 1000

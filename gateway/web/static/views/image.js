@@ -32,7 +32,11 @@ export function renderImage(id) {
       ...row("taken", body.captured_at ? body.captured_at.replace("T", " ") : "—"));
     faceBoxes(view.querySelector("img.large"), body);  // the people in it, when faces are kept
     if (body.gps_latitude !== null && body.gps_latitude !== undefined) {
-      meta.append(...row("place", `${body.gps_latitude.toFixed(5)}, ${body.gps_longitude.toFixed(5)}`));
+      const where = `${body.gps_latitude.toFixed(5)}, ${body.gps_longitude.toFixed(5)}`;
+      const place = body.place;  // geocoded offline by the gateway (GeoNames)
+      meta.append(...row("place", place && place.name
+        ? [h("a", { href: `#/library?${new URLSearchParams(Object.entries({ country: place.country_code, city: place.city }).filter(([, v]) => v))}` }, place.name), h("span", { class: "muted" }, ` (${where})`)]
+        : where));
     }
   }).catch((err) => meta.append(...row("catalog", err.detail || String(err))));
   // Caption and tags are computed from the kept preview: the models look at 224-384 px anyway.

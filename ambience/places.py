@@ -1,0 +1,60 @@
+"""``ambience places backfill``: library rows and places for images added before the gateway kept
+them.
+
+The backfill runs in the gateway (``POST /places/backfill``, in the background); this command
+starts it, prints its progress every 10 s, and its result once it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import httpx
+
+from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors
+
+#: Seconds between progress lines.
+PRINT_EVERY_S = 10.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("places", help="where photos were taken: fill in the library's places")
+    actions = p.add_subparsers(dest="action", required=True)
+    backfill = actions.add_parser(
+        "backfill", help="library rows and places for images added before they were kept, with progress"
+    )
+    add_gateway_option(backfill)
+
+
+def run(args: argparse.Namespace) -> int:
+    return reporting_errors("places", lambda: backfill(args.gateway))
+
+
+def backfill(url: str | None) -> int:
+    base = gateway_url(url)
+    last_print = time.monotonic()
+    with httpx.Client(timeout=60, headers=auth_headers()) as client:
+        started = client.post(base + "/places/backfill")
+        if started.status_code != 202:
+            raise RuntimeError(f"HTTP {started.status_code}: {started.text[:300]}")
+        while True:
+            reply = client.get(base + "/places/backfill")
+            if reply.status_code == 200:
+                break
+            if reply.status_code != 202:
+                raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
+            if time.monotonic() - last_print >= PRINT_EVERY_S:
+                last_print = time.monotonic()
+                p = reply.json().get("progress", {})
+                print(
+                    f"  {p.get('phase', 'running')}: {p.get('done', 0)}/{p.get('total', 0)}", file=sys.stderr
+                )
+            time.sleep(float(reply.headers.get("Retry-After", "1")))
+    last = reply.json().get("last") or {}
+    if "error" in last:
+        print(f"places: the backfill failed: {last['error']}", file=sys.stderr)
+        return 1
+    print(f"places: {last.get('rows_added', 0)} library rows added, {last.get('placed', 0)} positions placed")
+    return 0
