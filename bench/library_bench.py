@@ -347,9 +347,9 @@ async def run(db: Database, n: int, small: bool) -> list[str]:
 
 def browser_rows(dsn: str, tmp: Path, n: int, small: bool) -> list[str]:
     """The library view in Chromium over a gateway process on ``dsn``."""
+    from ambience_support.browser import chromium_path
     from ambience_support.processes import ServiceProcess
     from bench.page_bench import fill_thumbnails
-    from tests.web.browser import chromium_path
 
     chromium_binary = chromium_path()
     if chromium_binary is None:

@@ -79,7 +79,7 @@ class Library:
         enabled: set[str],
         explorer: Explorer,
     ) -> Library:
-        store, places = LibraryStore(db), LibraryPlaces(db)
+        store, places = LibraryStore(db, people="faces" in enabled), LibraryPlaces(db)
         geocoder = Geocoder(settings.places_city_km, max(settings.places_region_km, settings.places_city_km))
         return cls(
             store=store,

@@ -89,8 +89,10 @@ class PeopleUnavailable(Exception):
 class LibraryStore:
     """The rows of ``library_images``."""
 
-    def __init__(self, db: SqlRunner) -> None:
+    def __init__(self, db: SqlRunner, people: bool = True) -> None:
+        """``people``: whether the people feature runs here (the faces service is enabled)."""
         self.db = db
+        self.people = people
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class LibraryStore:
         if not f.people:
             return
         cur.execute("SELECT to_regclass('people_faces') IS NOT NULL AND to_regclass('people') IS NOT NULL")
-        if not cur.fetchone()[0]:
+        if not self.people or not cur.fetchone()[0]:
             raise PeopleUnavailable(
                 "the people filter needs the people feature (the faces service and its people tables), "
                 "which is not enabled here"

@@ -5,6 +5,7 @@ and trips' visual sub-moments (gateway/library/moments.py). A real PostgreSQL da
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from gateway.library.query import (
     parse_people,
     row_from_facts,
 )
-from gateway.library.store import LibraryStore
+from gateway.library.store import LibraryStore, PeopleUnavailable
+from gateway.people import schema as people_schema
 from gateway.places import Place
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.trips import Capture, on_this_day
@@ -142,3 +144,38 @@ def test_visual_moments_restricted_to_a_trip() -> None:
     # in the order they happened (by their earliest member), the ones no moment holds last
     assert restrict(moments, trip, order) == [[12, 10], [13, 11], [14]]
     assert restrict([], trip, order) == [trip]
+
+
+def test_the_people_filter_over_the_people_tables(pg_dsn: str) -> None:
+    """The images holding every person asked, in the people feature's own tables (Ana in 1, 2
+    and 11; Rui in 2 and 11), as its step fills them; an id no person has is a ValueError (422)."""
+    migrations = {
+        COMPONENT: MIGRATIONS,
+        library_schema.COMPONENT: library_schema.MIGRATIONS,
+        people_schema.COMPONENT: people_schema.MIGRATIONS,
+    }
+    db = Database(pg_dsn, migrations=migrations)
+    store = LibraryStore(db, people=True)
+    start = datetime(2024, 5, 1, 10)
+    store.record([row(i, start + timedelta(hours=i)) for i in (1, 2, 3, 11)])
+
+    def fill(cur: Any) -> None:
+        cur.execute("INSERT INTO people (person_id, name, generation) VALUES (1, 'Ana', 1), (2, 'Rui', 1)")
+        for image_id, index, person in ((1, 0, 1), (2, 0, 1), (2, 1, 2), (11, 0, 2), (11, 1, 1)):
+            cur.execute(
+                "INSERT INTO people_faces (image_id, face_index, person_id, box, size, score, descriptor,"
+                " generation) VALUES (%s, %s, %s, ARRAY[0, 0, 1, 1]::real[], 1, 1, '', 1)",
+                (image_id, index, person),
+            )
+
+    db.run(fill)
+
+    def page(people: tuple[int, ...]) -> list[int]:
+        return [r.image_id for r in store.page(LibraryFilter(people=people), None, 100)[0]]
+
+    assert page((1,)) == [11, 2, 1]
+    assert page((1, 2)) == [11, 2]
+    with pytest.raises(ValueError, match="7"):
+        page((1, 7))
+    with pytest.raises(PeopleUnavailable, match="people feature"):
+        LibraryStore(db, people=False).page(LibraryFilter(people=(1,)), None, 10)

@@ -25,7 +25,7 @@ def test_launchers_run_each_registered_service_by_its_module_and_env_prefix(tmp_
 
 
 #: Benches that still import a test module's helpers (to move into ambience_support): no other may.
-IMPORT_TEST_MODULES = {"hostile_memory_bench", "ocr_bench", "page_bench"}
+IMPORT_TEST_MODULES = {"hostile_memory_bench", "ocr_bench", "page_bench"}  # being moved
 
 
 def test_every_bench_script_is_listed_and_follows_the_convention() -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support.browser import Browser, launch_browser
 from ambience_support.people_photos import VARIANTS, people, variant
 from ambience_support.stacks import GatewayStack, start_stack
 from tests.pg import TestServer
-from tests.web.browser import Browser, launch_browser
 
 pytest.importorskip("dlib")
 if len(people()) < 3:
