@@ -103,7 +103,22 @@ class AfterAdd:
 
     async def finish(self, image: ClaimedImage) -> None:
         """Run the claimed steps of one image in their order; stop at the first that must wait or
-        be tried again (the later ones are released for a later pass)."""
+        be tried again (the later ones are released for a later pass). An image that an add,
+        delete or retry is working on right now is left for a later pass, never waited for: a
+        claim held while waiting could run out and be taken by another worker."""
+
+        async def record(
+            name: str, outcome: str, error: str | None = None, wait: float | None = None
+        ) -> None:
+            release = await run_in_threadpool(
+                self.catalog.record_step, image.image_id, name, outcome, error, wait, image.token
+            )
+            await run_in_threadpool(self.spool.remove, release)
+
+        if self.locks.busy(image.image_id):
+            for name in image.steps:
+                await record(name, "waiting", wait=self.settings.retry_interval_s)
+            return
         async with self.locks.hold(image.image_id):
             data = None
             if any(self.steps[name].uses_upload for name in image.steps if name in self.steps):
@@ -111,14 +126,12 @@ class AfterAdd:
             for n, name in enumerate(image.steps):
                 outcome, error = await self._run_one(name, image, data)
                 self.ran[outcome] += 1
-                wait = self.settings.retry_interval_s if outcome == "waiting" else None
-                release = await run_in_threadpool(
-                    self.catalog.record_step, image.image_id, name, outcome, error, wait
+                await record(
+                    name, outcome, error, self.settings.retry_interval_s if outcome == "waiting" else None
                 )
-                await run_in_threadpool(self.spool.remove, release)
                 if outcome in ("waiting", PENDING):
                     for later in image.steps[n + 1 :]:
-                        await run_in_threadpool(self.catalog.record_step, image.image_id, later, "released")
+                        await record(later, "released")
                     return
 
     async def _run_one(self, name: str, image: ClaimedImage, data: bytes | None) -> tuple[str, str | None]:

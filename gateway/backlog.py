@@ -10,6 +10,7 @@ calls them in worker threads.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class ClaimedImage:
     facts: dict[str, Any] | None
     parts_pending: bool
     steps: list[str] = field(default_factory=list)
+    #: This claim's token: the steps are recorded only while it is still theirs.
+    token: str = ""
 
 
 class Backlog:
@@ -81,10 +84,11 @@ class Backlog:
             if not chosen:
                 return []
             ids = sorted(chosen)
+            tokens = {i: str(uuid.uuid4()) for i in ids}
             cur.executemany(
-                "UPDATE gateway_steps SET claimed_until = now() + make_interval(secs => %s), claimed_by = %s"
-                " WHERE image_id = %s AND step = %s",
-                [(lease_s, replica, i, step) for i in ids for step in chosen[i]],
+                "UPDATE gateway_steps SET claimed_until = now() + make_interval(secs => %s), claimed_by = %s,"
+                " claim_token = %s WHERE image_id = %s AND step = %s",
+                [(lease_s, replica, tokens[i], i, step) for i in ids for step in chosen[i]],
             )
             cur.execute(
                 "SELECT i.image_id, i.spool, i.file_name, i.facts, EXISTS (SELECT 1 FROM gateway_parts p"
@@ -92,7 +96,7 @@ class Backlog:
                 " FROM gateway_images i WHERE i.image_id = ANY(%s) ORDER BY i.image_id",
                 (ids,),
             )
-            return [ClaimedImage(*row, steps=chosen[row[0]]) for row in cur.fetchall()]
+            return [ClaimedImage(*row, steps=chosen[row[0]], token=tokens[row[0]]) for row in cur.fetchall()]
 
         return self.db.run(run)
 

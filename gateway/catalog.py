@@ -43,6 +43,10 @@ import psycopg2.extras
 from services.common.postgres.database import Cursor, SqlRunner
 
 DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
+#: Seconds after which the steps of an add are due even when its request never recorded the
+#: services' answers (the gateway died meanwhile): a worker never claims steps an add in flight
+#: holds the image's lock for.
+STEPS_DUE_AFTER_S = 30.0
 
 
 def as_json(value: dict[str, Any] | None) -> psycopg2.extras.Json | None:
@@ -190,11 +194,16 @@ class Catalog:
 
     def _insert_steps(self, cur: Cursor, image_id: int, steps: Sequence[StepDecl]) -> None:
         """The steps that follow this add, pending in their order (any left from an earlier add of
-        the id replaced)."""
+        the id replaced), due once the request has sent the add (:meth:`record` makes them due), or
+        after :data:`STEPS_DUE_AFTER_S` when the gateway died before that."""
         cur.execute("DELETE FROM gateway_steps WHERE image_id = %s", (image_id,))
         cur.executemany(
-            "INSERT INTO gateway_steps (image_id, step, rank, uses_upload) VALUES (%s, %s, %s, %s)",
-            [(image_id, step.name, rank, step.uses_upload) for rank, step in enumerate(steps)],
+            "INSERT INTO gateway_steps (image_id, step, rank, uses_upload, next_try)"
+            " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
+            [
+                (image_id, step.name, rank, step.uses_upload, STEPS_DUE_AFTER_S)
+                for rank, step in enumerate(steps)
+            ],
         )
 
     def begin_delete(self, image_id: int, services: Iterable[str]) -> tuple[str | None, list[str]]:
@@ -266,6 +275,12 @@ class Catalog:
             row = cur.fetchone()
             if row is None:
                 return None
+            if op == "add" and row[0] == "add":  # the add was sent: what follows it may run
+                cur.execute(
+                    "UPDATE gateway_steps SET next_try = now() WHERE image_id = %s AND status = 'pending'"
+                    " AND attempts = 0 AND next_try > now()",
+                    (image_id,),
+                )
             for service, (status, error) in outcomes.items():
                 key = (image_id, service, op)
                 if status == DONE and op == "delete":
@@ -325,29 +340,35 @@ class Catalog:
         return spool
 
     def record_step(
-        self, image_id: int, step: str, outcome: str, error: str | None = None, wait_s: float | None = None
+        self,
+        image_id: int,
+        step: str,
+        outcome: str,
+        error: str | None = None,
+        wait_s: float | None = None,
+        token: str | None = None,
     ) -> str | None:
         """Record one step's ``outcome``: ``done``, ``failed`` (for good), ``pending`` (an attempt
         failed: again after a backoff, ``failed`` after ``max_attempts``), ``waiting`` (not tried:
         what it needs is not there yet, again in ``wait_s``, no attempt counted) or ``released``
-        (not tried, an earlier step stopped). Releases the step's claim. Returns the spool file to
-        remove when the image no longer needs it."""
+        (not tried, an earlier step stopped). Releases the step's claim. With ``token`` (the claim's)
+        nothing is recorded when the claim is no longer this one (it ran out and another worker
+        took the step). Returns the spool file to remove when the image no longer needs it."""
 
         def run(cur: Cursor) -> str | None:
             cur.execute("SELECT op, spool FROM gateway_images WHERE image_id = %s FOR UPDATE", (image_id,))
             row = cur.fetchone()
             if row is None or row[0] != "add":
                 return None
-            key = (image_id, step)
+            where = " WHERE image_id = %s AND step = %s AND (%s::uuid IS NULL OR claim_token = %s::uuid)"
+            key = (image_id, step, token, token)
             if outcome == "released":  # not run: another pass takes it
-                cur.execute(
-                    "UPDATE gateway_steps SET claimed_until = NULL WHERE image_id = %s AND step = %s", key
-                )
+                cur.execute("UPDATE gateway_steps SET claimed_until = NULL" + where, key)
                 return None
             if outcome == "waiting":
                 cur.execute(
                     "UPDATE gateway_steps SET claimed_until = NULL,"
-                    " next_try = now() + make_interval(secs => %s) WHERE image_id = %s AND step = %s",
+                    " next_try = now() + make_interval(secs => %s)" + where,
                     (wait_s if wait_s is not None else self.backoff_s, *key),
                 )
             elif outcome == PENDING:
@@ -355,16 +376,16 @@ class Catalog:
                     "UPDATE gateway_steps SET attempts = attempts + 1, last_error = %s, claimed_until = NULL,"
                     " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
                     " next_try = now()"
-                    " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
-                    " WHERE image_id = %s AND step = %s",
+                    " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))" + where,
                     (error, self.max_attempts, self.backoff_s, self.backoff_max_s, *key),
                 )
             else:
                 cur.execute(
-                    "UPDATE gateway_steps SET status = %s, last_error = %s, claimed_until = NULL"
-                    " WHERE image_id = %s AND step = %s",
+                    "UPDATE gateway_steps SET status = %s, last_error = %s, claimed_until = NULL" + where,
                     (outcome, error, *key),
                 )
+            if not cur.rowcount:
+                return None  # the claim ran out: its new holder records the step
             return self._release(cur, image_id, row[0], row[1])
 
         return self.db.run(run)

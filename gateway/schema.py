@@ -147,4 +147,9 @@ MIGRATIONS = [
         ALTER TABLE gateway_images ADD COLUMN facts jsonb;
         """,
     ),
+    Migration(
+        10,
+        "a token per claim of an image's steps: a worker whose claim ran out records nothing",
+        "ALTER TABLE gateway_steps ADD COLUMN claim_token uuid;",
+    ),
 ]

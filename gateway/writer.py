@@ -66,6 +66,10 @@ class KeyedLocks:
         """Ids with a lock held or awaited."""
         return len(self._locks)
 
+    def busy(self, key: int) -> bool:
+        """Whether ``key``'s lock is held or awaited (a worker then leaves the id for later)."""
+        return key in self._locks
+
 
 class Spool:
     """Uploaded bytes kept on disk until every service has them."""
@@ -377,8 +381,9 @@ class FanOutWriter:
         return deletes, adds
 
     async def record(self, image_id: int, op: str, outcomes: Outcomes) -> None:
-        """Write the outcomes to the catalog; the spool file goes once the add is complete."""
-        if not outcomes:
+        """Write the outcomes to the catalog; the spool file goes once the add is complete. An add
+        is recorded even with no outcomes (only deferred services): that makes its steps due."""
+        if not outcomes and op != "add":
             return
         for service, outcome in outcomes.items():
             if outcome.state == PENDING:

@@ -7,6 +7,7 @@ HTTP in tests/gateway/test_steps_http.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from gateway.after_add import AfterAdd
 from gateway.backlog import Backlog
-from gateway.catalog import DONE, Catalog
+from gateway.catalog import DONE, PENDING, Catalog
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.steps import AddedImage, StepFailed
@@ -69,11 +70,11 @@ def gateway(
 
 
 def add(gw: Gateway, image_id: int, data: bytes, parts_done: bool = True) -> str:
-    """Record an add as the writer does (spooled upload, parts, steps); the parts done unless not."""
+    """Record an add as the writer does (spooled upload, parts, steps, then the services' answers,
+    which make the steps due): phash stored it, or was down."""
     path = gw.spool.write(image_id, data)
     gw.catalog.begin_add(image_id, ["phash"], path, "", gw.after_add.declared(), f"{image_id}.jpg")
-    if parts_done:
-        gw.catalog.record(image_id, "add", {"phash": (DONE, None)})
+    gw.catalog.record(image_id, "add", {"phash": (DONE, None) if parts_done else (PENDING, "down")})
     return path
 
 
@@ -187,6 +188,48 @@ def test_two_gateways_never_run_a_step_twice_and_a_crash_leaves_nothing_undone(
         assert a.backlog.release_claims("test:a") == 3
         asyncio.run(drain(b))
         assert [s for s, i, _ in log if i == 50] == ["facts", "thumbnail", "links"]
+    finally:
+        pa.close()
+        pb.close()
+
+
+def test_a_claim_that_ran_out_records_nothing_and_an_add_in_flight_is_not_raced(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    log: list[tuple[str, int, bytes | None]] = []
+    steps = [Recorder("facts", log, uses_upload=True), Recorder("links", log)]
+    a, pa = gateway(tmp_path, pg_dsn, steps, "a")
+    b, pb = gateway(tmp_path, pg_dsn, steps, "b")
+    try:
+        # an add whose request has not sent the services the image yet: its steps are not due
+        path = a.spool.write(60, b"w")
+        a.catalog.begin_add(60, ["phash"], path, "", a.after_add.declared(), "60.jpg")
+        assert a.backlog.claim_steps(4, 30, "test:a") == []
+        a.catalog.record(60, "add", {"phash": (DONE, None)})  # sent: the steps are due now
+
+        # a worker whose claim ran out (it waited too long) while another took the steps over
+        (late,) = a.backlog.claim_steps(1, 0.01, "test:a")
+        time.sleep(0.05)
+        (taker,) = b.backlog.claim_steps(1, 30, "test:b")
+        assert taker.steps == late.steps == ["facts", "links"] and taker.token != late.token
+        assert a.catalog.record_step(60, "facts", DONE, token=late.token) is None
+        assert a.catalog.record_step(60, "links", DONE, token=late.token) is None
+        assert b.backlog.status([60])[60]["steps"]["facts"]["status"] == "pending"  # untouched
+        assert Path(path).exists()  # the new holder still reads the upload
+        asyncio.run(b.after_add.finish(taker))
+        assert log == [("facts", 60, b"w"), ("links", 60, None)] and not Path(path).exists()
+
+        # an image whose add (or retry) holds its lock is left for a later pass, not waited for
+        log.clear()
+        add(a, 61, b"v")
+        (claimed,) = a.backlog.claim_steps(1, 30, "test:a")
+
+        async def while_held() -> None:
+            async with a.after_add.locks.hold(61):
+                await a.after_add.finish(claimed)
+
+        asyncio.run(while_held())
+        assert log == [] and a.backlog.status([61])[61]["steps"]["facts"]["attempts"] == 0
     finally:
         pa.close()
         pb.close()
