@@ -31,6 +31,7 @@ from gateway.after_add import AfterAdd
 from gateway.auth import ApiKeyMiddleware
 from gateway.backlog import Backlog
 from gateway.catalog import Catalog
+from gateway.duplicates import schema as duplicates_schema
 from gateway.duplicates.links import PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
 from gateway.explore import Explorer
@@ -66,7 +67,13 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     # the lifespan has opened it.
     postgres = PostgresComponent(
         pg or PostgresSettings(),
-        {COMPONENT: MIGRATIONS, thumbnails.COMPONENT: thumbnails.MIGRATIONS, web.COMPONENT: web.MIGRATIONS},
+        {
+            COMPONENT: MIGRATIONS,
+            thumbnails.COMPONENT: thumbnails.MIGRATIONS,
+            web.COMPONENT: web.MIGRATIONS,
+            # after the gateway's own: it alters the links' tables
+            duplicates_schema.COMPONENT: duplicates_schema.MIGRATIONS,
+        },
         "ambience-gateway",
     )
     links = PostgresLinkStore(postgres)
@@ -90,7 +97,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     )
     spool, locks = Spool(settings.resolved_data_dir() / "spool"), KeyedLocks()
     # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
-    # links read; the thumbnail, which the copies' crop alignment reads; the duplicate links.
+    # links read; the thumbnail, which the copies' crop alignment and the sharpness read; the
+    # sharpness and the duplicate links of each kind.
     after_add = AfterAdd(
         settings,
         [
@@ -157,7 +165,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
         app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
     )
     explore.add_routes(app, explorer, facts)
-    duplicate_routes.add_routes(app, duplicates)
+    duplicate_routes.add_routes(app, duplicates, writer.delete)
     health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)
     thumbnail_routes.add_routes(
         app, postgres, backlog, clients, stored_by, settings.thumbnail_size, decode_limits
