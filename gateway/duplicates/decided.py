@@ -122,10 +122,16 @@ class DecidedGroups(LinkGroups):
         self.kept: dict[int, frozenset[int]] = {}
         #: component id -> its groups, for components a not_duplicates decision splits
         self._parts: dict[int, list[set[int]]] = {}
+        #: components of two images or more (most of a collection's are single images)
+        self._multi: set[int] = set()
         self.decisions: dict[int, Decision] = {}
 
     def _touch(self, gid: int) -> None:
         self._parts.pop(gid, None)
+        if len(self.members.get(gid, ())) >= 2:
+            self._multi.add(gid)
+        else:
+            self._multi.discard(gid)
 
     def apply_decisions(self, decisions: Iterable[Decision]) -> set[int]:
         """Hold these decisions (those of this kind) from now on; returns the images whose groups
@@ -191,14 +197,13 @@ class DecidedGroups(LinkGroups):
     def groups(self, min_size: int = 2) -> list[set[int]]:
         """The groups to show: components, split by not_duplicates decisions, but those a
         resolution kept together."""
-        split = {self.group_of[i] for i in self.apart if i in self.group_of}
-        out: list[set[int]] = []
-        for gid, members in self.members.items():
-            if len(members) < min_size:
-                continue
-            parts = self._split(gid) if gid in split else [members]
-            out += [p for p in parts if len(p) >= min_size and not (self.kept_by and self._hidden(p))]
-        return out
+        return [p for gid in self._multi for p in self.groups_of(gid) if len(p) >= min_size]
+
+    def groups_of(self, gid: int) -> list[set[int]]:
+        """The groups of two images or more to show of component ``gid``."""
+        members = self.members[gid]
+        parts = self._split(gid) if any(i in self.apart for i in members) else [members]
+        return [p for p in parts if len(p) >= 2 and not (self.kept_by and self._hidden(p))]
 
     def group_with(self, image: int) -> set[int]:
         """The group ``image`` is in (just itself when it is in none)."""

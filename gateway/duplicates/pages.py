@@ -1,26 +1,29 @@
 """The groups of a kind as pages: each group described once (keeper, reason, the bytes that removing
-the others would free), sorted, sliced.
+the others would free), kept in order, sliced.
 
-At 100,000 images and 10,000 groups, describing every group (the facts of 30,000 images read, a
-keeper chosen per group) costs far more than a page may (300 ms), and the groups change one add at a
-time. So :class:`GroupPages` keeps, per kind and rule set, the descriptions of the groups of the
-generation it last saw (the follower's, gateway/duplicates/follower.py) and their orders; at a new
-generation only the groups whose members changed are described again (the others are found by their
-member set), and the facts of an image are read once and kept until the follower says it changed.
-A page of an unchanged generation is a slice.
+At 100,000 images and 10,000 groups, describing every group (the facts of 35,000 images read, a
+keeper chosen per group) and sorting them costs far more than a page may (300 ms), and the groups
+change one add at a time. So :class:`GroupPages` keeps, per kind and rule set, a :class:`View`: the
+descriptions of the groups at the generation it last saw (the follower's,
+gateway/duplicates/follower.py), their orders and totals. At a new generation the follower has said
+which images changed; only the components holding them (and what their old groups held) are
+described again, and their groups are taken out of and put back into the orders by bisection. The
+facts of an image are read once and kept until the follower says it changed. A page of an
+unchanged generation is a slice.
 
 Orders: ``size`` (largest group first) or ``space`` (most bytes freed first), ties by the group's
-smallest image id. Pages are numbered (``page``, ``page_size``) or follow a cursor (``after``: the
-``next`` of the previous page, the sort key of its last group), which stays in place while adds
-arrive: a group before the cursor is never listed again, one after it is not skipped because
-others came or went in front of it.
+smallest image id (its ``id``). Pages are numbered (``page``, ``page_size``) or follow a cursor
+(``after``: the ``next`` of the previous page, the sort key of its last group), which stays in
+place while adds arrive: a group before the cursor is not listed again, one after it is not skipped
+because others came or went in front of it.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +32,17 @@ from starlette.concurrency import run_in_threadpool
 from gateway.duplicates.bursts import stack_kind
 from gateway.duplicates.decided import DecidedGroups
 from gateway.duplicates.keeper import KeeperRules
-from gateway.duplicates.sharpness import SharpnessStore
-from gateway.image_facts import ImageFacts
 
 ORDERS = ("size", "space")
-#: Rule sets whose descriptions are kept per kind (a page asks with the configured one; a gallery
-#: trying others should not make every page describe everything again).
+#: Rule sets whose views are kept per kind (a page asks with the configured one; a gallery trying
+#: others should not make every page describe everything again).
 VIEWS_KEPT = 4
-#: Facts kept in the reply per member.
-MEMBER_FACTS = ("file_name", "format", "width", "height", "bytes")
+#: Past this share of groups changed at once, the orders are sorted again rather than updated.
+RESORT_SHARE = 0.125
+
+Key = tuple[int, int]
+#: Reads the facts of images (with their sharpness): image -> facts; unknown images absent.
+ReadFacts = Callable[[list[int]], dict[int, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,13 @@ class Summary:
     reason: str
     bytes_freed: int
     stack: str | None = None
+    group_id: int = field(init=False)
 
-    @property
-    def group_id(self) -> int:
-        return min(self.members)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group_id", min(self.members))
 
-    def sort_key(self, order: str) -> tuple[int, int]:
-        primary = len(self.members) if order == "size" else self.bytes_freed
-        return -primary, self.group_id
+    def key(self, order: str) -> Key:
+        return (-len(self.members) if order == "size" else -self.bytes_freed), self.group_id
 
 
 @dataclass
@@ -65,20 +69,51 @@ class View:
     """The groups of one kind described under one rule set, at one generation."""
 
     generation: int
-    summaries: dict[frozenset[int], Summary]
-    #: images whose facts changed since: their groups are described again at the next generation
+    by_image: dict[int, Summary] = field(default_factory=dict)
+    count: int = 0
+    images: int = 0
+    bytes_freed: int = 0
+    #: images changed since (the follower's news): their components are described again
     stale: set[int] = field(default_factory=set)
     ordered: dict[str, list[Summary]] = field(default_factory=dict)
-    keys: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    keys: dict[str, list[Key]] = field(default_factory=dict)
 
-    def in_order(self, order: str) -> tuple[list[Summary], list[tuple[int, int]]]:
+    def summaries(self) -> Iterable[Summary]:
+        return {id(s): s for s in self.by_image.values()}.values()
+
+    def put(self, summary: Summary) -> None:
+        for m in summary.members:
+            self.by_image[m] = summary
+        self.count += 1
+        self.images += len(summary.members)
+        self.bytes_freed += summary.bytes_freed
+        for order, ordered in self.ordered.items():
+            key = summary.key(order)
+            at = bisect_left(self.keys[order], key)
+            self.keys[order].insert(at, key)
+            ordered.insert(at, summary)
+
+    def take(self, summary: Summary) -> None:
+        for m in summary.members:
+            if self.by_image.get(m) is summary:
+                del self.by_image[m]
+        self.count -= 1
+        self.images -= len(summary.members)
+        self.bytes_freed -= summary.bytes_freed
+        for order, ordered in self.ordered.items():
+            at = bisect_left(self.keys[order], summary.key(order))
+            assert ordered[at] is summary
+            del ordered[at]
+            del self.keys[order][at]
+
+    def in_order(self, order: str) -> tuple[list[Summary], list[Key]]:
         if order not in self.ordered:
-            self.ordered[order] = sorted(self.summaries.values(), key=lambda s: s.sort_key(order))
-            self.keys[order] = [s.sort_key(order) for s in self.ordered[order]]
+            ordered = sorted(self.summaries(), key=lambda s: s.key(order))
+            self.ordered[order], self.keys[order] = ordered, [s.key(order) for s in ordered]
         return self.ordered[order], self.keys[order]
 
 
-def parse_cursor(after: str) -> tuple[int, int]:
+def parse_cursor(after: str) -> Key:
     """The sort key a ``next`` cursor names ("<size or bytes>:<group id>")."""
     try:
         primary, group_id = (int(part) for part in after.split(":"))
@@ -90,9 +125,8 @@ def parse_cursor(after: str) -> tuple[int, int]:
 class GroupPages:
     """Described, ordered groups of every kind, kept per generation."""
 
-    def __init__(self, facts: ImageFacts, sharpness: SharpnessStore) -> None:
-        self.facts = facts
-        self.sharpness = sharpness
+    def __init__(self, read: ReadFacts) -> None:
+        self.read = read
         self._info: dict[int, dict[str, Any]] = {}
         self._views: OrderedDict[tuple[str, KeeperRules], View] = OrderedDict()
 
@@ -111,32 +145,49 @@ class GroupPages:
     async def view(self, kind: str, groups: DecidedGroups, generation: int, rules: KeeperRules) -> View:
         """The described groups of ``kind`` at ``generation`` (``groups`` held unchanged)."""
         key = (kind, rules)
-        old = self._views.get(key)
-        if old is not None and old.generation == generation:
-            self._views.move_to_end(key)
-            return old
-        stale = old.stale if old is not None else set()
-        found = [frozenset(members) for members in groups.groups()]
-        missing = sorted({m for members in found for m in members} - self._info.keys())
-        if missing:
-            await run_in_threadpool(self._read, missing)
-        summaries: dict[frozenset[int], Summary] = {}
-        for members in found:
-            kept = old.summaries.get(members) if old is not None else None
-            if kept is None or not members.isdisjoint(stale):
-                kept = self.describe(kind, members, rules)
-            summaries[members] = kept
-        view = self._views[key] = View(generation, summaries)
+        view = self._views.get(key)
+        if view is None:
+            found = [frozenset(g) for g in groups.groups()]
+            view = View(generation)
+            await self._facts_of(found)
+            for members in found:
+                view.put(self.describe(kind, members, rules))
+        elif view.generation != generation:
+            await self._update(view, kind, groups, rules)
+            view.generation = generation
+        self._views[key] = view
         self._views.move_to_end(key)
         while len(self._views) > VIEWS_KEPT:
             self._views.popitem(last=False)
         return view
 
-    def _read(self, image_ids: list[int]) -> None:
-        info = self.facts.info(image_ids)
-        sharp = self.sharpness.of(image_ids)
-        for image in image_ids:
-            self._info[image] = {**info.get(image, {}), "sharpness": sharp.get(image)}
+    async def _update(self, view: View, kind: str, groups: DecidedGroups, rules: KeeperRules) -> None:
+        """Bring ``view`` to the groups now: the components of the changed images, and of what their
+        old groups held, described again."""
+        seeds = set(view.stale)
+        for image in view.stale:
+            old = view.by_image.get(image)
+            if old is not None:
+                seeds |= old.members
+        view.stale = set()
+        components = {groups.group_of[s] for s in seeds if s in groups.group_of}
+        affected = seeds.union(*(groups.members[gid] for gid in components))
+        dropped = {id(s): s for m in affected if (s := view.by_image.get(m)) is not None}.values()
+        found = [frozenset(g) for gid in components for g in groups.groups_of(gid)]
+        await self._facts_of(found)
+        if len(dropped) + len(found) > RESORT_SHARE * max(view.count, 1):
+            view.ordered, view.keys = {}, {}  # sorted again when asked
+        for summary in list(dropped):
+            view.take(summary)
+        for members in found:
+            view.put(self.describe(kind, members, rules))
+
+    async def _facts_of(self, found: list[frozenset[int]]) -> None:
+        missing = sorted({m for members in found for m in members} - self._info.keys())
+        if missing:
+            read = await run_in_threadpool(self.read, missing)
+            for image in missing:
+                self._info[image] = read.get(image, {})
 
     def info(self, image: int) -> dict[str, Any]:
         return self._info.get(image, {})
@@ -168,12 +219,8 @@ def page_of(
         "order": order,
         "page": number,
         "page_size": page_size,
-        "pages": (math.ceil(total / page_size) if page_size else 1),
-        "next": f"{-last.sort_key(order)[0]}:{last.group_id}" if last is not None else None,
-        "totals": {
-            "groups": total,
-            "images": sum(len(s.members) for s in ordered),
-            "bytes_freed": sum(s.bytes_freed for s in ordered),
-        },
+        "pages": math.ceil(total / page_size) if page_size else 1,
+        "next": f"{-last.key(order)[0]}:{last.group_id}" if last is not None else None,
+        "totals": {"groups": view.count, "images": view.images, "bytes_freed": view.bytes_freed},
     }
     return chosen, paging

@@ -71,6 +71,15 @@ class ResolveBody(KindBody):
     )
 
 
+def with_sharpness(
+    facts: ImageFacts, sharpness: SharpnessStore, image_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """The recorded facts of images and their sharpness (what the keeper rules read)."""
+    info = facts.info(image_ids)
+    sharp = sharpness.of(image_ids)
+    return {i: {**info.get(i, {}), "sharpness": sharp.get(i)} for i in image_ids}
+
+
 class DuplicateGroups:
     def __init__(
         self,
@@ -118,7 +127,7 @@ class DuplicateGroups:
         )
         decisions = PostgresDecisionStore(db, links)
         follower = GroupFollower(links, decisions)
-        pages = GroupPages(facts, sharpness)
+        pages = GroupPages(lambda ids: with_sharpness(facts, sharpness, ids))
         follower.listen(pages.changed)
         resolver = Resolver(facts, decisions)
         return cls(
