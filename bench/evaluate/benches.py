@@ -26,6 +26,7 @@ BENCHES = (
     "caption_tag_bench",
     "decode_bench",
     "duplicate_groups_bench",
+    "duplicate_pages_bench",
     "explore_bench",
     "faces_bench",
     "gateway_bench",

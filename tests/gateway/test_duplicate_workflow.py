@@ -254,6 +254,8 @@ def test_pages_keep_their_order_while_adds_arrive(stack: GatewayStack, replica: 
         assert reply["page"] is None
     assert len(seen) == len(set(seen))
     assert {g["id"] for g in everything["groups"]} <= set(seen)
+    assert post(a, "/duplicate_groups", {"after": "not a cursor"}).status_code == 422
+    assert post(a, "/duplicate_groups", {"keeper_rules": ["megapixels"]}).status_code == 422
     by_space = groups(a, order="space")["groups"]
     assert [g["bytes_freed"] for g in by_space] == sorted((g["bytes_freed"] for g in by_space), reverse=True)
 
