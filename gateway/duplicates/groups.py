@@ -35,9 +35,10 @@ class LinkGroups:
 
     def joined(self, image: int) -> set[int]:
         """The recorded images a join puts with ``image``."""
-        return {o for j in self.joined_by.get(image, ()) for o in self.joins[j] if o in self.group_of} - {
-            image
-        }
+        if image not in self.joined_by:
+            return set()
+        found = {o for j in self.joined_by[image] for o in self.joins[j] if o in self.group_of}
+        return found - {image}
 
     def add(self, image: int, links: Iterable[tuple[int, float]]) -> int:
         """Record ``image`` with its links to images already recorded; returns its group id."""

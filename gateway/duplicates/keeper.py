@@ -179,22 +179,29 @@ class KeeperRules:
             return -math.inf
         return -when if rule == "oldest" else when
 
-    def rank(self, info: dict[str, Any], image_id: int) -> tuple[float, ...]:
-        """Sort key of an image, best first when sorted in reverse (smallest id wins ties)."""
-        return (*(self.key(rule, info) for rule in self.order), -image_id)
-
     def choose(self, members: Iterable[int], info: dict[int, dict[str, Any]]) -> Choice:
-        """The keeper of ``members`` (facts per image in ``info``; missing facts are unknown)."""
-        ranked = sorted(members, key=lambda m: self.rank(info.get(m, {}), m), reverse=True)
-        keeper = ranked[0]
-        if len(ranked) == 1:
-            return Choice(keeper, None, "the only image")
-        runner = ranked[1]
-        mine, theirs = info.get(keeper, {}), info.get(runner, {})
+        """The keeper of ``members`` (facts per image in ``info``; missing facts are unknown): the
+        images best under the first rule, of those the best under the next, and so on, the smallest
+        id last. The runner-up is the image that lasted longest but the keeper, so the reason is the
+        rule that dropped the last others."""
+        left = sorted(members)
+        if len(left) == 1:
+            return Choice(left[0], None, "the only image")
+        decided: tuple[str, int] | None = None
         for rule in self.order:
-            if self.key(rule, mine) != self.key(rule, theirs):
-                return Choice(keeper, rule, self.describe(rule, mine, theirs))
-        return Choice(keeper, None, "tie: the smallest image id")
+            values = {m: self.key(rule, info.get(m, {})) for m in left}
+            best = max(values.values())
+            kept = [m for m in left if values[m] == best]
+            if len(kept) < len(left):
+                dropped = [m for m in left if values[m] != best]
+                decided = rule, max(dropped, key=lambda m: (values[m], -m))
+                left = kept
+            if len(left) == 1:
+                break
+        if len(left) > 1 or decided is None:
+            return Choice(left[0], None, "tie: the smallest image id")
+        rule, runner = decided
+        return Choice(left[0], rule, self.describe(rule, info.get(left[0], {}), info.get(runner, {})))
 
     def describe(self, rule: str, mine: dict[str, Any], theirs: dict[str, Any]) -> str:
         """Why ``mine`` beat ``theirs`` under ``rule``, in words."""

@@ -3,13 +3,20 @@ gives, reference folders as clients send paths; and the stack pairing rules (bur
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from gateway.duplicates.bursts import frames_apart, one_shot_two_formats, stack_kind
-from gateway.duplicates.keeper import DEFAULT_COVER_RULES, DEFAULT_KEEPER_RULES, KeeperRules, reference_folder
+from gateway.duplicates.keeper import (
+    DEFAULT_COVER_RULES,
+    DEFAULT_KEEPER_RULES,
+    KeeperRules,
+    folder_parts,
+    reference_folder,
+)
 
 T = datetime(2024, 5, 1, 10, 0, 0)
 
@@ -100,7 +107,28 @@ def test_a_reference_folder_beats_a_larger_file() -> None:
 def test_reference_folders_match_folder_components(
     file_name: str | None, folders: list[str], found: int | None
 ) -> None:
-    assert reference_folder(file_name, [tuple(f.casefold().split("/")) for f in folders]) == found
+    assert reference_folder(file_name, [folder_parts(f) for f in folders]) == found
+
+
+def test_the_keeper_is_the_best_in_rule_order_and_the_reason_tells_it_from_the_runner_up() -> None:
+    rng = random.Random(3)
+    rules = KeeperRules.of(["format", "resolution", "file_size", "sharpness"])
+    for _ in range(300):
+        info = {
+            i: photo(
+                format=rng.choice(["JPEG", "HEIC", None]),
+                width=rng.choice([2000, 4000, None]),
+                bytes=rng.choice([1000, 2000]),
+                sharpness=rng.choice([None, 5.0, 9.0]),
+            )
+            for i in rng.sample(range(1, 50), rng.randint(2, 5))
+        }
+        ranked = sorted(info, key=lambda m: (*(rules.key(r, info[m]) for r in rules.order), -m), reverse=True)
+        choice = rules.choose(info, info)
+        assert choice.keeper == ranked[0]
+        keeper, runner = info[ranked[0]], info[ranked[1]]
+        differing = [r for r in rules.order if rules.key(r, keeper) != rules.key(r, runner)]
+        assert choice.rule == (differing[0] if differing else None)
 
 
 def test_unknown_rules_are_refused() -> None:
