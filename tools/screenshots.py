@@ -9,7 +9,7 @@ drives Debian's Chromium through Playwright.
 
     python -m tools.screenshots [--photos ../shared/photos] [--out docs/img] [--views duplicates,...]
 
-Needs ports 33333-33341 and 44444 free (it runs the stack on its default ports).
+The stack runs on free ports (the default ones may be taken by another stack on the machine).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import httpx
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
-GATEWAY = "http://127.0.0.1:44444"
 VIEWS = [
     ("search", "#/search"),
     ("moments", "#/moments?g=0.15"),
@@ -75,12 +74,23 @@ def edited_copies(photos: list[Path], folder: Path) -> None:
         ImageOps.mirror(img).save(folder / f"{path.stem}-mirror.jpg", quality=85)
 
 
-def wait_for_gateway(timeout: float = 300) -> None:
+def free_ports() -> tuple[dict[str, str], str]:
+    """Environment giving every service and the gateway a free port, and the gateway's URL."""
+    from ambience_support.processes import free_port
+    from services.registry import SERVICES
+
+    env = {f"{info.env_prefix}PORT": str(free_port()) for info in SERVICES.values()}
+    env["AMBIENCE_GATEWAY_PORT"] = str(free_port())
+    env["AMBIENCE_GATEWAY_URL"] = url = f"http://127.0.0.1:{env['AMBIENCE_GATEWAY_PORT']}"
+    return env, url
+
+
+def wait_for_gateway(gateway: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
             try:
-                health = client.get(GATEWAY + "/health").json()
+                health = client.get(gateway + "/health").json()
                 if health.get("catalog", {}).get("status") == "up":
                     return
             except (httpx.HTTPError, ValueError):
@@ -89,20 +99,20 @@ def wait_for_gateway(timeout: float = 300) -> None:
     raise TimeoutError("the gateway did not come up")
 
 
-def wait_until_indexed(timeout: float = 600) -> None:
+def wait_until_indexed(gateway: str, timeout: float = 600) -> None:
     """Until no part is pending for a running service (those without weights stay pending)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        health = httpx.get(GATEWAY + "/health", timeout=30).json()
+        health = httpx.get(gateway + "/health", timeout=30).json()
         running = {name for name, s in (health.get("services") or {}).items() if s.get("status") == "up"}
-        stats = httpx.get(GATEWAY + "/catalog_stats", timeout=30).json()
+        stats = httpx.get(gateway + "/catalog_stats", timeout=30).json()
         pending = sum(n for name, n in (stats.get("pending_parts") or {}).items() if name in running)
         if not pending:
             return
         time.sleep(2)
 
 
-def shoot(out: Path, image_id: int, query: Path, only: set[str] | None = None) -> None:
+def shoot(gateway: str, out: Path, image_id: int, query: Path, only: set[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = os.environ.get("AMBIENCE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -112,7 +122,7 @@ def shoot(out: Path, image_id: int, query: Path, only: set[str] | None = None) -
         for name, fragment in VIEWS:
             if only is not None and name not in only:
                 continue
-            page.goto(GATEWAY + "/" + fragment.format(image=image_id))
+            page.goto(gateway + "/" + fragment.format(image=image_id))
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(2500)
             page.screenshot(path=str(out / f"page-{name}.png"))
@@ -121,14 +131,14 @@ def shoot(out: Path, image_id: int, query: Path, only: set[str] | None = None) -
             browser.close()
             return
         # reverse search: a query dropped on the search view
-        page.goto(GATEWAY + "/#/search")
+        page.goto(gateway + "/#/search")
         page.set_input_files("#query-file", str(query))
         page.wait_for_selector("#col-unified_res li", timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "page-reverse-search.png"))
         # phone width: moments
         phone = browser.new_page(viewport={"width": 390, "height": 800}, device_scale_factor=2)
-        phone.goto(GATEWAY + "/#/moments?g=0.15")
+        phone.goto(gateway + "/#/moments?g=0.15")
         phone.wait_for_selector("#moments .moment", timeout=120_000)
         phone.wait_for_timeout(1500)
         phone.screenshot(path=str(out / "page-moments-phone.png"))
@@ -157,8 +167,12 @@ def main() -> int:
         copies = root / "copies"
         edited_copies(photos, copies)
         stacks(photos, root / "stacks")
+        ports, gateway = free_ports()
         env = {
             **os.environ,
+            **ports,
+            # the index mappings too: ids start afresh, nothing is left in the checkout
+            "AMBIENCE_DATA_DIR": str(root / "data"),
             "AMBIENCE_GLOBAL_FEATURES_MODEL": "tf_efficientnet_lite0",
             "AMBIENCE_GLOBAL_FEATURES_WEIGHTS": str(weights),
             "AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift",
@@ -172,7 +186,7 @@ def main() -> int:
             start_new_session=True,
         )
         try:
-            wait_for_gateway()
+            wait_for_gateway(gateway)
             for folder in (args.photos, copies, root / "stacks"):
                 subprocess.run(
                     [sys.executable, "-m", "ambience", "index", str(folder), "--concurrency", "2"],
@@ -180,10 +194,10 @@ def main() -> int:
                     cwd=REPO,
                     check=False,
                 )
-            wait_until_indexed()
+            wait_until_indexed(gateway)
             args.out.mkdir(parents=True, exist_ok=True)
             only = set(args.views.split(",")) if args.views else None
-            shoot(args.out, image_id=3, query=photos[6], only=only)
+            shoot(gateway, args.out, image_id=3, query=photos[6], only=only)
         finally:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=60)

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import thumbnails
 from gateway.duplicates.alignment import grey_thumbnail
-from gateway.steps import AddedImage, StepFailed
+from gateway.steps import AddedImage
 from services.common.postgres.database import Cursor, SqlRunner
 
 
@@ -82,8 +82,9 @@ class SharpnessStore:
     # -- the step that follows an add ----------------------------------------------------------
 
     async def run(self, image: AddedImage) -> None:
-        if await run_in_threadpool(self.measure, image.image_id) is None:
-            raise StepFailed("no thumbnail to measure (the thumbnail step failed)")
+        # without a thumbnail (its step failed for good, and says so) there is nothing to measure:
+        # the sharpness stays unknown, which the keeper rules rank last
+        await run_in_threadpool(self.measure, image.image_id)
 
     async def forget(self, image_id: int) -> None:
         await run_in_threadpool(self.forget_image, image_id)

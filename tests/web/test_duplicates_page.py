@@ -105,6 +105,18 @@ def test_groups_show_their_keeper_reason_and_space_and_a_decision_hides_one(
     assert page.locator("#decisions li[data-decision-id]").count() == 0
 
 
+def test_groups_come_a_page_at_a_time(browser: Browser, stack: GatewayStack) -> None:
+    page = browser.open(stack.url + "/#/duplicates?kind=copies&order=space&per=1")  # per: groups per page
+    page.wait_for_selector("#group-list .group", timeout=60_000)
+    assert page.locator("#group-list .group").count() == 1
+    assert page.text_content("#groups-more") == "Show more (1 left)"
+    page.click("#groups-more")
+    page.wait_for_function("document.querySelectorAll('#group-list .group').length === 2")
+    assert page.locator("#groups-more").is_hidden()
+    freed = [int(g.get_attribute("data-bytes-freed")) for g in page.query_selector_all("#group-list .group")]
+    assert freed == sorted(freed, reverse=True)
+
+
 def test_stacks_are_piles_with_their_cover(browser: Browser, stack: GatewayStack) -> None:
     page = browser.open(stack.url + "/#/duplicates?kind=bursts")
     burst = page.wait_for_selector(".group.stack:has([data-image-id='10'])", timeout=60_000)

@@ -22,9 +22,14 @@ export function fmtBytes(n) {
 function memberCaption(kind, m, isKeeper) {
   const parts = [`#${m.image_id}`];
   if (m.format) parts.push(m.format);
+  if (!isKeeper && kind === "bursts") parts.push(`+${Number(m.distance).toFixed(1)} s`);
+  return parts.join(" · ");
+}
+
+function memberFacts(m) {
+  const parts = [];
   if (m.width && m.height) parts.push(`${m.width}×${m.height}`);
   if (m.bytes) parts.push(fmtBytes(m.bytes));
-  if (!isKeeper && kind === "bursts") parts.push(`+${Number(m.distance).toFixed(1)} s`);
   return parts.join(" · ");
 }
 
@@ -53,10 +58,11 @@ function groupCard(kind, g, n, onGone) {
     if (m.file_name) tile.title = m.file_name;
     // a stack is drawn as a pile, the cover on top
     const style = isStack ? `z-index: ${g.members.length - i}` : null;
-    return h("div", { class: "member", style }, tile, h("label", { class: "keep-label" }, box, " keep"));
+    return h("div", { class: "member", style }, tile, h("span", { class: "facts" }, memberFacts(m)),
+      h("label", { class: "keep-label" }, box, " keep"));
   });
   update();
-  const card = h("section", { class: "group" + (isStack ? " stack" : ""), "data-keeper": g.keeper, "data-group-id": g.id },
+  const card = h("section", { class: "group" + (isStack ? " stack" : ""), "data-keeper": g.keeper, "data-group-id": g.id, "data-bytes-freed": g.bytes_freed },
     h("header", {},
       h("div", {},
         h("strong", {}, title),
@@ -109,6 +115,7 @@ async function decisionsList(kind, reload) {
 export function renderDuplicates(params) {
   const kind = KINDS.some(([k]) => k === params.get("kind")) ? params.get("kind") : "copies";
   const order = params.get("order") === "space" ? "space" : "size";
+  const pageSize = Math.max(1, Math.floor(Number(params.get("per"))) || PAGE_SIZE); // groups per page
   const out = h("section", { id: "groups" });
   const summary = h("p", { class: "muted", id: "group-count" });
   const decided = h("section", { id: "decisions" });
@@ -125,30 +132,33 @@ export function renderDuplicates(params) {
     tabs, h("div", { class: "row" }, sort, summary), out, h("h2", {}, "Your decisions"), decided);
 
   let totals = null;
+  let shown = 0; // groups on the page (those resolved or decided on leave it)
+  let numbered = 0; // the number of the last group card made
   const showTotals = () => {
     if (!totals) return;
     summary.textContent = `${totals.groups} groups · ${totals.images} images · ${fmtBytes(totals.bytes_freed)} can be freed`;
   };
   const onGone = () => {
     if (totals) { totals.groups -= 1; showTotals(); }
+    shown -= 1; // the groups left to show stay the same
   };
   const reload = () => renderDuplicates(params);
   const grid = h("div", { id: "group-list" });
   const more = h("button", { type: "button", class: "secondary", id: "groups-more", hidden: true });
-  let shown = 0;
 
   async function loadPage(after) {
-    const body = { kind, order, page_size: PAGE_SIZE, ...(after ? { after } : {}) };
+    const body = { kind, order, page_size: pageSize, ...(after ? { after } : {}) };
     const reply = await apiWait("/duplicate_groups", { json: body });
     totals = reply.totals;
     showTotals();
-    const first = grid.children.length;
-    grid.append(...reply.groups.map((g) => groupCard(kind, g, ++shown, onGone)));
+    grid.append(...reply.groups.map((g) => groupCard(kind, g, ++numbered, onGone)));
+    shown += reply.groups.length;
     more.hidden = !reply.next;
     more.textContent = `Show more (${Math.max(0, reply.totals.groups - shown)} left)`;
     more.onclick = async () => {
       more.disabled = true;
-      try { await loadPage(reply.next); grid.children[first + reply.groups.length]?.querySelector("a")?.focus(); }
+      const last = grid.lastElementChild; // keyboard users go on at the first new group
+      try { await loadPage(reply.next); last?.nextElementSibling?.querySelector("a")?.focus(); }
       catch (err) { toast(err.detail || String(err)); }
       more.disabled = false;
     };
