@@ -1,4 +1,5 @@
-"""``ambience groups rebuild [--kind copies|similar]``: relink the duplicate groups after a bulk import.
+"""``ambience groups rebuild [--kind copies|similar|bursts]``: relink the duplicate groups after a bulk
+import.
 
 ``ambience import`` writes the services' stores past the gateway, so no image it wrote has links.
 The rebuild runs in the gateway (in the background for copies with local features: a search per
@@ -24,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     actions = p.add_subparsers(dest="action", required=True)
     rebuild = actions.add_parser("rebuild", help="recompute every link of a kind, showing progress")
     rebuild.add_argument(
-        "--kind", choices=("copies", "similar"), default="copies", help="which groups (default copies)"
+        "--kind",
+        choices=("copies", "similar", "bursts"),
+        default="copies",
+        help="which groups (default copies; bursts: stacks)",
     )
     add_gateway_option(rebuild)
 
@@ -51,7 +55,9 @@ def rebuild(url: str | None, kind: str) -> int:
                 print(f"  {phase}: {done}/{total} ({failed} failed)", file=sys.stderr, flush=True)
             time.sleep(float(reply.headers.get("Retry-After", "2")))
     result = reply.json()
-    line = f"{kind}: {result['links']} links from {result['source']}"
+    line = f"{kind}: {result['links']} links from {result.get('source', 'the catalog')}"
+    if "measured" in result:
+        line += f"; sharpness measured for {result['measured']} images"
     crops = result.get("crops")
     if crops and crops["images"] == 0 and crops["error"]:
         line += f"; crops not searched: {crops['error']}"

@@ -128,8 +128,12 @@ def already_there(entry: dict[str, Any] | None, path: Path) -> tuple[str, str] |
     return "skipped", ""
 
 
-def add_file(client: httpx.Client, url: str, path: Path, image_id: int) -> tuple[str, str]:
-    """Send one file; transient refusals are sent again after a wait. (outcome, reason or "")."""
+def add_file(
+    client: httpx.Client, url: str, path: Path, image_id: int, name: str | None = None
+) -> tuple[str, str]:
+    """Send one file under ``name`` (default its own name; a folder index sends the path inside the
+    folder, which the gateway keeps as the file name: its duplicate groups' reference folders match
+    it); transient refusals are sent again after a wait. (outcome, reason or "")."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -139,7 +143,7 @@ def add_file(client: httpx.Client, url: str, path: Path, image_id: int) -> tuple
         try:
             reply = client.post(
                 url + "/calculate_all_image_features",
-                files={"image": (path.name, data)},
+                files={"image": (name or path.name, data)},
                 data={"image_id": str(image_id)},
             )
         except httpx.HTTPError as exc:
@@ -215,7 +219,8 @@ def index_folder(
 
         def add(name: str) -> tuple[str, str]:
             started = time.perf_counter()
-            outcome, reason = add_file(client, url, folder / name, ids.ids[name])
+            # posix separators whatever the system: the name is the same from every client
+            outcome, reason = add_file(client, url, folder / name, ids.ids[name], Path(name).as_posix())
             if timings is not None:
                 timings.append(time.perf_counter() - started)
             return outcome, f"{name} (id {ids.ids[name]}): {reason}" if reason else ""

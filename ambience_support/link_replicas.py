@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from gateway.catalog import Catalog
+from gateway.duplicates import schema as duplicates_schema
 from gateway.duplicates.links import LINK_CHANGES_KEPT, PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
 from gateway.image_facts import ImageFacts
@@ -49,7 +50,8 @@ async def replica(tmp_path: Path, dsn: str, kept: int = LINK_CHANGES_KEPT) -> As
     ``dsn``."""
     settings = GatewaySettings(data_dir=tmp_path / "gateway", services=[])
     clients = ServiceClients(settings, CollectorRegistry())
-    postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, "test-groups")
+    migrations = {COMPONENT: MIGRATIONS, duplicates_schema.COMPONENT: duplicates_schema.MIGRATIONS}
+    postgres = PostgresComponent(PostgresSettings(dsn=dsn), migrations, "test-groups")
     links = PostgresLinkStore(postgres, changes_kept=kept)
     facts = ImageFacts(postgres)
     sources = AnalysisSources(settings, clients, [])

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.timing import machine
 from gateway.catalog import Catalog
+from gateway.duplicates import schema as duplicates_schema
 from gateway.duplicates.links import PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
 from gateway.image_facts import ImageFacts
@@ -63,7 +64,9 @@ class Replica:
 def replica_over(tmp: Path, dsn: str) -> Replica:
     settings = GatewaySettings(data_dir=tmp / "gateway", services=[])
     clients = ServiceClients(settings, CollectorRegistry())
-    db = Database(dsn, migrations={COMPONENT: MIGRATIONS})
+    db = Database(
+        dsn, migrations={COMPONENT: MIGRATIONS, duplicates_schema.COMPONENT: duplicates_schema.MIGRATIONS}
+    )
     links, facts = PostgresLinkStore(db), ImageFacts(db)
     search = ReverseSearch(settings, clients, [], facts)
     groups = DuplicateGroups.build(

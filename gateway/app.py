@@ -34,6 +34,7 @@ from gateway.after_add import AfterAdd
 from gateway.auth import ApiKeyMiddleware
 from gateway.backlog import Backlog
 from gateway.catalog import Catalog
+from gateway.duplicates import schema as duplicates_schema
 from gateway.duplicates.links import PostgresLinkStore
 from gateway.duplicates.service import DuplicateGroups
 from gateway.explore import Explorer
@@ -82,6 +83,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
             web.COMPONENT: web.MIGRATIONS,
             people_schema.COMPONENT: people_schema.MIGRATIONS,
             library_schema.COMPONENT: library_schema.MIGRATIONS,
+            # after the gateway's own: it alters the links' tables
+            duplicates_schema.COMPONENT: duplicates_schema.MIGRATIONS,
         },
         "ambience-gateway",
     )
@@ -110,8 +113,8 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     people = People(settings, clients, postgres, decode_limits) if FACES in names else None
     people_rebuild = PeopleRebuild(people) if people is not None else None
     # What follows every add, in this order: the facts (capture times, exposures, sizes), which the
-    # links read; the library row and place; the thumbnail, which the copies' crop alignment
-    # reads; the duplicate links; the people in it.
+    # links read; the library row and place; the thumbnail, which the copies' crop alignment and
+    # the sharpness read; the sharpness and the duplicate links of each kind; the people in it.
     after_add = AfterAdd(
         settings,
         [
@@ -190,7 +193,7 @@ def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | N
     explore.add_routes(app, explorer, facts, more_info)
     people_routes.add_routes(app, people, people_rebuild, settings.max_upload_bytes, inflight, decode_limits)
     library_routes.add_routes(app, library, settings.on_this_day_window_days)
-    duplicate_routes.add_routes(app, duplicates)
+    duplicate_routes.add_routes(app, duplicates, writer.delete)
     health.add_routes(app, settings, clients, backlog, postgres, stored_by, metrics)
     thumbnail_routes.add_routes(
         app, postgres, backlog, clients, stored_by, settings.thumbnail_size, decode_limits

@@ -84,6 +84,25 @@ class ImageFacts:
 
         return self.db.run(run)
 
+    def info_or_recorded(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """:meth:`info`, and for images whose ``facts`` step has not run yet (an add being finished
+        beside another) the facts recorded with their add, so that two adds in flight at once see
+        each other's exposure times."""
+        found = self.info(image_ids)
+        missing = [i for i in image_ids if i not in found]
+        if not missing:
+            return found
+
+        def run(cur: Cursor) -> dict[int, dict[str, Any]]:
+            cur.execute(
+                "SELECT image_id, facts FROM gateway_images"
+                " WHERE image_id = ANY(%s) AND op = 'add' AND facts IS NOT NULL",
+                (missing,),
+            )
+            return {int(i): facts_from_json(dict(facts)) for i, facts in cur.fetchall()}
+
+        return {**found, **self.db.run(run)}
+
     def capture_times(self) -> dict[int, float]:
         """Capture time (seconds, as recorded: camera-local time) of every image that has one."""
 

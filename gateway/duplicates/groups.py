@@ -14,16 +14,31 @@ Link = tuple[int, int, float]
 class LinkGroups:
     """Groups = connected components of links between images (each with a distance), kept up to
     date one image at a time: linking merges groups (the smaller into the larger), removing an image
-    re-splits only its own group."""
+    re-splits only its own group. ``joins`` (a person's "these are duplicates",
+    gateway/duplicates/decided.py) connect their recorded images as links do, at no distance."""
 
     def __init__(self) -> None:
         self.links: dict[int, dict[int, float]] = {}
+        #: Joins decided by a person: join id -> its images (any ids: an image not recorded yet
+        #: joins when it comes); image -> the joins naming it.
+        self.joins: dict[int, frozenset[int]] = {}
+        self.joined_by: dict[int, set[int]] = {}
         self.group_of: dict[int, int] = {}
         self.members: dict[int, set[int]] = {}
         self._next = 0
 
     def __len__(self) -> int:
         return len(self.group_of)
+
+    def _touch(self, gid: int) -> None:
+        """Group ``gid`` was made, grew or went (for what caches something per group)."""
+
+    def joined(self, image: int) -> set[int]:
+        """The recorded images a join puts with ``image``."""
+        if image not in self.joined_by:
+            return set()
+        found = {o for j in self.joined_by[image] for o in self.joins[j] if o in self.group_of}
+        return found - {image}
 
     def add(self, image: int, links: Iterable[tuple[int, float]]) -> int:
         """Record ``image`` with its links to images already recorded; returns its group id."""
@@ -35,6 +50,8 @@ class LinkGroups:
                 continue
             mine[other] = self.links[other][image] = float(distance)
             self._merge(self.group_of[image], self.group_of[other])
+        for other in self.joined(image):
+            self._merge(self.group_of[image], self.group_of[other])
         return self.group_of[image]
 
     def _new_group(self, members: set[int]) -> int:
@@ -43,6 +60,7 @@ class LinkGroups:
         self.members[gid] = members
         for m in members:
             self.group_of[m] = gid
+        self._touch(gid)
         return gid
 
     def _merge(self, a: int, b: int) -> None:
@@ -53,6 +71,8 @@ class LinkGroups:
         for m in self.members.pop(b):
             self.group_of[m] = a
             self.members[a].add(m)
+        self._touch(a)
+        self._touch(b)
 
     def remove(self, image: int) -> None:
         gid = self.group_of.pop(image, None)
@@ -60,38 +80,75 @@ class LinkGroups:
             return
         for other in self.links.pop(image, {}):
             self.links[other].pop(image, None)
+        self.members[gid].discard(image)
+        self._resplit(gid)
+
+    def _resplit(self, gid: int) -> None:
+        """Group ``gid`` as the connected components its members now make: one new group each."""
         rest = self.members.pop(gid)
-        rest.discard(image)
-        while rest:  # the group may fall apart: one new group per remaining component
+        self._touch(gid)
+        while rest:
             start = rest.pop()
-            component, queue = {start}, [start]
+            component, queue, used = {start}, [start], set()
             while queue:
-                for other in self.links[queue.pop()]:
+                node = queue.pop()
+                others = list(self.links.get(node, {}))
+                for j in self.joined_by.get(node, ()):
+                    if j not in used:  # each join's images are met once
+                        used.add(j)
+                        others += self.joins[j]
+                for other in others:
                     if other in rest:
                         rest.discard(other)
                         component.add(other)
                         queue.append(other)
             self._new_group(component)
 
+    def set_joins(self, joins: dict[int, frozenset[int]]) -> set[int]:
+        """Replace the decided joins; the groups follow (those that lost a join re-split). Returns
+        the images whose joins changed."""
+        old, self.joins = self.joins, joins
+        changed = {i for j in old.keys() ^ joins.keys() for i in (old.get(j) or joins[j])}
+        changed |= {i for j in old.keys() & joins.keys() if old[j] != joins[j] for i in old[j] ^ joins[j]}
+        self.joined_by = {}
+        for j, images in joins.items():
+            for i in images:
+                self.joined_by.setdefault(i, set()).add(j)
+        lost = {i for j, images in old.items() if joins.get(j) != images for i in images}
+        for gid in {self.group_of[i] for i in lost if i in self.group_of}:
+            if gid in self.members:
+                self._resplit(gid)
+        for image in changed:
+            if image in self.group_of:
+                self._touch(self.group_of[image])
+                for other in self.joined(image):
+                    self._merge(self.group_of[image], self.group_of[other])
+        return changed
+
     def groups(self, min_size: int = 2) -> list[set[int]]:
         return [m for m in self.members.values() if len(m) >= min_size]
 
-    def distances_from(self, source: int) -> dict[int, tuple[float, bool]]:
-        """Per member of ``source``'s group: (distance, linked directly). Members not linked to
-        ``source`` get the shortest path length over links, an upper bound of their distance when
-        the distance is a metric (Hamming, angle)."""
+    def distances_from(self, source: int, within: set[int] | None = None) -> dict[int, tuple[float, bool]]:
+        """Per member of ``source``'s group (or of ``within``): (distance, linked directly). Members
+        not linked to ``source`` get the shortest path length over links (a decided join counts 0),
+        an upper bound of their distance when the distance is a metric (Hamming, angle)."""
         best = {source: 0.0}
         heap = [(0.0, source)]
         while heap:
             d, node = heapq.heappop(heap)
             if d > best.get(node, math.inf):
                 continue
-            for other, step in self.links.get(node, {}).items():
+            steps = list(self.links.get(node, {}).items())
+            steps += [(o, 0.0) for o in self.joined(node)]
+            for other, step in steps:
+                if within is not None and other not in within:
+                    continue
                 if d + step < best.get(other, math.inf):
                     best[other] = d + step
                     heapq.heappush(heap, (d + step, other))
         direct = self.links.get(source, {})
-        return {m: (direct.get(m, d), m in direct or m == source) for m, d in best.items()}
+        joined = self.joined(source)
+        return {m: (direct.get(m, d), m in direct or m in joined or m == source) for m, d in best.items()}
 
 
 def union_of_links(found: list[Link], recorded: list[Link], prefer_found: bool = False) -> list[Link]:
@@ -116,17 +173,6 @@ def links_by_image(links: list[Link]) -> dict[int, list[tuple[int, float]]]:
         by_image.setdefault(a, []).append((b, d))
         by_image.setdefault(b, []).append((a, d))
     return by_image
-
-
-def groups_from_links(images: list[int], links: list[Link]) -> LinkGroups:
-    """The groups of ``images`` and of every image a link names: one written to the services by
-    ``ambience import`` is known to the gateway by its links only (the catalog leaves out the links
-    of images being deleted or forgotten)."""
-    groups = LinkGroups()
-    by_image = links_by_image(links)
-    for image in sorted({*images, *by_image}):
-        groups.add(image, by_image.get(image, []))
-    return groups
 
 
 def add_linked(groups: LinkGroups, image: int, links: list[tuple[int, float]]) -> None:

@@ -1,12 +1,14 @@
 """The duplicate links and their change log in PostgreSQL: every link of a kind (``copies``,
-``similar``) with its distance, the kind's generation, and the changes logged under it.
+``similar``, ``bursts``) with its distance, the kind's generation, and the changes logged under it.
 
 Every change of a kind's links, and every image that stops being an added one (the catalog's
 delete and forget, told through :meth:`PostgresLinkStore.image_removed` inside their own
 transactions), bumps the kind's generation (its row lock orders the writers of a kind, so a
 generation is visible only once it and every earlier one are committed) and logs the change under
-it. A gateway remembers the generation its groups in memory reflect, and on each request applies
-the changes logged since: its own and other replicas' alike (gateway/duplicates/follower.py).
+it. A person's decision about groups is logged the same way (a ``decision`` change: the groups
+re-read the decisions, gateway/duplicates/decisions.py). A gateway remembers the generation its
+groups in memory reflect, and on each request applies the changes logged since: its own and other
+replicas' alike (gateway/duplicates/follower.py).
 
 An image counts as added unless the write ledger (``gateway_images``) says otherwise: an image
 ``ambience import`` wrote past the gateway is known here by its links only. :class:`LinkStore` is
@@ -21,8 +23,9 @@ from typing import Protocol
 from gateway.duplicates.groups import Link
 from services.common.postgres.database import Cursor, SqlRunner
 
-#: Kinds of duplicate links, each with its own generation.
-LINK_KINDS = ("copies", "similar")
+#: Kinds of duplicate links, each with its own generation (bursts: the tables of
+#: gateway/duplicates/schema.py).
+LINK_KINDS = ("copies", "similar", "bursts")
 #: Changes of the links kept per kind: a gateway further behind than this reloads its groups whole
 #: (as cheap as applying that many changes).
 LINK_CHANGES_KEPT = 10_000
@@ -31,7 +34,8 @@ LINK_CHANGES_KEPT = 10_000
 @dataclass(frozen=True)
 class LinkChange:
     """One change of a kind's links: an image ``add``ed (linked to what it matched), ``remove``d
-    (with its links), or every link replaced (``rebuild``, ``image_id`` None)."""
+    (with its links), every link replaced (``rebuild``, ``image_id`` None), or the decisions about
+    the kind's groups changed (``decision``, ``image_id`` None)."""
 
     generation: int
     change: str
@@ -92,6 +96,12 @@ class PostgresLinkStore:
             (kind, generation - self.changes_kept),
         )
         return generation
+
+    def log_decision(self, cur: Cursor, kinds: list[str]) -> None:
+        """Inside the caller's transaction (the decision store's): the decisions about the groups of
+        ``kinds`` changed. Kinds in LINK_KINDS order, as every writer locks them."""
+        for kind in sorted(kinds, key=LINK_KINDS.index):
+            self._log_change(cur, kind, "decision", None)
 
     def image_removed(self, cur: Cursor, image_id: int, drop_links: bool) -> None:
         """Inside the caller's transaction (the catalog's): ``image_id`` left the groups of every

@@ -104,7 +104,8 @@ class LinkPolicy:
         touched = sorted({i for a, b, _ in links for i in (a, b)})
         pinned = [] if whole else await run_in_threadpool(self.links.touching, "copies", touched)
         ids = sorted({*touched, *(i for a, b, _ in pinned for i in (a, b))})
-        info = await run_in_threadpool(self.facts.info, ids)
+        # an image whose add is being finished beside this one may have no facts step done yet
+        info = await run_in_threadpool(self.facts.info_or_recorded, ids)
         exposure = {i: recorded_exposure(info.get(i, {})) for i in ids}
         return exposure_consistent(links, exposure, pinned)
 

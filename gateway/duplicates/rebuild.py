@@ -2,7 +2,9 @@
 import), by :class:`Rebuilder`. ``copies``: the pairs within ``DUPLICATE_DISTANCE`` over the stored
 hashes and their mirrors, the crops local features verifies among every stored image, the
 thumbnail alignment of every image with a preview, and the links recorded at add time, all checked
-again; ``similar``: the embedding source's pairs within ``SIMILAR_DISTANCE`` and the time gap.
+again; ``similar``: the embedding source's pairs within ``SIMILAR_DISTANCE`` and the time gap;
+``bursts``: the stacks among the catalog's photos (gateway/duplicates/bursts.py), after measuring the
+sharpness of the images that have a thumbnail and none yet (in the background when there are any).
 
 A crop is 158-342 phash bits from its source, as far as different photos, so the stored hashes
 cannot show it; local_features can. An image added through the gateway was searched at add time,
@@ -23,10 +25,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from gateway.duplicates.bursts import BurstLinks
 from gateway.duplicates.crops import AlignedCrops
 from gateway.duplicates.groups import Link, union_of_links
 from gateway.duplicates.links import LinkStore
 from gateway.duplicates.policy import LinkPolicy
+from gateway.duplicates.sharpness import SharpnessStore
 from gateway.image_facts import ImageFacts
 from gateway.proxy import ServiceClients
 from gateway.settings import UPSTREAMS, GatewaySettings
@@ -48,7 +52,8 @@ PAIRS_POLL_S = 2.0
 @dataclass
 class Progress:
     #: pairs (the phash service's pairs), crops (local-feature searches), alignment (thumbnails of
-    #: colour neighbours), colours (the colour check), saving (the catalog)
+    #: colour neighbours), colours (the colour check), sharpness (bursts: thumbnails measured),
+    #: stacks (bursts: the catalog's photos paired), saving (the catalog)
     phase: str = "pairs"
     done: int = 0
     total: int = 0
@@ -213,6 +218,8 @@ class Rebuilder:
         crops: AlignedCrops,
         links: LinkStore,
         facts: ImageFacts,
+        bursts: BurstLinks,
+        sharpness: SharpnessStore,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -222,6 +229,8 @@ class Rebuilder:
         self.crops = crops
         self.links = links
         self.facts = facts
+        self.bursts = bursts
+        self.sharpness = sharpness
         #: the background rebuilds, running or finished and not answered yet
         self._background: dict[str, RebuildJob] = {}
 
@@ -232,7 +241,11 @@ class Rebuilder:
         once."""
         if kind == "copies" and "phash" not in self.enabled:
             raise SourceUnavailable("copies need the phash service, which is not enabled")
-        if kind != "copies" or not self.policy.searches_crops():
+        if kind == "bursts":
+            background = bool(await run_in_threadpool(self.sharpness.unmeasured))
+        else:
+            background = kind == "copies" and self.policy.searches_crops()
+        if not background and kind not in self._background:
             return await self.recompute(RebuildJob(kind))
         job = self._background.get(kind)
         if job is None:
@@ -256,6 +269,8 @@ class Rebuilder:
         kind = job.kind
         # images deleted from here on (through any replica) must not be linked again
         started = await run_in_threadpool(self.links.generation, kind)
+        if kind == "bursts":
+            return await self._bursts(job, started)
         if kind == "copies":
             source, threshold = "phash", self.settings.duplicate_distance
         else:
@@ -277,6 +292,24 @@ class Rebuilder:
         # logged: every replica reloads its groups
         written = await run_in_threadpool(self.links.replace, kind, pairs, started)
         return {**result, "links": written}
+
+    async def _bursts(self, job: RebuildJob, started: int) -> dict[str, Any]:
+        """The sharpness of the images that have none, then the stacks among every photo."""
+        job.progress.phase = "sharpness"
+        unmeasured = await run_in_threadpool(self.sharpness.unmeasured)
+        job.progress.total = len(unmeasured)
+        for image_id in unmeasured:
+            try:
+                await run_in_threadpool(self.sharpness.measure, image_id)
+            except Exception as exc:  # an unreadable thumbnail: no sharpness, the rest goes on
+                job.progress.failed += 1
+                log.warning("duplicate groups: no sharpness for %d: %s", image_id, exc)
+            job.progress.done += 1
+        job.progress.phase = "stacks"
+        links = await self.bursts.among_all()
+        job.progress.phase = "saving"
+        written = await run_in_threadpool(self.links.replace, "bursts", links, started)
+        return {"kind": "bursts", "links": written, "measured": len(unmeasured) - job.progress.failed}
 
     async def _copies(self, pairs: list[Link], job: RebuildJob, result: dict[str, Any]) -> list[Link]:
         """phash's pairs, the crops local features verifies, the aligned thumbnails and the links

@@ -60,10 +60,17 @@ def test_index_is_resumable_and_search_prints_a_table(stack: GatewayStack, tmp_p
     (mapping_file,) = (data / "index").glob("pictures-*.csv")
     mapping = mapping_file.read_text().split()
     assert len(mapping) == 6  # the folder row and five ids
-    # each upload carries its file's name, which the gateway records (the page and its CSV show it)
+    # each upload carries its path inside the folder, which the gateway records (the page and its
+    # CSV show it; duplicate groups' reference folders match it)
     ids = [int(row.split(",")[0]) for row in mapping[1:]]
     info = httpx.post(stack.url + "/image_info", json={"image_ids": ids}, timeout=30).json()
-    assert sorted(v["file_name"] for v in info.values()) == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "p4.png"]
+    assert sorted(v["file_name"] for v in info.values()) == [
+        "p0.jpg",
+        "p1.jpg",
+        "p2.jpg",
+        "p3.jpg",
+        "sub/p4.png",
+    ]
 
     # New files later: only they are sent, earlier ids stay as they were.
     folder.chmod(0o755)

@@ -56,7 +56,15 @@ def test_an_add_is_followed_by_its_steps_and_each_service_gets_the_upload_once(
         assert reply.status_code == 200, reply.text
         assert all(part["status"] in ("ok", "queued") for part in reply.json())
     status = stack.wait_complete([1, 2])
-    assert list(status["1"]["steps"]) == ["facts", "place", "thumbnail", "copies", "similar"]
+    assert list(status["1"]["steps"]) == [
+        "facts",
+        "place",
+        "thumbnail",
+        "sharpness",
+        "copies",
+        "similar",
+        "bursts",
+    ]
     assert all(s["status"] == "done" for s in status["1"]["steps"].values())
     assert httpx.get(stack.url + "/thumbnails/2", timeout=10).status_code == 200
     info = httpx.post(stack.url + "/image_info", json={"image_ids": [2]}, timeout=10).json()
