@@ -277,10 +277,10 @@ def report(runs: list[Run]) -> str:
         lines += ["| process | CPU s | share | PSS after | RSS after |", "|---|---|---|---|---|"]
         for name in sorted(run.cpu_s, key=lambda n: -run.cpu_s[n]):
             share = run.cpu_s[name] / total
-            lines.append(
-                f"| {name} | {run.cpu_s[name]:.0f} | {share:.0%} | {run.rss_mb.get(name, 0):.0f} MB |"
-            )
-        lines.append(f"| total | {total:.0f} | | {sum(run.rss_mb.values()):.0f} MB |")
+            pss, rss = run.pss_mb.get(name, 0), run.rss_mb.get(name, 0)
+            lines.append(f"| {name} | {run.cpu_s[name]:.0f} | {share:.0%} | {pss:.0f} MB | {rss:.0f} MB |")
+        pss, rss = sum(run.pss_mb.values()), sum(run.rss_mb.values())
+        lines.append(f"| total | {total:.0f} | | {pss:.0f} MB | {rss:.0f} MB |")
     return "\n".join(lines)
 
 
