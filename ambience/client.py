@@ -12,11 +12,15 @@ import csv
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+#: Seconds between the progress lines of a background job (the gateway's Retry-After paces the asks).
+PRINT_EVERY_S = 10.0
 LEGACY_MAPPING_NAME = ".ambience_ids.csv"  # where mappings used to be written, inside the folder
 _FOLDER_ROW = "folder"  # first row of a mapping: ("folder", absolute path of the indexed folder)
 DEFAULT_URL = "http://127.0.0.1:44444"
@@ -44,6 +48,25 @@ def reporting_errors(command: str, run: Callable[[], int]) -> int:
     except (httpx.HTTPError, RuntimeError) as exc:
         print(f"ambience {command}: {exc}", file=sys.stderr)
         return 1
+
+
+def wait_for_job(
+    ask: Callable[[], httpx.Response], describe: Callable[[dict[str, Any]], str]
+) -> dict[str, Any]:
+    """Ask for a background job of the gateway (a rebuild, a backfill) until it answers 200, printing
+    ``describe(progress)`` every :data:`PRINT_EVERY_S` while it answers 202; returns the final JSON.
+    Any other status is a RuntimeError naming it."""
+    last_print = time.monotonic()
+    while True:
+        reply = ask()
+        if reply.status_code == 200:
+            return reply.json()
+        if reply.status_code != 202:
+            raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
+        if time.monotonic() - last_print >= PRINT_EVERY_S:
+            last_print = time.monotonic()
+            print(f"  {describe(reply.json().get('progress') or {})}", file=sys.stderr, flush=True)
+        time.sleep(float(reply.headers.get("Retry-After", "2")))
 
 
 def mappings_dir() -> Path:

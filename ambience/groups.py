@@ -9,15 +9,10 @@ image); this command asks until it answers, printing its progress, then the resu
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 import httpx
 
-from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors
-
-#: Seconds between progress lines (the gateway's Retry-After paces the asks).
-PRINT_EVERY_S = 10.0
+from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors, wait_for_job
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,22 +34,14 @@ def run(args: argparse.Namespace) -> int:
 
 def rebuild(url: str | None, kind: str) -> int:
     base = gateway_url(url)
-    last_print = 0.0
     with httpx.Client(timeout=300, headers=auth_headers()) as client:
-        while True:
-            reply = client.post(base + "/duplicate_groups/rebuild", json={"kind": kind})
-            if reply.status_code == 200:
-                break
-            if reply.status_code != 202:
-                raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
-            progress = reply.json().get("progress", {})
-            if time.monotonic() - last_print >= PRINT_EVERY_S:
-                last_print = time.monotonic()
-                done, total = progress.get("done", 0), progress.get("total", 0)
-                phase, failed = progress.get("phase", "running"), progress.get("failed", 0)
-                print(f"  {phase}: {done}/{total} ({failed} failed)", file=sys.stderr, flush=True)
-            time.sleep(float(reply.headers.get("Retry-After", "2")))
-    result = reply.json()
+        result = wait_for_job(
+            lambda: client.post(base + "/duplicate_groups/rebuild", json={"kind": kind}),
+            lambda p: (
+                f"{p.get('phase', 'running')}: {p.get('done', 0)}/{p.get('total', 0)}"
+                f" ({p.get('failed', 0)} failed)"
+            ),
+        )
     line = f"{kind}: {result['links']} links from {result.get('source', 'the catalog')}"
     if "measured" in result:
         line += f"; sharpness measured for {result['measured']} images"

@@ -6,15 +6,10 @@ then the result."""
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 import httpx
 
-from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors
-
-#: Seconds between progress lines (the gateway's Retry-After paces the asks).
-PRINT_EVERY_S = 10.0
+from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors, wait_for_job
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,21 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
 def rebuild(url: str | None) -> int:
     base = gateway_url(url)
-    last_print = 0.0
     with httpx.Client(timeout=300, headers=auth_headers()) as client:
-        while True:
-            reply = client.post(base + "/people/rebuild")
-            if reply.status_code == 200:
-                break
-            if reply.status_code != 202:
-                raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
-            progress = reply.json().get("progress", {})
-            if time.monotonic() - last_print >= PRINT_EVERY_S:
-                last_print = time.monotonic()
-                done, total, phase = progress.get("done", 0), progress.get("total", 0), progress.get("phase")
-                print(f"  {phase}: {done}/{total or '?'}", file=sys.stderr, flush=True)
-            time.sleep(float(reply.headers.get("Retry-After", "2")))
-    result = reply.json()
+        result = wait_for_job(
+            lambda: client.post(base + "/people/rebuild"),
+            lambda p: f"{p.get('phase')}: {p.get('done', 0)}/{p.get('total') or '?'}",
+        )
     print(
         f"{result['faces']} faces, {result['people']} people; {result['images_added']} images recorded, "
         f"{result['images_forgotten']} forgotten, {result['faces_moved']} faces moved"

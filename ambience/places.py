@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import httpx
 
-from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors
-
-#: Seconds between progress lines.
-PRINT_EVERY_S = 10.0
+from ambience.client import add_gateway_option, auth_headers, gateway_url, reporting_errors, wait_for_job
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,25 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
 def backfill(url: str | None) -> int:
     base = gateway_url(url)
-    last_print = time.monotonic()
     with httpx.Client(timeout=60, headers=auth_headers()) as client:
         started = client.post(base + "/places/backfill")
         if started.status_code != 202:
             raise RuntimeError(f"HTTP {started.status_code}: {started.text[:300]}")
-        while True:
-            reply = client.get(base + "/places/backfill")
-            if reply.status_code == 200:
-                break
-            if reply.status_code != 202:
-                raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
-            if time.monotonic() - last_print >= PRINT_EVERY_S:
-                last_print = time.monotonic()
-                p = reply.json().get("progress", {})
-                print(
-                    f"  {p.get('phase', 'running')}: {p.get('done', 0)}/{p.get('total', 0)}", file=sys.stderr
-                )
-            time.sleep(float(reply.headers.get("Retry-After", "1")))
-    last = reply.json().get("last") or {}
+        result = wait_for_job(
+            lambda: client.get(base + "/places/backfill"),
+            lambda p: f"{p.get('phase', 'running')}: {p.get('done', 0)}/{p.get('total', 0)}",
+        )
+    last = result.get("last") or {}
     if "error" in last:
         print(f"places: the backfill failed: {last['error']}", file=sys.stderr)
         return 1
