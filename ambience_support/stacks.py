@@ -48,7 +48,7 @@ QUICK_GATEWAY_ENV = {
 
 
 class DatabaseServer(Protocol):
-    """A PostgreSQL server that hands out fresh databases (tests.pg.TestServer)."""
+    """A PostgreSQL server that hands out fresh databases (ambience_support.pg.TestServer)."""
 
     def new_database(self, label: str = "db") -> str: ...
 

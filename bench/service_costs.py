@@ -169,7 +169,7 @@ def measure(
     """Each service in a fresh process, one after the other (none competes with another)."""
     import tempfile
 
-    from tests.image_text.tiny_tokenizer import write_tokenizer
+    from ambience_support.tiny_tokenizer import write_tokenizer
 
     # SigLIP 2 needs its tokenizer files at start-up; indexing never tokenizes: a tiny local one.
     tokenizer = write_tokenizer(Path(tempfile.mkdtemp(prefix="ambience-cost-tok-")))

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess, free_port
 from ambience_support.stacks import start_services
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.common.postgres.database import PostgresSettings
-from tests.pg import TestServer
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from ambience_support.copy_groups import (
     groups_of,
     judge,
 )
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 HARD_CASES = (*RECOLOURED_SERIES, *DAY_AND_NIGHT, *SMOOTH)
 

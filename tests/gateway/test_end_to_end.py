@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
 from ambience_support.stacks import GatewayStack, start_stack
 from gateway.settings import GatewaySettings
-from tests.pg import TestServer
 
 QUERIES = 24  # photos whose transformed copies are searched (all photos are added)
 SEARCH_SERVICES = ["phash", "color", "local_features"]

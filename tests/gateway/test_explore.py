@@ -7,31 +7,17 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from ambience_support.explore import SOURCES, add, post, textured
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess, free_port
-from ambience_support.stacks import GatewayStack, start_stack, wait_complete
+from ambience_support.stacks import GatewayStack, start_stack
 from services.color.histogram import histogram, l1
-from tests.pg import TestServer
-
-SOURCES = {
-    "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),
-    "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": "0",
-    # generated pictures are 250-290 bits from each other; a half-size copy ~80 from its source
-    "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": "120",
-}
-
-
-def textured(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:
-    """Coarse random structure: phash bits that survive resizing and re-encoding."""
-    grid = np.random.default_rng(seed).integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    return Image.fromarray(grid, "RGB").resize(size, Image.Resampling.BICUBIC)
 
 
 def with_exif(
@@ -57,22 +43,6 @@ def with_exif(
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=92, exif=exif.tobytes())
     return buf.getvalue()
-
-
-def add(url: str, image_id: int, data: bytes, name: str = "photo.jpg") -> None:
-    r = httpx.post(
-        url + "/calculate_all_image_features",
-        files={"image": (name, data)},
-        data={"image_id": image_id},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
-    assert all(e["status"] == "ok" for e in r.json()), r.text
-    wait_complete(url, [image_id])  # its facts, thumbnail and links follow the add
-
-
-def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(url + path, json=body, timeout=60)
 
 
 @pytest.fixture

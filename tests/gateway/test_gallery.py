@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
+from ambience_support.signs import Sign, render
 from ambience_support.stacks import GatewayStack, start_stack
 from ambience_support.stacks import add_generated as add
-from tests.ocr.signs import Sign, render
-from tests.pg import TestServer
 
 WORDS = ("LIGHTHOUSE", "BAKERY", "MUSEUM")
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 KEY = "health-key"

@@ -22,11 +22,11 @@ import httpx
 import pytest
 
 from ambience_support.link_replicas import added, deleted, grouped, replica
+from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
 from ambience_support.stacks import GatewayStack, start_stack
 from ambience_support.transforms import source_bytes, variants
 from services.registry import SERVICES
-from tests.pg import TestServer
 
 STORED = ("phash", "color", "local_features")
 #: Two textured photos: dozens of inliers between each and its 80% crop (benchmarks.md).

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from PIL import ImageOps
 
+from ambience_support.explore import SOURCES, add, post, textured
 from ambience_support.images import encode
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.gateway.test_explore import SOURCES, add, post, textured
-from tests.pg import TestServer
 
 #: Gateway A links copies at add time and rebuilds with a wide threshold; B links at add time only
 #: near-identical pictures (and aligns no thumbnails), so that pairs B added become a group only

@@ -14,12 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.processes import free_port
 from ambience_support.stacks import start_services
 from gateway.proxy import CallResult, ServiceClients
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch, merge_duplicates, merge_rankings
 from gateway.settings import UPSTREAMS, GatewaySettings
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 STORED = range(6)

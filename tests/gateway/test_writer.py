@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.processes import free_port
 from ambience_support.proxies import RateLimitingProxy
 from ambience_support.stacks import start_services
@@ -34,7 +35,6 @@ from gateway.writer import (
 )
 from services.common.errors import DatabaseUnavailable
 from services.common.postgres.database import PostgresComponent, PostgresSettings
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 

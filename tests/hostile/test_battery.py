@@ -18,14 +18,21 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support.hostile import (
+    SPECS,
+    UPLOAD_LIMIT,
+    HostileStack,
+    hostile_stack,
+    image_route,
+    peak_rss_mb,
+)
+from ambience_support.hostile_images import big_png, jpeg_claiming, png_claiming
 from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.processes import running_service
 from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
 from services.common.features.feature import VectorFeature
-from tests.hostile.stack import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route, peak_rss_mb
-from tests.hostile_images import big_png, jpeg_claiming, png_claiming
-from tests.pg import TestServer
 
 OVERSIZE = UPLOAD_LIMIT + (2 << 20)  # past the upload limit and its form allowance
 

@@ -21,9 +21,9 @@ from ambience.importer import _WORKER_FEATURES, FAILURES_CSV, IDS_CSV, _feature_
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
+from ambience_support.replicas import PHASH, found, generations, picture, replica, wait_until
+from ambience_support.tiny_models import TINY_IMAGE_TEXT
 from services.image_text.service import ImageTextFeature, ImageTextSettings
-from tests.image_text.test_service import TINY as TINY_IMAGE_TEXT
-from tests.replicas import PHASH, found, generations, picture, replica, wait_until
 
 distributed = pytest.importorskip("distributed", reason="needs dask distributed (the scale extra)")
 

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from ambience_support.browser import Browser, launch_browser
 from ambience_support.images import encode
+from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
 from ambience_support.processes import ServiceProcess
+from ambience_support.signs import Sign, render
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.ocr.signs import Sign, render
-from tests.pg import TestServer
-from tests.web.browser import Browser, launch_browser
 
 PHOTOS_ADDED = 24
 KEY = "correct horse battery staple"

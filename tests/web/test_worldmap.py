@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from ambience_support.browser import Browser, launch_browser
 from gateway.places import LAND_OUTLINE, topojson_rings
 from gateway.web import STATIC
-from tests.web.browser import Browser, launch_browser
 
 WIDTH, HEIGHT = 720, 360
 LAND, SEA, POINT = (220, 216, 204), (232, 238, 243), (192, 57, 43)  # worldmap.js' default style
