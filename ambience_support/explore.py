@@ -4,21 +4,23 @@ source, generated pictures whose phash survives resizing, an add that waits for 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from ambience_support.stacks import wait_complete
+from ambience_support.stacks import settings_env, wait_complete
 
-SOURCES = {
-    "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),
-    "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": "0",
+#: GatewaySettings values: color the vector source, no near shots unless a test asks for them.
+SOURCES: dict[str, Any] = {
+    "explore_sources": ["color"],
+    "similar_distance": 0,
     # generated pictures are 250-290 bits from each other; a half-size copy ~80 from its source
-    "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": "120",
+    "duplicate_distance": 120,
 }
+#: :data:`SOURCES` as a gateway process reads them.
+SOURCES_ENV = settings_env("AMBIENCE_GATEWAY_", SOURCES)
 
 
 def textured(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:

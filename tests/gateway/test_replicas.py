@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import ImageOps
 
-from ambience_support.explore import SOURCES, add, post, textured
+from ambience_support.explore import SOURCES_ENV, add, post, textured
 from ambience_support.images import encode
 from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
@@ -38,7 +38,7 @@ def gateway_b(stack: GatewayStack, tmp_path: Path) -> ServiceProcess:
 @pytest.fixture
 def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
     st = start_stack(
-        tmp_path, pg_server, ["phash", "color"], {**SOURCES, "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": WIDE}
+        tmp_path, pg_server, ["phash", "color"], {**SOURCES_ENV, "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": WIDE}
     )
     yield st
     st.stop()
