@@ -8,6 +8,8 @@ the end. The phash service's peak memory while it answers a 100 MP 16-bit PNG is
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -434,13 +436,32 @@ def test_phash_peak_memory_on_a_100_mp_16_bit_png(tmp_path: Path) -> None:
     assert peak < 600
 
 
+def held_back_together(bodies: int) -> Callable[[bytes], Iterator[bytes]]:
+    """Request bodies that are sent whole but for their last byte, then finished together: the
+    requests reach the server at once however busy the machine is (each server takes a 100 MP
+    decode's time to finish the first)."""
+    barrier = threading.Barrier(bodies)
+
+    def body(data: bytes) -> Iterator[bytes]:
+        yield data[:-1]
+        with contextlib.suppress(threading.BrokenBarrierError):  # a request answered early goes on
+            barrier.wait(timeout=120)
+        yield data[-1:]
+
+    return body
+
+
 def assert_one_of_three_refused(url: str, fields: dict[str, str], budget: str) -> None:
     """Three 100 MP uploads at once to ``url``: at least one answered, at least one refused with 503,
     Retry-After and a detail naming the ``budget``."""
     data = images()["gray16"]
+    form = httpx.Request("POST", url, files={"image": ("big.png", data)}, data=fields)
+    encoded = form.read()
+    headers = {"content-type": form.headers["content-type"], "content-length": str(len(encoded))}
+    body = held_back_together(3)
 
     def send(_: int) -> httpx.Response:
-        return httpx.post(url, files={"image": ("big.png", data)}, data=fields, timeout=180)
+        return httpx.post(url, content=body(encoded), headers=headers, timeout=180)
 
     with ThreadPoolExecutor(3) as pool:
         replies = list(pool.map(send, range(3)))
