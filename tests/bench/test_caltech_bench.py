@@ -1,19 +1,17 @@
 """caltech_bench's fusion table: precision@10 on each service's gateway-length lists, mAP@100 on the
 100-result lists, fused by the gateway's own fusion; on synthetic lists, and the bench's --small run
-on caltech101-dev (skipped when absent)."""
+on caltech101-dev (skipped when absent), read from the session's evaluation smoke run."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
 import pytest
 
-from bench.caltech_bench import MAP_AT, REPO, RESULT_K, SERVICES, Collected, default_caltech, fusion_report
+from ambience_support.evaluation import SmallEvaluation, block
+from bench.caltech_bench import MAP_AT, RESULT_K, SERVICES, Collected, default_caltech, fusion_report
 
 PER_CLASS = 120
 
@@ -55,22 +53,15 @@ def test_map_column_scores_the_100_result_lists_and_their_fusion(capsys: pytest.
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # 72 images through four services: under a minute on two idle cores
-def test_small_run_scores_the_100_result_lists_next_to_the_gateways_lists() -> None:
+def test_small_run_scores_the_100_result_lists_next_to_the_gateways_lists(
+    small_evaluation: SmallEvaluation,
+) -> None:
+    """The bench's --small run on caltech101-dev, as the session's evaluation ran it (its block)."""
     caltech = default_caltech()
     if not caltech.is_dir():
         pytest.skip(f"caltech101-dev not found at {caltech}")
-    env = {k: v for k, v in os.environ.items() if k != "AMBIENCE_BENCH_CACHE"}  # extract, not read
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.caltech_bench", "--small", "--caltech", str(caltech)],
-        cwd=REPO,
-        env={**env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    out = block(small_evaluation.text, "bench.caltech_bench")
+    assert "Command: `python -m bench.caltech_bench --small`" in out
     assert "| list | precision@10 (result_k 20) | mAP@100 (result_k 100) |" in out
     for label in [*(f"`{s}` alone" for s in SERVICES), "**`unified_res`, gateway defaults**"]:
         assert all(0.0 <= figure <= 1.0 for figure in table_row(out, label)), label

@@ -1,30 +1,16 @@
-"""The evaluation command end to end in small mode (real stack, real photos), into a temp report."""
+"""The evaluation command end to end in small mode (real stack, real photos), into a temp report: the
+session's smoke run (tests/bench/conftest.py) and a partial run of one bench."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from ambience_support.photos import PHOTOS, PHOTOS_FULL, REPO
+import pytest
+
+from ambience_support.evaluation import SmallEvaluation, block, run_evaluate
 from bench.evaluate import benches, report
-
-
-def run_evaluate(*args: str) -> None:
-    """``python -m bench.evaluate ARGS`` on the real photos, as a user runs it."""
-    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.evaluate", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: Path) -> None:
@@ -47,16 +33,17 @@ def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: 
     assert doc.read_text().count("begin generated: a -->") == 1
 
 
-def test_small_run_writes_report_with_every_section(photos: list[Path], tmp_path: Path) -> None:
-    doc = tmp_path / "benchmarks.md"
-    run_evaluate("--small", "--doc", str(doc))
-    text = doc.read_text()
+@pytest.mark.slow
+def test_small_run_writes_report_with_every_section(small_evaluation: SmallEvaluation) -> None:
+    """The smallest complete run (SMOKE_ARGS): every section, and every listed bench ran and wrote its
+    block."""
+    text, folder = small_evaluation.text, small_evaluation.doc.parent
     assert re.search(r"Machine: .+, \d+ cores", text) and "faiss-cpu" in text
     for key in ("header", "evaluate.retrieval", "evaluate.fusion", "evaluate.scale"):
         assert f"<!-- begin generated: {key} -->" in text, key
-    for module in benches.BENCHES:
-        assert f"<!-- begin generated: bench.{module} -->" in text, module
-    # Plausible recall: the fused ranking finds every mirrored and JPEG-compressed copy among 8.
+    not_run = [m for m in benches.BENCHES if "**Not measured in this run**" in block(text, f"bench.{m}")]
+    assert not not_run, f"benches that failed or ran over their time: {not_run}"
+    # Plausible recall: the fused ranking finds every mirrored and JPEG-compressed copy.
     retrieval = text.split("begin generated: evaluate.retrieval")[1].split("end generated")[0]
     header = next(line for line in retrieval.splitlines() if line.startswith("| transform"))
     columns = [c.strip() for c in header.strip("|").split("|")]
@@ -76,7 +63,7 @@ def test_small_run_writes_report_with_every_section(photos: list[Path], tmp_path
         assert float(cells[4]) > 0 and float(cells[5]) > 0
         assert cells[7] == "1.00"
     for png in ("recall_per_transform.png", "latency_vs_size.png"):
-        assert (tmp_path / "img" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (folder / "img" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_partial_run_with_bench_args_writes_only_its_own_block(photos: list[Path], tmp_path: Path) -> None:
