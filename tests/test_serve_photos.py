@@ -30,9 +30,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     data = tmp_path_factory.mktemp("serve-data")
     ports = {name: free_port() for name in SERVICES}
     env = {**os.environ, **{f"AMBIENCE_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
-    env["AMBIENCE_GATEWAY_PORT"] = str(free_port())  # serve also starts the gateway
+    only = [arg for name in SERVICES for arg in ("--service", name)]  # the rest is never asked
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ambience", "serve", "--data-dir", str(data)],
+        [sys.executable, "-m", "ambience", "serve", *only, "--data-dir", str(data)],
         env=env,
         cwd=REPO,
         start_new_session=True,

@@ -88,6 +88,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="extra arguments for one bench script (repeatable); its figures get a block of their own",
     )
     p.add_argument("--bench-timeout", type=float, help="seconds per bench script (default 600; --small 120)")
+    p.add_argument(
+        "--bench-jobs",
+        type=int,
+        help="bench scripts run at once (default 1; --small 2: smoke runs, whose waits on start-ups "
+        "and databases overlap)",
+    )
     args = p.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -293,7 +299,7 @@ def stack_parts(
 
 def bench_parts(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """The scripts of benches.BENCHES; in small mode two at a time (each is a smoke run; the pair keeps
-    both cores busy while one of them waits on a subprocess or an import)."""
+    both cores busy while one of them waits on a subprocess or an import), or ``--bench-jobs``."""
     found = benches.listed()
     wanted = args.benches.split(",") if args.benches else list(found)
     unknown = [m for m in wanted if m not in found]
@@ -309,7 +315,7 @@ def bench_parts(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         heading = f"## {result.title}" + (f" ({' '.join(extra)})" if extra else "")
         return benches.block_key(module, extra), heading, result.markdown
 
-    with ThreadPoolExecutor(2 if args.small else 1) as pool:
+    with ThreadPoolExecutor(args.bench_jobs or (2 if args.small else 1)) as pool:
         blocks = list(pool.map(one, wanted))
     if not args.benches:
         skipped = benches.unlisted()
