@@ -58,6 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "(default: local worker processes; needs pip install 'ambience[scale]')",
     )
     p_import.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="with --scheduler: how long to keep trying to reach the scheduler (default 20)",
+    )
+    p_import.add_argument(
         "--send-bytes",
         action="store_true",
         help="with --scheduler: send each file's bytes to the workers "
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             scheduler=args.scheduler,
             send_bytes=args.send_bytes,
+            scheduler_timeout_s=args.scheduler_timeout,
         )
     except (ImportRefused, StoreMismatchError) as exc:
         print(f"[ambience] import refused: {exc}", file=sys.stderr)

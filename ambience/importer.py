@@ -431,13 +431,15 @@ def run_import(
     out: TextIO | None = None,
     scheduler: str | None = None,
     send_bytes: bool = False,
+    scheduler_timeout_s: float = 20.0,
 ) -> ImportReport:
     """Import every image file under ``folder`` into the store of ``feature``'s service.
 
     ``feature`` is built but not loaded; it is loaded here once (its metadata may depend on the
     model). ``scheduler``: the address of a Dask scheduler whose workers do the extraction
     (``jobs`` is then ignored); ``send_bytes``: the workers get the files' bytes from here instead
-    of reading the same path. Raises ImportRefused for a folder, data dir or scheduler it cannot
+    of reading the same path; ``scheduler_timeout_s``: how long to keep trying to reach the
+    scheduler. Raises ImportRefused for a folder, data dir or scheduler it cannot
     use, StoreMismatchError when the data was built with another configuration.
     """
     folder = Path(folder)
@@ -455,7 +457,9 @@ def run_import(
     started = time.monotonic()
     lock = _ImportLock(data_dir)
     try:
-        cluster = DaskWorkers.connect(scheduler, send_bytes) if scheduler is not None else None
+        cluster = (
+            DaskWorkers.connect(scheduler, send_bytes, scheduler_timeout_s) if scheduler is not None else None
+        )
         try:
             feature.load()
             store = open_store(feature.settings.store, feature.name, data_dir, feature.metadata())
@@ -609,13 +613,13 @@ class DaskWorkers:
         self.send_bytes = send_bytes
 
     @classmethod
-    def connect(cls, address: str, send_bytes: bool) -> DaskWorkers:
+    def connect(cls, address: str, send_bytes: bool, timeout_s: float = 20.0) -> DaskWorkers:
         try:
             from distributed import Client
         except ImportError:
             raise ImportRefused("--scheduler needs Dask distributed: pip install 'ambience[scale]'") from None
         try:
-            client = Client(address, timeout="20s")
+            client = Client(address, timeout=f"{timeout_s}s")
         except (OSError, TimeoutError) as exc:
             raise ImportRefused(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         workers = cls(client, send_bytes)

@@ -1,7 +1,9 @@
 """A real browser for page tests: Debian's Chromium driven by Playwright (no browser download).
 
 ``launch_browser()`` skips the calling tests, naming what is missing, when Playwright or a Chromium
-binary is not installed (``apt-get install chromium``; ``AMBIENCE_TEST_CHROMIUM`` names another).
+binary is not installed (``apt-get install chromium``; ``AMBIENCE_TEST_CHROMIUM`` names another). In
+CI (the ``CI`` environment variable set, as CI services set it) a missing browser fails them instead:
+the page's tests never pass there by not running (``.ci/run`` installs Chromium).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -44,15 +46,26 @@ class Browser:
         return page
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip the browser tests for ``reason``; fail them in CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: the page's tests must run here)", pytrace=False)
+    pytest.skip(reason)
+
+
 @contextmanager
 def launch_browser(viewport: dict[str, int] | None = None) -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("browser tests need Playwright (pip install playwright; it is in the test extra)")
+        missing("browser tests need Playwright (pip install playwright; it is in the test extra)")
     path = chromium_path()
     if path is None:
-        pytest.skip("browser tests need Chromium: apt-get install chromium (or set AMBIENCE_TEST_CHROMIUM)")
+        missing("browser tests need Chromium: apt-get install chromium (or set AMBIENCE_TEST_CHROMIUM)")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
         try:

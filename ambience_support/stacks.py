@@ -24,31 +24,47 @@ import httpx
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess, free_port
+from ambience_support.tiny_models import TINY_IMAGE_TEXT
 from services.registry import SERVICES
 
-TINY_CLIP = REPO / "tests" / "models" / "tiny-clip.json"
-#: Small OCR work per image so test stacks stay fast on two cores; RootSIFT needs no downloaded weights.
-QUICK_SERVICE_ENV = {
-    "ocr": {"AMBIENCE_OCR_MAX_SIDE": "640", "AMBIENCE_OCR_THREADS": "1"},
-    "local_features": {"AMBIENCE_LOCAL_FEATURES_DESCRIPTOR": "rootsift"},
-    # A tiny random CLIP: text and image search work end to end without downloadable weights.
-    "image_text": {
-        "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
-        "AMBIENCE_IMAGE_TEXT_MODEL": "tiny-clip",
-        "AMBIENCE_IMAGE_TEXT_WEIGHTS": "random",
-        "AMBIENCE_IMAGE_TEXT_MODEL_CONFIG_PATH": str(TINY_CLIP),
-    },
+#: Per service, settings that keep test stacks fast on two cores: small OCR work per image; RootSIFT
+#: needs no downloaded weights; a tiny random CLIP lets text and image search work end to end
+#: without downloadable weights. Settings objects take them as they are (ambience_support.inprocess);
+#: processes get them as environment variables (:data:`QUICK_SERVICE_ENV`).
+QUICK_SERVICE_SETTINGS: dict[str, dict[str, Any]] = {
+    "ocr": {"max_side": 640, "threads": 1},
+    "local_features": {"descriptor": "rootsift"},
+    "image_text": dict(TINY_IMAGE_TEXT),
 }
 #: Quick retries, so tests of the retry worker wait fractions of a second.
-QUICK_GATEWAY_ENV = {
-    "AMBIENCE_GATEWAY_RETRY_INTERVAL_S": "0.2",
-    "AMBIENCE_GATEWAY_RETRY_BACKOFF_S": "0.2",
-    "AMBIENCE_GATEWAY_RETRY_BACKOFF_MAX_S": "1.0",
+QUICK_GATEWAY_SETTINGS: dict[str, Any] = {
+    "retry_interval_s": 0.2,
+    "retry_backoff_s": 0.2,
+    "retry_backoff_max_s": 1.0,
 }
+
+
+def settings_env(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    """Settings values as the environment variables a process reads them from (lists and dicts as
+    JSON)."""
+    return {
+        f"{prefix}{key.upper()}": json.dumps(value) if isinstance(value, list | dict) else str(value)
+        for key, value in values.items()
+    }
+
+
+QUICK_SERVICE_ENV = {
+    name: {
+        **settings_env(SERVICES[name].env_prefix, values),
+        **({"AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1"} if values.get("weights") == "random" else {}),
+    }
+    for name, values in QUICK_SERVICE_SETTINGS.items()
+}
+QUICK_GATEWAY_ENV = settings_env("AMBIENCE_GATEWAY_", QUICK_GATEWAY_SETTINGS)
 
 
 class DatabaseServer(Protocol):
-    """A PostgreSQL server that hands out fresh databases (tests.pg.TestServer)."""
+    """A PostgreSQL server that hands out fresh databases (ambience_support.pg.TestServer)."""
 
     def new_database(self, label: str = "db") -> str: ...
 

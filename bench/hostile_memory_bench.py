@@ -20,14 +20,14 @@ from pathlib import Path
 
 import httpx
 
+from ambience_support.hostile import SPECS, image_route, service_env
+from ambience_support.hostile_images import big_png
 from ambience_support.memory import peak_rss_mb, reset_peak_rss
 from ambience_support.memory import rss_mb as current_rss_mb
+from ambience_support.pg import start_test_server
 from ambience_support.processes import ServiceProcess
+from ambience_support.tiny_models import write_label_files
 from services.common.descriptor import ServiceDescriptor
-from tests.hostile.stack import SPECS, image_route, service_env
-from tests.hostile_images import big_png
-from tests.pg import start_test_server
-from tests.tagger.test_tagger import write_label_files
 
 #: Smallest decode first: memory the allocator keeps after one image then never inflates the next.
 KINDS = {"bilevel": "1-bit", "gray16": "16-bit grey", "rgba": "RGBA"}

@@ -25,6 +25,7 @@ from typing import Any
 
 from ambience_support.images import encode
 from ambience_support.photos import PHOTOS, photo_paths
+from ambience_support.signs import FONT_NAMES, Sign, render
 from services.common.postgres.database import (
     Database,
     EmbeddedPostgres,
@@ -34,7 +35,6 @@ from services.common.postgres.database import (
 )
 from services.ocr.recognizer import TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, TextStore, row_values
-from tests.ocr.signs import FONT_NAMES, Sign, render
 
 # Pseudo-words from consonant-vowel(-consonant) syllables: a large, word-like vocabulary.
 SYLLABLES = [c + v + e for c in "bdfghklmnprstvz" for v in "aeiou" for e in ("", "", "n", "r", "s")]

@@ -39,13 +39,13 @@ from psycopg2.extras import execute_values
 
 from ambience_support.browser import chromium_path
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer, start_test_server
 from ambience_support.stacks import GatewayStack, start_stack
 from bench.explore_bench import CALTECH, caltech_embeddings
 from bench.timing import machine
 from bench.vectors import synthetic
 from gateway.thumbnails import make_thumbnail
 from services.registry import open_feature
-from tests.pg import TestServer, start_test_server
 
 SERVICE = "global_features"
 MODEL = "tf_efficientnet_lite0"

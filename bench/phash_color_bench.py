@@ -62,7 +62,7 @@ def hashing_throughput(folder: Path) -> None:
     ref64 = [imagehash.phash(Image.open(p)) for p in paths]  # the library default: 64-bit hash
     t_ref64 = time.perf_counter() - t0
     assert len(ref64) == len(paths)
-    drift = [
+    drift = [  # the record holds the hash, then its mirror's: the hash is compared
         hamming(feature.vector_from_stored(o), np.packbits(r.hash.ravel()))
         for o, r in zip(our_hashes, ref_hashes, strict=True)
     ]

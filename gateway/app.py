@@ -22,9 +22,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
@@ -66,13 +67,19 @@ from services.common.postgres.database import PostgresComponent, PostgresSetting
 log = logging.getLogger("ambience.gateway")
 
 
-def create_app(settings: GatewaySettings | None = None, pg: PostgresSettings | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings | None = None,
+    pg: PostgresSettings | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """The gateway app; ``transports`` (per service name) replace the network for those services'
+    calls (gateway.proxy.ServiceClients)."""
     settings = settings or GatewaySettings()
     enabled = settings.enabled()
     names = {u.name for u in enabled}
     stored_by = [u.name for u in enabled if u.store]
     metrics = ServiceMetrics("gateway")
-    clients = ServiceClients(settings, metrics.registry)
+    clients = ServiceClients(settings, metrics.registry, transports)
     # Every store below is built over the component now and answers DatabaseUnavailable (503) until
     # the lifespan has opened it.
     postgres = PostgresComponent(

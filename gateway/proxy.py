@@ -9,6 +9,7 @@ the fan-outs need it: ``ok``, ``failed`` (the service answered with an error or 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,14 +58,23 @@ POOL_IDLE_S = 4.0
 
 
 class ServiceClients:
-    def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
+    """``transports``: per service name, the transport its calls go through instead of the network
+    (an in-process stack passes each service's ASGI app here)."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: CollectorRegistry,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
         self.settings = settings
         limits = httpx.Limits(
             max_connections=settings.max_connections,
             max_keepalive_connections=settings.max_connections,
             keepalive_expiry=POOL_IDLE_S,
         )
-        self.client = httpx.AsyncClient(limits=limits, timeout=settings.timeout_s)
+        mounts = {settings.url(name): transport for name, transport in (transports or {}).items()}
+        self.client = httpx.AsyncClient(limits=limits, timeout=settings.timeout_s, mounts=mounts)
         self.calls = Counter(
             "ambience_gateway_upstream_calls", "Calls to services", ["service", "outcome"], registry=registry
         )

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from ambience_support.caltech import CaltechCollection, build_caltech_collection
+from ambience_support.pg import TestServer, start_test_server
 from ambience_support.photos import PHOTOS, photo_paths
-from tests.caltech import CaltechCollection, build_caltech_collection
-from tests.pg import TestServer, start_test_server
 
 
 @pytest.fixture(scope="session")

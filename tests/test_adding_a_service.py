@@ -1,5 +1,5 @@
 """docs/architecture.md, "Adding a service": a service package with a descriptor is all the kit
-needs. The toy service in tests/toy_service has settings, a feature class and its descriptor, and
+needs. The toy service in ambience_support/toy_service has settings, a feature class and its descriptor, and
 no app factory or route table of its own; the descriptor alone builds an app that honours the
 standard-route contract, through the same ``ServiceDescriptor.build_app`` that ``python -m
 services.<name>`` runs."""
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.contract import StandardRoutesContract
 from ambience_support.images import encode, synthetic_image
+from ambience_support.toy_service.descriptor import DESCRIPTOR
 from services.common.descriptor import ServiceDescriptor
 from services.common.runner import build_app
 from services.registry import load_descriptor
-from tests.contract import StandardRoutesContract
-from tests.toy_service.descriptor import DESCRIPTOR
 
 assert DESCRIPTOR.store is not None and DESCRIPTOR.search is not None
 
@@ -37,7 +37,7 @@ class TestToyServiceRoutes(StandardRoutesContract):
 
 
 def test_the_registry_loads_the_toy_descriptor_like_a_real_one() -> None:
-    loaded = load_descriptor("tests.toy_service")
+    loaded = load_descriptor("ambience_support.toy_service")
     assert isinstance(loaded, ServiceDescriptor)
     assert loaded is DESCRIPTOR
     assert loaded.env_prefix == "AMBIENCE_TOY_THUMBNAIL_"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from ambience_support.photos import REPO, load_rgb
 from ambience_support.processes import free_port
 
 SERVICES = {"phash": "phash", "color": "color"}  # name -> search route prefix
+CLIENTS = 4  # requests in flight
 STORE_ROUTES = {"phash": "phash_features", "color": "color_features"}
 
 
@@ -28,9 +30,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     data = tmp_path_factory.mktemp("serve-data")
     ports = {name: free_port() for name in SERVICES}
     env = {**os.environ, **{f"AMBIENCE_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
-    env["AMBIENCE_GATEWAY_PORT"] = str(free_port())  # serve also starts the gateway
+    only = [arg for name in SERVICES for arg in ("--service", name)]  # the rest is never asked
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ambience", "serve", "--data-dir", str(data)],
+        [sys.executable, "-m", "ambience", "serve", *only, "--data-dir", str(data)],
         env=env,
         cwd=REPO,
         start_new_session=True,
@@ -65,10 +67,10 @@ def copies_of(indexed: dict[int, Path]) -> dict[int, set[int]]:
 
 @pytest.fixture(scope="module")
 def indexed(stack: dict[str, str], photos: list[Path]) -> dict[int, Path]:
-    ids = {}
-    with httpx.Client(timeout=60) as client:
-        for image_id, path in enumerate(photos):
-            data = path.read_bytes()
+    def add(item: tuple[int, Path]) -> None:
+        image_id, path = item
+        data = path.read_bytes()
+        with httpx.Client(timeout=60) as client:
             for name, url in stack.items():
                 r = client.post(
                     f"{url}/calculate_{STORE_ROUTES[name]}",
@@ -76,8 +78,11 @@ def indexed(stack: dict[str, str], photos: list[Path]) -> dict[int, Path]:
                     data={"image_id": str(image_id)},
                 )
                 assert r.status_code == 200, (name, path, r.text)
-            ids[image_id] = path
-    return ids
+
+    # a few photos at once: both services (and this process's encoding) keep both cores busy
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(add, enumerate(photos)))
+    return dict(enumerate(photos))
 
 
 def search(url: str, route: str, data: bytes, **form: object) -> list[dict]:
@@ -95,7 +100,9 @@ def test_every_photo_comes_back_first_by_image_and_by_id(
     stack: dict[str, str], indexed: dict[int, Path]
 ) -> None:
     same = copies_of(indexed)
-    for image_id, path in indexed.items():
+
+    def check(item: tuple[int, Path]) -> None:
+        image_id, path = item
         for name, route in SERVICES.items():
             top = search(stack[name], route, path.read_bytes(), k=3)[0]
             assert top["image_id"] in same[image_id], (name, path.name, top)
@@ -107,24 +114,36 @@ def test_every_photo_comes_back_first_by_image_and_by_id(
             assert by_id[0]["image_id"] in same[image_id]
             if name == "phash":
                 assert top["distance"] == 0 and by_id[0]["distance"] == 0
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(check, indexed.items()))
     stats = httpx.get(stack["phash"] + "/stats").json()
     assert stats["count"] == len(indexed) == stats["index"]["entries"]
 
 
 def test_transformed_copies_are_found(stack: dict[str, str], indexed: dict[int, Path]) -> None:
-    misses: dict[str, list[str]] = {}
     same = copies_of(indexed)
-    for image_id, path in indexed.items():
+
+    def misses_of(item: tuple[int, Path]) -> list[tuple[str, str]]:
+        image_id, path = item
+        missed = []
         img = load_rgb(path)
         mirrored = search(
             stack["phash"], "phash", encode(ImageOps.mirror(img), quality=90), distance_threshold=64
         )
         if not same[image_id] & {h["image_id"] for h in mirrored}:
-            misses.setdefault("phash mirror", []).append(path.name)
+            missed.append(("phash mirror", path.name))
         thumb = img.resize((max(img.width // 4, 8), max(img.height // 4, 8)))
         copies = {"jpeg q30": encode(img, quality=30), "1/4-size thumbnail": encode(thumb, quality=90)}
         for label, data in copies.items():
             for name, route in SERVICES.items():
                 if search(stack[name], route, data, k=1)[0]["image_id"] not in same[image_id]:
-                    misses.setdefault(f"{name} {label}", []).append(path.name)
+                    missed.append((f"{name} {label}", path.name))
+        return missed
+
+    misses: dict[str, list[str]] = {}
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        for missed in pool.map(misses_of, indexed.items()):
+            for label, name in missed:
+                misses.setdefault(label, []).append(name)
     assert not misses, misses

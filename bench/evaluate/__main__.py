@@ -86,6 +86,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="seconds per run of the benches part (default 600; --small 120; retrieval and scale: none)",
     )
+    p.add_argument(
+        "--bench-jobs",
+        type=int,
+        help="runs at once (default 1; --small 2: smoke runs, whose waits on start-ups and databases "
+        "overlap)",
+    )
     args = p.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # In small mode two at a time (each is a smoke run; the pair keeps both cores busy while one of
     # them waits on a subprocess or an import).
-    with ThreadPoolExecutor(2 if args.small else 1) as pool:
+    with ThreadPoolExecutor(args.bench_jobs or (2 if args.small else 1)) as pool:
         blocks = [block for run_blocks in pool.map(one, chosen(args)) for block in run_blocks]
     if "benches" in args.parts and not args.benches:
         skipped = benches.unlisted()

@@ -12,27 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ambience_support.evaluation import block, run_evaluate
 from ambience_support.photos import PHOTOS, PHOTOS_FULL, REPO
 from bench.evaluate import benches, report
 from bench.harness import parts_of, section, split_sections
-
-
-def run_evaluate(*args: str) -> None:
-    """``python -m bench.evaluate ARGS`` on the real photos, as a user runs it."""
-    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.evaluate", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def generated(text: str, key: str) -> str:
-    return text.split(f"<!-- begin generated: {key} -->")[1].split(f"<!-- end generated: {key} -->")[0]
 
 
 def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: Path) -> None:
@@ -96,7 +79,7 @@ def test_small_run_writes_the_blocks_of_its_runs_and_leaves_the_others(
     text = doc.read_text()
     assert "complete run header" in text and "default figures" in text  # a partial run
     # Plausible recall: the fused ranking finds every mirrored and JPEG-compressed copy among 8.
-    retrieval = generated(text, "bench.copy_recall_bench.gateway")
+    retrieval = block(text, "bench.copy_recall_bench.gateway")
     assert "Command: `python -m bench.copy_recall_bench --small --parts gateway` (" in retrieval
     header = next(line for line in retrieval.splitlines() if line.startswith("| transform"))
     columns = [c.strip() for c in header.strip("|").split("|")]
@@ -108,9 +91,9 @@ def test_small_run_writes_the_blocks_of_its_runs_and_leaves_the_others(
         if importlib.util.find_spec("pdqhash"):
             assert cells["PDQ (256 bits)"].endswith("/ 1.00"), (transform, cells)
     assert "![recall@1 per transform](img/recall_per_transform.png)" in retrieval
-    assert "candidate settings scored" in generated(text, "bench.copy_recall_bench.fusion")
+    assert "candidate settings scored" in block(text, "bench.copy_recall_bench.fusion")
     # Scale rows: positive latencies, exact indexes agree with brute force.
-    scale = generated(text, "bench.scale_bench.services")
+    scale = block(text, "bench.scale_bench.services")
     rows = [line for line in scale.splitlines() if line.startswith("| phash |")]
     assert len(rows) == 2
     for line in rows:
@@ -120,7 +103,7 @@ def test_small_run_writes_the_blocks_of_its_runs_and_leaves_the_others(
     for png in ("recall_per_transform.png", "latency_vs_size.png"):
         assert (tmp_path / "img" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The part with arguments of its own: a block of its own, naming its command and the run's.
-    own = generated(text, "bench.copy_recall_bench.local_features --every 2")
+    own = block(text, "bench.copy_recall_bench.local_features --every 2")
     assert "Command: `python -m bench.copy_recall_bench --small --parts local_features --every 2`" in own
     assert "| crop, 50% of the area | " in own and "one photo in 2 queried" in own
     assert "_Produced by `python -m bench.evaluate --small --benches" in own

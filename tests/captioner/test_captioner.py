@@ -14,9 +14,12 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from ambience_support.checkpoints import checkpoint_variants
 from ambience_support.images import bad_uploads, encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
+from ambience_support.tiny_models import CAPTION_MAX_LENGTH, TINY_COCA
+from ambience_support.tiny_models import captioner_env as service_env
 from services.captioner.coca import CocaCaptioner, beam_search, clean_caption
 from services.captioner.incremental import CachedCocaDecoder
 from services.captioner.service import CaptionerSettings, build_app
@@ -24,13 +27,10 @@ from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.common.models.open_clip_loader import initialise_open_clip_leftovers
 from services.common.models.weights import ResolvedWeights
 from services.registry import required_weights
-from tests.models.checkpoints import checkpoint_variants
 
-TINY_COCA = Path(__file__).with_name("tiny-coca.json")
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 CPU = torch.device("cpu")
-#: Tests keep captions short (the uncached comparison re-runs the decoder on the whole prefix).
-MAX_LENGTH = 10
+MAX_LENGTH = CAPTION_MAX_LENGTH
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -261,19 +261,6 @@ def test_kv_cache_setting_reaches_the_captioner(monkeypatch: pytest.MonkeyPatch,
 
 
 # -- the service --------------------------------------------------------------------------------------------
-
-
-def service_env(models: Path) -> dict[str, str]:
-    return {
-        "AMBIENCE_MODELS_DIR": str(models),
-        "AMBIENCE_DOWNLOAD_MODELS": "0",
-        "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
-        "AMBIENCE_CAPTIONER_MODEL": "tiny-coca",
-        "AMBIENCE_CAPTIONER_MODEL_CONFIG_PATH": str(TINY_COCA),
-        "AMBIENCE_CAPTIONER_WEIGHTS": "random",
-        "AMBIENCE_CAPTIONER_MAX_LENGTH": str(MAX_LENGTH),
-        "AMBIENCE_CAPTIONER_TORCH_THREADS": "1",
-    }
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.contract import StandardRoutesContract
 from services.color.service import ColorSettings, build_app
-from tests.contract import StandardRoutesContract
 
 
 class TestColorRoutes(StandardRoutesContract):

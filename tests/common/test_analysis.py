@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.caltech import CaltechCollection
 from ambience_support.images import encode, synthetic_image
 from services.color.service import ColorSettings, build_app
 from services.common.features import analysis
 from services.common.features.analysis_routes import AnalysisCache, Job, reply
-from tests.caltech import CaltechCollection
 
 
 def blobs(per_cluster: int, clusters: int, dim: int = 32, spread: float = 0.05, seed: int = 0) -> np.ndarray:

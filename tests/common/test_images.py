@@ -106,7 +106,7 @@ def test_conversion_in_strips_equals_converting_the_whole_image(mode: str) -> No
 
 @pytest.mark.parametrize(("kind", "mode"), [("gray16", "L"), ("rgba", "RGB"), ("bilevel", "RGB")])
 def test_huge_images_are_reduced_to_the_size_the_feature_needs(kind: str, mode: str) -> None:
-    from tests.hostile_images import big_png
+    from ambience_support.hostile_images import big_png
 
     decoded = decode_image(big_png(kind, 3000, 2000), mode, draft_size=256)  # type: ignore[arg-type]
     assert decoded.image.mode == mode

@@ -16,6 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.tiny_models import TINY_GLOBAL_FEATURES as TINY_GLOBAL
+from ambience_support.tiny_models import TINY_IMAGE_TEXT
 from services.common.errors import StartupError
 from services.common.postgres.database import Cursor, Database
 from services.common.postgres.vectors import (
@@ -28,8 +30,6 @@ from services.global_features.service import GlobalFeaturesSettings
 from services.global_features.service import build_app as build_global_app
 from services.image_text.service import ImageTextSettings
 from services.image_text.service import build_app as build_image_text_app
-from tests.global_features.test_service import TINY as TINY_GLOBAL
-from tests.image_text.test_service import TINY as TINY_IMAGE_TEXT
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from ambience_support.pg import TestServer
 from services.common.errors import DatabaseUnavailable
 from services.common.postgres.database import (
     Database,
@@ -21,7 +22,6 @@ from services.common.postgres.database import (
     PostgresSettings,
     SchemaMismatchError,
 )
-from tests.pg import TestServer
 
 STEPS = [
     Migration(1, "notes table", "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL)"),
@@ -186,7 +186,7 @@ def test_schema_is_created_when_a_server_that_was_down_comes_back(pg_server: Tes
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """A folder outside pytest's private basetemp (see tests/pg.py)."""
+    """A folder outside pytest's private basetemp (see ambience_support/pg.py)."""
     folder = Path(tempfile.mkdtemp(prefix="ambience-data-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)

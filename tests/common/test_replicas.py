@@ -19,10 +19,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ambience_support.pg import TestServer
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
-from tests.pg import TestServer
-from tests.replicas import LOCAL, PHASH, Kind, add, found, generations, picture, replica, wait_until
+from ambience_support.replicas import (
+    LOCAL,
+    PHASH,
+    Kind,
+    add,
+    found,
+    generations,
+    picture,
+    replica,
+    wait_until,
+)
 
 
 @pytest.fixture(params=[PHASH, LOCAL], ids=lambda k: k.name)

@@ -22,13 +22,12 @@ import httpx
 import pytest
 import yaml
 
+from ambience_support.compose import COMPOSE, DEPLOY, check_jsonschema, interpolate, load
 from ambience_support.photos import REPO
 from ambience_support.processes import free_port, running_service
 from services.common.settings import ServiceSettings
 from services.registry import SERVICES
 
-DEPLOY = REPO / "deploy"
-COMPOSE = DEPLOY / "compose.yml"
 COMPOSE_GPU = DEPLOY / "compose.gpu.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
@@ -51,21 +50,6 @@ SHARED_ENV = {"AMBIENCE_PG_DSN", "AMBIENCE_DOWNLOAD_MODELS", "AMBIENCE_API_KEY"}
 INFRA = {"postgres", "models"}
 
 
-def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
-
-
-def interpolate(value: str, env: dict[str, str] | None = None) -> str:
-    """Compose's ``${VAR:-default}`` / ``${VAR}`` with the given environment (default: none set)."""
-    env = env or {}
-
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(3) or ""
-        return env.get(name) or default
-
-    return re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", sub, value)
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load(COMPOSE)
@@ -76,15 +60,6 @@ def app_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # -- Compose Specification ----------------------------------------------------------------------------
-
-
-def check_jsonschema(*files: Path) -> subprocess.CompletedProcess[str]:
-    """check-jsonschema with the Compose Specification schema it vendors (compose-spec/compose-spec,
-    Apache-2.0; see its builtin_schemas/vendor/licenses)."""
-    if importlib.util.find_spec("check_jsonschema") is None:
-        pytest.skip("check-jsonschema is not installed (pip install -e '.[test]')")
-    cmd = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
-    return subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, timeout=120)
 
 
 def test_compose_files_validate_against_the_compose_specification() -> None:

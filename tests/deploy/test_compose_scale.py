@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from ambience_support.compose import COMPOSE, DEPLOY, check_jsonschema, interpolate, load
 from services.common.models.embedding import EmbeddingSettings
 from services.registry import SERVICES
-from tests.deploy.test_compose import COMPOSE, DEPLOY, check_jsonschema, interpolate, load
 
 SCALE = DEPLOY / "compose.scale.yml"
 #: The services whose truth is a feature store (captioner and tagger keep none; ocr and the gateway

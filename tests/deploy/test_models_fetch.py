@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from ambience.cli import main
+from ambience_support import fixture_service
 from ambience_support.photos import REPO
+from ambience_support.weights_server import WeightsServer
 from services.common.models.fetch import (
     DigestMismatchError,
     DownloadError,
@@ -27,8 +29,6 @@ from services.common.models.fetch import (
     part_path,
 )
 from services.registry import SERVICES
-from tests.deploy import fixture_service
-from tests.deploy.weights_server import WeightsServer
 
 
 def blob(seed: int, size: int) -> bytes:
@@ -168,7 +168,7 @@ def test_killed_download_resumes_on_the_next_run(
     write_manifest(tmp_path / "manifest.json", manifest, monkeypatch)
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "tests.deploy.fixture_service", "models", "fetch", fixture_service.NAME]
+    cmd = [sys.executable, "-m", "ambience_support.fixture_service", "models", "fetch", fixture_service.NAME]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = part_path(target)
     deadline = time.monotonic() + 60

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from ambience_support.contract import StandardRoutesContract
 from ambience_support.face_photos import crowd, pasted, portrait_variant
 from ambience_support.images import encode, synthetic_image
-from tests.contract import StandardRoutesContract
 
 pytest.importorskip("dlib")
 

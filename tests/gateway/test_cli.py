@@ -1,4 +1,5 @@
-"""`ambience index` (resumable, mapping kept) and `ambience search` against a real gateway."""
+"""`ambience index` (resumable, mapping kept) and `ambience search` against a real gateway over HTTP
+(services and gateway in-process, ambience_support.inprocess; the CLI a real process)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
 from ambience_support.photos import REPO
-from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path_factory.mktemp("cli"), pg_server, ["phash", "color"])
-    yield st
-    st.stop()
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path_factory.mktemp("cli"), pg_server, ["phash", "color"]) as st:
+        yield st
 
 
 def ambience(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,7 +43,7 @@ def read_only(folder: Path) -> None:
             path.chmod(stat.S_IRUSR | stat.S_IXUSR)
 
 
-def test_index_is_resumable_and_search_prints_a_table(stack: GatewayStack, tmp_path: Path) -> None:
+def test_index_is_resumable_and_search_prints_a_table(stack: InProcessStack, tmp_path: Path) -> None:
     folder = tmp_path / "pictures"
     (folder / "sub").mkdir(parents=True)
     for i in range(4):
@@ -116,7 +116,7 @@ def test_folders_get_their_own_mapping_and_never_share_ids(
     assert a2.ids["w.jpg"] == 9 and a2.path != b.path
 
 
-def test_catalog_status_and_retry(stack: GatewayStack) -> None:
+def test_catalog_status_and_retry(stack: InProcessStack) -> None:
     status = ambience("catalog", "status", "--gateway", stack.url)
     assert status.returncode == 0, status.stderr
     assert "failed parts: none" in status.stdout and "pending parts:" in status.stdout
@@ -125,7 +125,7 @@ def test_catalog_status_and_retry(stack: GatewayStack) -> None:
 
 
 def test_index_never_lands_on_a_taken_id_and_says_why_a_file_was_not_added(
-    stack: GatewayStack, tmp_path: Path
+    stack: InProcessStack, tmp_path: Path
 ) -> None:
     import httpx
 
@@ -155,12 +155,15 @@ def test_index_never_lands_on_a_taken_id_and_says_why_a_file_was_not_added(
 
     # An id still being deleted from a service that is down: accepted at once (the gateway queues
     # the add behind color's delete), color's part named; complete once color is back.
-    stack.services["color"].kill()
+    stack.services["color"].stop()
     try:
         reply = httpx.post(stack.url + "/delete_all_image_features", json={"image_id": 1000})
         assert {e["service"]: e["status"] for e in reply.json()}["color"] == "unavailable"
         own.write_text("1000,b.jpg\n")
-        later = ambience("index", str(folder), "--gateway", stack.url, "--mapping", str(own), data_dir=data)
+        # --no-wait: the backlog cannot shrink while color is down (the run would wait out its minute)
+        later = ambience(
+            "index", str(folder), "--gateway", stack.url, "--mapping", str(own), "--no-wait", data_dir=data
+        )
         assert "added, retrying some: 2" in later.stdout, later.stdout + later.stderr  # and a.jpg, new
         assert "b.jpg (id 1000): color unavailable" in later.stderr, later.stderr
     finally:

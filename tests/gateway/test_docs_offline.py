@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ambience_support.processes import ServiceProcess, free_port
-from ambience_support.stacks import start_services
+from ambience_support.inprocess import InProcessService, inprocess_services
+from ambience_support.pg import TestServer
+from ambience_support.processes import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.common.postgres.database import PostgresSettings
-from tests.pg import TestServer
 
 
 @pytest.fixture(scope="module")
-def phash(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[ServiceProcess]:
-    running = start_services(tmp_path_factory.mktemp("docs"), pg_server.new_database("docs"), ["phash"])
-    yield running["phash"]
-    running["phash"].stop()
+def phash(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[InProcessService]:
+    """phash served over HTTP (in-process, ambience_support.inprocess)."""
+    tmp, dsn = tmp_path_factory.mktemp("docs"), pg_server.new_database("docs")
+    with inprocess_services(tmp, dsn, ["phash"]) as running:
+        yield running["phash"]
 
 
 def asset_urls(page: str) -> list[str]:
@@ -30,7 +31,7 @@ def asset_urls(page: str) -> list[str]:
 
 
 def test_docs_and_redoc_load_every_asset_from_the_app(
-    phash: ServiceProcess, tmp_path: Path, pg_dsn: str
+    phash: InProcessService, tmp_path: Path, pg_dsn: str
 ) -> None:
     import httpx
 

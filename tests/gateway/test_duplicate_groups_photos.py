@@ -28,21 +28,20 @@ from ambience_support.copy_groups import (
     groups_of,
     judge,
 )
-from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
 
 HARD_CASES = (*RECOLOURED_SERIES, *DAY_AND_NIGHT, *SMOOTH)
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path, pg_server, ["phash", "color", "local_features"])
-    yield st
-    st.stop()
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path, pg_server, ["phash", "color", "local_features"]) as st:
+        yield st
 
 
 def test_every_copy_in_its_sources_group_and_no_two_photos_together(
-    photos: list[Path], stack: GatewayStack
+    photos: list[Path], stack: InProcessStack
 ) -> None:
     by_name = {p.name: p for p in photos}
     missing = [name for name in HARD_CASES if name not in by_name]

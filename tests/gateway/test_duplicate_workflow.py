@@ -17,9 +17,9 @@ from PIL import Image, ImageChops, ImageFilter
 
 from ambience_support.images import encode
 from ambience_support.media import dng, exif_block, heic, scene
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
-from tests.pg import TestServer
 
 ENV = {
     # copies within 120 phash bits (scenes of blocks: other scenes 270+ bits away); no near shots

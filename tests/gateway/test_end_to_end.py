@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
-from ambience_support.stacks import GatewayStack, start_stack
 from gateway.settings import GatewaySettings
-from tests.pg import TestServer
 
 QUERIES = 24  # photos whose transformed copies are searched (all photos are added)
 SEARCH_SERVICES = ["phash", "color", "local_features"]
@@ -44,14 +44,13 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path_factory.mktemp("e2e"), pg_server, SEARCH_SERVICES)
-    yield st
-    st.stop()
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path_factory.mktemp("e2e"), pg_server, SEARCH_SERVICES) as st:
+        yield st
 
 
 @pytest.fixture(scope="module")
-def added(stack: GatewayStack, photos: list[Path]) -> list[Path]:
+def added(stack: InProcessStack, photos: list[Path]) -> list[Path]:
     def add(item: tuple[int, Path]) -> list[dict[str, str]]:
         image_id, path = item
         with httpx.Client(timeout=60) as client:
@@ -83,7 +82,7 @@ def reverse_search(url: str, data: bytes, find_duplicate: str = "0") -> dict:
     return reply.json()
 
 
-def test_transformed_copies_rank_their_source_first(stack: GatewayStack, added: list[Path]) -> None:
+def test_transformed_copies_rank_their_source_first(stack: InProcessStack, added: list[Path]) -> None:
     step = max(len(added) // QUERIES, 1)
     sources = list(enumerate(added))[::step][:QUERIES]
     jobs = [
@@ -122,7 +121,7 @@ def test_transformed_copies_rank_their_source_first(stack: GatewayStack, added: 
         assert single_first[name] >= 0.9 * len(sources), (name, single_first)
 
 
-def test_duplicate_mode(stack: GatewayStack, added: list[Path]) -> None:
+def test_duplicate_mode(stack: InProcessStack, added: list[Path]) -> None:
     # A new picture is no duplicate: the reply is exactly {} (the gallery tests for the key).
     assert reverse_search(stack.url, encode(synthetic_image(4242, (640, 480))), "1") == {}
     # A re-encoded copy of a stored photo is.

@@ -1,37 +1,27 @@
 """/moments, /map, /duplicate_groups and /image_info over real HTTP: a real gateway, real phash and
-color services as processes (color is the vector source: no model to load), a real catalog."""
+color services (in-process, ambience_support.inprocess; color is the vector source: no model to
+load), a real catalog."""
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
+from ambience_support.explore import SOURCES, add, post, textured
 from ambience_support.images import encode, synthetic_image
-from ambience_support.processes import ServiceProcess, free_port
-from ambience_support.stacks import GatewayStack, start_stack, wait_complete
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
+from ambience_support.processes import free_port
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from services.color.histogram import histogram, l1
-from tests.pg import TestServer
-
-SOURCES = {
-    "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),
-    "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": "0",
-    # generated pictures are 250-290 bits from each other; a half-size copy ~80 from its source
-    "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": "120",
-}
-
-
-def textured(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:
-    """Coarse random structure: phash bits that survive resizing and re-encoding."""
-    grid = np.random.default_rng(seed).integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    return Image.fromarray(grid, "RGB").resize(size, Image.Resampling.BICUBIC)
+from services.common.postgres.database import PostgresSettings
 
 
 def with_exif(
@@ -59,30 +49,13 @@ def with_exif(
     return buf.getvalue()
 
 
-def add(url: str, image_id: int, data: bytes, name: str = "photo.jpg") -> None:
-    r = httpx.post(
-        url + "/calculate_all_image_features",
-        files={"image": (name, data)},
-        data={"image_id": image_id},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
-    assert all(e["status"] in ("ok", "queued") for e in r.json()), r.text
-    wait_complete(url, [image_id])  # its facts, thumbnail and links follow the add
-
-
-def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(url + path, json=body, timeout=60)
-
-
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path, pg_server, ["phash", "color"], SOURCES)
-    yield st
-    st.stop()
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path, pg_server, ["phash", "color"], gateway=SOURCES) as st:
+        yield st
 
 
-def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
+def test_empty_collection_then_one_image(stack: InProcessStack) -> None:
     url = stack.url
     assert post(url, "/moments", {}).json()["moments"] == []
     assert httpx.get(url + "/map", timeout=60).json()["points"] == []
@@ -127,7 +100,7 @@ def test_empty_collection_then_one_image(stack: GatewayStack) -> None:
     assert info["7"]["bytes"] > 1000
 
 
-def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: GatewayStack) -> None:
+def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: InProcessStack) -> None:
     url = stack.url
     picture = textured(3)
     add(url, 1, encode(picture.resize((200, 150)), quality=80))  # a small copy
@@ -157,7 +130,7 @@ def test_copies_grouped_with_a_keeper_and_updated_on_delete(stack: GatewayStack)
     assert [sorted(m["image_id"] for m in g["members"]) for g in after] == [[1, 4]]
 
 
-def test_a_recolouring_is_no_copy_at_add_time_nor_after_a_rebuild(stack: GatewayStack) -> None:
+def test_a_recolouring_is_no_copy_at_add_time_nor_after_a_rebuild(stack: InProcessStack) -> None:
     url = stack.url
     picture = textured(5)
     add(url, 1, encode(picture))
@@ -176,7 +149,7 @@ def test_a_recolouring_is_no_copy_at_add_time_nor_after_a_rebuild(stack: Gateway
     assert grouped() == [[1, 2]]
 
 
-def test_two_exposures_are_no_copies_however_alike(stack: GatewayStack) -> None:
+def test_two_exposures_are_no_copies_however_alike(stack: InProcessStack) -> None:
     url = stack.url
     picture = textured(7)
     add(url, 1, with_exif(picture, "2024:05:01 10:00:00", subsecond="20"))
@@ -237,9 +210,8 @@ def test_near_shots_are_similar_within_the_distance_and_the_time_gap(
     colours = {i: histogram(Image.open(io.BytesIO(data)).convert("RGB")) for i, data in uploads.items()}
     close, far = l1(colours[1], colours[2]), l1(colours[1], colours[4])
     assert far > 10 * close
-    env = {**SOURCES, "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": str((close * far) ** 0.5)}
-    stack = start_stack(tmp_path, pg_server, ["phash", "color"], env)
-    try:
+    settings = {**SOURCES, "similar_distance": (close * far) ** 0.5}
+    with inprocess_stack(tmp_path, pg_server, ["phash", "color"], gateway=settings) as stack:
         for image_id, data in uploads.items():
             add(stack.url, image_id, data)
 
@@ -253,11 +225,9 @@ def test_near_shots_are_similar_within_the_distance_and_the_time_gap(
         rebuilt = post(stack.url, "/duplicate_groups/rebuild", {"kind": "similar"}).json()
         assert rebuilt["source"] == "color"
         assert grouped("similar") == [[1, 2]]
-    finally:
-        stack.stop()
 
 
-def test_moments_never_span_a_capture_time_gap(stack: GatewayStack) -> None:
+def test_moments_never_span_a_capture_time_gap(stack: InProcessStack) -> None:
     url = stack.url
     picture = synthetic_image(5)
     add(url, 1, with_exif(picture, "2024:05:01 10:00:00"))
@@ -272,7 +242,7 @@ def test_moments_never_span_a_capture_time_gap(stack: GatewayStack) -> None:
     assert all(m["representative"] == m["members"][0] and m["size"] == len(m["members"]) for m in split)
 
 
-def test_density_moments_return_noise(stack: GatewayStack) -> None:
+def test_density_moments_return_noise(stack: InProcessStack) -> None:
     url = stack.url
     for i in range(3):
         add(url, i, encode(synthetic_image(20 + i)))
@@ -280,7 +250,7 @@ def test_density_moments_return_noise(stack: GatewayStack) -> None:
     assert reply["moments"] == [] and sorted(reply["noise"]) == [0, 1, 2]
 
 
-def test_bad_parameters_are_422(stack: GatewayStack) -> None:
+def test_bad_parameters_are_422(stack: InProcessStack) -> None:
     url = stack.url
     for body in ({"granularity": 0}, {"granularity": 1.5}, {"method": "spectral"}, {"source": "ocr"}):
         r = post(url, "/moments", body)
@@ -296,17 +266,19 @@ def test_bad_parameters_are_422(stack: GatewayStack) -> None:
 
 def test_an_unavailable_source_is_a_503_naming_it(tmp_path: Path, pg_server: TestServer) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    with_dead = {**SOURCES, "AMBIENCE_GATEWAY_SERVICE_URLS": json.dumps({"color": dead})}
-    dsn = pg_server.new_database("gateway")
-    env = {"AMBIENCE_PG_DSN": dsn, "AMBIENCE_GATEWAY_SERVICES": json.dumps(["color"]), **with_dead}
-    gateway = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", tmp_path / "gateway", extra_env=env).start()
-    try:
-        for reply in (post(gateway.url, "/moments", {}), httpx.get(gateway.url + "/map", timeout=30)):
+    settings = GatewaySettings(
+        data_dir=tmp_path / "gateway",
+        runner_state_dir=tmp_path / "run",
+        services=["color"],
+        service_urls={"color": dead},
+        **SOURCES,
+    )
+    app = create_app(settings, PostgresSettings(dsn=pg_server.new_database("gateway")))
+    with TestClient(app) as gateway:
+        for reply in (gateway.post("/moments", json={}), gateway.get("/map")):
             assert reply.status_code == 503
             assert "color" in reply.json()["detail"] and "analysis" in reply.json()["detail"]
-        r = post(gateway.url, "/moments", {"source": "global_features"})
+        r = gateway.post("/moments", json={"source": "global_features"})
         assert r.status_code == 503 and "global_features is not enabled" in r.json()["detail"]
-        r = post(gateway.url, "/duplicate_groups/rebuild", {"kind": "copies"})
+        r = gateway.post("/duplicate_groups/rebuild", json={"kind": "copies"})
         assert r.status_code == 503 and "phash" in r.json()["detail"]
-    finally:
-        gateway.stop()

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 IMAGES = 48

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
-from ambience_support.stacks import GatewayStack, start_stack
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
+from ambience_support.signs import Sign, render
 from ambience_support.stacks import add_generated as add
-from tests.ocr.signs import Sign, render
-from tests.pg import TestServer
 
 WORDS = ("LIGHTHOUSE", "BAKERY", "MUSEUM")
 
@@ -66,10 +66,9 @@ def post(url: str, request: tuple[bytes, dict[str, str]]) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path_factory.mktemp("gallery"), pg_server, ["phash", "color", "ocr"])
-    yield st
-    st.stop()
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path_factory.mktemp("gallery"), pg_server, ["phash", "color", "ocr"]) as st:
+        yield st
 
 
 def sign(index: int) -> bytes:
@@ -77,7 +76,7 @@ def sign(index: int) -> bytes:
     return encode(img, quality=92)
 
 
-def test_replayed_gallery_requests(stack: GatewayStack, tmp_path: Path) -> None:
+def test_replayed_gallery_requests(stack: InProcessStack, tmp_path: Path) -> None:
     url = stack.url
     images = {100 + i: sign(i) for i in range(len(WORDS))}
     for image_id, data in images.items():
@@ -142,7 +141,7 @@ def test_replayed_gallery_requests(stack: GatewayStack, tmp_path: Path) -> None:
 
     # A service down during a search: the reply keeps the upstream shape (every value a list, the
     # page still renders), the failure is in a header and in /metrics.
-    stack.services["color"].kill()
+    stack.services["color"].stop()
     try:
         res = post(url + "/reverse_search", node_form_data([("image", images[102]), ("find_duplicate", "0")]))
         assert res.status_code == 200
@@ -154,7 +153,7 @@ def test_replayed_gallery_requests(stack: GatewayStack, tmp_path: Path) -> None:
         stack.services["color"].start()
 
 
-def test_bad_input_is_refused_and_leaves_nothing_behind(stack: GatewayStack) -> None:
+def test_bad_input_is_refused_and_leaves_nothing_behind(stack: InProcessStack) -> None:
     spooled = stats(stack)["spool_files"]
     reply = httpx.post(
         stack.url + "/calculate_all_image_features",
@@ -181,5 +180,5 @@ def test_bad_input_is_refused_and_leaves_nothing_behind(stack: GatewayStack) -> 
         assert reply.status_code == 422, bad
 
 
-def stats(stack: GatewayStack) -> dict:
+def stats(stack: InProcessStack) -> dict:
     return httpx.get(stack.url + "/catalog_stats", timeout=10).json()

@@ -1,5 +1,6 @@
-"""The gateway's /health over real HTTP, services as processes: with some services up and one
-stopped it says ``degraded`` and names the one that is not up; up again once it is back."""
+"""The gateway's /health over real HTTP, services in-process (ambience_support.inprocess): with some
+services up and one stopped (its port closed) it says ``degraded`` and names the one that is not up;
+up again once it is back."""
 
 from __future__ import annotations
 
@@ -11,29 +12,28 @@ from typing import Any
 import httpx
 import pytest
 
-from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
 
 NAMES = ["phash", "color"]
 KEY = "health-key"
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path, pg_server, NAMES, {"AMBIENCE_API_KEY": KEY})
-    yield st
-    st.stop()
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path, pg_server, NAMES, gateway={"api_key": KEY}) as st:
+        yield st
 
 
-def health(stack: GatewayStack, key: str | None = KEY) -> dict[str, Any]:
+def health(stack: InProcessStack, key: str | None = KEY) -> dict[str, Any]:
     reply = httpx.get(stack.url + "/health", headers={"X-API-Key": key} if key else {}, timeout=30)
     assert reply.status_code == 200, reply.text
     return reply.json()
 
 
-def test_health_is_degraded_naming_each_service_not_up(stack: GatewayStack) -> None:
+def test_health_is_degraded_naming_each_service_not_up(stack: InProcessStack) -> None:
     assert health(stack)["status"] == "up" and "reasons" not in health(stack)
-    stack.services["color"].kill()
+    stack.services["color"].stop()
 
     now = health(stack)
     assert now["status"] == "degraded"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 IMAGE_ID = 7

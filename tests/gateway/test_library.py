@@ -19,8 +19,8 @@ import pytest
 
 from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, planned_file, with_exif
 from ambience_support.media import scene
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
-from tests.pg import TestServer
 
 ENV = {
     "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),

@@ -22,12 +22,12 @@ from PIL import Image
 
 from ambience_support import media
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.photos import REPO
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 from gateway.media import still_for_services
 from gateway.photo_metadata import read_metadata
 from services.common.images import DecodeLimits
-from tests.pg import TestServer
 
 WHEN = datetime(2024, 5, 1, 10, 0, 7)
 PARIS = (48.8577, 2.2945)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from ambience_support.faces_dev import FACES_DEV, DevPhoto, Verdict, dev_photos, judge
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 pytest.importorskip("dlib")
 

@@ -23,9 +23,9 @@ import pytest
 from PIL import Image
 
 from ambience_support.people_photos import VARIANTS, people, together, variant
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
-from tests.pg import TestServer
 
 pytest.importorskip("dlib")
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from ambience_support.pg import TestServer
 from gateway.people import queries, store
 from gateway.people.clustering import PeopleGrouping
 from gateway.people.faces import Changes, GroupingSettings
@@ -16,7 +17,6 @@ from gateway.people.memory import PeopleMemory
 from gateway.people.schema import COMPONENT, MIGRATIONS
 from gateway.people.store import NewFace
 from services.common.postgres.database import PostgresComponent, PostgresSettings
-from tests.pg import TestServer
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """``POST /duplicate_groups/rebuild {"kind": "copies"}`` after a bulk import, over real HTTP: real
-phash, color and local_features (RootSIFT) processes, a gateway, a real catalog. The photos and their
+phash, color and local_features (RootSIFT) services, a gateway, a real catalog (in-process,
+ambience_support.inprocess; as processes where local_features is paused with SIGSTOP). The photos and their
 copies are written to the services directly, as ``ambience import`` does: the gateway has no add-time
 links, so only the rebuild's search of every stored image can find the crops (phash puts an 80% crop
 as far from its source as another photo), and the mirrors only through the mirrored stored hashes.
@@ -21,12 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
+from ambience_support.inprocess import InProcessStack, inprocess_stack
 from ambience_support.link_replicas import added, deleted, grouped, replica
+from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
 from ambience_support.stacks import GatewayStack, start_stack
 from ambience_support.transforms import source_bytes, variants
 from services.registry import SERVICES
-from tests.pg import TestServer
 
 STORED = ("phash", "color", "local_features")
 #: Two textured photos: dozens of inliers between each and its 80% crop (benchmarks.md).
@@ -38,13 +40,20 @@ COPIES = {JPEG_A: "jpeg30", CROP_A: "crop80", CROP_B: "crop80", MIRROR_B: "mirro
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path, pg_server, list(STORED)) as st:
+        yield st
+
+
+@pytest.fixture
+def process_stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
+    """Services as processes: local_features can be paused (SIGSTOP)."""
     st = start_stack(tmp_path, pg_server, list(STORED))
     yield st
     st.stop()
 
 
-def import_directly(stack: GatewayStack, photos: list[Path]) -> None:
+def import_directly(stack: GatewayStack | InProcessStack, photos: list[Path]) -> None:
     """The two photos and their copies stored past the gateway (:func:`store_directly`)."""
     by_name = {p.name: p for p in photos}
     missing = [n for n in PHOTOS if n not in by_name]
@@ -61,7 +70,7 @@ def import_directly(stack: GatewayStack, photos: list[Path]) -> None:
     store_directly(stack, images)
 
 
-def store_directly(stack: GatewayStack, images: dict[int, bytes]) -> None:
+def store_directly(stack: GatewayStack | InProcessStack, images: dict[int, bytes]) -> None:
     """Each image into every service's own /calculate route, past the gateway (as a bulk import)."""
     with httpx.Client(timeout=60) as client:
         for name in STORED:
@@ -98,8 +107,9 @@ def groups(url: str) -> list[list[int]]:
 
 
 def test_a_rebuild_finds_crops_among_images_the_gateway_never_added(
-    photos: list[Path], stack: GatewayStack
+    photos: list[Path], process_stack: GatewayStack
 ) -> None:
+    stack = process_stack
     import_directly(stack, photos)
     assert groups(stack.url) == []  # no add-time links: the gateway knows nothing yet
     local = stack.services["local_features"].proc
@@ -146,7 +156,7 @@ def groups_command(url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_without_local_features_a_rebuild_keeps_the_phash_links_and_says_so(
-    photos: list[Path], stack: GatewayStack
+    photos: list[Path], stack: InProcessStack
 ) -> None:
     import_directly(stack, photos)
     stack.services["local_features"].stop()
@@ -191,7 +201,7 @@ def test_imported_images_join_the_groups_and_a_rebuild_never_relinks_an_image_de
 
 
 def test_a_rebuild_aligns_the_thumbnails_of_imported_smooth_pictures(
-    photos: list[Path], stack: GatewayStack
+    photos: list[Path], stack: InProcessStack
 ) -> None:
     """A crop of a smooth wallpaper keeps too few keypoints for local features: the rebuild finds it
     by aligning thumbnails, once the imported images have them (``POST /thumbnails/{id}``, what the

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from PIL import ImageOps
 
+from ambience_support.explore import SOURCES_ENV, add, post, textured
 from ambience_support.images import encode
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.gateway.test_explore import SOURCES, add, post, textured
-from tests.pg import TestServer
 
 #: Gateway A links copies at add time and rebuilds with a wide threshold; B links at add time only
 #: near-identical pictures (and aligns no thumbnails), so that pairs B added become a group only
@@ -38,7 +38,7 @@ def gateway_b(stack: GatewayStack, tmp_path: Path) -> ServiceProcess:
 @pytest.fixture
 def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
     st = start_stack(
-        tmp_path, pg_server, ["phash", "color"], {**SOURCES, "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": WIDE}
+        tmp_path, pg_server, ["phash", "color"], {**SOURCES_ENV, "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": WIDE}
     )
     yield st
     st.stop()

@@ -1,5 +1,7 @@
 """Reliable fan-out: a service down during adds gets every image once it is back (even across a
-gateway restart), and an image deleted before its retry comes back nowhere."""
+gateway restart), and an image deleted before its retry comes back nowhere. Services and gateway
+in-process (ambience_support.inprocess): a service stopped has its port closed, a gateway restarted
+is a new app over the same catalog and spool."""
 
 from __future__ import annotations
 
@@ -11,23 +13,22 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
-from ambience_support.stacks import GatewayStack, start_stack
+from ambience_support.inprocess import InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
 from ambience_support.stacks import add_generated as add
-from tests.pg import TestServer
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path, pg_server, ["phash", "color", "ocr"])
-    yield st
-    st.stop()
+def stack(tmp_path: Path, pg_server: TestServer) -> Iterator[InProcessStack]:
+    with inprocess_stack(tmp_path, pg_server, ["phash", "color", "ocr"]) as st:
+        yield st
 
 
 def count(service_url: str) -> int:
     return int(httpx.get(service_url + "/health", timeout=10).json()["count"])
 
 
-def stored(stack: GatewayStack, service: str, image_id: int) -> bool:
+def stored(stack: InProcessStack, service: str, image_id: int) -> bool:
     if service == "ocr":  # no by-id route: a repeated add tells (409 = stored)
         reply = httpx.post(
             stack.services["ocr"].url + "/calculate_ocr_features",
@@ -47,11 +48,11 @@ def stored(stack: GatewayStack, service: str, image_id: int) -> bool:
     return reply.status_code == 200
 
 
-def stats(stack: GatewayStack) -> dict:
+def stats(stack: InProcessStack) -> dict:
     return httpx.get(stack.url + "/catalog_stats", timeout=10).json()
 
 
-def test_a_service_down_during_adds_gets_everything_once_back(stack: GatewayStack) -> None:
+def test_a_service_down_during_adds_gets_everything_once_back(stack: InProcessStack) -> None:
     for image_id in range(3):
         # ocr is a deferred service: queued, sent by the retry worker at once
         assert {e["status"] for e in add(stack.url, image_id).values()} == {"ok", "queued"}

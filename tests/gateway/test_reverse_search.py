@@ -1,5 +1,6 @@
-"""Reverse search driven directly (no gateway HTTP): real phash and color processes holding a few
-generated pictures; the duplicate and fusion policies on the services' replies."""
+"""Reverse search driven directly (no gateway HTTP): real phash and color services (in-process, served
+over HTTP: ambience_support.inprocess) holding a few generated pictures; the duplicate and fusion
+policies on the services' replies."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.inprocess import inprocess_services
+from ambience_support.pg import TestServer
 from ambience_support.processes import free_port
-from ambience_support.stacks import start_services
 from gateway.proxy import CallResult, ServiceClients
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch, merge_duplicates, merge_rankings
 from gateway.settings import UPSTREAMS, GatewaySettings
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 STORED = range(6)
@@ -28,8 +29,9 @@ SIZE = (200, 150)
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[dict[str, str]]:
-    running = start_services(tmp_path_factory.mktemp("search"), pg_server.new_database("search"), NAMES)
-    try:
+    with inprocess_services(
+        tmp_path_factory.mktemp("search"), pg_server.new_database("search"), NAMES
+    ) as running:
         for name, svc in running.items():
             for image_id in STORED:
                 reply = httpx.post(
@@ -40,9 +42,6 @@ def services(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) ->
                 )
                 assert reply.status_code == 200, reply.text
         yield {name: svc.url for name, svc in running.items()}
-    finally:
-        for svc in running.values():
-            svc.stop()
 
 
 def search_with(tmp_path: Path, urls: dict[str, str], mode: str, data: bytes, **settings: Any) -> Any:

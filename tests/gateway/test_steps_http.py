@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.processes import ambience_command
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 NAMES = ["phash", "color", "local_features"]
 

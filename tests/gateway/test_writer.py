@@ -1,5 +1,5 @@
-"""The fan-out writer driven directly (no gateway HTTP): real phash and color processes, a real
-PostgreSQL catalog, a spool on disk."""
+"""The fan-out writer driven directly (no gateway HTTP): real phash and color services (in-process,
+served over HTTP: ambience_support.inprocess), a real PostgreSQL catalog, a spool on disk."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ambience_support.images import encode, synthetic_image
+from ambience_support.inprocess import inprocess_services
+from ambience_support.pg import TestServer
 from ambience_support.processes import free_port
 from ambience_support.proxies import RateLimitingProxy
-from ambience_support.stacks import start_services
 from gateway.backlog import Backlog
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
@@ -34,17 +35,16 @@ from gateway.writer import (
 )
 from services.common.errors import DatabaseUnavailable
 from services.common.postgres.database import PostgresComponent, PostgresSettings
-from tests.pg import TestServer
 
 NAMES = ["phash", "color"]
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> Iterator[dict[str, str]]:
-    running = start_services(tmp_path_factory.mktemp("writer"), pg_server.new_database("writer"), NAMES)
-    yield {name: svc.url for name, svc in running.items()}
-    for svc in running.values():
-        svc.stop()
+    with inprocess_services(
+        tmp_path_factory.mktemp("writer"), pg_server.new_database("writer"), NAMES
+    ) as running:
+        yield {name: svc.url for name, svc in running.items()}
 
 
 def down_url() -> str:
@@ -402,8 +402,9 @@ def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
     services: dict[str, str], tmp_path: Path, pg_server: TestServer
 ) -> None:
     (tmp_path / "own").mkdir()
-    color = start_services(tmp_path / "own", pg_server.new_database("writer_watch"), ["color"])["color"]
-    try:
+    own = inprocess_services(tmp_path / "own", pg_server.new_database("writer_watch"), ["color"])
+    with own as running:
+        color = running["color"]
 
         async def scenario() -> None:
             urls = {**services, "color": color.url}
@@ -415,7 +416,7 @@ def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
                 retry_backoff_s=3600,
                 retry_backoff_max_s=3600,
             ) as writer:
-                color.kill()
+                color.stop()
                 outcomes = await writer.add(107, picture(107))
                 assert outcomes["color"].state == PENDING and writer.down == {"color"}
                 assert await writer.watch_down_services() == []  # still down
@@ -427,8 +428,6 @@ def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
 
         asyncio.run(scenario())
         assert stored(color.url, "color", 107)
-    finally:
-        color.stop()
 
 
 def test_begin_add_run_again_after_an_ambiguous_commit_is_the_same_add(pg_dsn: str) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.caltech import CaltechCollection
 from ambience_support.photos import load_rgb
 from ambience_support.transforms import VARIANTS, source_bytes, variants
 from services.global_features.service import GlobalFeaturesSettings, build_app
-from tests.caltech import CaltechCollection
 from tools.convert_efficientnet_lite0 import convert
 
 

@@ -12,15 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ambience.cli import main as cli_main
+from ambience_support.contract import StandardRoutesContract
 from ambience_support.images import encode, synthetic_image
 from ambience_support.processes import running_service
+from ambience_support.tiny_models import TINY_GLOBAL_FEATURES
 from services.common.errors import StoreMismatchError
 from services.common.features.vectors import alpha_query_expansion, l2_normalize
 from services.global_features.service import STATE_FILE, GlobalFeaturesSettings, build_app
 from services.global_features.whitening import train_pca_whitening
-from tests.contract import StandardRoutesContract
 
-TINY = {"model": "test_vit", "weights": "random", "mirrored_query": True}
+TINY = TINY_GLOBAL_FEATURES
 
 
 @pytest.fixture(autouse=True)

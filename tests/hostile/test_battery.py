@@ -8,6 +8,8 @@ the end. The phash service's peak memory while it answers a 100 MP 16-bit PNG is
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,22 +21,16 @@ import httpx
 import pytest
 
 from ambience_support import media
+from ambience_support.hostile import SPECS, UPLOAD_LIMIT, HostileStack, hostile_stack, image_route
+from ambience_support.hostile_images import big_png, iso_claiming, jpeg_claiming, png_claiming
 from ambience_support.images import encode, png_bomb, synthetic_image
 from ambience_support.memory import peak_rss_mb
 from ambience_support.memory import rss_mb as current_rss_mb
+from ambience_support.pg import TestServer
 from ambience_support.processes import running_service
 from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
 from services.common.features.feature import VectorFeature
-from tests.hostile.stack import (
-    SPECS,
-    UPLOAD_LIMIT,
-    HostileStack,
-    hostile_stack,
-    image_route,
-)
-from tests.hostile_images import big_png, iso_claiming, jpeg_claiming, png_claiming
-from tests.pg import TestServer
 
 OVERSIZE = UPLOAD_LIMIT + (2 << 20)  # past the upload limit and its form allowance
 
@@ -497,13 +493,32 @@ def test_phash_peak_memory_on_media_bombs(tmp_path: Path) -> None:
     assert peak < idle + 200
 
 
+def held_back_together(bodies: int) -> Callable[[bytes], Iterator[bytes]]:
+    """Request bodies that are sent whole but for their last byte, then finished together: the
+    requests reach the server at once however busy the machine is (each server takes a 100 MP
+    decode's time to finish the first)."""
+    barrier = threading.Barrier(bodies)
+
+    def body(data: bytes) -> Iterator[bytes]:
+        yield data[:-1]
+        with contextlib.suppress(threading.BrokenBarrierError):  # a request answered early goes on
+            barrier.wait(timeout=120)
+        yield data[-1:]
+
+    return body
+
+
 def assert_one_of_three_refused(url: str, fields: dict[str, str], budget: str) -> None:
     """Three 100 MP uploads at once to ``url``: at least one answered, at least one refused with 503,
     Retry-After and a detail naming the ``budget``."""
     data = images()["gray16"]
+    form = httpx.Request("POST", url, files={"image": ("big.png", data)}, data=fields)
+    encoded = form.read()
+    headers = {"content-type": form.headers["content-type"], "content-length": str(len(encoded))}
+    body = held_back_together(3)
 
     def send(_: int) -> httpx.Response:
-        return httpx.post(url, files={"image": ("big.png", data)}, data=fields, timeout=180)
+        return httpx.post(url, content=body(encoded), headers=headers, timeout=180)
 
     with ThreadPoolExecutor(3) as pool:
         replies = list(pool.map(send, range(3)))

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from ambience_support.contract import StandardRoutesContract
 from ambience_support.images import encode, synthetic_image
+from ambience_support.tiny_models import TINY_IMAGE_TEXT
 from services.image_text.service import ImageTextSettings, build_app
-from tests.contract import StandardRoutesContract
 
-TINY_CLIP = Path(__file__).parents[1] / "models" / "tiny-clip.json"
-TINY = {"model": "tiny-clip", "weights": "random", "model_config_path": str(TINY_CLIP)}
+TINY = TINY_IMAGE_TEXT
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from ambience.cli import main
 from ambience_support.images import encode, synthetic_image
 from ambience_support.tiny_tokenizer import write_tokenizer
+from ambience_support.weights_server import WeightsServer
 from services.common.errors import StoreMismatchError, WeightsMissingError
 from services.common.models.open_clip_loader import (
     load_open_clip_model,
@@ -27,7 +28,6 @@ from services.common.models.open_clip_loader import (
 )
 from services.common.models.weights import ResolvedWeights, sha256_file
 from services.image_text.service import ImageTextSettings, build_app
-from tests.deploy.weights_server import WeightsServer
 
 TINY_SIGLIP2 = Path(__file__).parents[1] / "models" / "tiny-siglip2.json"
 TOKENIZER_NAME = "ambience-test/tiny-siglip2"

@@ -21,9 +21,9 @@ from ambience.importer import _WORKER_FEATURES, FAILURES_CSV, IDS_CSV, _feature_
 from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
+from ambience_support.replicas import PHASH, found, generations, picture, replica, wait_until
+from ambience_support.tiny_models import TINY_IMAGE_TEXT
 from services.image_text.service import ImageTextFeature, ImageTextSettings
-from tests.image_text.test_service import TINY as TINY_IMAGE_TEXT
-from tests.replicas import PHASH, found, generations, picture, replica, wait_until
 
 distributed = pytest.importorskip("distributed", reason="needs dask distributed (the scale extra)")
 
@@ -114,7 +114,10 @@ def test_import_on_a_dask_cluster_is_found_by_every_replica(
 def test_an_unreachable_scheduler_is_refused(tmp_path: Path, pg_dsn: str) -> None:
     folder = tmp_path / "photos"
     write_pictures(folder, range(1))
-    proc = run_import(folder, tmp_path / "importer" / "phash", pg_dsn, "--scheduler", "tcp://127.0.0.1:9")
+    address = "tcp://127.0.0.1:9"  # nothing listens: refused after the given time, not the default 20 s
+    proc = run_import(
+        folder, tmp_path / "importer" / "phash", pg_dsn, "--scheduler", address, "--scheduler-timeout", "2"
+    )
     assert proc.returncode == 3, proc.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
 

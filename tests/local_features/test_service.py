@@ -15,8 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
+from ambience_support.contract import StandardRoutesContract
 from ambience_support.images import encode
 from ambience_support.processes import ServiceProcess
+from ambience_support.textured import textured_image
 from services.common.errors import StartupError, WeightsMissingError
 from services.local_features.extraction import (
     CODEC_ROW_INT8,
@@ -25,8 +27,6 @@ from services.local_features.extraction import (
     encode_record,
 )
 from services.local_features.service import LocalFeatures, LocalFeaturesSettings, build_app
-from tests.contract import StandardRoutesContract
-from tests.local_features.images import textured_image
 
 ENV = "AMBIENCE_LOCAL_FEATURES_"
 SEARCH = "/local_features_get_similar_images_by_image_buffer"

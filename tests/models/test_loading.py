@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from ambience_support.checkpoints import checkpoint_variants
 from ambience_support.photos import REPO
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError, WeightsMissingError
 from services.common.models.batching import MicroBatcher
@@ -20,7 +21,6 @@ from services.common.models.timm_loader import load_timm_model
 from services.common.models.weights import ResolvedWeights, sha256_file
 from services.global_features.service import GlobalFeaturesSettings
 from services.registry import required_weights
-from tests.models.checkpoints import checkpoint_variants
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")
 
@@ -284,7 +284,7 @@ def test_unresolvable_hub_fails_at_once_with_one_short_message(offline_models: P
 def test_hub_fallback_is_saved_under_its_own_name(
     offline_models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.deploy.weights_server import WeightsServer
+    from ambience_support.weights_server import WeightsServer
 
     settings = GlobalFeaturesSettings(model="test_vit.r160_in1k")
     with WeightsServer() as server:

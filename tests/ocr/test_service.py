@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ambience_support.images import encode, png_bomb, synthetic_image
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
+from ambience_support.signs import Sign, render
 from services.common.postgres.database import PostgresSettings
 from services.ocr.service import OcrSettings, build_app
-from tests.ocr.signs import Sign, render
-from tests.pg import TestServer
 
 # id -> sign. Fonts, sizes and angles vary; "Coffee Shop" and "Pizzeria Napoli" are the near
 # misses for the cafe and "roma" queries.

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from ambience_support.pg import TestServer
 from services.common.postgres.database import Database
 from services.ocr.recognizer import TextLine
 from services.ocr.store import COMPONENT, MIGRATIONS, SEARCH_SQL, TextStore, row_values
-from tests.pg import TestServer
 
 BOX = [[0.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]]
 TEXTS = {

@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
@@ -82,3 +83,31 @@ def test_transform_sets_are_deterministic_and_change_the_picture() -> None:
         out = transform(img)
         assert out.size != img.size or not np.array_equal(np.asarray(out), np.asarray(img)), name
     assert variants(img, 3) == variants(img, 3) and len(set(variants(img, 3).values())) == 4
+
+
+def test_no_test_or_bench_module_imports_a_module_under_tests() -> None:
+    """Helpers shared by tests and benches live in ambience_support; a module under tests/ is
+    imported by pytest alone (conftest fixtures reach the tests without an import)."""
+    offenders = []
+    for folder in ("tests", "bench", "tools", "ambience_support"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "tests"]
+    assert not offenders, offenders
+
+
+def test_a_missing_browser_skips_the_page_tests_but_fails_them_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ambience_support.browser import launch_browser
+
+    monkeypatch.setenv("AMBIENCE_TEST_CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"), launch_browser():
+        pass
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"), launch_browser():
+        pass

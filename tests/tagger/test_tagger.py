@@ -19,6 +19,8 @@ from PIL import Image
 from ambience_support.images import bad_uploads, encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
+from ambience_support.tiny_models import category_names, write_label_files
+from ambience_support.tiny_models import tagger_env as service_env
 from services.common.errors import EXIT_WEIGHTS_MISSING, StartupError
 from services.registry import required_weights
 from services.tagger.descriptor import CHECKPOINT_URL
@@ -30,37 +32,6 @@ from services.tagger.places import (
     readable_category,
 )
 from services.tagger.service import TaggerSettings, build_app
-
-# A few real category names, the rest filler in the same "/x/name[/sub] index" format.
-REAL = [
-    "/a/airfield",
-    "/b/bedroom",
-    "/f/field/wild",
-    "/s/shopfront",
-    "/s/swimming_pool/indoor",
-    "/b/bus_interior",
-]
-
-
-def category_names() -> list[str]:
-    names = list(REAL)
-    i = 0
-    while len(names) < 365:
-        letter = "abcdefghijklmnopqrstuvwxyz"[i % 26]
-        names.append(f"/{letter}/scene_{i:03d}" + ("/outdoor" if i % 7 == 0 else ""))
-        i += 1
-    return names
-
-
-def write_label_files(folder: Path, names: list[str] | None = None) -> tuple[Path, Path]:
-    """categories_places365.txt ("/a/airfield 0") and IO_places365.txt ("/a/airfield 2") as CSAIL
-    publishes them: 1 = indoor, 2 = outdoor."""
-    names = names or category_names()
-    folder.mkdir(parents=True, exist_ok=True)
-    categories, io = folder / "categories_places365.txt", folder / "IO_places365.txt"
-    categories.write_text("".join(f"{name} {i}\n" for i, name in enumerate(names)))
-    io.write_text("".join(f"{name} {1 + (i % 2)}\n" for i, name in enumerate(names)))
-    return categories, io
 
 
 def readable_names() -> set[str]:
@@ -172,18 +143,6 @@ def test_registry_lists_checkpoint_and_label_files(tmp_path: Path, monkeypatch: 
 
 
 # -- the service ------------------------------------------------------------------------------------------
-
-
-def service_env(models: Path) -> dict[str, str]:
-    return {
-        "AMBIENCE_MODELS_DIR": str(models),
-        "AMBIENCE_DOWNLOAD_MODELS": "0",
-        "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
-        "AMBIENCE_TAGGER_WEIGHTS": "random",
-        "AMBIENCE_TAGGER_THRESHOLD": "0",  # random weights spread probability thin: let some pass
-        "AMBIENCE_TAGGER_MAX_TAGS": "5",
-        "AMBIENCE_TAGGER_TORCH_THREADS": "1",
-    }
 
 
 @pytest.fixture(scope="module")

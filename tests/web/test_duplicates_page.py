@@ -15,8 +15,8 @@ from PIL import ImageChops, ImageFilter
 from ambience_support.browser import Browser, launch_browser
 from ambience_support.images import encode
 from ambience_support.media import dng, exif_block, heic, scene
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 ENV = {
     "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": "120",

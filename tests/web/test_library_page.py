@@ -16,8 +16,8 @@ import pytest
 
 from ambience_support.browser import Browser, launch_browser
 from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, planned_file
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
-from tests.pg import TestServer
 
 ENV = {
     "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),

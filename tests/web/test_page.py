@@ -1,5 +1,6 @@
 """The web page in a real browser (Debian's Chromium driven by Playwright) against a real stack:
-phash, color, OCR and image_text (tiny random CLIP) services, the gateway, PostgreSQL, real photos.
+phash, color, OCR and image_text (tiny random CLIP) services and the gateway (in-process, served over
+HTTP: ambience_support.inprocess), PostgreSQL, real photos.
 
 Skips with the reason when Chromium or Playwright is missing (README: ``apt-get install chromium``).
 """
@@ -19,11 +20,10 @@ from PIL import Image
 
 from ambience_support.browser import Browser, launch_browser
 from ambience_support.images import encode
+from ambience_support.inprocess import AppServer, InProcessStack, inprocess_stack
+from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
-from ambience_support.processes import ServiceProcess
-from ambience_support.stacks import GatewayStack, start_stack
-from tests.ocr.signs import Sign, render
-from tests.pg import TestServer
+from ambience_support.signs import Sign, render
 
 PHOTOS_ADDED = 24
 KEY = "correct horse battery staple"
@@ -39,9 +39,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer, photos: list[Path]
-) -> Iterator[GatewayStack]:
-    st = start_stack(tmp_path_factory.mktemp("web"), pg_server, ["phash", "color", "ocr", "image_text"])
-    try:
+) -> Iterator[InProcessStack]:
+    names = ["phash", "color", "ocr", "image_text"]
+    with inprocess_stack(tmp_path_factory.mktemp("web"), pg_server, names) as st:
         with httpx.Client(timeout=120) as client:
             for image_id, path in enumerate(photos[:PHOTOS_ADDED], start=1):
                 r = client.post(
@@ -67,11 +67,9 @@ def stack(
             assert r.status_code == 200, r.text
         st.wait_complete([*range(1, PHOTOS_ADDED + 2), SIGN_ID], timeout=180)
         yield st
-    finally:
-        st.stop()
 
 
-def test_text_search_shows_results(browser: Browser, stack: GatewayStack) -> None:
+def test_text_search_shows_results(browser: Browser, stack: InProcessStack) -> None:
     page = browser.open(stack.url + "/#/search")
     page.fill("#text-query", "a mountain lake")
     page.click("#text-form button[type=submit]")
@@ -79,7 +77,7 @@ def test_text_search_shows_results(browser: Browser, stack: GatewayStack) -> Non
     assert page.locator("#search-results .thumb").count() >= 10
 
 
-def test_ocr_search_finds_the_sign(browser: Browser, stack: GatewayStack) -> None:
+def test_ocr_search_finds_the_sign(browser: Browser, stack: InProcessStack) -> None:
     page = browser.open(stack.url + "/#/search")
     page.check("#ocr-toggle")
     page.fill("#text-query", SIGN_WORD.lower())
@@ -92,7 +90,9 @@ def test_ocr_search_finds_the_sign(browser: Browser, stack: GatewayStack) -> Non
     assert SIGN_WORD in page.text_content("dd[data-field='text in it']")
 
 
-def test_image_drop_shows_the_source_first(browser: Browser, stack: GatewayStack, photos: list[Path]) -> None:
+def test_image_drop_shows_the_source_first(
+    browser: Browser, stack: InProcessStack, photos: list[Path]
+) -> None:
     page = browser.open(stack.url + "/#/search")
     query = encode(load_rgb(photos[4]), quality=50)
     page.set_input_files("#query-file", {"name": "query.jpg", "mimeType": "image/jpeg", "buffer": query})
@@ -102,7 +102,9 @@ def test_image_drop_shows_the_source_first(browser: Browser, stack: GatewayStack
         assert page.locator(f"#col-{key} li").count() > 0, f"{key} column is empty"
 
 
-def test_moments_slider_changes_the_number_of_representatives(browser: Browser, stack: GatewayStack) -> None:
+def test_moments_slider_changes_the_number_of_representatives(
+    browser: Browser, stack: InProcessStack
+) -> None:
     page = browser.open(stack.url + "/#/moments?g=0.2")
     page.wait_for_selector("#moments .moment", timeout=60_000)
     few = page.locator("#moments .moment").count()
@@ -114,7 +116,7 @@ def test_moments_slider_changes_the_number_of_representatives(browser: Browser, 
     page.wait_for_selector("#moment-members .thumb")
 
 
-def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: GatewayStack) -> None:
+def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: InProcessStack) -> None:
     page = browser.open(stack.url + "/#/moments?g=1&per=10")  # per: cards per page (default 300)
     page.wait_for_selector("#moments .moment", timeout=60_000)
     total = int(page.text_content("#moment-count").split()[0])
@@ -129,7 +131,7 @@ def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: Gatew
     assert page.locator("#moments .moment").count() == total
 
 
-def test_duplicate_group_shows_its_keeper(browser: Browser, stack: GatewayStack) -> None:
+def test_duplicate_group_shows_its_keeper(browser: Browser, stack: InProcessStack) -> None:
     page = browser.open(stack.url + "/#/duplicates?kind=copies")
     group = page.wait_for_selector(f".group:has([data-image-id='{PHOTOS_ADDED + 1}'])", timeout=60_000)
     # the keeper is the original: more pixels than its 640 px re-encode
@@ -137,7 +139,7 @@ def test_duplicate_group_shows_its_keeper(browser: Browser, stack: GatewayStack)
     assert group.query_selector(".thumb.keeper[data-image-id='1']") is not None
 
 
-def test_map_draws_a_point_per_image(browser: Browser, stack: GatewayStack) -> None:
+def test_map_draws_a_point_per_image(browser: Browser, stack: InProcessStack) -> None:
     page = browser.open(stack.url + "/#/map")
     page.wait_for_selector("#map-canvas[data-points]", timeout=120_000)
     assert page.get_attribute("#map-canvas", "data-points") == str(PHOTOS_ADDED + 2)
@@ -150,7 +152,7 @@ def test_map_draws_a_point_per_image(browser: Browser, stack: GatewayStack) -> N
     assert drawn > 50
 
 
-def test_thumbnails_are_served_with_cache_headers(stack: GatewayStack) -> None:
+def test_thumbnails_are_served_with_cache_headers(stack: InProcessStack) -> None:
     r = httpx.get(stack.url + "/thumbnails/1", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
     assert "max-age" in r.headers["cache-control"] and r.headers["etag"]
@@ -162,16 +164,12 @@ def test_thumbnails_are_served_with_cache_headers(stack: GatewayStack) -> None:
 
 
 @pytest.fixture(scope="module")
-def keyed_gateway(stack: GatewayStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """A second gateway on the same services and catalog, with an API key."""
-    env = {**stack.env, "AMBIENCE_API_KEY": KEY}
-    folder = tmp_path_factory.mktemp("keyed")
-    gw = ServiceProcess("gateway", "AMBIENCE_GATEWAY_", folder, extra_env=env).start()
-    yield gw
-    gw.stop()
+def keyed_gateway(stack: InProcessStack, tmp_path_factory: pytest.TempPathFactory) -> AppServer:
+    """A second gateway on the same services and catalog, with an API key (stopped with the stack)."""
+    return stack.another_gateway(tmp_path_factory.mktemp("keyed"), api_key=KEY)
 
 
-def test_with_an_api_key_the_page_refuses_without_it(browser: Browser, keyed_gateway: ServiceProcess) -> None:
+def test_with_an_api_key_the_page_refuses_without_it(browser: Browser, keyed_gateway: AppServer) -> None:
     url = keyed_gateway.url
     assert httpx.get(url + "/ui/app.js", timeout=10).status_code == 401
     assert httpx.get(url + "/thumbnails/1", timeout=10).status_code == 401
@@ -188,7 +186,7 @@ def test_with_an_api_key_the_page_refuses_without_it(browser: Browser, keyed_gat
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]
 
 
-def test_cookie_alone_cannot_write_cross_site(keyed_gateway: ServiceProcess) -> None:
+def test_cookie_alone_cannot_write_cross_site(keyed_gateway: AppServer) -> None:
     """A write that carries the session cookie but not the page's header (a cross-site form post)
     is refused; the same cookie may read."""
     from gateway.web.session import COOKIE, token
@@ -206,7 +204,7 @@ def test_cookie_alone_cannot_write_cross_site(keyed_gateway: ServiceProcess) -> 
 
 
 def test_missing_thumbnails_are_reported_and_made_again(
-    stack: GatewayStack, photos: list[Path], tmp_path: Path
+    stack: InProcessStack, photos: list[Path], tmp_path: Path
 ) -> None:
     import psycopg2
 
@@ -249,7 +247,7 @@ def test_missing_thumbnails_are_reported_and_made_again(
 
 
 def test_imported_images_get_previews_from_their_folder(
-    stack: GatewayStack, photos: list[Path], tmp_path: Path
+    stack: InProcessStack, photos: list[Path], tmp_path: Path
 ) -> None:
     """``ambience import`` writes past the gateway: the catalog cannot list the missing previews, the
     command finds them through the folder (ids from the file names, as the import gave them)."""

@@ -14,8 +14,8 @@ import pytest
 
 from ambience_support.browser import Browser, launch_browser
 from ambience_support.people_photos import VARIANTS, people, variant
+from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
-from tests.pg import TestServer
 
 pytest.importorskip("dlib")
 if len(people()) < 3:

@@ -11,8 +11,8 @@ import httpx
 
 from ambience_support.images import encode
 from ambience_support.processes import ServiceProcess
+from ambience_support.textured import textured_image
 from services.registry import SERVICES
-from tests.local_features.images import textured_image
 
 
 @dataclass(frozen=True)

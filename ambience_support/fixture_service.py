@@ -22,7 +22,7 @@ INFO = ServiceDescriptor(
     name=NAME,
     port=1,
     extra="test",
-    module="tests.deploy.fixture_service",
+    module="ambience_support.fixture_service",
     weights=f"{__name__}:weights_files",
 )
 
@@ -41,7 +41,7 @@ def weights_files(_settings: object = None) -> list[WeightsFile]:
     ]
 
 
-if __name__ == "__main__":  # python -m tests.deploy.fixture_service models fetch ... (a killable CLI)
+if __name__ == "__main__":  # python -m ambience_support.fixture_service models fetch ... (a killable CLI)
     from ambience.cli import main
 
     SERVICES[NAME] = INFO

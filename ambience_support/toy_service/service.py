@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from ambience_support.toy_service.descriptor import DESCRIPTOR
 from services.common.features.collection import IndexLayout
 from services.common.features.feature import VectorFeature
 from services.common.features.vectors import stored_rows
 from services.common.settings import ServiceSettings
-from tests.toy_service.descriptor import DESCRIPTOR
 
 SIDE = 8
 DIM = SIDE * SIDE
