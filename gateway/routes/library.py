@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -35,17 +35,18 @@ DupQ = Annotated[bool, Query(description="Only images in a copies group (gateway
 
 def add_routes(app: FastAPI, library: Library, window_days: int) -> None:
     async def library_filter(
-        text: str | None,
-        text_source: str | None,
-        people: str | None,
-        country: str | None,
-        region: str | None,
-        city: str | None,
-        date_from: str | None,
-        date_to: str | None,
-        kind: str | None,
-        duplicates: bool,
+        text: TextQ = None,
+        text_source: SourceQ = None,
+        people: PeopleQ = None,
+        country: CountryQ = None,
+        region: RegionQ = None,
+        city: CityQ = None,
+        date_from: FromQ = None,
+        date_to: ToQ = None,
+        kind: KindQ = None,
+        duplicates: DupQ = False,
     ) -> LibraryFilter:
+        """The filters /library and /library/months share, as query parameters (a dependency of both)."""
         try:
             hits = await library.text.ids(text, text_source) if text is not None else None
             return LibraryFilter(
@@ -74,16 +75,7 @@ def add_routes(app: FastAPI, library: Library, window_days: int) -> None:
     async def library_page(
         cursor: Annotated[str | None, Query(description="The `next` of the previous page")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Images per page")] = 100,
-        text: TextQ = None,
-        text_source: SourceQ = None,
-        people: PeopleQ = None,
-        country: CountryQ = None,
-        region: RegionQ = None,
-        city: CityQ = None,
-        date_from: FromQ = None,
-        date_to: ToQ = None,
-        kind: KindQ = None,
-        duplicates: DupQ = False,
+        f: LibraryFilter = Depends(library_filter),  # not Annotated: a local name there is a string
     ) -> dict[str, Any]:
         """The library newest first (capture time, else the time the image was added; ``captured``
         says which): ``{"images": [{"image_id", "taken_at", "captured", "width", "height", "kind",
@@ -93,30 +85,15 @@ def add_routes(app: FastAPI, library: Library, window_days: int) -> None:
             after = decode_cursor(cursor) if cursor else None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
-        f = await library_filter(
-            text, text_source, people, country, region, city, date_from, date_to, kind, duplicates
-        )
         rows, key = await read(library.store.page, f, after, limit)
         return {"images": [r.as_json() for r in rows], "next": encode_cursor(key) if key else None}
 
     @app.get("/library/months", tags=["library"])
     async def library_months(
-        text: TextQ = None,
-        text_source: SourceQ = None,
-        people: PeopleQ = None,
-        country: CountryQ = None,
-        region: RegionQ = None,
-        city: CityQ = None,
-        date_from: FromQ = None,
-        date_to: ToQ = None,
-        kind: KindQ = None,
-        duplicates: DupQ = False,
+        f: LibraryFilter = Depends(library_filter),  # not Annotated: a local name there is a string
     ) -> dict[str, Any]:
         """Images per month under the same filters as /library, newest first (the page's date
         scrubber): ``{"months": [{"month": "2024-05", "count"}], "total"}``."""
-        f = await library_filter(
-            text, text_source, people, country, region, city, date_from, date_to, kind, duplicates
-        )
         months = await read(library.store.months, f)
         return {"months": [{"month": m, "count": n} for m, n in months], "total": sum(n for _, n in months)}
 
