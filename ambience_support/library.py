@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import httpx
 from PIL import Image
 
 from ambience_support.media import exif_block, scene, video, video_frames
@@ -125,3 +126,15 @@ def planned_file(photo: PlannedPhoto, picture: Image.Image | None = None) -> tup
         img = img.resize((img.width // 2, img.height // 2))
         return f"IMG_{photo.image_id:04d}.jpg", with_exif(img, photo.taken, photo.gps, quality=75)
     return f"IMG_{photo.image_id:04d}.jpg", with_exif(img, photo.taken, photo.gps)
+
+
+def add_planned(url: str, photo: PlannedPhoto) -> None:
+    """Add ``photo`` (its planned file) to the gateway at ``url`` under its own image id."""
+    name, data = planned_file(photo)
+    r = httpx.post(
+        url + "/calculate_all_image_features",
+        files={"image": (name, data)},
+        data={"image_id": photo.image_id},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text

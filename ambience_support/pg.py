@@ -10,6 +10,7 @@ server instead (tests that stop the server then skip). Fixtures (registered in t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -99,3 +100,17 @@ def stop_at_once(embedded: EmbeddedPostgres) -> None:
 
     if embedded.running:
         pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=embedded.pgdata, user=embedded._server.system_user)
+
+
+@contextlib.contextmanager
+def scratch_server(prefix: str = "ambience-bench-") -> Iterator[tuple[Path, str]]:
+    """A temporary folder with an embedded PostgreSQL server of its own in it (the benches' server):
+    ``(folder, admin DSN)``; the server stops and the folder goes when the block ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmpdir:
+        folder = Path(tmpdir)
+        server = EmbeddedPostgres(folder / "pgdata")
+        admin = server.start()
+        try:
+            yield folder, admin
+        finally:
+            server.release()

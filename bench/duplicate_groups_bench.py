@@ -30,7 +30,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +50,7 @@ from ambience_support.copy_groups import (
     groups_of,
     judge,
 )
+from ambience_support.pg import scratch_server
 from ambience_support.photos import PHOTOS, REPO, photo_paths
 from ambience_support.processes import ambience_command
 from ambience_support.stacks import QUICK_SERVICE_ENV, GatewayStack, launch_stack
@@ -58,7 +58,7 @@ from ambience_support.transforms import VARIANTS
 from bench.timing import machine
 from gateway.duplicates.alignment import grey_thumbnail, part_correlation
 from gateway.settings import GatewaySettings
-from services.common.postgres.database import EmbeddedPostgres, ensure_database
+from services.common.postgres.database import ensure_database
 from services.phash.hashing import hamming, mirror_hash, phash
 
 #: The services of the stack (local_features with the weight-free descriptor, QUICK_SERVICE_ENV).
@@ -242,23 +242,17 @@ def link_costs(
 def bench_stack(prepare: Callable[[Path], None] | None = None) -> Iterator[GatewayStack]:
     """The bench's services and gateway over an embedded PostgreSQL, all in a temporary folder;
     ``prepare(folder)`` runs before they start (the services' data under ``folder / "stack"``)."""
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        pg = EmbeddedPostgres(tmp / "pgdata")
-        admin = pg.start()
+    with scratch_server() as (tmp, admin):
+        (tmp / "stack").mkdir()
+        if prepare is not None:
+            prepare(tmp)
+        stack = launch_stack(
+            tmp / "stack", ensure_database(admin, "gw"), STACK, service_env=QUICK_SERVICE_ENV
+        )
         try:
-            (tmp / "stack").mkdir()
-            if prepare is not None:
-                prepare(tmp)
-            stack = launch_stack(
-                tmp / "stack", ensure_database(admin, "gw"), STACK, service_env=QUICK_SERVICE_ENV
-            )
-            try:
-                yield stack
-            finally:
-                stack.stop()
+            yield stack
         finally:
-            pg.release()
+            stack.stop()
 
 
 def print_verdict(verdict: Verdict) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from ambience_support.link_replicas import Replica, replica
+from ambience_support.pg import scratch_server
 from bench.timing import machine
 from gateway.duplicates.service import GroupsBody
-from services.common.postgres.database import Cursor, EmbeddedPostgres, ensure_database
+from services.common.postgres.database import Cursor, ensure_database
 
 ADDS = 100
 PAGE_SIZE = 50
@@ -179,14 +179,8 @@ def main() -> None:
     args = parser.parse_args()
     size = args.size or (5_000 if args.small else 100_000)
     print(f"Machine: {machine()}.\n")
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        pg = EmbeddedPostgres(tmp / "pgdata")
-        admin = pg.start()
-        try:
-            lines = asyncio.run(run(tmp, ensure_database(admin, "gw"), size))
-        finally:
-            pg.release()
+    with scratch_server() as (tmp, admin):
+        lines = asyncio.run(run(tmp, ensure_database(admin, "gw"), size))
     print("\n".join(lines))
 
 

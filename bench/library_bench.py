@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -41,18 +40,20 @@ import psycopg2.extras
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from ambience_support.pg import scratch_server
 from bench.timing import machine
 from gateway.explore import Explorer
 from gateway.image_facts import ImageFacts
 from gateway.library import Library
 from gateway.library import schema as library_schema
 from gateway.library.query import LibraryFilter, PageKey, encode_cursor
+from gateway.people import schema as people_schema
 from gateway.proxy import ServiceClients
 from gateway.routes import library as library_routes
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.sources import AnalysisSources
-from services.common.postgres.database import Cursor, Database, EmbeddedPostgres, ensure_database
+from services.common.postgres.database import Cursor, Database, ensure_database
 
 HOME = ("Lisbon", "Lisbon", "Portugal", "PT", 38.7223, -9.1393)
 #: (city, region, country, code, latitude, longitude): trips go to these
@@ -168,15 +169,12 @@ def fill(db: Database, n: int, rng: np.random.Generator) -> None:
             pairs,
             page_size=5000,
         )
-        # the people feature's tables: faces in 30% of the images, a few people in most of them
-        cur.execute(
-            "CREATE TABLE people (person_id bigint PRIMARY KEY, name text, hidden boolean NOT NULL);"
-            "CREATE TABLE people_faces (image_id bigint NOT NULL, face_index integer NOT NULL,"
-            " person_id bigint NOT NULL, PRIMARY KEY (image_id, face_index));"
-            "CREATE INDEX people_faces_person ON people_faces (person_id, image_id);"
-        )
+        # the people feature's tables (its own migrations, applied by the Database): faces in 30% of
+        # the images, a few people in most of them
         psycopg2.extras.execute_values(
-            cur, "INSERT INTO people VALUES %s", [(p, f"person {p}", False) for p in range(1, PEOPLE + 1)]
+            cur,
+            "INSERT INTO people (person_id, name, hidden, generation) VALUES %s",
+            [(p, f"person {p}", False, 1) for p in range(1, PEOPLE + 1)],
         )
         with_faces = rng.choice(np.arange(1, n + 1), int(n * 0.3), replace=False)
         faces = []
@@ -184,7 +182,13 @@ def fill(db: Database, n: int, rng: np.random.Generator) -> None:
             count = int(rng.integers(1, 4))
             persons = {min(PEOPLE, int(rng.zipf(1.6))) for _ in range(count)}
             faces += [(image_id, k, p) for k, p in enumerate(sorted(persons))]
-        psycopg2.extras.execute_values(cur, "INSERT INTO people_faces VALUES %s", faces, page_size=5000)
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO people_faces (image_id, face_index, person_id, box, size, score, descriptor,"
+            " generation) SELECT a, b, c, '{0,0,10,10}', 10, 1, '', 1 FROM (VALUES %s) AS v (a, b, c)",
+            faces,
+            page_size=5000,
+        )
         cur.execute("ANALYZE")
 
     db.run(write)
@@ -194,7 +198,8 @@ def build_app(db: Database) -> tuple[FastAPI, Library]:
     settings = GatewaySettings(services=[])
     clients = ServiceClients(settings, CollectorRegistry())
     explorer = Explorer(settings, AnalysisSources(settings, clients, []), ImageFacts(db))
-    library = Library.build(settings, db, clients, set(), explorer)
+    # faces counts as enabled: the people tables are filled above, so the people filter is measured
+    library = Library.build(settings, db, clients, {"faces"}, explorer)
     app = FastAPI()
     library_routes.add_routes(app, library, settings.on_this_day_window_days)
     return app, library
@@ -428,22 +433,22 @@ def main() -> None:
     args = parser.parse_args()
     n = args.size or (3_000 if args.small else 100_000)
     print(f"Machine: {machine()}.\n")
-    with tempfile.TemporaryDirectory() as tmpdir:
-        pg = EmbeddedPostgres(Path(tmpdir) / "pgdata")
-        admin = pg.start()
-        try:
-            dsn = ensure_database(admin, "library")
-            db = Database(
-                dsn, migrations={COMPONENT: MIGRATIONS, library_schema.COMPONENT: library_schema.MIGRATIONS}
-            )
-            started = time.perf_counter()
-            fill(db, n, np.random.default_rng(1))
-            progress(f"{n:,} rows filled in {time.perf_counter() - started:.0f} s")
-            print("\n".join(asyncio.run(run(db, n, args.small))))
-            db.close()
-            print("\n".join(browser_rows(dsn, Path(tmpdir), n, args.small)))
-        finally:
-            pg.stop()
+    with scratch_server() as (tmp, admin):
+        dsn = ensure_database(admin, "library")
+        db = Database(
+            dsn,
+            migrations={
+                COMPONENT: MIGRATIONS,
+                library_schema.COMPONENT: library_schema.MIGRATIONS,
+                people_schema.COMPONENT: people_schema.MIGRATIONS,
+            },
+        )
+        started = time.perf_counter()
+        fill(db, n, np.random.default_rng(1))
+        progress(f"{n:,} rows filled in {time.perf_counter() - started:.0f} s")
+        print("\n".join(asyncio.run(run(db, n, args.small))))
+        db.close()
+        print("\n".join(browser_rows(dsn, tmp, n, args.small)))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from ambience_support.pg import scratch_server
 from bench.timing import machine
 from gateway.catalog import Catalog
 from gateway.duplicates import schema as duplicates_schema
@@ -40,7 +40,7 @@ from gateway.reverse_search import ReverseSearch
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.sources import AnalysisSources
-from services.common.postgres.database import Cursor, Database, EmbeddedPostgres, ensure_database
+from services.common.postgres.database import Cursor, Database, ensure_database
 
 ADDS = 200
 BATCH = 1000
@@ -154,23 +154,17 @@ def main() -> None:
     args = parser.parse_args()
     size = args.size or (5_000 if args.small else 100_000)
     print(f"Machine: {machine()}.\n")
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        pg = EmbeddedPostgres(tmp / "pgdata")
-        admin = pg.start()
+    with scratch_server() as (tmp, admin):
+        dsn = ensure_database(admin, "gw")
+        a, b = replica_over(tmp / "a", dsn), replica_over(tmp / "b", dsn)
         try:
-            dsn = ensure_database(admin, "gw")
-            a, b = replica_over(tmp / "a", dsn), replica_over(tmp / "b", dsn)
-            try:
-                fill(a.db, size)
-                progress(f"{size:,} images in the catalog")
-                lines = asyncio.run(measure(a, b, size))
-            finally:
-                for replica in (a, b):
-                    asyncio.run(replica.clients.close())
-                    replica.db.close()
+            fill(a.db, size)
+            progress(f"{size:,} images in the catalog")
+            lines = asyncio.run(measure(a, b, size))
         finally:
-            pg.release()
+            for replica in (a, b):
+                asyncio.run(replica.clients.close())
+                replica.db.close()
     print("\n".join(lines))
 
 

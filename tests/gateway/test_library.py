@@ -17,7 +17,7 @@ import httpx
 import psycopg2
 import pytest
 
-from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, planned_file, with_exif
+from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, add_planned, with_exif
 from ambience_support.media import scene
 from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
@@ -32,17 +32,6 @@ ENV = {
 BY_ID = {p.image_id: p for p in TRIP_LIBRARY}
 PARIS_IDS = [11, 12, 13, 14, 15]
 PORTO_IDS = list(range(21, 28))
-
-
-def add(url: str, photo: PlannedPhoto) -> None:
-    name, data = planned_file(photo)
-    r = httpx.post(
-        url + "/calculate_all_image_features",
-        files={"image": (name, data)},
-        data={"image_id": photo.image_id},
-        timeout=120,
-    )
-    assert r.status_code == 200, r.text
 
 
 def get(url: str, path: str, **params: Any) -> httpx.Response:
@@ -84,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> It
     st = start_stack(tmp_path_factory.mktemp("library"), pg_server, ["phash", "color", "image_text"], ENV)
     try:
         for photo in TRIP_LIBRARY:
-            add(st.url, photo)
+            add_planned(st.url, photo)
             if photo.taken is None:
                 time.sleep(0.01)  # images without a time are ordered by when they were added
         wait_complete(st.url, list(BY_ID), timeout=180)
@@ -134,7 +123,7 @@ def test_pages_stay_stable_while_adds_arrive(stack: GatewayStack) -> None:
     newer = PlannedPhoto(61, None, None, "new")
     older = PlannedPhoto(62, BY_ID[32].taken.replace(month=1), LISBON, "new")  # type: ignore[union-attr]
     for photo in (newer, older):
-        add(url, photo)
+        add_planned(url, photo)
     wait_complete(url, [61, 62])
     try:
         cursor = page["next"]
@@ -361,7 +350,7 @@ def test_on_this_day_across_years(stack: GatewayStack) -> None:
 def test_a_deleted_image_leaves_the_library_and_its_trip(stack: GatewayStack) -> None:
     url = stack.url
     photo = PlannedPhoto(71, BY_ID[22].taken, BY_ID[22].gps, "porto")
-    add(url, photo)
+    add_planned(url, photo)
     wait_complete(url, [71])
     assert 71 in ok(url, "/trips")["trips"][0]["members"]
     httpx.post(url + "/delete_all_image_features", json={"image_id": 71}, timeout=60)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ambience_support.browser import Browser, launch_browser
-from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, planned_file
+from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, add_planned
 from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 
@@ -26,17 +26,6 @@ ENV = {
 A_YEAR_AGO = PlannedPhoto(91, (datetime.now() - timedelta(days=365)).replace(hour=12), LISBON, "memory")
 DOOMED = PlannedPhoto(92, datetime(2024, 5, 2, 12, 0), None, "to delete")
 PHOTOS = [*TRIP_LIBRARY, A_YEAR_AGO, DOOMED]
-
-
-def add(url: str, photo: PlannedPhoto) -> None:
-    name, data = planned_file(photo)
-    r = httpx.post(
-        url + "/calculate_all_image_features",
-        files={"image": (name, data)},
-        data={"image_id": photo.image_id},
-        timeout=120,
-    )
-    assert r.status_code == 200, r.text
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server: TestServer) -> It
     st = start_stack(tmp_path_factory.mktemp("library-page"), pg_server, ["phash", "color"], ENV)
     try:
         for photo in PHOTOS:
-            add(st.url, photo)
+            add_planned(st.url, photo)
         wait_complete(st.url, [p.image_id for p in PHOTOS], timeout=180)
         yield st
     finally:
