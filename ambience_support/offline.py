@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ambience_support.photos import REPO
 from ambience_support.stacks import QUICK_SERVICE_ENV
-
-TINY_COCA = REPO / "tests" / "captioner" / "tiny-coca.json"
+from ambience_support.tiny_models import TINY_COCA
 
 #: Per model service: the random weights of a tiny configuration.
 RANDOM_MODELS: dict[str, dict[str, str]] = {

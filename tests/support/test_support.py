@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,6 @@ def test_launchers_run_each_registered_service_by_its_module_and_env_prefix(tmp_
         prefix = info.env_prefix
         assert svc.env[f"{prefix}DATA_DIR"] == str(tmp_path / name)
         assert svc.env[f"{prefix}PORT"] == str(svc.port)
-
-
-#: Benches that still import a test module's helpers (to move into ambience_support): no other may.
-IMPORT_TEST_MODULES = {"hostile_memory_bench", "ocr_bench", "page_bench"}  # being moved
 
 
 def test_every_bench_script_is_listed_and_follows_the_convention() -> None:
@@ -54,15 +51,31 @@ def test_a_harness_has_a_module_with_run_for_each_part_and_nothing_else() -> Non
         assert parts is not None and with_run == set(parts), module
 
 
-def test_no_bench_imports_a_test_module_but_the_known_few() -> None:
+def test_no_module_imports_a_test_module() -> None:
+    """Helpers shared by tests, benches and tools live in ambience_support, never in a test module."""
     importing = set()
-    for path in (REPO / "bench").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if any(name == "tests" or name.startswith("tests.") for name in names):
-                importing.add(path.stem)
-    assert importing <= IMPORT_TEST_MODULES, importing - IMPORT_TEST_MODULES
+    for folder in ("bench", "tests", "tools", "ambience_support"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if any(name == "tests" or name.startswith("tests.") for name in names):
+                    importing.add(str(path.relative_to(REPO)))
+    assert not importing, importing
+
+
+@pytest.mark.parametrize("folder", ["bench", "ambience_support", "tools"])
+def test_every_support_module_imports(folder: str) -> None:
+    """A helper moved elsewhere leaves no bench or tool importing it from its old place (the benches'
+    smallest runs import only some of them)."""
+    failed = {}
+    for path in sorted((REPO / folder).rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            failed[module] = str(exc)
+    assert not failed, failed
 
 
 def test_bench_and_tools_import_the_project_without_editing_sys_path() -> None:
