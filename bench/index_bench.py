@@ -19,11 +19,14 @@ with ``--faces``; the folder (../shared/caltech101-dev by default) is indexed by
   libtorch's code or PostgreSQL's shared buffers, divided among them: the total is what the stack
   holds) and as RSS summed (shared pages counted once per process that maps them).
 
-``--reference-repo PATH`` runs the same measurement with another checkout's code (the add path
-before it answered early: every step, thumbnail and link inside the add), in the same run, so the
-ratio compares like with like on whatever the machine is doing.
+The reference is the same measurement with this repository at another revision, checked out into
+the run's temporary folder (``git worktree add --detach``): by default :data:`REFERENCE`, the add
+path before it answered early (every step, thumbnail and link inside the add). It runs in the same
+run, so the ratio compares like with like on whatever the machine is doing. ``--reference none``
+leaves it out (``--small`` does); ``--reference-repo PATH`` takes another checkout instead.
 
-    python -m bench.index_bench [--folder DIR] [--limit N] [--faces] [--reference-repo PATH] [--small]
+    python -m bench.index_bench [--folder DIR] [--limit N] [--faces] [--reference REV | --reference-repo PATH]
+                                [--small]
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ from bench.timing import machine
 
 CALTECH = Path(os.environ.get("AMBIENCE_TEST_CALTECH", REPO.parent / "shared" / "caltech101-dev"))
 OFFLINE_STACK = ["phash", "color", "local_features", "global_features", "image_text", "ocr"]
+#: The revision measured as the reference: main before the add answered early (the steps that
+#: follow an add, declared and run in the background, came after it).
+REFERENCE = "810421c"
 
 
 def progress(message: str) -> None:
@@ -260,10 +266,14 @@ def report(runs: list[Run]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        adds = np.array(run.adds_s or [0.0]) * 1000
+        adds = np.array(run.adds_s) * 1000
         acknowledged = f"{run.rate(run.acknowledged_s):.1f} img/s ({run.acknowledged_s:.0f} s)"
         finished = f"{run.rate(run.finished_s):.1f} img/s ({run.finished_s:.0f} s)"
-        latency = f"{np.percentile(adds, 50):.0f} ms | {np.percentile(adds, 95):.0f} ms"
+        latency = (
+            f"{np.percentile(adds, 50):.0f} ms | {np.percentile(adds, 95):.0f} ms"
+            if len(adds)
+            else "not timed | (its `ambience index` times no add)"
+        )
         memory = f"{sum(run.pss_mb.values()) / 1024:.2f} GB | {sum(run.rss_mb.values()) / 1024:.2f} GB"
         lines.append(f"| {run.label} | {run.images:,} | {acknowledged} | {finished} | {latency} | {memory} |")
     if len(runs) > 1:
@@ -284,11 +294,30 @@ def report(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def checkout(revision: str, folder: Path) -> Path:
+    """This repository at ``revision``, checked out (detached) into ``folder``."""
+    progress(f"checking out {revision} as the reference")
+    done = subprocess.run(
+        ["git", "worktree", "add", "--detach", str(folder), revision],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        sys.exit(f"index_bench: cannot check out the reference {revision}: {done.stderr.strip()}")
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=CALTECH)
     parser.add_argument("--limit", type=int, default=0, help="index only this many files (spread)")
     parser.add_argument("--faces", action="store_true", help="the faces service too")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help=f"revision of this repository measured the same way (default {REFERENCE}; none: no reference)",
+    )
     parser.add_argument("--reference-repo", type=Path, help="another checkout measured the same way")
     parser.add_argument("--small", action="store_true", help="60 files (smoke test)")
     args = parser.parse_args()
@@ -304,11 +333,18 @@ def main() -> None:
         folder = sample(args.folder, limit, tmp / "folder")
         env = stack_env(tmp / "models", services)
         checkouts = [("this code", REPO)]
+        revision = args.reference or (None if args.small else REFERENCE)
         if args.reference_repo:
             checkouts.append((f"reference ({args.reference_repo.name})", args.reference_repo.resolve()))
-        for n, (label, repo) in enumerate(checkouts):
-            runs.append(measure(label, repo, folder, env, tmp / f"run{n}"))
-            progress(f"{label}: {runs[-1].images} images, {runs[-1].finished_s:.0f} s")
+        elif revision and revision != "none":
+            checkouts.append((f"reference ({revision})", checkout(revision, tmp / "reference")))
+        try:
+            for n, (label, repo) in enumerate(checkouts):
+                runs.append(measure(label, repo, folder, env, tmp / f"run{n}"))
+                progress(f"{label}: {runs[-1].images} images, {runs[-1].finished_s:.0f} s")
+        finally:
+            if len(checkouts) > 1 and not args.reference_repo:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "reference")], cwd=REPO)
     count = runs[0].images
     print(
         f"Folder: {args.folder.name}, {count:,} images; services: {', '.join(services)}; "
