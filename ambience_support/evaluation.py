@@ -10,13 +10,13 @@ import sys
 from ambience_support.photos import PHOTOS, PHOTOS_FULL, REPO
 
 
-def run_evaluate(*args: str) -> None:
-    """``python -m bench.evaluate ARGS`` on the real photos, as a user runs it (benches extract
-    afresh: no cache of an earlier run is read)."""
+def run_bench_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` (a bench or the evaluation) on the real photos, as a user runs it
+    (benches extract afresh: no cache of an earlier run is read); asserts it succeeded."""
     env = {k: v for k, v in os.environ.items() if k != "AMBIENCE_BENCH_CACHE"}
     env |= {"AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.evaluate", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -24,6 +24,12 @@ def run_evaluate(*args: str) -> None:
         timeout=540,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def run_evaluate(*args: str) -> None:
+    """``python -m bench.evaluate ARGS`` (:func:`run_bench_module`)."""
+    run_bench_module("bench.evaluate", *args)
 
 
 def block(report: str, key: str) -> str:

@@ -22,7 +22,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from ambience_support.link_replicas import Replica, replica
 from ambience_support.pg import scratch_server
-from bench.timing import machine
+from bench.timing import machine, p50_p95, timed_ms
 from gateway.duplicates.service import GroupsBody
 from services.common.postgres.database import Cursor, ensure_database
 
@@ -82,17 +82,6 @@ def fill(run: Callable[[Callable[[Cursor], Any]], Any], size: int) -> list[int]:
     return list(run(write))
 
 
-def percentiles(samples: list[float]) -> str:
-    p50, p95 = np.percentile(samples, [50, 95])
-    return f"p50 {p50:.1f}, p95 {p95:.1f}"
-
-
-async def timed_ms(step: Callable[[], Awaitable[Any]]) -> float:
-    started = time.perf_counter()
-    await step()
-    return (time.perf_counter() - started) * 1000
-
-
 async def page(b: Replica, **body: Any) -> dict[str, Any]:
     return await b.groups.groups(GroupsBody(kind="copies", page_size=PAGE_SIZE, **body))
 
@@ -127,15 +116,15 @@ async def measure(a: Replica, b: Replica, size: int, starts: list[int]) -> list[
         await page(b, order=order)
         warm = [await timed_ms(lambda o=order, n=n: page(b, order=o, page=n)) for n in (1, last) * 20]
         step = f"B: a page of {PAGE_SIZE}, unchanged generation, order {order} (first, last)"
-        lines.append(f"| {step} | {percentiles(warm)} |")
+        lines.append(f"| {step} | {p50_p95(warm)} |")
     cursor = first["next"]
     walked = [await timed_ms(lambda: page(b, after=cursor)) for _ in range(20)]
-    lines.append(f"| B: the page after a cursor | {percentiles(walked)} |")
+    lines.append(f"| B: the page after a cursor | {p50_p95(walked)} |")
     progress("warm pages measured")
 
     writes, after_add = await adds_then_pages(a, b, size, size)
-    lines.append(f"| A: one add's links written | {percentiles(writes)} |")
-    lines.append(f"| B: the page after one add of A's | {percentiles(after_add)} |")
+    lines.append(f"| A: one add's links written | {p50_p95(writes)} |")
+    lines.append(f"| B: the page after one add of A's | {p50_p95(after_add)} |")
     decide, after_decision = [], []
     for n in range(20):
         ids = [starts[n], starts[n] + 1]  # two linked images of one group
@@ -143,8 +132,8 @@ async def measure(a: Replica, b: Replica, size: int, starts: list[int]) -> list[
         a.groups.decisions.add("not_duplicates", "copies", ids)
         decide.append((time.perf_counter() - started) * 1000)
         after_decision.append(await timed_ms(lambda: page(b)))
-    lines.append(f"| A: a decision recorded (checked against those held) | {percentiles(decide)} |")
-    lines.append(f"| B: the page after a decision of A's | {percentiles(after_decision)} |")
+    lines.append(f"| A: a decision recorded (checked against those held) | {p50_p95(decide)} |")
+    lines.append(f"| B: the page after a decision of A's | {p50_p95(after_decision)} |")
     progress("adds and decisions measured")
 
     for n in range(DECISIONS_HELD):  # spread over the groups
@@ -153,10 +142,10 @@ async def measure(a: Replica, b: Replica, size: int, starts: list[int]) -> list[
     await page(b)
     writes_held, after_add_held = await adds_then_pages(a, b, size + ADDS, size)
     lines.append(
-        f"| A: one add's links written, {DECISIONS_HELD:,} decisions held | {percentiles(writes_held)} |"
+        f"| A: one add's links written, {DECISIONS_HELD:,} decisions held | {p50_p95(writes_held)} |"
     )
     step = f"B: the page after one add of A's, {DECISIONS_HELD:,} decisions held"
-    lines.append(f"| {step} | {percentiles(after_add_held)} |")
+    lines.append(f"| {step} | {p50_p95(after_add_held)} |")
     ratio = float(np.median(after_add_held) / np.median(after_add))
     lines.append(f"| ratio of B's page after an add, with / without the decisions | {ratio:.2f} |")
     whole = await timed_ms(lambda: b.groups.groups(GroupsBody(kind="copies")))

@@ -20,16 +20,13 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ambience_support.pg import scratch_server
-from bench.timing import machine
+from bench.timing import machine, p50_p95, timed_ms
 from gateway.catalog import Catalog
 from gateway.duplicates import schema as duplicates_schema
 from gateway.duplicates.links import PostgresLinkStore
@@ -98,17 +95,6 @@ def fill(db: Database, size: int) -> None:
     db.run(run)
 
 
-def percentiles(samples: list[float]) -> str:
-    p50, p95 = np.percentile(samples, [50, 95])
-    return f"p50 {p50:.2f}, p95 {p95:.2f}"
-
-
-async def timed_ms(step: Callable[[], Awaitable[Any]]) -> float:
-    started = time.perf_counter()
-    await step()
-    return (time.perf_counter() - started) * 1000
-
-
 async def measure(a: Replica, b: Replica, size: int) -> list[str]:
     async def b_update() -> None:
         async with b.groups.follower.current("copies"):
@@ -129,10 +115,10 @@ async def measure(a: Replica, b: Replica, size: int) -> list[str]:
         checks.append(await timed_ms(b_update))
     assert b.groups.follower.refreshes == {"whole": 1, "changes": ADDS}, b.groups.follower.refreshes
     lines.append(
-        f"| A: the links' add per add (generation, log, link: one transaction) | {percentiles(adds)} |"
+        f"| A: the links' add per add (generation, log, link: one transaction) | {p50_p95(adds, 2)} |"
     )
-    lines.append(f"| B: update after one add of A's | {percentiles(updates)} |")
-    lines.append(f"| B: check, nothing changed (one query) | {percentiles(checks)} |")
+    lines.append(f"| B: update after one add of A's | {p50_p95(updates, 2)} |")
+    lines.append(f"| B: check, nothing changed (one query) | {p50_p95(checks, 2)} |")
     progress("single adds measured")
     for n in range(BATCH):
         image_id = size + ADDS + n

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -54,3 +55,16 @@ def machine() -> str:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
     )
+
+
+async def timed_ms(step: Callable[[], Awaitable[Any]]) -> float:
+    """Milliseconds that awaiting ``step()`` takes."""
+    started = time.perf_counter()
+    await step()
+    return (time.perf_counter() - started) * 1000
+
+
+def p50_p95(samples: list[float], digits: int = 1) -> str:
+    """``p50 X, p95 Y`` of ``samples`` with ``digits`` decimals."""
+    p50, p95 = np.percentile(samples, [50, 95])
+    return f"p50 {p50:.{digits}f}, p95 {p95:.{digits}f}"

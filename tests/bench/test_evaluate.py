@@ -4,16 +4,12 @@ end (real stack, real photos) into a temp report."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ambience_support.evaluation import block, run_evaluate
-from ambience_support.photos import PHOTOS, PHOTOS_FULL, REPO
+from ambience_support.evaluation import block, run_bench_module, run_evaluate
 from bench.evaluate import benches, report
 from bench.harness import parts_of, section, split_sections
 
@@ -121,16 +117,7 @@ def test_small_run_writes_the_blocks_of_its_runs_and_leaves_the_others(
 def test_harness_parts_run_at_their_smallest(photos: list[Path], harness: str, parts: str) -> None:
     """The parts the run above leaves out, run alone as a user runs them: each under its heading
     (one part alone is printed bare, as the evaluation writes it into its block)."""
-    env = {**os.environ, "AMBIENCE_TEST_PHOTOS": str(PHOTOS), "AMBIENCE_TEST_PHOTOS_FULL": str(PHOTOS_FULL)}
-    done = subprocess.run(
-        [sys.executable, "-m", f"bench.{harness}", "--small", "--parts", parts],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_bench_module(f"bench.{harness}", "--small", "--parts", parts)
     titles = parts_of(harness)
     assert titles is not None
     headings = [line for line in done.stdout.splitlines() if line.startswith("## ")]
