@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2.extras
+
 from gateway.catalog import FAILED, PENDING
 from services.common.postgres.database import Cursor, SqlRunner
 
@@ -83,13 +85,34 @@ class Backlog:
                     chosen.setdefault(image_id, []).append(step)
             if not chosen:
                 return []
-            ids = sorted(chosen)
-            tokens = {i: str(uuid.uuid4()) for i in ids}
-            cur.executemany(
-                "UPDATE gateway_steps SET claimed_until = now() + make_interval(secs => %s), claimed_by = %s,"
-                " claim_token = %s WHERE image_id = %s AND step = %s",
-                [(lease_s, replica, tokens[i], i, step) for i in ids for step in chosen[i]],
+            tokens = {i: str(uuid.uuid4()) for i in chosen}
+            # The SELECT read the steps as they were when it started: another worker may have claimed
+            # some since (it locked and released the image row before this one locked it). The
+            # UPDATE re-reads each step row as committed, so only unclaimed steps are taken here.
+            taken = psycopg2.extras.execute_values(
+                cur,
+                "UPDATE gateway_steps s SET claimed_until = now() + make_interval(secs => v.lease),"
+                " claimed_by = v.replica, claim_token = v.token FROM (VALUES %s) AS v (image_id, step,"
+                " token, lease, replica) WHERE s.image_id = v.image_id AND s.step = v.step"
+                " AND s.status = 'pending' AND (s.claimed_until IS NULL OR s.claimed_until < now())"
+                " RETURNING s.image_id, s.step",
+                [(i, step, tokens[i], float(lease_s), replica) for i in chosen for step in chosen[i]],
+                template="(%s::bigint, %s, %s::uuid, %s::float8, %s)",
+                fetch=True,
             )
+            got: dict[int, set[str]] = {}
+            for image_id, step in taken:
+                got.setdefault(int(image_id), set()).add(step)
+            partly = [i for i in chosen if got.get(i, set()) != set(chosen[i])]
+            if partly:  # a step of these is another worker's: the image is theirs
+                cur.execute(
+                    "UPDATE gateway_steps SET claimed_until = NULL, claim_token = NULL"
+                    " WHERE image_id = ANY(%s) AND claim_token = ANY(%s::uuid[])",
+                    (partly, [tokens[i] for i in partly]),
+                )
+            ids = sorted(i for i in chosen if i not in partly)
+            if not ids:
+                return []
             cur.execute(
                 "SELECT i.image_id, i.spool, i.file_name, i.facts, EXISTS (SELECT 1 FROM gateway_parts p"
                 " WHERE p.image_id = i.image_id AND p.status = 'pending')"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +189,34 @@ def test_two_gateways_never_run_a_step_twice_and_a_crash_leaves_nothing_undone(
         assert a.backlog.release_claims("test:a") == 3
         asyncio.run(drain(b))
         assert [s for s, i, _ in log if i == 50] == ["facts", "thumbnail", "links"]
+    finally:
+        pa.close()
+        pb.close()
+
+
+def test_workers_claiming_at_once_never_take_the_same_step(tmp_path: Path, pg_dsn: str) -> None:
+    """Two workers asking for one image at a time, as fast as they can: a worker's SELECT may see a
+    step as unclaimed that the other claimed in the meantime; every step is still taken once."""
+    log: list[tuple[str, int, bytes | None]] = []
+    steps = [Recorder("facts", log), Recorder("links", log)]
+    a, pa = gateway(tmp_path, pg_dsn, steps, "a")
+    b, pb = gateway(tmp_path, pg_dsn, steps, "b")
+    try:
+        for image_id in range(60):
+            add(a, image_id, b"x")
+        taken: dict[str, list[tuple[int, str]]] = {"a": [], "b": []}
+
+        def claim_all(worker: Gateway, name: str) -> None:
+            # an empty answer may only mean that the other worker held the rows for a moment
+            deadline = time.monotonic() + 30
+            while len(taken["a"]) + len(taken["b"]) < 120 and time.monotonic() < deadline:
+                claimed = worker.backlog.claim_steps(1, 300, f"test:{name}")
+                taken[name] += [(c.image_id, step) for c in claimed for step in c.steps]
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(claim_all, [a, b], ["a", "b"]))
+        both = taken["a"] + taken["b"]
+        assert sorted(both) == sorted((i, s) for i in range(60) for s in ("facts", "links"))
     finally:
         pa.close()
         pb.close()
