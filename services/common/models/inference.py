@@ -58,14 +58,16 @@ def runtime_field(cpu_choice: str = "eager") -> Any:
     )
 
 
-def resolve_runtime(setting: str, cpu_choice: str, device: torch.device) -> str:
+def resolve_runtime(setting: str, cpu_choice: str, device: torch.device | str) -> str:
     """The runtime a service uses: ``setting`` unless it is ``auto`` (then ``cpu_choice`` on CPU,
-    ``eager`` elsewhere)."""
+    ``eager`` elsewhere). ``device`` may be a device kind (``cpu``, ``cuda``), so that a service can
+    decide without importing torch."""
+    kind = device if isinstance(device, str) else device.type
     if setting == "auto":
-        return cpu_choice if device.type == "cpu" else "eager"
+        return cpu_choice if kind == "cpu" else "eager"
     if setting not in RUNTIMES:
         raise StartupError(f"unknown runtime {setting!r} (known: auto, {', '.join(RUNTIMES)})")
-    if setting in CPU_ONLY and device.type != "cpu":
+    if setting in CPU_ONLY and kind != "cpu":
         raise StartupError(f"runtime {setting!r} runs on the CPU only, the device is {device}")
     return setting
 
