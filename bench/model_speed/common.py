@@ -11,8 +11,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from ambience_support.offline import TINY_COCA
-from ambience_support.stacks import TINY_CLIP
+from ambience_support.tiny_models import TINY_CLIP, TINY_COCA
 from services.common.models.weights import ResolvedWeights
 
 __all__ = ["RANDOM", "TINY_CLIP", "TINY_COCA", "best_seconds", "set_threads"]

@@ -236,6 +236,9 @@ class OnnxImageSession:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Prepacking keeps a second, re-laid-out copy of the MatMul weights: 200 MB more for
+        # SigLIP 2 B/32's image tower, for 3% of its speed (none for EfficientNet-Lite0), measured here.
+        options.add_session_config_entry("session.disable_prepacking", "1")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         height, width = meta["input_size"]
         self.embed_images(np.zeros((1, height, width, 3), np.uint8))  # warm-up at start-up
