@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
@@ -29,7 +29,7 @@ from services.common.features.index import AnyIndex, new_flat_index, write_atomi
 from services.common.features.training import Phase, Retraining, TrainingError, add_training_route
 from services.common.features.vectors import stored_rows
 from services.common.models.embedding import EmbeddingFeature, EmbeddingSettings
-from services.common.models.inference import resolve_runtime
+from services.common.models.inference import RuntimeName, resolve_runtime, runtime_field
 from services.common.models.onnx_tower import OnnxImageSession, device_kind
 from services.common.models.sessions import ImageEmbeddingSession, configure_torch, select_device
 from services.global_features.descriptor import DESCRIPTOR, MODEL
@@ -46,6 +46,10 @@ EXPORT_SETTINGS = ("model", "weights", "pooling")
 class GlobalFeaturesSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
 
+    #: ONNX Runtime from a cached export: no torch in the serving process, and measured faster
+    #: than eager on CPU (docs/models.md, "Image-model runtimes").
+    cpu_runtime: ClassVar[str] = "onnx"
+    runtime: RuntimeName = runtime_field("onnx")
     model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
     aqe_n: int = Field(
         2,

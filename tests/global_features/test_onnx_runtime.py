@@ -1,6 +1,7 @@
-"""global_features under runtime onnx: served from an export made once by a child process, with no
-torch in the serving process (read from /proc/PID/maps of the real service process), the same
-vectors as eager on real photos, and export failures refused at start-up naming the cause."""
+"""global_features under runtime onnx (auto's choice on CPU): served from an export made once by a
+child process, with no torch in the serving process (read from /proc/PID/maps of the real service
+process), the same vectors as eager on real photos, and export failures refused at start-up naming
+the cause."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     convert(folder / "tf_efficientnet_lite0.pth")
     with pytest.MonkeyPatch.context() as mp:  # the in-process sessions below read the same cache
         mp.setenv("AMBIENCE_MODELS_DIR", str(folder))
+        mp.setenv("AMBIENCE_ONNX_DIR", str(folder / "onnx"))  # this module's own exports
         mp.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
         mp.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
         yield folder
@@ -49,9 +51,10 @@ def settings(models: Path, data_dir: Path, **overrides: object) -> GlobalFeature
 def service(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     env = {
         "AMBIENCE_MODELS_DIR": str(models),
+        "AMBIENCE_ONNX_DIR": str(models / "onnx"),
         "AMBIENCE_GLOBAL_FEATURES_MODEL": MODEL,
         "AMBIENCE_GLOBAL_FEATURES_WEIGHTS": str(models / "tf_efficientnet_lite0.pth"),
-        "AMBIENCE_GLOBAL_FEATURES_RUNTIME": "onnx",
+        # no RUNTIME: auto means onnx on the CPU
     }
     data_dir = tmp_path_factory.mktemp("gf-onnx") / "data"
     with running_service(
@@ -88,7 +91,7 @@ def test_the_serving_process_never_loads_torch(service: ServiceProcess, models: 
     assert any("onnxruntime" in path for path in libraries)
     torch_libraries = sorted(p for p in libraries if "libtorch" in p or "/torch/" in p or "libc10" in p)
     assert not torch_libraries, torch_libraries
-    assert len(list((models / "global_features" / "onnx").glob("*.onnx"))) == 1
+    assert len(list((models / "onnx" / "global_features").glob("*.onnx"))) == 1
 
 
 def test_onnx_vectors_match_eager_on_real_photos(
@@ -99,7 +102,7 @@ def test_onnx_vectors_match_eager_on_real_photos(
     s = settings(models, tmp_path)
     onnx = OnnxImageSession(s, EXPORT_BUILDER, EXPORT_SETTINGS, 1)  # the service's export, not a new one
     assert ExportPlan.of(s, EXPORT_BUILDER, EXPORT_SETTINGS).onnx.stat().st_mtime_ns == (
-        next((models / "global_features" / "onnx").glob("*.onnx")).stat().st_mtime_ns
+        next((models / "onnx" / "global_features").glob("*.onnx")).stat().st_mtime_ns
     )
     eager = TimmSession(MODEL, onnx.weights, __import__("torch").device("cpu"), "eager")
     batch = [load_rgb(path, max_side=800) for path in photos[:16]]

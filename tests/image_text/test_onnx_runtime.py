@@ -23,6 +23,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("onnx-models")
     with pytest.MonkeyPatch.context() as mp:  # the in-process sessions below read the same cache
         mp.setenv("AMBIENCE_MODELS_DIR", str(folder))
+        mp.setenv("AMBIENCE_ONNX_DIR", str(folder / "onnx"))  # this module's own exports
         mp.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
         mp.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
         yield folder
@@ -32,6 +33,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def service(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     env = {
         "AMBIENCE_MODELS_DIR": str(models),
+        "AMBIENCE_ONNX_DIR": str(models / "onnx"),
         "AMBIENCE_ALLOW_RANDOM_WEIGHTS": "1",
         "AMBIENCE_IMAGE_TEXT_MODEL": "tiny-clip",
         "AMBIENCE_IMAGE_TEXT_WEIGHTS": "random",
@@ -89,7 +91,7 @@ def test_onnx_vectors_match_eager_on_real_photos(
 
     settings = ImageTextSettings(data_dir=tmp_path, runtime="onnx", **TINY_IMAGE_TEXT)  # type: ignore[arg-type]
     onnx = OnnxClipSession(settings)  # the service's export, not a new one
-    assert len(list((models / "image_text" / "onnx").glob("*.onnx"))) == 1
+    assert len(list((models / "onnx" / "image_text").glob("*.onnx"))) == 1
     register_model_configs("image_text", str(TINY_CLIP))
     eager = OpenClipSession("tiny-clip", onnx.weights, torch.device("cpu"))
     batch = [load_rgb(path, max_side=800) for path in photos[:16]]

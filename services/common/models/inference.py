@@ -8,7 +8,8 @@ which wraps the loaded module in one of these runtimes (setting ``AMBIENCE_<SERV
 - ``channels_last``: the module's weights and inputs in NHWC memory order (oneDNN's preferred
   layout for convolutions), float32;
 - ``onnx``: exported once at start-up (``torch.onnx.export``) and run by ONNX Runtime's CPU
-  provider with the torch thread count, float32;
+  provider with the torch thread count, float32 (global_features and image_text do not come here:
+  they serve a cached export without torch, :mod:`.onnx_tower`);
 - ``bf16``: ``torch.autocast`` to bfloat16 (CPUs with native bf16 only: AVX512-BF16 or AMX);
 - ``int8``: dynamic int8 quantisation of the Linear layers (``quantize_dynamic``).
 

@@ -7,7 +7,8 @@ from a file exported once, and their serving process never imports torch:
 
 - The export runs in a child process (:mod:`.onnx_export`, ``python -m``): it builds the tower
   exactly as the eager runtime does, exports it, checks ONNX Runtime against PyTorch on a random
-  batch, and writes ``<models_dir>/<service>/onnx/<model>-<key>.onnx`` with a JSON sidecar.
+  batch, and writes ``<models_dir>/<service>/onnx/<model>-<key>.onnx`` (``AMBIENCE_ONNX_DIR``:
+  ``<onnx_dir>/<service>/``) with a JSON sidecar.
 - The key hashes what decides the graph: the service, the settings that choose the model (model,
   weights, pooling, ...), a local weights file's size and mtime, the opset, :data:`EXPORT_VERSION`
   and the installed torch / timm / open_clip / onnx versions. The sidecar also records the weights
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 #: Bump when the export code changes what a file holds: every cached export is made again.
 EXPORT_VERSION = 1
 OPSET = 17
+EXPORT_MODULE = "services.common.models.onnx_export"
 _VERSIONED_PACKAGES = ("torch", "timm", "open_clip_torch", "onnx")
 
 
@@ -102,7 +104,12 @@ class ExportPlan:
             "packages": {name: _package_version(name) for name in _VERSIONED_PACKAGES},
         }
         key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        folder = CommonSettings().models_dir / settings.service_name / "onnx"
+        common = CommonSettings()
+        folder = (
+            common.onnx_dir / settings.service_name
+            if common.onnx_dir is not None
+            else common.models_dir / settings.service_name / "onnx"
+        )
         stem = f"{safe_name(str(values.get('model', 'model')))}-{key}"
         return cls(fields, key, folder / f"{stem}.onnx", folder / f"{stem}.json")
 
@@ -182,7 +189,8 @@ def _run_export_child(settings: ServiceSettings, builder: str, plan: ExportPlan,
         json.dump(request, fh)
         fh.flush()
         child = subprocess.Popen(
-            [sys.executable, "-m", "services.common.models.onnx_export", fh.name],
+            # -S as the service itself ran (a container-like site on PYTHONPATH only)
+            [sys.executable, *(["-S"] if sys.flags.no_site else []), "-m", EXPORT_MODULE, fh.name],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
