@@ -6,6 +6,7 @@ the cause."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,4 +130,13 @@ def test_a_changed_weights_file_makes_the_export_stale(
 def test_a_failed_export_names_the_cause_and_the_fix(models: Path, tmp_path: Path) -> None:
     feature = GlobalFeature(settings(models, tmp_path, pooling="token"))
     with pytest.raises(StartupError, match=r"pooling 'token' needs a ViT.*RUNTIME=eager"):
+        feature.load_session()
+
+
+def test_without_onnxruntime_the_service_names_the_package_and_the_fix(
+    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: import fails
+    feature = GlobalFeature(settings(models, tmp_path))
+    with pytest.raises(StartupError, match=r"onnxruntime package.*AMBIENCE_GLOBAL_FEATURES_RUNTIME=eager"):
         feature.load_session()
