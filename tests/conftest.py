@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -7,6 +8,19 @@ import pytest
 from ambience_support.caltech import CaltechCollection, build_caltech_collection
 from ambience_support.pg import TestServer, start_test_server
 from ambience_support.photos import PHOTOS, photo_paths
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """global_features and image_text run runtime onnx on CPU by default, exporting each model once
+    (a child process importing torch: seconds): every test's services, in this process or started as
+    processes, share one export folder for the session, keyed by the model settings."""
+    if "AMBIENCE_ONNX_DIR" in os.environ:
+        yield
+        return
+    os.environ["AMBIENCE_ONNX_DIR"] = str(tmp_path_factory.mktemp("onnx-exports"))
+    yield
+    os.environ.pop("AMBIENCE_ONNX_DIR", None)
 
 
 @pytest.fixture(scope="session")

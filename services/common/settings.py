@@ -26,6 +26,11 @@ class CommonSettings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Root folder; each service keeps data in a sub-folder")
     models_dir: Path = Field(Path("models"), description="Where model weights are downloaded and looked up")
+    onnx_dir: Path | None = Field(
+        None,
+        description="Where runtime onnx keeps the image models it exports, a folder per service "
+        "(unset: <models_dir>/<service>/onnx)",
+    )
     allow_random_weights: bool = Field(
         False, description="Tests only: let model services run with random weights"
     )

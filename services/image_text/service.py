@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from fastapi import FastAPI
@@ -13,9 +13,10 @@ from services.common.features.app import create_app
 from services.common.features.feature import Hit
 from services.common.models.batching import MicroBatcher
 from services.common.models.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
-from services.common.models.inference import resolve_runtime
+from services.common.models.inference import RuntimeName, resolve_runtime, runtime_field
+from services.common.models.onnx_tower import device_kind
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
-from services.common.models.sessions import select_device
+from services.common.models.sessions import configure_torch, select_device
 from services.common.models.spec import weights_field
 from services.common.schemas import ERROR_RESPONSES, SearchParams, SimilarImage
 from services.image_text.descriptor import DESCRIPTOR, MODEL
@@ -24,6 +25,10 @@ from services.image_text.descriptor import DESCRIPTOR, MODEL
 class ImageTextSettings(EmbeddingSettings):
     service_descriptor = DESCRIPTOR
 
+    #: ONNX Runtime from a cached export: no torch in the serving process, and measured faster
+    #: than eager on CPU (docs/models.md, "Image-model runtimes").
+    cpu_runtime: ClassVar[str] = "onnx"
+    runtime: RuntimeName = runtime_field("onnx")
     model: str = Field(
         "ViT-B-32-SigLIP2-256",
         description="open_clip model name (ViT-B-32-SigLIP2-256; ViT-B-16-SigLIP2: better, twice the cost "
@@ -73,14 +78,19 @@ class ImageTextFeature(EmbeddingFeature):
     settings: ImageTextSettings
 
     def load_session(self) -> Any:
+        s = self.settings
+        runtime = resolve_runtime(s.runtime, s.cpu_runtime, device_kind(s.device))
+        if runtime == "onnx":  # the image tower from a cached export: no torch until a text query
+            from services.image_text.onnx_session import OnnxClipSession
+
+            return OnnxClipSession(s)
         from services.image_text.model import OpenClipSession
 
-        s = self.settings
         register_model_configs(s.service_name, s.model_config_path)
         weights = MODEL.resolve(s)
         build = open_clip_build(s.model, s.weights, weights, s.quick_gelu)
+        configure_torch(s)
         device = select_device(s.device)
-        runtime = resolve_runtime(s.runtime, s.cpu_runtime, device)
         return OpenClipSession(
             s.model,
             weights,

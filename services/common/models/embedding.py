@@ -24,7 +24,6 @@ from services.common.features.vectors import alpha_query_expansion, stored_rows
 from services.common.models.batching import MicroBatcher
 from services.common.models.sessions import (
     ImageEmbeddingSession,
-    configure_torch,
     describe_session,
     metadata_for,
 )
@@ -107,7 +106,8 @@ class EmbeddingFeature(VectorFeature):
         # One FAISS thread per search (SEARCH_THREADS): requests already run concurrently, and
         # OpenMP teams competing with torch for the same cores slow every search down.
         faiss.omp_set_num_threads(self.settings.search_threads)
-        configure_torch(self.settings)
+        # Sessions set torch's threads themselves (configure_torch): under runtime onnx the
+        # serving process never imports torch.
         self.session = self.load_session()
         self.batcher = MicroBatcher(
             self._embed_batch,

@@ -8,7 +8,8 @@ which wraps the loaded module in one of these runtimes (setting ``AMBIENCE_<SERV
 - ``channels_last``: the module's weights and inputs in NHWC memory order (oneDNN's preferred
   layout for convolutions), float32;
 - ``onnx``: exported once at start-up (``torch.onnx.export``) and run by ONNX Runtime's CPU
-  provider with the torch thread count, float32;
+  provider with the torch thread count, float32 (global_features and image_text do not come here:
+  they serve a cached export without torch, :mod:`.onnx_tower`);
 - ``bf16``: ``torch.autocast`` to bfloat16 (CPUs with native bf16 only: AVX512-BF16 or AMX);
 - ``int8``: dynamic int8 quantisation of the Linear layers (``quantize_dynamic``).
 
@@ -58,14 +59,16 @@ def runtime_field(cpu_choice: str = "eager") -> Any:
     )
 
 
-def resolve_runtime(setting: str, cpu_choice: str, device: torch.device) -> str:
+def resolve_runtime(setting: str, cpu_choice: str, device: torch.device | str) -> str:
     """The runtime a service uses: ``setting`` unless it is ``auto`` (then ``cpu_choice`` on CPU,
-    ``eager`` elsewhere)."""
+    ``eager`` elsewhere). ``device`` may be a device kind (``cpu``, ``cuda``), so that a service can
+    decide without importing torch."""
+    kind = device if isinstance(device, str) else device.type
     if setting == "auto":
-        return cpu_choice if device.type == "cpu" else "eager"
+        return cpu_choice if kind == "cpu" else "eager"
     if setting not in RUNTIMES:
         raise StartupError(f"unknown runtime {setting!r} (known: auto, {', '.join(RUNTIMES)})")
-    if setting in CPU_ONLY and device.type != "cpu":
+    if setting in CPU_ONLY and kind != "cpu":
         raise StartupError(f"runtime {setting!r} runs on the CPU only, the device is {device}")
     return setting
 
