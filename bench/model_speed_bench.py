@@ -12,12 +12,15 @@ docs/benchmarks.md (``bench.model_speed_bench.<part>``):
 - ``runtimes``: the captioner's key/value cache on and off, and each image tower under each runtime of
   ``services/common/models/inference.py`` (eager, channels_last, onnx, int8);
 - ``services``: every service of the offline stack in a fresh process: wall and CPU ms per image, RSS
-  after start-up, one image and all.
+  after start-up, one image and all;
+- ``serving``: global_features' and image_text's image models under runtime ``onnx`` (the exported
+  file, no torch in the serving process) against eager, and how alike their vectors are.
 
 Random weights throughout (speed does not depend on the values); every ratio is against a reference
 measured in the same run.
 
-    python -m bench.model_speed_bench [--small] [--parts throughput,choices,over_http,runtimes,services]
+    python -m bench.model_speed_bench [--small]
+        [--parts throughput,choices,over_http,runtimes,services,serving]
         [--images N] [--rounds N] [--threads N] [--device cpu] ...
 """
 
@@ -34,6 +37,7 @@ PARTS = {
     "over_http": "captioner and tagger over HTTP",
     "runtimes": "CPU inference: runtimes and the captioner's key/value cache",
     "services": "Each service's own cost per image and memory",
+    "serving": "Runtime onnx against eager, as the services serve their image models",
 }
 
 

@@ -109,7 +109,7 @@ def test_small_run_writes_the_blocks_of_its_runs_and_leaves_the_others(
 @pytest.mark.parametrize(
     ("harness", "parts"),
     [
-        ("model_speed_bench", "throughput,choices,over_http,runtimes,services"),
+        ("model_speed_bench", "throughput,choices,over_http,runtimes,services,serving"),
         ("scale_bench", "thresholds,compressed,pgvector"),
         ("copy_recall_bench", "global_features"),
     ],

