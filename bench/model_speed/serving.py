@@ -8,6 +8,7 @@ export child when missing) in one process, and times ``embed_images`` on the sam
 batch, the two alternating for a few rounds, best round counting
 (:func:`bench.model_speed.common.best_seconds`). It prints ms per image of each, their ratio, and
 the smallest cosine between the two sessions' vectors on the real photos (where present).
+``--small``: the tiny test configurations (test_vit, tiny-clip), random weights.
 """
 
 from __future__ import annotations
@@ -22,33 +23,36 @@ import numpy as np
 
 from ambience_support.images import synthetic_image
 from ambience_support.photos import load_rgb, photo_paths
-from bench.harness import load_average, progress
+from bench.harness import load_average, progress, small_note
 from bench.model_speed.common import best_seconds
 
 log = progress("model_speed.serving")
 
 
-def sessions(service: str, models: Path, data_dir: Path, threads: int) -> tuple[Any, Any]:
-    """(eager session, onnx session) of ``service`` as its feature builds them."""
+def sessions(service: str, models: Path, data_dir: Path, threads: int, small: bool) -> tuple[Any, Any]:
+    """(eager session, onnx session) of ``service`` as its feature builds them (``small``: the tiny
+    test configurations, random weights)."""
     import torch
+
+    from ambience_support.tiny_models import TINY_GLOBAL_FEATURES, TINY_IMAGE_TEXT
 
     torch.set_num_threads(threads)
     if service == "global_features":
         from bench.weights import efficientnet_lite0
         from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
 
-        weights = str(efficientnet_lite0(models))
-        common: dict[str, Any] = {
-            "model": "tf_efficientnet_lite0",
-            "weights": weights,
-            "torch_threads": threads,
-        }
+        common: dict[str, Any] = {"torch_threads": threads}
+        if small:
+            common |= TINY_GLOBAL_FEATURES
+        else:
+            common |= {"model": "tf_efficientnet_lite0", "weights": str(efficientnet_lite0(models))}
         feature: Any = GlobalFeature(GlobalFeaturesSettings(data_dir=data_dir, runtime="eager", **common))
         onnx: Any = GlobalFeature(GlobalFeaturesSettings(data_dir=data_dir, runtime="onnx", **common))
     else:
         from services.image_text.service import ImageTextFeature, ImageTextSettings
 
-        common = {"weights": "random", "torch_threads": threads, "tokenizer": str(tokenizer(models))}
+        common = {"torch_threads": threads, "tokenizer": str(tokenizer(models))}
+        common |= TINY_IMAGE_TEXT if small else {"weights": "random"}
         feature = ImageTextFeature(ImageTextSettings(data_dir=data_dir, runtime="eager", **common))
         onnx = ImageTextFeature(ImageTextSettings(data_dir=data_dir, runtime="onnx", **common))
     return feature.load_session(), onnx.load_session()
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> str:
     os.environ["AMBIENCE_DOWNLOAD_MODELS"] = "0"
     photos = [load_rgb(path, max_side=800) for path in photo_paths(limit=4 if args.small else 16)]
     images = photos or [synthetic_image(seed) for seed in range(16)]
-    lines = [
+    lines = [small_note("tiny test models"), ""] if args.small else []
+    lines += [
         f"Threads {threads}, batch {batch_size}, best of {rounds} rounds, load {load_average():.1f}.",
         "",
         "| service (model) | eager ms/image | onnx ms/image | onnx speed vs eager | min cosine |",
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> str:
     ]
     for service in ("global_features", "image_text"):
         log(f"{service}: building the eager and onnx sessions")
-        eager, onnx = sessions(service, models, Path(tempfile.mkdtemp()), threads)
+        eager, onnx = sessions(service, models, Path(tempfile.mkdtemp()), threads, args.small)
         pixels = np.stack([onnx.preprocess(image) for image in images])
         cosine = float(np.sum(onnx.embed_images(pixels) * eager.embed_images(pixels), axis=1).min())
         batch = pixels[:batch_size]
