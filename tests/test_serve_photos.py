@@ -20,6 +20,9 @@ from ambience_support.images import encode
 from ambience_support.photos import REPO, load_rgb
 from ambience_support.processes import free_port
 
+#: Left out of day-to-day runs (pytest -m "not slow"): `ambience serve` over the photos.
+pytestmark = pytest.mark.slow
+
 SERVICES = {"phash": "phash", "color": "color"}  # name -> search route prefix
 CLIENTS = 4  # requests in flight
 STORE_ROUTES = {"phash": "phash_features", "color": "color_features"}

@@ -15,6 +15,9 @@ import pytest
 
 from bench.caltech_bench import MAP_AT, REPO, RESULT_K, SERVICES, Collected, default_caltech, fusion_report
 
+#: Left out of day-to-day runs (pytest -m "not slow"): caltech101-dev through the bench.
+pytestmark = pytest.mark.slow
+
 PER_CLASS = 120
 
 
@@ -54,7 +57,6 @@ def test_map_column_scores_the_100_result_lists_and_their_fusion(capsys: pytest.
     assert "AMBIENCE_GATEWAY_RESULT_K=100" in out and "AMBIENCE_GATEWAY_FUSED_LENGTH=100" in out
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)  # 72 images through four services: under a minute on two idle cores
 def test_small_run_scores_the_100_result_lists_next_to_the_gateways_lists() -> None:
     caltech = default_caltech()

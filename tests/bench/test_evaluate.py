@@ -13,6 +13,9 @@ from ambience_support.evaluation import block, run_bench_module, run_evaluate
 from bench.evaluate import benches, report
 from bench.harness import parts_of, section, split_sections
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the benches' smallest runs.
+pytestmark = pytest.mark.slow
+
 
 def test_report_update_keeps_prose_and_replaces_only_generated_blocks(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
@@ -105,7 +108,6 @@ def test_small_run_writes_the_blocks_of_its_runs_and_leaves_the_others(
     assert "_Produced by `python -m bench.evaluate --small --benches" in own
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("harness", "parts"),
     [

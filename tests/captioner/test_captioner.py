@@ -28,6 +28,9 @@ from services.common.models.open_clip_loader import initialise_open_clip_leftove
 from services.common.models.weights import ResolvedWeights
 from services.registry import required_weights
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the captioner's architectures built.
+pytestmark = pytest.mark.slow
+
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 CPU = torch.device("cpu")
 MAX_LENGTH = CAPTION_MAX_LENGTH

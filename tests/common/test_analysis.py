@@ -18,6 +18,9 @@ from services.color.service import ColorSettings, build_app
 from services.common.features import analysis
 from services.common.features.analysis_routes import AnalysisCache, Job, reply
 
+#: Left out of day-to-day runs (pytest -m "not slow"): caltech101-dev through a real model.
+pytestmark = pytest.mark.slow
+
 
 def blobs(per_cluster: int, clusters: int, dim: int = 32, spread: float = 0.05, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -249,7 +252,6 @@ def test_requests_during_a_computation_get_202_then_the_previous_result_marked_s
 # -- quality with real weights -------------------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(3600)  # the session's caltech extraction: minutes on two busy cores
 def test_moments_agree_with_caltech_classes(caltech_lite0: CaltechCollection) -> None:
     classes = np.array(caltech_lite0.labels)

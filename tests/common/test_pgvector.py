@@ -31,6 +31,9 @@ from services.global_features.service import build_app as build_global_app
 from services.image_text.service import ImageTextSettings
 from services.image_text.service import build_app as build_image_text_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): pgvector replicas as processes.
+pytestmark = pytest.mark.slow
+
 
 @dataclass(frozen=True)
 class Service:

@@ -34,6 +34,9 @@ from ambience_support.replicas import (
     wait_until,
 )
 
+#: Left out of day-to-day runs (pytest -m "not slow"): service replicas as processes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(params=[PHASH, LOCAL], ids=lambda k: k.name)
 def kind(request: pytest.FixtureRequest) -> Kind:

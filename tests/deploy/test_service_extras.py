@@ -25,6 +25,9 @@ from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from services.registry import SERVICES
 
+#: Left out of day-to-day runs (pytest -m "not slow"): every image of deploy/ started with only its extras.
+pytestmark = pytest.mark.slow
+
 COMPOSE = REPO / "deploy" / "compose.yml"
 #: Compose services that are not ambience images, and the one-shot models job (checked apart).
 NOT_SERVED = {"postgres", "models"}
@@ -96,7 +99,6 @@ def started(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
             process.stop()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("image", sorted(set(compose_images()) - NOT_SERVED))
 def test_each_image_starts_with_only_its_extras(image: str, started: dict[str, Any]) -> None:
     outcome = started[image]
@@ -105,7 +107,6 @@ def test_each_image_starts_with_only_its_extras(image: str, started: dict[str, A
     )
 
 
-@pytest.mark.slow
 def test_the_models_job_lists_its_files_with_only_its_extras(tmp_path: Path) -> None:
     site = image_site(compose_images()["models"], tmp_path / "site")
     env = {

@@ -20,6 +20,9 @@ pytest.importorskip("dlib")
 from services.faces.extraction import ImageFaces
 from services.faces.service import FacesFeature, FacesSettings
 
+#: Left out of day-to-day runs (pytest -m "not slow"): faces-dev through the real detector.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def faces_dev(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[DevPhoto], list[ImageFaces]]:

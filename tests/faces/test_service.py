@@ -24,6 +24,9 @@ pytest.importorskip("dlib")
 from services.faces import service as faces_service
 from services.faces.service import FacesSettings, build_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the real face detector and descriptor.
+pytestmark = pytest.mark.slow
+
 
 def client_for(tmp_path: Path, **settings: Any) -> TestClient:
     return TestClient(build_app(FacesSettings(data_dir=tmp_path / "faces", **settings)))

@@ -21,6 +21,9 @@ from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the duplicates workflow through a stack.
+pytestmark = pytest.mark.slow
+
 ENV = {
     # copies within 120 phash bits (scenes of blocks: other scenes 270+ bits away); no near shots
     # (color is the only vector source here: the kinds under test are copies and bursts)

@@ -19,6 +19,9 @@ from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
 from gateway.settings import GatewaySettings
 
+#: Left out of day-to-day runs (pytest -m "not slow"): a whole stack over the photos.
+pytestmark = pytest.mark.slow
+
 QUERIES = 24  # photos whose transformed copies are searched (all photos are added)
 SEARCH_SERVICES = ["phash", "color", "local_features"]
 RESULT_KEYS = [f"{name}_res" for name in SEARCH_SERVICES]

@@ -23,6 +23,9 @@ from gateway.settings import GatewaySettings
 from services.color.histogram import histogram, l1
 from services.common.postgres.database import PostgresSettings
 
+#: Left out of day-to-day runs (pytest -m "not slow"): moments and the map through a stack.
+pytestmark = pytest.mark.slow
+
 
 def with_exif(
     img: Image.Image,

@@ -18,6 +18,9 @@ from ambience_support.images import encode, synthetic_image
 from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
 
+#: Left out of day-to-day runs (pytest -m "not slow"): kills, outages and a database restart.
+pytestmark = pytest.mark.slow
+
 NAMES = ["phash", "color"]
 IMAGES = 48
 REUSED = range(0, IMAGES, 8)  # ids deleted and added again with another picture

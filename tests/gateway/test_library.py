@@ -22,6 +22,9 @@ from ambience_support.media import scene
 from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 
+#: Left out of day-to-day runs (pytest -m "not slow"): a library of planned photos through a stack.
+pytestmark = pytest.mark.slow
+
 ENV = {
     "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),
     "AMBIENCE_GATEWAY_SIMILAR_DISTANCE": "0",

@@ -19,6 +19,9 @@ from ambience_support.faces_dev import FACES_DEV, DevPhoto, Verdict, dev_photos,
 from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack
 
+#: Left out of day-to-day runs (pytest -m "not slow"): faces-dev through the faces service.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("dlib")
 
 

@@ -27,6 +27,9 @@ from ambience_support.pg import TestServer
 from ambience_support.processes import ServiceProcess
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the faces service with real weights behind a gateway.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("dlib")
 
 #: image ids: person p's variant v is FIRST[p] + v; the photo of hopper and the astronaut; no face.

@@ -30,6 +30,9 @@ from ambience_support.stacks import GatewayStack, start_stack
 from ambience_support.transforms import source_bytes, variants
 from services.registry import SERVICES
 
+#: Left out of day-to-day runs (pytest -m "not slow"): copies rebuilds over local_features processes.
+pytestmark = pytest.mark.slow
+
 STORED = ("phash", "color", "local_features")
 #: Two textured photos: dozens of inliers between each and its 80% crop (benchmarks.md).
 PHOTOS = ("Barn_Grafitti.jpg", "Alpine_lake.jpg")

@@ -16,6 +16,9 @@ from services.common.models.weights import ResolvedWeights
 from services.global_features.model import TimmSession
 from services.global_features.service import GlobalFeaturesSettings, build_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the model choices built and exported.
+pytestmark = pytest.mark.slow
+
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 
 

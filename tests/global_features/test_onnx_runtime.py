@@ -26,6 +26,9 @@ from services.global_features.service import (
     GlobalFeaturesSettings,
 )
 
+#: Left out of day-to-day runs (pytest -m "not slow"): ONNX exports of real models.
+pytestmark = pytest.mark.slow
+
 MODEL = "tf_efficientnet_lite0"
 
 

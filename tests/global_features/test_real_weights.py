@@ -15,13 +15,15 @@ from ambience_support.transforms import VARIANTS, source_bytes, variants
 from services.global_features.service import GlobalFeaturesSettings, build_app
 from tools.convert_efficientnet_lite0 import convert
 
+#: Left out of day-to-day runs (pytest -m "not slow"): real Lite0 weights over the photos.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def lite0_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return convert(tmp_path_factory.mktemp("weights") / "tf_efficientnet_lite0.pth")
 
 
-@pytest.mark.slow
 def test_edited_copies_find_their_source(photos: list[Path], lite0_weights: Path, tmp_path: Path) -> None:
     settings = GlobalFeaturesSettings(
         data_dir=tmp_path / "gf", model="tf_efficientnet_lite0", weights=str(lite0_weights)
@@ -54,7 +56,6 @@ def test_edited_copies_find_their_source(photos: list[Path], lite0_weights: Path
         assert rate >= 0.95, f"{name}: rank-1 for {rate:.1%} of {len(images)} photos; missed {misses[name]}"
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(3600)  # the session's caltech extraction: minutes on two busy cores
 def test_training_with_the_defaults_keeps_same_class_precision(
     caltech_lite0: CaltechCollection, tmp_path: Path

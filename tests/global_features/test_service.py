@@ -21,6 +21,9 @@ from services.common.features.vectors import alpha_query_expansion, l2_normalize
 from services.global_features.service import STATE_FILE, GlobalFeaturesSettings, build_app
 from services.global_features.whitening import train_pca_whitening
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the service's models built and exported.
+pytestmark = pytest.mark.slow
+
 TINY = TINY_GLOBAL_FEATURES
 
 

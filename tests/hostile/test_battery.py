@@ -32,6 +32,9 @@ from ambience_support.stacks import start_stack
 from services.common.descriptor import ServiceDescriptor
 from services.common.features.feature import VectorFeature
 
+#: Left out of day-to-day runs (pytest -m "not slow"): hostile files against every service as a process.
+pytestmark = pytest.mark.slow
+
 OVERSIZE = UPLOAD_LIMIT + (2 << 20)  # past the upload limit and its form allowance
 
 

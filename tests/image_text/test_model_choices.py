@@ -20,6 +20,9 @@ from services.common.models.open_clip_loader import load_open_clip_model
 from services.common.models.weights import ResolvedWeights
 from services.image_text.service import ImageTextSettings, build_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the model choices built.
+pytestmark = pytest.mark.slow
+
 RANDOM = ResolvedWeights("random", None, "random-seed0", "random")
 
 
@@ -53,7 +56,6 @@ def test_mobileclip_builds_and_searches_by_text(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()[0]["image_id"] == 0
 
 
-@pytest.mark.slow
 def test_siglip2_image_tower_builds() -> None:
     net = load_open_clip_model("ViT-B-16-SigLIP2", RANDOM)
     size = net.visual.preprocess_cfg["size"]
@@ -63,7 +65,6 @@ def test_siglip2_image_tower_builds() -> None:
     assert out.shape == (1, 768) and np.isfinite(out.numpy()).all()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model", ["xlm-roberta-base-ViT-B-32"])
 def test_hub_tokenizer_models_build_whole_where_the_tokenizer_is_reachable(
     tmp_path: Path, model: str

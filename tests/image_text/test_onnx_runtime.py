@@ -17,6 +17,9 @@ from ambience_support.processes import ServiceProcess, running_service
 from ambience_support.tiny_models import TINY_CLIP, TINY_IMAGE_TEXT
 from services.image_text.service import ImageTextSettings
 
+#: Left out of day-to-day runs (pytest -m "not slow"): ONNX exports of SigLIP 2.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

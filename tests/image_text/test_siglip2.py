@@ -29,6 +29,9 @@ from services.common.models.open_clip_loader import (
 from services.common.models.weights import ResolvedWeights, sha256_file
 from services.image_text.service import ImageTextSettings, build_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): SigLIP 2 built at full size.
+pytestmark = pytest.mark.slow
+
 TINY_SIGLIP2 = Path(__file__).parents[1] / "models" / "tiny-siglip2.json"
 TOKENIZER_NAME = "ambience-test/tiny-siglip2"
 TINY = {"model": "tiny-siglip2", "weights": "random", "model_config_path": str(TINY_SIGLIP2)}

@@ -47,6 +47,9 @@ from services.common.images import DecodedImage
 from services.phash.hashing import phash_variants
 from services.phash.service import PhashFeature, PhashSettings
 
+#: Left out of day-to-day runs (pytest -m "not slow"): bulk imports beside running services.
+pytestmark = pytest.mark.slow
+
 PHASH = ("services.phash", "AMBIENCE_PHASH_")
 
 

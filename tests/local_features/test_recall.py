@@ -21,6 +21,9 @@ from services.common.schemas import SearchParams
 from services.local_features.service import LocalFeatures, LocalFeaturesParams
 from services.registry import open_feature
 
+#: Left out of day-to-day runs (pytest -m "not slow"): SIFT over the copy transforms of the photos.
+pytestmark = pytest.mark.slow
+
 QUERY_EVERY = 4
 
 

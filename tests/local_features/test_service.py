@@ -28,6 +28,9 @@ from services.local_features.extraction import (
 )
 from services.local_features.service import LocalFeatures, LocalFeaturesSettings, build_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): kill -9 and index training in service processes.
+pytestmark = pytest.mark.slow
+
 ENV = "AMBIENCE_LOCAL_FEATURES_"
 SEARCH = "/local_features_get_similar_images_by_image_buffer"
 

@@ -33,6 +33,9 @@ from services.tagger.places import (
 )
 from services.tagger.service import TaggerSettings, build_app
 
+#: Left out of day-to-day runs (pytest -m "not slow"): the tagger's network built and exported.
+pytestmark = pytest.mark.slow
+
 
 def readable_names() -> set[str]:
     return {readable_category(name) for name in category_names()}

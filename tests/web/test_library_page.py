@@ -19,6 +19,9 @@ from ambience_support.library import LISBON, TRIP_LIBRARY, PlannedPhoto, add_pla
 from ambience_support.pg import TestServer
 from ambience_support.stacks import GatewayStack, start_stack, wait_complete
 
+#: Left out of day-to-day runs (pytest -m "not slow"): Chromium over a stack.
+pytestmark = pytest.mark.slow
+
 ENV = {
     "AMBIENCE_GATEWAY_EXPLORE_SOURCES": json.dumps(["color"]),
     "AMBIENCE_GATEWAY_DUPLICATE_DISTANCE": "120",

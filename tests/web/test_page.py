@@ -25,6 +25,9 @@ from ambience_support.pg import TestServer
 from ambience_support.photos import load_rgb
 from ambience_support.signs import Sign, render
 
+#: Left out of day-to-day runs (pytest -m "not slow"): Chromium over a stack.
+pytestmark = pytest.mark.slow
+
 PHOTOS_ADDED = 24
 KEY = "correct horse battery staple"
 SIGN_ID, SIGN_WORD = 900, "BAKERY"
