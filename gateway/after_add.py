@@ -10,7 +10,8 @@ order and record each outcome. A step that fails is tried again after a backoff 
 that image wait for it) and gives up after ``RETRY_MAX_ATTEMPTS``; one that can never succeed
 (a picture no decoder takes) fails at once and the later steps go on. A step that searches by the
 image's stored id (:attr:`AfterAddStep.needs_stored`) waits until every service part of the add is
-done. The spool file stays until every step that reads the upload is done.
+done, but for a service ``ambience serve`` marked unavailable (gateway/runner_marks.py). The
+spool file stays until every step that reads the upload is done.
 
 The order is the list the app declares, never the order of subscriptions: the facts (capture
 time, exposure, GPS, size) first, which the duplicate links read; the thumbnail before the copies,
@@ -28,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.backlog import Backlog, ClaimedImage
 from gateway.catalog import DONE, FAILED, PENDING, Catalog, StepDecl
+from gateway.runner_marks import RunnerMarks
 from gateway.settings import GatewaySettings
 from gateway.steps import AddedImage, AfterAddStep, StepFailed
 from gateway.writer import KeyedLocks, Spool
@@ -48,7 +50,10 @@ class AfterAdd:
         spool: Spool,
         locks: KeyedLocks,
         replica: str,
+        marks: RunnerMarks | None = None,
     ) -> None:
+        """``marks``: the services the runner marked unavailable, whose pending parts a step that
+        needs the stored image does not wait for (gateway/runner_marks.py)."""
         names = [s.name for s in steps]
         if len(set(names)) != len(names):
             raise ValueError(f"after-add steps must have distinct names: {names}")
@@ -59,6 +64,7 @@ class AfterAdd:
         self.backlog = backlog
         self.spool = spool
         self.locks = locks
+        self.marks = marks
         #: Who claims steps (one name per gateway process and data dir).
         self.replica = replica
         self._wake = asyncio.Event()
@@ -134,12 +140,18 @@ class AfterAdd:
                         await record(later, "released")
                     return
 
+    def _waits_for(self, pending: list[str]) -> bool:
+        """Whether a part still pending keeps a step that needs the stored image waiting: one on a
+        service the runner marked unavailable does not (it would wait a day of retries)."""
+        marked = self.marks.marked() if self.marks is not None else frozenset()
+        return any(service not in marked for service in pending)
+
     async def _run_one(self, name: str, image: ClaimedImage, data: bytes | None) -> tuple[str, str | None]:
         """One step's outcome: done, failed (for good), pending (try again) or waiting."""
         step = self.steps.get(name)
         if step is None:  # recorded by a gateway that declared other steps
             return FAILED, f"no step {name!r} is declared here"
-        if step.needs_stored and image.parts_pending:
+        if step.needs_stored and self._waits_for(image.pending_services):
             return "waiting", None
         if step.uses_upload and data is None:
             return FAILED, "the upload is no longer spooled"

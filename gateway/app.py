@@ -53,6 +53,7 @@ from gateway.routes import explore, health, passthrough, search, writes
 from gateway.routes import library as library_routes
 from gateway.routes import people as people_routes
 from gateway.routes import thumbnails as thumbnail_routes
+from gateway.runner_marks import RunnerMarks
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.sources import AnalysisSources
@@ -80,6 +81,8 @@ def create_app(
     stored_by = [u.name for u in enabled if u.store]
     metrics = ServiceMetrics("gateway")
     clients = ServiceClients(settings, metrics.registry, transports)
+    # services `ambience serve` could not start for a lasting reason: left out of adds, not waited for
+    marks = RunnerMarks(settings.resolved_runner_state_dir())
     # Every store below is built over the component now and answers DatabaseUnavailable (503) until
     # the lifespan has opened it.
     postgres = PostgresComponent(
@@ -136,8 +139,9 @@ def create_app(
         spool,
         locks,
         replica=replica_name(settings.resolved_data_dir()),
+        marks=marks,
     )
-    writer = FanOutWriter(settings, clients, spool, stored_by, catalog, backlog, after_add, locks)
+    writer = FanOutWriter(settings, clients, spool, stored_by, catalog, backlog, after_add, locks, marks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

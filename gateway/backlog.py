@@ -48,7 +48,8 @@ class ClaimedImage:
     spool: str | None
     file_name: str | None
     facts: dict[str, Any] | None
-    parts_pending: bool
+    #: The services whose part of the add is still pending.
+    pending_services: list[str]
     steps: list[str] = field(default_factory=list)
     #: This claim's token: the steps are recorded only while it is still theirs.
     token: str = ""
@@ -114,8 +115,9 @@ class Backlog:
             if not ids:
                 return []
             cur.execute(
-                "SELECT i.image_id, i.spool, i.file_name, i.facts, EXISTS (SELECT 1 FROM gateway_parts p"
-                " WHERE p.image_id = i.image_id AND p.status = 'pending')"
+                "SELECT i.image_id, i.spool, i.file_name, i.facts,"
+                " ARRAY(SELECT p.service FROM gateway_parts p WHERE p.image_id = i.image_id"
+                " AND p.status = 'pending' ORDER BY p.service)"
                 " FROM gateway_images i WHERE i.image_id = ANY(%s) ORDER BY i.image_id",
                 (ids,),
             )

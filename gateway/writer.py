@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.backlog import Backlog, DuePart
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, PartOp, StepDecl
 from gateway.proxy import CallResult, ServiceClients
+from gateway.runner_marks import RunnerMarks
 from gateway.settings import UPSTREAMS, GatewaySettings
 from services.common.errors import DatabaseUnavailable
 
@@ -236,6 +237,7 @@ class FanOutWriter:
         backlog: Backlog,
         follow_up: FollowUp | None = None,
         locks: KeyedLocks | None = None,
+        marks: RunnerMarks | None = None,
     ) -> None:
         """``locks``: the per-id locks, shared with whatever else works on one image (the steps
         that follow an add)."""
@@ -247,6 +249,8 @@ class FanOutWriter:
         self.backlog = backlog
         self.follow_up = follow_up or NoFollowUp()
         self.locks = locks or KeyedLocks()
+        #: Services the runner could not start for a lasting reason: adds leave them out.
+        self.marks = marks
         #: The services an add does not wait for (sent by the retry worker at once); none when every
         #: service would be (an add must hear from at least one whether the image is one).
         deferred = frozenset(settings.deferred_services) & frozenset(services)
@@ -269,6 +273,12 @@ class FanOutWriter:
 
     # -- the request path ---------------------------------------------------------------------
 
+    def add_targets(self) -> list[str]:
+        """The services an add goes to: every store service but those the runner marked unavailable
+        (gateway/runner_marks.py), unless that leaves none."""
+        marked = self.marks.marked() if self.marks is not None else frozenset()
+        return [s for s in self.services if s not in marked] or list(self.services)
+
     async def add(
         self,
         image_id: int,
@@ -285,6 +295,7 @@ class FanOutWriter:
         gateway/media.py), whose digest the catalog records; ``facts``: what its header says (JSON),
         recorded with the add for the steps that follow it."""
         catalog = self.catalog
+        services = self.add_targets()
         async with self.locks.hold(image_id):
             path = await run_in_threadpool(self.spool.write, image_id, data)
             # the upload's own digest (what `ambience index` compares with the file); the services'
@@ -294,7 +305,7 @@ class FanOutWriter:
                 ops = await run_in_threadpool(
                     catalog.begin_add,
                     image_id,
-                    self.services,
+                    services,
                     path,
                     digest,
                     self.follow_up.declared(),
@@ -327,7 +338,7 @@ class FanOutWriter:
             self._wake.set()
         return {
             name: added.get(name) or deleted.get(name) or (queued if name in self.deferred else waiting)
-            for name in self.services
+            for name in services
         }
 
     async def delete(self, image_id: int) -> Outcomes:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.auth import authorised
 from gateway.backlog import Backlog
 from gateway.proxy import ServiceClients
+from gateway.runner_marks import RunnerMarks
 from gateway.settings import GatewaySettings
 from services.common.errors import DatabaseUnavailable
 from services.common.metrics import ServiceMetrics
@@ -30,11 +31,7 @@ HEALTH_FIELDS = ("count", "weights", "model")
 
 def runner_mark(settings: GatewaySettings, name: str) -> str | None:
     """Why ``ambience serve`` could not start the service, when it said so."""
-    path = settings.resolved_runner_state_dir() / f"{name}.unavailable"
-    try:
-        return path.read_text().strip() or "marked unavailable by the runner"
-    except OSError:
-        return None
+    return RunnerMarks(settings.resolved_runner_state_dir()).reason(name)
 
 
 def summary(details: dict[str, Any]) -> str:

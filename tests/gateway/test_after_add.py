@@ -17,6 +17,7 @@ import pytest
 from gateway.after_add import AfterAdd
 from gateway.backlog import Backlog
 from gateway.catalog import DONE, PENDING, Catalog
+from gateway.runner_marks import RunnerMarks
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.steps import AddedImage, StepFailed
@@ -57,7 +58,7 @@ class Gateway:
 
 
 def gateway(
-    tmp_path: Path, dsn: str, steps: list[Recorder], name: str = "a"
+    tmp_path: Path, dsn: str, steps: list[Recorder], name: str = "a", marks: RunnerMarks | None = None
 ) -> tuple[Gateway, PostgresComponent]:
     settings = GatewaySettings(
         data_dir=tmp_path / name, retry_backoff_s=0.05, retry_backoff_max_s=0.05, step_lease_s=30
@@ -66,7 +67,16 @@ def gateway(
     postgres.open()
     catalog = Catalog(postgres, 0.05, 0.05, max_attempts=3)
     backlog, spool = Backlog(postgres), Spool(tmp_path / name / "spool")
-    after_add = AfterAdd(settings, steps, catalog, backlog, spool, KeyedLocks(), replica=f"test:{name}")  # type: ignore[arg-type]
+    after_add = AfterAdd(
+        settings,
+        steps,  # type: ignore[arg-type]
+        catalog,
+        backlog,
+        spool,
+        KeyedLocks(),
+        replica=f"test:{name}",
+        marks=marks,
+    )
     return Gateway(catalog, backlog, spool, after_add), postgres
 
 
@@ -155,6 +165,34 @@ def test_a_step_that_searches_by_stored_id_waits_for_the_services(tmp_path: Path
         gw.catalog.record(3, "add", {"phash": (DONE, None)})  # the retry worker got it through
         asyncio.run(drain(gw))
         assert log == [("facts", 3, None), ("links", 3, None)]
+    finally:
+        postgres.close()
+
+
+def test_a_part_pending_on_a_service_the_runner_marked_unavailable_keeps_no_step_waiting(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """image_text without weights (``ambience serve`` wrote why): its pending part would keep the
+    links waiting a day of retries; phash down for a moment still keeps them waiting."""
+    log: list[tuple[str, int, bytes | None]] = []
+    marks = RunnerMarks(tmp_path / "run", ttl_s=0)
+    (tmp_path / "run").mkdir()
+    gw, postgres = gateway(tmp_path, pg_dsn, [Recorder("links", log, needs_stored=True)], marks=marks)
+    try:
+        for image_id in (4, 5):
+            path = gw.spool.write(image_id, b"d")
+            services = ["phash", "image_text"]
+            gw.catalog.begin_add(image_id, services, path, "", gw.after_add.declared(), f"{image_id}.jpg")
+        gw.catalog.record(4, "add", {"phash": (DONE, None), "image_text": (PENDING, "down")})
+        gw.catalog.record(5, "add", {"phash": (PENDING, "down"), "image_text": (PENDING, "down")})
+        asyncio.run(gw.after_add.run_due())
+        assert log == []  # not marked yet: both wait
+        (tmp_path / "run" / "image_text.unavailable").write_text("model weights missing")
+        assert marks.reason("image_text") == "model weights missing"
+        # the waiting steps' next look, now rather than after retry_interval_s
+        postgres.run(lambda cur: cur.execute("UPDATE gateway_steps SET next_try = now()"))
+        asyncio.run(gw.after_add.run_due())
+        assert log == [("links", 4, None)]  # 5 still waits for phash
     finally:
         postgres.close()
 

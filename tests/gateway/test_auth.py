@@ -80,10 +80,12 @@ def test_health_reports_down_and_unavailable_services(tmp_path: Path, pg_dsn: st
         assert failed.startswith("color=") and "; phash=" in failed
         assert searched.json()["unified_res"] == [] and "failed" not in searched.json()
         assert client.post("/reverse_search", files=image, data={"find_duplicate": "1"}).status_code == 503
-        # An add while everything is down is kept for later.
+        # An add while everything is down is kept for later; the service the runner marked
+        # unavailable is left out (a part there would wait for its weights).
         reply = client.post("/calculate_all_image_features", files=image, data={"image_id": "5"})
         assert reply.status_code == 200
         assert {e["status"] for e in reply.json()} == {"unavailable"}
+        assert [e["service"] for e in reply.json()] == ["phash"]
         assert client.post("/catalog_status", json={"image_ids": [5]}).json()["5"]["state"] == "pending"
 
 
