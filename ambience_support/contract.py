@@ -176,3 +176,20 @@ class StandardRoutesContract:
         assert "ambience_requests_total" in text
         assert client.get("/openapi.json").status_code == 200
         assert client.get("/docs").status_code == 200
+
+
+def add_synthetic_then_search(
+    client: Any, store: str, search: str, count: int, query: int
+) -> list[dict[str, Any]]:
+    """Add generated pictures 0..count-1 under ids 1..count through ``/calculate_<store>`` of the
+    service ``client`` reaches, then search by picture ``query``: the hits of ``/<search>``."""
+    for i in range(count):
+        reply = client.post(
+            f"/calculate_{store}",
+            files={"image": ("a.jpg", encode(synthetic_image(i)))},
+            data={"image_id": str(i + 1)},
+        )
+        assert reply.status_code == 200, reply.text
+    return client.post(
+        f"/{search}", files={"image": ("q.jpg", encode(synthetic_image(query)))}, data={"k": "2"}
+    ).json()

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ambience_support.images import encode, synthetic_image
+from ambience_support.contract import add_synthetic_then_search
 from ambience_support.photos import load_rgb
 from ambience_support.processes import ServiceProcess, running_service
 from services.common.errors import StartupError
@@ -77,18 +77,8 @@ def test_the_serving_process_never_loads_torch(service: ServiceProcess, models: 
     with httpx.Client(base_url=service.url, timeout=60) as client:
         health = client.get("/health").json()
         assert health["runtime"] == "onnx" and health["model"] == MODEL and health["dim"] == 1280
-        for i in range(4):
-            r = client.post(
-                "/calculate_global_features",
-                files={"image": ("a.jpg", encode(synthetic_image(i)))},
-                data={"image_id": str(i + 1)},
-            )
-            assert r.status_code == 200, r.text
-        hits = client.post(
-            "/global_features_get_similar_images_by_image_buffer",
-            files={"image": ("q.jpg", encode(synthetic_image(2)))},
-            data={"k": "2"},
-        ).json()
+        search = "global_features_get_similar_images_by_image_buffer"
+        hits = add_synthetic_then_search(client, "global_features", search, 4, 2)
         assert hits[0]["image_id"] == 3
     assert service.proc is not None
     libraries = mapped_files(service.proc.pid)

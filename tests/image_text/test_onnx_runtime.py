@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ambience_support.images import encode, synthetic_image
+from ambience_support.contract import add_synthetic_then_search
 from ambience_support.photos import load_rgb
 from ambience_support.processes import ServiceProcess, running_service
 from ambience_support.tiny_models import TINY_CLIP, TINY_IMAGE_TEXT
@@ -60,18 +60,8 @@ def test_images_are_served_without_torch_until_a_text_query(service: ServiceProc
     with httpx.Client(base_url=service.url, timeout=60) as client:
         health = client.get("/health").json()
         assert health["runtime"] == "onnx" and health["text_tower_loaded"] is False
-        for i in range(3):
-            r = client.post(
-                "/calculate_image_text_features",
-                files={"image": ("a.jpg", encode(synthetic_image(i)))},
-                data={"image_id": str(i + 1)},
-            )
-            assert r.status_code == 200, r.text
-        hits = client.post(
-            "/image_text_features_get_similar_images_by_image_buffer",
-            files={"image": ("q.jpg", encode(synthetic_image(1)))},
-            data={"k": "1"},
-        ).json()
+        search = "image_text_features_get_similar_images_by_image_buffer"
+        hits = add_synthetic_then_search(client, "image_text_features", search, 3, 1)
         assert hits[0]["image_id"] == 2
         assert torch_libraries(service.proc.pid) == []
         r = client.post(
