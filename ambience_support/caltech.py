@@ -61,8 +61,8 @@ def build_caltech_collection(folder: Path) -> CaltechCollection:
     if not CALTECH.is_dir():
         pytest.skip(f"caltech101-dev not found at {CALTECH}")
     from ambience.importer import IDS_CSV, run_import
+    from services.global_features.lite0_weights import convert
     from services.registry import new_feature
-    from tools.convert_efficientnet_lite0 import convert
 
     weights = convert(folder / "tf_efficientnet_lite0.pth")
     data_dir = folder / "gf"

