@@ -36,7 +36,7 @@ class CaltechCollection:
     labels: list[str]
 
     def settings(self, data_dir: Path | None = None) -> object:
-        from services.global_features.service import GlobalFeaturesSettings
+        from services.global_features.settings import GlobalFeaturesSettings
 
         return GlobalFeaturesSettings(
             data_dir=data_dir or self.data_dir, model=MODEL, weights=str(self.weights)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.bad_uploads import bad_uploads
+from ambience_support.images import encode, synthetic_image
 
 
 class StandardRoutesContract:

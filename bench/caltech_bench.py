@@ -164,8 +164,8 @@ def service_apps(tmp: Path, data: Path) -> dict[str, Callable[[], Any]]:
     into ``tmp`` once), its data under ``data``."""
     from services.color.service import ColorSettings
     from services.color.service import build_app as color_app
-    from services.global_features.service import GlobalFeaturesSettings
     from services.global_features.service import build_app as gf_app
+    from services.global_features.settings import GlobalFeaturesSettings
     from services.local_features.service import LocalFeaturesSettings
     from services.local_features.service import build_app as lf_app
     from services.phash.service import PhashSettings
@@ -367,7 +367,7 @@ def expanded(rows: np.ndarray, queries: Sequence[int], n: int, alpha: float) -> 
 
 
 def report(small: bool, items: list[tuple[Path, str]], labels: np.ndarray, got: Collected) -> None:
-    from services.global_features.service import GlobalFeaturesSettings
+    from services.global_features.settings import GlobalFeaturesSettings
     from services.global_features.whitening import (
         SELF_CHECK_FIGURE,
         train_checked_whitening,

@@ -53,7 +53,8 @@ def peak_mib() -> float:
 def embed(images: list[bytes], label: str) -> np.ndarray:
     """Unit EfficientNet-Lite0 vectors of ``images`` (the global_features service's own extraction,
     no whitening: what a collection holds until PCA is trained)."""
-    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+    from services.global_features.service import GlobalFeature
+    from services.global_features.settings import GlobalFeaturesSettings
     from tools.convert_efficientnet_lite0 import convert
 
     with tempfile.TemporaryDirectory() as tmp:

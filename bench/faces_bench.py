@@ -47,7 +47,8 @@ from ambience_support.photos import PHOTOS, photo_paths
 from gateway.people.clustering import PeopleGrouping
 from gateway.people.faces import Face, GroupingSettings, Person
 from services.faces.extraction import CAPPED, OUT_OF_TIME, ImageFaces
-from services.faces.service import FacesFeature, FacesSettings
+from services.faces.service import FacesFeature
+from services.faces.settings import FacesSettings
 
 
 def progress(message: str) -> None:

@@ -40,7 +40,8 @@ from bench.timing import machine
 from bench.weights import efficientnet_lite0
 from services.common.models.embedding import AQEParams
 from services.common.schemas import SearchParams
-from services.global_features.service import GlobalFeature, GlobalFeaturesSettings, build_app
+from services.global_features.service import GlobalFeature, build_app
+from services.global_features.settings import GlobalFeaturesSettings
 from services.global_features.whitening import SELF_CHECK_FIGURE
 
 #: Results asked for per query: the whole collection, so the source's rank is always known.

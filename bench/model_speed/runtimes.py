@@ -236,8 +236,8 @@ def tower_rows(small: bool, runtimes: list[str], rounds: int, skip_captioner: bo
     import torchvision
 
     from services.captioner.service import CaptionerSettings
-    from services.global_features.service import DEFAULT_MODEL, GlobalFeaturesSettings
-    from services.image_text.service import ImageTextSettings
+    from services.global_features.settings import DEFAULT_MODEL, GlobalFeaturesSettings
+    from services.image_text.settings import ImageTextSettings
     from services.tagger.service import TaggerSettings
 
     torch.manual_seed(0)

@@ -39,7 +39,8 @@ def sessions(service: str, models: Path, data_dir: Path, threads: int, small: bo
     torch.set_num_threads(threads)
     if service == "global_features":
         from bench.weights import efficientnet_lite0
-        from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+        from services.global_features.service import GlobalFeature
+        from services.global_features.settings import GlobalFeaturesSettings
 
         common: dict[str, Any] = {"torch_threads": threads}
         if small:
@@ -49,7 +50,8 @@ def sessions(service: str, models: Path, data_dir: Path, threads: int, small: bo
         feature: Any = GlobalFeature(GlobalFeaturesSettings(data_dir=data_dir, runtime="eager", **common))
         onnx: Any = GlobalFeature(GlobalFeaturesSettings(data_dir=data_dir, runtime="onnx", **common))
     else:
-        from services.image_text.service import ImageTextFeature, ImageTextSettings
+        from services.image_text.service import ImageTextFeature
+        from services.image_text.settings import ImageTextSettings
 
         common = {"torch_threads": threads, "tokenizer": str(tokenizer(models))}
         common |= TINY_IMAGE_TEXT if small else {"weights": "random"}

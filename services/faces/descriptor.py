@@ -11,6 +11,8 @@ DESCRIPTOR = ServiceDescriptor(
     port=33342,
     extra="faces",
     feature="FacesFeature",
+    # Its own module: the model code names it without importing the service wiring.
+    settings="services.faces.settings:FacesSettings",
     extra_routes=(
         "/faces_of_image",
         "/faces_search_faces_by_image_buffer",

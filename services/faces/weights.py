@@ -60,7 +60,7 @@ def needed_files(fallback: str) -> list[str]:
 def weights_files(settings: Any = None) -> list[WeightsFile]:
     """What ``ambience models list faces`` shows: each file and whether it is in place."""
     if settings is None:
-        from services.faces.service import FacesSettings
+        from services.faces.settings import FacesSettings
 
         settings = FacesSettings()
     folder = models_dir(settings.weights_dir) if settings.weights_dir else package_models_dir()

@@ -14,6 +14,8 @@ DESCRIPTOR = ServiceDescriptor(
     port=33334,
     extra="global",
     feature="GlobalFeature",
+    # Its own module: the model code names it without importing the service wiring.
+    settings="services.global_features.settings:GlobalFeaturesSettings",
     train_route="/train_global_features_pca",
     requires=("torch", "timm"),
     model=MODEL,

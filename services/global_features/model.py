@@ -10,7 +10,7 @@ is tuned for the whole image's category, the patch mean keeps more of what is wh
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import timm
@@ -25,9 +25,7 @@ from services.common.models.sessions import PixelPipeline
 from services.common.models.timm_loader import load_timm_model
 from services.common.models.weights import ResolvedWeights
 from services.global_features.descriptor import MODEL
-
-if TYPE_CHECKING:
-    from services.global_features.service import GlobalFeaturesSettings
+from services.global_features.settings import GlobalFeaturesSettings
 
 
 class TokenPooling(torch.nn.Module):

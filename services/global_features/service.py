@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import faiss
 import numpy as np
@@ -28,75 +28,19 @@ from services.common.features.collection import IndexLayout
 from services.common.features.index import AnyIndex, new_flat_index, write_atomic
 from services.common.features.training import Phase, Retraining, TrainingError, add_training_route
 from services.common.features.vectors import stored_rows
-from services.common.models.embedding import EmbeddingFeature, EmbeddingSettings
-from services.common.models.inference import RuntimeName, resolve_runtime, runtime_field
+from services.common.models.embedding import EmbeddingFeature
+from services.common.models.inference import resolve_runtime
 from services.common.models.onnx_tower import OnnxImageSession, device_kind
 from services.common.models.sessions import ImageEmbeddingSession, configure_torch, select_device
 from services.global_features.descriptor import DESCRIPTOR, MODEL
+from services.global_features.settings import GlobalFeaturesSettings
 from services.global_features.whitening import SELF_CHECK_FIGURE, PCAWhitening, train_checked_whitening
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "beit_base_patch16_224.in22k_ft_in22k"
 STATE_FILE = "trained_state.npz"
 #: Runtime onnx: the builder its export child runs, and the settings that choose the exported graph.
 EXPORT_BUILDER = "services.global_features.model:export_tower"
 EXPORT_SETTINGS = ("model", "weights", "pooling")
-
-
-class GlobalFeaturesSettings(EmbeddingSettings):
-    service_descriptor = DESCRIPTOR
-
-    #: ONNX Runtime from a cached export: no torch in the serving process, and measured faster
-    #: than eager on CPU (docs/models.md, "Image-model runtimes").
-    cpu_runtime: ClassVar[str] = "onnx"
-    runtime: RuntimeName = runtime_field("onnx")
-    model: str = Field(DEFAULT_MODEL, description="timm model name (optionally with a pretrained tag)")
-    aqe_n: int = Field(
-        2,
-        ge=0,
-        le=100,
-        description="alpha query expansion by default: how many top results are folded into the query "
-        "(0 = off; a request's aqe_n overrides it). 2: +0.018 same-class precision@10 on caltech101-dev, "
-        "no cost on copies",
-    )
-    pooling: Literal["model", "token", "avg", "token_avg"] = Field(
-        "model",
-        description="'model' = the model's own pooled features; ViTs (DINOv2): 'token' class token, "
-        "'avg' mean of the patch tokens, 'token_avg' both concatenated",
-    )
-    mirrored_query: bool = Field(
-        False,
-        description="Queries also search with the mirrored image (pooled CNN/ViT vectors already find "
-        "mirrored copies; this doubles query cost)",
-    )
-    index_factory: str = Field(
-        "",
-        description="'' = exact flat index; else a FAISS factory string (e.g. 'IVF1024,SQ8' or "
-        "'IVF1024,PQ64np') for a compressed index, trained by POST /train_global_features_pca "
-        "(flat until then)",
-    )
-    nprobe: int = Field(16, ge=1, description="IVF lists visited per search (compressed index only)")
-    pca_dim: int = Field(
-        0, ge=0, description="Whitened dimension (0 = chosen from the data: pca_energy, pca_per_vector)"
-    )
-    pca_energy: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="Dimension from the data: the leading directions explaining this share of the variance",
-    )
-    pca_per_vector: float = Field(
-        0.1, gt=0, le=1, description="Dimension from the data: at most this many per training vector"
-    )
-    pca_power: float = Field(
-        0.1, ge=0, le=1, description="Whitening strength: eigenvalue ** -power (0.5 full, 0 plain PCA)"
-    )
-    pca_min_images: int = Field(
-        500, ge=2, description="Fewest stored images training accepts (the self-check holds some back)"
-    )
-    pca_max_train: int = Field(
-        200_000, ge=2, description="Training uses a random sample of at most this many"
-    )
 
 
 class TrainBody(BaseModel):

@@ -15,6 +15,8 @@ DESCRIPTOR = ServiceDescriptor(
     port=33338,
     extra="clip",
     feature="ImageTextFeature",
+    # Its own module: the model code names it without importing the service wiring.
+    settings="services.image_text.settings:ImageTextSettings",
     search="image_text_features",
     extra_routes=("/image_text_features_get_similar_images_by_text",),
     requires=("torch", "open_clip"),

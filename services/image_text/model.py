@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,11 +30,9 @@ from services.common.models.open_clip_loader import (
 from services.common.models.sessions import PixelPipeline
 from services.common.models.weights import ResolvedWeights
 from services.image_text.descriptor import MODEL
+from services.image_text.settings import ImageTextSettings
 from services.image_text.text_tower import LazyTextTower, TextSide, text_loader
 from services.image_text.tokenizer import text_config
-
-if TYPE_CHECKING:
-    from services.image_text.service import ImageTextSettings
 
 log = logging.getLogger(__name__)
 

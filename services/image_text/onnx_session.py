@@ -5,13 +5,11 @@ eager (:mod:`services.image_text.text_tower`: torch is imported on the first tex
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from services.common.models.onnx_tower import OnnxImageSession
+from services.image_text.settings import ImageTextSettings
 from services.image_text.text_tower import LazyTextTower, TextSide, text_loader
-
-if TYPE_CHECKING:
-    from services.image_text.service import ImageTextSettings
 
 #: The builder the export child runs, and the settings that choose the exported graph.
 EXPORT_BUILDER = "services.image_text.model:export_tower"

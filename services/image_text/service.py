@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -12,51 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from services.common.features.app import create_app
 from services.common.features.feature import Hit
 from services.common.models.batching import MicroBatcher
-from services.common.models.embedding import AQEParams, EmbeddingFeature, EmbeddingSettings
-from services.common.models.inference import RuntimeName, resolve_runtime, runtime_field
+from services.common.models.embedding import AQEParams, EmbeddingFeature
+from services.common.models.inference import resolve_runtime
 from services.common.models.onnx_tower import device_kind
 from services.common.models.open_clip_loader import open_clip_build, register_model_configs
 from services.common.models.sessions import configure_torch, select_device
-from services.common.models.spec import weights_field
 from services.common.schemas import ERROR_RESPONSES, SearchParams, SimilarImage
 from services.image_text.descriptor import DESCRIPTOR, MODEL
-
-
-class ImageTextSettings(EmbeddingSettings):
-    service_descriptor = DESCRIPTOR
-
-    #: ONNX Runtime from a cached export: no torch in the serving process, and measured faster
-    #: than eager on CPU (docs/models.md, "Image-model runtimes").
-    cpu_runtime: ClassVar[str] = "onnx"
-    runtime: RuntimeName = runtime_field("onnx")
-    model: str = Field(
-        "ViT-B-32-SigLIP2-256",
-        description="open_clip model name (ViT-B-32-SigLIP2-256; ViT-B-16-SigLIP2: better, twice the cost "
-        "per image; ViT-B-16 with weights openai: the former default)",
-    )
-    weights: str = weights_field(
-        "webli", "open_clip pretrained tag for the model (e.g. webli, openai, laion2b_s34b_b88k)"
-    )
-    tokenizer: str = Field(
-        "",
-        description="Folder holding the model's tokenizer.json (models whose open_clip config names a "
-        "Hugging Face tokenizer, such as SigLIP 2); '' = $AMBIENCE_MODELS_DIR/image_text/tokenizers/<name>, "
-        "fetched with the weights",
-    )
-    text_idle_s: float = Field(
-        300.0,
-        ge=0,
-        description="The text tower and tokenizer are loaded on the first text query and released after "
-        "this many seconds without one (0 = kept once loaded)",
-    )
-    quick_gelu: bool = Field(
-        False,
-        description="Build the QuickGELU variant (OpenAI weights loaded from a local file need it; "
-        "hub tags set it themselves)",
-    )
-    model_config_path: str = Field(
-        "", description="Extra open_clip model config JSON (file or folder) registered before building"
-    )
+from services.image_text.settings import ImageTextSettings
 
 
 class TextQuery(SearchParams, AQEParams):

@@ -14,8 +14,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from ambience_support.bad_uploads import bad_uploads
 from ambience_support.checkpoints import checkpoint_variants
-from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from ambience_support.tiny_models import CAPTION_MAX_LENGTH, TINY_COCA

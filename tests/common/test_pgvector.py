@@ -26,10 +26,10 @@ from services.common.postgres.vectors import (
     ensure_extension,
     hnsw_build_memory_mb,
 )
-from services.global_features.service import GlobalFeaturesSettings
 from services.global_features.service import build_app as build_global_app
-from services.image_text.service import ImageTextSettings
+from services.global_features.settings import GlobalFeaturesSettings
 from services.image_text.service import build_app as build_image_text_app
+from services.image_text.settings import ImageTextSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): pgvector replicas as processes.
 pytestmark = pytest.mark.slow

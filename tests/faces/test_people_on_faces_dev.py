@@ -18,7 +18,8 @@ from gateway.people.faces import GroupingSettings
 pytest.importorskip("dlib")
 
 from services.faces.extraction import ImageFaces
-from services.faces.service import FacesFeature, FacesSettings
+from services.faces.service import FacesFeature
+from services.faces.settings import FacesSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): faces-dev through the real detector.
 pytestmark = pytest.mark.slow

@@ -22,7 +22,8 @@ from ambience_support.images import encode, synthetic_image
 pytest.importorskip("dlib")
 
 from services.faces import service as faces_service
-from services.faces.service import FacesSettings, build_app
+from services.faces.service import build_app
+from services.faces.settings import FacesSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): the real face detector and descriptor.
 pytestmark = pytest.mark.slow

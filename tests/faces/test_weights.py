@@ -17,7 +17,8 @@ from services.common.errors import WeightsMissingError
 pytest.importorskip("dlib")
 
 from services.faces import weights
-from services.faces.service import FacesFeature, FacesSettings
+from services.faces.service import FacesFeature
+from services.faces.settings import FacesSettings
 
 
 def ambience(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,8 @@ from ambience_support.images import encode, synthetic_image
 from services.common.errors import StartupError
 from services.common.models.weights import ResolvedWeights
 from services.global_features.model import TimmSession
-from services.global_features.service import GlobalFeaturesSettings, build_app
+from services.global_features.service import build_app
+from services.global_features.settings import GlobalFeaturesSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): the model choices built and exported.
 pytestmark = pytest.mark.slow

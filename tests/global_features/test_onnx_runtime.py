@@ -19,12 +19,8 @@ from ambience_support.photos import load_rgb
 from ambience_support.processes import ServiceProcess, running_service
 from services.common.errors import StartupError
 from services.common.models.onnx_tower import ExportPlan, OnnxImageSession
-from services.global_features.service import (
-    EXPORT_BUILDER,
-    EXPORT_SETTINGS,
-    GlobalFeature,
-    GlobalFeaturesSettings,
-)
+from services.global_features.service import EXPORT_BUILDER, EXPORT_SETTINGS, GlobalFeature
+from services.global_features.settings import GlobalFeaturesSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): ONNX exports of real models.
 pytestmark = pytest.mark.slow

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from ambience_support.caltech import CaltechCollection
 from ambience_support.photos import load_rgb
 from ambience_support.transforms import VARIANTS, source_bytes, variants
-from services.global_features.service import GlobalFeaturesSettings, build_app
+from services.global_features.service import build_app
+from services.global_features.settings import GlobalFeaturesSettings
 from tools.convert_efficientnet_lite0 import convert
 
 #: Left out of day-to-day runs (pytest -m "not slow"): real Lite0 weights over the photos.

@@ -18,7 +18,8 @@ from ambience_support.processes import running_service
 from ambience_support.tiny_models import TINY_GLOBAL_FEATURES
 from services.common.errors import StoreMismatchError
 from services.common.features.vectors import alpha_query_expansion, l2_normalize
-from services.global_features.service import STATE_FILE, GlobalFeaturesSettings, build_app
+from services.global_features.service import STATE_FILE, build_app
+from services.global_features.settings import GlobalFeaturesSettings
 from services.global_features.whitening import train_pca_whitening
 
 #: Left out of day-to-day runs (pytest -m "not slow"): the service's models built and exported.
@@ -270,7 +271,7 @@ def test_real_default_architecture_builds() -> None:
 
     from services.common.models.weights import ResolvedWeights
     from services.global_features.model import TimmSession
-    from services.global_features.service import DEFAULT_MODEL
+    from services.global_features.settings import DEFAULT_MODEL
 
     session = TimmSession(
         DEFAULT_MODEL, ResolvedWeights("random", None, "random-seed0", "random"), torch.device("cpu")

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from ambience_support.images import encode, synthetic_image
 from services.common.models.open_clip_loader import load_open_clip_model
 from services.common.models.weights import ResolvedWeights
-from services.image_text.service import ImageTextSettings, build_app
+from services.image_text.service import build_app
+from services.image_text.settings import ImageTextSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): the model choices built.
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from ambience_support.contract import add_synthetic_then_search
 from ambience_support.photos import load_rgb
 from ambience_support.processes import ServiceProcess, running_service
 from ambience_support.tiny_models import TINY_CLIP, TINY_IMAGE_TEXT
-from services.image_text.service import ImageTextSettings
+from services.image_text.settings import ImageTextSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): ONNX exports of SigLIP 2.
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from ambience_support.contract import StandardRoutesContract
 from ambience_support.images import encode, synthetic_image
 from ambience_support.tiny_models import TINY_IMAGE_TEXT
-from services.image_text.service import ImageTextSettings, build_app
+from services.image_text.service import build_app
+from services.image_text.settings import ImageTextSettings
 
 TINY = TINY_IMAGE_TEXT
 

@@ -27,7 +27,8 @@ from services.common.models.open_clip_loader import (
     tokenizer_folder,
 )
 from services.common.models.weights import ResolvedWeights, sha256_file
-from services.image_text.service import ImageTextSettings, build_app
+from services.image_text.service import build_app
+from services.image_text.settings import ImageTextSettings
 
 #: Left out of day-to-day runs (pytest -m "not slow"): SigLIP 2 built at full size.
 pytestmark = pytest.mark.slow

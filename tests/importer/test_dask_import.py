@@ -23,7 +23,8 @@ from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from ambience_support.replicas import PHASH, found, generations, picture, replica, wait_until
 from ambience_support.tiny_models import TINY_IMAGE_TEXT
-from services.image_text.service import ImageTextFeature, ImageTextSettings
+from services.image_text.service import ImageTextFeature
+from services.image_text.settings import ImageTextSettings
 
 distributed = pytest.importorskip("distributed", reason="needs dask distributed (the scale extra)")
 

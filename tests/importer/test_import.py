@@ -543,7 +543,8 @@ def test_model_service_import_decodes_in_workers_and_batches_the_model(
 ) -> None:
     """global_features (tiny timm model, random weights): the EmbeddingFeature hooks."""
     pytest.importorskip("timm")
-    from services.global_features.service import GlobalFeature, GlobalFeaturesSettings
+    from services.global_features.service import GlobalFeature
+    from services.global_features.settings import GlobalFeaturesSettings
 
     monkeypatch.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
     monkeypatch.setenv("AMBIENCE_MODELS_DIR", str(tmp_path / "models"))

@@ -19,7 +19,7 @@ from services.common.models.batching import MicroBatcher
 from services.common.models.open_clip_loader import load_open_clip_model
 from services.common.models.timm_loader import load_timm_model
 from services.common.models.weights import ResolvedWeights, sha256_file
-from services.global_features.service import GlobalFeaturesSettings
+from services.global_features.settings import GlobalFeaturesSettings
 from services.registry import required_weights
 
 TINY_CLIP = Path(__file__).with_name("tiny-clip.json")

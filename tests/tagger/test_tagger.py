@@ -16,7 +16,8 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ambience_support.images import bad_uploads, encode, synthetic_image
+from ambience_support.bad_uploads import bad_uploads
+from ambience_support.images import encode, synthetic_image
 from ambience_support.photos import REPO
 from ambience_support.processes import ServiceProcess
 from ambience_support.tiny_models import category_names, write_label_files
