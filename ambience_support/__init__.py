@@ -6,8 +6,9 @@ Data and pictures:
 
 - :mod:`.photos`: the shared photo folders (``AMBIENCE_TEST_PHOTOS`` / ``_FULL``), loading them,
   byte-identical copies; :mod:`.caltech`: caltech101-dev through global_features with the real
-  Lite0 weights (``ambience import``'s batched path), once per test session.
-- :mod:`.images`: generated pictures, encoding, and the bad uploads every image route refuses;
+  Lite0 weights (``ambience import``'s batched path), once per test run.
+- :mod:`.images`: generated pictures and encoding; :mod:`.media`: phone and camera files (HEIC,
+  AVIF, DNG, video) made in the test; :mod:`.bad_uploads`: the uploads every image route refuses;
   :mod:`.hostile_images` (huge and lying files), :mod:`.textured` (texture for SIFT),
   :mod:`.signs` (rendered text for OCR).
 - :mod:`.transforms`: the copy transforms (edited copies a search must see through) and the named
@@ -28,6 +29,8 @@ Services and stacks:
   :mod:`.weights_server`, :mod:`.fixture_service`: a local weights server and the model service the
   download tests register; :mod:`.toy_service`: the service tests/test_adding_a_service.py adds.
 - :mod:`.pg`: the test session's PostgreSQL server (``pg_server`` / ``pg_dsn`` in tests/conftest.py).
+- :mod:`.workers`: the suite's worker processes (what ``-n auto`` means here) and what they make
+  once per run and share (the ONNX exports, the Caltech collection).
 - :mod:`.contract`: the standard-route contract every feature service's test module runs;
   :mod:`.explore`: calls of the explore tests; :mod:`.compose`: deploy/'s Compose files;
   :mod:`.browser`: the page tests' Chromium; :mod:`.evaluation`: ``python -m bench.evaluate`` as the

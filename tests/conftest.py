@@ -8,17 +8,24 @@ import pytest
 from ambience_support.caltech import CaltechCollection, build_caltech_collection
 from ambience_support.pg import TestServer, start_test_server
 from ambience_support.photos import PHOTOS, photo_paths
+from ambience_support.workers import auto_workers, run_folder
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): see ambience_support/workers.py."""
+    return auto_workers()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """global_features and image_text run runtime onnx on CPU by default, exporting each model once
     (a child process importing torch: seconds): every test's services, in this process or started as
-    processes, share one export folder for the session, keyed by the model settings."""
+    processes, in every worker of the run, share one export folder, keyed by the model settings (an
+    export holds a lock on its file: a worker that needs the same model waits and reads it)."""
     if "AMBIENCE_ONNX_DIR" in os.environ:
         yield
         return
-    os.environ["AMBIENCE_ONNX_DIR"] = str(tmp_path_factory.mktemp("onnx-exports"))
+    os.environ["AMBIENCE_ONNX_DIR"] = str(run_folder(tmp_path_factory, "onnx-exports"))
     yield
     os.environ.pop("AMBIENCE_ONNX_DIR", None)
 
@@ -45,5 +52,5 @@ def pg_dsn(pg_server: TestServer, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def caltech_lite0(tmp_path_factory: pytest.TempPathFactory) -> CaltechCollection:
-    """caltech101-dev added to global_features with the real Lite0 weights, once per session."""
-    return build_caltech_collection(tmp_path_factory.mktemp("caltech"))
+    """caltech101-dev added to global_features with the real Lite0 weights, once per run."""
+    return build_caltech_collection(run_folder(tmp_path_factory, "caltech"))
