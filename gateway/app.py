@@ -99,12 +99,15 @@ def create_app(
         "ambience-gateway",
     )
     links = PostgresLinkStore(postgres)
+    #: Who this gateway is among replicas on one catalog: it takes the steps of its own adds first.
+    replica = replica_name(settings.resolved_data_dir())
     catalog = Catalog(
         postgres,
         settings.retry_backoff_s,
         settings.retry_backoff_max_s,
         settings.retry_max_attempts,
         removals=links,
+        replica=replica,
     )
     backlog = Backlog(postgres)
     facts = ImageFacts(postgres)
@@ -138,7 +141,7 @@ def create_app(
         backlog,
         spool,
         locks,
-        replica=replica_name(settings.resolved_data_dir()),
+        replica=replica,
         marks=marks,
     )
     writer = FanOutWriter(settings, clients, spool, stored_by, catalog, backlog, after_add, locks, marks)

@@ -65,19 +65,27 @@ class Backlog:
         """Up to ``limit`` added images with steps due (lowest ids first), each with its pending
         steps that may run now, in order, claimed by ``replica`` for ``lease_s`` seconds. A step may
         run when it is due and unclaimed and so is every pending step before it; rows another
-        worker holds are skipped."""
+        worker holds are skipped.
+
+        The steps of an add go to the gateway that took it: it holds the upload in its spool, and
+        its settings chose the add. Another gateway takes them only once they have been due for
+        ``lease_s`` (the gateway that took the add was killed or is gone)."""
 
         def run(cur: Cursor) -> list[ClaimedImage]:
+            mine = {"replica": replica, "lease": float(lease_s), "rows": limit * 8}
             cur.execute(
                 "SELECT s.image_id, s.step FROM gateway_steps s JOIN gateway_images i USING (image_id)"
                 " WHERE s.status = 'pending' AND i.op = 'add' AND s.next_try <= now()"
                 " AND (s.claimed_until IS NULL OR s.claimed_until < now())"
+                " AND (i.added_by IS NULL OR i.added_by = %(replica)s"
+                " OR s.next_try <= now() - make_interval(secs => %(lease)s))"
                 " AND NOT EXISTS (SELECT 1 FROM gateway_steps e WHERE e.image_id = s.image_id"
                 " AND e.status = 'pending' AND e.rank < s.rank"
-                " AND (e.next_try > now() OR e.claimed_until >= now()))"
+                " AND (e.next_try > now() OR e.claimed_until >= now()"
+                " OR (i.added_by <> %(replica)s AND e.next_try > now() - make_interval(secs => %(lease)s))))"
                 # the image's row is the lock: a worker holds every step of an image or none of them
-                " ORDER BY s.image_id, s.rank LIMIT %s FOR UPDATE OF i SKIP LOCKED",
-                (limit * 8,),
+                " ORDER BY s.image_id, s.rank LIMIT %(rows)s FOR UPDATE OF i SKIP LOCKED",
+                mine,
             )
             rows = cur.fetchall()
             chosen: dict[int, list[str]] = {}

@@ -101,8 +101,12 @@ class Catalog:
         backoff_max_s: float = 300.0,
         max_attempts: int = 300,
         removals: RemovalLog | None = None,
+        replica: str = "",
     ) -> None:
+        """``replica``: this gateway's name, recorded with each add it takes, whose steps then go
+        to it first (gateway/backlog.py); empty: any gateway's workers take them at once."""
         self.db = db
+        self.replica = replica or None
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
@@ -166,17 +170,17 @@ class Catalog:
                 raise CatalogConflict(f"image_id {image_id} already exists{same}")
             if row is None:
                 cur.execute(
-                    "INSERT INTO gateway_images (image_id, op, spool, digest, file_name, facts)"
-                    " VALUES (%s, 'add', %s, %s, %s, %s)",
-                    (image_id, spool, digest or None, file_name, as_json(facts)),
+                    "INSERT INTO gateway_images (image_id, op, spool, digest, file_name, facts, added_by)"
+                    " VALUES (%s, 'add', %s, %s, %s, %s, %s)",
+                    (image_id, spool, digest or None, file_name, as_json(facts), self.replica),
                 )
                 self._insert_parts(cur, image_id, "add", names, deferred)
                 self._insert_steps(cur, image_id, steps)
                 return [op for op in pending_ops(cur, image_id) if op.service not in deferred]
             cur.execute(
                 "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, file_name = %s, facts = %s,"
-                " updated_at = now() WHERE image_id = %s",
-                (spool, digest or None, file_name, as_json(facts), image_id),
+                " added_by = %s, updated_at = now() WHERE image_id = %s",
+                (spool, digest or None, file_name, as_json(facts), self.replica, image_id),
             )
             self._insert_steps(cur, image_id, steps)
             cur.execute(

@@ -152,4 +152,10 @@ MIGRATIONS = [
         "a token per claim of an image's steps: a worker whose claim ran out records nothing",
         "ALTER TABLE gateway_steps ADD COLUMN claim_token uuid;",
     ),
+    Migration(
+        11,
+        "the gateway that took an add (it holds the upload, its settings chose the add): the image's "
+        "steps go to it first",
+        "ALTER TABLE gateway_images ADD COLUMN added_by text;",
+    ),
 ]

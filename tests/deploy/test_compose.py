@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import re
@@ -271,19 +270,6 @@ def test_gateway_knows_where_every_service_is(compose: dict[str, Any]) -> None:
 # -- compose vs code -------------------------------------------------------------------------------------
 
 
-def settings_class(module_name: str, service: str) -> type[ServiceSettings]:
-    module = importlib.import_module(module_name)
-    found = [
-        obj
-        for _, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, ServiceSettings)
-        and obj.__module__ == module.__name__
-        and obj.service_name == service
-    ]
-    assert len(found) == 1, f"{module_name}: expected one settings class for {service}, found {found}"
-    return found[0]
-
-
 @pytest.mark.parametrize("name", sorted(set(EXPECTED_PORTS) - {"gateway"}))
 def test_compose_service_exists_in_code_with_same_port_and_health_route(name: str, compose) -> None:
     if not (REPO / "services" / name).is_dir():
@@ -297,7 +283,8 @@ def test_compose_service_exists_in_code_with_same_port_and_health_route(name: st
     if missing:
         pytest.skip(f"{name}: Python modules {missing} not installed")
     service_module = importlib.import_module(f"{info.module}.service")
-    settings = settings_class(service_module.__name__, name)
+    settings = info.settings_class()  # where its descriptor says (service.py or settings.py)
+    assert issubclass(settings, ServiceSettings) and settings.service_name == name
     assert settings.default_port == EXPECTED_PORTS[name]
     assert settings.env_prefix() == f"AMBIENCE_{name.upper()}_"
     assert {"host", "port"} <= set(settings.model_fields)

@@ -58,14 +58,21 @@ class Gateway:
 
 
 def gateway(
-    tmp_path: Path, dsn: str, steps: list[Recorder], name: str = "a", marks: RunnerMarks | None = None
+    tmp_path: Path,
+    dsn: str,
+    steps: list[Recorder],
+    name: str = "a",
+    marks: RunnerMarks | None = None,
+    known: bool = False,
 ) -> tuple[Gateway, PostgresComponent]:
+    """``known``: the catalog records this gateway with its adds (as the app's does), whose steps
+    then go to it first; else any gateway takes them at once (what the race tests need)."""
     settings = GatewaySettings(
         data_dir=tmp_path / name, retry_backoff_s=0.05, retry_backoff_max_s=0.05, step_lease_s=30
     )
     postgres = PostgresComponent(PostgresSettings(dsn=dsn), {COMPONENT: MIGRATIONS}, f"test-steps-{name}")
     postgres.open()
-    catalog = Catalog(postgres, 0.05, 0.05, max_attempts=3)
+    catalog = Catalog(postgres, 0.05, 0.05, max_attempts=3, replica=f"test:{name}" if known else "")
     backlog, spool = Backlog(postgres), Spool(tmp_path / name / "spool")
     after_add = AfterAdd(
         settings,
@@ -227,6 +234,38 @@ def test_two_gateways_never_run_a_step_twice_and_a_crash_leaves_nothing_undone(
         assert a.backlog.release_claims("test:a") == 3
         asyncio.run(drain(b))
         assert [s for s, i, _ in log if i == 50] == ["facts", "thumbnail", "links"]
+    finally:
+        pa.close()
+        pb.close()
+
+
+def test_the_steps_of_an_add_go_to_its_gateway_and_to_another_once_it_is_gone(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A replica holds its uploads in its own spool and links with its own settings: another takes
+    the steps of its adds only once they have been due for a lease without it."""
+    log: list[tuple[str, int, bytes | None]] = []
+    steps = [Recorder("facts", log, uses_upload=True), Recorder("links", log)]
+    a, pa = gateway(tmp_path, pg_dsn, steps, "a", known=True)
+    b, pb = gateway(tmp_path, pg_dsn, steps, "b", known=True)
+    try:
+        add(a, 1, b"through a")
+        add(b, 2, b"through b")
+        assert [c.image_id for c in b.backlog.claim_steps(4, 30, "test:b")] == [2]
+        (claimed,) = a.backlog.claim_steps(4, 30, "test:a")
+        assert claimed.image_id == 1 and claimed.steps == ["facts", "links"]
+        assert a.backlog.release_claims("test:a") == 2 and b.backlog.release_claims("test:b") == 2
+
+        # a is gone: b takes its image once the steps have been due for b's lease (2 s), not before
+        (own,) = b.backlog.claim_steps(4, 2.0, "test:b")
+        assert own.image_id == 2
+        asyncio.run(b.after_add.finish(own))
+        time.sleep(2.1)
+        (taken,) = b.backlog.claim_steps(4, 2.0, "test:b")
+        assert taken.image_id == 1 and taken.steps == ["facts", "links"]
+        log.clear()
+        asyncio.run(b.after_add.finish(taken))
+        assert log == [("facts", 1, b"through a"), ("links", 1, None)]  # a's spool on this machine
     finally:
         pa.close()
         pb.close()
