@@ -28,9 +28,10 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from gateway.backlog import Backlog, ClaimedImage
-from gateway.catalog import DONE, FAILED, PENDING, Catalog, StepDecl
+from gateway.catalog import DONE, FAILED, PENDING, Catalog
 from gateway.runner_marks import RunnerMarks
 from gateway.settings import GatewaySettings
+from gateway.step_records import StepDecl
 from gateway.steps import AddedImage, AfterAddStep, StepFailed
 from gateway.writer import KeyedLocks, Spool
 from services.common.errors import DatabaseUnavailable

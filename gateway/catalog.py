@@ -19,9 +19,10 @@ work on one image id (see ``gateway.writer``), so an add never reaches a service
 that preceded it, nor after the delete that followed it.
 
 What follows an add (the image's facts, its thumbnail, its duplicate links, ...: gateway/after_add.py)
-is recorded with it, in the same transaction, as ordered steps (``gateway_steps``), each ``pending``
-until a background worker has done it, then ``done`` or, after ``max_attempts``, ``failed``. The
-spool file stays until every step that reads the upload is done. What is left to do, read by the
+is recorded with it, in the same transaction, as ordered steps (``gateway_steps``, whose rows
+gateway/step_records.py reads and writes), each ``pending`` until a background worker has done it,
+then ``done`` or, after ``max_attempts``, ``failed``. The spool file stays until every step that
+reads the upload is done. What is left to do, read by the
 workers and the reports, is gateway/backlog.py.
 
 Whoever follows which images are added (the duplicate groups) is told, inside the ledger's own
@@ -40,13 +41,11 @@ from typing import Any, Protocol
 
 import psycopg2.extras
 
+from gateway import step_records
+from gateway.step_records import BACKOFF_SQL, StepDecl
 from services.common.postgres.database import Cursor, SqlRunner
 
 DONE, PENDING, REJECTED, FAILED = "done", "pending", "rejected", "failed"
-#: Seconds after which the steps of an add are due even when its request never recorded the
-#: services' answers (the gateway died meanwhile): a worker never claims steps an add in flight
-#: holds the image's lock for.
-STEPS_DUE_AFTER_S = 30.0
 
 
 def as_json(value: dict[str, Any] | None) -> psycopg2.extras.Json | None:
@@ -74,16 +73,6 @@ def pending_ops(cur: Cursor, image_id: int) -> list[PartOp]:
         (image_id,),
     )
     return [PartOp(*row) for row in cur.fetchall()]
-
-
-@dataclass(frozen=True)
-class StepDecl:
-    """One step that follows every add (gateway/after_add.py), as the ledger records it: its name,
-    its place in the order, and whether it reads the upload (the spool file stays until it is
-    done)."""
-
-    name: str
-    uses_upload: bool
 
 
 class RemovalLog(Protocol):
@@ -175,14 +164,14 @@ class Catalog:
                     (image_id, spool, digest or None, file_name, as_json(facts), self.replica),
                 )
                 self._insert_parts(cur, image_id, "add", names, deferred)
-                self._insert_steps(cur, image_id, steps)
+                step_records.insert(cur, image_id, steps)
                 return [op for op in pending_ops(cur, image_id) if op.service not in deferred]
             cur.execute(
                 "UPDATE gateway_images SET op = 'add', spool = %s, digest = %s, file_name = %s, facts = %s,"
                 " added_by = %s, updated_at = now() WHERE image_id = %s",
                 (spool, digest or None, file_name, as_json(facts), self.replica, image_id),
             )
-            self._insert_steps(cur, image_id, steps)
+            step_records.insert(cur, image_id, steps)
             cur.execute(
                 "UPDATE gateway_parts SET add_queued = true WHERE image_id = %s AND service = ANY(%s)"
                 " RETURNING service",
@@ -195,20 +184,6 @@ class Catalog:
             ]
 
         return self.db.run(run, idempotent=True)
-
-    def _insert_steps(self, cur: Cursor, image_id: int, steps: Sequence[StepDecl]) -> None:
-        """The steps that follow this add, pending in their order (any left from an earlier add of
-        the id replaced), due once the request has sent the add (:meth:`record` makes them due), or
-        after :data:`STEPS_DUE_AFTER_S` when the gateway died before that."""
-        cur.execute("DELETE FROM gateway_steps WHERE image_id = %s", (image_id,))
-        cur.executemany(
-            "INSERT INTO gateway_steps (image_id, step, rank, uses_upload, next_try)"
-            " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
-            [
-                (image_id, step.name, rank, step.uses_upload, STEPS_DUE_AFTER_S)
-                for rank, step in enumerate(steps)
-            ],
-        )
 
     def begin_delete(self, image_id: int, services: Iterable[str]) -> tuple[str | None, list[str]]:
         """Record that ``image_id`` is being deleted from ``services`` and from every service that has
@@ -280,11 +255,7 @@ class Catalog:
             if row is None:
                 return None
             if op == "add" and row[0] == "add":  # the add was sent: what follows it may run
-                cur.execute(
-                    "UPDATE gateway_steps SET next_try = now() WHERE image_id = %s AND status = 'pending'"
-                    " AND attempts = 0 AND next_try > now()",
-                    (image_id,),
-                )
+                step_records.make_due(cur, image_id)
             for service, (status, error) in outcomes.items():
                 key = (image_id, service, op)
                 if status == DONE and op == "delete":
@@ -304,9 +275,7 @@ class Catalog:
                     cur.execute(
                         "UPDATE gateway_parts SET attempts = attempts + 1, last_error = %s,"
                         " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
-                        " next_try = now()"
-                        " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))"
-                        " WHERE image_id = %s AND service = %s AND op = %s",
+                        f" next_try = {BACKOFF_SQL} WHERE image_id = %s AND service = %s AND op = %s",
                         (error, self.max_attempts, self.backoff_s, self.backoff_max_s, *key),
                     )
                 else:
@@ -331,11 +300,7 @@ class Catalog:
         if op == "delete":
             cur.execute("DELETE FROM gateway_images WHERE image_id = %s", (image_id,))
             return None
-        cur.execute(
-            "SELECT count(*) FROM gateway_steps WHERE image_id = %s AND uses_upload AND status = 'pending'",
-            (image_id,),
-        )
-        if cur.fetchone()[0]:  # a step that follows the add still reads the upload
+        if step_records.reading_upload(cur, image_id):  # a step that follows the add still reads it
             return None
         if spool is not None:
             cur.execute(
@@ -364,32 +329,9 @@ class Catalog:
             row = cur.fetchone()
             if row is None or row[0] != "add":
                 return None
-            where = " WHERE image_id = %s AND step = %s AND (%s::uuid IS NULL OR claim_token = %s::uuid)"
-            key = (image_id, step, token, token)
-            if outcome == "released":  # not run: another pass takes it
-                cur.execute("UPDATE gateway_steps SET claimed_until = NULL" + where, key)
-                return None
-            if outcome == "waiting":
-                cur.execute(
-                    "UPDATE gateway_steps SET claimed_until = NULL,"
-                    " next_try = now() + make_interval(secs => %s)" + where,
-                    (wait_s if wait_s is not None else self.backoff_s, *key),
-                )
-            elif outcome == PENDING:
-                cur.execute(
-                    "UPDATE gateway_steps SET attempts = attempts + 1, last_error = %s, claimed_until = NULL,"
-                    " status = CASE WHEN attempts + 1 >= %s THEN 'failed' ELSE 'pending' END,"
-                    " next_try = now()"
-                    " + make_interval(secs => LEAST(%s * power(2, LEAST(attempts, 30)), %s))" + where,
-                    (error, self.max_attempts, self.backoff_s, self.backoff_max_s, *key),
-                )
-            else:
-                cur.execute(
-                    "UPDATE gateway_steps SET status = %s, last_error = %s, claimed_until = NULL" + where,
-                    (outcome, error, *key),
-                )
-            if not cur.rowcount:
-                return None  # the claim ran out: its new holder records the step
+            backoff = (self.backoff_s, self.backoff_max_s, self.max_attempts)
+            if not step_records.record_outcome(cur, image_id, step, outcome, error, wait_s, token, backoff):
+                return None  # released, or the claim ran out: its new holder records the step
             return self._release(cur, image_id, row[0], row[1])
 
         return self.db.run(run)

@@ -34,10 +34,11 @@ from typing import Any, NamedTuple, Protocol
 from starlette.concurrency import run_in_threadpool
 
 from gateway.backlog import Backlog, DuePart
-from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, PartOp, StepDecl
+from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, PartOp
 from gateway.proxy import CallResult, ServiceClients
 from gateway.runner_marks import RunnerMarks
 from gateway.settings import UPSTREAMS, GatewaySettings
+from gateway.step_records import StepDecl
 from services.common.errors import DatabaseUnavailable
 
 log = logging.getLogger("ambience.gateway")
