@@ -1,7 +1,7 @@
 """Who may import whom (docs/architecture.md, "The house"): every module's imports, the lazy ones
 inside functions too, held to the layers. A module that reaches up (the kit into the registry of
 services built on it, a service into the gateway) or into PostgreSQL where nothing chose it fails
-here, naming the line."""
+here, naming the line; so does an import circle between any two modules."""
 
 from __future__ import annotations
 
@@ -87,3 +87,61 @@ def test_services_know_only_the_kit() -> None:
 def test_the_gateway_and_the_command_line_never_import_tests_or_benches() -> None:
     assert violations("gateway", ("ambience", "ambience_support", "bench", "tests")) == []
     assert violations("ambience", ("ambience_support", "bench", "tests")) == []
+
+
+ROOMS = ("services", "gateway", "ambience", "ambience_support", "bench", "tools")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each project module -> the project modules it imports (``from pkg import mod`` names mod)."""
+    paths = {module_name(p): p for room in ROOMS for p in (REPO / room).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = set()
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+                targets.update(n for n in names if n in paths)
+        targets.update(module for _, module in imports(path) if module in paths)
+        graph[name] = targets - {name}
+    return graph
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    """No import circle between any two modules, lazy and type-checking imports included: a circle
+    means neither module can be read (or moved) without the other."""
+    graph = import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert circles == []
