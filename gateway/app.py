@@ -47,6 +47,7 @@ from gateway.people import schema as people_schema
 from gateway.people.rebuild import PeopleRebuild
 from gateway.people.service import FACES, People
 from gateway.proxy import ServiceClients
+from gateway.retries import RetryWorker
 from gateway.reverse_search import ReverseSearch
 from gateway.routes import duplicates as duplicate_routes
 from gateway.routes import explore, health, passthrough, search, writes
@@ -145,12 +146,13 @@ def create_app(
         marks=marks,
     )
     writer = FanOutWriter(settings, clients, spool, stored_by, catalog, backlog, after_add, locks, marks)
+    retries = RetryWorker(settings, clients, backlog, writer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(postgres.open)
         await run_in_threadpool(writer.reconcile_spool)
-        writer.start()
+        retries.start()
         await after_add.start()
         if people is not None:
             await people.start()
@@ -159,7 +161,7 @@ def create_app(
         try:
             yield
         finally:
-            await writer.stop()
+            await retries.stop()
             await after_add.stop()
             await library.stop()
             await duplicates.stop()
@@ -199,7 +201,7 @@ def create_app(
     # On the app itself, not through APIRouter: app.routes then lists every route (tests walk it).
     # Uploads held at once (for their fan-out or search), across both routes.
     inflight = MemoryBudget(settings.max_inflight_bytes, "upload")
-    writes.add_routes(app, writer, settings.max_upload_bytes, inflight, decode_limits)
+    writes.add_routes(app, writer, retries, settings.max_upload_bytes, inflight, decode_limits)
     search.add_routes(
         app, reverse_search, settings.max_upload_bytes, inflight, metrics.registry, decode_limits
     )

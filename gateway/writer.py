@@ -1,5 +1,5 @@
-"""The gateway's fan-out writer: an add or a delete sent to every feature service, recorded in the
-catalog, and what failed retried in the background until done.
+"""The gateway's fan-out writer: an add or a delete sent to every feature service and recorded in the
+catalog; what failed is retried in the background until done (gateway/retries.py).
 
 - :class:`Spool` keeps an upload's bytes on disk until every service has them (a retry reads them
   back, across gateway restarts too);
@@ -7,11 +7,11 @@ catalog, and what failed retried in the background until done.
   transient failure: sent again later, with a backoff and a give-up point), failed (a permanent
   server error: not retried until ``ambience catalog retry``) or rejected (the service refused the
   input with a 4xx: retrying cannot help);
-- :class:`FanOutWriter` does the request-path add and delete and the retry worker's passes. All work
-  on one image id is serialised (:class:`KeyedLocks`), so the retry of an add can never overtake
-  the delete that followed it; per service, an add of an id whose delete is still pending there
-  waits behind that delete (the catalog queues it on the part), while the services that confirmed
-  the delete get the add at once.
+- :class:`FanOutWriter` does the request-path add and delete, and the fan-out the retry worker
+  (gateway/retries.py) sends again. All work on one image id is serialised (:class:`KeyedLocks`),
+  so the retry of an add can never overtake the delete that followed it; per service, an add of an
+  id whose delete is still pending there waits behind that delete (the catalog queues it on the
+  part), while the services that confirmed the delete get the add at once.
 
 No HTTP server here: the routes (gateway/routes/writes.py) translate :class:`ImageRejected` and
 :class:`~gateway.catalog.CatalogConflict` into status codes.
@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.backlog import Backlog, DuePart
+from gateway.backlog import Backlog
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, PartOp
 from gateway.proxy import CallResult, ServiceClients
 from gateway.runner_marks import RunnerMarks
@@ -222,7 +222,7 @@ class NoFollowUp:
 
 class FanOutWriter:
     """Adds and deletes across the feature services ``services``, with the catalog as the record of
-    what each one holds and a retry worker that finishes what failed.
+    what each one holds (the retry worker, gateway/retries.py, finishes what failed).
 
     The catalog's database may not answer (not open yet, or gone): every operation then raises
     :class:`DatabaseUnavailable` (HTTP 503).
@@ -256,11 +256,11 @@ class FanOutWriter:
         #: service would be (an add must hear from at least one whether the image is one).
         deferred = frozenset(settings.deferred_services) & frozenset(services)
         self.deferred = deferred if deferred != frozenset(services) else frozenset()
-        self._worker: asyncio.Task[None] | None = None
-        self._watch: asyncio.Task[None] | None = None
-        #: Services whose last answer was a transient failure: watched, retried at once when back.
+        #: Services whose last answer was a transient failure: the retry worker (gateway/retries.py)
+        #: watches them and retries their parts at once when they answer again.
         self.down: set[str] = set()
-        self._wake = asyncio.Event()
+        #: Set when parts are due now (a deferred service's add): the retry worker looks at once.
+        self.retries_due = asyncio.Event()
 
     def reconcile_spool(self) -> None:
         """Start-up: the spool holds exactly the uploads the catalog still needs (blocking; call it
@@ -336,7 +336,7 @@ class FanOutWriter:
         waiting = PartOutcome(FAILED, "failed", GAVE_UP_BEFORE_ADD)
         queued = PartOutcome(PENDING, "queued", None)  # a deferred service: sent in the background
         if self.deferred:
-            self._wake.set()
+            self.retries_due.set()
         return {
             name: added.get(name) or deleted.get(name) or (queued if name in self.deferred else waiting)
             for name in services
@@ -406,102 +406,3 @@ class FanOutWriter:
             self.catalog.record, image_id, op, {s: (o.state, o.detail) for s, o in outcomes.items()}
         )
         await run_in_threadpool(self.spool.remove, done)
-
-    # -- retries ------------------------------------------------------------------------------
-
-    async def retry_image(self, image_id: int, parts: list[DuePart]) -> None:
-        """Send the due parts of one image again, unless the request path finished or changed them
-        meanwhile."""
-        async with self.locks.hold(image_id):
-            ops, spool = [], None
-            for part in parts:
-                now = await run_in_threadpool(self.backlog.part, image_id, part.service)
-                if now is not None and now.status == PENDING and now.op == part.op:
-                    ops.append(PartOp(part.service, now.op, now.add_queued))
-                    spool = now.spool
-            if not ops:
-                return
-            data = None
-            if spool and any(s.op == "add" or s.add_queued for s in ops):
-                data = await run_in_threadpool(self.spool.read, spool)
-            deleted, added = await self.apply(image_id, ops, data)
-            await self.record(image_id, "delete", deleted)
-            await self.record(image_id, "add", added)
-            for op, outcomes in (("delete", deleted), ("add", added)):
-                finished = [s for s, o in outcomes.items() if o.state != PENDING]
-                if finished:
-                    log.info("retry of %s image %d done for %s", op, image_id, ", ".join(finished))
-
-    async def retry_due(self) -> int:
-        """One pass of the retry worker: every part whose backoff has run out (at most
-        ``retry_batch``), one image at a time per id, images in parallel. Returns how many parts
-        were due; an unreadable catalog counts as none (logged)."""
-        try:
-            due = await run_in_threadpool(self.backlog.due, self.settings.retry_batch)
-        except DatabaseUnavailable as exc:
-            log.warning("retry worker: %s", exc)
-            return 0
-        except Exception:
-            log.exception("retry worker: reading the catalog failed")
-            return 0
-        by_image: dict[int, list[DuePart]] = defaultdict(list)
-        for part in due:
-            by_image[part.image_id].append(part)
-        if by_image:
-            results = await asyncio.gather(
-                *(self.retry_image(i, parts) for i, parts in by_image.items()), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, DatabaseUnavailable):
-                    log.error("retry worker: %r", result)
-        return len(due)
-
-    async def watch_down_services(self) -> list[str]:
-        """Ask each service that last failed transiently for its /health; those that answer get
-        their pending parts made due at once (no waiting out a backoff of minutes). Returns them."""
-        down = sorted(self.down)
-        checks = await asyncio.gather(*(self.clients.health(s) for s in down))
-        back = [s for s, check in zip(down, checks, strict=True) if check.ok]
-        for service in back:
-            self.down.discard(service)
-            with contextlib.suppress(DatabaseUnavailable):
-                count = await run_in_threadpool(self.backlog.due_now, service)
-                log.info("%s answers again: %d pending part(s) retried now", service, count)
-        if back:
-            self._wake.set()
-        return back
-
-    async def retry_now(self, image_ids: list[int] | None) -> int:
-        """``ambience catalog retry``: parts that gave up are sent again at once."""
-        count = await run_in_threadpool(self.backlog.retry_failed, image_ids)
-        self._wake.set()
-        return count
-
-    async def run_retries(self) -> None:
-        """The retry worker: passes back to back while a full batch was due, else one per
-        ``retry_interval_s`` or as soon as a service that was down answers again."""
-        while True:
-            if await self.retry_due() < self.settings.retry_batch:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.retry_interval_s)
-
-    async def run_health_watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.retry_interval_s)
-            try:
-                await self.watch_down_services()
-            except Exception:
-                log.exception("health watch")
-
-    def start(self) -> None:
-        self._worker = asyncio.create_task(self.run_retries(), name="gateway-retry-worker")
-        self._watch = asyncio.create_task(self.run_health_watch(), name="gateway-health-watch")
-
-    async def stop(self) -> None:
-        for task in (self._worker, self._watch):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._worker = self._watch = None

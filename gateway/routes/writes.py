@@ -13,6 +13,7 @@ from gateway.catalog import CatalogConflict
 from gateway.image_facts import facts_as_json
 from gateway.library.placing import RECEIVED_AT
 from gateway.photo_metadata import read_metadata
+from gateway.retries import RetryWorker
 from gateway.routes.uploads import for_services, held_image
 from gateway.writer import FanOutWriter, ImageRejected, reply_entries
 from services.common.images import DecodeLimits
@@ -35,7 +36,12 @@ class RetryQuery(BaseModel):
 
 
 def add_routes(
-    app: FastAPI, writer: FanOutWriter, max_upload_bytes: int, inflight: MemoryBudget, limits: DecodeLimits
+    app: FastAPI,
+    writer: FanOutWriter,
+    retries: RetryWorker,
+    max_upload_bytes: int,
+    inflight: MemoryBudget,
+    limits: DecodeLimits,
 ) -> None:
     @app.post("/calculate_all_image_features", tags=["gateway"])
     async def calculate_all(
@@ -87,4 +93,4 @@ def add_routes(
     @app.post("/catalog_retry", tags=["gateway"])
     async def catalog_retry(query: RetryQuery) -> dict[str, int]:
         """Send parts that gave up (``failed``) again at once: ``{"requeued": N}``."""
-        return {"requeued": await writer.retry_now(query.image_ids)}
+        return {"requeued": await retries.retry_now(query.image_ids)}

@@ -22,6 +22,7 @@ from ambience_support.proxies import RateLimitingProxy
 from gateway.backlog import Backlog
 from gateway.catalog import DONE, FAILED, PENDING, REJECTED, Catalog, CatalogConflict
 from gateway.proxy import CallResult, ServiceClients
+from gateway.retries import RetryWorker
 from gateway.schema import COMPONENT, MIGRATIONS
 from gateway.settings import GatewaySettings
 from gateway.writer import (
@@ -54,8 +55,9 @@ def down_url() -> str:
 @asynccontextmanager
 async def opened_writer(
     tmp_path: Path, dsn: str, urls: dict[str, str], catalog: bool = True, **overrides: Any
-) -> AsyncIterator[FanOutWriter]:
-    """A writer as the gateway builds one, over the services at ``urls``; retries due at once."""
+) -> AsyncIterator[tuple[FanOutWriter, RetryWorker]]:
+    """A writer and its retry worker as the gateway builds them, over the services at ``urls``;
+    retries due at once (the tests run the worker's passes themselves)."""
     settings = GatewaySettings(
         data_dir=tmp_path / "gateway",
         services=NAMES,
@@ -73,7 +75,7 @@ async def opened_writer(
     if catalog:  # else the database is never opened: every catalog call is DatabaseUnavailable
         await asyncio.to_thread(postgres.open)
     try:
-        yield writer
+        yield writer, RetryWorker(settings, clients, Backlog(postgres), writer)
     finally:
         await clients.close()
         await asyncio.to_thread(postgres.close)
@@ -91,20 +93,20 @@ def picture(seed: int) -> bytes:
     return encode(synthetic_image(seed, (160, 120)))
 
 
-async def retry_until_settled(writer: FanOutWriter, timeout: float = 30) -> None:
+async def retry_until_settled(writer: FanOutWriter, retries: RetryWorker, timeout: float = 30) -> None:
     """Retry passes until nothing is pending (the backoff is 10 ms)."""
     deadline = time.monotonic() + timeout
     while (await writer.stats())["pending_parts"]:
         assert time.monotonic() < deadline, await writer.stats()
         await asyncio.sleep(0.05)
-        await writer.retry_due()
+        await retries.retry_due()
 
 
 def test_an_add_reaches_every_service_and_leaves_nothing_spooled(
     services: dict[str, str], tmp_path: Path, pg_dsn: str
 ) -> None:
     async def scenario() -> None:
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, _retries):
             outcomes = await writer.add(101, picture(101))
             assert {s: (o.state, o.status) for s, o in outcomes.items()} == {
                 "phash": (DONE, "ok"),
@@ -126,18 +128,18 @@ def test_a_part_that_failed_is_retried_from_the_spool_after_a_restart(
 ) -> None:
     async def scenario() -> None:
         color_down = {**services, "color": down_url()}
-        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down) as (writer, retries):
             outcomes = await writer.add(102, picture(102))
             assert (outcomes["phash"].state, outcomes["color"].state) == (DONE, PENDING)
             assert outcomes["color"].status == "unavailable"
             assert (await writer.stats())["spool_files"] == 1
             await asyncio.sleep(0.05)
-            assert await writer.retry_due() == 1  # still down: the part stays pending
+            assert await retries.retry_due() == 1  # still down: the part stays pending
             assert (await writer.stats())["pending_parts"] == {"color": 1}
 
         # A new writer (a restarted gateway) on the same catalog and spool, color reachable again.
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
-            await retry_until_settled(writer)
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, retries):
+            await retry_until_settled(writer, retries)
             assert (await writer.status([102]))[102]["state"] == "complete"
             assert (await writer.stats())["spool_files"] == 0
 
@@ -150,7 +152,7 @@ def test_a_delete_cancels_the_pending_add_so_no_retry_brings_the_image_back(
 ) -> None:
     async def scenario() -> None:
         color_down = {**services, "color": down_url()}
-        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down) as (writer, retries):
             await writer.add(103, picture(103))
             deleted = await writer.delete(103)
             assert deleted["phash"] == (DONE, "ok", None)
@@ -158,8 +160,8 @@ def test_a_delete_cancels_the_pending_add_so_no_retry_brings_the_image_back(
             assert (await writer.stats())["spool_files"] == 0  # the add's upload went with it
             assert (await writer.status([103]))[103]["state"] == "deleting"
 
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
-            await retry_until_settled(writer)
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, retries):
+            await retry_until_settled(writer, retries)
             assert await writer.status([103]) == {}
             assert (await writer.stats())["deleting"] == 0
 
@@ -172,7 +174,7 @@ def test_an_add_waits_behind_a_pending_delete_and_a_refused_one_leaves_the_delet
 ) -> None:
     async def scenario() -> None:
         color_down = {**services, "color": down_url()}
-        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down) as (writer, retries):
             await writer.add(111, picture(111))
             await writer.delete(111)  # color's delete pending
             # Bad input on the id: phash refuses it, color never gets it (its delete comes first).
@@ -188,8 +190,8 @@ def test_an_add_waits_behind_a_pending_delete_and_a_refused_one_leaves_the_delet
             color = (await writer.status([111]))[111]["parts"]["color"]
             assert (color["op"], color["add_queued"]) == ("delete", True)
 
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
-            await retry_until_settled(writer)
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, retries):
+            await retry_until_settled(writer, retries)
             entry = (await writer.status([111]))[111]
             assert entry["state"] == "complete"
             assert {p["op"] for p in entry["parts"].values()} == {"add"}
@@ -204,20 +206,20 @@ def test_an_add_behind_a_delete_that_gave_up_is_named_and_sent_by_catalog_retry(
 ) -> None:
     async def scenario() -> None:
         color_down = {**services, "color": down_url()}
-        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=2) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=2) as (writer, retries):
             await writer.add(112, picture(112))
             await writer.delete(112)  # color: attempt 1 of its delete
             await asyncio.sleep(0.05)
-            assert await writer.retry_due() == 1  # attempt 2: gives up
+            assert await retries.retry_due() == 1  # attempt 2: gives up
             outcomes = await writer.add(112, picture(1112))
             assert outcomes["phash"].state == DONE
             assert outcomes["color"] == (FAILED, "failed", GAVE_UP_BEFORE_ADD)
             entry = (await writer.status([112]))[112]
             assert entry["state"] == "failed" and entry["parts"]["color"]["add_queued"] is True
 
-        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=2) as writer:
-            assert await writer.retry_now([112]) == 1
-            await retry_until_settled(writer)
+        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=2) as (writer, retries):
+            assert await retries.retry_now([112]) == 1
+            await retry_until_settled(writer, retries)
             assert (await writer.status([112]))[112]["state"] == "complete"
             assert (await writer.stats())["spool_files"] == 0
 
@@ -229,7 +231,7 @@ def test_an_image_every_service_refuses_is_forgotten(
     services: dict[str, str], tmp_path: Path, pg_dsn: str
 ) -> None:
     async def scenario() -> None:
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, _retries):
             with pytest.raises(ImageRejected) as refused:
                 await writer.add(104, b"not an image at all")
             assert refused.value.status_code == 422
@@ -247,12 +249,12 @@ def test_a_retry_whose_spooled_upload_vanished_is_rejected_not_looped(
     services: dict[str, str], tmp_path: Path, pg_dsn: str
 ) -> None:
     async def scenario() -> None:
-        async with opened_writer(tmp_path, pg_dsn, {**services, "color": down_url()}) as writer:
+        async with opened_writer(tmp_path, pg_dsn, {**services, "color": down_url()}) as (writer, retries):
             await writer.add(105, picture(105))
             for path in writer.spool.files():
                 path.unlink()
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
-            await retry_until_settled(writer)
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, retries):
+            await retry_until_settled(writer, retries)
             parts = (await writer.status([105]))[105]["parts"]
             assert parts["color"]["status"] == REJECTED
             assert "spooled upload is missing" in parts["color"]["error"]
@@ -262,12 +264,12 @@ def test_a_retry_whose_spooled_upload_vanished_is_rejected_not_looped(
 
 def test_without_a_catalog_every_operation_is_database_unavailable(tmp_path: Path, pg_dsn: str) -> None:
     async def scenario() -> None:
-        async with opened_writer(tmp_path, pg_dsn, {}, catalog=False) as writer:
+        async with opened_writer(tmp_path, pg_dsn, {}, catalog=False) as (writer, retries):
             with pytest.raises(DatabaseUnavailable):
                 await writer.add(1, picture(1))
             with pytest.raises(DatabaseUnavailable):
                 await writer.delete(1)
-            assert await writer.retry_due() == 0  # the worker keeps going
+            assert await retries.retry_due() == 0  # the worker keeps going
             assert writer.spool.files() == []
 
     asyncio.run(scenario())
@@ -300,17 +302,17 @@ def test_a_rate_limited_service_gets_the_add_and_the_delete_once_it_lets_them_th
     with RateLimitingProxy(services["color"], refuse_first=1) as proxy:
 
         async def scenario() -> None:
-            async with opened_writer(tmp_path, pg_dsn, {**services, "color": proxy.url}) as writer:
+            async with opened_writer(tmp_path, pg_dsn, {**services, "color": proxy.url}) as (writer, retries):
                 outcomes = await writer.add(105, picture(105))
                 assert (outcomes["phash"].state, outcomes["color"].state) == (DONE, PENDING)
                 assert "429" in (outcomes["color"].detail or "")
-                await retry_until_settled(writer)
+                await retry_until_settled(writer, retries)
                 assert (await writer.status([105]))[105]["state"] == "complete"
                 assert stored(services["color"], "color", 105)
                 deleted = await writer.delete(105)
                 assert deleted["color"].state == PENDING  # refused, not "not stored"
                 assert stored(services["color"], "color", 105)
-                await retry_until_settled(writer)
+                await retry_until_settled(writer, retries)
                 assert await writer.status([105]) == {}
 
         asyncio.run(scenario())
@@ -353,7 +355,7 @@ def test_spool_files_no_catalog_row_needs_are_removed_at_start(
 ) -> None:
     async def scenario() -> None:
         color_down = {**services, "color": down_url()}
-        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down) as (writer, _retries):
             await writer.add(103, picture(103))  # color pending: its spool file is needed
             needed = writer.spool.files()
             # What a kill -9 leaves: an upload spooled before its catalog row, a write cut short.
@@ -362,7 +364,7 @@ def test_spool_files_no_catalog_row_needs_are_removed_at_start(
             cut_short.write_bytes(b"half an upload")
             assert len(writer.spool.files()) == 3
 
-        async with opened_writer(tmp_path, pg_dsn, color_down) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down) as (writer, _retries):
             writer.reconcile_spool()
             assert writer.spool.files() == needed
             assert not orphan.exists() and not cut_short.exists()
@@ -376,21 +378,21 @@ def test_a_part_gives_up_visibly_and_catalog_retry_sends_it_again(
 ) -> None:
     async def scenario() -> None:
         color_down = {**services, "color": down_url()}
-        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=3) as writer:
+        async with opened_writer(tmp_path, pg_dsn, color_down, retry_max_attempts=3) as (writer, retries):
             await writer.add(106, picture(106))  # attempt 1
             for _ in range(2):  # attempts 2 and 3: the last one gives up
                 await asyncio.sleep(0.05)
-                assert await writer.retry_due() == 1
+                assert await retries.retry_due() == 1
             await asyncio.sleep(0.05)
-            assert await writer.retry_due() == 0, "a part that gave up is not retried any more"
+            assert await retries.retry_due() == 0, "a part that gave up is not retried any more"
             assert (await writer.status([106]))[106]["state"] == "failed"
             stats = await writer.stats()
             assert stats["failed_parts"] == {"color": 1} and stats["pending_parts"] == {}
             assert stats["spool_files"] == 1, "the upload is kept for `ambience catalog retry`"
 
-        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=3) as writer:
-            assert await writer.retry_now([106]) == 1
-            await retry_until_settled(writer)
+        async with opened_writer(tmp_path, pg_dsn, services, retry_max_attempts=3) as (writer, retries):
+            assert await retries.retry_now([106]) == 1
+            await retry_until_settled(writer, retries)
             assert (await writer.status([106]))[106]["state"] == "complete"
             assert (await writer.stats())["spool_files"] == 0
 
@@ -415,15 +417,15 @@ def test_pending_parts_are_retried_as_soon_as_the_service_answers_again(
                 urls,
                 retry_backoff_s=3600,
                 retry_backoff_max_s=3600,
-            ) as writer:
+            ) as (writer, retries):
                 color.stop()
                 outcomes = await writer.add(107, picture(107))
                 assert outcomes["color"].state == PENDING and writer.down == {"color"}
-                assert await writer.watch_down_services() == []  # still down
-                assert await writer.retry_due() == 0  # backoff not over
+                assert await retries.watch_down_services() == []  # still down
+                assert await retries.retry_due() == 0  # backoff not over
                 color.start()
-                assert await writer.watch_down_services() == ["color"]
-                assert await writer.retry_due() == 1
+                assert await retries.watch_down_services() == ["color"]
+                assert await retries.retry_due() == 1
                 assert (await writer.status([107]))[107]["state"] == "complete"
 
         asyncio.run(scenario())
@@ -464,7 +466,7 @@ def test_a_conflict_is_done_only_when_the_service_holds_the_same_image(
     direct_add("color", 110, picture(110))
 
     async def scenario() -> None:
-        async with opened_writer(tmp_path, pg_dsn, services) as writer:
+        async with opened_writer(tmp_path, pg_dsn, services) as (writer, _retries):
             other = await writer.add(109, picture(109))
             assert other["phash"].state == DONE
             assert other["color"].state == FAILED and "another image" in (other["color"].detail or "")
