@@ -8,12 +8,14 @@ second-nearest ratio test) and a MAGSAC++ homography; the score is the inlier co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from services.local_features.extraction import ID_SHIFT, Features
+from services.local_features.extraction import ID_SHIFT, Features, decode_record
 
 
 @dataclass(frozen=True)
@@ -132,3 +134,51 @@ def verify(
     if mask is None or _degenerate(h, params.max_area_change):
         return 0
     return int(mask.sum())
+
+
+class DescriptorIndex(Protocol):
+    """What the search reads of the index over every stored descriptor (row id: image << ID_SHIFT)."""
+
+    def count(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """The two stages' settings: votes from the ``k_clusters`` nearest descriptors within
+    ``matching_threshold``, then the ``max_candidates`` best-voted images verified."""
+
+    k_clusters: int
+    matching_threshold: float
+    max_candidates: int
+    verify: VerifyParams
+
+
+def inlier_scores(
+    index: DescriptorIndex,
+    stored_record: Callable[[int], bytes | None],
+    queries: list[Features],
+    params: MatchParams,
+    exclude: int | None = None,
+    needed: int = 4,
+) -> dict[int, int]:
+    """Inlier count per verified image, the best over the query variants (a picture and its mirror);
+    images that cannot reach ``needed`` inliers may score 0. ``stored_record``: an image's stored
+    record (None when it was deleted meanwhile)."""
+    scores: dict[int, int] = {}
+    for query in queries:
+        if len(query) == 0 or index.count() == 0:
+            continue
+        distances, ids = index.search(query.descriptors, params.k_clusters)
+        votes = votes_from_hits(distances, ids, params.matching_threshold)
+        votes.pop(exclude, None)  # type: ignore[arg-type]
+        same_point = same_point_mask(query.xy, params.verify.same_point_radius)
+        for image_id in best_candidates(votes, params.max_candidates):
+            record = stored_record(image_id)
+            if record is None:
+                continue
+            inliers = verify(query, decode_record(record), params.verify, same_point, needed)
+            if inliers > scores.get(image_id, 0):
+                scores[image_id] = inliers
+    return scores

@@ -48,13 +48,7 @@ from services.local_features.extraction import (
     record_count,
     stacked_descriptors,
 )
-from services.local_features.matching import (
-    VerifyParams,
-    best_candidates,
-    same_point_mask,
-    verify,
-    votes_from_hits,
-)
+from services.local_features.matching import MatchParams, VerifyParams, inlier_scores
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +186,9 @@ class LocalFeatures(FeatureService):
             max_iterations=s.magsac_iterations,
         )
         self.matching_threshold = s.matching_threshold or DEFAULT_MATCHING_THRESHOLD[s.descriptor]
+        self.match_params = MatchParams(
+            s.k_clusters, self.matching_threshold, s.max_candidates, self.verify_params
+        )
         self.model: DescriptorModel | None = None
         self.weights_label = "none"
         self.weights_digest = "none"
@@ -340,35 +337,10 @@ class LocalFeatures(FeatureService):
         return [itself, *hits[: self.result_limit(search) - 1]]
 
     def match(self, queries: list[Features], exclude: int | None = None, needed: int = 4) -> dict[int, int]:
-        """Inlier count per verified image (best over the query variants); images that cannot
-        reach ``needed`` inliers may score 0."""
-        index = self.collection.index
-        scores: dict[int, int] = {}
-        for query in queries:
-            if len(query) == 0 or index.count() == 0:
-                continue
-            distances, ids = index.search(query.descriptors, self.settings.k_clusters)
-            votes = votes_from_hits(distances, ids, self.matching_threshold)
-            votes.pop(exclude, None)  # type: ignore[arg-type]
-            same_point = same_point_mask(query.xy, self.verify_params.same_point_radius)
-            self._verify_candidates(query, votes, same_point, needed, scores)
-        return scores
-
-    def _verify_candidates(
-        self,
-        query: Features,
-        votes: dict[int, int],
-        same_point: np.ndarray | None,
-        needed: int,
-        scores: dict[int, int],
-    ) -> None:
-        for image_id in best_candidates(votes, self.settings.max_candidates):
-            record = self.collection.store.get(image_id)
-            if record is None:  # deleted meanwhile
-                continue
-            inliers = verify(query, decode_record(record), self.verify_params, same_point, needed)
-            if inliers > scores.get(image_id, 0):
-                scores[image_id] = inliers
+        """Inlier count per verified image (matching.inlier_scores over this service's index)."""
+        return inlier_scores(
+            self.collection.index, self.collection.store.get, queries, self.match_params, exclude, needed
+        )
 
     def needed_inliers(self, search: SearchParams) -> int:
         """min_matches (alias distance_threshold): at least this many inliers (more = closer)."""
