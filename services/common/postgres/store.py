@@ -90,6 +90,71 @@ MIGRATIONS = [
 ]
 
 
+def registered_store(db: Database, store: str, wanted: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The store's (metadata, uuid), registered with ``wanted`` by its first replica; a replica whose
+    settings differ from the registered ones is refused (StartupError naming both)."""
+    wanted = {"schema_version": SCHEMA_VERSION, **wanted}
+
+    def check(cur: Cursor) -> tuple[dict[str, Any], str]:
+        cur.execute(
+            "INSERT INTO ambience_stores (store, metadata, uuid) VALUES (%s, %s, %s) "
+            "ON CONFLICT (store) DO NOTHING",
+            (store, json.dumps(wanted, sort_keys=True), uuid.uuid4().hex),
+        )
+        cur.execute("SELECT metadata, uuid FROM ambience_stores WHERE store = %s", (store,))
+        stored, store_uuid = cur.fetchone()
+        return stored, store_uuid
+
+    stored, store_uuid = db.run(check)
+    check_metadata(
+        stored,
+        wanted,
+        f"the {store} store in {db.where}",
+        "Every replica of a service needs the same settings; point this one at another database "
+        "or restore the settings the store was built with.",
+    )
+    return stored, store_uuid
+
+
+class StoreNotifications:
+    """LISTEN for the stores' writes on a connection of its own (opened on first use). Any failure
+    falls back to plain waiting (polling), and the connection is opened again on a later wait."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float, stop: threading.Event) -> None:
+        """Return on a notification, after ``timeout`` seconds, or on ``stop``."""
+        try:
+            conn = self._listen()
+            if select.select([conn], [], [], timeout) != ([], [], []):
+                conn.poll()
+                conn.notifies.clear()
+        except (psycopg2.Error, OSError, DatabaseUnavailable):
+            self.close()
+            stop.wait(timeout)
+
+    def _listen(self) -> Any:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                conn = psycopg2.connect(self.dsn, application_name="ambience-store-listen", connect_timeout=5)
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {CHANNEL}")
+                self._conn = conn
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+
 class PostgresFeatureStore:
     """Durable id -> bytes mapping with a change log, in PostgreSQL. Thread-safe.
 
@@ -106,34 +171,8 @@ class PostgresFeatureStore:
         self.store = store
         self.replica = replica
         self.path = f"postgresql {db.where} store {store!r}"
-        self.metadata, self.uuid = self._check_metadata(metadata)
-        self._listener: Any = None
-        self._listener_lock = threading.Lock()
-
-    # -- metadata -------------------------------------------------------------------------------
-
-    def _check_metadata(self, wanted: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        wanted = {"schema_version": SCHEMA_VERSION, **wanted}
-
-        def check(cur: Cursor) -> tuple[dict[str, Any], str]:
-            cur.execute(
-                "INSERT INTO ambience_stores (store, metadata, uuid) VALUES (%s, %s, %s) "
-                "ON CONFLICT (store) DO NOTHING",
-                (self.store, json.dumps(wanted, sort_keys=True), uuid.uuid4().hex),
-            )
-            cur.execute("SELECT metadata, uuid FROM ambience_stores WHERE store = %s", (self.store,))
-            stored, store_uuid = cur.fetchone()
-            return stored, store_uuid
-
-        stored, store_uuid = self.db.run(check)
-        check_metadata(
-            stored,
-            wanted,
-            f"the {self.store} store in {self.db.where}",
-            "Every replica of a service needs the same settings; point this one at another database "
-            "or restore the settings the store was built with.",
-        )
-        return stored, store_uuid
+        self.metadata, self.uuid = registered_store(db, store, metadata)
+        self._notifications = StoreNotifications(db.dsn)
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -370,42 +409,11 @@ class PostgresFeatureStore:
     # -- change notification ----------------------------------------------------------------------
 
     def wait_for_change(self, timeout: float, stop: threading.Event) -> None:
-        """Return when another process wrote to this store, after ``timeout`` seconds, or on ``stop``.
-
-        LISTEN on a connection of its own; any failure falls back to plain waiting (polling), and
-        the connection is opened again on a later call.
-        """
-        try:
-            conn = self._listen()
-            if select.select([conn], [], [], timeout) != ([], [], []):
-                conn.poll()
-                conn.notifies.clear()
-        except (psycopg2.Error, OSError, DatabaseUnavailable):
-            self._close_listener()
-            stop.wait(timeout)
-
-    def _listen(self) -> Any:
-        with self._listener_lock:
-            if self._listener is None or self._listener.closed:
-                conn = psycopg2.connect(
-                    self.db.dsn, application_name="ambience-store-listen", connect_timeout=5
-                )
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute(f"LISTEN {CHANNEL}")
-                self._listener = conn
-            return self._listener
-
-    def _close_listener(self) -> None:
-        with self._listener_lock:
-            if self._listener is not None:
-                try:
-                    self._listener.close()
-                finally:
-                    self._listener = None
+        """Return when another process wrote to this store, after ``timeout`` seconds, or on ``stop``."""
+        self._notifications.wait(timeout, stop)
 
     def close(self) -> None:
-        self._close_listener()
+        self._notifications.close()
         if self._owner is not None:
             self._owner.close()
 
