@@ -30,6 +30,7 @@ from gateway.fusion import clean_hits, reciprocal_rank_fusion
 from gateway.image_facts import ImageFacts
 from gateway.photo_metadata import read_metadata
 from gateway.proxy import CallResult, ServiceClients
+from gateway.runner_marks import RunnerMarks
 from gateway.settings import UPSTREAMS, GatewaySettings, Upstream
 
 log = logging.getLogger("ambience.gateway")
@@ -156,12 +157,15 @@ class ReverseSearch:
         clients: ServiceClients,
         enabled: list[Upstream],
         facts: ImageFacts | None = None,
+        marks: RunnerMarks | None = None,
     ) -> None:
         """``facts``: the exposure times of the images a duplicate search finds (none: every
-        duplicate stands)."""
+        duplicate stands); ``marks``: the services ``ambience serve`` could not start (their model
+        weights are missing), which duplicate searches do without."""
         self.settings = settings
         self.clients = clients
         self.enabled = enabled
+        self.marks = marks
         self.search_services = [u for u in enabled if u.search]
         self.facts = facts
 
@@ -184,6 +188,15 @@ class ReverseSearch:
         refuse_if_rejected(list(replies))
         return merge_rankings(self.search_services, list(replies), self.settings)
 
+    def uses_local_features(self) -> bool:
+        """Whether crops are verified with local features: it is enabled, ``DUPLICATE_LOCAL_MIN_INLIERS``
+        is above 0, and the runner did not mark it unavailable (it would not answer until restarted
+        with its weights: a step waiting for it would wait for days)."""
+        local = UPSTREAMS["local_features"]
+        if self.settings.duplicate_local_min_inliers <= 0 or local not in self.enabled:
+            return False
+        return self.marks is None or local.name not in self.marks.marked()
+
     async def duplicates_of(self, image_id: int) -> dict[str, Any]:
         """Duplicate mode for a stored image, searched by its id on every service (no upload sent):
         phash's stored hash and its mirror, local features' stored keypoints, the exposure time
@@ -194,7 +207,7 @@ class ReverseSearch:
         if phash not in self.enabled:
             raise DuplicateSearchUnavailable("duplicate search needs the phash service, which is not enabled")
         local = UPSTREAMS["local_features"]
-        use_local = self.settings.duplicate_local_min_inliers > 0 and local in self.enabled
+        use_local = self.uses_local_features()
         calls = [
             self.clients.call(
                 phash.name,
@@ -228,7 +241,7 @@ class ReverseSearch:
         if phash not in self.enabled:
             raise DuplicateSearchUnavailable("duplicate search needs the phash service, which is not enabled")
         local = UPSTREAMS["local_features"]
-        use_local = self.settings.duplicate_local_min_inliers > 0 and local in self.enabled
+        use_local = self.uses_local_features()
         calls = [self.search(phash, data, {"distance_threshold": str(self.settings.duplicate_distance)})]
         if use_local:
             # every image verified with enough inliers (the service skips the geometry of candidates

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from gateway.proxy import ServiceClients
+from gateway.runner_marks import RunnerMarks
 from gateway.settings import GatewaySettings, Upstream
 
 #: Services whose stored vectors the kit's analysis routes serve (one vector per image).
@@ -34,36 +35,76 @@ class Running(Exception):
 class AnalysisSources:
     """The analysable services among ``enabled``, called through ``clients``."""
 
-    def __init__(self, settings: GatewaySettings, clients: ServiceClients, enabled: list[Upstream]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        clients: ServiceClients,
+        enabled: list[Upstream],
+        marks: RunnerMarks | None = None,
+    ) -> None:
+        """``marks``: the services ``ambience serve`` could not start (their model weights are
+        missing): never the default source, and named when asked for."""
         self.settings = settings
         self.clients = clients
         self.enabled = {u.name for u in enabled}
+        self.marks = marks
         self._default: str | None = None
         self._default_checked = 0.0
 
+    def _marked(self) -> frozenset[str]:
+        return self.marks.marked() if self.marks is not None else frozenset()
+
     def source(self, requested: str | None) -> str:
         """The vector service to analyse: ``requested`` (422 when it cannot be), else the default."""
+        marked = self._marked()
         if requested is not None:
             if requested not in ANALYSABLE:
                 raise ValueError(f"source must be one of {', '.join(ANALYSABLE)}, not {requested!r}")
             if requested not in self.enabled:
                 raise SourceUnavailable(f"source {requested} is not enabled (AMBIENCE_GATEWAY_SERVICES)")
+            if requested in marked:
+                why = self._why(requested)
+                raise SourceUnavailable(
+                    f"source {requested} is not running: ambience serve could not start it ({why})"
+                )
             return requested
-        for name in self.settings.explore_sources:
-            if name in self.enabled and name in ANALYSABLE:
-                return name
-        raise SourceUnavailable(
-            f"none of the default sources {', '.join(self.settings.explore_sources)} is enabled; "
-            "name a source"
+        candidates = self._default_candidates()
+        if candidates:
+            return candidates[0]
+        defaults = self.settings.explore_sources
+        not_running = [n for n in defaults if n in marked and n in self.enabled]
+        others = [n for n in ANALYSABLE if n in self.enabled and n not in marked and n not in defaults]
+        problem = (
+            "ambience serve could not start " + ", ".join(f"{n} ({self._why(n)})" for n in not_running)
+            if not_running
+            else "none is enabled"
         )
+        raise SourceUnavailable(
+            f"no default source (AMBIENCE_GATEWAY_EXPLORE_SOURCES: {', '.join(defaults)}) can answer: "
+            f"{problem}; name another source" + (f" ({', '.join(others)})" if others else "")
+        )
+
+    def _default_candidates(self) -> list[str]:
+        """The default sources, in their order, that are enabled and not marked unavailable."""
+        marked = self._marked()
+        return [
+            n
+            for n in self.settings.explore_sources
+            if n in self.enabled and n in ANALYSABLE and n not in marked
+        ]
+
+    def _why(self, name: str) -> str:
+        reason = self.marks.reason(name) if self.marks is not None else None
+        return reason or "marked unavailable"
 
     async def resolve(self, requested: str | None) -> str:
         """``requested``, else the first default source that answers its /health (a service without
-        its model weights is enabled but down: moments then come from the next one). When none
-        answers, the first enabled one, whose 503 names it. Checked at most every few seconds."""
+        its model weights is enabled but down: moments then come from the next one; one the runner
+        marked unavailable is not asked). When none answers, the first enabled one, whose 503 names
+        it. Checked at most every few seconds."""
         if requested is not None:
             return self.source(requested)
-        candidates = [n for n in self.settings.explore_sources if n in self.enabled and n in ANALYSABLE]
+        candidates = self._default_candidates()
         if not candidates:
             return self.source(None)  # raises, naming the setting
         now = time.monotonic()

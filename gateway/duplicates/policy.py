@@ -58,9 +58,8 @@ class LinkPolicy:
         self.crops = crops
 
     def searches_crops(self) -> bool:
-        """Whether crops are verified with local features (local_features enabled and
-        ``DUPLICATE_LOCAL_MIN_INLIERS`` above 0)."""
-        return "local_features" in self.enabled and self.settings.duplicate_local_min_inliers > 0
+        """Whether crops are verified with local features (see ReverseSearch.uses_local_features)."""
+        return self.reverse_search.uses_local_features()
 
     async def links_of(self, kind: str, image_id: int) -> list[tuple[int, float]]:
         """What a stored image is linked to: its duplicates (copies) or near shots (similar),

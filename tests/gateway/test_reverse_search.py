@@ -20,6 +20,7 @@ from ambience_support.pg import TestServer
 from ambience_support.processes import free_port
 from gateway.proxy import CallResult, ServiceClients
 from gateway.reverse_search import DuplicateSearchUnavailable, ReverseSearch, merge_duplicates, merge_rankings
+from gateway.runner_marks import RunnerMarks
 from gateway.settings import UPSTREAMS, GatewaySettings
 
 NAMES = ["phash", "color"]
@@ -116,6 +117,30 @@ def test_duplicates_refuse_rather_than_answer_without_phash(services: dict[str, 
         search_with(tmp_path, {"color": services["color"]}, "duplicates", query(1))
     with pytest.raises(DuplicateSearchUnavailable, match="phash could not answer"):
         search_with(tmp_path, {"phash": f"http://127.0.0.1:{free_port()}"}, "duplicates", query(1))
+
+
+def test_a_stored_images_copies_wait_for_local_features_unless_the_runner_marked_it(
+    services: dict[str, str], tmp_path: Path
+) -> None:
+    """The copies step after an add: local features that do not answer make it try again (a crop
+    must not be missed), but not when ``ambience serve`` marked the service unavailable (its
+    weights are missing: it will not answer until restarted), then phash's copies stand alone."""
+    urls = {**services, "local_features": f"http://127.0.0.1:{free_port()}"}  # nothing listens
+    config = GatewaySettings(data_dir=tmp_path / "gateway", services=list(urls), service_urls=urls)
+    marks = RunnerMarks(tmp_path / "run", ttl_s=0)
+
+    async def copies_of(image_id: int) -> dict[str, Any]:
+        clients = ServiceClients(config, CollectorRegistry())
+        try:
+            return await ReverseSearch(config, clients, config.enabled(), marks=marks).duplicates_of(image_id)
+        finally:
+            await clients.close()
+
+    with pytest.raises(DuplicateSearchUnavailable, match="local_features could not answer"):
+        asyncio.run(copies_of(3))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "local_features.unavailable").write_text("model weights missing")
+    assert asyncio.run(copies_of(3)) == {}  # only itself: the other pictures are no copies
 
 
 def test_merge_duplicates_adds_local_feature_crops_after_phash_hits() -> None:
