@@ -75,13 +75,15 @@ class AnalysisSources:
         not_running = [n for n in defaults if n in marked and n in self.enabled]
         others = [n for n in ANALYSABLE if n in self.enabled and n not in marked and n not in defaults]
         problem = (
-            "ambience serve could not start " + ", ".join(f"{n} ({self._why(n)})" for n in not_running)
+            "ambience serve could not start "
+            + ", ".join(f"{n} ({self._why(n)})" for n in not_running)
+            + ". Fetch missing weights with `ambience models fetch` and restart, or"
             if not_running
-            else "none is enabled"
+            else "none is enabled;"
         )
         raise SourceUnavailable(
             f"no default source (AMBIENCE_GATEWAY_EXPLORE_SOURCES: {', '.join(defaults)}) can answer: "
-            f"{problem}; name another source" + (f" ({', '.join(others)})" if others else "")
+            f"{problem} name another source" + (f" ({', '.join(others)})" if others else "")
         )
 
     def _default_candidates(self) -> list[str]:
