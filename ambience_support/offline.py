@@ -3,13 +3,18 @@ a service runs a model (the hubs are out of reach, and tests must not wait on a 
 work per image elsewhere.
 
 :func:`offline_service_env` is the environment for one registered service, given a models folder it
-may write label files into. The per-service quick settings of the test stacks
+may write label files into; :func:`offline_models` sets the same model environment in this process,
+for services built in it. The per-service quick settings of the test stacks
 (:data:`ambience_support.stacks.QUICK_SERVICE_ENV`) are part of it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from ambience_support.stacks import QUICK_SERVICE_ENV
 from ambience_support.tiny_models import TINY_COCA
@@ -57,3 +62,16 @@ def offline_service_env(name: str, models_dir: Path) -> dict[str, str]:
     if name == "tagger":
         write_places_labels(models_dir / "tagger")
     return env
+
+
+@contextlib.contextmanager
+def offline_models(folder: Path) -> Iterator[Path]:
+    """Services built in this process meanwhile read their weights from ``folder`` (nothing is
+    downloaded; random weights allowed) and keep their ONNX exports in ``folder/onnx``, apart from
+    the run's shared exports."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMBIENCE_MODELS_DIR", str(folder))
+        mp.setenv("AMBIENCE_ONNX_DIR", str(folder / "onnx"))
+        mp.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
+        mp.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
+        yield folder

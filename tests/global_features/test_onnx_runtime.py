@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ambience_support.contract import add_synthetic_then_search
+from ambience_support.offline import offline_models
 from ambience_support.photos import load_rgb
 from ambience_support.processes import ServiceProcess, running_service
 from services.common.errors import StartupError
@@ -34,11 +35,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     folder = tmp_path_factory.mktemp("onnx-models")
     convert(folder / "tf_efficientnet_lite0.pth")
-    with pytest.MonkeyPatch.context() as mp:  # the in-process sessions below read the same cache
-        mp.setenv("AMBIENCE_MODELS_DIR", str(folder))
-        mp.setenv("AMBIENCE_ONNX_DIR", str(folder / "onnx"))  # this module's own exports
-        mp.setenv("AMBIENCE_DOWNLOAD_MODELS", "0")
-        mp.setenv("AMBIENCE_ALLOW_RANDOM_WEIGHTS", "1")
+    with offline_models(folder):  # the in-process sessions below read the same cache
         yield folder
 
 
