@@ -55,6 +55,22 @@ class ClaimedImage:
     token: str = ""
 
 
+#: The steps a replica may claim now (``FROM`` and ``WHERE`` of a query over ``s``; parameters
+#: ``replica`` and ``lease``): due and unclaimed, every pending step before it too, and of an add
+#: that this replica took, or that has waited a lease for the replica that took it.
+RUNNABLE = (
+    "gateway_steps s JOIN gateway_images i USING (image_id)"
+    " WHERE s.status = 'pending' AND i.op = 'add' AND s.next_try <= now()"
+    " AND (s.claimed_until IS NULL OR s.claimed_until < now())"
+    " AND (i.added_by IS NULL OR i.added_by = %(replica)s"
+    " OR s.next_try <= now() - make_interval(secs => %(lease)s))"
+    " AND NOT EXISTS (SELECT 1 FROM gateway_steps e WHERE e.image_id = s.image_id"
+    " AND e.status = 'pending' AND e.rank < s.rank"
+    " AND (e.next_try > now() OR e.claimed_until >= now()"
+    " OR (i.added_by <> %(replica)s AND e.next_try > now() - make_interval(secs => %(lease)s))))"
+)
+
+
 class Backlog:
     def __init__(self, db: SqlRunner) -> None:
         self.db = db
@@ -64,40 +80,43 @@ class Backlog:
     def claim_steps(self, limit: int, lease_s: float, replica: str) -> list[ClaimedImage]:
         """Up to ``limit`` added images with steps due (lowest ids first), each with its pending
         steps that may run now, in order, claimed by ``replica`` for ``lease_s`` seconds. A step may
-        run when it is due and unclaimed and so is every pending step before it; rows another
-        worker holds are skipped.
+        run when it is due and unclaimed and so is every pending step before it; images another
+        worker holds (claiming, recording) are skipped.
 
         The steps of an add go to the gateway that took it: it holds the upload in its spool, and
         its settings chose the add. Another gateway takes them only once they have been due for
         ``lease_s`` (the gateway that took the add was killed or is gone)."""
 
         def run(cur: Cursor) -> list[ClaimedImage]:
-            mine = {"replica": replica, "lease": float(lease_s), "rows": limit * 8}
+            mine = {"replica": replica, "lease": float(lease_s), "limit": limit, "scan": limit * 8}
+            # First the images, locked whole: a lock taken row by row while scanning the steps
+            # could skip an image's first step (another worker held the image for a moment) and
+            # take its next one, which would then run before it.
             cur.execute(
-                "SELECT s.image_id, s.step FROM gateway_steps s JOIN gateway_images i USING (image_id)"
-                " WHERE s.status = 'pending' AND i.op = 'add' AND s.next_try <= now()"
-                " AND (s.claimed_until IS NULL OR s.claimed_until < now())"
-                " AND (i.added_by IS NULL OR i.added_by = %(replica)s"
-                " OR s.next_try <= now() - make_interval(secs => %(lease)s))"
-                " AND NOT EXISTS (SELECT 1 FROM gateway_steps e WHERE e.image_id = s.image_id"
-                " AND e.status = 'pending' AND e.rank < s.rank"
-                " AND (e.next_try > now() OR e.claimed_until >= now()"
-                " OR (i.added_by <> %(replica)s AND e.next_try > now() - make_interval(secs => %(lease)s))))"
-                # the image's row is the lock: a worker holds every step of an image or none of them
-                " ORDER BY s.image_id, s.rank LIMIT %(rows)s FOR UPDATE OF i SKIP LOCKED",
+                f"WITH due AS (SELECT DISTINCT s.image_id FROM {RUNNABLE} ORDER BY s.image_id"
+                " LIMIT %(scan)s) SELECT i.image_id FROM gateway_images i JOIN due USING (image_id)"
+                " ORDER BY i.image_id LIMIT %(limit)s FOR UPDATE OF i SKIP LOCKED",
                 mine,
+            )
+            locked = [row[0] for row in cur.fetchall()]
+            if not locked:
+                return []
+            # Then their steps, read after the locks were taken: every writer of an image's steps
+            # holds its row, so this is how they stand until the claim commits.
+            cur.execute(
+                f"SELECT s.image_id, s.step FROM {RUNNABLE} AND s.image_id = ANY(%(locked)s)"
+                " ORDER BY s.image_id, s.rank",
+                {**mine, "locked": locked},
             )
             rows = cur.fetchall()
             chosen: dict[int, list[str]] = {}
             for image_id, step in rows:
-                if image_id in chosen or len(chosen) < limit:
-                    chosen.setdefault(image_id, []).append(step)
+                chosen.setdefault(image_id, []).append(step)
             if not chosen:
                 return []
             tokens = {i: str(uuid.uuid4()) for i in chosen}
-            # The SELECT read the steps as they were when it started: another worker may have claimed
-            # some since (it locked and released the image row before this one locked it). The
-            # UPDATE re-reads each step row as committed, so only unclaimed steps are taken here.
+            # The UPDATE checks each step again as committed: a claim stays whole even if a writer
+            # ever changed steps without the image's lock.
             taken = psycopg2.extras.execute_values(
                 cur,
                 "UPDATE gateway_steps s SET claimed_until = now() + make_interval(secs => v.lease),"

@@ -239,6 +239,38 @@ def test_two_gateways_never_run_a_step_twice_and_a_crash_leaves_nothing_undone(
         pb.close()
 
 
+def test_workers_claiming_at_once_never_take_a_later_step_without_the_first(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Four gateways claim and give back the same images as fast as they can: every claim starts
+    with the image's first step. A claim that locked the image row by row while scanning its steps
+    skipped the first step while another worker held the image for a moment, then took the next
+    (seen in CI as thumbnail and links run before facts)."""
+    steps = [Recorder("facts", []), Recorder("thumbnail", []), Recorder("links", [])]
+    gateways = [gateway(tmp_path, pg_dsn, steps, name) for name in "abcd"]  # type: ignore[arg-type]
+    claims: list[tuple[int, list[str]]] = []
+    try:
+        for image_id in range(40):
+            add(gateways[0][0], image_id, b"x")
+        until = time.monotonic() + 4
+
+        def claim_and_give_back(gw: Gateway, replica: str) -> None:
+            while time.monotonic() < until:
+                for claimed in gw.backlog.claim_steps(1, 30, replica):
+                    claims.append((claimed.image_id, claimed.steps))
+                    for step in claimed.steps:  # one at a time: the next claim may take a prefix
+                        gw.catalog.record_step(claimed.image_id, step, "released", token=claimed.token)
+
+        with ThreadPoolExecutor(4) as pool:
+            for done in [pool.submit(claim_and_give_back, gw, f"w{n}") for n, (gw, _) in enumerate(gateways)]:
+                done.result()
+        assert len(claims) > 200  # they did claim, many times over
+        assert [c for c in claims if c[1][0] != "facts"] == []
+    finally:
+        for _, postgres in gateways:
+            postgres.close()
+
+
 def test_the_steps_of_an_add_go_to_its_gateway_and_to_another_once_it_is_gone(
     tmp_path: Path, pg_dsn: str
 ) -> None:
