@@ -511,33 +511,40 @@ def held_back_together(bodies: int) -> Callable[[bytes], Iterator[bytes]]:
     return body
 
 
-def assert_one_of_three_refused(url: str, fields: dict[str, str], budget: str) -> None:
-    """Three 100 MP uploads at once to ``url``: at least one answered, at least one refused with 503,
-    Retry-After and a detail naming the ``budget``."""
+def assert_a_burst_is_refused(url: str, fields: dict[str, str], budget: str, bursts: int = 5) -> None:
+    """Three 100 MP uploads at once to ``url``: each answered or refused, at least one answered,
+    and one refused with 503, Retry-After and a detail naming the ``budget``. Whether the three
+    overlap in the server is up to the scheduler: a busy machine can serve a burst one after
+    another (seen in CI), so up to ``bursts`` bursts are sent until one overlaps."""
     data = images()["gray16"]
     form = httpx.Request("POST", url, files={"image": ("big.png", data)}, data=fields)
     encoded = form.read()
     headers = {"content-type": form.headers["content-type"], "content-length": str(len(encoded))}
-    body = held_back_together(3)
+    seen: list[list[int]] = []
+    for _ in range(bursts):
+        body = held_back_together(3)
 
-    def send(_: int) -> httpx.Response:
-        return httpx.post(url, content=body(encoded), headers=headers, timeout=180)
+        def send(_: int, body: Callable[[bytes], Iterator[bytes]] = body) -> httpx.Response:
+            return httpx.post(url, content=body(encoded), headers=headers, timeout=180)
 
-    with ThreadPoolExecutor(3) as pool:
-        replies = list(pool.map(send, range(3)))
-    statuses = sorted(r.status_code for r in replies)
-    assert statuses[0] == 200 and 503 in statuses, statuses
-    refused = next(r for r in replies if r.status_code == 503)
-    assert refused.headers["retry-after"] == "1" and f"{budget} budget" in refused.json()["detail"]
+        with ThreadPoolExecutor(3) as pool:
+            replies = list(pool.map(send, range(3)))
+        statuses = sorted(r.status_code for r in replies)
+        seen.append(statuses)
+        assert statuses[0] == 200 and set(statuses) <= {200, 503}, seen
+        refused = [r for r in replies if r.status_code == 503]
+        if refused:
+            assert refused[0].headers["retry-after"] == "1", refused[0].headers
+            assert f"{budget} budget" in refused[0].json()["detail"]
+            return
+    raise AssertionError(f"no burst was refused: {seen}")
 
 
 def test_the_decode_budget_answers_503_with_retry_after(tmp_path: Path) -> None:
     """Huge decodes at once on a budget that holds one: the others are refused with Retry-After."""
     env = {"AMBIENCE_PHASH_DECODE_BUDGET_MB": "300"}
     with running_service("services.phash", "AMBIENCE_PHASH_", tmp_path / "phash", extra_env=env) as svc:
-        assert_one_of_three_refused(
-            svc.url + "/phash_get_similar_images_by_image_buffer", {"k": "1"}, "decode"
-        )
+        assert_a_burst_is_refused(svc.url + "/phash_get_similar_images_by_image_buffer", {"k": "1"}, "decode")
 
 
 def test_the_gateway_bounds_uploads_in_flight(tmp_path: Path, pg_server: TestServer) -> None:
@@ -546,6 +553,6 @@ def test_the_gateway_bounds_uploads_in_flight(tmp_path: Path, pg_server: TestSer
     budget = {"AMBIENCE_GATEWAY_MAX_INFLIGHT_BYTES": str(len(images()["gray16"]) + 1000)}
     stack = start_stack(tmp_path, pg_server, ["phash"], gateway_env=budget)
     try:
-        assert_one_of_three_refused(stack.url + "/reverse_search", {"find_duplicate": "1"}, "upload")
+        assert_a_burst_is_refused(stack.url + "/reverse_search", {"find_duplicate": "1"}, "upload")
     finally:
         stack.stop()
