@@ -320,9 +320,15 @@ def test_acknowledged_writes_survive_kill_9_and_so_does_the_old_index_during_tra
         client = httpx.Client(base_url=svc.url, timeout=60)
         assert client.post("/delete_local_features", json={"image_id": 2}).json()["deleted"]
         # Start a (deliberately slow) training, kill -9 the service while it trains.
-        trainer = threading.Thread(
-            target=lambda: httpx.post(svc.url + "/train_local_features_index", timeout=120), daemon=True
-        )
+        cut_off: list[httpx.TransportError] = []
+
+        def train() -> None:
+            try:
+                httpx.post(svc.url + "/train_local_features_index", timeout=120)
+            except httpx.TransportError as exc:  # the kill below ends it unanswered
+                cut_off.append(exc)
+
+        trainer = threading.Thread(target=train, daemon=True)
         trainer.start()
         deadline = time.monotonic() + 60
         while client.get("/stats").json()["training"].get("phase") != "training":
@@ -331,6 +337,8 @@ def test_acknowledged_writes_survive_kill_9_and_so_does_the_old_index_during_tra
         time.sleep(0.5)
     finally:
         svc.kill()
+    trainer.join(30)
+    assert cut_off, "the training request was answered before the kill"
     with restarted_then_killed(tmp_path) as (client, stats):
         assert stats["count"] == 15 and stats["index_trained"] is False
         hits = search(client, images[4].crop((80, 60, 560, 420))).json()
