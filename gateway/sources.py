@@ -117,6 +117,24 @@ class AnalysisSources:
         self._default, self._default_checked = chosen, now
         return chosen
 
+    async def listing(self) -> dict[str, Any]:
+        """What a page offers to choose from: ``default`` (the source used when none is named, or
+        null when none can answer) and ``sources``, each enabled analysable service with whether it
+        ``runs`` and, when not, ``why`` (``ambience serve`` could not start it)."""
+        marked = self._marked()
+        try:
+            default: str | None = await self.resolve(None)
+        except SourceUnavailable:
+            default = None
+        return {
+            "default": default,
+            "sources": [
+                {"name": n, "runs": n not in marked, "why": self._why(n) if n in marked else None}
+                for n in ANALYSABLE
+                if n in self.enabled
+            ],
+        }
+
     def has_default(self) -> bool:
         try:
             self.source(None)

@@ -211,6 +211,12 @@ def shoot(gateway: str, out: Path, image_id: int, query: Path, only: set[str] | 
             page.wait_for_timeout(2500)
             page.screenshot(path=str(out / f"page-{name}.png"))
             print(f"page-{name}.png", file=sys.stderr)
+        if only is None or "moments" in only:  # and at phone width
+            phone = browser.new_page(viewport={"width": 390, "height": 800}, device_scale_factor=2)
+            phone.goto(gateway + "/#/moments?g=0.15")
+            phone.wait_for_selector("#moments .moment", timeout=120_000)
+            phone.wait_for_timeout(1500)
+            phone.screenshot(path=str(out / "page-moments-phone.png"))
         if only is not None:
             browser.close()
             return
@@ -227,12 +233,6 @@ def shoot(gateway: str, out: Path, image_id: int, query: Path, only: set[str] | 
             page.wait_for_selector("#trip-moments .trip-moment", timeout=120_000)
             page.wait_for_timeout(2000)
             page.screenshot(path=str(out / "page-trip.png"))
-        # phone width: moments
-        phone = browser.new_page(viewport={"width": 390, "height": 800}, device_scale_factor=2)
-        phone.goto(gateway + "/#/moments?g=0.15")
-        phone.wait_for_selector("#moments .moment", timeout=120_000)
-        phone.wait_for_timeout(1500)
-        phone.screenshot(path=str(out / "page-moments-phone.png"))
         browser.close()
 
 

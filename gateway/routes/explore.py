@@ -1,5 +1,6 @@
-"""``/moments``, ``/map`` through :class:`~gateway.explore.Explorer`, ``/image_info`` from the image facts;
-:func:`answer`, how every explore route turns a computation in progress or a missing service into a reply."""
+"""``/moments`` and ``/map`` through :class:`~gateway.explore.Explorer`, the sources they may
+analyse (``/analysis_sources``), ``/image_info`` from the image facts; :func:`answer`, how every
+explore route turns a computation in progress or a missing service into a reply."""
 
 from __future__ import annotations
 
@@ -55,6 +56,13 @@ def add_routes(
     ) -> Any:
         """A 2-D layout of the collection: ``points`` of ``{"image_id", "x", "y", "moment"}``."""
         return await answer(lambda: explorer.map(source, granularity))
+
+    @app.get("/analysis_sources", tags=["explore"])
+    async def analysis_sources() -> dict[str, Any]:
+        """The vector services /moments and /map can analyse: ``default`` (used when no source is
+        named; null when none can answer) and ``sources``: ``[{"name", "runs", "why"}]``, ``why``
+        saying why ``ambience serve`` could not start one."""
+        return await explorer.sources.listing()
 
     @app.post("/image_info", tags=["explore"])
     async def image_info(body: ImageIds) -> dict[str, Any]:

@@ -53,3 +53,19 @@ def test_with_no_default_source_running_near_shots_are_not_looked_for_and_moment
     assert "could not start image_text (model weights missing), global_features (no weights)" in said
     assert said.endswith("name another source (color, phash)")
     asyncio.run(sources.clients.close())
+
+
+def test_the_listing_offers_what_runs_and_says_why_the_others_do_not(tmp_path: Path) -> None:
+    """What the Moments and Map pages offer in their source picker (GET /analysis_sources)."""
+    sources = sources_with(tmp_path, {"image_text": "model weights missing"})
+    listing = asyncio.run(sources.listing())
+    assert listing["default"] == "global_features"
+    assert listing["sources"] == [
+        {"name": "image_text", "runs": False, "why": "model weights missing"},
+        {"name": "global_features", "runs": True, "why": None},
+        {"name": "color", "runs": True, "why": None},
+        {"name": "phash", "runs": True, "why": None},
+    ]
+    (tmp_path / "run" / "global_features.unavailable").write_text("no weights")
+    assert asyncio.run(sources.listing())["default"] is None  # the page says so, and offers color, phash
+    asyncio.run(sources.clients.close())

@@ -134,6 +134,33 @@ def test_moments_render_a_page_of_cards_at_a_time(browser: Browser, stack: InPro
     assert page.locator("#moments .moment").count() == total
 
 
+def test_moments_and_the_map_analyse_the_source_picked(browser: Browser, stack: InProcessStack) -> None:
+    """The source picker: the default named, every running vector service offered; the choice
+    reloads the view by that service and stays in the address."""
+    page = browser.open(stack.url + "/#/moments?g=0.3")
+    page.wait_for_selector("#moments .moment", timeout=60_000)
+    assert page.text_content("#moment-count").endswith("by image_text")
+    page.wait_for_selector("#moments-source option[value='color']", state="attached")
+    offered = page.eval_on_selector_all("#moments-source option", "os => os.map(o => o.textContent)")
+    assert offered == ["default (image_text)", "image_text", "color", "phash"]
+    page.select_option("#moments-source", "color")
+    page.wait_for_function(
+        "document.querySelector('#moment-count')?.textContent.endsWith('by color')", timeout=60_000
+    )
+    assert "source=color" in page.url and page.locator("#moments .moment").count() >= 1
+
+    page = browser.open(stack.url + "/#/map?source=phash")
+    page.wait_for_selector("#map-canvas[data-points]", timeout=120_000)
+    assert page.text_content("#map-status") == f"{PHOTOS_ADDED + 2} photos, by phash"
+    page.wait_for_selector("#map-source option[value='phash']", state="attached")
+    assert page.input_value("#map-source") == "phash"
+    page.select_option("#map-source", "")  # back to the default
+    page.wait_for_function(
+        "document.querySelector('#map-status')?.textContent.endsWith('by image_text')", timeout=120_000
+    )
+    assert page.url.endswith("#/map")
+
+
 def test_duplicate_group_shows_its_keeper(browser: Browser, stack: InProcessStack) -> None:
     page = browser.open(stack.url + "/#/duplicates?kind=copies")
     group = page.wait_for_selector(f".group:has([data-image-id='{PHOTOS_ADDED + 1}'])", timeout=60_000)

@@ -52,6 +52,24 @@ export async function apiWait(path, options, onProgress) {
   throw new Error(`${path} did not finish`);
 }
 
+// The vector service Moments and the Map analyse: the gateway's default, or one the person picks.
+// A stack without some model weights may have no default running: its error names the others, and
+// this offers them (a service ambience serve could not start is listed, greyed, with its reason).
+export function sourcePicker(id, selected, onChange) {
+  const select = h("select", { id, "aria-label": "Analysed by (vector service)" },
+    h("option", { value: "" }, "default source"));
+  api("/analysis_sources").then(({ body }) => {
+    select.firstChild.textContent = body.default ? `default (${body.default})` : "default (none running)";
+    for (const s of body.sources) {
+      select.append(h("option", { value: s.name, disabled: !s.runs, title: s.why || undefined },
+        s.runs ? s.name : `${s.name} (not running)`));
+    }
+    select.value = selected || "";
+  }).catch(() => { select.firstChild.textContent = "default source (list unavailable)"; });
+  select.addEventListener("change", () => onChange(select.value));
+  return select;
+}
+
 export function toast(message) {
   const el = $("#toast");
   el.textContent = message;

@@ -1,17 +1,20 @@
 // The map: every image as a point on a canvas, coloured by moment.
 
-import { view, apiWait, h, thumbUrl, img, failure } from "../core.js";
+import { view, apiWait, h, thumbUrl, img, failure, sourcePicker } from "../core.js";
 
 const THUMBS_ON_MAP = 150;
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
-export function renderMap() {
+export function renderMap(params) {
+  const source = params.get("source") || ""; // "": the gateway's default
+  const picker = sourcePicker("map-source", source,
+    (chosen) => { location.hash = chosen ? `#/map?source=${encodeURIComponent(chosen)}` : "#/map"; });
   const canvas = h("canvas", { id: "map-canvas", "aria-label": "Map of the collection: each point is a photo; drag to pan, scroll to zoom", tabindex: "0" });
   const tip = h("div", { id: "map-tip", hidden: true });
   const status = h("p", { class: "muted", id: "map-status" }, "loading…");
   view.replaceChildren(h("h1", {}, "Map"),
     h("p", { class: "hint" }, "Similar photos lie close together; colours are moments. Drag to pan, scroll or +/- to zoom, click a point to open it."),
-    status, h("div", { id: "map-wrap" }, canvas, tip));
+    h("div", { class: "row" }, h("span", { class: "labelled" }, h("label", { for: "map-source" }, "Laid out by"), picker), status), h("div", { id: "map-wrap" }, canvas, tip));
   const ctx = canvas.getContext("2d");
   let points = [], xs, ys, colours, zoom = 1, panX = 0, panY = 0, grid = null, dpr = 1;
   let bounds = { minX: 0, maxX: 1, minY: 0, maxY: 1 };
@@ -126,7 +129,7 @@ export function renderMap() {
   });
   function zoomBy(f) { zoom = Math.max(0.5, Math.min(200, zoom * f)); panX *= f; panY *= f; draw(); }
   new ResizeObserver(resize).observe(canvas);
-  apiWait("/map", {}, (p) => { status.textContent = `laying out… ${Math.round(100 * (p.progress || 0))}%`; }).then((reply) => {
+  apiWait(source ? `/map?source=${encodeURIComponent(source)}` : "/map", {}, (p) => { status.textContent = `laying out… ${Math.round(100 * (p.progress || 0))}%`; }).then((reply) => {
     points = Array.isArray(reply) ? reply : reply.points || [];
     xs = Float64Array.from(points, (p) => p.x);
     ys = Float64Array.from(points, (p) => p.y);
@@ -140,7 +143,7 @@ export function renderMap() {
       }
     }
     canvas.dataset.points = String(points.length);
-    status.textContent = points.length ? `${points.length} photos` : "No photos yet: add some first.";
+    status.textContent = points.length ? `${points.length} photos, by ${reply.source}` : "No photos yet: add some first.";
     resize();
   }).catch((err) => status.replaceWith(failure(err)));
 }

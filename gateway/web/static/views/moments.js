@@ -1,6 +1,6 @@
 // Moments: one picture per moment, a granularity slider, favourites kept in the browser.
 
-import { view, apiWait, h, thumb, fmtDistance, busy, failure, imageInfo, similarById } from "../core.js";
+import { view, apiWait, h, thumb, fmtDistance, busy, failure, imageInfo, similarById, sourcePicker } from "../core.js";
 
 const FAVOURITES_KEY = "ambience.favourites";
 const MOMENTS_PAGE = 300; // moment cards rendered per "Show more"
@@ -39,6 +39,8 @@ export function renderMoments(params) {
   const method = h("select", { id: "moments-method", "aria-label": "Clustering method" },
     h("option", { value: "kmeans" }, "k-means"), h("option", { value: "density" }, "density"));
   method.value = params.get("method") || "kmeans";
+  let source = params.get("source") || ""; // "": the gateway's default
+  const picker = sourcePicker("moments-source", source, (chosen) => { source = chosen; remember(); load(); });
   const out = h("section", { id: "moments" });
   const members = h("section", { id: "moment-members" });
   let seq = 0;
@@ -48,7 +50,8 @@ export function renderMoments(params) {
     out.replaceChildren(busy("clustering…"));
     members.replaceChildren();
     try {
-      const moments = await apiWait("/moments", { json: { granularity: Number(slider.value), method: method.value } },
+      const body = { granularity: Number(slider.value), method: method.value, ...(source ? { source } : {}) };
+      const moments = await apiWait("/moments", { json: body },
         (p) => { if (mine === seq) out.replaceChildren(busy(`clustering… ${Math.round(100 * (p.progress || 0))}%`)); });
       if (mine !== seq) return;
       const list = Array.isArray(moments) ? moments : moments.moments || [];
@@ -78,7 +81,7 @@ export function renderMoments(params) {
         grid.children[first]?.focus(); // keyboard users continue where the new cards start
       });
       showPage();
-      out.replaceChildren(h("p", { class: "muted", id: "moment-count" }, `${list.length} moments`), grid, more);
+      out.replaceChildren(h("p", { class: "muted", id: "moment-count" }, `${list.length} moments`, moments.source ? ` by ${moments.source}` : ""), grid, more);
     } catch (err) { if (mine === seq) out.replaceChildren(failure(err)); }
   }
 
@@ -94,16 +97,20 @@ export function renderMoments(params) {
     } catch (err) { members.lastChild.replaceWith(failure(err)); }
   }
 
+  function remember() { // the choices in the address, so a reload or a shared link shows the same
+    const chosen = new URLSearchParams({ g: slider.value, method: method.value, ...(source ? { source } : {}) });
+    history.replaceState(null, "", `#/moments?${chosen}`);
+  }
   let timer;
   slider.addEventListener("input", () => {
     label.textContent = Number(slider.value).toFixed(2);
     clearTimeout(timer);
-    timer = setTimeout(() => { history.replaceState(null, "", `#/moments?g=${slider.value}&method=${method.value}`); load(); }, 250);
+    timer = setTimeout(() => { remember(); load(); }, 250);
   });
-  method.addEventListener("change", load);
+  method.addEventListener("change", () => { remember(); load(); });
   view.replaceChildren(h("h1", {}, "Moments"),
     h("p", { class: "hint" }, "One picture per moment. Move the slider for more or fewer moments, open one to see all its photos, star the keepers and export them."),
-    h("div", { class: "row" }, h("label", { for: "granularity" }, "Granularity"), slider, label, method,
+    h("div", { class: "row" }, h("label", { for: "granularity" }, "Granularity"), slider, label, method, h("span", { class: "labelled" }, h("label", { for: "moments-source" }, "by"), picker),
       h("button", { type: "button", class: "secondary", id: "export-csv", onclick: exportFavourites }, "Export favourites (CSV)")),
     out, members);
   load();
